@@ -1,0 +1,95 @@
+//! Events reported by data planes.
+
+use hookplane::model::{Event, EventFilter, EventStatus, EventTrace};
+use sqlx::{any::AnyRow, Row};
+
+use super::{decode_json, encode_json, from_micros, micros, Store, StoreError};
+
+fn event_from_row(row: &AnyRow) -> Result<Event, StoreError> {
+    let status: String = row.try_get("status")?;
+    let trace: EventTrace = decode_json("event trace", &row.try_get::<String, _>("trace")?)?;
+    Ok(Event {
+        id: row.try_get("id")?,
+        organization_id: row.try_get("organization_id")?,
+        connector_id: row.try_get("connector_id")?,
+        status: EventStatus::parse(&status).unwrap_or(EventStatus::Failed),
+        response_code: row.try_get::<Option<i64>, _>("response_code")?.map(|c| c as i32),
+        error: row.try_get("error")?,
+        node_id: row.try_get("node_id")?,
+        create_time: from_micros(row.try_get("create_time")?),
+        duration_ms: row.try_get::<i64, _>("duration_ms")?.max(0) as u64,
+        trace,
+    })
+}
+
+impl Store {
+    /// Stores a batch of events in one transaction and returns the ones that
+    /// were new. Ids are unique across the fleet, so a batch resent after a
+    /// lost acknowledgement is absorbed instead of duplicated.
+    pub async fn insert_events(&self, events: &[Event]) -> Result<Vec<Event>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut inserted = Vec::with_capacity(events.len());
+        for event in events {
+            let rows = sqlx::query(
+                "INSERT INTO events (id, organization_id, connector_id, status, response_code, error, node_id, create_time, duration_ms, trace) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(event.id)
+            .bind(&event.organization_id)
+            .bind(&event.connector_id)
+            .bind(event.status.as_str())
+            .bind(event.response_code.map(i64::from))
+            .bind(&event.error)
+            .bind(&event.node_id)
+            .bind(micros(event.create_time))
+            .bind(event.duration_ms.min(i64::MAX as u64) as i64)
+            .bind(encode_json("event trace", &event.trace)?)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if rows == 1 {
+                inserted.push(event.clone());
+            }
+        }
+        tx.commit().await?;
+        Ok(inserted)
+    }
+
+    /// Returns one event of an organization.
+    pub async fn get_event(&self, organization_id: &str, id: i64) -> Result<Event, StoreError> {
+        let row = sqlx::query("SELECT * FROM events WHERE organization_id = $1 AND id = $2")
+            .bind(organization_id)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound("event"))?;
+        event_from_row(&row)
+    }
+
+    /// Lists an organization's events with ids below `before`, newest first.
+    pub async fn list_events(
+        &self,
+        organization_id: &str,
+        filter: &EventFilter,
+        before: i64,
+        limit: u32,
+    ) -> Result<Vec<Event>, StoreError> {
+        // Absent filters bind values that match everything, which keeps the
+        // statement static (and prepared once) for every filter combination.
+        let rows = sqlx::query(
+            "SELECT * FROM events WHERE organization_id = $1 AND id < $2 \
+             AND ($3 = '' OR connector_id = $3) AND ($4 = '' OR status = $4) \
+             AND create_time >= $5 AND create_time < $6 ORDER BY id DESC LIMIT $7",
+        )
+        .bind(organization_id)
+        .bind(before)
+        .bind(filter.connector_id.as_deref().unwrap_or(""))
+        .bind(filter.status.map_or("", EventStatus::as_str))
+        .bind(filter.start_time.map_or(i64::MIN, micros))
+        .bind(filter.end_time.map_or(i64::MAX, micros))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(event_from_row).collect()
+    }
+}

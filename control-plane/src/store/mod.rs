@@ -1,0 +1,201 @@
+//! Persistence for the control plane, on SQLite or PostgreSQL.
+//!
+//! One implementation over sqlx's `Any` driver serves both backends: the
+//! schema in `migrations/` is portable SQL, times are Unix microseconds and
+//! documents are JSON text, so the two behave the same by construction and
+//! one conformance suite tests both.
+//!
+//! Invariants:
+//! - Every change to what data planes need (connectors, their tokens,
+//!   secrets, plans, organizations' plans) bumps `config_state.version` in the
+//!   same transaction and stamps the row (or a tombstone) with it.
+//! - Writes are compare-and-swap on `revision`; a stale revision is
+//!   [`StoreError::Conflict`], never a lost update.
+//! - Secret material arrives sealed or hashed; the store never sees plaintext.
+
+mod api_keys;
+mod connectors;
+mod events;
+mod idempotency;
+mod nodes;
+mod organizations;
+mod plans;
+mod secrets;
+
+use std::{path::Path, str::FromStr, time::Duration};
+
+use hookplane::model::Timestamp;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Executor, Row};
+
+pub use idempotency::{Creation, IdempotencyKey};
+
+/// What went wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The resource does not exist (or belongs to another organization).
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// The resource changed since the caller read it.
+    #[error("{0} was changed concurrently; read it again")]
+    Conflict(&'static str),
+    /// A unique key is taken.
+    #[error("{0} already exists")]
+    AlreadyExists(&'static str),
+    /// A stored document could not be decoded: the database holds data this
+    /// build does not understand.
+    #[error("stored {what} is corrupt: {source}")]
+    Corrupt {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The database failed.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Migrating the schema failed.
+    #[error("migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+}
+
+/// Which database a store talks to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The control plane's database.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+impl Store {
+    /// Connects to `url` (`sqlite://PATH` or `postgres://…`) and migrates.
+    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else {
+            Backend::Sqlite
+        };
+        let options = AnyConnectOptions::from_str(url)?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(if backend == Backend::Sqlite { 4 } else { 16 })
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // WAL lets readers run beside the writer; the busy
+                        // timeout makes writers queue instead of failing.
+                        conn.execute("PRAGMA journal_mode = WAL").await?;
+                        conn.execute("PRAGMA busy_timeout = 10000").await?;
+                        conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Store { pool, backend })
+    }
+
+    /// Opens (creating if needed) the SQLite database file at `path`.
+    pub async fn open_sqlite_file(path: &Path) -> Result<Store, StoreError> {
+        Store::connect(&format!("sqlite://{}?mode=rwc", path.display())).await
+    }
+
+    /// Which backend this store uses.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Begins a write transaction. On SQLite it takes the write lock at once
+    /// (`BEGIN IMMEDIATE`), so two writers queue on the busy timeout instead
+    /// of deadlocking on a lock upgrade.
+    async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
+    }
+
+    /// The current config version: grows with every change data planes need.
+    pub async fn config_version(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT version FROM config_state WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get::<i64, _>(0)?)
+    }
+}
+
+/// Bumps the config version inside `tx` and returns the new one.
+async fn bump_config_version(tx: &mut sqlx::AnyConnection) -> Result<i64, StoreError> {
+    let row = sqlx::query("UPDATE config_state SET version = version + 1 WHERE id = 1 RETURNING version")
+        .fetch_one(&mut *tx)
+        .await?;
+    Ok(row.try_get::<i64, _>(0)?)
+}
+
+/// Records that a resource data planes knew was removed.
+async fn tombstone(
+    tx: &mut sqlx::AnyConnection,
+    kind: &str,
+    organization_id: &str,
+    resource_id: &str,
+    version: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO config_tombstones (kind, organization_id, resource_id, config_version) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (kind, organization_id, resource_id) DO UPDATE SET config_version = excluded.config_version",
+    )
+    .bind(kind)
+    .bind(organization_id)
+    .bind(resource_id)
+    .bind(version)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// Clears a tombstone when a resource of the same id comes back.
+async fn clear_tombstone(tx: &mut sqlx::AnyConnection, kind: &str, organization_id: &str, resource_id: &str) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM config_tombstones WHERE kind = $1 AND organization_id = $2 AND resource_id = $3")
+        .bind(kind)
+        .bind(organization_id)
+        .bind(resource_id)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+/// Unix microseconds of a timestamp, as stored.
+fn micros(t: Timestamp) -> i64 {
+    t.timestamp_micros()
+}
+
+/// The timestamp of stored Unix microseconds.
+fn from_micros(us: i64) -> Timestamp {
+    chrono::DateTime::from_timestamp_micros(us).unwrap_or_default()
+}
+
+/// Whether a database error is a unique-key violation.
+fn is_unique_violation(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+/// Decodes a stored JSON document.
+fn decode_json<T: serde::de::DeserializeOwned>(what: &'static str, text: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|source| StoreError::Corrupt { what, source })
+}
+
+/// Encodes a document for storage. Model types only fail to encode when they
+/// still hold plaintext secrets, which is a programming error upstream.
+fn encode_json<T: serde::Serialize>(what: &'static str, value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|source| StoreError::Corrupt { what, source })
+}

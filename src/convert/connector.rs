@@ -1,0 +1,638 @@
+//! Connector conversions and update-mask merging.
+
+use crate::api::v1 as api;
+use crate::model::{
+    self, ApiKeyLocation, BodyType, Connector, ConnectorSpec, HashedField, IssuedCredential,
+    OAuth2Grant, OutboundAuth, SecretField, SignatureAlgorithm, SignatureEncoding, TokenKind,
+};
+
+use super::validate::{
+    duration_from_api, duration_to_api, http_url, is_header_name, is_identifier, is_method_token,
+    optional_text, required_text, timestamp_to_api,
+};
+use super::{ValidationError, Violations};
+
+const MAX_TIMEOUT_MS: u64 = 120_000;
+const DEFAULT_TIMEOUT_MS: u64 = 30_000;
+const MAX_TOKEN_TTL_MS: u64 = 10 * 366 * 86_400_000;
+const MAX_SAMPLE_PAYLOAD: usize = 64 * 1024;
+
+/// The top-level fields an update mask may name (plus `*`).
+pub const CONNECTOR_MASK_PATHS: &[&str] = &[
+    "display_name",
+    "description",
+    "enabled",
+    "async_mode",
+    "auth",
+    "allowed_origins",
+    "signature",
+    "condition",
+    "lookup",
+    "mappings",
+    "perform",
+    "sample_payload",
+];
+
+/// Converts a connector from a create request. Secret fields left empty come
+/// back as `Absent`; the caller decides whether that is allowed.
+pub fn connector_from_api(c: &api::Connector, prefix: &str) -> Result<ConnectorSpec, ValidationError> {
+    let mut v = Violations::default();
+    let f = |name: &str| format!("{prefix}.{name}");
+
+    let display_name = required_text(&c.display_name, &f("display_name"), 200, &mut v);
+    let description = optional_text(&c.description, &f("description"), 2000, &mut v);
+    let auth = match &c.auth {
+        Some(auth) => inbound_auth(auth, &f("auth"), &mut v),
+        None => {
+            v.add(f("auth"), "is required: configure at least one authentication method");
+            model::InboundAuth::default()
+        }
+    };
+    let allowed_origins = origins(&c.allowed_origins, &f("allowed_origins"), &mut v);
+    let signature = c.signature.as_ref().map(|s| signature(s, &f("signature"), &mut v));
+    let condition = non_empty(&c.condition);
+    let lookup = c.lookup.as_ref().map(|l| lookup(l, &f("lookup"), &mut v));
+    let mappings = mappings(&c.mappings, &f("mappings"), &mut v);
+    let perform = match &c.perform {
+        Some(p) => perform(p, &f("perform"), &mut v),
+        None => {
+            v.add(f("perform"), "is required: set at least perform.url");
+            perform(&api::Perform::default(), &f("perform"), &mut Violations::default())
+        }
+    };
+    let sample_payload = non_empty(&c.sample_payload);
+    if let Some(sample) = &sample_payload {
+        if sample.len() > MAX_SAMPLE_PAYLOAD {
+            v.add(f("sample_payload"), "must be at most 64 KiB");
+        } else if let Err(err) = serde_json::from_str::<serde::de::IgnoredAny>(sample) {
+            v.add(f("sample_payload"), format!("is not valid JSON ({err})"));
+        }
+    }
+
+    v.finish(ConnectorSpec {
+        display_name,
+        description,
+        enabled: c.enabled.unwrap_or(true),
+        async_mode: c.async_mode,
+        auth,
+        allowed_origins,
+        signature,
+        condition,
+        lookup,
+        mappings,
+        perform,
+        sample_payload,
+    })
+}
+
+/// Applies an update: the stored spec with the masked top-level fields taken
+/// from `patch`, validated as a whole. Secret fields the patch leaves empty
+/// keep their stored values.
+pub fn merge_connector_update(
+    stored: &ConnectorSpec,
+    patch: &api::Connector,
+    mask: Option<&prost_types::FieldMask>,
+) -> Result<ConnectorSpec, ValidationError> {
+    let paths = match mask {
+        Some(mask) if !mask.paths.is_empty() => mask.paths.clone(),
+        _ => return Err(ValidationError::one("update_mask", "is required: name the fields to change, or `*`")),
+    };
+    let mut merged = spec_to_api(stored);
+    let mut v = Violations::default();
+    for path in &paths {
+        if path == "*" {
+            merged = patch.clone();
+            continue;
+        }
+        match path.as_str() {
+            "display_name" => merged.display_name = patch.display_name.clone(),
+            "description" => merged.description = patch.description.clone(),
+            "enabled" => merged.enabled = Some(patch.enabled.unwrap_or(false)),
+            "async_mode" => merged.async_mode = patch.async_mode,
+            "auth" => merged.auth = patch.auth.clone(),
+            "allowed_origins" => merged.allowed_origins = patch.allowed_origins.clone(),
+            "signature" => merged.signature = patch.signature.clone(),
+            "condition" => merged.condition = patch.condition.clone(),
+            "lookup" => merged.lookup = patch.lookup.clone(),
+            "mappings" => merged.mappings = patch.mappings.clone(),
+            "perform" => merged.perform = patch.perform.clone(),
+            "sample_payload" => merged.sample_payload = patch.sample_payload.clone(),
+            other => v.add(
+                "update_mask",
+                format!("unknown field `{other}`; expected one of {} or `*`", CONNECTOR_MASK_PATHS.join(", ")),
+            ),
+        }
+    }
+    v.finish(())?;
+    let mut spec = connector_from_api(&merged, "connector")?;
+    keep_stored_secrets(&mut spec, stored);
+    Ok(spec)
+}
+
+/// Carries stored secret material over fields an update left empty.
+fn keep_stored_secrets(spec: &mut ConnectorSpec, stored: &ConnectorSpec) {
+    if let (Some(new), Some(old)) = (&mut spec.signature, &stored.signature) {
+        if !new.secret.is_set() {
+            new.secret = old.secret.clone();
+        }
+    }
+    if let (OutboundAuth::OAuth2(new), OutboundAuth::OAuth2(old)) = (&mut spec.perform.auth, &stored.perform.auth) {
+        if !new.client_secret.is_set() {
+            new.client_secret = old.client_secret.clone();
+        }
+        if !new.refresh_token.is_set() {
+            new.refresh_token = old.refresh_token.clone();
+        }
+    }
+    for header in &mut spec.auth.custom_headers {
+        if header.value == HashedField::Absent {
+            if let Some(old) = stored.auth.custom_headers.iter().find(|h| h.name == header.name) {
+                header.value = old.value.clone();
+            }
+        }
+    }
+}
+
+fn non_empty(text: &str) -> Option<String> {
+    let trimmed = text.trim();
+    (!trimmed.is_empty()).then(|| trimmed.to_owned())
+}
+
+fn inbound_auth(a: &api::InboundAuth, prefix: &str, v: &mut Violations) -> model::InboundAuth {
+    let api_key = a.api_key.as_ref().map(|k| {
+        let field = format!("{prefix}.api_key.name");
+        let location = match api::ApiKeyLocation::try_from(k.location) {
+            Ok(api::ApiKeyLocation::Query) => ApiKeyLocation::Query,
+            Ok(_) => ApiKeyLocation::Header,
+            Err(_) => {
+                v.add(format!("{prefix}.api_key.location"), "unknown location");
+                ApiKeyLocation::Header
+            }
+        };
+        let name = k.name.trim();
+        if name.is_empty() {
+            v.add(&field, "is required");
+        } else if location == ApiKeyLocation::Header && !is_header_name(name) {
+            v.add(&field, "must be a valid header name");
+        } else if name.len() > 100 {
+            v.add(&field, "must be at most 100 characters");
+        }
+        let name = if location == ApiKeyLocation::Header { name.to_ascii_lowercase() } else { name.to_owned() };
+        model::ApiKeyAuth { location, name }
+    });
+    let basic = a.basic.as_ref().map(|b| {
+        let field = format!("{prefix}.basic.username");
+        let username = required_text(&b.username, &field, 200, v);
+        if username.contains(':') {
+            v.add(field, "must not contain ':'");
+        }
+        model::BasicAuth { username }
+    });
+    let mut custom_headers: Vec<model::CustomHeader> = Vec::new();
+    for (i, h) in a.custom_headers.iter().enumerate() {
+        let name = h.name.trim().to_ascii_lowercase();
+        if !is_header_name(&name) {
+            v.add(format!("{prefix}.custom_headers[{i}].name"), "must be a valid header name");
+        } else if custom_headers.iter().any(|c| c.name == name) {
+            v.add(format!("{prefix}.custom_headers[{i}].name"), format!("`{name}` is listed twice"));
+        }
+        let value = if h.value.is_empty() { HashedField::Absent } else { HashedField::Plain(h.value.clone()) };
+        custom_headers.push(model::CustomHeader { name, value });
+    }
+    let token_ttl_secs = a
+        .token_ttl
+        .as_ref()
+        .and_then(|d| duration_from_api(d, &format!("{prefix}.token_ttl"), MAX_TOKEN_TTL_MS, v))
+        .map(|ms| ms.div_ceil(1000));
+    let auth = model::InboundAuth {
+        bearer_token: a.bearer_token,
+        secret_token: a.secret_token,
+        api_key,
+        basic,
+        custom_headers,
+        token_ttl_secs,
+    };
+    if !auth.has_any_method() {
+        v.add(prefix, "configure at least one method: bearer_token, secret_token, api_key, basic or custom_headers");
+    }
+    auth
+}
+
+fn origins(list: &[String], field: &str, v: &mut Violations) -> Vec<String> {
+    if list.len() > 50 {
+        v.add(field, "at most 50 origins");
+    }
+    let mut out = Vec::new();
+    for (i, text) in list.iter().enumerate() {
+        let item = format!("{field}[{i}]");
+        if let Some(url) = http_url(text, &item, v) {
+            let origin = url.origin().ascii_serialization();
+            if !out.contains(&origin) {
+                out.push(origin);
+            }
+        }
+    }
+    out
+}
+
+fn signature(s: &api::SignatureSettings, prefix: &str, v: &mut Violations) -> model::SignatureSettings {
+    let secret = if s.secret.is_empty() {
+        SecretField::Absent
+    } else {
+        if !(8..=512).contains(&s.secret.len()) {
+            v.add(format!("{prefix}.secret"), "must be 8 to 512 bytes");
+        }
+        SecretField::Plain(s.secret.clone())
+    };
+    let algorithm = match api::SignatureAlgorithm::try_from(s.algorithm) {
+        Ok(api::SignatureAlgorithm::Unspecified | api::SignatureAlgorithm::Sha256) => SignatureAlgorithm::Sha256,
+        Ok(api::SignatureAlgorithm::Sha1) => SignatureAlgorithm::Sha1,
+        Ok(api::SignatureAlgorithm::Sha512) => SignatureAlgorithm::Sha512,
+        Ok(api::SignatureAlgorithm::Md5) => SignatureAlgorithm::Md5,
+        Err(_) => {
+            v.add(format!("{prefix}.algorithm"), "unknown algorithm");
+            SignatureAlgorithm::Sha256
+        }
+    };
+    let encoding = match api::SignatureEncoding::try_from(s.encoding) {
+        Ok(api::SignatureEncoding::Unspecified | api::SignatureEncoding::Hex) => SignatureEncoding::Hex,
+        Ok(api::SignatureEncoding::Base64) => SignatureEncoding::Base64,
+        Ok(api::SignatureEncoding::Base64url) => SignatureEncoding::Base64Url,
+        Err(_) => {
+            v.add(format!("{prefix}.encoding"), "unknown encoding");
+            SignatureEncoding::Hex
+        }
+    };
+    let header = header_or_default(&s.header, "x-webhook-signature", &format!("{prefix}.header"), v);
+    let timestamp_header = non_empty(&s.timestamp_header).map(|h| {
+        header_or_default(&h, "", &format!("{prefix}.timestamp_header"), v)
+    });
+    let tolerance = s
+        .timestamp_tolerance
+        .as_ref()
+        .and_then(|d| duration_from_api(d, &format!("{prefix}.timestamp_tolerance"), 3_600_000, v))
+        .map_or(300, |ms| ms.div_ceil(1000));
+    if s.prefix.len() > 64 {
+        v.add(format!("{prefix}.prefix"), "must be at most 64 characters");
+    }
+    model::SignatureSettings {
+        secret,
+        algorithm,
+        encoding,
+        header,
+        prefix: s.prefix.clone(),
+        timestamp_header,
+        timestamp_tolerance_secs: tolerance,
+    }
+}
+
+fn header_or_default(name: &str, default: &str, field: &str, v: &mut Violations) -> String {
+    let name = name.trim();
+    if name.is_empty() {
+        return default.to_owned();
+    }
+    if !is_header_name(name) {
+        v.add(field, "must be a valid header name");
+    }
+    name.to_ascii_lowercase()
+}
+
+fn named_templates(list: &[api::NamedTemplate], prefix: &str, headers: bool, v: &mut Violations) -> Vec<model::NamedTemplate> {
+    list.iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let name = t.name.trim();
+            let valid = if headers { is_header_name(name) } else { !name.is_empty() };
+            if !valid {
+                let what = if headers { "must be a valid header name" } else { "is required" };
+                v.add(format!("{prefix}[{i}].name"), what);
+            }
+            if t.value.is_empty() {
+                v.add(format!("{prefix}[{i}].value"), "is required");
+            }
+            model::NamedTemplate { name: name.to_owned(), value: t.value.clone() }
+        })
+        .collect()
+}
+
+fn timeout(d: Option<&prost_types::Duration>, field: &str, v: &mut Violations) -> u64 {
+    d.and_then(|d| duration_from_api(d, field, MAX_TIMEOUT_MS, v)).unwrap_or(DEFAULT_TIMEOUT_MS)
+}
+
+fn lookup(l: &api::Lookup, prefix: &str, v: &mut Violations) -> model::Lookup {
+    if l.url.trim().is_empty() {
+        v.add(format!("{prefix}.url"), "is required");
+    }
+    model::Lookup {
+        url: l.url.trim().to_owned(),
+        headers: named_templates(&l.headers, &format!("{prefix}.headers"), true, v),
+        query: named_templates(&l.query, &format!("{prefix}.query"), false, v),
+        timeout_ms: timeout(l.timeout.as_ref(), &format!("{prefix}.timeout"), v),
+    }
+}
+
+fn mappings(list: &[api::FieldMapping], prefix: &str, v: &mut Violations) -> Vec<model::FieldMapping> {
+    if list.len() > 100 {
+        v.add(prefix, "at most 100 mappings");
+    }
+    let mut out: Vec<model::FieldMapping> = Vec::with_capacity(list.len());
+    for (i, m) in list.iter().enumerate() {
+        let name = m.name.trim();
+        if !is_identifier(name, 64) {
+            v.add(format!("{prefix}[{i}].name"), "must match [A-Za-z_][A-Za-z0-9_]{0,63}");
+        } else if out.iter().any(|o| o.name == name) {
+            v.add(format!("{prefix}[{i}].name"), format!("`{name}` is defined twice"));
+        }
+        if m.expression.trim().is_empty() {
+            v.add(format!("{prefix}[{i}].expression"), "is required");
+        }
+        out.push(model::FieldMapping { name: name.to_owned(), expression: m.expression.clone() });
+    }
+    out
+}
+
+fn perform(p: &api::Perform, prefix: &str, v: &mut Violations) -> model::Perform {
+    let f = |name: &str| format!("{prefix}.{name}");
+    let method = if p.method.trim().is_empty() { "POST".to_owned() } else { p.method.trim().to_ascii_uppercase() };
+    if !is_method_token(&method) {
+        v.add(f("method"), "must be an HTTP method token such as POST or PURGE");
+    }
+    if p.url.trim().is_empty() {
+        v.add(f("url"), "is required");
+    }
+    let body_type = match api::BodyType::try_from(p.body_type) {
+        Ok(api::BodyType::Unspecified | api::BodyType::Json) => BodyType::Json,
+        Ok(api::BodyType::FormUrlencoded) => BodyType::FormUrlencoded,
+        Ok(api::BodyType::Multipart) => BodyType::Multipart,
+        Ok(api::BodyType::Raw) => BodyType::Raw,
+        Ok(api::BodyType::None) => BodyType::None,
+        Err(_) => {
+            v.add(f("body_type"), "unknown body type");
+            BodyType::Json
+        }
+    };
+    if p.body.len() > 200 {
+        v.add(f("body"), "at most 200 fields");
+    }
+    let body = p
+        .body
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            if b.key.trim().is_empty() {
+                v.add(format!("{prefix}.body[{i}].key"), "is required");
+            }
+            if b.value.is_empty() {
+                v.add(format!("{prefix}.body[{i}].value"), "is required");
+            }
+            if b.file && body_type != BodyType::Multipart {
+                v.add(format!("{prefix}.body[{i}].file"), "files need body_type BODY_TYPE_MULTIPART");
+            }
+            model::BodyField {
+                key: b.key.trim().to_owned(),
+                value: b.value.clone(),
+                file: b.file,
+                filename: b.filename.clone(),
+                content_type: b.content_type.clone(),
+            }
+        })
+        .collect();
+    if body_type == BodyType::Raw && p.raw_body.is_empty() {
+        v.add(f("raw_body"), "is required for BODY_TYPE_RAW");
+    }
+    let retry = p.retry.as_ref().map_or_else(model::RetryPolicy::default, |r| {
+        let max_attempts = if r.max_attempts == 0 { 3 } else { r.max_attempts };
+        if max_attempts > 10 {
+            v.add(f("retry.max_attempts"), "must be between 1 and 10");
+        }
+        let initial_backoff_ms = r
+            .initial_backoff
+            .as_ref()
+            .and_then(|d| duration_from_api(d, &f("retry.initial_backoff"), 60_000, v))
+            .unwrap_or(500);
+        model::RetryPolicy { max_attempts, initial_backoff_ms }
+    });
+    model::Perform {
+        method,
+        url: p.url.trim().to_owned(),
+        headers: named_templates(&p.headers, &f("headers"), true, v),
+        query: named_templates(&p.query, &f("query"), false, v),
+        body_type,
+        body,
+        raw_body: p.raw_body.clone(),
+        raw_content_type: non_empty(&p.raw_content_type).unwrap_or_else(|| "text/plain".to_owned()),
+        skip_null_values: p.skip_null_values,
+        auth: outbound_auth(p.auth.as_ref(), &f("auth"), v),
+        timeout_ms: timeout(p.timeout.as_ref(), &f("timeout"), v),
+        retry,
+    }
+}
+
+fn outbound_auth(a: Option<&api::OutboundAuth>, prefix: &str, v: &mut Violations) -> OutboundAuth {
+    use api::outbound_auth::Method;
+    match a.and_then(|a| a.method.as_ref()) {
+        None => OutboundAuth::None,
+        Some(Method::Bearer(b)) => {
+            if b.token.is_empty() {
+                v.add(format!("{prefix}.bearer.token"), "is required");
+            }
+            OutboundAuth::Bearer { token: b.token.clone() }
+        }
+        Some(Method::Basic(b)) => {
+            if b.username.is_empty() {
+                v.add(format!("{prefix}.basic.username"), "is required");
+            }
+            OutboundAuth::Basic { username: b.username.clone(), password: b.password.clone() }
+        }
+        Some(Method::Oauth2(o)) => {
+            let f = |name: &str| format!("{prefix}.oauth2.{name}");
+            http_url(&o.token_url, &f("token_url"), v);
+            let client_id = required_text(&o.client_id, &f("client_id"), 500, v);
+            let grant = match api::OAuth2Grant::try_from(o.grant) {
+                Ok(api::OAuth2Grant::RefreshToken) => OAuth2Grant::RefreshToken,
+                Ok(_) => OAuth2Grant::ClientCredentials,
+                Err(_) => {
+                    v.add(f("grant"), "unknown grant");
+                    OAuth2Grant::ClientCredentials
+                }
+            };
+            let secret = |text: &str| if text.is_empty() { SecretField::Absent } else { SecretField::Plain(text.to_owned()) };
+            OutboundAuth::OAuth2(model::OAuth2Settings {
+                token_url: o.token_url.trim().to_owned(),
+                client_id,
+                client_secret: secret(&o.client_secret),
+                scopes: o.scopes.iter().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect(),
+                grant,
+                refresh_token: secret(&o.refresh_token),
+            })
+        }
+    }
+}
+
+/// Converts a stored connector to the API; `issued` is the plaintext of
+/// credentials minted by the current call, if any.
+pub fn connector_to_api(c: &Connector, issued: &[IssuedCredential]) -> api::Connector {
+    api::Connector {
+        id: c.id.clone(),
+        trigger_path: c.trigger_path(),
+        tokens: c.tokens.iter().map(token_to_api).collect(),
+        issued_credentials: issued
+            .iter()
+            .map(|i| api::IssuedCredential {
+                kind: token_kind_to_api(i.kind) as i32,
+                token: i.token.clone(),
+                expire_time: i.expire_time.map(timestamp_to_api),
+            })
+            .collect(),
+        create_time: Some(timestamp_to_api(c.create_time)),
+        update_time: Some(timestamp_to_api(c.update_time)),
+        etag: model::etag_of(c.revision),
+        ..spec_to_api(&c.spec)
+    }
+}
+
+fn token_to_api(t: &model::ConnectorToken) -> api::ConnectorToken {
+    api::ConnectorToken {
+        id: t.id.clone(),
+        kind: token_kind_to_api(t.kind) as i32,
+        hint: t.hint.clone(),
+        create_time: Some(timestamp_to_api(t.create_time)),
+        expire_time: t.expire_time.map(timestamp_to_api),
+        superseded: t.superseded,
+    }
+}
+
+fn token_kind_to_api(kind: TokenKind) -> api::TokenKind {
+    match kind {
+        TokenKind::Bearer => api::TokenKind::Bearer,
+        TokenKind::SecretToken => api::TokenKind::SecretToken,
+        TokenKind::ApiKey => api::TokenKind::ApiKey,
+        TokenKind::BasicPassword => api::TokenKind::BasicPassword,
+    }
+}
+
+fn named_to_api(list: &[model::NamedTemplate]) -> Vec<api::NamedTemplate> {
+    list.iter().map(|t| api::NamedTemplate { name: t.name.clone(), value: t.value.clone() }).collect()
+}
+
+/// The writable fields of a spec in API form; secrets show only as `*_set`.
+fn spec_to_api(s: &ConnectorSpec) -> api::Connector {
+    api::Connector {
+        display_name: s.display_name.clone(),
+        description: s.description.clone(),
+        enabled: Some(s.enabled),
+        async_mode: s.async_mode,
+        auth: Some(api::InboundAuth {
+            bearer_token: s.auth.bearer_token,
+            secret_token: s.auth.secret_token,
+            api_key: s.auth.api_key.as_ref().map(|k| api::ApiKeyAuth {
+                location: match k.location {
+                    ApiKeyLocation::Header => api::ApiKeyLocation::Header,
+                    ApiKeyLocation::Query => api::ApiKeyLocation::Query,
+                } as i32,
+                name: k.name.clone(),
+            }),
+            basic: s.auth.basic.as_ref().map(|b| api::BasicAuth { username: b.username.clone() }),
+            custom_headers: s
+                .auth
+                .custom_headers
+                .iter()
+                .map(|h| api::CustomHeader { name: h.name.clone(), value: String::new() })
+                .collect(),
+            token_ttl: s.auth.token_ttl_secs.map(|secs| duration_to_api(secs * 1000)),
+        }),
+        allowed_origins: s.allowed_origins.clone(),
+        signature: s.signature.as_ref().map(|sig| api::SignatureSettings {
+            secret: String::new(),
+            secret_set: sig.secret.is_set(),
+            algorithm: match sig.algorithm {
+                SignatureAlgorithm::Sha256 => api::SignatureAlgorithm::Sha256,
+                SignatureAlgorithm::Sha1 => api::SignatureAlgorithm::Sha1,
+                SignatureAlgorithm::Sha512 => api::SignatureAlgorithm::Sha512,
+                SignatureAlgorithm::Md5 => api::SignatureAlgorithm::Md5,
+            } as i32,
+            encoding: match sig.encoding {
+                SignatureEncoding::Hex => api::SignatureEncoding::Hex,
+                SignatureEncoding::Base64 => api::SignatureEncoding::Base64,
+                SignatureEncoding::Base64Url => api::SignatureEncoding::Base64url,
+            } as i32,
+            header: sig.header.clone(),
+            prefix: sig.prefix.clone(),
+            timestamp_header: sig.timestamp_header.clone().unwrap_or_default(),
+            timestamp_tolerance: Some(duration_to_api(sig.timestamp_tolerance_secs * 1000)),
+        }),
+        condition: s.condition.clone().unwrap_or_default(),
+        lookup: s.lookup.as_ref().map(|l| api::Lookup {
+            url: l.url.clone(),
+            headers: named_to_api(&l.headers),
+            query: named_to_api(&l.query),
+            timeout: Some(duration_to_api(l.timeout_ms)),
+        }),
+        mappings: s
+            .mappings
+            .iter()
+            .map(|m| api::FieldMapping { name: m.name.clone(), expression: m.expression.clone() })
+            .collect(),
+        perform: Some(perform_to_api(&s.perform)),
+        sample_payload: s.sample_payload.clone().unwrap_or_default(),
+        ..Default::default()
+    }
+}
+
+fn perform_to_api(p: &model::Perform) -> api::Perform {
+    use api::outbound_auth::Method;
+    api::Perform {
+        method: p.method.clone(),
+        url: p.url.clone(),
+        headers: named_to_api(&p.headers),
+        query: named_to_api(&p.query),
+        body_type: match p.body_type {
+            BodyType::Json => api::BodyType::Json,
+            BodyType::FormUrlencoded => api::BodyType::FormUrlencoded,
+            BodyType::Multipart => api::BodyType::Multipart,
+            BodyType::Raw => api::BodyType::Raw,
+            BodyType::None => api::BodyType::None,
+        } as i32,
+        body: p
+            .body
+            .iter()
+            .map(|b| api::BodyField {
+                key: b.key.clone(),
+                value: b.value.clone(),
+                file: b.file,
+                filename: b.filename.clone(),
+                content_type: b.content_type.clone(),
+            })
+            .collect(),
+        raw_body: p.raw_body.clone(),
+        raw_content_type: p.raw_content_type.clone(),
+        skip_null_values: p.skip_null_values,
+        auth: match &p.auth {
+            OutboundAuth::None => None,
+            OutboundAuth::Bearer { token } => Some(Method::Bearer(api::BearerOutbound { token: token.clone() })),
+            OutboundAuth::Basic { username, password } => Some(Method::Basic(api::BasicOutbound {
+                username: username.clone(),
+                password: password.clone(),
+            })),
+            OutboundAuth::OAuth2(o) => Some(Method::Oauth2(api::OAuth2Outbound {
+                token_url: o.token_url.clone(),
+                client_id: o.client_id.clone(),
+                client_secret: String::new(),
+                client_secret_set: o.client_secret.is_set(),
+                scopes: o.scopes.clone(),
+                grant: match o.grant {
+                    OAuth2Grant::ClientCredentials => api::OAuth2Grant::ClientCredentials,
+                    OAuth2Grant::RefreshToken => api::OAuth2Grant::RefreshToken,
+                } as i32,
+                refresh_token: String::new(),
+                refresh_token_set: o.refresh_token.is_set(),
+            })),
+        }
+        .map(|method| api::OutboundAuth { method: Some(method) }),
+        timeout: Some(duration_to_api(p.timeout_ms)),
+        retry: Some(api::RetryPolicy {
+            max_attempts: p.retry.max_attempts,
+            initial_backoff: Some(duration_to_api(p.retry.initial_backoff_ms)),
+        }),
+    }
+}

@@ -1,0 +1,93 @@
+//! The one boundary between generated API types and the domain model.
+//!
+//! Conversions from the API validate shape and collect *every* problem as a
+//! [`FieldViolation`] whose `field` is the request path (`connector.perform.url`),
+//! so a caller learns everything wrong with a request at once. Conversions
+//! to the API never fail. Nothing outside this module touches generated
+//! message fields.
+
+mod connector;
+mod event;
+mod organization;
+mod secret;
+mod validate;
+
+pub use connector::{connector_to_api, connector_from_api, merge_connector_update, CONNECTOR_MASK_PATHS};
+pub use event::{event_filter_from_api, event_to_api, node_to_api};
+pub use organization::{
+    api_key_spec_from_api, api_key_to_api, merge_organization_update, merge_plan_update,
+    organization_spec_from_api, organization_to_api, plan_from_api, plan_to_api,
+};
+pub use secret::{merge_secret_update, secret_spec_from_api, secret_to_api};
+pub use validate::{check_request_id, duration_from_api, duration_to_api, timestamp_from_api, timestamp_to_api};
+
+/// One problem with one field of a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldViolation {
+    /// Path of the field in the request, e.g. `connector.perform.url`.
+    pub field: String,
+    /// What is wrong and what would be right.
+    pub description: String,
+}
+
+/// A request that does not fit the API's rules; lists every violation.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid request: {}", summary(.violations))]
+pub struct ValidationError {
+    pub violations: Vec<FieldViolation>,
+}
+
+impl ValidationError {
+    /// A single violation.
+    pub fn one(field: impl Into<String>, description: impl Into<String>) -> Self {
+        ValidationError {
+            violations: vec![FieldViolation {
+                field: field.into(),
+                description: description.into(),
+            }],
+        }
+    }
+}
+
+fn summary(violations: &[FieldViolation]) -> String {
+    violations
+        .iter()
+        .map(|v| format!("{}: {}", v.field, v.description))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Collects violations while a conversion goes on, so that all are reported.
+#[derive(Debug, Default)]
+pub struct Violations {
+    list: Vec<FieldViolation>,
+}
+
+impl Violations {
+    /// Records a violation of `field`.
+    pub fn add(&mut self, field: impl Into<String>, description: impl Into<String>) {
+        self.list.push(FieldViolation {
+            field: field.into(),
+            description: description.into(),
+        });
+    }
+
+    /// Whether nothing was recorded so far.
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// `Ok(value)` when nothing was recorded, otherwise every violation.
+    pub fn finish<T>(self, value: T) -> Result<T, ValidationError> {
+        if self.list.is_empty() {
+            Ok(value)
+        } else {
+            Err(ValidationError { violations: self.list })
+        }
+    }
+
+    /// Takes over the violations of another conversion.
+    pub fn extend(&mut self, other: ValidationError) {
+        self.list.extend(other.violations);
+    }
+}

@@ -1,0 +1,382 @@
+//! Connectors (SPEC §4, §7): who may trigger them and what they do.
+
+use serde::{Deserialize, Serialize};
+
+use super::{HashedField, Revision, SecretField, Timestamp};
+
+/// A stored connector: its spec plus server-owned state.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Connector {
+    pub id: String,
+    pub organization_id: String,
+    pub spec: ConnectorSpec,
+    pub tokens: Vec<ConnectorToken>,
+    pub create_time: Timestamp,
+    pub update_time: Timestamp,
+    pub revision: Revision,
+}
+
+impl Connector {
+    /// The path of the trigger URL on every data-plane node.
+    pub fn trigger_path(&self) -> String {
+        format!("/api/v1/connectors/{}/trigger", self.id)
+    }
+}
+
+/// Everything a user configures on a connector.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ConnectorSpec {
+    pub display_name: String,
+    pub description: String,
+    pub enabled: bool,
+    pub async_mode: bool,
+    pub auth: InboundAuth,
+    /// Normalised `scheme://host[:port]` origins.
+    pub allowed_origins: Vec<String>,
+    pub signature: Option<SignatureSettings>,
+    pub condition: Option<String>,
+    pub lookup: Option<Lookup>,
+    pub mappings: Vec<FieldMapping>,
+    pub perform: Perform,
+    pub sample_payload: Option<String>,
+}
+
+/// Inbound authentication methods (SPEC §4 item 5).
+#[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
+pub struct InboundAuth {
+    pub bearer_token: bool,
+    pub secret_token: bool,
+    pub api_key: Option<ApiKeyAuth>,
+    pub basic: Option<BasicAuth>,
+    pub custom_headers: Vec<CustomHeader>,
+    /// Lifetime of minted credentials; `None` never expires.
+    pub token_ttl_secs: Option<u64>,
+}
+
+impl InboundAuth {
+    /// The token kinds this configuration needs minted.
+    pub fn token_kinds(&self) -> Vec<TokenKind> {
+        let mut kinds = Vec::new();
+        if self.bearer_token {
+            kinds.push(TokenKind::Bearer);
+        }
+        if self.secret_token {
+            kinds.push(TokenKind::SecretToken);
+        }
+        if self.api_key.is_some() {
+            kinds.push(TokenKind::ApiKey);
+        }
+        if self.basic.is_some() {
+            kinds.push(TokenKind::BasicPassword);
+        }
+        kinds
+    }
+
+    /// Whether at least one method is configured.
+    pub fn has_any_method(&self) -> bool {
+        !self.token_kinds().is_empty() || !self.custom_headers.is_empty()
+    }
+}
+
+/// Where an inbound API key travels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApiKeyLocation {
+    Header,
+    Query,
+}
+
+/// API key authentication.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKeyAuth {
+    pub location: ApiKeyLocation,
+    pub name: String,
+}
+
+/// HTTP Basic authentication; the password is a minted token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BasicAuth {
+    pub username: String,
+}
+
+/// A header that must carry an exact value.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomHeader {
+    /// Lowercase header name.
+    pub name: String,
+    pub value: HashedField,
+}
+
+/// Kinds of minted inbound credentials.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenKind {
+    Bearer,
+    SecretToken,
+    ApiKey,
+    BasicPassword,
+}
+
+impl TokenKind {
+    /// Stable text for storage.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenKind::Bearer => "bearer",
+            TokenKind::SecretToken => "secret_token",
+            TokenKind::ApiKey => "api_key",
+            TokenKind::BasicPassword => "basic_password",
+        }
+    }
+
+    /// Parses the stored text.
+    pub fn parse(text: &str) -> Option<TokenKind> {
+        match text {
+            "bearer" => Some(TokenKind::Bearer),
+            "secret_token" => Some(TokenKind::SecretToken),
+            "api_key" => Some(TokenKind::ApiKey),
+            "basic_password" => Some(TokenKind::BasicPassword),
+            _ => None,
+        }
+    }
+}
+
+/// A minted inbound credential; only its hash is kept.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectorToken {
+    pub id: String,
+    pub kind: TokenKind,
+    /// Lowercase hex SHA-256 of the plaintext.
+    pub hash: String,
+    pub hint: String,
+    pub create_time: Timestamp,
+    pub expire_time: Option<Timestamp>,
+    pub superseded: bool,
+}
+
+impl ConnectorToken {
+    /// Whether the credential is accepted at `now`.
+    pub fn is_valid_at(&self, now: Timestamp) -> bool {
+        self.expire_time.is_none_or(|t| now < t)
+    }
+}
+
+/// The plaintext of a credential, handed out once.
+#[derive(Clone, PartialEq, Eq)]
+pub struct IssuedCredential {
+    pub kind: TokenKind,
+    pub token: String,
+    pub expire_time: Option<Timestamp>,
+}
+
+impl std::fmt::Debug for IssuedCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedCredential")
+            .field("kind", &self.kind)
+            .field("token", &"<redacted>")
+            .field("expire_time", &self.expire_time)
+            .finish()
+    }
+}
+
+/// HMAC algorithms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignatureAlgorithm {
+    Sha256,
+    Sha1,
+    Sha512,
+    Md5,
+}
+
+/// Signature encodings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignatureEncoding {
+    Hex,
+    Base64,
+    Base64Url,
+}
+
+/// Inbound HMAC signature verification (SPEC §4 item 7).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SignatureSettings {
+    pub secret: SecretField,
+    pub algorithm: SignatureAlgorithm,
+    pub encoding: SignatureEncoding,
+    /// Lowercase header name.
+    pub header: String,
+    pub prefix: String,
+    /// Lowercase header name; `None` disables replay protection.
+    pub timestamp_header: Option<String>,
+    pub timestamp_tolerance_secs: u64,
+}
+
+/// A header or query parameter with a templated value.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NamedTemplate {
+    pub name: String,
+    pub value: String,
+}
+
+/// The optional enrichment request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lookup {
+    pub url: String,
+    pub headers: Vec<NamedTemplate>,
+    pub query: Vec<NamedTemplate>,
+    pub timeout_ms: u64,
+}
+
+/// A named value of `$processed`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldMapping {
+    pub name: String,
+    pub expression: String,
+}
+
+/// How the perform body is built.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BodyType {
+    Json,
+    FormUrlencoded,
+    Multipart,
+    Raw,
+    None,
+}
+
+/// One field of a structured body.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BodyField {
+    pub key: String,
+    pub value: String,
+    pub file: bool,
+    pub filename: String,
+    pub content_type: String,
+}
+
+/// Retries of the perform request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub initial_backoff_ms: u64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 3,
+            initial_backoff_ms: 500,
+        }
+    }
+}
+
+/// OAuth 2.0 grant types.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OAuth2Grant {
+    ClientCredentials,
+    RefreshToken,
+}
+
+/// Authentication against the target.
+#[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutboundAuth {
+    #[default]
+    None,
+    Bearer {
+        token: String,
+    },
+    Basic {
+        username: String,
+        password: String,
+    },
+    OAuth2(OAuth2Settings),
+}
+
+/// OAuth 2.0 token acquisition.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OAuth2Settings {
+    pub token_url: String,
+    pub client_id: String,
+    pub client_secret: SecretField,
+    pub scopes: Vec<String>,
+    pub grant: OAuth2Grant,
+    pub refresh_token: SecretField,
+}
+
+/// The request performed against the target API.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Perform {
+    pub method: String,
+    pub url: String,
+    pub headers: Vec<NamedTemplate>,
+    pub query: Vec<NamedTemplate>,
+    pub body_type: BodyType,
+    pub body: Vec<BodyField>,
+    pub raw_body: String,
+    pub raw_content_type: String,
+    pub skip_null_values: bool,
+    pub auth: OutboundAuth,
+    pub timeout_ms: u64,
+    pub retry: RetryPolicy,
+}
+
+/// Where an expression or template sits in a connector, for compiling them
+/// all at save time and naming the field of each error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExpressionKind {
+    /// Must be a single expression (the condition).
+    Expression,
+    /// An expression or a template.
+    Template,
+}
+
+impl ConnectorSpec {
+    /// Every expression or template of the connector with its field path in
+    /// API terms (e.g. `perform.headers[1].value`), in evaluation order.
+    /// Mappings are listed separately because they compile as one program.
+    pub fn expression_sources(&self) -> Vec<(String, &str, ExpressionKind)> {
+        let mut out = Vec::new();
+        if let Some(condition) = &self.condition {
+            out.push(("condition".to_owned(), condition.as_str(), ExpressionKind::Expression));
+        }
+        if let Some(lookup) = &self.lookup {
+            out.push(("lookup.url".to_owned(), lookup.url.as_str(), ExpressionKind::Template));
+            push_named(&mut out, "lookup.headers", &lookup.headers);
+            push_named(&mut out, "lookup.query", &lookup.query);
+        }
+        let perform = &self.perform;
+        out.push(("perform.url".to_owned(), perform.url.as_str(), ExpressionKind::Template));
+        push_named(&mut out, "perform.headers", &perform.headers);
+        push_named(&mut out, "perform.query", &perform.query);
+        for (i, field) in perform.body.iter().enumerate() {
+            out.push((format!("perform.body[{i}].value"), field.value.as_str(), ExpressionKind::Template));
+        }
+        if perform.body_type == BodyType::Raw {
+            out.push(("perform.raw_body".to_owned(), perform.raw_body.as_str(), ExpressionKind::Template));
+        }
+        match &perform.auth {
+            OutboundAuth::Bearer { token } => {
+                out.push(("perform.auth.bearer.token".to_owned(), token.as_str(), ExpressionKind::Template));
+            }
+            OutboundAuth::Basic { username, password } => {
+                out.push(("perform.auth.basic.username".to_owned(), username.as_str(), ExpressionKind::Template));
+                out.push(("perform.auth.basic.password".to_owned(), password.as_str(), ExpressionKind::Template));
+            }
+            OutboundAuth::None | OutboundAuth::OAuth2(_) => {}
+        }
+        out
+    }
+}
+
+fn push_named<'a>(
+    out: &mut Vec<(String, &'a str, ExpressionKind)>,
+    prefix: &str,
+    items: &'a [NamedTemplate],
+) {
+    for (i, item) in items.iter().enumerate() {
+        out.push((format!("{prefix}[{i}].value"), item.value.as_str(), ExpressionKind::Template));
+    }
+}
