@@ -1,1 +1,15 @@
-//! placeholder
+//! The hookplane control plane: the gRPC API over a SQLite or PostgreSQL
+//! store (see ARCHITECTURE.md for the map).
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod bootstrap;
+pub mod crypto;
+pub mod error;
+pub mod events;
+pub mod page_token;
+mod server;
+pub mod services;
+pub mod store;
+
+pub use server::{ControlPlane, ControlPlaneConfig, StartError};

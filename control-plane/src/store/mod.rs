@@ -28,6 +28,7 @@ use hookplane::model::Timestamp;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor, Row};
 
+pub use connectors::TokenChanges;
 pub use idempotency::{Creation, IdempotencyKey};
 
 /// What went wrong in the store.

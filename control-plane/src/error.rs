@@ -1,0 +1,113 @@
+//! The one place control-plane failures become gRPC statuses.
+//!
+//! Services return [`ApiError`]; `From<ApiError> for Status` picks the code,
+//! attaches field violations as `google.rpc.BadRequest` details, and keeps
+//! internal causes out of responses (they are logged instead).
+
+use hookplane::convert::ValidationError;
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
+
+use crate::crypto::CryptoError;
+use crate::store::StoreError;
+
+/// What went wrong serving an API call.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// No usable credential in the call's metadata.
+    #[error("{0}")]
+    Unauthenticated(&'static str),
+    /// The caller is known but may not do this.
+    #[error("{0}")]
+    PermissionDenied(&'static str),
+    /// The request breaks the API's rules; every violation is listed.
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    /// The resource is not in a state that allows the call.
+    #[error("{0}")]
+    FailedPrecondition(&'static str),
+    /// A `request_id` was reused for a different request.
+    #[error("request_id was already used for a different request; use a new request_id")]
+    RequestIdReused,
+    /// The stored data could not serve the call.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Sealed material did not open: wrong key in config or tampered data.
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+}
+
+impl ApiError {
+    /// A single-field violation.
+    pub fn invalid(field: impl Into<String>, description: impl Into<String>) -> ApiError {
+        ApiError::Invalid(ValidationError::one(field, description))
+    }
+}
+
+impl From<ApiError> for Status {
+    fn from(err: ApiError) -> Status {
+        match err {
+            ApiError::Unauthenticated(msg) => Status::unauthenticated(msg),
+            ApiError::PermissionDenied(msg) => Status::permission_denied(msg),
+            ApiError::Invalid(invalid) => {
+                let message = invalid.to_string();
+                let violations: Vec<FieldViolation> = invalid
+                    .violations
+                    .into_iter()
+                    .map(|v| FieldViolation::new(v.field, v.description))
+                    .collect();
+                Status::with_error_details(Code::InvalidArgument, message, ErrorDetails::with_bad_request(violations))
+            }
+            ApiError::FailedPrecondition(msg) => Status::failed_precondition(msg),
+            ApiError::RequestIdReused => Status::already_exists(err.to_string()),
+            ApiError::Store(store) => match store {
+                StoreError::NotFound(_) => Status::not_found(store.to_string()),
+                StoreError::Conflict(what) => Status::aborted(format!(
+                    "{what} was changed since it was read (etag mismatch); get it again and retry"
+                )),
+                StoreError::AlreadyExists(_) => Status::already_exists(store.to_string()),
+                StoreError::Corrupt { .. } | StoreError::Database(_) | StoreError::Migration(_) => {
+                    tracing::error!(error = %store, "store failure");
+                    Status::internal("internal storage error; see the control plane's log")
+                }
+            },
+            ApiError::Crypto(crypto) => {
+                tracing::error!(error = %crypto, "sealed data did not open; is the configured secret key right?");
+                Status::internal("stored secret material could not be opened; see the control plane's log")
+            }
+        }
+    }
+}
+
+/// Result of a service handler.
+pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation_errors_carry_field_violations() {
+        let status = Status::from(ApiError::invalid("connector.perform.url", "is required"));
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert!(status.message().contains("connector.perform.url"));
+        let details = status.get_details_bad_request().expect("bad request details");
+        assert_eq!(details.field_violations[0].field, "connector.perform.url");
+        assert_eq!(details.field_violations[0].description, "is required");
+    }
+
+    #[test]
+    fn store_errors_map_to_aip_codes() {
+        let code = |e: StoreError| Status::from(ApiError::Store(e)).code();
+        assert_eq!(code(StoreError::NotFound("connector")), Code::NotFound);
+        assert_eq!(code(StoreError::Conflict("connector")), Code::Aborted);
+        assert_eq!(code(StoreError::AlreadyExists("secret")), Code::AlreadyExists);
+    }
+
+    #[test]
+    fn internal_errors_do_not_leak_their_cause() {
+        let status = Status::from(ApiError::Crypto(CryptoError::Unopenable));
+        assert_eq!(status.code(), Code::Internal);
+        assert!(!status.message().contains("owner"));
+    }
+}

@@ -1,0 +1,140 @@
+//! Assembling and serving the control plane: store, secret box,
+//! authenticator, services, gRPC health and reflection.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use hookplane::api::FILE_DESCRIPTOR_SET;
+use hookplane::api::v1::{
+    api_key_service_server::ApiKeyServiceServer, connector_service_server::ConnectorServiceServer,
+    event_service_server::EventServiceServer, node_service_server::NodeServiceServer,
+    organization_service_server::OrganizationServiceServer, plan_service_server::PlanServiceServer,
+    secret_service_server::SecretServiceServer,
+};
+use hookplane::model::Plan;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use zeroize::Zeroizing;
+
+use crate::auth::Authenticator;
+use crate::crypto::{CryptoError, SecretBox};
+use crate::events::EventHub;
+use crate::services::{
+    ApiKeyApi, ConnectorApi, Core, EventApi, NodeApi, OrganizationApi, PlanApi, SecretApi, SharedCore,
+};
+use crate::store::{Store, StoreError};
+
+/// Everything the control plane needs to start.
+#[derive(Clone, Debug)]
+pub struct ControlPlaneConfig {
+    /// `sqlite://PATH?mode=rwc` or `postgres://…`.
+    pub database_url: String,
+    /// 64 hex characters: the key that seals secrets at rest.
+    pub secret_key_hex: Zeroizing<String>,
+    /// Lowercase hex SHA-256 of the operator key; `None` disables it.
+    pub operator_key_hash: Option<String>,
+    /// Plan of organizations created without one.
+    pub default_plan: String,
+    /// Plans created on start when missing (`free` and `starter` always are).
+    pub plans: Vec<Plan>,
+}
+
+/// What failed while starting the control plane.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("opening the store: {0}")]
+    Store(#[from] StoreError),
+    #[error("loading the secret key: {0}")]
+    SecretKey(#[from] CryptoError),
+    #[error("default plan `{0}` is not among the configured plans")]
+    UnknownDefaultPlan(String),
+    #[error("building gRPC reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    #[error("serving gRPC: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// A running control plane's shared state.
+#[derive(Clone, Debug)]
+pub struct ControlPlane {
+    core: SharedCore,
+}
+
+impl ControlPlane {
+    /// Opens the store (migrating it), ensures the plans and builds the
+    /// services.
+    pub async fn open(config: &ControlPlaneConfig) -> Result<ControlPlane, StartError> {
+        let secret_box = SecretBox::from_hex(&config.secret_key_hex)?;
+        let store = Store::connect(&config.database_url).await?;
+        let mut plans = vec![Plan::free(), Plan::starter()];
+        plans.extend(config.plans.iter().cloned());
+        if !plans.iter().any(|p| p.name == config.default_plan) {
+            return Err(StartError::UnknownDefaultPlan(config.default_plan.clone()));
+        }
+        store.ensure_plans(&plans).await?;
+        let core = Core {
+            auth: Authenticator::new(store.clone(), config.operator_key_hash.as_deref()),
+            events: EventHub::new(store.clone()),
+            secret_box,
+            default_plan: config.default_plan.clone(),
+            store,
+        };
+        Ok(ControlPlane { core: Arc::new(core) })
+    }
+
+    /// The store, for bootstrap and for the config-sync and event-ingest
+    /// paths that live beside the public API.
+    pub fn store(&self) -> &Store {
+        &self.core.store
+    }
+
+    /// Where events enter and are fanned out to live streams.
+    pub fn events(&self) -> &EventHub {
+        &self.core.events
+    }
+
+    /// The box that seals and opens secrets.
+    pub fn secret_box(&self) -> &SecretBox {
+        &self.core.secret_box
+    }
+
+    /// Serves the API on `listener` until `shutdown` completes, then drains
+    /// in-flight calls.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), StartError> {
+        let (health, health_service) = tonic_health::server::health_reporter();
+        let reflection_v1 = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .build_v1()?;
+        // Older grpcurl and Postman builds still ask the v1alpha service.
+        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .build_v1alpha()?;
+        health.set_serving::<ConnectorServiceServer<ConnectorApi>>().await;
+        health.set_serving::<SecretServiceServer<SecretApi>>().await;
+        health.set_serving::<EventServiceServer<EventApi>>().await;
+        health.set_serving::<OrganizationServiceServer<OrganizationApi>>().await;
+        health.set_serving::<PlanServiceServer<PlanApi>>().await;
+        health.set_serving::<ApiKeyServiceServer<ApiKeyApi>>().await;
+        health.set_serving::<NodeServiceServer<NodeApi>>().await;
+        let core = &self.core;
+        tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(ConnectorServiceServer::new(ConnectorApi::new(core.clone())))
+            .add_service(SecretServiceServer::new(SecretApi::new(core.clone())))
+            .add_service(EventServiceServer::new(EventApi::new(core.clone())))
+            .add_service(OrganizationServiceServer::new(OrganizationApi::new(core.clone())))
+            .add_service(PlanServiceServer::new(PlanApi::new(core.clone())))
+            .add_service(ApiKeyServiceServer::new(ApiKeyApi::new(core.clone())))
+            .add_service(NodeServiceServer::new(NodeApi::new(core.clone())))
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,127 @@
+//! Sealing and hashing a connector's secret material before it is stored,
+//! and minting its inbound credentials.
+
+use chrono::Duration;
+use hookplane::convert::{ValidationError, Violations};
+use hookplane::model::{
+    ConnectorSpec, ConnectorToken, HashedField, IssuedCredential, OutboundAuth, OAuth2Grant, SecretField, Timestamp,
+    TokenKind,
+};
+
+use crate::crypto::{CredentialKind, SecretBox, connector_field_owner, hash_credential, mint, new_id};
+
+/// Seals plaintext secrets and hashes compared values of `spec` in place,
+/// and checks that every secret the spec needs is present.
+pub fn protect(
+    spec: &mut ConnectorSpec,
+    secret_box: &SecretBox,
+    organization_id: &str,
+    connector_id: &str,
+) -> Result<(), ValidationError> {
+    let mut v = Violations::default();
+    let owner = |field: &str| connector_field_owner(organization_id, connector_id, field);
+    if let Some(signature) = &mut spec.signature {
+        seal(&mut signature.secret, secret_box, &owner("signature.secret"));
+        if !signature.secret.is_set() {
+            v.add("connector.signature.secret", "is required when signature verification is configured");
+        }
+    }
+    if let OutboundAuth::OAuth2(oauth) = &mut spec.perform.auth {
+        seal(&mut oauth.client_secret, secret_box, &owner("perform.auth.oauth2.client_secret"));
+        seal(&mut oauth.refresh_token, secret_box, &owner("perform.auth.oauth2.refresh_token"));
+        if !oauth.client_secret.is_set() {
+            v.add("connector.perform.auth.oauth2.client_secret", "is required");
+        }
+        if oauth.grant == OAuth2Grant::RefreshToken && !oauth.refresh_token.is_set() {
+            v.add("connector.perform.auth.oauth2.refresh_token", "is required for the refresh_token grant");
+        }
+    }
+    for (i, header) in spec.auth.custom_headers.iter_mut().enumerate() {
+        match &header.value {
+            HashedField::Plain(text) => header.value = HashedField::Sha256(hash_credential(text)),
+            HashedField::Sha256(_) => {}
+            HashedField::Absent => v.add(format!("connector.auth.custom_headers[{i}].value"), "is required"),
+        }
+    }
+    v.finish(())
+}
+
+fn seal(field: &mut SecretField, secret_box: &SecretBox, owner: &str) {
+    if let SecretField::Plain(text) = field {
+        *field = SecretField::Sealed(secret_box.seal(owner, text.as_bytes()));
+    }
+}
+
+/// Mints one credential per kind, expiring after `ttl_secs` if set.
+pub fn mint_tokens(
+    kinds: &[TokenKind],
+    ttl_secs: Option<u64>,
+    now: Timestamp,
+) -> (Vec<ConnectorToken>, Vec<IssuedCredential>) {
+    let expire_time = ttl_secs.map(|secs| now + Duration::seconds(secs.min(i64::MAX as u64) as i64));
+    kinds
+        .iter()
+        .map(|&kind| {
+            let minted = mint(CredentialKind::ConnectorToken);
+            let token = ConnectorToken {
+                id: new_id("tok_"),
+                kind,
+                hash: minted.hash,
+                hint: minted.hint,
+                create_time: now,
+                expire_time,
+                superseded: false,
+            };
+            let issued = IssuedCredential { kind, token: minted.plaintext.to_string(), expire_time };
+            (token, issued)
+        })
+        .unzip()
+}
+
+#[cfg(test)]
+mod tests {
+    use hookplane::model::CustomHeader;
+
+    use super::*;
+
+    fn secret_box() -> SecretBox {
+        SecretBox::new(&[7; 32])
+    }
+
+    #[test]
+    fn custom_header_values_are_hashed_and_required() {
+        let mut spec = sample_spec();
+        spec.auth.custom_headers = vec![
+            CustomHeader { name: "x-a".into(), value: HashedField::Plain("v".into()) },
+            CustomHeader { name: "x-b".into(), value: HashedField::Absent },
+        ];
+        let err = protect(&mut spec, &secret_box(), "org", "con").unwrap_err();
+        assert_eq!(err.violations[0].field, "connector.auth.custom_headers[1].value");
+        assert_eq!(spec.auth.custom_headers[0].value, HashedField::Sha256(hash_credential("v")));
+    }
+
+    #[test]
+    fn minted_tokens_expire_after_the_ttl() {
+        let now = chrono::Utc::now();
+        let (tokens, issued) = mint_tokens(&[TokenKind::Bearer, TokenKind::ApiKey], Some(60), now);
+        assert_eq!(tokens.len(), 2);
+        assert_eq!(tokens[0].expire_time, Some(now + Duration::seconds(60)));
+        assert_eq!(tokens[1].hash, hash_credential(&issued[1].token));
+        assert!(issued[0].token.starts_with("hpt_"));
+    }
+
+    fn sample_spec() -> ConnectorSpec {
+        serde_json::from_value(serde_json::json!({
+            "display_name": "x", "description": "", "enabled": true, "async_mode": false,
+            "auth": {"bearer_token": true, "secret_token": false, "api_key": null, "basic": null,
+                     "custom_headers": [], "token_ttl_secs": null},
+            "allowed_origins": [], "signature": null, "condition": null, "lookup": null, "mappings": [],
+            "perform": {"method": "POST", "url": "https://example.com", "headers": [], "query": [],
+                        "body_type": "json", "body": [], "raw_body": "", "raw_content_type": "",
+                        "skip_null_values": false, "auth": "none", "timeout_ms": 10000,
+                        "retry": {"max_attempts": 3, "initial_backoff_ms": 500}},
+            "sample_payload": null
+        }))
+        .unwrap()
+    }
+}

@@ -1,0 +1,221 @@
+//! `ConnectorService`: connector CRUD, activation and token rotation.
+
+use chrono::{Duration, Utc};
+use hookplane::api::v1::{self as api, connector_service_server::ConnectorService};
+use hookplane::convert::{self, Violations};
+use hookplane::model::{Connector, IssuedCredential, Revision};
+use tonic::{Request, Response, Status};
+
+use super::connector_secrets::{mint_tokens, protect};
+use super::{SharedCore, check_request_id, expected_revision, required};
+use crate::crypto::new_id;
+use crate::error::{ApiError, ApiResult};
+use crate::page_token;
+use crate::store::{StoreError, TokenChanges};
+
+/// The longest grace period a rotation may give the replaced credentials.
+const MAX_GRACE_MS: u64 = 30 * 24 * 3600 * 1000;
+/// Attempts of an update without an etag before giving up on contention.
+const UPDATE_ATTEMPTS: usize = 5;
+
+/// Serves `hookplane.v1.ConnectorService`.
+#[derive(Debug, Clone)]
+pub struct ConnectorApi {
+    core: SharedCore,
+}
+
+impl ConnectorApi {
+    pub fn new(core: SharedCore) -> ConnectorApi {
+        ConnectorApi { core }
+    }
+
+    async fn create(&self, request: Request<api::CreateConnectorRequest>) -> ApiResult<api::Connector> {
+        let caller = self.core.caller(&request).await?;
+        let org = caller.writable_organization()?;
+        let req = request.get_ref();
+        check_request_id(&req.request_id)?;
+        let mut spec = convert::connector_from_api(required(req.connector.as_ref(), "connector")?, "connector")?;
+        let id = new_id("con_");
+        protect(&mut spec, &self.core.secret_box, org, &id)?;
+        let now = Utc::now();
+        let (tokens, issued) = mint_tokens(&spec.auth.token_kinds(), spec.auth.token_ttl_secs, now);
+        let connector = Connector {
+            id,
+            organization_id: org.to_owned(),
+            spec,
+            tokens,
+            create_time: now,
+            update_time: now,
+            revision: 1,
+        };
+        let response = convert::connector_to_api(&connector, &issued);
+        let key = self.core.idempotency_key(org, "CreateConnector", &req.request_id, req, &response);
+        let creation = self.core.store.create_connector(&connector, key.as_ref()).await?;
+        self.core.settle(creation, key.as_ref(), response)
+    }
+
+    async fn get(&self, request: Request<api::GetConnectorRequest>) -> ApiResult<api::Connector> {
+        let caller = self.core.caller(&request).await?;
+        let connector = self.core.store.get_connector(caller.organization()?, &request.get_ref().id).await?;
+        Ok(convert::connector_to_api(&connector, &[]))
+    }
+
+    async fn list(&self, request: Request<api::ListConnectorsRequest>) -> ApiResult<api::ListConnectorsResponse> {
+        let caller = self.core.caller(&request).await?;
+        let org = caller.organization()?;
+        let req = request.get_ref();
+        let page = page_token::parse("connectors", org, req.page_size, &req.page_token)?;
+        let mut rows = self.core.store.list_connectors(org, &page.cursor, page.size + 1).await?;
+        let next_page_token = page_token::next_token("connectors", org, &mut rows, page.size, |c| c.id.clone());
+        Ok(api::ListConnectorsResponse {
+            connectors: rows.iter().map(|c| convert::connector_to_api(c, &[])).collect(),
+            next_page_token,
+        })
+    }
+
+    async fn update(&self, request: Request<api::UpdateConnectorRequest>) -> ApiResult<api::Connector> {
+        let caller = self.core.caller(&request).await?;
+        let org = caller.writable_organization()?;
+        let req = request.get_ref();
+        let patch = required(req.connector.as_ref(), "connector")?;
+        let etag = expected_revision(&patch.etag, "connector.etag")?;
+        self.modify(org, &patch.id, etag, |stored| {
+            let mut spec = convert::merge_connector_update(&stored.spec, patch, req.update_mask.as_ref())?;
+            protect(&mut spec, &self.core.secret_box, org, &stored.id)?;
+            let now = Utc::now();
+            let (old_kinds, new_kinds) = (stored.spec.auth.token_kinds(), spec.auth.token_kinds());
+            let added: Vec<_> = new_kinds.iter().copied().filter(|k| !old_kinds.contains(k)).collect();
+            let (insert, issued) = mint_tokens(&added, spec.auth.token_ttl_secs, now);
+            let remove_kinds = old_kinds.into_iter().filter(|k| !new_kinds.contains(k)).collect();
+            let changes = TokenChanges { insert, remove_kinds, supersede_at: None };
+            Ok(Some((Connector { spec, update_time: now, ..stored.clone() }, changes, issued)))
+        })
+        .await
+    }
+
+    async fn set_enabled(&self, caller_org: &str, id: &str, enabled: bool) -> ApiResult<api::Connector> {
+        self.modify(caller_org, id, None, |stored| {
+            if stored.spec.enabled == enabled {
+                return Ok(None);
+            }
+            let mut spec = stored.spec.clone();
+            spec.enabled = enabled;
+            Ok(Some((Connector { spec, update_time: Utc::now(), ..stored.clone() }, TokenChanges::default(), Vec::new())))
+        })
+        .await
+    }
+
+    async fn rotate(&self, request: Request<api::RotateConnectorTokensRequest>) -> ApiResult<api::Connector> {
+        let caller = self.core.caller(&request).await?;
+        let org = caller.writable_organization()?;
+        let req = request.get_ref();
+        let grace_ms = match &req.grace_period {
+            Some(d) if d.seconds != 0 || d.nanos != 0 => {
+                let mut v = Violations::default();
+                let ms = convert::duration_from_api(d, "grace_period", MAX_GRACE_MS, &mut v);
+                v.finish(ms.unwrap_or(0))?
+            }
+            _ => 0,
+        };
+        self.modify(org, &req.id, None, |stored| {
+            let kinds = stored.spec.auth.token_kinds();
+            if kinds.is_empty() {
+                return Err(ApiError::FailedPrecondition(
+                    "the connector has no minted credentials to rotate; enable bearer_token, secret_token, api_key or basic auth first",
+                ));
+            }
+            let now = Utc::now();
+            let (insert, issued) = mint_tokens(&kinds, stored.spec.auth.token_ttl_secs, now);
+            let supersede_at = Some(now + Duration::milliseconds(grace_ms as i64));
+            let changes = TokenChanges { insert, remove_kinds: Vec::new(), supersede_at };
+            Ok(Some((Connector { update_time: now, ..stored.clone() }, changes, issued)))
+        })
+        .await
+    }
+
+    async fn delete(&self, request: Request<api::DeleteConnectorRequest>) -> ApiResult<()> {
+        let caller = self.core.caller(&request).await?;
+        let org = caller.writable_organization()?;
+        let req = request.get_ref();
+        let expected = expected_revision(&req.etag, "etag")?;
+        Ok(self.core.store.delete_connector(org, &req.id, expected).await?)
+    }
+
+    /// Read-modify-write of one connector. With an etag the write happens
+    /// only at that revision; without one a concurrent change makes it read
+    /// again and re-apply `change`, so masked updates of different fields
+    /// never overwrite each other. `change` returning `None` means nothing to
+    /// do.
+    async fn modify(
+        &self,
+        org: &str,
+        id: &str,
+        etag: Option<Revision>,
+        change: impl Fn(&Connector) -> ApiResult<Option<(Connector, TokenChanges, Vec<IssuedCredential>)>>,
+    ) -> ApiResult<api::Connector> {
+        if id.is_empty() {
+            return Err(ApiError::invalid("id", "is required"));
+        }
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let stored = self.core.store.get_connector(org, id).await?;
+            if etag.is_some_and(|e| e != stored.revision) {
+                return Err(StoreError::Conflict("connector").into());
+            }
+            let Some((next, changes, issued)) = change(&stored)? else {
+                return Ok(convert::connector_to_api(&stored, &[]));
+            };
+            match self.core.store.update_connector(&next, stored.revision, &changes).await {
+                Ok(updated) => return Ok(convert::connector_to_api(&updated, &issued)),
+                Err(StoreError::Conflict(_)) if etag.is_none() && attempt < UPDATE_ATTEMPTS => continue,
+                Err(err) => return Err(err.into()),
+            }
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl ConnectorService for ConnectorApi {
+    async fn create_connector(&self, r: Request<api::CreateConnectorRequest>) -> Result<Response<api::Connector>, Status> {
+        Ok(Response::new(self.create(r).await?))
+    }
+
+    async fn get_connector(&self, r: Request<api::GetConnectorRequest>) -> Result<Response<api::Connector>, Status> {
+        Ok(Response::new(self.get(r).await?))
+    }
+
+    async fn list_connectors(
+        &self,
+        r: Request<api::ListConnectorsRequest>,
+    ) -> Result<Response<api::ListConnectorsResponse>, Status> {
+        Ok(Response::new(self.list(r).await?))
+    }
+
+    async fn update_connector(&self, r: Request<api::UpdateConnectorRequest>) -> Result<Response<api::Connector>, Status> {
+        Ok(Response::new(self.update(r).await?))
+    }
+
+    async fn delete_connector(&self, r: Request<api::DeleteConnectorRequest>) -> Result<Response<()>, Status> {
+        Ok(Response::new(self.delete(r).await?))
+    }
+
+    async fn enable_connector(&self, r: Request<api::EnableConnectorRequest>) -> Result<Response<api::Connector>, Status> {
+        let caller = self.core.caller(&r).await.map_err(Status::from)?;
+        let org = caller.writable_organization()?;
+        Ok(Response::new(self.set_enabled(org, &r.get_ref().id, true).await?))
+    }
+
+    async fn disable_connector(&self, r: Request<api::DisableConnectorRequest>) -> Result<Response<api::Connector>, Status> {
+        let caller = self.core.caller(&r).await.map_err(Status::from)?;
+        let org = caller.writable_organization()?;
+        Ok(Response::new(self.set_enabled(org, &r.get_ref().id, false).await?))
+    }
+
+    async fn rotate_connector_tokens(
+        &self,
+        r: Request<api::RotateConnectorTokensRequest>,
+    ) -> Result<Response<api::Connector>, Status> {
+        Ok(Response::new(self.rotate(r).await?))
+    }
+}
