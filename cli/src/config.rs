@@ -1,0 +1,178 @@
+//! Configuration: defaults, then a TOML file, then `HOOKPLANE_*` environment
+//! variables, then command-line flags. Unknown keys are errors that name the
+//! key and where it came from.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use figment::Figment;
+use figment::providers::{Env, Format as _, Serialized, Toml};
+use hookplane::model::Plan;
+use serde::{Deserialize, Serialize};
+
+/// Settings shared by `dev` and `control-plane`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Where `dev` keeps its database and key files.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// The control plane's gRPC address.
+    #[serde(default = "default_grpc_listen")]
+    pub grpc_listen: SocketAddr,
+    /// The data plane's trigger address.
+    #[serde(default = "default_http_listen")]
+    pub http_listen: SocketAddr,
+    /// `postgres://…` or `sqlite://PATH`; `dev` defaults to SQLite in the
+    /// data dir.
+    pub database_url: Option<String>,
+    /// File holding the 64-hex-character key that seals secrets.
+    pub secret_key_file: Option<PathBuf>,
+    /// Hex SHA-256 of the operator key (`sha256sum` of the key text).
+    pub operator_key_hash: Option<String>,
+    /// Plan of organizations created without one.
+    #[serde(default = "default_plan")]
+    pub default_plan: String,
+    /// Extra plans beyond `free` and `starter` (TOML `[[plans]]` tables).
+    #[serde(default)]
+    pub plans: Vec<PlanSettings>,
+    /// Log filter in `tracing` syntax, e.g. `info,hookplane=debug`.
+    #[serde(default = "default_log")]
+    pub log: String,
+}
+
+/// A configured plan (SPEC §9); limits of 0 mean unlimited.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanSettings {
+    pub name: String,
+    #[serde(default)]
+    pub display_name: String,
+    pub per_ip_per_minute: u32,
+    pub per_connector_per_minute: u32,
+    pub org_per_minute: u32,
+    pub org_per_hour: u32,
+    pub org_per_day: u32,
+    #[serde(default)]
+    pub retries_enabled: bool,
+}
+
+impl PlanSettings {
+    pub fn to_plan(&self) -> Plan {
+        Plan {
+            name: self.name.clone(),
+            display_name: if self.display_name.is_empty() { self.name.clone() } else { self.display_name.clone() },
+            per_ip_per_minute: self.per_ip_per_minute,
+            per_connector_per_minute: self.per_connector_per_minute,
+            org_per_minute: self.org_per_minute,
+            org_per_hour: self.org_per_hour,
+            org_per_day: self.org_per_day,
+            retries_enabled: self.retries_enabled,
+            revision: 1,
+        }
+    }
+}
+
+/// Flags that override the other sources; unset flags leave them alone.
+#[derive(Debug, Default, Serialize)]
+pub struct FlagOverrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grpc_listen: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_listen: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret_key_file: Option<PathBuf>,
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from(".hookplane")
+}
+
+fn default_grpc_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 50051))
+}
+
+fn default_http_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+
+fn default_plan() -> String {
+    "free".to_owned()
+}
+
+fn default_log() -> String {
+    "info".to_owned()
+}
+
+/// Loads the settings from `file` (if given), the environment and `flags`.
+pub fn load(file: Option<&Path>, flags: &FlagOverrides) -> anyhow::Result<Settings> {
+    let mut figment = Figment::new();
+    if let Some(file) = file {
+        anyhow::ensure!(file.exists(), "config file {} does not exist", file.display());
+        figment = figment.merge(Toml::file_exact(file));
+    }
+    figment
+        .merge(Env::prefixed("HOOKPLANE_"))
+        .merge(Serialized::globals(flags))
+        .extract()
+        .map_err(|err| anyhow::anyhow!(describe(err)))
+        .context("invalid configuration")
+}
+
+/// One line per problem, naming the key and its source.
+fn describe(err: figment::Error) -> String {
+    err.into_iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_env_and_flags_layer_in_order() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("hookplane.toml", "grpc_listen = \"127.0.0.1:1\"\nlog = \"debug\"\n")?;
+            jail.set_env("HOOKPLANE_GRPC_LISTEN", "127.0.0.1:2");
+            let flags = FlagOverrides { data_dir: Some("/tmp/x".into()), ..Default::default() };
+            let settings = load(Some(Path::new("hookplane.toml")), &flags).map_err(|e| e.to_string())?;
+            assert_eq!(settings.grpc_listen, SocketAddr::from(([127, 0, 0, 1], 2)));
+            assert_eq!(settings.log, "debug");
+            assert_eq!(settings.data_dir, PathBuf::from("/tmp/x"));
+            assert_eq!(settings.default_plan, "free");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("hookplane.toml", "grpc_listn = \"127.0.0.1:1\"\n")?;
+            let err = load(Some(Path::new("hookplane.toml")), &FlagOverrides::default()).unwrap_err();
+            assert!(format!("{err:#}").contains("grpc_listn"), "{err:#}");
+            jail.create_file("empty.toml", "")?;
+            jail.set_env("HOOKPLANE_DATABSE_URL", "x");
+            let err = load(Some(Path::new("empty.toml")), &FlagOverrides::default()).unwrap_err();
+            assert!(format!("{err:#}").contains("databse_url"), "{err:#}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn plans_come_from_toml_tables() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "p.toml",
+                "[[plans]]\nname = \"pro\"\nper_ip_per_minute = 600\nper_connector_per_minute = 300\n\
+                 org_per_minute = 2000\norg_per_hour = 10000\norg_per_day = 50000\nretries_enabled = true\n",
+            )?;
+            let settings = load(Some(Path::new("p.toml")), &FlagOverrides::default()).map_err(|e| e.to_string())?;
+            assert_eq!(settings.plans[0].to_plan().display_name, "pro");
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,37 @@
+//! `hookplane control-plane`: the gRPC API on a configured database.
+
+use anyhow::Context as _;
+use hookplane_control_plane::{ControlPlane, ControlPlaneConfig};
+use tokio::net::TcpListener;
+
+use crate::config::Settings;
+use crate::files::read_private_file;
+use crate::shutdown_signal;
+
+pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    let database_url = settings
+        .database_url
+        .clone()
+        .context("database_url is required (flag --database-url or HOOKPLANE_DATABASE_URL)")?;
+    let key_file = settings
+        .secret_key_file
+        .clone()
+        .context("secret_key_file is required (flag --secret-key-file or HOOKPLANE_SECRET_KEY_FILE)")?;
+    let config = ControlPlaneConfig {
+        database_url,
+        secret_key_hex: read_private_file(&key_file)?.into(),
+        operator_key_hash: settings.operator_key_hash.clone(),
+        default_plan: settings.default_plan.clone(),
+        plans: settings.plans.iter().map(|p| p.to_plan()).collect(),
+    };
+    if config.operator_key_hash.is_none() {
+        tracing::warn!("no operator_key_hash configured: organizations can only be managed with their own API keys");
+    }
+    let control_plane = ControlPlane::open(&config).await.context("starting the control plane")?;
+    let listener = TcpListener::bind(settings.grpc_listen)
+        .await
+        .with_context(|| format!("binding the gRPC listener on {}", settings.grpc_listen))?;
+    tracing::info!(address = %listener.local_addr()?, "control plane serving gRPC");
+    control_plane.serve(listener, shutdown_signal()).await?;
+    Ok(())
+}

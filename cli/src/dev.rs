@@ -1,0 +1,61 @@
+//! `hookplane dev`: everything on a laptop, in one process, with SQLite and
+//! key files in a data directory.
+
+use std::path::Path;
+
+use anyhow::Context as _;
+use hookplane_control_plane::crypto::{CredentialKind, SecretBox, hash_credential, mint};
+use hookplane_control_plane::{ControlPlane, ControlPlaneConfig, bootstrap};
+use tokio::net::TcpListener;
+
+use crate::config::Settings;
+use crate::files::{ensure_private_dir, read_private_file, write_private_file};
+use crate::shutdown_signal;
+
+/// Reads the key file at `path`, creating it with `generate` on first start.
+fn key_file(path: &Path, generate: impl FnOnce() -> String) -> anyhow::Result<String> {
+    if !path.exists() {
+        write_private_file(path, &generate())?;
+    }
+    read_private_file(path)
+}
+
+pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    let dir = &settings.data_dir;
+    ensure_private_dir(dir)?;
+    let secret_key_path = settings.secret_key_file.clone().unwrap_or_else(|| dir.join("secret-key"));
+    let secret_key = key_file(&secret_key_path, || SecretBox::generate_key_hex().to_string())?;
+    let operator_key = key_file(&dir.join("operator-key"), || mint(CredentialKind::OperatorKey).plaintext.to_string())?;
+    let database_url = match &settings.database_url {
+        Some(url) => url.clone(),
+        None => format!("sqlite://{}?mode=rwc", dir.join("hookplane.db").display()),
+    };
+    let config = ControlPlaneConfig {
+        database_url,
+        secret_key_hex: secret_key.into(),
+        operator_key_hash: Some(settings.operator_key_hash.clone().unwrap_or_else(|| hash_credential(&operator_key))),
+        default_plan: settings.default_plan.clone(),
+        plans: settings.plans.iter().map(|p| p.to_plan()).collect(),
+    };
+    let control_plane = ControlPlane::open(&config).await.context("starting the control plane")?;
+    let admin_key_path = dir.join("admin-key");
+    if let Some(created) = bootstrap::default_organization(control_plane.store(), "Default organization", &config.default_plan).await? {
+        write_private_file(&admin_key_path, &created.admin_key)?;
+        tracing::info!(organization = %created.organization.id, "created the default organization and its admin key");
+    }
+    let listener = TcpListener::bind(settings.grpc_listen)
+        .await
+        .with_context(|| format!("binding the gRPC listener on {}", settings.grpc_listen))?;
+    let grpc = listener.local_addr()?;
+    // The data plane (and with it the trigger listener) arrives with config
+    // sync; until then the address is accepted and reported as reserved.
+    tracing::info!(http_listen = %settings.http_listen, "trigger listener reserved for the data plane");
+    println!("hookplane dev is running");
+    println!("  gRPC API (reflection on):  {grpc}");
+    println!("  data directory:            {}", dir.display());
+    println!("  admin API key:             {}", admin_key_path.display());
+    println!("  operator key:              {}", dir.join("operator-key").display());
+    println!("try: grpcurl -plaintext -H \"authorization: Bearer $(cat {})\" {grpc} list", admin_key_path.display());
+    control_plane.serve(listener, shutdown_signal()).await?;
+    Ok(())
+}
