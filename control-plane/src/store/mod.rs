@@ -126,6 +126,11 @@ impl Store {
         })
     }
 
+    /// Closes every connection; later calls fail.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
     /// The current config version: grows with every change data planes need.
     pub async fn config_version(&self) -> Result<i64, StoreError> {
         let row = sqlx::query("SELECT version FROM config_state WHERE id = 1")
