@@ -7,6 +7,7 @@
 //!   the request, so a key of organization A cannot even name B's resources:
 //!   lookups by id simply miss (NOT_FOUND, the same as a missing id).
 
+use hookplane::model;
 use hookplane::model::Role;
 use subtle::ConstantTimeEq;
 use tonic::metadata::MetadataMap;
@@ -96,7 +97,7 @@ impl Authenticator {
         const REJECTED: &str = "the API key is unknown, deleted or expired";
         let found = self.store.find_api_key_by_hash(&hash).await?;
         let key = found.ok_or(ApiError::Unauthenticated(REJECTED))?;
-        if key.expire_time.is_some_and(|t| t <= chrono::Utc::now()) {
+        if key.expire_time.is_some_and(|t| t <= model::now()) {
             return Err(ApiError::Unauthenticated(REJECTED));
         }
         Ok(Caller::Member { organization_id: key.organization_id, role: key.role, key_id: key.id })

@@ -1,7 +1,7 @@
 //! First-start setup for `hookplane dev`: a default organization and its
 //! first admin API key.
 
-use chrono::Utc;
+use hookplane::model;
 use hookplane::model::{ApiKey, Organization, Role};
 use zeroize::Zeroizing;
 
@@ -21,7 +21,7 @@ pub async fn default_organization(store: &Store, display_name: &str, plan: &str)
     if !store.list_organizations("", 1).await?.is_empty() {
         return Ok(None);
     }
-    let now = Utc::now();
+    let now = model::now();
     let organization = Organization {
         id: new_id("org_"),
         display_name: display_name.to_owned(),

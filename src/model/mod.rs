@@ -52,3 +52,9 @@ mod tests {
         assert_eq!(revision_of(""), None);
     }
 }
+
+/// The current time at the precision the stores keep (microseconds), so a
+/// create's response equals what a later read returns.
+pub fn now() -> Timestamp {
+    chrono::SubsecRound::trunc_subsecs(chrono::Utc::now(), 6)
+}

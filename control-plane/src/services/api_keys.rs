@@ -1,7 +1,7 @@
 //! `ApiKeyService`: admin API keys. The operator mints an organization's
 //! first key; admins manage their own organization's keys.
 
-use chrono::Utc;
+use hookplane::model;
 use hookplane::api::v1::{self as api, api_key_service_server::ApiKeyService};
 use hookplane::convert;
 use hookplane::model::ApiKey;
@@ -63,7 +63,7 @@ impl ApiKeyApi {
             role: spec.role,
             key_hint: minted.hint,
             expire_time: spec.expire_time,
-            create_time: Utc::now(),
+            create_time: model::now(),
         };
         let response = convert::api_key_to_api(&key, Some(&minted.plaintext));
         let idem = self.core.idempotency_key(&org, "CreateApiKey", &req.request_id, req, &response);

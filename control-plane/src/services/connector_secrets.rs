@@ -102,7 +102,7 @@ mod tests {
 
     #[test]
     fn minted_tokens_expire_after_the_ttl() {
-        let now = chrono::Utc::now();
+        let now = hookplane::model::now();
         let (tokens, issued) = mint_tokens(&[TokenKind::Bearer, TokenKind::ApiKey], Some(60), now);
         assert_eq!(tokens.len(), 2);
         assert_eq!(tokens[0].expire_time, Some(now + Duration::seconds(60)));

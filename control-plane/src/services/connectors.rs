@@ -1,6 +1,7 @@
 //! `ConnectorService`: connector CRUD, activation and token rotation.
 
-use chrono::{Duration, Utc};
+use hookplane::model;
+use chrono::Duration;
 use hookplane::api::v1::{self as api, connector_service_server::ConnectorService};
 use hookplane::convert::{self, Violations};
 use hookplane::model::{Connector, IssuedCredential, Revision};
@@ -37,7 +38,7 @@ impl ConnectorApi {
         let mut spec = convert::connector_from_api(required(req.connector.as_ref(), "connector")?, "connector")?;
         let id = new_id("con_");
         protect(&mut spec, &self.core.secret_box, org, &id)?;
-        let now = Utc::now();
+        let now = model::now();
         let (tokens, issued) = mint_tokens(&spec.auth.token_kinds(), spec.auth.token_ttl_secs, now);
         let connector = Connector {
             id,
@@ -82,7 +83,7 @@ impl ConnectorApi {
         self.modify(org, &patch.id, etag, |stored| {
             let mut spec = convert::merge_connector_update(&stored.spec, patch, req.update_mask.as_ref())?;
             protect(&mut spec, &self.core.secret_box, org, &stored.id)?;
-            let now = Utc::now();
+            let now = model::now();
             let (old_kinds, new_kinds) = (stored.spec.auth.token_kinds(), spec.auth.token_kinds());
             let added: Vec<_> = new_kinds.iter().copied().filter(|k| !old_kinds.contains(k)).collect();
             let (insert, issued) = mint_tokens(&added, spec.auth.token_ttl_secs, now);
@@ -100,7 +101,7 @@ impl ConnectorApi {
             }
             let mut spec = stored.spec.clone();
             spec.enabled = enabled;
-            Ok(Some((Connector { spec, update_time: Utc::now(), ..stored.clone() }, TokenChanges::default(), Vec::new())))
+            Ok(Some((Connector { spec, update_time: model::now(), ..stored.clone() }, TokenChanges::default(), Vec::new())))
         })
         .await
     }
@@ -124,7 +125,7 @@ impl ConnectorApi {
                     "the connector has no minted credentials to rotate; enable bearer_token, secret_token, api_key or basic auth first",
                 ));
             }
-            let now = Utc::now();
+            let now = model::now();
             let (insert, issued) = mint_tokens(&kinds, stored.spec.auth.token_ttl_secs, now);
             let supersede_at = Some(now + Duration::milliseconds(grace_ms as i64));
             let changes = TokenChanges { insert, remove_kinds: Vec::new(), supersede_at };

@@ -1,7 +1,7 @@
 //! `OrganizationService`: the operator creates organizations and sets their
 //! plans; members read and edit their own.
 
-use chrono::Utc;
+use hookplane::model;
 use hookplane::api::v1::{self as api, organization_service_server::OrganizationService};
 use hookplane::convert;
 use hookplane::model::{Organization, OrganizationSpec};
@@ -50,7 +50,7 @@ impl OrganizationApi {
         check_request_id(&req.request_id)?;
         let mut spec = convert::organization_spec_from_api(required(req.organization.as_ref(), "organization")?, "organization")?;
         self.resolve_plan(&mut spec).await?;
-        let now = Utc::now();
+        let now = model::now();
         let org = Organization {
             id: new_id("org_"),
             display_name: spec.display_name,
@@ -117,7 +117,7 @@ impl OrganizationApi {
             display_name: spec.display_name,
             plan: spec.plan,
             admin_emails: spec.admin_emails,
-            update_time: Utc::now(),
+            update_time: model::now(),
             ..stored.clone()
         };
         Ok(convert::organization_to_api(&self.core.store.update_organization(&next, stored.revision).await?))

@@ -1,6 +1,6 @@
 //! `SecretService`: write-only organization secrets (`$secret.NAME`).
 
-use chrono::Utc;
+use hookplane::model;
 use hookplane::api::v1::{self as api, secret_service_server::SecretService};
 use hookplane::convert;
 use hookplane::model::{Secret, SecretField};
@@ -37,7 +37,7 @@ impl SecretApi {
         let req = request.get_ref();
         check_request_id(&req.request_id)?;
         let spec = convert::secret_spec_from_api(required(req.secret.as_ref(), "secret")?, "secret")?;
-        let now = Utc::now();
+        let now = model::now();
         let secret = Secret {
             organization_id: org.to_owned(),
             value: seal_value(spec.value, &self.core.secret_box, org, &spec.name),
@@ -84,7 +84,7 @@ impl SecretApi {
             SecretField::Absent => stored.value.clone(),
             fresh => seal_value(fresh, &self.core.secret_box, org, &stored.name),
         };
-        let next = Secret { value, description: spec.description, update_time: Utc::now(), ..stored.clone() };
+        let next = Secret { value, description: spec.description, update_time: model::now(), ..stored.clone() };
         let updated = self.core.store.update_secret(&next, stored.revision).await?;
         Ok(convert::secret_to_api(&updated))
     }

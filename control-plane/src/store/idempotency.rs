@@ -6,6 +6,7 @@
 //! on the key's row lock (PostgreSQL) or the write lock (SQLite) and then
 //! replays too, so a request id never creates two resources.
 
+use hookplane::model;
 use sqlx::Row;
 
 use super::{micros, StoreError};
@@ -50,7 +51,7 @@ pub(super) async fn claim<T>(
     .bind(&key.request_id)
     .bind(&key.request_hash)
     .bind(&key.sealed_response)
-    .bind(micros(chrono::Utc::now()))
+    .bind(micros(model::now()))
     .execute(&mut *tx)
     .await?
     .rows_affected();
