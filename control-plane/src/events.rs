@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use hookplane::model::Event;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 use crate::store::{Store, StoreError};
 
@@ -19,12 +19,16 @@ const CHANNEL_CAPACITY: usize = 4096;
 pub struct EventHub {
     store: Store,
     sender: broadcast::Sender<Arc<Event>>,
+    /// Flips to `true` when the server shuts down, ending every live
+    /// stream so a graceful shutdown does not wait on them forever.
+    closing: Arc<watch::Sender<bool>>,
 }
 
 impl EventHub {
     pub fn new(store: Store) -> EventHub {
         let (sender, _) = broadcast::channel(CHANNEL_CAPACITY);
-        EventHub { store, sender }
+        let (closing, _) = watch::channel(false);
+        EventHub { store, sender, closing: Arc::new(closing) }
     }
 
     /// Stores a batch of events (ids unique across the fleet) and publishes
@@ -38,8 +42,14 @@ impl EventHub {
         Ok(inserted.len())
     }
 
-    /// A receiver of every event stored from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
-        self.sender.subscribe()
+    /// A receiver of every event stored from now on, and a watch that
+    /// turns `true` when live streams must end.
+    pub fn subscribe(&self) -> (broadcast::Receiver<Arc<Event>>, watch::Receiver<bool>) {
+        (self.sender.subscribe(), self.closing.subscribe())
+    }
+
+    /// Ends every live stream (server shutdown).
+    pub fn close(&self) {
+        self.closing.send_replace(true);
     }
 }

@@ -121,6 +121,11 @@ impl ControlPlane {
         health.set_serving::<ApiKeyServiceServer<ApiKeyApi>>().await;
         health.set_serving::<NodeServiceServer<NodeApi>>().await;
         let core = &self.core;
+        let hub = core.events.clone();
+        let shutdown = async move {
+            shutdown.await;
+            hub.close();
+        };
         tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
             .add_service(health_service)

@@ -53,10 +53,14 @@ impl EventApi {
         let caller = self.core.caller(&request).await?;
         let org = caller.organization()?.to_owned();
         let filter = convert::event_filter_from_api(request.get_ref().filter.as_ref(), "filter")?;
-        let mut receiver = self.core.events.subscribe();
+        let (mut receiver, mut closing) = self.core.events.subscribe();
         let stream = async_stream::stream! {
             loop {
-                match receiver.recv().await {
+                let received = tokio::select! {
+                    received = receiver.recv() => received,
+                    _ = closing.wait_for(|closed| *closed) => break,
+                };
+                match received {
                     Ok(event) if event.organization_id == org && filter.matches(&event) => {
                         yield Ok(convert::event_to_api(&event));
                     }

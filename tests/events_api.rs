@@ -1,0 +1,148 @@
+//! Conformance of the event query API on both stores. Events arrive from
+//! data planes in a later milestone; here they enter through the control
+//! plane's ingest path, which that stream will call.
+
+mod support;
+
+use std::time::Duration;
+
+use chrono::TimeZone as _;
+use futures::StreamExt as _;
+use hookplane::model::{Event, EventStatus, EventTrace};
+use hookplane_sdk::{Error, api};
+use support::{Backend, TestPlane};
+use tonic::Code;
+
+on_both_stores!(
+    events_list_newest_first_with_filters_and_pages,
+    events_stream_live_to_their_organization_only,
+    events_of_other_organizations_are_invisible,
+);
+
+fn event(id: i64, organization_id: &str, connector_id: &str, status: EventStatus, minute: u32) -> Event {
+    Event {
+        id,
+        organization_id: organization_id.to_owned(),
+        connector_id: connector_id.to_owned(),
+        status,
+        response_code: (status == EventStatus::Completed).then_some(200),
+        error: if status == EventStatus::Failed { "target answered 500".into() } else { String::new() },
+        node_id: "node-1".into(),
+        create_time: chrono::Utc.with_ymd_and_hms(2026, 11, 1, 12, minute, 0).unwrap(),
+        duration_ms: 12,
+        trace: EventTrace { payload: format!("{{\"n\":{id}}}"), ..Default::default() },
+    }
+}
+
+async fn events_list_newest_first_with_filters_and_pages(backend: Backend) {
+    let plane = TestPlane::start(backend).await;
+    let org = plane.organization_id.clone();
+    let batch: Vec<_> = (1..=30)
+        .map(|i| {
+            let status = if i % 3 == 0 { EventStatus::Failed } else { EventStatus::Completed };
+            event(i, &org, if i % 2 == 0 { "con_even" } else { "con_odd" }, status, i as u32)
+        })
+        .collect();
+    assert_eq!(plane.control_plane.events().ingest(&batch).await.unwrap(), 30);
+    assert_eq!(plane.control_plane.events().ingest(&batch[..5]).await.unwrap(), 0, "resent batches are absorbed");
+
+    let all = plane.admin.list_all_events(None).await.unwrap();
+    assert_eq!(all.iter().map(|e| e.id).collect::<Vec<_>>(), (1..=30).rev().collect::<Vec<_>>());
+    assert_eq!(all[0].trace.as_ref().unwrap().payload, "{\"n\":30}");
+
+    let failed_even = api::EventFilter {
+        connector_id: "con_even".into(),
+        status: api::EventStatus::Failed as i32,
+        ..Default::default()
+    };
+    let ids: Vec<_> = plane.admin.list_all_events(Some(failed_even)).await.unwrap().iter().map(|e| e.id).collect();
+    assert_eq!(ids, [30, 24, 18, 12, 6]);
+
+    let window = api::EventFilter {
+        start_time: Some(prost_types::Timestamp { seconds: batch[9].create_time.timestamp(), nanos: 0 }),
+        end_time: Some(prost_types::Timestamp { seconds: batch[14].create_time.timestamp(), nanos: 0 }),
+        ..Default::default()
+    };
+    let ids: Vec<_> = plane.admin.list_all_events(Some(window.clone())).await.unwrap().iter().map(|e| e.id).collect();
+    assert_eq!(ids, [14, 13, 12, 11, 10], "start inclusive, end exclusive");
+
+    let mut events = plane.admin.events();
+    let first = events
+        .list_events(api::ListEventsRequest { filter: None, page_size: 12, page_token: String::new() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first.events.len(), 12);
+    let second = events
+        .list_events(api::ListEventsRequest { filter: None, page_size: 12, page_token: first.next_page_token.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(second.events[0].id, 18);
+    let changed_filter = events
+        .list_events(api::ListEventsRequest { filter: Some(window), page_size: 12, page_token: first.next_page_token })
+        .await
+        .unwrap_err();
+    assert_eq!(Error::from(changed_filter).violations()[0].field, "page_token");
+
+    let got = events.get_event(api::GetEventRequest { id: 7 }).await.unwrap().into_inner();
+    assert_eq!((got.connector_id.as_str(), got.status()), ("con_odd", api::EventStatus::Completed));
+    assert_eq!(events.get_event(api::GetEventRequest { id: 99 }).await.unwrap_err().code(), Code::NotFound);
+
+    let backwards = api::EventFilter {
+        start_time: Some(prost_types::Timestamp { seconds: 2_000, nanos: 0 }),
+        end_time: Some(prost_types::Timestamp { seconds: 1_000, nanos: 0 }),
+        ..Default::default()
+    };
+    let err = events.list_events(api::ListEventsRequest { filter: Some(backwards), ..Default::default() }).await.unwrap_err();
+    assert_eq!(Error::from(err).violations()[0].field, "filter.end_time");
+    plane.finish().await;
+}
+
+async fn events_stream_live_to_their_organization_only(backend: Backend) {
+    let plane = TestPlane::start(backend).await;
+    let (other_org, _) = plane.new_organization("Other").await;
+    let filter = api::EventFilter { status: api::EventStatus::Failed as i32, ..Default::default() };
+    let mut stream = plane
+        .admin
+        .events()
+        .stream_events(api::StreamEventsRequest { filter: Some(filter) })
+        .await
+        .unwrap()
+        .into_inner();
+    // The subscription is live once the call returned; ingest afterwards.
+    let org = plane.organization_id.clone();
+    let batch = vec![
+        event(101, &org, "con_a", EventStatus::Completed, 1),
+        event(102, &other_org, "con_b", EventStatus::Failed, 2),
+        event(103, &org, "con_a", EventStatus::Failed, 3),
+    ];
+    plane.control_plane.events().ingest(&batch).await.unwrap();
+    plane.control_plane.events().ingest(&batch).await.unwrap();
+    plane.control_plane.events().ingest(&[event(104, &org, "con_c", EventStatus::Failed, 4)]).await.unwrap();
+
+    assert_eq!(next_event(&mut stream).await.id, 103, "only this organization's failed events");
+    assert_eq!(next_event(&mut stream).await.id, 104, "a resent batch is not streamed twice");
+    plane.finish().await;
+}
+
+async fn events_of_other_organizations_are_invisible(backend: Backend) {
+    let plane = TestPlane::start(backend).await;
+    let (_, other) = plane.new_organization("Other").await;
+    plane
+        .control_plane
+        .events()
+        .ingest(&[event(1, &plane.organization_id, "con_a", EventStatus::Completed, 1)])
+        .await
+        .unwrap();
+    assert!(other.list_all_events(None).await.unwrap().is_empty());
+    let status = other.events().get_event(api::GetEventRequest { id: 1 }).await.unwrap_err();
+    assert_eq!(status.code(), Code::NotFound);
+    assert_eq!(plane.admin.list_all_events(None).await.unwrap().len(), 1);
+    plane.finish().await;
+}
+
+async fn next_event(stream: &mut tonic::Streaming<api::Event>) -> api::Event {
+    let item = tokio::time::timeout(Duration::from_secs(5), stream.next()).await.expect("an event arrives");
+    item.expect("the stream stays open").expect("no stream error")
+}
