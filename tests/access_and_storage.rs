@@ -22,12 +22,16 @@ on_both_stores!(
 async fn organizations_cannot_see_each_other(backend: Backend) {
     let plane = TestPlane::start(backend).await;
     let (_, other) = plane.new_organization("Other").await;
-    let mine = plane.admin.connectors().create_connector(create_connector(connector("mine"))).await.unwrap().into_inner();
+    let mine =
+        plane.admin.connectors().create_connector(create_connector(connector("mine"))).await.unwrap().into_inner();
     plane.admin.secrets().create_secret(secret("TOKEN", "s3cret-value")).await.unwrap();
 
     let mut theirs = other.connectors();
     let id = mine.id.clone();
-    assert_eq!(theirs.get_connector(api::GetConnectorRequest { id: id.clone() }).await.unwrap_err().code(), Code::NotFound);
+    assert_eq!(
+        theirs.get_connector(api::GetConnectorRequest { id: id.clone() }).await.unwrap_err().code(),
+        Code::NotFound
+    );
     let update = api::UpdateConnectorRequest {
         connector: Some(api::Connector { id: id.clone(), display_name: "stolen".into(), ..Default::default() }),
         update_mask: mask(&["display_name"]),
@@ -42,9 +46,11 @@ async fn organizations_cannot_see_each_other(backend: Backend) {
     let get_secret = other.secrets().get_secret(api::GetSecretRequest { name: "TOKEN".into() }).await.unwrap_err();
     assert_eq!(get_secret.code(), Code::NotFound);
 
-    let org = other.organizations().get_organization(api::GetOrganizationRequest { id: plane.organization_id.clone() }).await;
+    let org =
+        other.organizations().get_organization(api::GetOrganizationRequest { id: plane.organization_id.clone() }).await;
     assert_eq!(org.unwrap_err().code(), Code::NotFound);
-    let orgs = other.organizations().list_organizations(api::ListOrganizationsRequest::default()).await.unwrap().into_inner();
+    let orgs =
+        other.organizations().list_organizations(api::ListOrganizationsRequest::default()).await.unwrap().into_inner();
     assert_eq!(orgs.organizations.len(), 1, "a member lists only its own organization");
     let keys = other
         .api_keys()
@@ -59,7 +65,8 @@ async fn organizations_cannot_see_each_other(backend: Backend) {
 
 async fn viewer_keys_read_but_never_write(backend: Backend) {
     let plane = TestPlane::start(backend).await;
-    let created = plane.admin.connectors().create_connector(create_connector(connector("c"))).await.unwrap().into_inner();
+    let created =
+        plane.admin.connectors().create_connector(create_connector(connector("c"))).await.unwrap().into_inner();
     let viewer = plane.key_for(&plane.organization_id, api::ApiKeyRole::Viewer).await;
     assert_eq!(viewer.list_all_connectors().await.unwrap().len(), 1);
     let mut connectors = viewer.connectors();
@@ -79,7 +86,10 @@ async fn viewer_keys_read_but_never_write(backend: Backend) {
             .rotate_connector_tokens(api::RotateConnectorTokensRequest { id: created.id.clone(), grace_period: None })
             .await
             .unwrap_err(),
-        connectors.delete_connector(api::DeleteConnectorRequest { id: created.id.clone(), etag: String::new() }).await.unwrap_err(),
+        connectors
+            .delete_connector(api::DeleteConnectorRequest { id: created.id.clone(), etag: String::new() })
+            .await
+            .unwrap_err(),
         viewer.secrets().create_secret(secret("X", "y")).await.unwrap_err(),
         viewer
             .api_keys()
@@ -93,7 +103,8 @@ async fn viewer_keys_read_but_never_write(backend: Backend) {
     for status in &denied {
         assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
     }
-    let stored = plane.admin.connectors().get_connector(api::GetConnectorRequest { id: created.id }).await.unwrap().into_inner();
+    let stored =
+        plane.admin.connectors().get_connector(api::GetConnectorRequest { id: created.id }).await.unwrap().into_inner();
     assert_eq!(stored.etag, created.etag);
     plane.finish().await;
 }
@@ -163,7 +174,11 @@ async fn callers_without_a_valid_key_are_refused(backend: Backend) {
 async fn only_the_operator_manages_organizations_and_plans(backend: Backend) {
     let plane = TestPlane::start(backend).await;
     let create = api::CreateOrganizationRequest {
-        organization: Some(api::Organization { display_name: "Acme".into(), plan: "starter".into(), ..Default::default() }),
+        organization: Some(api::Organization {
+            display_name: "Acme".into(),
+            plan: "starter".into(),
+            ..Default::default()
+        }),
         request_id: "acme-1".into(),
     };
     let status = plane.admin.organizations().create_organization(create.clone()).await.unwrap_err();
@@ -174,7 +189,11 @@ async fn only_the_operator_manages_organizations_and_plans(backend: Backend) {
     assert_eq!(acme.plan, "starter");
 
     let bad_plan = api::CreateOrganizationRequest {
-        organization: Some(api::Organization { display_name: "X".into(), plan: "platinum".into(), ..Default::default() }),
+        organization: Some(api::Organization {
+            display_name: "X".into(),
+            plan: "platinum".into(),
+            ..Default::default()
+        }),
         request_id: String::new(),
     };
     let err = Error::from(plane.operator.organizations().create_organization(bad_plan).await.unwrap_err());
@@ -271,7 +290,11 @@ async fn secrets_are_sealed_and_never_returned(backend: Backend) {
 
     let updated = secrets
         .update_secret(api::UpdateSecretRequest {
-            secret: Some(api::Secret { name: "API_TOKEN".into(), value: "plaintext-secret-value-2".into(), ..Default::default() }),
+            secret: Some(api::Secret {
+                name: "API_TOKEN".into(),
+                value: "plaintext-secret-value-2".into(),
+                ..Default::default()
+            }),
             update_mask: mask(&["value"]),
         })
         .await
@@ -289,7 +312,10 @@ async fn secrets_are_sealed_and_never_returned(backend: Backend) {
     let owner = hookplane_control_plane::crypto::secret_owner(&plane.organization_id, "API_TOKEN");
     assert_eq!(&*plane.control_plane.secret_box().open_text(&owner, sealed).unwrap(), "plaintext-secret-value-2");
     let elsewhere = hookplane_control_plane::crypto::secret_owner("org_other", "API_TOKEN");
-    assert!(plane.control_plane.secret_box().open(&elsewhere, sealed).is_err(), "sealed values are bound to their owner");
+    assert!(
+        plane.control_plane.secret_box().open(&elsewhere, sealed).is_err(),
+        "sealed values are bound to their owner"
+    );
 
     secrets.delete_secret(api::DeleteSecretRequest { name: "API_TOKEN".into(), etag: String::new() }).await.unwrap();
     let gone = secrets.get_secret(api::GetSecretRequest { name: "API_TOKEN".into() }).await.unwrap_err();
@@ -299,12 +325,19 @@ async fn secrets_are_sealed_and_never_returned(backend: Backend) {
 
 async fn data_survives_a_restart(backend: Backend) {
     let plane = TestPlane::start(backend).await;
-    let created = plane.admin.connectors().create_connector(create_connector(connector("durable"))).await.unwrap().into_inner();
+    let created =
+        plane.admin.connectors().create_connector(create_connector(connector("durable"))).await.unwrap().into_inner();
     plane.admin.secrets().create_secret(secret("KEPT", "kept-value")).await.unwrap();
     let version = plane.config_version().await;
 
     let plane = plane.restart().await;
-    let fetched = plane.admin.connectors().get_connector(api::GetConnectorRequest { id: created.id.clone() }).await.unwrap().into_inner();
+    let fetched = plane
+        .admin
+        .connectors()
+        .get_connector(api::GetConnectorRequest { id: created.id.clone() })
+        .await
+        .unwrap()
+        .into_inner();
     let mut expected = created.clone();
     expected.issued_credentials.clear();
     assert_eq!(fetched, expected);
@@ -339,7 +372,10 @@ async fn every_config_change_bumps_the_version(backend: Backend) {
     expect_bump("connector update").await;
     connectors.disable_connector(api::DisableConnectorRequest { id: c.id.clone() }).await.unwrap();
     expect_bump("connector disable").await;
-    connectors.rotate_connector_tokens(api::RotateConnectorTokensRequest { id: c.id.clone(), grace_period: None }).await.unwrap();
+    connectors
+        .rotate_connector_tokens(api::RotateConnectorTokensRequest { id: c.id.clone(), grace_period: None })
+        .await
+        .unwrap();
     expect_bump("token rotation").await;
     connectors.delete_connector(api::DeleteConnectorRequest { id: c.id.clone(), etag: String::new() }).await.unwrap();
     expect_bump("connector delete").await;
@@ -369,7 +405,11 @@ async fn every_config_change_bumps_the_version(backend: Backend) {
         .operator
         .organizations()
         .update_organization(api::UpdateOrganizationRequest {
-            organization: Some(api::Organization { id: plane.organization_id.clone(), plan: "starter".into(), ..Default::default() }),
+            organization: Some(api::Organization {
+                id: plane.organization_id.clone(),
+                plan: "starter".into(),
+                ..Default::default()
+            }),
             update_mask: mask(&["plan"]),
         })
         .await

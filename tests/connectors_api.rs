@@ -36,7 +36,8 @@ async fn lifecycle_create_get_list_update_rotate_disable_delete(backend: Backend
     assert!(token.starts_with("hpt_") && token.len() >= 36);
     assert_eq!(created.tokens[0].hint, token[..8]);
 
-    let fetched = connectors.get_connector(api::GetConnectorRequest { id: created.id.clone() }).await.unwrap().into_inner();
+    let fetched =
+        connectors.get_connector(api::GetConnectorRequest { id: created.id.clone() }).await.unwrap().into_inner();
     assert!(fetched.issued_credentials.is_empty(), "plaintext credentials are only returned once");
     assert_eq!(fetched.etag, created.etag);
     assert_eq!(fetched.perform, created.perform);
@@ -52,7 +53,10 @@ async fn lifecycle_create_get_list_update_rotate_disable_delete(backend: Backend
         ..Default::default()
     };
     let updated = connectors
-        .update_connector(api::UpdateConnectorRequest { connector: Some(patch.clone()), update_mask: mask(&["display_name"]) })
+        .update_connector(api::UpdateConnectorRequest {
+            connector: Some(patch.clone()),
+            update_mask: mask(&["display_name"]),
+        })
         .await
         .unwrap()
         .into_inner();
@@ -74,9 +78,14 @@ async fn lifecycle_create_get_list_update_rotate_disable_delete(backend: Backend
     assert_ne!(&rotated.issued_credentials[0].token, token);
     assert!(rotated.tokens.iter().all(|t| t.hint != token[..8] || t.superseded));
 
-    let disabled = connectors.disable_connector(api::DisableConnectorRequest { id: created.id.clone() }).await.unwrap().into_inner();
+    let disabled = connectors
+        .disable_connector(api::DisableConnectorRequest { id: created.id.clone() })
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(disabled.enabled, Some(false));
-    let enabled = connectors.enable_connector(api::EnableConnectorRequest { id: created.id.clone() }).await.unwrap().into_inner();
+    let enabled =
+        connectors.enable_connector(api::EnableConnectorRequest { id: created.id.clone() }).await.unwrap().into_inner();
     assert_eq!(enabled.enabled, Some(true));
 
     let wrong_etag = connectors
@@ -84,7 +93,10 @@ async fn lifecycle_create_get_list_update_rotate_disable_delete(backend: Backend
         .await
         .unwrap_err();
     assert_eq!(wrong_etag.code(), Code::Aborted);
-    connectors.delete_connector(api::DeleteConnectorRequest { id: created.id.clone(), etag: enabled.etag }).await.unwrap();
+    connectors
+        .delete_connector(api::DeleteConnectorRequest { id: created.id.clone(), etag: enabled.etag })
+        .await
+        .unwrap();
     let gone = connectors.get_connector(api::GetConnectorRequest { id: created.id.clone() }).await.unwrap_err();
     assert_eq!(gone.code(), Code::NotFound);
     plane.finish().await;
@@ -99,12 +111,16 @@ async fn bad_input_names_every_field_and_stores_nothing(backend: Backend) {
     let err = Error::from(plane.admin.connectors().create_connector(create_connector(bad)).await.unwrap_err());
     assert_eq!(err.code(), Some(Code::InvalidArgument));
     let fields: Vec<_> = err.violations().iter().map(|v| v.field.as_str()).collect();
-    for expected in ["connector.display_name", "connector.perform.method", "connector.perform.url", "connector.sample_payload"] {
+    for expected in
+        ["connector.display_name", "connector.perform.method", "connector.perform.url", "connector.sample_payload"]
+    {
         assert!(fields.contains(&expected), "{expected} missing from {fields:?}");
     }
     assert!(fields.iter().any(|f| f.starts_with("connector.allowed_origins")), "{fields:?}");
 
-    let missing = Error::from(plane.admin.connectors().create_connector(api::CreateConnectorRequest::default()).await.unwrap_err());
+    let missing = Error::from(
+        plane.admin.connectors().create_connector(api::CreateConnectorRequest::default()).await.unwrap_err(),
+    );
     assert_eq!(missing.violations()[0].field, "connector");
 
     let mut no_auth = connector("x");
@@ -112,10 +128,15 @@ async fn bad_input_names_every_field_and_stores_nothing(backend: Backend) {
     let err = Error::from(plane.admin.connectors().create_connector(create_connector(no_auth)).await.unwrap_err());
     assert!(err.violations().iter().any(|v| v.field.starts_with("connector.auth")), "{:?}", err.violations());
 
-    let created = plane.admin.connectors().create_connector(create_connector(connector("ok"))).await.unwrap().into_inner();
+    let created =
+        plane.admin.connectors().create_connector(create_connector(connector("ok"))).await.unwrap().into_inner();
     let before = plane.config_version().await;
     let bad_update = api::UpdateConnectorRequest {
-        connector: Some(api::Connector { id: created.id.clone(), perform: Some(api::Perform::default()), ..Default::default() }),
+        connector: Some(api::Connector {
+            id: created.id.clone(),
+            perform: Some(api::Perform::default()),
+            ..Default::default()
+        }),
         update_mask: mask(&["perform", "nonsense"]),
     };
     let err = Error::from(plane.admin.connectors().update_connector(bad_update).await.unwrap_err());
@@ -124,7 +145,13 @@ async fn bad_input_names_every_field_and_stores_nothing(backend: Backend) {
     let err = Error::from(plane.admin.connectors().update_connector(no_mask).await.unwrap_err());
     assert_eq!(err.violations()[0].field, "update_mask");
 
-    let stored = plane.admin.connectors().get_connector(api::GetConnectorRequest { id: created.id.clone() }).await.unwrap().into_inner();
+    let stored = plane
+        .admin
+        .connectors()
+        .get_connector(api::GetConnectorRequest { id: created.id.clone() })
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(stored.etag, created.etag, "rejected updates change nothing");
     assert_eq!(plane.config_version().await, before);
     assert_eq!(plane.admin.list_all_connectors().await.unwrap().len(), 1);
@@ -133,10 +160,13 @@ async fn bad_input_names_every_field_and_stores_nothing(backend: Backend) {
 
 async fn pagination_walks_260_connectors_exactly_once(backend: Backend) {
     let plane = TestPlane::start(backend).await;
-    let creates = (0..260).map(|i| {
-        let mut client = plane.admin.connectors();
-        async move { client.create_connector(create_connector(connector(&format!("c{i}")))).await.unwrap().into_inner().id }
-    });
+    let creates =
+        (0..260).map(|i| {
+            let mut client = plane.admin.connectors();
+            async move {
+                client.create_connector(create_connector(connector(&format!("c{i}")))).await.unwrap().into_inner().id
+            }
+        });
     let mut ids: Vec<String> = futures::stream::iter(creates).buffer_unordered(8).collect().await;
     ids.sort();
 
@@ -172,7 +202,8 @@ async fn pagination_walks_260_connectors_exactly_once(backend: Backend) {
 
 async fn concurrent_updates_with_one_etag_let_exactly_one_win(backend: Backend) {
     let plane = TestPlane::start(backend).await;
-    let created = plane.admin.connectors().create_connector(create_connector(connector("race"))).await.unwrap().into_inner();
+    let created =
+        plane.admin.connectors().create_connector(create_connector(connector("race"))).await.unwrap().into_inner();
     let attempts = (0..8).map(|i| {
         let mut client = plane.admin.connectors();
         let patch = api::Connector {
@@ -182,34 +213,50 @@ async fn concurrent_updates_with_one_etag_let_exactly_one_win(backend: Backend) 
             ..Default::default()
         };
         async move {
-            client.update_connector(api::UpdateConnectorRequest { connector: Some(patch), update_mask: mask(&["display_name"]) }).await
+            client
+                .update_connector(api::UpdateConnectorRequest {
+                    connector: Some(patch),
+                    update_mask: mask(&["display_name"]),
+                })
+                .await
         }
     });
     let results = join_all(attempts).await;
     let winners: Vec<_> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
     assert_eq!(winners.len(), 1, "exactly one writer wins");
     assert!(results.iter().filter_map(|r| r.as_ref().err()).all(|s| s.code() == Code::Aborted));
-    let stored = plane.admin.connectors().get_connector(api::GetConnectorRequest { id: created.id }).await.unwrap().into_inner();
+    let stored =
+        plane.admin.connectors().get_connector(api::GetConnectorRequest { id: created.id }).await.unwrap().into_inner();
     assert_eq!(stored.display_name, winners[0].get_ref().display_name);
     plane.finish().await;
 }
 
 async fn concurrent_masked_updates_without_etag_all_apply(backend: Backend) {
     let plane = TestPlane::start(backend).await;
-    let created = plane.admin.connectors().create_connector(create_connector(connector("merge"))).await.unwrap().into_inner();
+    let created =
+        plane.admin.connectors().create_connector(create_connector(connector("merge"))).await.unwrap().into_inner();
     let name_update = api::UpdateConnectorRequest {
-        connector: Some(api::Connector { id: created.id.clone(), display_name: "renamed".into(), ..Default::default() }),
+        connector: Some(api::Connector {
+            id: created.id.clone(),
+            display_name: "renamed".into(),
+            ..Default::default()
+        }),
         update_mask: mask(&["display_name"]),
     };
     let description_update = api::UpdateConnectorRequest {
-        connector: Some(api::Connector { id: created.id.clone(), description: "described".into(), ..Default::default() }),
+        connector: Some(api::Connector {
+            id: created.id.clone(),
+            description: "described".into(),
+            ..Default::default()
+        }),
         update_mask: mask(&["description"]),
     };
     let (mut a, mut b) = (plane.admin.connectors(), plane.admin.connectors());
     let (ra, rb) = tokio::join!(a.update_connector(name_update), b.update_connector(description_update));
     ra.unwrap();
     rb.unwrap();
-    let stored = plane.admin.connectors().get_connector(api::GetConnectorRequest { id: created.id }).await.unwrap().into_inner();
+    let stored =
+        plane.admin.connectors().get_connector(api::GetConnectorRequest { id: created.id }).await.unwrap().into_inner();
     assert_eq!((stored.display_name.as_str(), stored.description.as_str()), ("renamed", "described"));
     plane.finish().await;
 }
@@ -289,7 +336,10 @@ async fn enabling_an_auth_method_mints_its_credential_once(backend: Backend) {
             id: created.id.clone(),
             auth: Some(api::InboundAuth {
                 bearer_token: true,
-                api_key: Some(api::ApiKeyAuth { location: api::ApiKeyLocation::Header as i32, name: "x-api-key".into() }),
+                api_key: Some(api::ApiKeyAuth {
+                    location: api::ApiKeyLocation::Header as i32,
+                    name: "x-api-key".into(),
+                }),
                 token_ttl: Some(prost_types::Duration { seconds: 86_400, nanos: 0 }),
                 ..Default::default()
             }),

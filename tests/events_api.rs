@@ -94,7 +94,8 @@ async fn events_list_newest_first_with_filters_and_pages(backend: Backend) {
         end_time: Some(prost_types::Timestamp { seconds: 1_000, nanos: 0 }),
         ..Default::default()
     };
-    let err = events.list_events(api::ListEventsRequest { filter: Some(backwards), ..Default::default() }).await.unwrap_err();
+    let err =
+        events.list_events(api::ListEventsRequest { filter: Some(backwards), ..Default::default() }).await.unwrap_err();
     assert_eq!(Error::from(err).violations()[0].field, "filter.end_time");
     plane.finish().await;
 }

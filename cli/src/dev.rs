@@ -39,7 +39,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     };
     let control_plane = ControlPlane::open(&config).await.context("starting the control plane")?;
     let admin_key_path = dir.join("admin-key");
-    if let Some(created) = bootstrap::default_organization(control_plane.store(), "Default organization", &config.default_plan).await? {
+    if let Some(created) =
+        bootstrap::default_organization(control_plane.store(), "Default organization", &config.default_plan).await?
+    {
         write_private_file(&admin_key_path, &created.admin_key)?;
         tracing::info!(organization = %created.organization.id, "created the default organization and its admin key");
     }

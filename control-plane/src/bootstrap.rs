@@ -17,7 +17,11 @@ pub struct Bootstrapped {
 
 /// Creates the default organization and an admin key when the store has no
 /// organization yet; returns `None` when it already has one.
-pub async fn default_organization(store: &Store, display_name: &str, plan: &str) -> Result<Option<Bootstrapped>, StoreError> {
+pub async fn default_organization(
+    store: &Store,
+    display_name: &str,
+    plan: &str,
+) -> Result<Option<Bootstrapped>, StoreError> {
     if !store.list_organizations("", 1).await?.is_empty() {
         return Ok(None);
     }

@@ -51,11 +51,8 @@ impl From<ApiError> for Status {
             ApiError::PermissionDenied(msg) => Status::permission_denied(msg),
             ApiError::Invalid(invalid) => {
                 let message = invalid.to_string();
-                let violations: Vec<FieldViolation> = invalid
-                    .violations
-                    .into_iter()
-                    .map(|v| FieldViolation::new(v.field, v.description))
-                    .collect();
+                let violations: Vec<FieldViolation> =
+                    invalid.violations.into_iter().map(|v| FieldViolation::new(v.field, v.description)).collect();
                 Status::with_error_details(Code::InvalidArgument, message, ErrorDetails::with_bad_request(violations))
             }
             ApiError::FailedPrecondition(msg) => Status::failed_precondition(msg),

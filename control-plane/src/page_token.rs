@@ -61,7 +61,13 @@ pub fn encode(kind: &str, filter: &str, cursor: &str) -> String {
 /// The next page token for a page fetched with one extra row: when `rows`
 /// holds more than `size`, trims it and returns the token after the last kept
 /// row's cursor.
-pub fn next_token<T>(kind: &str, filter: &str, rows: &mut Vec<T>, size: u32, cursor_of: impl Fn(&T) -> String) -> String {
+pub fn next_token<T>(
+    kind: &str,
+    filter: &str,
+    rows: &mut Vec<T>,
+    size: u32,
+    cursor_of: impl Fn(&T) -> String,
+) -> String {
     if rows.len() <= size as usize {
         return String::new();
     }

@@ -153,7 +153,8 @@ impl Client {
         paginate(|page_token| {
             let mut client = client.clone();
             async move {
-                let page = client.list_secrets(api::ListSecretsRequest { page_size: 1000, page_token }).await?.into_inner();
+                let page =
+                    client.list_secrets(api::ListSecretsRequest { page_size: 1000, page_token }).await?.into_inner();
                 Ok((page.secrets, page.next_page_token))
             }
         })

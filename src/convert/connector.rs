@@ -2,13 +2,13 @@
 
 use crate::api::v1 as api;
 use crate::model::{
-    self, ApiKeyLocation, BodyType, Connector, ConnectorSpec, HashedField, IssuedCredential,
-    OAuth2Grant, OutboundAuth, SecretField, SignatureAlgorithm, SignatureEncoding, TokenKind,
+    self, ApiKeyLocation, BodyType, Connector, ConnectorSpec, HashedField, IssuedCredential, OAuth2Grant, OutboundAuth,
+    SecretField, SignatureAlgorithm, SignatureEncoding, TokenKind,
 };
 
 use super::validate::{
-    duration_from_api, duration_to_api, http_url, is_header_name, is_identifier, is_method_token,
-    optional_text, required_text, timestamp_to_api,
+    duration_from_api, duration_to_api, http_url, is_header_name, is_identifier, is_method_token, optional_text,
+    required_text, timestamp_to_api,
 };
 use super::{ValidationError, Violations};
 
@@ -131,10 +131,10 @@ pub fn merge_connector_update(
 
 /// Carries stored secret material over fields an update left empty.
 fn keep_stored_secrets(spec: &mut ConnectorSpec, stored: &ConnectorSpec) {
-    if let (Some(new), Some(old)) = (&mut spec.signature, &stored.signature) {
-        if !new.secret.is_set() {
-            new.secret = old.secret.clone();
-        }
+    if let (Some(new), Some(old)) = (&mut spec.signature, &stored.signature)
+        && !new.secret.is_set()
+    {
+        new.secret = old.secret.clone();
     }
     if let (OutboundAuth::OAuth2(new), OutboundAuth::OAuth2(old)) = (&mut spec.perform.auth, &stored.perform.auth) {
         if !new.client_secret.is_set() {
@@ -145,10 +145,10 @@ fn keep_stored_secrets(spec: &mut ConnectorSpec, stored: &ConnectorSpec) {
         }
     }
     for header in &mut spec.auth.custom_headers {
-        if header.value == HashedField::Absent {
-            if let Some(old) = stored.auth.custom_headers.iter().find(|h| h.name == header.name) {
-                header.value = old.value.clone();
-            }
+        if header.value == HashedField::Absent
+            && let Some(old) = stored.auth.custom_headers.iter().find(|h| h.name == header.name)
+        {
+            header.value = old.value.clone();
         }
     }
 }
@@ -264,9 +264,8 @@ fn signature(s: &api::SignatureSettings, prefix: &str, v: &mut Violations) -> mo
         }
     };
     let header = header_or_default(&s.header, "x-webhook-signature", &format!("{prefix}.header"), v);
-    let timestamp_header = non_empty(&s.timestamp_header).map(|h| {
-        header_or_default(&h, "", &format!("{prefix}.timestamp_header"), v)
-    });
+    let timestamp_header =
+        non_empty(&s.timestamp_header).map(|h| header_or_default(&h, "", &format!("{prefix}.timestamp_header"), v));
     let tolerance = s
         .timestamp_tolerance
         .as_ref()
@@ -297,7 +296,12 @@ fn header_or_default(name: &str, default: &str, field: &str, v: &mut Violations)
     name.to_ascii_lowercase()
 }
 
-fn named_templates(list: &[api::NamedTemplate], prefix: &str, headers: bool, v: &mut Violations) -> Vec<model::NamedTemplate> {
+fn named_templates(
+    list: &[api::NamedTemplate],
+    prefix: &str,
+    headers: bool,
+    v: &mut Violations,
+) -> Vec<model::NamedTemplate> {
     list.iter()
         .enumerate()
         .map(|(i, t)| {
@@ -456,7 +460,8 @@ fn outbound_auth(a: Option<&api::OutboundAuth>, prefix: &str, v: &mut Violations
                     OAuth2Grant::ClientCredentials
                 }
             };
-            let secret = |text: &str| if text.is_empty() { SecretField::Absent } else { SecretField::Plain(text.to_owned()) };
+            let secret =
+                |text: &str| if text.is_empty() { SecretField::Absent } else { SecretField::Plain(text.to_owned()) };
             OutboundAuth::OAuth2(model::OAuth2Settings {
                 token_url: o.token_url.trim().to_owned(),
                 client_id,
@@ -610,10 +615,9 @@ fn perform_to_api(p: &model::Perform) -> api::Perform {
         auth: match &p.auth {
             OutboundAuth::None => None,
             OutboundAuth::Bearer { token } => Some(Method::Bearer(api::BearerOutbound { token: token.clone() })),
-            OutboundAuth::Basic { username, password } => Some(Method::Basic(api::BasicOutbound {
-                username: username.clone(),
-                password: password.clone(),
-            })),
+            OutboundAuth::Basic { username, password } => {
+                Some(Method::Basic(api::BasicOutbound { username: username.clone(), password: password.clone() }))
+            }
             OutboundAuth::OAuth2(o) => Some(Method::Oauth2(api::OAuth2Outbound {
                 token_url: o.token_url.clone(),
                 client_id: o.client_id.clone(),

@@ -25,10 +25,10 @@ pub fn event_filter_from_api(f: Option<&api::EventFilter>, prefix: &str) -> Resu
     };
     let start_time = f.start_time.as_ref().and_then(|t| timestamp_from_api(t, &format!("{prefix}.start_time"), &mut v));
     let end_time = f.end_time.as_ref().and_then(|t| timestamp_from_api(t, &format!("{prefix}.end_time"), &mut v));
-    if let (Some(start), Some(end)) = (start_time, end_time) {
-        if start >= end {
-            v.add(format!("{prefix}.end_time"), "must be after start_time");
-        }
+    if let (Some(start), Some(end)) = (start_time, end_time)
+        && start >= end
+    {
+        v.add(format!("{prefix}.end_time"), "must be after start_time");
     }
     let connector_id = f.connector_id.trim();
     v.finish(EventFilter {

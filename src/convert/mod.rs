@@ -12,11 +12,11 @@ mod organization;
 mod secret;
 mod validate;
 
-pub use connector::{connector_to_api, connector_from_api, merge_connector_update, CONNECTOR_MASK_PATHS};
+pub use connector::{CONNECTOR_MASK_PATHS, connector_from_api, connector_to_api, merge_connector_update};
 pub use event::{event_filter_from_api, event_to_api, node_to_api};
 pub use organization::{
-    api_key_spec_from_api, api_key_to_api, merge_organization_update, merge_plan_update,
-    organization_spec_from_api, organization_to_api, plan_from_api, plan_to_api,
+    api_key_spec_from_api, api_key_to_api, merge_organization_update, merge_plan_update, organization_spec_from_api,
+    organization_to_api, plan_from_api, plan_to_api,
 };
 pub use secret::{merge_secret_update, secret_spec_from_api, secret_to_api};
 pub use validate::{check_request_id, duration_from_api, duration_to_api, timestamp_from_api, timestamp_to_api};
@@ -40,21 +40,12 @@ pub struct ValidationError {
 impl ValidationError {
     /// A single violation.
     pub fn one(field: impl Into<String>, description: impl Into<String>) -> Self {
-        ValidationError {
-            violations: vec![FieldViolation {
-                field: field.into(),
-                description: description.into(),
-            }],
-        }
+        ValidationError { violations: vec![FieldViolation { field: field.into(), description: description.into() }] }
     }
 }
 
 fn summary(violations: &[FieldViolation]) -> String {
-    violations
-        .iter()
-        .map(|v| format!("{}: {}", v.field, v.description))
-        .collect::<Vec<_>>()
-        .join("; ")
+    violations.iter().map(|v| format!("{}: {}", v.field, v.description)).collect::<Vec<_>>().join("; ")
 }
 
 /// Collects violations while a conversion goes on, so that all are reported.
@@ -66,10 +57,7 @@ pub struct Violations {
 impl Violations {
     /// Records a violation of `field`.
     pub fn add(&mut self, field: impl Into<String>, description: impl Into<String>) {
-        self.list.push(FieldViolation {
-            field: field.into(),
-            description: description.into(),
-        });
+        self.list.push(FieldViolation { field: field.into(), description: description.into() });
     }
 
     /// Whether nothing was recorded so far.
@@ -79,11 +67,7 @@ impl Violations {
 
     /// `Ok(value)` when nothing was recorded, otherwise every violation.
     pub fn finish<T>(self, value: T) -> Result<T, ValidationError> {
-        if self.list.is_empty() {
-            Ok(value)
-        } else {
-            Err(ValidationError { violations: self.list })
-        }
+        if self.list.is_empty() { Ok(value) } else { Err(ValidationError { violations: self.list }) }
     }
 
     /// Takes over the violations of another conversion.

@@ -64,7 +64,10 @@ pub fn merge_organization_update(
 }
 
 /// Returns the mask's paths, `*` expanded, or a violation naming the unknown ones.
-pub(super) fn mask_paths(mask: Option<&prost_types::FieldMask>, known: &[&str]) -> Result<Vec<String>, ValidationError> {
+pub(super) fn mask_paths(
+    mask: Option<&prost_types::FieldMask>,
+    known: &[&str],
+) -> Result<Vec<String>, ValidationError> {
     let Some(mask) = mask.filter(|m| !m.paths.is_empty()) else {
         return Err(ValidationError::one("update_mask", "is required: name the fields to change, or `*`"));
     };
@@ -137,7 +140,11 @@ pub fn plan_from_api(p: &api::Plan, prefix: &str) -> Result<Plan, ValidationErro
 }
 
 /// Applies an update mask to a stored plan.
-pub fn merge_plan_update(stored: &Plan, patch: &api::Plan, mask: Option<&prost_types::FieldMask>) -> Result<Plan, ValidationError> {
+pub fn merge_plan_update(
+    stored: &Plan,
+    patch: &api::Plan,
+    mask: Option<&prost_types::FieldMask>,
+) -> Result<Plan, ValidationError> {
     let mut merged = plan_to_api(stored);
     for path in mask_paths(mask, PLAN_MASK_PATHS)? {
         match path.as_str() {
@@ -183,10 +190,8 @@ pub fn api_key_spec_from_api(k: &api::ApiKey, prefix: &str) -> Result<ApiKeySpec
             Role::Viewer
         }
     };
-    let expire_time = k
-        .expire_time
-        .as_ref()
-        .and_then(|t| timestamp_from_api(t, &format!("{prefix}.expire_time"), &mut v));
+    let expire_time =
+        k.expire_time.as_ref().and_then(|t| timestamp_from_api(t, &format!("{prefix}.expire_time"), &mut v));
     if expire_time.is_some_and(|t| t <= chrono::Utc::now()) {
         v.add(format!("{prefix}.expire_time"), "must be in the future");
     }

@@ -41,11 +41,8 @@ pub fn merge_secret_update(
     patch: &api::Secret,
     mask: Option<&prost_types::FieldMask>,
 ) -> Result<SecretSpec, ValidationError> {
-    let mut spec = SecretSpec {
-        name: stored.name.clone(),
-        value: SecretField::Absent,
-        description: stored.description.clone(),
-    };
+    let mut spec =
+        SecretSpec { name: stored.name.clone(), value: SecretField::Absent, description: stored.description.clone() };
     let mut v = Violations::default();
     for path in mask_paths(mask, &["value", "description"])? {
         match path.as_str() {
@@ -75,14 +72,19 @@ mod tests {
 
     #[test]
     fn secret_needs_a_name_and_a_value() {
-        let err = secret_spec_from_api(&api::Secret { name: "bad-name".into(), ..Default::default() }, "secret").unwrap_err();
+        let err =
+            secret_spec_from_api(&api::Secret { name: "bad-name".into(), ..Default::default() }, "secret").unwrap_err();
         let fields: Vec<_> = err.violations.iter().map(|v| v.field.as_str()).collect();
         assert_eq!(fields, ["secret.name", "secret.value"]);
     }
 
     #[test]
     fn values_never_leave_through_the_api() {
-        let spec = secret_spec_from_api(&api::Secret { name: "TOKEN".into(), value: "s3cret".into(), ..Default::default() }, "secret").unwrap();
+        let spec = secret_spec_from_api(
+            &api::Secret { name: "TOKEN".into(), value: "s3cret".into(), ..Default::default() },
+            "secret",
+        )
+        .unwrap();
         assert_eq!(spec.value, SecretField::Plain("s3cret".into()));
         let stored = Secret {
             organization_id: "org_1".into(),

@@ -6,11 +6,7 @@ use super::Violations;
 use crate::model::Timestamp;
 
 /// Converts an API timestamp; out-of-range values are violations.
-pub fn timestamp_from_api(
-    ts: &prost_types::Timestamp,
-    field: &str,
-    v: &mut Violations,
-) -> Option<Timestamp> {
+pub fn timestamp_from_api(ts: &prost_types::Timestamp, field: &str, v: &mut Violations) -> Option<Timestamp> {
     if !(0..1_000_000_000).contains(&ts.nanos) {
         v.add(field, "nanos must be between 0 and 999999999");
         return None;
@@ -26,26 +22,16 @@ pub fn timestamp_from_api(
 
 /// Converts a model timestamp to the API.
 pub fn timestamp_to_api(t: Timestamp) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: t.timestamp(),
-        nanos: t.timestamp_subsec_nanos() as i32,
-    }
+    prost_types::Timestamp { seconds: t.timestamp(), nanos: t.timestamp_subsec_nanos() as i32 }
 }
 
 /// Converts an API duration to milliseconds, checking `1 ms ..= max_ms`.
-pub fn duration_from_api(
-    d: &prost_types::Duration,
-    field: &str,
-    max_ms: u64,
-    v: &mut Violations,
-) -> Option<u64> {
+pub fn duration_from_api(d: &prost_types::Duration, field: &str, max_ms: u64, v: &mut Violations) -> Option<u64> {
     if d.seconds < 0 || d.nanos < 0 || d.nanos >= 1_000_000_000 {
         v.add(field, "must be a positive duration");
         return None;
     }
-    let ms = (d.seconds as u64)
-        .saturating_mul(1000)
-        .saturating_add(d.nanos as u64 / 1_000_000);
+    let ms = (d.seconds as u64).saturating_mul(1000).saturating_add(d.nanos as u64 / 1_000_000);
     if ms == 0 || ms > max_ms {
         v.add(field, format!("must be between 1ms and {}", human_ms(max_ms)));
         return None;
@@ -55,10 +41,7 @@ pub fn duration_from_api(
 
 /// Converts milliseconds to an API duration.
 pub fn duration_to_api(ms: u64) -> prost_types::Duration {
-    prost_types::Duration {
-        seconds: (ms / 1000) as i64,
-        nanos: ((ms % 1000) * 1_000_000) as i32,
-    }
+    prost_types::Duration { seconds: (ms / 1000) as i64, nanos: ((ms % 1000) * 1_000_000) as i32 }
 }
 
 fn human_ms(ms: u64) -> String {

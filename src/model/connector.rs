@@ -264,10 +264,7 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        RetryPolicy {
-            max_attempts: 3,
-            initial_backoff_ms: 500,
-        }
+        RetryPolicy { max_attempts: 3, initial_backoff_ms: 500 }
     }
 }
 
@@ -371,11 +368,7 @@ impl ConnectorSpec {
     }
 }
 
-fn push_named<'a>(
-    out: &mut Vec<(String, &'a str, ExpressionKind)>,
-    prefix: &str,
-    items: &'a [NamedTemplate],
-) {
+fn push_named<'a>(out: &mut Vec<(String, &'a str, ExpressionKind)>, prefix: &str, items: &'a [NamedTemplate]) {
     for (i, item) in items.iter().enumerate() {
         out.push((format!("{prefix}[{i}].value"), item.value.as_str(), ExpressionKind::Template));
     }

@@ -104,9 +104,7 @@ pub struct EventFilter {
 impl EventFilter {
     /// Whether an event passes the filter.
     pub fn matches(&self, event: &Event) -> bool {
-        self.connector_id
-            .as_deref()
-            .is_none_or(|id| id == event.connector_id)
+        self.connector_id.as_deref().is_none_or(|id| id == event.connector_id)
             && self.status.is_none_or(|s| s == event.status)
             && self.start_time.is_none_or(|t| event.create_time >= t)
             && self.end_time.is_none_or(|t| event.create_time < t)

@@ -39,6 +39,12 @@ pub fn revision_of(etag: &str) -> Option<Revision> {
     etag.strip_prefix('r')?.parse().ok().filter(|r| *r > 0)
 }
 
+/// The current time at the precision the stores keep (microseconds), so a
+/// create's response equals what a later read returns.
+pub fn now() -> Timestamp {
+    chrono::SubsecRound::trunc_subsecs(chrono::Utc::now(), 6)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -51,10 +57,4 @@ mod tests {
         assert_eq!(revision_of("r-1"), None);
         assert_eq!(revision_of(""), None);
     }
-}
-
-/// The current time at the precision the stores keep (microseconds), so a
-/// create's response equals what a later read returns.
-pub fn now() -> Timestamp {
-    chrono::SubsecRound::trunc_subsecs(chrono::Utc::now(), 6)
 }

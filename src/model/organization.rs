@@ -58,12 +58,7 @@ impl Plan {
 
     /// The `starter` plan of SPEC §9: default limits, with retries.
     pub fn starter() -> Plan {
-        Plan {
-            name: "starter".into(),
-            display_name: "Starter".into(),
-            retries_enabled: true,
-            ..Plan::free()
-        }
+        Plan { name: "starter".into(), display_name: "Starter".into(), retries_enabled: true, ..Plan::free() }
     }
 }
 

@@ -67,7 +67,9 @@ impl Database {
                 let mut conn = sqlx::PgConnection::connect(&admin_url).await.unwrap_or_else(|err| {
                     panic!("the PostgreSQL suite needs a server at {admin_url} (set {POSTGRES_URL_VAR}): {err}")
                 });
-                conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.expect("create test database");
+                conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .await
+                    .expect("create test database");
                 let base = admin_url.rsplit_once('/').map_or(admin_url.as_str(), |(base, _)| base);
                 Database { url: format!("{base}/{name}"), dir, postgres_name: Some(name) }
             }
@@ -92,10 +94,11 @@ impl Database {
                 .unwrap();
         let mut text = String::new();
         for (table,) in tables {
-            let rows: Vec<(String,)> = sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT CAST(t AS TEXT) FROM \"{table}\" t")))
-                .fetch_all(&mut conn)
-                .await
-                .unwrap();
+            let rows: Vec<(String,)> =
+                sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT CAST(t AS TEXT) FROM \"{table}\" t")))
+                    .fetch_all(&mut conn)
+                    .await
+                    .unwrap();
             for (row,) in rows {
                 text.push_str(&row);
                 text.push('\n');
@@ -129,7 +132,12 @@ impl TestPlane {
         TestPlane::boot(database, secret_key, operator_key, None).await
     }
 
-    async fn boot(database: Database, secret_key: String, operator_key: String, admin: Option<(String, String)>) -> TestPlane {
+    async fn boot(
+        database: Database,
+        secret_key: String,
+        operator_key: String,
+        admin: Option<(String, String)>,
+    ) -> TestPlane {
         let config = ControlPlaneConfig {
             database_url: database.url.clone(),
             secret_key_hex: secret_key.clone().into(),

@@ -1,9 +1,9 @@
 //! `ApiKeyService`: admin API keys. The operator mints an organization's
 //! first key; admins manage their own organization's keys.
 
-use hookplane::model;
 use hookplane::api::v1::{self as api, api_key_service_server::ApiKeyService};
 use hookplane::convert;
+use hookplane::model;
 use hookplane::model::ApiKey;
 use tonic::{Request, Response, Status};
 
@@ -98,7 +98,10 @@ impl ApiKeyService for ApiKeyApi {
         Ok(Response::new(self.create(r).await?))
     }
 
-    async fn list_api_keys(&self, r: Request<api::ListApiKeysRequest>) -> Result<Response<api::ListApiKeysResponse>, Status> {
+    async fn list_api_keys(
+        &self,
+        r: Request<api::ListApiKeysRequest>,
+    ) -> Result<Response<api::ListApiKeysResponse>, Status> {
         Ok(Response::new(self.list(r).await?))
     }
 

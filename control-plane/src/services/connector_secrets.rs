@@ -4,7 +4,7 @@
 use chrono::Duration;
 use hookplane::convert::{ValidationError, Violations};
 use hookplane::model::{
-    ConnectorSpec, ConnectorToken, HashedField, IssuedCredential, OutboundAuth, OAuth2Grant, SecretField, Timestamp,
+    ConnectorSpec, ConnectorToken, HashedField, IssuedCredential, OAuth2Grant, OutboundAuth, SecretField, Timestamp,
     TokenKind,
 };
 

@@ -1,9 +1,9 @@
 //! `ConnectorService`: connector CRUD, activation and token rotation.
 
-use hookplane::model;
 use chrono::Duration;
 use hookplane::api::v1::{self as api, connector_service_server::ConnectorService};
 use hookplane::convert::{self, Violations};
+use hookplane::model;
 use hookplane::model::{Connector, IssuedCredential, Revision};
 use tonic::{Request, Response, Status};
 
@@ -101,7 +101,11 @@ impl ConnectorApi {
             }
             let mut spec = stored.spec.clone();
             spec.enabled = enabled;
-            Ok(Some((Connector { spec, update_time: model::now(), ..stored.clone() }, TokenChanges::default(), Vec::new())))
+            Ok(Some((
+                Connector { spec, update_time: model::now(), ..stored.clone() },
+                TokenChanges::default(),
+                Vec::new(),
+            )))
         })
         .await
     }
@@ -178,7 +182,10 @@ impl ConnectorApi {
 
 #[tonic::async_trait]
 impl ConnectorService for ConnectorApi {
-    async fn create_connector(&self, r: Request<api::CreateConnectorRequest>) -> Result<Response<api::Connector>, Status> {
+    async fn create_connector(
+        &self,
+        r: Request<api::CreateConnectorRequest>,
+    ) -> Result<Response<api::Connector>, Status> {
         Ok(Response::new(self.create(r).await?))
     }
 
@@ -193,7 +200,10 @@ impl ConnectorService for ConnectorApi {
         Ok(Response::new(self.list(r).await?))
     }
 
-    async fn update_connector(&self, r: Request<api::UpdateConnectorRequest>) -> Result<Response<api::Connector>, Status> {
+    async fn update_connector(
+        &self,
+        r: Request<api::UpdateConnectorRequest>,
+    ) -> Result<Response<api::Connector>, Status> {
         Ok(Response::new(self.update(r).await?))
     }
 
@@ -201,13 +211,19 @@ impl ConnectorService for ConnectorApi {
         Ok(Response::new(self.delete(r).await?))
     }
 
-    async fn enable_connector(&self, r: Request<api::EnableConnectorRequest>) -> Result<Response<api::Connector>, Status> {
+    async fn enable_connector(
+        &self,
+        r: Request<api::EnableConnectorRequest>,
+    ) -> Result<Response<api::Connector>, Status> {
         let caller = self.core.caller(&r).await.map_err(Status::from)?;
         let org = caller.writable_organization()?;
         Ok(Response::new(self.set_enabled(org, &r.get_ref().id, true).await?))
     }
 
-    async fn disable_connector(&self, r: Request<api::DisableConnectorRequest>) -> Result<Response<api::Connector>, Status> {
+    async fn disable_connector(
+        &self,
+        r: Request<api::DisableConnectorRequest>,
+    ) -> Result<Response<api::Connector>, Status> {
         let caller = self.core.caller(&r).await.map_err(Status::from)?;
         let org = caller.writable_organization()?;
         Ok(Response::new(self.set_enabled(org, &r.get_ref().id, false).await?))

@@ -45,7 +45,8 @@ impl EventApi {
             page.cursor.parse().map_err(|_| ApiError::invalid("page_token", "is malformed"))?
         };
         let mut rows = self.core.store.list_events(org, &filter, before, page.size + 1).await?;
-        let next_page_token = page_token::next_token("events", &fingerprint, &mut rows, page.size, |e| e.id.to_string());
+        let next_page_token =
+            page_token::next_token("events", &fingerprint, &mut rows, page.size, |e| e.id.to_string());
         Ok(api::ListEventsResponse { events: rows.iter().map(convert::event_to_api).collect(), next_page_token })
     }
 
@@ -87,7 +88,10 @@ impl EventService for EventApi {
         Ok(Response::new(self.get(r).await?))
     }
 
-    async fn list_events(&self, r: Request<api::ListEventsRequest>) -> Result<Response<api::ListEventsResponse>, Status> {
+    async fn list_events(
+        &self,
+        r: Request<api::ListEventsRequest>,
+    ) -> Result<Response<api::ListEventsResponse>, Status> {
         Ok(Response::new(self.list(r).await?))
     }
 

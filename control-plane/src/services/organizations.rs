@@ -1,9 +1,9 @@
 //! `OrganizationService`: the operator creates organizations and sets their
 //! plans; members read and edit their own.
 
-use hookplane::model;
 use hookplane::api::v1::{self as api, organization_service_server::OrganizationService};
 use hookplane::convert;
+use hookplane::model;
 use hookplane::model::{Organization, OrganizationSpec};
 use tonic::{Request, Response, Status};
 
@@ -48,7 +48,8 @@ impl OrganizationApi {
         caller.require_operator("only the operator key can create organizations")?;
         let req = request.get_ref();
         check_request_id(&req.request_id)?;
-        let mut spec = convert::organization_spec_from_api(required(req.organization.as_ref(), "organization")?, "organization")?;
+        let mut spec =
+            convert::organization_spec_from_api(required(req.organization.as_ref(), "organization")?, "organization")?;
         self.resolve_plan(&mut spec).await?;
         let now = model::now();
         let org = Organization {
@@ -133,7 +134,10 @@ impl OrganizationService for OrganizationApi {
         Ok(Response::new(self.create(r).await?))
     }
 
-    async fn get_organization(&self, r: Request<api::GetOrganizationRequest>) -> Result<Response<api::Organization>, Status> {
+    async fn get_organization(
+        &self,
+        r: Request<api::GetOrganizationRequest>,
+    ) -> Result<Response<api::Organization>, Status> {
         Ok(Response::new(self.get(r).await?))
     }
 

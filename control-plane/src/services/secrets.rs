@@ -1,8 +1,8 @@
 //! `SecretService`: write-only organization secrets (`$secret.NAME`).
 
-use hookplane::model;
 use hookplane::api::v1::{self as api, secret_service_server::SecretService};
 use hookplane::convert;
+use hookplane::model;
 use hookplane::model::{Secret, SecretField};
 use tonic::{Request, Response, Status};
 
@@ -108,7 +108,10 @@ impl SecretService for SecretApi {
         Ok(Response::new(self.get(r).await?))
     }
 
-    async fn list_secrets(&self, r: Request<api::ListSecretsRequest>) -> Result<Response<api::ListSecretsResponse>, Status> {
+    async fn list_secrets(
+        &self,
+        r: Request<api::ListSecretsRequest>,
+    ) -> Result<Response<api::ListSecretsResponse>, Status> {
         Ok(Response::new(self.list(r).await?))
     }
 

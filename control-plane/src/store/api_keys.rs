@@ -1,10 +1,10 @@
 //! Admin API keys, stored as SHA-256 hashes.
 
 use hookplane::model::{ApiKey, Role};
-use sqlx::{any::AnyRow, Row};
+use sqlx::{Row, any::AnyRow};
 
-use super::idempotency::{claim, Creation, IdempotencyKey};
-use super::{from_micros, micros, Store, StoreError};
+use super::idempotency::{Creation, IdempotencyKey, claim};
+use super::{Store, StoreError, from_micros, micros};
 
 fn api_key_from_row(row: &AnyRow) -> Result<ApiKey, StoreError> {
     let role: String = row.try_get("role")?;
@@ -18,7 +18,6 @@ fn api_key_from_row(row: &AnyRow) -> Result<ApiKey, StoreError> {
         create_time: from_micros(row.try_get("create_time")?),
     })
 }
-
 
 impl Store {
     /// Stores a key by its hash.
@@ -58,7 +57,12 @@ impl Store {
     }
 
     /// Lists an organization's keys with ids after `after`.
-    pub async fn list_api_keys(&self, organization_id: &str, after: &str, limit: u32) -> Result<Vec<ApiKey>, StoreError> {
+    pub async fn list_api_keys(
+        &self,
+        organization_id: &str,
+        after: &str,
+        limit: u32,
+    ) -> Result<Vec<ApiKey>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, organization_id, display_name, role, key_hint, expire_time, create_time FROM api_keys \
              WHERE organization_id = $1 AND id > $2 ORDER BY id LIMIT $3",

@@ -1,11 +1,11 @@
 //! Connectors and their inbound credentials.
 
 use hookplane::model::{Connector, ConnectorSpec, ConnectorToken, Revision, Timestamp, TokenKind};
-use sqlx::{any::AnyRow, Row};
+use sqlx::{Row, any::AnyRow};
 
-use super::idempotency::{claim, Creation, IdempotencyKey};
+use super::idempotency::{Creation, IdempotencyKey, claim};
 use super::{
-    bump_config_version, clear_tombstone, decode_json, encode_json, from_micros, micros, tombstone, Store, StoreError,
+    Store, StoreError, bump_config_version, clear_tombstone, decode_json, encode_json, from_micros, micros, tombstone,
 };
 
 /// How an update changes a connector's credentials.
@@ -18,7 +18,6 @@ pub struct TokenChanges {
     /// Rotation: current credentials stop working at this time.
     pub supersede_at: Option<Timestamp>,
 }
-
 
 fn connector_from_row(row: &AnyRow) -> Result<Connector, StoreError> {
     let spec: ConnectorSpec = decode_json("connector", &row.try_get::<String, _>("spec")?)?;
@@ -47,7 +46,11 @@ fn token_from_row(row: &AnyRow) -> Result<(String, ConnectorToken), StoreError> 
     Ok((row.try_get("connector_id")?, token))
 }
 
-async fn insert_tokens(tx: &mut sqlx::AnyConnection, connector_id: &str, tokens: &[ConnectorToken]) -> Result<(), StoreError> {
+async fn insert_tokens(
+    tx: &mut sqlx::AnyConnection,
+    connector_id: &str,
+    tokens: &[ConnectorToken],
+) -> Result<(), StoreError> {
     for token in tokens {
         sqlx::query(
             "INSERT INTO connector_tokens (id, connector_id, kind, token_hash, hint, create_time, expire_time, superseded) \
@@ -127,7 +130,12 @@ impl Store {
     }
 
     /// Lists an organization's connectors with ids after `after`, by id.
-    pub async fn list_connectors(&self, organization_id: &str, after: &str, limit: u32) -> Result<Vec<Connector>, StoreError> {
+    pub async fn list_connectors(
+        &self,
+        organization_id: &str,
+        after: &str,
+        limit: u32,
+    ) -> Result<Vec<Connector>, StoreError> {
         let mut conn = self.pool.acquire().await?;
         let rows = sqlx::query(
             "SELECT id, organization_id, spec, create_time, update_time, revision FROM connectors \
@@ -221,18 +229,22 @@ impl Store {
 
     /// Deletes a connector and its credentials; with `expected`, only at
     /// that revision.
-    pub async fn delete_connector(&self, organization_id: &str, id: &str, expected: Option<Revision>) -> Result<(), StoreError> {
+    pub async fn delete_connector(
+        &self,
+        organization_id: &str,
+        id: &str,
+        expected: Option<Revision>,
+    ) -> Result<(), StoreError> {
         let mut tx = self.write_tx().await?;
         let version = bump_config_version(&mut tx).await?;
-        let deleted = sqlx::query(
-            "DELETE FROM connectors WHERE organization_id = $1 AND id = $2 AND ($3 < 0 OR revision = $3)",
-        )
-        .bind(organization_id)
-        .bind(id)
-        .bind(expected.unwrap_or(-1))
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        let deleted =
+            sqlx::query("DELETE FROM connectors WHERE organization_id = $1 AND id = $2 AND ($3 < 0 OR revision = $3)")
+                .bind(organization_id)
+                .bind(id)
+                .bind(expected.unwrap_or(-1))
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
         if deleted == 0 {
             return Err(self.missing_or_conflict(&mut tx, organization_id, id).await?);
         }

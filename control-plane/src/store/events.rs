@@ -1,9 +1,9 @@
 //! Events reported by data planes.
 
 use hookplane::model::{Event, EventFilter, EventStatus, EventTrace};
-use sqlx::{any::AnyRow, Row};
+use sqlx::{Row, any::AnyRow};
 
-use super::{decode_json, encode_json, from_micros, micros, Store, StoreError};
+use super::{Store, StoreError, decode_json, encode_json, from_micros, micros};
 
 fn event_from_row(row: &AnyRow) -> Result<Event, StoreError> {
     let status: String = row.try_get("status")?;

@@ -9,7 +9,7 @@
 use hookplane::model;
 use sqlx::Row;
 
-use super::{micros, StoreError};
+use super::{StoreError, micros};
 
 /// An idempotency key claimed by a create.
 #[derive(Clone, Debug)]
@@ -67,8 +67,5 @@ pub(super) async fn claim<T>(
     .bind(&key.request_id)
     .fetch_one(&mut *tx)
     .await?;
-    Ok(Some(Creation::Replayed {
-        request_hash: row.try_get(0)?,
-        sealed_response: row.try_get(1)?,
-    }))
+    Ok(Some(Creation::Replayed { request_hash: row.try_get(0)?, sealed_response: row.try_get(1)? }))
 }

@@ -133,9 +133,7 @@ impl Store {
 
     /// The current config version: grows with every change data planes need.
     pub async fn config_version(&self) -> Result<i64, StoreError> {
-        let row = sqlx::query("SELECT version FROM config_state WHERE id = 1")
-            .fetch_one(&self.pool)
-            .await?;
+        let row = sqlx::query("SELECT version FROM config_state WHERE id = 1").fetch_one(&self.pool).await?;
         Ok(row.try_get::<i64, _>(0)?)
     }
 }
@@ -170,7 +168,12 @@ async fn tombstone(
 }
 
 /// Clears a tombstone when a resource of the same id comes back.
-async fn clear_tombstone(tx: &mut sqlx::AnyConnection, kind: &str, organization_id: &str, resource_id: &str) -> Result<(), StoreError> {
+async fn clear_tombstone(
+    tx: &mut sqlx::AnyConnection,
+    kind: &str,
+    organization_id: &str,
+    resource_id: &str,
+) -> Result<(), StoreError> {
     sqlx::query("DELETE FROM config_tombstones WHERE kind = $1 AND organization_id = $2 AND resource_id = $3")
         .bind(kind)
         .bind(organization_id)

@@ -1,9 +1,9 @@
 //! Data-plane nodes as last reported.
 
 use hookplane::model::Node;
-use sqlx::{any::AnyRow, Row};
+use sqlx::{Row, any::AnyRow};
 
-use super::{from_micros, micros, Store, StoreError};
+use super::{Store, StoreError, from_micros, micros};
 
 fn node_from_row(row: &AnyRow) -> Result<Node, StoreError> {
     Ok(Node {

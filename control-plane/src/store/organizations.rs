@@ -1,11 +1,10 @@
 //! Organizations.
 
 use hookplane::model::{Organization, Revision};
-use sqlx::{any::AnyRow, Row};
+use sqlx::{Row, any::AnyRow};
 
-use super::idempotency::{claim, Creation, IdempotencyKey};
-use super::{bump_config_version, decode_json, encode_json, from_micros, micros, Store, StoreError};
-
+use super::idempotency::{Creation, IdempotencyKey, claim};
+use super::{Store, StoreError, bump_config_version, decode_json, encode_json, from_micros, micros};
 
 fn organization_from_row(row: &AnyRow) -> Result<Organization, StoreError> {
     Ok(Organization {
@@ -53,11 +52,8 @@ impl Store {
     /// Returns one organization.
     pub async fn get_organization(&self, id: &str) -> Result<Organization, StoreError> {
         let sql = "SELECT id, display_name, plan, admin_emails, create_time, update_time, revision FROM organizations WHERE id = $1";
-        let row = sqlx::query(sql)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or(StoreError::NotFound("organization"))?;
+        let row =
+            sqlx::query(sql).bind(id).fetch_optional(&self.pool).await?.ok_or(StoreError::NotFound("organization"))?;
         organization_from_row(&row)
     }
 
@@ -75,7 +71,11 @@ impl Store {
     }
 
     /// Replaces an organization's fields if its revision is still `expected`.
-    pub async fn update_organization(&self, org: &Organization, expected: Revision) -> Result<Organization, StoreError> {
+    pub async fn update_organization(
+        &self,
+        org: &Organization,
+        expected: Revision,
+    ) -> Result<Organization, StoreError> {
         let mut tx = self.write_tx().await?;
         let version = bump_config_version(&mut tx).await?;
         let updated = sqlx::query(
@@ -98,7 +98,11 @@ impl Store {
                 .fetch_optional(&mut *tx)
                 .await?
                 .is_some();
-            return Err(if exists { StoreError::Conflict("organization") } else { StoreError::NotFound("organization") });
+            return Err(if exists {
+                StoreError::Conflict("organization")
+            } else {
+                StoreError::NotFound("organization")
+            });
         }
         tx.commit().await?;
         Ok(Organization { revision: expected + 1, ..org.clone() })

@@ -3,7 +3,7 @@
 use hookplane::model::{Plan, Revision};
 use sqlx::Row;
 
-use super::{bump_config_version, decode_json, encode_json, is_unique_violation, Store, StoreError};
+use super::{Store, StoreError, bump_config_version, decode_json, encode_json, is_unique_violation};
 
 impl Store {
     /// Inserts the plans that do not exist yet (by name); existing plans are
@@ -66,17 +66,23 @@ impl Store {
         let plan = Plan { revision: expected + 1, ..plan.clone() };
         let mut tx = self.write_tx().await?;
         let version = bump_config_version(&mut tx).await?;
-        let updated = sqlx::query("UPDATE plans SET spec = $1, revision = $2, config_version = $3 WHERE name = $4 AND revision = $5")
-            .bind(encode_json("plan", &plan)?)
-            .bind(plan.revision)
-            .bind(version)
-            .bind(&plan.name)
-            .bind(expected)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+        let updated = sqlx::query(
+            "UPDATE plans SET spec = $1, revision = $2, config_version = $3 WHERE name = $4 AND revision = $5",
+        )
+        .bind(encode_json("plan", &plan)?)
+        .bind(plan.revision)
+        .bind(version)
+        .bind(&plan.name)
+        .bind(expected)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
         if updated == 0 {
-            let exists = sqlx::query("SELECT 1 FROM plans WHERE name = $1").bind(&plan.name).fetch_optional(&mut *tx).await?.is_some();
+            let exists = sqlx::query("SELECT 1 FROM plans WHERE name = $1")
+                .bind(&plan.name)
+                .fetch_optional(&mut *tx)
+                .await?
+                .is_some();
             return Err(if exists { StoreError::Conflict("plan") } else { StoreError::NotFound("plan") });
         }
         tx.commit().await?;

@@ -1,11 +1,11 @@
 //! Organization secrets, sealed at rest.
 
 use hookplane::model::{Revision, Secret, SecretField};
-use sqlx::{any::AnyRow, Row};
+use sqlx::{Row, any::AnyRow};
 
-use super::idempotency::{claim, Creation, IdempotencyKey};
+use super::idempotency::{Creation, IdempotencyKey, claim};
 use super::{
-    bump_config_version, clear_tombstone, from_micros, is_unique_violation, micros, tombstone, Store, StoreError,
+    Store, StoreError, bump_config_version, clear_tombstone, from_micros, is_unique_violation, micros, tombstone,
 };
 
 fn secret_from_row(row: &AnyRow) -> Result<Secret, StoreError> {
@@ -32,7 +32,11 @@ fn sealed(secret: &Secret) -> &str {
 
 impl Store {
     /// Stores a new secret.
-    pub async fn create_secret(&self, secret: &Secret, idem: Option<&IdempotencyKey>) -> Result<Creation<Secret>, StoreError> {
+    pub async fn create_secret(
+        &self,
+        secret: &Secret,
+        idem: Option<&IdempotencyKey>,
+    ) -> Result<Creation<Secret>, StoreError> {
         let mut tx = self.write_tx().await?;
         if let Some(replay) = claim(&mut tx, idem).await? {
             return Ok(replay);
@@ -77,7 +81,12 @@ impl Store {
     }
 
     /// Lists an organization's secrets with names after `after`.
-    pub async fn list_secrets(&self, organization_id: &str, after: &str, limit: u32) -> Result<Vec<Secret>, StoreError> {
+    pub async fn list_secrets(
+        &self,
+        organization_id: &str,
+        after: &str,
+        limit: u32,
+    ) -> Result<Vec<Secret>, StoreError> {
         let rows = sqlx::query(
             "SELECT organization_id, name, sealed_value, description, create_time, update_time, revision \
              FROM secrets WHERE organization_id = $1 AND name > $2 ORDER BY name LIMIT $3",
@@ -116,16 +125,22 @@ impl Store {
     }
 
     /// Deletes a secret; with `expected`, only at that revision.
-    pub async fn delete_secret(&self, organization_id: &str, name: &str, expected: Option<Revision>) -> Result<(), StoreError> {
+    pub async fn delete_secret(
+        &self,
+        organization_id: &str,
+        name: &str,
+        expected: Option<Revision>,
+    ) -> Result<(), StoreError> {
         let mut tx = self.write_tx().await?;
         let version = bump_config_version(&mut tx).await?;
-        let deleted = sqlx::query("DELETE FROM secrets WHERE organization_id = $1 AND name = $2 AND ($3 < 0 OR revision = $3)")
-            .bind(organization_id)
-            .bind(name)
-            .bind(expected.unwrap_or(-1))
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+        let deleted =
+            sqlx::query("DELETE FROM secrets WHERE organization_id = $1 AND name = $2 AND ($3 < 0 OR revision = $3)")
+                .bind(organization_id)
+                .bind(name)
+                .bind(expected.unwrap_or(-1))
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
         if deleted == 0 {
             return Err(self.secret_missing_or_conflict(&mut tx, organization_id, name).await?);
         }
