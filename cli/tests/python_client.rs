@@ -63,10 +63,18 @@ fn generated_python_client_runs_the_connector_lifecycle_against_dev() {
         .expect("start hookplane dev");
     let mut server = Running(child);
     let stdout = server.0.stdout.take().expect("stdout");
-    let address = BufReader::new(stdout)
-        .lines()
-        .map_while(Result::ok)
-        .find_map(|line| line.trim().strip_prefix("gRPC API (reflection on):").map(|a| a.trim().to_owned()))
+    // Keep draining stdout after the address line: a closed pipe would kill
+    // the server on its next print.
+    let (address_tx, address_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(address) = line.trim().strip_prefix("gRPC API (reflection on):") {
+                let _ = address_tx.send(address.trim().to_owned());
+            }
+        }
+    });
+    let address = address_rx
+        .recv_timeout(std::time::Duration::from_secs(60))
         .expect("hookplane dev prints its gRPC address");
 
     let admin_key = data_dir.join("admin-key");
