@@ -73,9 +73,8 @@ fn generated_python_client_runs_the_connector_lifecycle_against_dev() {
             }
         }
     });
-    let address = address_rx
-        .recv_timeout(std::time::Duration::from_secs(60))
-        .expect("hookplane dev prints its gRPC address");
+    let address =
+        address_rx.recv_timeout(std::time::Duration::from_secs(60)).expect("hookplane dev prints its gRPC address");
 
     let admin_key = data_dir.join("admin-key");
     #[cfg(unix)]

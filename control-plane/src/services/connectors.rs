@@ -8,7 +8,7 @@ use hookplane::model::{Connector, IssuedCredential, Revision};
 use tonic::{Request, Response, Status};
 
 use super::connector_secrets::{mint_tokens, protect};
-use super::{SharedCore, check_request_id, expected_revision, required};
+use super::{SharedCore, check_request_id, expected_revision, required, required_id};
 use crate::crypto::new_id;
 use crate::error::{ApiError, ApiResult};
 use crate::page_token;
@@ -57,7 +57,8 @@ impl ConnectorApi {
 
     async fn get(&self, request: Request<api::GetConnectorRequest>) -> ApiResult<api::Connector> {
         let caller = self.core.caller(&request).await?;
-        let connector = self.core.store.get_connector(caller.organization()?, &request.get_ref().id).await?;
+        let id = required_id(&request.get_ref().id, "id")?;
+        let connector = self.core.store.get_connector(caller.organization()?, id).await?;
         Ok(convert::connector_to_api(&connector, &[]))
     }
 
@@ -142,8 +143,9 @@ impl ConnectorApi {
         let caller = self.core.caller(&request).await?;
         let org = caller.writable_organization()?;
         let req = request.get_ref();
+        let id = required_id(&req.id, "id")?;
         let expected = expected_revision(&req.etag, "etag")?;
-        Ok(self.core.store.delete_connector(org, &req.id, expected).await?)
+        Ok(self.core.store.delete_connector(org, id, expected).await?)
     }
 
     /// Read-modify-write of one connector. With an etag the write happens
@@ -158,9 +160,7 @@ impl ConnectorApi {
         etag: Option<Revision>,
         change: impl Fn(&Connector) -> ApiResult<Option<(Connector, TokenChanges, Vec<IssuedCredential>)>>,
     ) -> ApiResult<api::Connector> {
-        if id.is_empty() {
-            return Err(ApiError::invalid("id", "is required"));
-        }
+        required_id(id, "id")?;
         let mut attempt = 0;
         loop {
             attempt += 1;

@@ -126,3 +126,11 @@ pub(crate) fn check_request_id(request_id: &str) -> ApiResult<()> {
 pub(crate) fn required<'a, T>(value: Option<&'a T>, field: &str) -> ApiResult<&'a T> {
     value.ok_or_else(|| ApiError::invalid(field, "is required"))
 }
+
+/// A required identifier field, or INVALID_ARGUMENT naming it.
+pub(crate) fn required_id<'a>(value: &'a str, field: &str) -> ApiResult<&'a str> {
+    if value.trim().is_empty() {
+        return Err(ApiError::invalid(field, "is required"));
+    }
+    Ok(value)
+}

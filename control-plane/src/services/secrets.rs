@@ -6,7 +6,7 @@ use hookplane::model;
 use hookplane::model::{Secret, SecretField};
 use tonic::{Request, Response, Status};
 
-use super::{SharedCore, check_request_id, expected_revision, required};
+use super::{SharedCore, check_request_id, expected_revision, required, required_id};
 use crate::crypto::{SecretBox, secret_owner};
 use crate::error::ApiResult;
 use crate::page_token;
@@ -55,7 +55,8 @@ impl SecretApi {
 
     async fn get(&self, request: Request<api::GetSecretRequest>) -> ApiResult<api::Secret> {
         let caller = self.core.caller(&request).await?;
-        let secret = self.core.store.get_secret(caller.organization()?, &request.get_ref().name).await?;
+        let name = required_id(&request.get_ref().name, "name")?;
+        let secret = self.core.store.get_secret(caller.organization()?, name).await?;
         Ok(convert::secret_to_api(&secret))
     }
 
@@ -75,7 +76,7 @@ impl SecretApi {
         let req = request.get_ref();
         let patch = required(req.secret.as_ref(), "secret")?;
         let etag = expected_revision(&patch.etag, "secret.etag")?;
-        let stored = self.core.store.get_secret(org, &patch.name).await?;
+        let stored = self.core.store.get_secret(org, required_id(&patch.name, "secret.name")?).await?;
         if etag.is_some_and(|e| e != stored.revision) {
             return Err(StoreError::Conflict("secret").into());
         }
@@ -93,8 +94,9 @@ impl SecretApi {
         let caller = self.core.caller(&request).await?;
         let org = caller.writable_organization()?;
         let req = request.get_ref();
+        let name = required_id(&req.name, "name")?;
         let expected = expected_revision(&req.etag, "etag")?;
-        Ok(self.core.store.delete_secret(org, &req.name, expected).await?)
+        Ok(self.core.store.delete_secret(org, name, expected).await?)
     }
 }
 
