@@ -37,6 +37,19 @@ pub struct Settings {
     /// Extra plans beyond `free` and `starter` (TOML `[[plans]]` tables).
     #[serde(default)]
     pub plans: Vec<PlanSettings>,
+    /// Hex SHA-256 of each node token the control plane accepts.
+    #[serde(default)]
+    pub node_token_hashes: Vec<String>,
+    /// Data plane: the control plane's gRPC URL.
+    pub control_plane_url: Option<String>,
+    /// Data plane: the node token (prefer `node_token_file`).
+    pub node_token: Option<String>,
+    /// Data plane: file holding the node token (mode 0600).
+    pub node_token_file: Option<PathBuf>,
+    /// Data plane: this node's id; defaults to the host name and port.
+    pub node_id: Option<String>,
+    /// Data plane: where the last good snapshot is kept.
+    pub cache_dir: Option<PathBuf>,
     /// Log filter in `tracing` syntax, e.g. `info,hookplane=debug`.
     #[serde(default = "default_log")]
     pub log: String,
@@ -87,6 +100,16 @@ pub struct FlagOverrides {
     pub database_url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret_key_file: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub control_plane_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_token_file: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_dir: Option<PathBuf>,
 }
 
 fn default_data_dir() -> PathBuf {

@@ -23,7 +23,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         operator_key_hash: settings.operator_key_hash.clone(),
         default_plan: settings.default_plan.clone(),
         plans: settings.plans.iter().map(|p| p.to_plan()).collect(),
+        node_token_hashes: settings.node_token_hashes.clone(),
     };
+    if config.node_token_hashes.is_empty() {
+        tracing::warn!("no node_token_hashes configured: no data-plane node can sync");
+    }
     if config.operator_key_hash.is_none() {
         tracing::warn!("no operator_key_hash configured: organizations can only be managed with their own API keys");
     }

@@ -1,11 +1,13 @@
 //! `hookplane dev`: everything on a laptop, in one process, with SQLite and
-//! key files in a data directory.
+//! key files in a data directory: the control plane and one data-plane node
+//! connected to it over the real sync stream.
 
 use std::path::Path;
 
 use anyhow::Context as _;
 use hookplane_control_plane::crypto::{CredentialKind, SecretBox, hash_credential, mint};
 use hookplane_control_plane::{ControlPlane, ControlPlaneConfig, bootstrap};
+use hookplane_data_plane::{DataPlane, NodeConfig};
 use tokio::net::TcpListener;
 
 use crate::config::Settings;
@@ -26,16 +28,20 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let secret_key_path = settings.secret_key_file.clone().unwrap_or_else(|| dir.join("secret-key"));
     let secret_key = key_file(&secret_key_path, || SecretBox::generate_key_hex().to_string())?;
     let operator_key = key_file(&dir.join("operator-key"), || mint(CredentialKind::OperatorKey).plaintext.to_string())?;
+    let node_token = key_file(&dir.join("node-token"), || mint(CredentialKind::NodeToken).plaintext.to_string())?;
     let database_url = match &settings.database_url {
         Some(url) => url.clone(),
         None => format!("sqlite://{}?mode=rwc", dir.join("hookplane.db").display()),
     };
+    let mut node_token_hashes = settings.node_token_hashes.clone();
+    node_token_hashes.push(hash_credential(&node_token));
     let config = ControlPlaneConfig {
         database_url,
         secret_key_hex: secret_key.into(),
         operator_key_hash: Some(settings.operator_key_hash.clone().unwrap_or_else(|| hash_credential(&operator_key))),
         default_plan: settings.default_plan.clone(),
         plans: settings.plans.iter().map(|p| p.to_plan()).collect(),
+        node_token_hashes,
     };
     let control_plane = ControlPlane::open(&config).await.context("starting the control plane")?;
     let admin_key_path = dir.join("admin-key");
@@ -49,15 +55,32 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding the gRPC listener on {}", settings.grpc_listen))?;
     let grpc = listener.local_addr()?;
-    // The data plane (and with it the trigger listener) arrives with config
-    // sync; until then the address is accepted and reported as reserved.
-    tracing::info!(http_listen = %settings.http_listen, "trigger listener reserved for the data plane");
+    let (stop_grpc, grpc_stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(control_plane.serve(listener, async {
+        let _ = grpc_stopped.await;
+    }));
+
+    let node = DataPlane::start(NodeConfig {
+        node_id: "dev-node".to_owned(),
+        control_plane_url: format!("http://{grpc}"),
+        node_token,
+        http_listen: settings.http_listen,
+        advertise_address: String::new(),
+        cache_dir: Some(dir.join("node-cache")),
+    })
+    .await
+    .context("starting the data-plane node")?;
+
     println!("hookplane dev is running");
     println!("  gRPC API (reflection on):  {grpc}");
+    println!("  triggers (data plane):     http://{}", node.http_address());
     println!("  data directory:            {}", dir.display());
     println!("  admin API key:             {}", admin_key_path.display());
     println!("  operator key:              {}", dir.join("operator-key").display());
     println!("try: grpcurl -plaintext -H \"authorization: Bearer $(cat {})\" {grpc} list", admin_key_path.display());
-    control_plane.serve(listener, shutdown_signal()).await?;
+    shutdown_signal().await;
+    node.shutdown().await;
+    let _ = stop_grpc.send(());
+    server.await??;
     Ok(())
 }

@@ -3,6 +3,7 @@
 
 mod config;
 mod control_plane;
+mod data_plane;
 mod dev;
 mod files;
 
@@ -29,6 +30,31 @@ enum Command {
     Dev(DevArgs),
     /// The control plane on a configured database.
     ControlPlane(ControlPlaneArgs),
+    /// A data-plane node following a control plane.
+    DataPlane(DataPlaneArgs),
+}
+
+#[derive(Args)]
+struct DataPlaneArgs {
+    /// The control plane's gRPC URL, e.g. `http://10.0.0.5:50051`.
+    #[arg(long = "control-plane")]
+    control_plane_url: Option<String>,
+    /// The node token. Visible in the process list: prefer
+    /// `--node-token-file` or `HOOKPLANE_NODE_TOKEN`.
+    #[arg(long)]
+    node_token: Option<String>,
+    /// File holding the node token (mode 0600).
+    #[arg(long)]
+    node_token_file: Option<PathBuf>,
+    /// Trigger (HTTP) address; default 127.0.0.1:8080.
+    #[arg(long)]
+    http_listen: Option<std::net::SocketAddr>,
+    /// Directory for the last good snapshot.
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+    /// This node's id in the fleet; default host name and port.
+    #[arg(long)]
+    node_id: Option<String>,
 }
 
 #[derive(Args)]
@@ -72,6 +98,15 @@ fn main() -> anyhow::Result<()> {
             grpc_listen: a.grpc_listen,
             ..Default::default()
         },
+        Command::DataPlane(a) => FlagOverrides {
+            control_plane_url: a.control_plane_url.clone(),
+            node_token: a.node_token.clone(),
+            node_token_file: a.node_token_file.clone(),
+            http_listen: a.http_listen,
+            cache_dir: a.cache_dir.clone(),
+            node_id: a.node_id.clone(),
+            ..Default::default()
+        },
     };
     let settings = config::load(cli.config.as_deref(), &flags)?;
     tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::try_new(&settings.log)?).init();
@@ -80,6 +115,7 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Dev(_) => dev::run(settings).await,
             Command::ControlPlane(_) => control_plane::run(settings).await,
+            Command::DataPlane(_) => data_plane::run(settings).await,
         }
     })
 }

@@ -6,7 +6,7 @@
 //!   owner's row fails to open instead of leaking.
 //! - Minted credentials carry ≥ 190 bits from the OS RNG behind a prefix that
 //!   names what they are (`hpt_` connector token, `hpk_` admin API key,
-//!   `hpo_` operator key); only their SHA-256 is ever stored.
+//!   `hpo_` operator key, `hpn_` node token); only their SHA-256 is ever stored.
 
 use std::fmt;
 
@@ -126,6 +126,8 @@ pub enum CredentialKind {
     ApiKey,
     /// Control-plane operator key.
     OperatorKey,
+    /// A data-plane node's credential for the sync stream.
+    NodeToken,
 }
 
 impl CredentialKind {
@@ -134,6 +136,7 @@ impl CredentialKind {
             CredentialKind::ConnectorToken => "hpt_",
             CredentialKind::ApiKey => "hpk_",
             CredentialKind::OperatorKey => "hpo_",
+            CredentialKind::NodeToken => "hpn_",
         }
     }
 }

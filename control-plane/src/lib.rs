@@ -11,5 +11,6 @@ pub mod page_token;
 mod server;
 pub mod services;
 pub mod store;
+pub mod sync;
 
 pub use server::{ControlPlane, ControlPlaneConfig, StartError};

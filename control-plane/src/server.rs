@@ -8,8 +8,8 @@ use hookplane::api::FILE_DESCRIPTOR_SET;
 use hookplane::api::v1::{
     api_key_service_server::ApiKeyServiceServer, connector_service_server::ConnectorServiceServer,
     event_service_server::EventServiceServer, node_service_server::NodeServiceServer,
-    organization_service_server::OrganizationServiceServer, plan_service_server::PlanServiceServer,
-    secret_service_server::SecretServiceServer,
+    node_sync_service_server::NodeSyncServiceServer, organization_service_server::OrganizationServiceServer,
+    plan_service_server::PlanServiceServer, secret_service_server::SecretServiceServer,
 };
 use hookplane::model::Plan;
 use tokio::net::TcpListener;
@@ -23,6 +23,7 @@ use crate::services::{
     ApiKeyApi, ConnectorApi, Core, EventApi, NodeApi, OrganizationApi, PlanApi, SecretApi, SharedCore,
 };
 use crate::store::{Store, StoreError};
+use crate::sync::NodeSyncApi;
 
 /// Everything the control plane needs to start.
 #[derive(Clone, Debug)]
@@ -37,6 +38,8 @@ pub struct ControlPlaneConfig {
     pub default_plan: String,
     /// Plans created on start when missing (`free` and `starter` always are).
     pub plans: Vec<Plan>,
+    /// Hex SHA-256 of each node token data-plane nodes may sync with.
+    pub node_token_hashes: Vec<String>,
 }
 
 /// What failed while starting the control plane.
@@ -58,6 +61,7 @@ pub enum StartError {
 #[derive(Clone, Debug)]
 pub struct ControlPlane {
     core: SharedCore,
+    node_token_hashes: Vec<String>,
 }
 
 impl ControlPlane {
@@ -79,7 +83,7 @@ impl ControlPlane {
             default_plan: config.default_plan.clone(),
             store,
         };
-        Ok(ControlPlane { core: Arc::new(core) })
+        Ok(ControlPlane { core: Arc::new(core), node_token_hashes: config.node_token_hashes.clone() })
     }
 
     /// The store, for bootstrap and for the config-sync and event-ingest
@@ -122,10 +126,16 @@ impl ControlPlane {
         health.set_serving::<NodeServiceServer<NodeApi>>().await;
         let core = &self.core;
         let hub = core.events.clone();
+        let (closing, closing_watch) = tokio::sync::watch::channel(false);
+        // Long-lived streams end when shutdown starts, or the graceful drain
+        // would wait on them forever.
         let shutdown = async move {
             shutdown.await;
             hub.close();
+            closing.send_replace(true);
         };
+        let node_sync =
+            NodeSyncApi::new(core.store.clone(), core.secret_box.clone(), &self.node_token_hashes, closing_watch);
         tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
             .add_service(health_service)
@@ -138,6 +148,7 @@ impl ControlPlane {
             .add_service(PlanServiceServer::new(PlanApi::new(core.clone())))
             .add_service(ApiKeyServiceServer::new(ApiKeyApi::new(core.clone())))
             .add_service(NodeServiceServer::new(NodeApi::new(core.clone())))
+            .add_service(NodeSyncServiceServer::new(node_sync))
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
             .await?;
         Ok(())

@@ -507,7 +507,7 @@ fn token_to_api(t: &model::ConnectorToken) -> api::ConnectorToken {
     }
 }
 
-fn token_kind_to_api(kind: TokenKind) -> api::TokenKind {
+pub(super) fn token_kind_to_api(kind: TokenKind) -> api::TokenKind {
     match kind {
         TokenKind::Bearer => api::TokenKind::Bearer,
         TokenKind::SecretToken => api::TokenKind::SecretToken,

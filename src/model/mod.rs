@@ -6,6 +6,7 @@
 //! config snapshots. Secret-bearing fields use [`SecretField`] and
 //! [`HashedField`] so that plaintext can never be persisted by accident.
 
+mod config;
 mod connector;
 mod event;
 mod node;
@@ -13,6 +14,7 @@ mod organization;
 mod protected;
 mod secret;
 
+pub use config::*;
 pub use connector::*;
 pub use event::*;
 pub use node::*;

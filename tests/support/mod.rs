@@ -21,6 +21,9 @@ use tokio::task::JoinHandle;
 pub const POSTGRES_URL_VAR: &str = "TEST_POSTGRES_URL";
 const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
+/// The node token test planes accept.
+pub const NODE_TOKEN: &str = "hpn_testNodeTokenForTheEndToEndSuite0";
+
 /// Which store a test runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
@@ -144,6 +147,7 @@ impl TestPlane {
             operator_key_hash: Some(hash_credential(&operator_key)),
             default_plan: "free".to_owned(),
             plans: Vec::new(),
+            node_token_hashes: vec![hash_credential(NODE_TOKEN)],
         };
         let control_plane = ControlPlane::open(&config).await.expect("control plane opens");
         let (organization_id, admin_key) = match admin {

@@ -19,7 +19,7 @@ pub struct TokenChanges {
     pub supersede_at: Option<Timestamp>,
 }
 
-fn connector_from_row(row: &AnyRow) -> Result<Connector, StoreError> {
+pub(super) fn connector_from_row(row: &AnyRow) -> Result<Connector, StoreError> {
     let spec: ConnectorSpec = decode_json("connector", &row.try_get::<String, _>("spec")?)?;
     Ok(Connector {
         id: row.try_get("id")?,
@@ -32,7 +32,7 @@ fn connector_from_row(row: &AnyRow) -> Result<Connector, StoreError> {
     })
 }
 
-fn token_from_row(row: &AnyRow) -> Result<(String, ConnectorToken), StoreError> {
+pub(super) fn token_from_row(row: &AnyRow) -> Result<(String, ConnectorToken), StoreError> {
     let kind: String = row.try_get("kind")?;
     let token = ConnectorToken {
         id: row.try_get("id")?,
@@ -108,7 +108,7 @@ impl Store {
         .await?;
         insert_tokens(&mut tx, &connector.id, &connector.tokens).await?;
         clear_tombstone(&mut tx, "connector", &connector.organization_id, &connector.id).await?;
-        tx.commit().await?;
+        self.commit_config(tx, version).await?;
         Ok(Creation::Created(connector.clone()))
     }
 
@@ -223,7 +223,7 @@ impl Store {
             .await?;
         insert_tokens(&mut tx, &connector.id, &changes.insert).await?;
         let tokens = load_tokens(&mut tx, &connector.id).await?;
-        tx.commit().await?;
+        self.commit_config(tx, version).await?;
         Ok(Connector { tokens, revision: expected + 1, ..connector.clone() })
     }
 
@@ -250,7 +250,7 @@ impl Store {
         }
         sqlx::query("DELETE FROM connector_tokens WHERE connector_id = $1").bind(id).execute(&mut *tx).await?;
         tombstone(&mut tx, "connector", organization_id, id, version).await?;
-        tx.commit().await?;
+        self.commit_config(tx, version).await?;
         Ok(())
     }
 

@@ -21,12 +21,14 @@ mod nodes;
 mod organizations;
 mod plans;
 mod secrets;
+mod sync;
 
-use std::{path::Path, str::FromStr, time::Duration};
+use std::{path::Path, str::FromStr, sync::Arc, time::Duration};
 
 use hookplane::model::Timestamp;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor, Row};
+use tokio::sync::watch;
 
 pub use connectors::TokenChanges;
 pub use idempotency::{Creation, IdempotencyKey};
@@ -71,6 +73,9 @@ pub enum Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// The latest config version this process committed; config streams
+    /// wait on it (and poll, for changes made by other replicas).
+    committed: Arc<watch::Sender<i64>>,
 }
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -103,7 +108,8 @@ impl Store {
             .connect_with(options)
             .await?;
         MIGRATOR.run(&pool).await?;
-        Ok(Store { pool, backend })
+        let (committed, _) = watch::channel(0);
+        Ok(Store { pool, backend, committed: Arc::new(committed) })
     }
 
     /// Opens (creating if needed) the SQLite database file at `path`.
@@ -124,6 +130,19 @@ impl Store {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.pool.begin().await?,
         })
+    }
+
+    /// Commits a transaction that bumped the config version to `version` and
+    /// wakes the config streams.
+    async fn commit_config(&self, tx: sqlx::Transaction<'static, sqlx::Any>, version: i64) -> Result<(), StoreError> {
+        tx.commit().await?;
+        self.committed.send_modify(|latest| *latest = (*latest).max(version));
+        Ok(())
+    }
+
+    /// A receiver that changes whenever this process commits a config change.
+    pub fn config_commits(&self) -> watch::Receiver<i64> {
+        self.committed.subscribe()
     }
 
     /// Closes every connection; later calls fail.

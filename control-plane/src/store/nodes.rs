@@ -41,6 +41,12 @@ impl Store {
         Ok(())
     }
 
+    /// Returns one node, if it ever connected.
+    pub async fn get_node(&self, id: &str) -> Result<Option<Node>, StoreError> {
+        let row = sqlx::query("SELECT * FROM nodes WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(node_from_row).transpose()
+    }
+
     /// Lists nodes with ids after `after`.
     pub async fn list_nodes(&self, after: &str, limit: u32) -> Result<Vec<Node>, StoreError> {
         let rows = sqlx::query("SELECT * FROM nodes WHERE id > $1 ORDER BY id LIMIT $2")

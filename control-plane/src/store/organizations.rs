@@ -45,7 +45,7 @@ impl Store {
         .bind(version)
         .execute(&mut *tx)
         .await?;
-        tx.commit().await?;
+        self.commit_config(tx, version).await?;
         Ok(Creation::Created(org.clone()))
     }
 
@@ -104,7 +104,7 @@ impl Store {
                 StoreError::NotFound("organization")
             });
         }
-        tx.commit().await?;
+        self.commit_config(tx, version).await?;
         Ok(Organization { revision: expected + 1, ..org.clone() })
     }
 }

@@ -35,7 +35,7 @@ impl Store {
             Err(err) if is_unique_violation(&err) => return Err(StoreError::AlreadyExists("plan")),
             Err(err) => return Err(err.into()),
         }
-        tx.commit().await?;
+        self.commit_config(tx, version).await?;
         Ok(plan)
     }
 
@@ -85,7 +85,7 @@ impl Store {
                 .is_some();
             return Err(if exists { StoreError::Conflict("plan") } else { StoreError::NotFound("plan") });
         }
-        tx.commit().await?;
+        self.commit_config(tx, version).await?;
         Ok(plan)
     }
 }

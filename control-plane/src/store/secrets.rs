@@ -8,7 +8,7 @@ use super::{
     Store, StoreError, bump_config_version, clear_tombstone, from_micros, is_unique_violation, micros, tombstone,
 };
 
-fn secret_from_row(row: &AnyRow) -> Result<Secret, StoreError> {
+pub(super) fn secret_from_row(row: &AnyRow) -> Result<Secret, StoreError> {
     Ok(Secret {
         organization_id: row.try_get("organization_id")?,
         name: row.try_get("name")?,
@@ -62,7 +62,7 @@ impl Store {
             Err(err) => return Err(err.into()),
         }
         clear_tombstone(&mut tx, "secret", &secret.organization_id, &secret.name).await?;
-        tx.commit().await?;
+        self.commit_config(tx, version).await?;
         Ok(Creation::Created(secret.clone()))
     }
 
@@ -120,7 +120,7 @@ impl Store {
         if updated == 0 {
             return Err(self.secret_missing_or_conflict(&mut tx, &secret.organization_id, &secret.name).await?);
         }
-        tx.commit().await?;
+        self.commit_config(tx, version).await?;
         Ok(Secret { revision: expected + 1, ..secret.clone() })
     }
 
@@ -145,7 +145,7 @@ impl Store {
             return Err(self.secret_missing_or_conflict(&mut tx, organization_id, name).await?);
         }
         tombstone(&mut tx, "secret", organization_id, name, version).await?;
-        tx.commit().await?;
+        self.commit_config(tx, version).await?;
         Ok(())
     }
 

@@ -1,0 +1,40 @@
+//! `hookplane data-plane`: one node of the fleet.
+
+use anyhow::Context as _;
+use hookplane_data_plane::{DataPlane, NodeConfig};
+
+use crate::config::Settings;
+use crate::files::read_private_file;
+use crate::shutdown_signal;
+
+pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    let control_plane_url = settings
+        .control_plane_url
+        .clone()
+        .context("control_plane_url is required (flag --control-plane or HOOKPLANE_CONTROL_PLANE_URL)")?;
+    let node_token = match (&settings.node_token, &settings.node_token_file) {
+        (Some(token), _) => token.clone(),
+        (None, Some(file)) => read_private_file(file)?,
+        (None, None) => {
+            anyhow::bail!("a node token is required (--node-token-file, --node-token or HOOKPLANE_NODE_TOKEN)")
+        }
+    };
+    let node_id = settings.node_id.clone().unwrap_or_else(|| {
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "node".to_owned());
+        format!("{host}-{}", settings.http_listen.port())
+    });
+    let node = DataPlane::start(NodeConfig {
+        node_id,
+        control_plane_url,
+        node_token,
+        http_listen: settings.http_listen,
+        advertise_address: String::new(),
+        cache_dir: settings.cache_dir.clone(),
+    })
+    .await
+    .context("starting the data-plane node")?;
+    tracing::info!(address = %node.http_address(), "data plane serving");
+    shutdown_signal().await;
+    node.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,152 @@
+//! Reading the configuration as data planes need it: everything that
+//! changed after a config version, consistently at one version.
+
+use std::collections::HashMap;
+
+use hookplane::model::{ConfigDelta, ContentIndex, DeployedOrganization, DeployedSecret, Plan, SecretField, Versioned};
+use sqlx::Row;
+
+use super::connectors::{connector_from_row, token_from_row};
+use super::secrets::secret_from_row;
+use super::{Backend, Store, StoreError, decode_json};
+
+impl Store {
+    /// The changes after `since` up to the current version, or a full
+    /// snapshot when `since` is 0 or not a version this store has reached.
+    /// All reads happen in one snapshot-isolated transaction, so the delta
+    /// and its content hash describe exactly one version.
+    ///
+    /// Secrets come back sealed (`DeployedSecret::value` holds the sealed
+    /// text); connectors' secret fields too. The caller opens them.
+    pub async fn config_delta(&self, since: i64) -> Result<ConfigDelta, StoreError> {
+        let mut tx = match self.backend {
+            Backend::Sqlite => self.pool.begin().await?,
+            Backend::Postgres => self.pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?,
+        };
+        let version: i64 =
+            sqlx::query("SELECT version FROM config_state WHERE id = 1").fetch_one(&mut *tx).await?.try_get(0)?;
+        let full = since <= 0 || since > version;
+        let after = if full { -1 } else { since };
+
+        let rows = sqlx::query(
+            "SELECT id, organization_id, spec, create_time, update_time, revision, config_version \
+             FROM connectors WHERE config_version > $1 ORDER BY id",
+        )
+        .bind(after)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut connectors = Vec::with_capacity(rows.len());
+        let mut position = HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let connector = connector_from_row(row)?;
+            position.insert(connector.id.clone(), connectors.len());
+            connectors.push(Versioned { item: connector, version: row.try_get("config_version")? });
+        }
+        let token_rows = sqlx::query(
+            "SELECT t.id, t.connector_id, t.kind, t.token_hash, t.hint, t.create_time, t.expire_time, t.superseded \
+             FROM connector_tokens t JOIN connectors c ON c.id = t.connector_id \
+             WHERE c.config_version > $1 ORDER BY t.create_time, t.id",
+        )
+        .bind(after)
+        .fetch_all(&mut *tx)
+        .await?;
+        for row in &token_rows {
+            let (connector_id, token) = token_from_row(row)?;
+            if let Some(&i) = position.get(&connector_id) {
+                connectors[i].item.tokens.push(token);
+            }
+        }
+
+        let secrets = sqlx::query(
+            "SELECT organization_id, name, sealed_value, description, create_time, update_time, revision, config_version \
+             FROM secrets WHERE config_version > $1 ORDER BY organization_id, name",
+        )
+        .bind(after)
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|row| {
+            let secret = secret_from_row(row)?;
+            let SecretField::Sealed(value) = secret.value else { unreachable!("secrets are read sealed") };
+            Ok(Versioned {
+                item: DeployedSecret { organization_id: secret.organization_id, name: secret.name, value },
+                version: row.try_get("config_version")?,
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+
+        let organizations = sqlx::query("SELECT id, plan, config_version FROM organizations WHERE config_version > $1")
+            .bind(after)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|row| {
+                Ok(Versioned {
+                    item: DeployedOrganization { id: row.try_get(0)?, plan: row.try_get(1)? },
+                    version: row.try_get(2)?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let plans = sqlx::query("SELECT spec, revision FROM plans WHERE config_version > $1 ORDER BY name")
+            .bind(after)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|row| {
+                let plan: Plan = decode_json("plan", &row.try_get::<String, _>(0)?)?;
+                Ok(Plan { revision: row.try_get(1)?, ..plan })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+
+        let (mut removed_connector_ids, mut removed_secrets) = (Vec::new(), Vec::new());
+        if !full {
+            let tombstones = sqlx::query(
+                "SELECT kind, organization_id, resource_id FROM config_tombstones WHERE config_version > $1",
+            )
+            .bind(after)
+            .fetch_all(&mut *tx)
+            .await?;
+            for row in &tombstones {
+                let (kind, org, id): (String, String, String) = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+                match kind.as_str() {
+                    "connector" => removed_connector_ids.push(id),
+                    "secret" => removed_secrets.push((org, id)),
+                    _ => {}
+                }
+            }
+        }
+        let content_hash = content_index(&mut tx).await?.hash();
+        tx.commit().await?;
+        Ok(ConfigDelta {
+            version,
+            full,
+            base_version: if full { 0 } else { since },
+            connectors,
+            removed_connector_ids,
+            secrets,
+            removed_secrets,
+            plans,
+            organizations,
+            content_hash,
+        })
+    }
+}
+
+/// The item versions of the whole configuration, for its content hash.
+async fn content_index(tx: &mut sqlx::AnyConnection) -> Result<ContentIndex, StoreError> {
+    let mut index = ContentIndex::default();
+    for row in sqlx::query("SELECT id, config_version FROM connectors").fetch_all(&mut *tx).await? {
+        index.set_connector(&row.try_get::<String, _>(0)?, row.try_get(1)?);
+    }
+    for row in sqlx::query("SELECT organization_id, name, config_version FROM secrets").fetch_all(&mut *tx).await? {
+        index.set_secret(&row.try_get::<String, _>(0)?, &row.try_get::<String, _>(1)?, row.try_get(2)?);
+    }
+    for row in sqlx::query("SELECT id, config_version FROM organizations").fetch_all(&mut *tx).await? {
+        index.set_organization(&row.try_get::<String, _>(0)?, row.try_get(1)?);
+    }
+    for row in sqlx::query("SELECT spec, revision FROM plans").fetch_all(&mut *tx).await? {
+        let plan: Plan = decode_json("plan", &row.try_get::<String, _>(0)?)?;
+        index.set_plan(&Plan { revision: row.try_get(1)?, ..plan });
+    }
+    Ok(index)
+}

@@ -1,0 +1,95 @@
+//! `NodeSyncService`: streams configuration to data-plane nodes (SPEC §5).
+//!
+//! Each node holds one `Sync` stream. After the node's hello the session
+//! sends the changes since the node's version (a full snapshot when it has
+//! none), then waits for commits — woken by this process's commits and
+//! polling for other replicas' — and sends each new delta, coalescing bursts.
+//! Deltas always start at the last version sent, so a NACKed version is never
+//! sent again; the node keeps what it rejected out until it changes.
+
+mod open;
+mod session;
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::Stream;
+use hookplane::api::v1::{self as api, node_sync_service_server::NodeSyncService};
+use subtle::ConstantTimeEq;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::crypto::{SecretBox, hash_credential};
+use crate::error::ApiError;
+use crate::store::Store;
+
+/// How long a session waits after a commit for more commits to coalesce.
+const COALESCE: Duration = Duration::from_millis(5);
+/// How often a session looks for commits made by other control planes.
+const POLL: Duration = Duration::from_secs(1);
+
+/// Serves `hookplane.v1.NodeSyncService`.
+#[derive(Clone, Debug)]
+pub struct NodeSyncApi {
+    store: Store,
+    secret_box: SecretBox,
+    /// SHA-256 of each accepted node token.
+    node_token_hashes: Arc<Vec<[u8; 32]>>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+}
+
+type UpdateStream = Pin<Box<dyn Stream<Item = Result<api::SyncResponse, Status>> + Send>>;
+
+impl NodeSyncApi {
+    /// `node_token_hashes` are hex SHA-256 digests of the node tokens.
+    pub fn new(
+        store: Store,
+        secret_box: SecretBox,
+        node_token_hashes: &[String],
+        shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> NodeSyncApi {
+        let hashes = node_token_hashes
+            .iter()
+            .filter_map(|h| hex::decode(h.trim()).ok())
+            .filter_map(|bytes| <[u8; 32]>::try_from(bytes).ok())
+            .collect();
+        NodeSyncApi { store, secret_box, node_token_hashes: Arc::new(hashes), shutdown }
+    }
+
+    /// Checks the call's node token in constant time against every hash.
+    fn authenticate<T>(&self, request: &Request<T>) -> Result<(), ApiError> {
+        const REFUSED: &str = "a data-plane node must send its node token as `authorization: Bearer <token>`";
+        let token = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or(ApiError::Unauthenticated(REFUSED))?;
+        let given = hex::decode(hash_credential(token.trim())).unwrap_or_default();
+        let known = self.node_token_hashes.iter().fold(0u8, |found, hash| found | given.ct_eq(hash).unwrap_u8());
+        if known == 1 { Ok(()) } else { Err(ApiError::Unauthenticated(REFUSED)) }
+    }
+}
+
+#[tonic::async_trait]
+impl NodeSyncService for NodeSyncApi {
+    type SyncStream = UpdateStream;
+
+    async fn sync(&self, request: Request<Streaming<api::SyncRequest>>) -> Result<Response<UpdateStream>, Status> {
+        self.authenticate(&request)?;
+        let mut inbound = request.into_inner();
+        let hello = match inbound.message().await? {
+            Some(api::SyncRequest { message: Some(api::sync_request::Message::Hello(hello)) }) => hello,
+            _ => {
+                return Err(ApiError::invalid("hello", "the first message of a sync stream must be a NodeHello").into());
+            }
+        };
+        if hello.node_id.trim().is_empty() || hello.node_id.len() > 200 {
+            return Err(ApiError::invalid("hello.node_id", "is required, at most 200 characters").into());
+        }
+        let (sender, receiver) = tokio::sync::mpsc::channel(4);
+        let session = session::Session::new(self.store.clone(), self.secret_box.clone(), hello, sender);
+        tokio::spawn(session.run(inbound, self.shutdown.clone()));
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(receiver))))
+    }
+}

@@ -1,0 +1,111 @@
+//! The last good snapshot on disk, so a node restarted during a
+//! control-plane outage serves what it served before.
+//!
+//! The file is the full snapshot as an encoded `ConfigUpdate`, written to a
+//! temporary file, synced and renamed over the old one: a crash leaves
+//! either the old or the new snapshot, never a torn one. It holds opened
+//! secrets, so it is created with mode 0600.
+
+use std::fs;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use hookplane::convert;
+use prost::Message as _;
+
+use crate::snapshot::Snapshot;
+
+const FILE: &str = "snapshot.pb";
+
+/// What failed reading or writing the cache.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error("snapshot cache I/O at {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("snapshot cache at {0} is not a snapshot")]
+    Corrupt(PathBuf),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CacheError + '_ {
+    move |source| CacheError::Io { path: path.to_owned(), source }
+}
+
+/// Writes `snapshot` as the cache in `dir` atomically.
+pub fn store(dir: &Path, snapshot: &Snapshot) -> Result<(), CacheError> {
+    fs::create_dir_all(dir).map_err(io(dir))?;
+    let bytes = convert::config_delta_to_api(&snapshot.to_full_delta()).encode_to_vec();
+    let tmp = dir.join(format!("{FILE}.tmp"));
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&tmp).map_err(io(&tmp))?;
+    file.write_all(&bytes).map_err(io(&tmp))?;
+    file.sync_all().map_err(io(&tmp))?;
+    let target = dir.join(FILE);
+    fs::rename(&tmp, &target).map_err(io(&target))?;
+    // The rename is durable once the directory entry is.
+    if let Ok(dir_handle) = fs::File::open(dir) {
+        let _ = dir_handle.sync_all();
+    }
+    Ok(())
+}
+
+/// Loads the cached snapshot from `dir`, if there is one.
+pub fn load(dir: &Path) -> Result<Option<Snapshot>, CacheError> {
+    let path = dir.join(FILE);
+    let bytes = match fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(err) => return Err(io(&path)(err)),
+    };
+    let update =
+        hookplane::api::v1::ConfigUpdate::decode(bytes.as_slice()).map_err(|_| CacheError::Corrupt(path.clone()))?;
+    if !update.full {
+        return Err(CacheError::Corrupt(path));
+    }
+    let (delta, rejected) = convert::config_delta_from_api(&update);
+    let (snapshot, _) = Snapshot::default().apply(&delta, rejected);
+    Ok(Some(snapshot))
+}
+
+#[cfg(test)]
+mod tests {
+    use hookplane::model::{ConfigDelta, DeployedSecret, Versioned};
+
+    use super::*;
+
+    #[test]
+    fn a_stored_snapshot_loads_back_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(load(dir.path()).unwrap().is_none());
+        let delta = ConfigDelta {
+            version: 7,
+            full: true,
+            secrets: vec![Versioned {
+                item: DeployedSecret { organization_id: "org".into(), name: "K".into(), value: "v".into() },
+                version: 3,
+            }],
+            ..Default::default()
+        };
+        let (snapshot, _) = Snapshot::default().apply(&delta, Vec::new());
+        store(dir.path(), &snapshot).unwrap();
+        let loaded = load(dir.path()).unwrap().unwrap();
+        assert_eq!(loaded.version, 7);
+        assert_eq!(loaded.content_hash, snapshot.content_hash);
+        assert_eq!(&*loaded.secrets[&("org".to_owned(), "K".to_owned())].0, "v");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = fs::metadata(dir.path().join(FILE)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+
+    #[test]
+    fn garbage_is_reported_not_served() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(FILE), b"\xff\xff not a snapshot").unwrap();
+        assert!(matches!(load(dir.path()), Err(CacheError::Corrupt(_))));
+    }
+}

@@ -1,0 +1,65 @@
+//! What a node shares between its sync task and its request handlers.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use arc_swap::ArcSwap;
+
+use crate::snapshot::Snapshot;
+
+/// The node's current snapshot and sync status.
+///
+/// Invariant: `snapshot` is only ever replaced whole (one atomic pointer
+/// swap); a request that loaded it keeps that snapshot to the end, and
+/// nothing locks on the request path.
+#[derive(Debug)]
+pub struct NodeState {
+    snapshot: ArcSwap<Snapshot>,
+    /// True once a snapshot was applied or loaded from the cache.
+    ready: AtomicBool,
+    connected: AtomicBool,
+    sync_errors: AtomicU64,
+}
+
+impl NodeState {
+    pub fn new(initial: Option<Snapshot>) -> NodeState {
+        let ready = initial.is_some();
+        NodeState {
+            snapshot: ArcSwap::from_pointee(initial.unwrap_or_default()),
+            ready: AtomicBool::new(ready),
+            connected: AtomicBool::new(false),
+            sync_errors: AtomicU64::new(0),
+        }
+    }
+
+    /// The current snapshot.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    /// Replaces the snapshot; in-flight requests finish on the old one.
+    pub fn swap(&self, next: Arc<Snapshot>) {
+        self.snapshot.store(next);
+        self.ready.store(true, Ordering::Release);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_connected(&self, connected: bool) {
+        self.connected.store(connected, Ordering::Relaxed);
+    }
+
+    pub(crate) fn record_sync_error(&self, _err: &crate::sync::SyncError) {
+        self.sync_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn sync_errors(&self) -> u64 {
+        self.sync_errors.load(Ordering::Relaxed)
+    }
+}

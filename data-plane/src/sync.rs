@@ -1,0 +1,176 @@
+//! Following the control plane: one `Sync` stream, reconnected with
+//! jittered exponential backoff, resuming from the applied version.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hookplane::api::v1::{self as api, node_sync_service_client::NodeSyncServiceClient, sync_request::Message};
+use hookplane::convert;
+use rand::Rng as _;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Endpoint;
+
+use crate::state::NodeState;
+use crate::{NodeConfig, cache};
+
+const BACKOFF_START: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
+
+/// Why a sync session ended.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("connecting to the control plane: {0}")]
+    Connect(#[from] tonic::transport::Error),
+    #[error("control plane refused the stream: {0}")]
+    Refused(#[from] tonic::Status),
+    #[error("update for version {base} arrived while the node is at {current}; resyncing in full")]
+    OutOfOrder { base: i64, current: i64 },
+    #[error("snapshot at version {0} does not match the control plane's content hash; resyncing in full")]
+    HashMismatch(i64),
+    #[error("the sync stream closed")]
+    Closed,
+}
+
+/// Runs sync sessions until `shutdown` turns true.
+pub async fn follow(config: Arc<NodeConfig>, state: Arc<NodeState>, mut shutdown: watch::Receiver<bool>) {
+    let mut backoff = BACKOFF_START;
+    let mut force_full = false;
+    loop {
+        let outcome = tokio::select! {
+            outcome = session(&config, &state, force_full) => outcome,
+            _ = shutdown.wait_for(|closing| *closing) => return,
+        };
+        let (progressed, err) = outcome;
+        force_full = matches!(err, SyncError::OutOfOrder { .. } | SyncError::HashMismatch(_));
+        if progressed {
+            backoff = BACKOFF_START;
+        }
+        state.record_sync_error(&err);
+        tracing::warn!(error = %err, retry_in_ms = backoff.as_millis() as u64, "config sync interrupted; serving the current snapshot");
+        // Full jitter: a fleet that lost the control plane together does not
+        // come back in lockstep.
+        let wait = rand::rng().random_range(backoff / 2..=backoff);
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            _ = shutdown.wait_for(|closing| *closing) => return,
+        }
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+/// One stream: hello, then apply updates until it breaks. Returns whether
+/// any update was applied, and why it ended.
+async fn session(config: &NodeConfig, state: &NodeState, force_full: bool) -> (bool, SyncError) {
+    let mut progressed = false;
+    let err = match run_session(config, state, force_full, &mut progressed).await {
+        Ok(()) => SyncError::Closed,
+        Err(err) => err,
+    };
+    (progressed, err)
+}
+
+async fn run_session(
+    config: &NodeConfig,
+    state: &NodeState,
+    force_full: bool,
+    progressed: &mut bool,
+) -> Result<(), SyncError> {
+    let channel = Endpoint::from_shared(config.control_plane_url.clone())?
+        .connect_timeout(Duration::from_secs(5))
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_timeout(Duration::from_secs(5))
+        .keep_alive_while_idle(true)
+        .connect()
+        .await?;
+    let mut client = NodeSyncServiceClient::new(channel);
+    let (outbound, outbound_rx) = mpsc::channel(8);
+    let current = state.snapshot();
+    let hello = api::NodeHello {
+        node_id: config.node_id.clone(),
+        build_version: env!("CARGO_PKG_VERSION").to_owned(),
+        capabilities: Vec::new(),
+        applied_version: if force_full { 0 } else { current.version },
+        content_hash: current.content_hash.clone(),
+        address: config.advertise_address.clone(),
+    };
+    outbound.send(api::SyncRequest { message: Some(Message::Hello(hello)) }).await.map_err(|_| SyncError::Closed)?;
+    let mut request = tonic::Request::new(ReceiverStream::new(outbound_rx));
+    let token =
+        format!("Bearer {}", config.node_token).parse().map_err(|_| tonic::Status::unauthenticated("bad token"))?;
+    request.metadata_mut().insert("authorization", token);
+    let mut inbound = client.sync(request).await?.into_inner();
+    state.set_connected(true);
+    let result = async {
+        while let Some(message) = inbound.message().await? {
+            let Some(update) = message.update else { continue };
+            let reply = apply(config, state, update, force_full && !*progressed).await?;
+            *progressed = true;
+            outbound.send(reply).await.map_err(|_| SyncError::Closed)?;
+        }
+        Ok(())
+    }
+    .await;
+    state.set_connected(false);
+    result
+}
+
+/// Builds the next snapshot from `update` off the request path, swaps it in,
+/// persists it and returns the ack or nack.
+async fn apply(
+    config: &NodeConfig,
+    state: &NodeState,
+    update: api::ConfigUpdate,
+    expect_full: bool,
+) -> Result<api::SyncRequest, SyncError> {
+    let current = state.snapshot();
+    if !update.full && (expect_full || update.base_version != current.version) {
+        return Err(SyncError::OutOfOrder { base: update.base_version, current: current.version });
+    }
+    let started = std::time::Instant::now();
+    let expected_hash = update.content_hash.clone();
+    let (next, rejected) = tokio::task::spawn_blocking(move || {
+        let (delta, conversion_rejections) = convert::config_delta_from_api(&update);
+        current.apply(&delta, conversion_rejections)
+    })
+    .await
+    .expect("snapshot build does not panic");
+    let version = next.version;
+    if next.content_hash != expected_hash {
+        // A missed or misapplied change: keep serving the current snapshot
+        // and fetch a whole one.
+        return Err(SyncError::HashMismatch(version));
+    }
+    let next = Arc::new(next);
+    state.swap(next.clone());
+    tracing::info!(
+        version,
+        rejected = rejected.len(),
+        build_ms = started.elapsed().as_millis() as u64,
+        "applied config"
+    );
+    if let Some(dir) = config.cache_dir.clone() {
+        let snapshot = next.clone();
+        let stored = tokio::task::spawn_blocking(move || cache::store(&dir, &snapshot))
+            .await
+            .expect("cache write does not panic");
+        if let Err(err) = stored {
+            tracing::warn!(error = %err, "could not persist the snapshot; serving it anyway");
+        }
+    }
+    let message = if rejected.is_empty() {
+        Message::Ack(api::ConfigAck { version })
+    } else {
+        for r in &rejected {
+            tracing::warn!(connector = %r.connector_id, reason = %r.reason, "rejected connector");
+        }
+        Message::Nack(api::ConfigNack {
+            version,
+            rejected: rejected
+                .into_iter()
+                .map(|r| api::ConnectorRejection { connector_id: r.connector_id, reason: r.reason })
+                .collect(),
+        })
+    };
+    Ok(api::SyncRequest { message: Some(message) })
+}

@@ -1,0 +1,222 @@
+//! Conversions of the data-plane protocol (`node_sync.proto`).
+//!
+//! On the way out the control plane hands over connectors with their secret
+//! material opened; on the way in a node converts each connector on its own,
+//! so one invalid connector is rejected alone while the rest apply.
+
+use crate::api::v1 as api;
+use crate::model::{
+    self, ConfigDelta, Connector, ConnectorToken, DeployedOrganization, DeployedSecret, HashedField, OutboundAuth,
+    SecretField, TokenKind, Versioned,
+};
+
+use super::connector::token_kind_to_api;
+use super::organization::{plan_from_api, plan_to_api};
+use super::validate::{timestamp_from_api, timestamp_to_api};
+use super::{Violations, connector_from_api, connector_to_api};
+
+/// A connector a node could not take, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejection {
+    pub connector_id: String,
+    /// The config version of the rejected connector.
+    pub version: i64,
+    pub reason: String,
+}
+
+/// Converts a delta for the wire. Connectors' secret fields must be opened
+/// (`SecretField::Plain`); sealed or absent ones are sent empty.
+pub fn config_delta_to_api(delta: &ConfigDelta) -> api::ConfigUpdate {
+    api::ConfigUpdate {
+        version: delta.version,
+        full: delta.full,
+        base_version: delta.base_version,
+        connectors: delta.connectors.iter().map(node_connector_to_api).collect(),
+        removed_connector_ids: delta.removed_connector_ids.clone(),
+        secrets: delta
+            .secrets
+            .iter()
+            .map(|s| api::NodeSecret {
+                organization_id: s.item.organization_id.clone(),
+                name: s.item.name.clone(),
+                value: s.item.value.clone(),
+                item_version: s.version,
+            })
+            .collect(),
+        removed_secrets: delta
+            .removed_secrets
+            .iter()
+            .map(|(org, name)| api::NodeSecretRef { organization_id: org.clone(), name: name.clone() })
+            .collect(),
+        plans: delta.plans.iter().map(plan_to_api).collect(),
+        organizations: delta
+            .organizations
+            .iter()
+            .map(|o| api::NodeOrganization {
+                id: o.item.id.clone(),
+                plan: o.item.plan.clone(),
+                item_version: o.version,
+            })
+            .collect(),
+        content_hash: delta.content_hash.clone(),
+    }
+}
+
+fn plain(field: &SecretField) -> String {
+    match field {
+        SecretField::Plain(text) => text.clone(),
+        SecretField::Absent | SecretField::Sealed(_) => String::new(),
+    }
+}
+
+fn node_connector_to_api(c: &Versioned<Connector>) -> api::NodeConnector {
+    let spec = &c.item.spec;
+    let (oauth_client_secret, oauth_refresh_token) = match &spec.perform.auth {
+        OutboundAuth::OAuth2(o) => (plain(&o.client_secret), plain(&o.refresh_token)),
+        _ => (String::new(), String::new()),
+    };
+    api::NodeConnector {
+        organization_id: c.item.organization_id.clone(),
+        connector: Some(connector_to_api(&c.item, &[])),
+        item_version: c.version,
+        credentials: c
+            .item
+            .tokens
+            .iter()
+            .map(|t| api::NodeCredential {
+                kind: token_kind_to_api(t.kind) as i32,
+                sha256: t.hash.clone(),
+                expire_time: t.expire_time.map(timestamp_to_api),
+                token_id: t.id.clone(),
+            })
+            .collect(),
+        signature_secret: spec.signature.as_ref().map(|s| plain(&s.secret)).unwrap_or_default(),
+        custom_header_hashes: spec
+            .auth
+            .custom_headers
+            .iter()
+            .map(|h| match &h.value {
+                HashedField::Sha256(hash) => hash.clone(),
+                HashedField::Absent | HashedField::Plain(_) => String::new(),
+            })
+            .collect(),
+        oauth_client_secret,
+        oauth_refresh_token,
+    }
+}
+
+/// Converts an update a node received. Connectors that do not convert are
+/// left out and returned as rejections; everything else is kept.
+pub fn config_delta_from_api(update: &api::ConfigUpdate) -> (ConfigDelta, Vec<Rejection>) {
+    let mut rejected = Vec::new();
+    let mut connectors = Vec::with_capacity(update.connectors.len());
+    for node in &update.connectors {
+        match node_connector_from_api(node) {
+            Ok(connector) => connectors.push(Versioned { item: connector, version: node.item_version }),
+            Err(reason) => rejected.push(Rejection {
+                connector_id: node.connector.as_ref().map(|c| c.id.clone()).unwrap_or_default(),
+                version: node.item_version,
+                reason,
+            }),
+        }
+    }
+    let plans = update.plans.iter().filter_map(|p| {
+        let mut plan = plan_from_api(p, "plan").ok()?;
+        plan.revision = model::revision_of(&p.etag).unwrap_or_default();
+        Some(plan)
+    });
+    let delta = ConfigDelta {
+        version: update.version,
+        full: update.full,
+        base_version: update.base_version,
+        connectors,
+        removed_connector_ids: update.removed_connector_ids.clone(),
+        secrets: update
+            .secrets
+            .iter()
+            .map(|s| Versioned {
+                item: DeployedSecret {
+                    organization_id: s.organization_id.clone(),
+                    name: s.name.clone(),
+                    value: s.value.clone(),
+                },
+                version: s.item_version,
+            })
+            .collect(),
+        removed_secrets: update.removed_secrets.iter().map(|s| (s.organization_id.clone(), s.name.clone())).collect(),
+        plans: plans.collect(),
+        organizations: update
+            .organizations
+            .iter()
+            .map(|o| Versioned {
+                item: DeployedOrganization { id: o.id.clone(), plan: o.plan.clone() },
+                version: o.item_version,
+            })
+            .collect(),
+        content_hash: update.content_hash.clone(),
+    };
+    (delta, rejected)
+}
+
+/// One connector as a node receives it; the error is a readable reason.
+fn node_connector_from_api(node: &api::NodeConnector) -> Result<Connector, String> {
+    let api_connector = node.connector.as_ref().ok_or("connector is missing")?;
+    let mut spec = connector_from_api(api_connector, "connector").map_err(|e| e.to_string())?;
+    if let Some(signature) = &mut spec.signature {
+        signature.secret = secret_field(&node.signature_secret);
+    }
+    if let OutboundAuth::OAuth2(oauth) = &mut spec.perform.auth {
+        oauth.client_secret = secret_field(&node.oauth_client_secret);
+        oauth.refresh_token = secret_field(&node.oauth_refresh_token);
+    }
+    if node.custom_header_hashes.len() != spec.auth.custom_headers.len() {
+        return Err("custom header hashes do not match the custom headers".to_owned());
+    }
+    for (header, hash) in spec.auth.custom_headers.iter_mut().zip(&node.custom_header_hashes) {
+        header.value = HashedField::Sha256(hash.clone());
+    }
+    let mut v = Violations::default();
+    let tokens = node
+        .credentials
+        .iter()
+        .map(|c| {
+            let kind = match api::TokenKind::try_from(c.kind) {
+                Ok(api::TokenKind::Bearer) => TokenKind::Bearer,
+                Ok(api::TokenKind::SecretToken) => TokenKind::SecretToken,
+                Ok(api::TokenKind::ApiKey) => TokenKind::ApiKey,
+                Ok(api::TokenKind::BasicPassword) => TokenKind::BasicPassword,
+                _ => return Err(format!("credential {} has an unknown kind", c.token_id)),
+            };
+            let meta = api_connector.tokens.iter().find(|t| t.id == c.token_id);
+            Ok(ConnectorToken {
+                id: c.token_id.clone(),
+                kind,
+                hash: c.sha256.clone(),
+                hint: meta.map(|t| t.hint.clone()).unwrap_or_default(),
+                create_time: meta
+                    .and_then(|t| t.create_time.as_ref())
+                    .and_then(|t| timestamp_from_api(t, "create_time", &mut v))
+                    .unwrap_or_default(),
+                expire_time: c.expire_time.as_ref().and_then(|t| timestamp_from_api(t, "expire_time", &mut v)),
+                superseded: meta.is_some_and(|t| t.superseded),
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    v.finish(()).map_err(|e| e.to_string())?;
+    let time = |t: &Option<prost_types::Timestamp>| {
+        t.as_ref().and_then(|t| timestamp_from_api(t, "time", &mut Violations::default())).unwrap_or_default()
+    };
+    Ok(Connector {
+        id: api_connector.id.clone(),
+        organization_id: node.organization_id.clone(),
+        spec,
+        tokens,
+        create_time: time(&api_connector.create_time),
+        update_time: time(&api_connector.update_time),
+        revision: model::revision_of(&api_connector.etag).unwrap_or_default(),
+    })
+}
+
+fn secret_field(text: &str) -> SecretField {
+    if text.is_empty() { SecretField::Absent } else { SecretField::Plain(text.to_owned()) }
+}

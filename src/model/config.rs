@@ -1,0 +1,171 @@
+//! What data-plane nodes receive (SPEC §5): versioned deltas of the
+//! configuration, and the content hash both sides compute over a snapshot.
+
+use std::collections::BTreeMap;
+
+use sha2::{Digest, Sha256};
+
+use super::{Connector, Plan, etag_of};
+
+/// An item and the config version at which it last changed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Versioned<T> {
+    pub item: T,
+    pub version: i64,
+}
+
+/// A secret as nodes need it: opened, for `$secret.NAME`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DeployedSecret {
+    pub organization_id: String,
+    pub name: String,
+    pub value: String,
+}
+
+impl std::fmt::Debug for DeployedSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeployedSecret")
+            .field("organization_id", &self.organization_id)
+            .field("name", &self.name)
+            .field("value", &"<redacted>")
+            .finish()
+    }
+}
+
+/// An organization as nodes need it: which plan limits it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeployedOrganization {
+    pub id: String,
+    pub plan: String,
+}
+
+/// A snapshot (`full`) or the changes from `base_version` to `version`.
+///
+/// Connectors carry their secret material opened (`SecretField::Plain`) and
+/// custom header values hashed, which is what a node needs to serve them.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ConfigDelta {
+    pub version: i64,
+    pub full: bool,
+    pub base_version: i64,
+    pub connectors: Vec<Versioned<Connector>>,
+    pub removed_connector_ids: Vec<String>,
+    pub secrets: Vec<Versioned<DeployedSecret>>,
+    /// `(organization_id, name)` of deleted secrets.
+    pub removed_secrets: Vec<(String, String)>,
+    pub plans: Vec<Plan>,
+    pub organizations: Vec<Versioned<DeployedOrganization>>,
+    /// Hash of the whole snapshot at `version` (see [`ContentIndex`]).
+    pub content_hash: String,
+}
+
+impl ConfigDelta {
+    /// Whether the delta changes nothing.
+    pub fn is_empty(&self) -> bool {
+        !self.full
+            && self.connectors.is_empty()
+            && self.removed_connector_ids.is_empty()
+            && self.secrets.is_empty()
+            && self.removed_secrets.is_empty()
+            && self.plans.is_empty()
+            && self.organizations.is_empty()
+    }
+}
+
+/// The item versions of a whole snapshot, from which its content hash is
+/// computed the same way on both planes: SHA-256 hex over the sorted lines
+/// `kind:key:version\n` (`c` connectors, `s` secrets keyed `org/name`, `o`
+/// organizations, `p` plans with their etag).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ContentIndex {
+    lines: BTreeMap<(char, String), String>,
+}
+
+impl ContentIndex {
+    pub fn set_connector(&mut self, id: &str, version: i64) {
+        self.lines.insert(('c', id.to_owned()), version.to_string());
+    }
+
+    pub fn set_secret(&mut self, organization_id: &str, name: &str, version: i64) {
+        self.lines.insert(('s', format!("{organization_id}/{name}")), version.to_string());
+    }
+
+    pub fn set_organization(&mut self, id: &str, version: i64) {
+        self.lines.insert(('o', id.to_owned()), version.to_string());
+    }
+
+    pub fn set_plan(&mut self, plan: &Plan) {
+        self.lines.insert(('p', plan.name.clone()), etag_of(plan.revision));
+    }
+
+    pub fn remove_connector(&mut self, id: &str) {
+        self.lines.remove(&('c', id.to_owned()));
+    }
+
+    pub fn remove_secret(&mut self, organization_id: &str, name: &str) {
+        self.lines.remove(&('s', format!("{organization_id}/{name}")));
+    }
+
+    /// Applies a delta's item versions (replacing everything for a full one).
+    pub fn apply(&mut self, delta: &ConfigDelta) {
+        if delta.full {
+            self.lines.clear();
+        }
+        for c in &delta.connectors {
+            self.set_connector(&c.item.id, c.version);
+        }
+        for id in &delta.removed_connector_ids {
+            self.remove_connector(id);
+        }
+        for s in &delta.secrets {
+            self.set_secret(&s.item.organization_id, &s.item.name, s.version);
+        }
+        for (org, name) in &delta.removed_secrets {
+            self.remove_secret(org, name);
+        }
+        for o in &delta.organizations {
+            self.set_organization(&o.item.id, o.version);
+        }
+        for p in &delta.plans {
+            self.set_plan(p);
+        }
+    }
+
+    /// The SHA-256 hex of the snapshot's sorted lines.
+    pub fn hash(&self) -> String {
+        let mut hasher = Sha256::new();
+        for ((kind, key), version) in &self.lines {
+            hasher.update(format!("{kind}:{key}:{version}\n").as_bytes());
+        }
+        hex::encode(hasher.finalize())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_depends_on_content_not_on_insertion_order() {
+        let mut a = ContentIndex::default();
+        a.set_connector("con_b", 3);
+        a.set_connector("con_a", 2);
+        a.set_secret("org", "X", 4);
+        let mut b = ContentIndex::default();
+        b.set_secret("org", "X", 4);
+        b.set_connector("con_a", 2);
+        b.set_connector("con_b", 3);
+        assert_eq!(a.hash(), b.hash());
+        b.set_connector("con_a", 5);
+        assert_ne!(a.hash(), b.hash());
+        b.remove_connector("con_a");
+        a.remove_connector("con_a");
+        assert_eq!(a.hash(), b.hash(), "con_a was at different versions, but both are gone now");
+    }
+
+    #[test]
+    fn deployed_secrets_never_print_their_value() {
+        let s = DeployedSecret { organization_id: "o".into(), name: "N".into(), value: "hunter2".into() };
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
+}
