@@ -19,6 +19,10 @@ pub struct NodeState {
     ready: AtomicBool,
     connected: AtomicBool,
     sync_errors: AtomicU64,
+    full_updates: AtomicU64,
+    delta_updates: AtomicU64,
+    /// Encoded size of the last update received.
+    last_update_bytes: AtomicU64,
 }
 
 impl NodeState {
@@ -29,6 +33,9 @@ impl NodeState {
             ready: AtomicBool::new(ready),
             connected: AtomicBool::new(false),
             sync_errors: AtomicU64::new(0),
+            full_updates: AtomicU64::new(0),
+            delta_updates: AtomicU64::new(0),
+            last_update_bytes: AtomicU64::new(0),
         }
     }
 
@@ -61,5 +68,21 @@ impl NodeState {
 
     pub fn sync_errors(&self) -> u64 {
         self.sync_errors.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn record_update(&self, full: bool, bytes: usize) {
+        let counter = if full { &self.full_updates } else { &self.delta_updates };
+        counter.fetch_add(1, Ordering::Relaxed);
+        self.last_update_bytes.store(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// Updates received so far: `(full snapshots, deltas)`.
+    pub fn updates_received(&self) -> (u64, u64) {
+        (self.full_updates.load(Ordering::Relaxed), self.delta_updates.load(Ordering::Relaxed))
+    }
+
+    /// Encoded size of the last update received, in bytes.
+    pub fn last_update_bytes(&self) -> u64 {
+        self.last_update_bytes.load(Ordering::Relaxed)
     }
 }

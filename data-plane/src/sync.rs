@@ -123,6 +123,7 @@ async fn apply(
     update: api::ConfigUpdate,
     expect_full: bool,
 ) -> Result<api::SyncRequest, SyncError> {
+    state.record_update(update.full, prost::Message::encoded_len(&update));
     let current = state.snapshot();
     if !update.full && (expect_full || update.base_version != current.version) {
         return Err(SyncError::OutOfOrder { base: update.base_version, current: current.version });

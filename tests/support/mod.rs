@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod fixtures;
+pub mod nodes;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -132,7 +133,7 @@ impl TestPlane {
         let database = Database::create(backend).await;
         let secret_key = SecretBox::generate_key_hex().to_string();
         let operator_key = mint(CredentialKind::OperatorKey).plaintext.to_string();
-        TestPlane::boot(database, secret_key, operator_key, None).await
+        TestPlane::boot(database, secret_key, operator_key, None, "127.0.0.1:0").await
     }
 
     async fn boot(
@@ -140,6 +141,7 @@ impl TestPlane {
         secret_key: String,
         operator_key: String,
         admin: Option<(String, String)>,
+        bind: &str,
     ) -> TestPlane {
         let config = ControlPlaneConfig {
             database_url: database.url.clone(),
@@ -160,7 +162,7 @@ impl TestPlane {
                 (created.organization.id, created.admin_key.to_string())
             }
         };
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = TcpListener::bind(bind).await.unwrap();
         let address = listener.local_addr().unwrap();
         let (shutdown, signal) = oneshot::channel();
         let serving = control_plane.clone();
@@ -191,11 +193,28 @@ impl TestPlane {
     }
 
     /// Stops the server and starts a new one on the same database and key.
-    pub async fn restart(mut self) -> TestPlane {
+    pub async fn restart(self) -> TestPlane {
+        self.stopped().await.start_again().await
+    }
+
+    /// Stops serving; the database stays for [`StoppedPlane::start_again`].
+    pub async fn stopped(mut self) -> StoppedPlane {
         self.stop().await;
-        let admin = Some((self.organization_id.clone(), self.admin_key.clone()));
+        self.control_plane.store().close().await;
+        let admin = (self.organization_id.clone(), self.admin_key.clone());
         let database = std::mem::replace(&mut self.database, placeholder_database());
-        TestPlane::boot(database, self.secret_key.clone(), self.operator_key.clone(), admin).await
+        StoppedPlane {
+            database,
+            secret_key: self.secret_key.clone(),
+            operator_key: self.operator_key.clone(),
+            admin,
+            address: self.address,
+        }
+    }
+
+    /// The gRPC URL nodes and clients connect to.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.address)
     }
 
     async fn stop(&mut self) {
@@ -252,6 +271,28 @@ impl TestPlane {
 
     pub async fn config_version(&self) -> i64 {
         self.control_plane.store().config_version().await.unwrap()
+    }
+}
+
+/// A control plane that was stopped; its database and address are kept.
+pub struct StoppedPlane {
+    database: Database,
+    secret_key: String,
+    operator_key: String,
+    admin: (String, String),
+    address: SocketAddr,
+}
+
+impl StoppedPlane {
+    /// The gRPC URL the plane will serve on again.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    /// Serves again on the same address, database and keys.
+    pub async fn start_again(self) -> TestPlane {
+        let bind = self.address.to_string();
+        TestPlane::boot(self.database, self.secret_key, self.operator_key, Some(self.admin), &bind).await
     }
 }
 

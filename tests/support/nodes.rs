@@ -1,0 +1,52 @@
+//! Data-plane nodes for the end-to-end tests, and a bare HTTP/1.1 probe.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use hookplane_data_plane::{DataPlane, NodeConfig};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+use super::{NODE_TOKEN, TestPlane};
+
+/// Starts a node following `plane`, caching in `cache_dir`.
+pub async fn start_node(plane_url: &str, node_id: &str, cache_dir: Option<&Path>) -> DataPlane {
+    start_node_with_token(plane_url, node_id, cache_dir, NODE_TOKEN).await
+}
+
+pub async fn start_node_with_token(plane_url: &str, node_id: &str, cache_dir: Option<&Path>, token: &str) -> DataPlane {
+    DataPlane::start(NodeConfig {
+        node_id: node_id.to_owned(),
+        control_plane_url: plane_url.to_owned(),
+        node_token: token.to_owned(),
+        http_listen: "127.0.0.1:0".parse().unwrap(),
+        advertise_address: String::new(),
+        cache_dir: cache_dir.map(Path::to_path_buf),
+    })
+    .await
+    .expect("node starts")
+}
+
+/// Waits until `node` has applied `version` (or later).
+pub async fn applied(node: &DataPlane, version: i64) {
+    super::eventually(std::time::Duration::from_secs(10), &format!("node to apply version {version}"), || async {
+        (node.snapshot().version >= version).then_some(())
+    })
+    .await;
+}
+
+/// The plane's current config version.
+pub async fn current_version(plane: &TestPlane) -> i64 {
+    plane.config_version().await
+}
+
+/// `GET path` over a fresh connection; returns the status and the body.
+pub async fn http_get(address: SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = tokio::net::TcpStream::connect(address).await.expect("connect");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status line");
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
+}
