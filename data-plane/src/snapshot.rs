@@ -146,3 +146,69 @@ impl Snapshot {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use hookplane::model::{DeployedOrganization, Plan};
+
+    use super::*;
+
+    fn secret(name: &str, version: i64) -> Versioned<DeployedSecret> {
+        Versioned {
+            item: DeployedSecret {
+                organization_id: "org".into(),
+                name: name.into(),
+                value: format!("{name}@{version}"),
+            },
+            version,
+        }
+    }
+
+    #[test]
+    fn deltas_add_replace_and_remove_on_top_of_the_previous_snapshot() {
+        let full = ConfigDelta {
+            version: 2,
+            full: true,
+            secrets: vec![secret("A", 1), secret("B", 2)],
+            plans: vec![Plan::free()],
+            organizations: vec![Versioned {
+                item: DeployedOrganization { id: "org".into(), plan: "free".into() },
+                version: 1,
+            }],
+            ..Default::default()
+        };
+        let (first, rejected) = Snapshot::default().apply(&full, Vec::new());
+        assert!(rejected.is_empty());
+        let delta = ConfigDelta {
+            version: 4,
+            base_version: 2,
+            secrets: vec![secret("B", 3)],
+            removed_secrets: vec![("org".into(), "A".into())],
+            ..Default::default()
+        };
+        let (second, _) = first.apply(&delta, Vec::new());
+        assert_eq!(second.version, 4);
+        assert!(!second.secrets.contains_key(&("org".into(), "A".into())));
+        assert_eq!(&*second.secrets[&("org".into(), "B".into())].0, "B@3");
+        assert_eq!(second.organizations["org"].0, "free");
+        assert_eq!(first.version, 2, "the previous snapshot is untouched");
+        assert_eq!(first.secrets.len(), 2);
+
+        let mut index = ContentIndex::default();
+        index.apply(&full);
+        index.apply(&delta);
+        assert_eq!(second.content_hash, index.hash(), "both planes compute the same hash");
+    }
+
+    #[test]
+    fn rejected_connectors_are_not_served_but_stay_in_the_hash() {
+        let delta = ConfigDelta { version: 3, full: true, ..Default::default() };
+        let rejection = Rejection { connector_id: "con_x".into(), version: 3, reason: "bad".into() };
+        let (snapshot, rejected) = Snapshot::default().apply(&delta, vec![rejection]);
+        assert_eq!(rejected.len(), 1);
+        assert!(snapshot.connectors.is_empty());
+        let mut index = ContentIndex::default();
+        index.set_connector("con_x", 3);
+        assert_eq!(snapshot.content_hash, index.hash());
+    }
+}

@@ -86,3 +86,64 @@ impl NodeState {
         self.last_update_bytes.load(Ordering::Relaxed)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+    use std::thread;
+
+    use hookplane::model::{ConfigDelta, DeployedSecret, Versioned};
+
+    use super::*;
+
+    /// A snapshot at `version` whose every secret carries the same version.
+    fn snapshot_at(version: i64) -> Snapshot {
+        let delta = ConfigDelta {
+            version,
+            full: true,
+            secrets: (0..50)
+                .map(|i| Versioned {
+                    item: DeployedSecret {
+                        organization_id: "org".into(),
+                        name: format!("S{i}"),
+                        value: version.to_string(),
+                    },
+                    version,
+                })
+                .collect(),
+            ..Default::default()
+        };
+        Snapshot::default().apply(&delta, Vec::new()).0
+    }
+
+    #[test]
+    fn readers_on_many_threads_always_see_one_whole_snapshot() {
+        let state = Arc::new(NodeState::new(Some(snapshot_at(1))));
+        let done = Arc::new(AtomicBool::new(false));
+        let readers: Vec<_> = (0..4)
+            .map(|_| {
+                let (state, done) = (state.clone(), done.clone());
+                thread::spawn(move || {
+                    let mut reads = 0u64;
+                    while !done.load(Ordering::Relaxed) {
+                        let snapshot = state.snapshot();
+                        let expected = snapshot.version.to_string();
+                        assert_eq!(snapshot.secrets.len(), 50);
+                        assert!(
+                            snapshot.secrets.values().all(|(value, v)| **value == *expected && *v == snapshot.version)
+                        );
+                        reads += 1;
+                    }
+                    reads
+                })
+            })
+            .collect();
+        for version in 2..=300 {
+            state.swap(Arc::new(snapshot_at(version)));
+        }
+        done.store(true, Ordering::Relaxed);
+        let reads: u64 = readers.into_iter().map(|r| r.join().expect("no reader saw a mixed snapshot")).sum();
+        assert!(reads > 0);
+        assert_eq!(state.snapshot().version, 300);
+    }
+}
