@@ -102,8 +102,20 @@ async fn run_session(
     let mut inbound = client.sync(request).await?.into_inner();
     state.set_connected(true);
     let result = async {
+        let mut pending: Option<api::ConfigUpdate> = None;
         while let Some(message) = inbound.message().await? {
-            let Some(update) = message.update else { continue };
+            let Some(part) = message.update else { continue };
+            let update = match pending.take() {
+                Some(mut earlier) if earlier.version == part.version => {
+                    convert::merge_update_parts(&mut earlier, part);
+                    earlier
+                }
+                _ => part,
+            };
+            if update.more_parts {
+                pending = Some(update);
+                continue;
+            }
             let reply = apply(config, state, update, force_full && !*progressed).await?;
             *progressed = true;
             outbound.send(reply).await.map_err(|_| SyncError::Closed)?;

@@ -59,6 +59,7 @@ pub fn config_delta_to_api(delta: &ConfigDelta) -> api::ConfigUpdate {
             })
             .collect(),
         content_hash: delta.content_hash.clone(),
+        more_parts: false,
     }
 }
 
@@ -103,6 +104,18 @@ fn node_connector_to_api(c: &Versioned<Connector>) -> api::NodeConnector {
         oauth_client_secret,
         oauth_refresh_token,
     }
+}
+
+/// Appends a later part of a split update to the parts received so far.
+pub fn merge_update_parts(into: &mut api::ConfigUpdate, part: api::ConfigUpdate) {
+    into.connectors.extend(part.connectors);
+    into.removed_connector_ids.extend(part.removed_connector_ids);
+    into.secrets.extend(part.secrets);
+    into.removed_secrets.extend(part.removed_secrets);
+    into.plans.extend(part.plans);
+    into.organizations.extend(part.organizations);
+    into.more_parts = part.more_parts;
+    into.content_hash = part.content_hash;
 }
 
 /// Converts an update a node received. Connectors that do not convert are

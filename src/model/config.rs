@@ -1,7 +1,7 @@
 //! What data-plane nodes receive (SPEC §5): versioned deltas of the
 //! configuration, and the content hash both sides compute over a snapshot.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 
 use sha2::{Digest, Sha256};
 
@@ -72,44 +72,64 @@ impl ConfigDelta {
     }
 }
 
-/// The item versions of a whole snapshot, from which its content hash is
-/// computed the same way on both planes: SHA-256 hex over the sorted lines
+/// The item versions of a whole snapshot and its content hash, computed the
+/// same way on both planes: the XOR of the SHA-256 of every line
 /// `kind:key:version\n` (`c` connectors, `s` secrets keyed `org/name`, `o`
-/// organizations, `p` plans with their etag).
+/// organizations, `p` plans with their etag), as lowercase hex.
+///
+/// XOR makes the hash independent of order and updatable in O(1) per item,
+/// so neither plane rescans the whole configuration per change. It detects
+/// drift (a missed or misapplied delta); it is not a defence against someone
+/// who controls the stream.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ContentIndex {
-    lines: BTreeMap<(char, String), String>,
+    lines: HashMap<(char, String), String>,
+    hash: [u8; 32],
 }
 
 impl ContentIndex {
     pub fn set_connector(&mut self, id: &str, version: i64) {
-        self.lines.insert(('c', id.to_owned()), version.to_string());
+        self.set('c', id.to_owned(), version.to_string());
     }
 
     pub fn set_secret(&mut self, organization_id: &str, name: &str, version: i64) {
-        self.lines.insert(('s', format!("{organization_id}/{name}")), version.to_string());
+        self.set('s', format!("{organization_id}/{name}"), version.to_string());
     }
 
     pub fn set_organization(&mut self, id: &str, version: i64) {
-        self.lines.insert(('o', id.to_owned()), version.to_string());
+        self.set('o', id.to_owned(), version.to_string());
     }
 
     pub fn set_plan(&mut self, plan: &Plan) {
-        self.lines.insert(('p', plan.name.clone()), etag_of(plan.revision));
+        self.set('p', plan.name.clone(), etag_of(plan.revision));
     }
 
     pub fn remove_connector(&mut self, id: &str) {
-        self.lines.remove(&('c', id.to_owned()));
+        self.remove('c', id.to_owned());
     }
 
     pub fn remove_secret(&mut self, organization_id: &str, name: &str) {
-        self.lines.remove(&('s', format!("{organization_id}/{name}")));
+        self.remove('s', format!("{organization_id}/{name}"));
+    }
+
+    fn set(&mut self, kind: char, key: String, version: String) {
+        let line = line_hash(kind, &key, &version);
+        if let Some(old) = self.lines.insert((kind, key.clone()), version) {
+            xor(&mut self.hash, &line_hash(kind, &key, &old));
+        }
+        xor(&mut self.hash, &line);
+    }
+
+    fn remove(&mut self, kind: char, key: String) {
+        if let Some(old) = self.lines.remove(&(kind, key.clone())) {
+            xor(&mut self.hash, &line_hash(kind, &key, &old));
+        }
     }
 
     /// Applies a delta's item versions (replacing everything for a full one).
     pub fn apply(&mut self, delta: &ConfigDelta) {
         if delta.full {
-            self.lines.clear();
+            *self = ContentIndex::default();
         }
         for c in &delta.connectors {
             self.set_connector(&c.item.id, c.version);
@@ -131,13 +151,35 @@ impl ContentIndex {
         }
     }
 
-    /// The SHA-256 hex of the snapshot's sorted lines.
+    /// The content hash, lowercase hex.
     pub fn hash(&self) -> String {
-        let mut hasher = Sha256::new();
-        for ((kind, key), version) in &self.lines {
-            hasher.update(format!("{kind}:{key}:{version}\n").as_bytes());
-        }
-        hex::encode(hasher.finalize())
+        hex::encode(self.hash)
+    }
+
+    /// How many items the snapshot holds.
+    pub fn len(&self) -> usize {
+        self.lines.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lines.is_empty()
+    }
+}
+
+fn line_hash(kind: char, key: &str, version: &str) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    hasher.update(kind.to_string().as_bytes());
+    hasher.update(b":");
+    hasher.update(key.as_bytes());
+    hasher.update(b":");
+    hasher.update(version.as_bytes());
+    hasher.update(b"\n");
+    hasher.finalize().into()
+}
+
+fn xor(acc: &mut [u8; 32], other: &[u8; 32]) {
+    for (a, b) in acc.iter_mut().zip(other) {
+        *a ^= b;
     }
 }
 

@@ -76,6 +76,9 @@ pub struct Store {
     /// The latest config version this process committed; config streams
     /// wait on it (and poll, for changes made by other replicas).
     committed: Arc<watch::Sender<i64>>,
+    /// The content index at some version, advanced by each config read so
+    /// no read rescans the whole configuration (see `sync.rs`).
+    content: Arc<tokio::sync::Mutex<(i64, hookplane::model::ContentIndex)>>,
 }
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -109,7 +112,7 @@ impl Store {
             .await?;
         MIGRATOR.run(&pool).await?;
         let (committed, _) = watch::channel(0);
-        Ok(Store { pool, backend, committed: Arc::new(committed) })
+        Ok(Store { pool, backend, committed: Arc::new(committed), content: Arc::default() })
     }
 
     /// Opens (creating if needed) the SQLite database file at `path`.

@@ -19,6 +19,10 @@ impl Store {
     /// Secrets come back sealed (`DeployedSecret::value` holds the sealed
     /// text); connectors' secret fields too. The caller opens them.
     pub async fn config_delta(&self, since: i64) -> Result<ConfigDelta, StoreError> {
+        // Held across the reads on purpose (this is the sync path, not the
+        // trigger path): the transaction starts after the lock is taken, so
+        // the cached index is never ahead of the snapshot read here.
+        let mut content = self.content.lock().await;
         let mut tx = match self.backend {
             Backend::Sqlite => self.pool.begin().await?,
             Backend::Postgres => self.pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?,
@@ -115,7 +119,8 @@ impl Store {
                 }
             }
         }
-        let content_hash = content_index(&mut tx).await?.hash();
+        advance_index(&mut tx, &mut content, version).await?;
+        let content_hash = content.1.hash();
         tx.commit().await?;
         Ok(ConfigDelta {
             version,
@@ -132,21 +137,55 @@ impl Store {
     }
 }
 
-/// The item versions of the whole configuration, for its content hash.
-async fn content_index(tx: &mut sqlx::AnyConnection) -> Result<ContentIndex, StoreError> {
-    let mut index = ContentIndex::default();
-    for row in sqlx::query("SELECT id, config_version FROM connectors").fetch_all(&mut *tx).await? {
+/// Brings the cached content index from its version to `version` with the
+/// items changed in between (all items, the first time).
+async fn advance_index(
+    tx: &mut sqlx::AnyConnection,
+    content: &mut (i64, ContentIndex),
+    version: i64,
+) -> Result<(), StoreError> {
+    let (cached, index) = content;
+    if *cached == version {
+        return Ok(());
+    }
+    let after = if *cached <= 0 || *cached > version {
+        *index = ContentIndex::default();
+        -1
+    } else {
+        *cached
+    };
+    let changed = |sql: &'static str| sqlx::query(sql).bind(after);
+    for row in
+        changed("SELECT id, config_version FROM connectors WHERE config_version > $1").fetch_all(&mut *tx).await?
+    {
         index.set_connector(&row.try_get::<String, _>(0)?, row.try_get(1)?);
     }
-    for row in sqlx::query("SELECT organization_id, name, config_version FROM secrets").fetch_all(&mut *tx).await? {
+    for row in changed("SELECT organization_id, name, config_version FROM secrets WHERE config_version > $1")
+        .fetch_all(&mut *tx)
+        .await?
+    {
         index.set_secret(&row.try_get::<String, _>(0)?, &row.try_get::<String, _>(1)?, row.try_get(2)?);
     }
-    for row in sqlx::query("SELECT id, config_version FROM organizations").fetch_all(&mut *tx).await? {
+    for row in
+        changed("SELECT id, config_version FROM organizations WHERE config_version > $1").fetch_all(&mut *tx).await?
+    {
         index.set_organization(&row.try_get::<String, _>(0)?, row.try_get(1)?);
     }
-    for row in sqlx::query("SELECT spec, revision FROM plans").fetch_all(&mut *tx).await? {
+    for row in changed("SELECT spec, revision FROM plans WHERE config_version > $1").fetch_all(&mut *tx).await? {
         let plan: Plan = decode_json("plan", &row.try_get::<String, _>(0)?)?;
         index.set_plan(&Plan { revision: row.try_get(1)?, ..plan });
     }
-    Ok(index)
+    if after >= 0 {
+        let sql = "SELECT kind, organization_id, resource_id FROM config_tombstones WHERE config_version > $1";
+        for row in changed(sql).fetch_all(&mut *tx).await? {
+            let (kind, org, id): (String, String, String) = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+            match kind.as_str() {
+                "connector" => index.remove_connector(&id),
+                "secret" => index.remove_secret(&org, &id),
+                _ => {}
+            }
+        }
+    }
+    *cached = version;
+    Ok(())
 }

@@ -104,7 +104,9 @@ impl Session {
             node = %self.node.id, from = self.sent, to = delta.version, full = delta.full,
             connectors = delta.connectors.len(), "sending config update"
         );
-        self.sender.send(Ok(api::SyncResponse { update: Some(update) })).await.map_err(|_| SessionError::Gone)?;
+        for part in split_into_parts(update) {
+            self.sender.send(Ok(api::SyncResponse { update: Some(part) })).await.map_err(|_| SessionError::Gone)?;
+        }
         self.sent = delta.version;
         Ok(())
     }
@@ -130,6 +132,68 @@ impl Session {
         }
         self.store.upsert_node(&self.node).await?;
         Ok(())
+    }
+}
+
+/// Connectors per part of a large update: keeps every message far below
+/// gRPC's message size limit and lets the node start decoding early.
+const CONNECTORS_PER_PART: usize = 500;
+
+/// Splits an update into parts of at most [`CONNECTORS_PER_PART`]
+/// connectors; everything else travels in the first part.
+fn split_into_parts(mut update: api::ConfigUpdate) -> Vec<api::ConfigUpdate> {
+    if update.connectors.len() <= CONNECTORS_PER_PART {
+        return vec![update];
+    }
+    let connectors = std::mem::take(&mut update.connectors);
+    let header = api::ConfigUpdate {
+        version: update.version,
+        full: update.full,
+        base_version: update.base_version,
+        ..Default::default()
+    };
+    let mut parts: Vec<_> = connectors
+        .chunks(CONNECTORS_PER_PART)
+        .map(|chunk| api::ConfigUpdate { connectors: chunk.to_vec(), more_parts: true, ..header.clone() })
+        .collect();
+    let first = &mut parts[0];
+    first.removed_connector_ids = std::mem::take(&mut update.removed_connector_ids);
+    first.secrets = std::mem::take(&mut update.secrets);
+    first.removed_secrets = std::mem::take(&mut update.removed_secrets);
+    first.plans = std::mem::take(&mut update.plans);
+    first.organizations = std::mem::take(&mut update.organizations);
+    let last = parts.last_mut().expect("at least one part");
+    last.more_parts = false;
+    last.content_hash = update.content_hash;
+    parts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn large_updates_split_into_parts_that_merge_back() {
+        let update = api::ConfigUpdate {
+            version: 9,
+            full: true,
+            connectors: (0..1201).map(|i| api::NodeConnector { item_version: i, ..Default::default() }).collect(),
+            removed_connector_ids: vec!["con_gone".into()],
+            content_hash: "h".into(),
+            ..Default::default()
+        };
+        let parts = split_into_parts(update.clone());
+        assert_eq!(parts.iter().map(|p| p.connectors.len()).collect::<Vec<_>>(), [500, 500, 201]);
+        assert!(parts[..2].iter().all(|p| p.more_parts && p.version == 9 && p.full));
+        assert!(!parts[2].more_parts);
+        assert_eq!(parts[2].content_hash, "h");
+        assert_eq!(parts[0].removed_connector_ids, ["con_gone"]);
+        let mut merged = parts[0].clone();
+        for part in &parts[1..] {
+            hookplane::convert::merge_update_parts(&mut merged, part.clone());
+        }
+        assert_eq!(merged, update);
+        assert_eq!(split_into_parts(api::ConfigUpdate::default()).len(), 1);
     }
 }
 
