@@ -168,6 +168,11 @@ fn split_into_parts(mut update: api::ConfigUpdate) -> Vec<api::ConfigUpdate> {
     parts
 }
 
+/// Completes when the server starts shutting down.
+async fn closing(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|closing| *closing).await;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,9 +200,4 @@ mod tests {
         assert_eq!(merged, update);
         assert_eq!(split_into_parts(api::ConfigUpdate::default()).len(), 1);
     }
-}
-
-/// Completes when the server starts shutting down.
-async fn closing(shutdown: &mut watch::Receiver<bool>) {
-    let _ = shutdown.wait_for(|closing| *closing).await;
 }
