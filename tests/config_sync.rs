@@ -29,7 +29,9 @@ async fn changes_reach_every_node_and_the_api_lists_them(backend: Backend) {
         let snapshot = node.snapshot();
         let deployed = &snapshot.connectors[&created.id];
         assert_eq!(deployed.connector.spec.display_name, "fleet");
-        assert_eq!(deployed.credentials.len(), 1, "credential hashes arrive with the connector");
+        let token = &created.issued_credentials[0].token;
+        let hash = hookplane_control_plane::crypto::hash_credential(token);
+        assert!(deployed.credential(model::TokenKind::Bearer, &hash).is_some(), "credential hashes arrive");
         assert_eq!(&*snapshot.secrets[&(plane.organization_id.clone(), "TOKEN".to_owned())].0, "fleet-secret");
         let (status, body) = http_get(node.http_address(), "/readyz").await;
         assert_eq!(status, 200);

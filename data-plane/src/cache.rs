@@ -10,12 +10,19 @@ use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use hookplane::convert;
 use prost::Message as _;
+use tokio::sync::watch;
 
 use crate::snapshot::Snapshot;
 
 const FILE: &str = "snapshot.pb";
+/// At most one cache write per interval: a write is O(snapshot), so writing
+/// per delta would make every change cost as much as the whole fleet config.
+const WRITE_INTERVAL: Duration = Duration::from_millis(500);
 
 /// What failed reading or writing the cache.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +56,49 @@ pub fn store(dir: &Path, snapshot: &Snapshot) -> Result<(), CacheError> {
         let _ = dir_handle.sync_all();
     }
     Ok(())
+}
+
+/// Persists the newest snapshot published on `latest` in the background,
+/// coalescing bursts, and once more on shutdown if anything is unwritten.
+pub async fn write_behind(
+    dir: PathBuf,
+    mut latest: watch::Receiver<Option<Arc<Snapshot>>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut written = None;
+    loop {
+        tokio::select! {
+            changed = latest.changed() => if changed.is_err() { break },
+            () = closing(&mut shutdown) => break,
+        }
+        let snapshot = latest.borrow_and_update().clone();
+        if let Some(snapshot) = snapshot {
+            written = Some(snapshot.version);
+            write_logged(&dir, snapshot).await;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(WRITE_INTERVAL) => {}
+            () = closing(&mut shutdown) => break,
+        }
+    }
+    let newest = latest.borrow().clone();
+    if let Some(snapshot) = newest.filter(|s| Some(s.version) != written) {
+        write_logged(&dir, snapshot).await;
+    }
+}
+
+async fn write_logged(dir: &Path, snapshot: Arc<Snapshot>) {
+    let dir = dir.to_owned();
+    let version = snapshot.version;
+    match tokio::task::spawn_blocking(move || store(&dir, &snapshot)).await {
+        Ok(Ok(())) => tracing::debug!(version, "snapshot cached"),
+        Ok(Err(err)) => tracing::warn!(error = %err, "could not persist the snapshot; serving it anyway"),
+        Err(err) => tracing::warn!(error = %err, "snapshot cache writer failed"),
+    }
+}
+
+async fn closing(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|closing| *closing).await;
 }
 
 /// Loads the cached snapshot from `dir`, if there is one.

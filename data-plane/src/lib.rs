@@ -79,7 +79,12 @@ impl DataPlane {
         }
         let (shutdown, shutdown_watch) = watch::channel(false);
         let mut tasks = JoinSet::new();
-        tasks.spawn(sync::follow(Arc::new(config), state.clone(), shutdown_watch.clone()));
+        let cache = config.cache_dir.clone().map(|dir| {
+            let (latest, receiver) = watch::channel(None);
+            tasks.spawn(cache::write_behind(dir, receiver, shutdown_watch.clone()));
+            latest
+        });
+        tasks.spawn(sync::follow(Arc::new(config), state.clone(), cache, shutdown_watch.clone()));
         tasks.spawn(serve_http(listener, state.clone(), shutdown_watch));
         Ok(DataPlane { state, http_address, shutdown, tasks })
     }

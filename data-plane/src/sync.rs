@@ -11,8 +11,9 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Endpoint;
 
+use crate::NodeConfig;
+use crate::snapshot::Snapshot;
 use crate::state::NodeState;
-use crate::{NodeConfig, cache};
 
 const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
@@ -33,12 +34,17 @@ pub enum SyncError {
 }
 
 /// Runs sync sessions until `shutdown` turns true.
-pub async fn follow(config: Arc<NodeConfig>, state: Arc<NodeState>, mut shutdown: watch::Receiver<bool>) {
+pub async fn follow(
+    config: Arc<NodeConfig>,
+    state: Arc<NodeState>,
+    cache: Option<watch::Sender<Option<Arc<Snapshot>>>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut backoff = BACKOFF_START;
     let mut force_full = false;
     loop {
         let outcome = tokio::select! {
-            outcome = session(&config, &state, force_full) => outcome,
+            outcome = session(&config, &state, cache.as_ref(), force_full) => outcome,
             _ = shutdown.wait_for(|closing| *closing) => return,
         };
         let (progressed, err) = outcome;
@@ -61,9 +67,14 @@ pub async fn follow(config: Arc<NodeConfig>, state: Arc<NodeState>, mut shutdown
 
 /// One stream: hello, then apply updates until it breaks. Returns whether
 /// any update was applied, and why it ended.
-async fn session(config: &NodeConfig, state: &NodeState, force_full: bool) -> (bool, SyncError) {
+async fn session(
+    config: &NodeConfig,
+    state: &NodeState,
+    cache: Option<&watch::Sender<Option<Arc<Snapshot>>>>,
+    force_full: bool,
+) -> (bool, SyncError) {
     let mut progressed = false;
-    let err = match run_session(config, state, force_full, &mut progressed).await {
+    let err = match run_session(config, state, cache, force_full, &mut progressed).await {
         Ok(()) => SyncError::Closed,
         Err(err) => err,
     };
@@ -73,6 +84,7 @@ async fn session(config: &NodeConfig, state: &NodeState, force_full: bool) -> (b
 async fn run_session(
     config: &NodeConfig,
     state: &NodeState,
+    cache: Option<&watch::Sender<Option<Arc<Snapshot>>>>,
     force_full: bool,
     progressed: &mut bool,
 ) -> Result<(), SyncError> {
@@ -116,7 +128,7 @@ async fn run_session(
                 pending = Some(update);
                 continue;
             }
-            let reply = apply(config, state, update, force_full && !*progressed).await?;
+            let reply = apply(cache, state, update, force_full && !*progressed).await?;
             *progressed = true;
             outbound.send(reply).await.map_err(|_| SyncError::Closed)?;
         }
@@ -130,7 +142,7 @@ async fn run_session(
 /// Builds the next snapshot from `update` off the request path, swaps it in,
 /// persists it and returns the ack or nack.
 async fn apply(
-    config: &NodeConfig,
+    cache: Option<&watch::Sender<Option<Arc<Snapshot>>>>,
     state: &NodeState,
     update: api::ConfigUpdate,
     expect_full: bool,
@@ -162,14 +174,9 @@ async fn apply(
         build_ms = started.elapsed().as_millis() as u64,
         "applied config"
     );
-    if let Some(dir) = config.cache_dir.clone() {
-        let snapshot = next.clone();
-        let stored = tokio::task::spawn_blocking(move || cache::store(&dir, &snapshot))
-            .await
-            .expect("cache write does not panic");
-        if let Err(err) = stored {
-            tracing::warn!(error = %err, "could not persist the snapshot; serving it anyway");
-        }
+    // Persisted behind the swap, coalesced: the ack does not wait on disk.
+    if let Some(cache) = cache {
+        cache.send_replace(Some(next.clone()));
     }
     let message = if rejected.is_empty() {
         Message::Ack(api::ConfigAck { version })

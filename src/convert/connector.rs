@@ -49,9 +49,9 @@ pub fn connector_from_api(c: &api::Connector, prefix: &str) -> Result<ConnectorS
         }
     };
     let allowed_origins = origins(&c.allowed_origins, &f("allowed_origins"), &mut v);
-    let signature = c.signature.as_ref().map(|s| signature(s, &f("signature"), &mut v));
+    let signature = c.signature.as_ref().map(|s| Box::new(signature(s, &f("signature"), &mut v)));
     let condition = non_empty(&c.condition);
-    let lookup = c.lookup.as_ref().map(|l| lookup(l, &f("lookup"), &mut v));
+    let lookup = c.lookup.as_ref().map(|l| Box::new(lookup(l, &f("lookup"), &mut v)));
     let mappings = mappings(&c.mappings, &f("mappings"), &mut v);
     let perform = match &c.perform {
         Some(p) => perform(p, &f("perform"), &mut v),
@@ -395,9 +395,9 @@ fn perform(p: &api::Perform, prefix: &str, v: &mut Violations) -> model::Perform
             model::BodyField {
                 key: b.key.trim().to_owned(),
                 value: b.value.clone(),
-                file: b.file,
-                filename: b.filename.clone(),
-                content_type: b.content_type.clone(),
+                file: b.file.then(|| {
+                    Box::new(model::FilePart { filename: b.filename.clone(), content_type: b.content_type.clone() })
+                }),
             }
         })
         .collect();
@@ -462,14 +462,14 @@ fn outbound_auth(a: Option<&api::OutboundAuth>, prefix: &str, v: &mut Violations
             };
             let secret =
                 |text: &str| if text.is_empty() { SecretField::Absent } else { SecretField::Plain(text.to_owned()) };
-            OutboundAuth::OAuth2(model::OAuth2Settings {
+            OutboundAuth::OAuth2(Box::new(model::OAuth2Settings {
                 token_url: o.token_url.trim().to_owned(),
                 client_id,
                 client_secret: secret(&o.client_secret),
                 scopes: o.scopes.iter().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect(),
                 grant,
                 refresh_token: secret(&o.refresh_token),
-            })
+            }))
         }
     }
 }
@@ -604,9 +604,9 @@ fn perform_to_api(p: &model::Perform) -> api::Perform {
             .map(|b| api::BodyField {
                 key: b.key.clone(),
                 value: b.value.clone(),
-                file: b.file,
-                filename: b.filename.clone(),
-                content_type: b.content_type.clone(),
+                file: b.file.is_some(),
+                filename: b.file.as_ref().map(|f| f.filename.clone()).unwrap_or_default(),
+                content_type: b.file.as_ref().map(|f| f.content_type.clone()).unwrap_or_default(),
             })
             .collect(),
         raw_body: p.raw_body.clone(),

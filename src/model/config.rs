@@ -84,7 +84,41 @@ impl ConfigDelta {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ContentIndex {
     lines: HashMap<(char, String), String>,
-    hash: [u8; 32],
+    hash: ContentHash,
+}
+
+/// The content hash alone: XOR of per-item line hashes. Toggling an item's
+/// line adds it if absent and removes it if present, so a holder that knows
+/// each item's current version (as a node does) keeps the hash without
+/// keeping the lines.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ContentHash([u8; 32]);
+
+impl ContentHash {
+    pub fn toggle_connector(&mut self, id: &str, version: i64) {
+        self.toggle('c', id, &version.to_string());
+    }
+
+    pub fn toggle_secret(&mut self, organization_id: &str, name: &str, version: i64) {
+        self.toggle('s', &format!("{organization_id}/{name}"), &version.to_string());
+    }
+
+    pub fn toggle_organization(&mut self, id: &str, version: i64) {
+        self.toggle('o', id, &version.to_string());
+    }
+
+    pub fn toggle_plan(&mut self, plan: &Plan) {
+        self.toggle('p', &plan.name, &etag_of(plan.revision));
+    }
+
+    fn toggle(&mut self, kind: char, key: &str, version: &str) {
+        xor(&mut self.0, &line_hash(kind, key, version));
+    }
+
+    /// Lowercase hex.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
 }
 
 impl ContentIndex {
@@ -113,16 +147,15 @@ impl ContentIndex {
     }
 
     fn set(&mut self, kind: char, key: String, version: String) {
-        let line = line_hash(kind, &key, &version);
+        self.hash.toggle(kind, &key, &version);
         if let Some(old) = self.lines.insert((kind, key.clone()), version) {
-            xor(&mut self.hash, &line_hash(kind, &key, &old));
+            self.hash.toggle(kind, &key, &old);
         }
-        xor(&mut self.hash, &line);
     }
 
     fn remove(&mut self, kind: char, key: String) {
         if let Some(old) = self.lines.remove(&(kind, key.clone())) {
-            xor(&mut self.hash, &line_hash(kind, &key, &old));
+            self.hash.toggle(kind, &key, &old);
         }
     }
 
@@ -153,7 +186,7 @@ impl ContentIndex {
 
     /// The content hash, lowercase hex.
     pub fn hash(&self) -> String {
-        hex::encode(self.hash)
+        self.hash.to_hex()
     }
 
     /// How many items the snapshot holds.

@@ -33,9 +33,10 @@ pub struct ConnectorSpec {
     pub auth: InboundAuth,
     /// Normalised `scheme://host[:port]` origins.
     pub allowed_origins: Vec<String>,
-    pub signature: Option<SignatureSettings>,
+    /// Boxed, as most connectors have none: nodes hold every connector.
+    pub signature: Option<Box<SignatureSettings>>,
     pub condition: Option<String>,
-    pub lookup: Option<Lookup>,
+    pub lookup: Option<Box<Lookup>>,
     pub mappings: Vec<FieldMapping>,
     pub perform: Perform,
     pub sample_payload: Option<String>,
@@ -250,7 +251,14 @@ pub enum BodyType {
 pub struct BodyField {
     pub key: String,
     pub value: String,
-    pub file: bool,
+    /// Set when the value is a file (multipart bodies only); boxed because
+    /// few fields are files and nodes hold every connector.
+    pub file: Option<Box<FilePart>>,
+}
+
+/// How a body field's value is sent as a file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FilePart {
     pub filename: String,
     pub content_type: String,
 }
@@ -289,7 +297,7 @@ pub enum OutboundAuth {
         username: String,
         password: String,
     },
-    OAuth2(OAuth2Settings),
+    OAuth2(Box<OAuth2Settings>),
 }
 
 /// OAuth 2.0 token acquisition.

@@ -24,7 +24,7 @@ use crate::error::ApiError;
 use crate::store::Store;
 
 /// How long a session waits after a commit for more commits to coalesce.
-const COALESCE: Duration = Duration::from_millis(5);
+const COALESCE: Duration = Duration::from_millis(2);
 /// How often a session looks for commits made by other control planes.
 const POLL: Duration = Duration::from_secs(1);
 
