@@ -24,7 +24,7 @@ use support::fixtures::mask;
 use support::nodes::{applied, start_node};
 use support::{Backend, TestPlane};
 
-const UPDATES: usize = 50;
+const UPDATES: usize = 200;
 
 /// Counts heap bytes, so memory per connector is measured exactly instead
 /// of through RSS, which keeps freed decoding buffers.
@@ -50,7 +50,7 @@ fn realistic_connector() -> api::Connector {
             body: (0..5)
                 .map(|i| api::BodyField {
                     key: format!("field_{i}"),
-                    value: format!("$processed.order_id"),
+                    value: "$processed.order_id".to_owned(),
                     ..Default::default()
                 })
                 .collect(),
@@ -154,6 +154,7 @@ async fn sync_phase(size: usize) -> (Duration, Vec<Duration>, u64, Vec<Duration>
 
     let mut latencies = Vec::with_capacity(UPDATES);
     let mut connectors = plane.admin.connectors();
+    let mut applied_versions = node.state().applied_versions();
     for i in 0..UPDATES {
         let id = format!("con_{:022}", (i * 7919) % size);
         let update = api::UpdateConnectorRequest {
@@ -164,9 +165,7 @@ async fn sync_phase(size: usize) -> (Duration, Vec<Duration>, u64, Vec<Duration>
         // The update's response means it committed: measure from here.
         let started = Instant::now();
         let version = plane.config_version().await;
-        while node.snapshot().version < version {
-            tokio::task::yield_now().await;
-        }
+        applied_versions.wait_for(|v| *v >= version).await.unwrap();
         latencies.push(started.elapsed());
     }
     let delta_bytes = node.state().last_update_bytes();

@@ -23,12 +23,16 @@ pub struct NodeState {
     delta_updates: AtomicU64,
     /// Encoded size of the last update received.
     last_update_bytes: AtomicU64,
+    /// The applied version, for whoever waits on a change (tests, probes).
+    applied: tokio::sync::watch::Sender<i64>,
 }
 
 impl NodeState {
     pub fn new(initial: Option<Snapshot>) -> NodeState {
         let ready = initial.is_some();
+        let version = initial.as_ref().map_or(0, |s| s.version);
         NodeState {
+            applied: tokio::sync::watch::channel(version).0,
             snapshot: ArcSwap::from_pointee(initial.unwrap_or_default()),
             ready: AtomicBool::new(ready),
             connected: AtomicBool::new(false),
@@ -46,8 +50,16 @@ impl NodeState {
 
     /// Replaces the snapshot; in-flight requests finish on the old one.
     pub fn swap(&self, next: Arc<Snapshot>) {
+        let version = next.version;
         self.snapshot.store(next);
         self.ready.store(true, Ordering::Release);
+        self.applied.send_replace(version);
+    }
+
+    /// A receiver of the applied version, to wait for a version without
+    /// polling.
+    pub fn applied_versions(&self) -> tokio::sync::watch::Receiver<i64> {
+        self.applied.subscribe()
     }
 
     pub fn is_ready(&self) -> bool {

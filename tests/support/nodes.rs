@@ -28,10 +28,11 @@ pub async fn start_node_with_token(plane_url: &str, node_id: &str, cache_dir: Op
 
 /// Waits until `node` has applied `version` (or later).
 pub async fn applied(node: &DataPlane, version: i64) {
-    super::eventually(std::time::Duration::from_secs(10), &format!("node to apply version {version}"), || async {
-        (node.snapshot().version >= version).then_some(())
-    })
-    .await;
+    let mut applied = node.state().applied_versions();
+    tokio::time::timeout(std::time::Duration::from_secs(10), applied.wait_for(|v| *v >= version))
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for the node to apply version {version}"))
+        .expect("node state alive");
 }
 
 /// The plane's current config version.

@@ -34,7 +34,7 @@ impl Store {
 
         let rows = sqlx::query(
             "SELECT id, organization_id, spec, create_time, update_time, revision, config_version \
-             FROM connectors WHERE config_version > $1 ORDER BY id",
+             FROM connectors WHERE config_version > $1 ORDER BY config_version",
         )
         .bind(after)
         .fetch_all(&mut *tx)
@@ -49,7 +49,7 @@ impl Store {
         let token_rows = sqlx::query(
             "SELECT t.id, t.connector_id, t.kind, t.token_hash, t.hint, t.create_time, t.expire_time, t.superseded \
              FROM connector_tokens t JOIN connectors c ON c.id = t.connector_id \
-             WHERE c.config_version > $1 ORDER BY t.create_time, t.id",
+             WHERE c.config_version > $1",
         )
         .bind(after)
         .fetch_all(&mut *tx)
@@ -60,10 +60,15 @@ impl Store {
                 connectors[i].item.tokens.push(token);
             }
         }
+        // Ordered by the config version so the version index serves the
+        // query; tokens in the order they were minted.
+        for connector in &mut connectors {
+            connector.item.tokens.sort_by(|a, b| (a.create_time, &a.id).cmp(&(b.create_time, &b.id)));
+        }
 
         let secrets = sqlx::query(
             "SELECT organization_id, name, sealed_value, description, create_time, update_time, revision, config_version \
-             FROM secrets WHERE config_version > $1 ORDER BY organization_id, name",
+             FROM secrets WHERE config_version > $1 ORDER BY config_version",
         )
         .bind(after)
         .fetch_all(&mut *tx)
@@ -91,7 +96,7 @@ impl Store {
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
-        let plans = sqlx::query("SELECT spec, revision FROM plans WHERE config_version > $1 ORDER BY name")
+        let plans = sqlx::query("SELECT spec, revision FROM plans WHERE config_version > $1")
             .bind(after)
             .fetch_all(&mut *tx)
             .await?

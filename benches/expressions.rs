@@ -1,0 +1,91 @@
+//! Expression benchmark: compiling, and evaluating a realistic connector per
+//! trigger — a condition, three mappings and a body of five fields over a
+//! ~1 KiB payload. Baseline in the same run: `serde_json` parsing the same
+//! payload, the cost every trigger pays anyway.
+//!
+//! Run: `cargo bench --bench expressions`.
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use hookplane::expr::{Limits, Scope, SourceKind, compile, compile_mappings};
+use serde_json::{Map, Value, json};
+
+fn payload() -> Value {
+    json!({
+        "id": "evt_1NqgG2LkdIwHu7ix0Y7Q3a1b",
+        "type": "checkout.session.completed",
+        "status": "paid",
+        "amount_total": 129900,
+        "currency": "eur",
+        "created": 1769862896,
+        "customer": {
+            "id": "cus_Nf0XqZ8bYz",
+            "email": "Jane.Doe@Example.com",
+            "name": "  Jane Doe ",
+            "address": {"line1": "Hauptstraße 5", "city": "Berlin", "postal_code": "10115", "country": "DE"}
+        },
+        "items": [
+            {"sku": "SKU-001", "name": "Widget", "qty": 2, "price": 49900},
+            {"sku": "SKU-002", "name": "Gadget", "qty": 1, "price": 30100}
+        ],
+        "metadata": {"order_id": "ord_778899", "channel": "web", "campaign": "winter-sale", "notes": "leave at the door, ring twice"},
+        "livemode": true
+    })
+}
+
+fn bench(c: &mut Criterion) {
+    let payload = payload();
+    let payload_text = payload.to_string();
+    assert!(payload_text.len() > 700, "a realistic payload of about 1 KiB");
+
+    let condition_source = r#"$payload.status == "paid" && $payload.amount_total > 0"#;
+    let mapping_sources = [
+        ("order_id", "$payload.metadata.order_id"),
+        ("email", "lower(trim($payload.customer.email))"),
+        ("total", "$payload.amount_total / 100"),
+    ];
+    let body_sources = [
+        "$processed.order_id",
+        "$processed.email",
+        "$processed.total",
+        "${ upper($payload.currency) } ${ $processed.total }",
+        "https://shop.example.com/orders/$processed.order_id",
+    ];
+
+    c.bench_function("compile realistic connector", |b| {
+        b.iter(|| {
+            compile(condition_source, SourceKind::Expression).unwrap();
+            compile_mappings(&mapping_sources).unwrap();
+            for source in body_sources {
+                compile(source, SourceKind::Template).unwrap();
+            }
+        })
+    });
+
+    let condition = compile(condition_source, SourceKind::Expression).unwrap();
+    let mappings = compile_mappings(&mapping_sources).unwrap();
+    let body: Vec<_> = body_sources.iter().map(|s| compile(s, SourceKind::Template).unwrap()).collect();
+    let limits = Limits::default();
+    let secrets = std::collections::HashMap::<String, String>::new();
+
+    c.bench_function("baseline: parse the 1 KiB payload", |b| {
+        b.iter(|| serde_json::from_str::<Value>(std::hint::black_box(&payload_text)).unwrap())
+    });
+
+    c.bench_function("evaluate realistic connector", |b| {
+        b.iter(|| {
+            let empty = Map::new();
+            let scope = Scope { payload: &payload, lookup: None, processed: &empty, secrets: &secrets };
+            assert_eq!(condition.eval_cow(&scope, &limits).unwrap().as_ref(), &Value::Bool(true));
+            let processed = mappings.eval(&payload, None, &secrets, &limits).unwrap();
+            let scope = Scope { payload: &payload, lookup: None, processed: &processed, secrets: &secrets };
+            let mut fields = Map::new();
+            for (i, program) in body.iter().enumerate() {
+                fields.insert(format!("f{i}"), program.eval(&scope, &limits).unwrap());
+            }
+            fields
+        })
+    });
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,149 @@
+//! The syntax tree, and printing it back as source.
+//!
+//! Printing fully parenthesises operators, so `parse(print(ast)) == ast`
+//! (equality ignores spans) — a property the tests check on random trees.
+
+use std::fmt;
+use std::ops::Range;
+
+/// A node and the source bytes it came from.
+#[derive(Clone, Debug)]
+pub struct Node {
+    pub expr: Expr,
+    pub span: Range<usize>,
+}
+
+impl PartialEq for Node {
+    /// Structural equality; spans do not take part.
+    fn eq(&self, other: &Node) -> bool {
+        self.expr == other.expr
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Expr {
+    /// `null`, `true`, a number or a string.
+    Literal(serde_json::Value),
+    /// `$root.path[0]["key"]`.
+    Ref {
+        root: String,
+        path: Vec<Segment>,
+    },
+    Unary {
+        op: UnaryOp,
+        operand: Box<Node>,
+    },
+    Binary {
+        op: BinaryOp,
+        lhs: Box<Node>,
+        rhs: Box<Node>,
+    },
+    Call {
+        name: String,
+        args: Vec<Node>,
+    },
+    /// Text with embedded expressions (only from templates).
+    Template(Vec<Part>),
+}
+
+/// One step of a reference path.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Segment {
+    Key(String),
+    Index(i64),
+}
+
+/// A piece of a template.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Part {
+    Text(String),
+    Expr(Node),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnaryOp {
+    Not,
+    Neg,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BinaryOp {
+    Or,
+    And,
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    Add,
+    Sub,
+    Mul,
+    Div,
+}
+
+impl BinaryOp {
+    pub fn symbol(self) -> &'static str {
+        match self {
+            BinaryOp::Or => "||",
+            BinaryOp::And => "&&",
+            BinaryOp::Eq => "==",
+            BinaryOp::Ne => "!=",
+            BinaryOp::Lt => "<",
+            BinaryOp::Le => "<=",
+            BinaryOp::Gt => ">",
+            BinaryOp::Ge => ">=",
+            BinaryOp::Add => "+",
+            BinaryOp::Sub => "-",
+            BinaryOp::Mul => "*",
+            BinaryOp::Div => "/",
+        }
+    }
+}
+
+impl fmt::Display for Node {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.expr {
+            Expr::Literal(value) => write!(f, "{value}"),
+            Expr::Ref { root, path } => {
+                write!(f, "${root}")?;
+                for segment in path {
+                    match segment {
+                        Segment::Key(key) if is_plain_key(key) => write!(f, ".{key}")?,
+                        Segment::Key(key) => write!(f, "[{}]", serde_json::Value::String(key.clone()))?,
+                        Segment::Index(i) => write!(f, "[{i}]")?,
+                    }
+                }
+                Ok(())
+            }
+            Expr::Unary { op: UnaryOp::Not, operand } => write!(f, "!({operand})"),
+            Expr::Unary { op: UnaryOp::Neg, operand } => write!(f, "-({operand})"),
+            Expr::Binary { op, lhs, rhs } => write!(f, "({lhs} {} {rhs})", op.symbol()),
+            Expr::Call { name, args } => {
+                write!(f, "{name}(")?;
+                for (i, arg) in args.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{arg}")?;
+                }
+                f.write_str(")")
+            }
+            Expr::Template(parts) => {
+                for part in parts {
+                    match part {
+                        Part::Text(text) => f.write_str(&text.replace('$', "$$"))?,
+                        Part::Expr(node) => write!(f, "${{ {node} }}")?,
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Whether a key can be written as `.key`.
+fn is_plain_key(key: &str) -> bool {
+    let mut chars = key.chars();
+    chars.next().is_some_and(super::lexer::is_ident_start) && chars.all(super::lexer::is_ident_continue)
+}

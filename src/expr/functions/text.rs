@@ -1,0 +1,167 @@
+//! Text and collection functions.
+
+use serde_json::Value;
+
+use super::super::error::EvalError;
+use super::super::value::{Val, equal, expect_number, expect_text, render_into, type_name};
+
+/// `concat(a, b, ...)`: arrays when every argument is an array, otherwise
+/// text, with each value rendered as a template would (null → "").
+pub fn concat(args: &[Val<'_>]) -> Value {
+    if args.iter().all(|a| a.is_array()) {
+        return Value::Array(args.iter().flat_map(|a| a.as_array().into_iter().flatten().cloned()).collect());
+    }
+    let mut out = String::new();
+    for arg in args {
+        render_into(&mut out, arg);
+    }
+    Value::String(out)
+}
+
+/// `split(separator, text)`: null text → null.
+pub fn split(separator: &Value, text: &Value) -> Result<Value, EvalError> {
+    if text.is_null() {
+        return Ok(Value::Null);
+    }
+    let separator = expect_text(separator, "split", "first")?;
+    let text = expect_text(text, "split", "second")?;
+    let parts: Vec<Value> = if separator.is_empty() {
+        text.chars().map(|c| Value::String(c.to_string())).collect()
+    } else {
+        text.split(separator).map(|p| Value::String(p.to_owned())).collect()
+    };
+    Ok(Value::Array(parts))
+}
+
+/// `first(x)` / `last(x)`: an array's element or a text's character; null
+/// for null or empty input.
+pub fn first_or_last(value: Val<'_>, first: bool) -> Result<Val<'_>, EvalError> {
+    let name = if first { "first" } else { "last" };
+    match value {
+        Val::Borrowed(Value::Array(items)) => {
+            let item = if first { items.first() } else { items.last() };
+            Ok(item.map_or(Val::Owned(Value::Null), Val::Borrowed))
+        }
+        Val::Owned(Value::Array(mut items)) => {
+            let item = if first { items.drain(..).next() } else { items.pop() };
+            Ok(Val::Owned(item.unwrap_or(Value::Null)))
+        }
+        value => match &*value {
+            Value::Null => Ok(Val::Owned(Value::Null)),
+            Value::String(s) => {
+                let c = if first { s.chars().next() } else { s.chars().next_back() };
+                Ok(Val::Owned(c.map_or(Value::Null, |c| Value::String(c.to_string()))))
+            }
+            other => Err(EvalError::type_error(format!("{name}() expects an array or text, got {}", type_name(other)))),
+        },
+    }
+}
+
+/// `join(array, separator)`: elements rendered as text; null → null.
+pub fn join(array: &Value, separator: &Value) -> Result<Value, EvalError> {
+    let items = match array {
+        Value::Null => return Ok(Value::Null),
+        Value::Array(items) => items,
+        other => {
+            return Err(EvalError::type_error(format!(
+                "join() expects an array as its first argument, got {}",
+                type_name(other)
+            )));
+        }
+    };
+    let separator = expect_text(separator, "join", "second")?;
+    let mut out = String::new();
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push_str(separator);
+        }
+        render_into(&mut out, item);
+    }
+    Ok(Value::String(out))
+}
+
+/// Applies a text → text function; null → null.
+pub fn map_text(value: &Value, name: &str, f: impl Fn(&str) -> String) -> Result<Value, EvalError> {
+    match value {
+        Value::Null => Ok(Value::Null),
+        other => Ok(Value::String(f(expect_text(other, name, "first")?))),
+    }
+}
+
+/// `replace(text, from, to)`: every occurrence; null text → null.
+pub fn replace(text: &Value, from: &Value, to: &Value) -> Result<Value, EvalError> {
+    if text.is_null() {
+        return Ok(Value::Null);
+    }
+    let text = expect_text(text, "replace", "first")?;
+    let from = expect_text(from, "replace", "second")?;
+    let to = expect_text(to, "replace", "third")?;
+    if from.is_empty() {
+        return Err(EvalError::type_error("replace() needs non-empty text to search for"));
+    }
+    Ok(Value::String(text.replace(from, to)))
+}
+
+/// `substring(text, start[, end])` in characters; negative positions count
+/// from the end; out-of-range positions are clamped.
+pub fn substring(text: &Value, start: &Value, end: Option<&Value>) -> Result<Value, EvalError> {
+    if text.is_null() {
+        return Ok(Value::Null);
+    }
+    let text = expect_text(text, "substring", "first")?;
+    let count = text.chars().count() as i64;
+    let clamp = |position: f64| {
+        let position = position.trunc() as i64;
+        (if position < 0 { count + position } else { position }).clamp(0, count) as usize
+    };
+    let start = clamp(expect_number(start, "substring", "second")?);
+    let end = match end {
+        Some(end) => clamp(expect_number(end, "substring", "third")?),
+        None => count as usize,
+    };
+    Ok(Value::String(text.chars().skip(start).take(end.saturating_sub(start)).collect()))
+}
+
+/// `length(x)`: characters of text, items of an array, keys of an object;
+/// 0 for null.
+pub fn length(value: &Value) -> Value {
+    Value::from(match value {
+        Value::Null => 0,
+        Value::String(s) => s.chars().count(),
+        Value::Array(a) => a.len(),
+        Value::Object(o) => o.len(),
+        Value::Bool(_) | Value::Number(_) => render_len(value),
+    })
+}
+
+fn render_len(value: &Value) -> usize {
+    let mut out = String::new();
+    render_into(&mut out, value);
+    out.chars().count()
+}
+
+/// `contains(haystack, needle)`: substring of text or element of an array
+/// (deep equality); false for null.
+pub fn contains(haystack: &Value, needle: &Value) -> Result<Value, EvalError> {
+    Ok(Value::Bool(match haystack {
+        Value::Null => false,
+        Value::String(s) => s.contains(expect_text(needle, "contains", "second")?),
+        Value::Array(items) => items.iter().any(|item| equal(item, needle)),
+        other => {
+            return Err(EvalError::type_error(format!(
+                "contains() expects text or an array, got {}",
+                type_name(other)
+            )));
+        }
+    }))
+}
+
+/// `starts_with` / `ends_with`; false for null text.
+pub fn affix(text: &Value, affix: &Value, name: &str, prefix: bool) -> Result<Value, EvalError> {
+    if text.is_null() {
+        return Ok(Value::Bool(false));
+    }
+    let text = expect_text(text, name, "first")?;
+    let affix = expect_text(affix, name, "second")?;
+    Ok(Value::Bool(if prefix { text.starts_with(affix) } else { text.ends_with(affix) }))
+}

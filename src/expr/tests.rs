@@ -1,0 +1,413 @@
+//! Table-driven tests of the whole language, the examples of SPEC §6 and
+//! the seed documentation, error messages, and property tests.
+
+use std::collections::HashMap;
+
+use proptest::prelude::*;
+use serde_json::{Map, Value, json};
+
+use super::*;
+
+fn payload() -> Value {
+    json!({
+        "id": 42,
+        "user_id": "u-7",
+        "status": "paid",
+        "amount": 1999,
+        "price": 19.99,
+        "name": "  Zoë Müller ",
+        "email": "ZOE@Example.COM",
+        "tags": ["vip", "new"],
+        "items": [{"sku": "A-1", "qty": 2}, {"sku": "B-2", "qty": 1}],
+        "customer": {"first_name": "Zoë", "last_name": "Müller", "address": null},
+        "empty": "",
+        "zero": 0,
+        "flag": true,
+        "created": "2026-01-31T12:34:56Z",
+        "epoch": 1769862896,
+        "nested json": "{\"a\":[1,2]}",
+        "b64": "aGVsbG8gd29ybGQ=",
+        "csv": "a,b,,c"
+    })
+}
+
+fn secrets() -> HashMap<String, String> {
+    HashMap::from([("TOKEN".to_owned(), "s3cr3t".to_owned()), ("KEY".to_owned(), "key".to_owned())])
+}
+
+fn run_with(source: &str, kind: SourceKind, processed: &Map<String, Value>) -> Result<Value, String> {
+    let program = compile(source, kind).map_err(|e| format!("compile: {e}"))?;
+    let payload = payload();
+    let lookup = json!({"crm": {"id": "c-1", "score": 7}});
+    let secrets = secrets();
+    let scope = Scope { payload: &payload, lookup: Some(&lookup), processed, secrets: &secrets };
+    program.eval(&scope, &Limits::default()).map_err(|e| e.to_string())
+}
+
+fn eval(source: &str) -> Value {
+    run_with(source, SourceKind::Template, &Map::new()).unwrap_or_else(|e| panic!("{source}: {e}"))
+}
+
+fn eval_err(source: &str) -> String {
+    run_with(source, SourceKind::Template, &Map::new()).expect_err(source)
+}
+
+fn table(cases: &[(&str, Value)]) {
+    for (source, expected) in cases {
+        assert_eq!(&eval(source), expected, "{source}");
+    }
+}
+
+#[test]
+fn references_paths_and_missing_values() {
+    table(&[
+        ("$payload.id", json!(42)),
+        ("$payload.items[0].sku", json!("A-1")),
+        ("$payload.items[-1].sku", json!("B-2")),
+        ("$payload.items.1.qty", json!(1)),
+        (r#"$payload["nested json"]"#, json!("{\"a\":[1,2]}")),
+        ("$payload.customer", json!({"first_name": "Zoë", "last_name": "Müller", "address": null})),
+        ("$payload.missing", json!(null)),
+        ("$payload.items[9].sku", json!(null)),
+        ("$payload.id.deeper", json!(null)),
+        ("$lookup.crm.score", json!(7)),
+        ("$secret.TOKEN", json!("s3cr3t")),
+    ]);
+}
+
+#[test]
+fn literals_and_operators() {
+    table(&[
+        ("42", json!(42)),
+        ("-3.5", json!(-3.5)),
+        (r#""a\"b\u00e9""#, json!("a\"bé")),
+        ("true", json!(true)),
+        ("null", json!(null)),
+        ("1 + 2 * 3", json!(7)),
+        ("(1 + 2) * 3", json!(9)),
+        ("7 / 2", json!(3.5)),
+        ("8 / 2", json!(4)),
+        ("$payload.amount / 100", json!(19.99)),
+        ("$payload.price * 2", json!(39.98)),
+        ("10 - 20", json!(-10)),
+        ("-$payload.id", json!(-42)),
+        (r#""ab" + "cd""#, json!("abcd")),
+        ("1 == 1.0", json!(true)),
+        (r#"$payload.status == "paid""#, json!(true)),
+        (r#"$payload.status != "paid""#, json!(false)),
+        ("$payload.amount > 1000 && $payload.flag", json!(true)),
+        ("$payload.zero || $payload.empty", json!(false)),
+        ("!$payload.missing", json!(true)),
+        (r#""b" > "a""#, json!(true)),
+        ("$payload.missing < 5", json!(false)),
+        (r#"1 < "2""#, json!(false)),
+        (
+            "$payload.tags == [\"vip\", \"new\"]".replace("[\"vip\", \"new\"]", "split(\",\", \"vip,new\")").as_str(),
+            json!(true),
+        ),
+    ]);
+}
+
+#[test]
+fn operator_errors_name_the_types() {
+    assert_eq!(eval_err("1 / 0"), "division by zero");
+    assert_eq!(eval_err(r#""a" + 1"#), "cannot apply `+` to text and number; join text with concat()");
+    assert_eq!(eval_err("$payload.missing * 2"), "cannot apply `*` to null and number");
+    assert_eq!(eval_err(r#"-"x""#), "cannot negate text");
+    assert_eq!(eval("9223372036854775807 + 1"), json!(9223372036854775808.0_f64));
+}
+
+#[test]
+fn text_functions() {
+    table(&[
+        (r#"concat($payload.customer.first_name, " ", $payload.customer.last_name)"#, json!("Zoë Müller")),
+        (r#"concat("n=", 1, true, null)"#, json!("n=1true")),
+        ("concat($payload.tags, $payload.tags)", json!(["vip", "new", "vip", "new"])),
+        (r#"split(",", $payload.csv)"#, json!(["a", "b", "", "c"])),
+        (r#"split("", "ab")"#, json!(["a", "b"])),
+        (r#"split(",", $payload.missing)"#, json!(null)),
+        ("first($payload.tags)", json!("vip")),
+        ("last($payload.items).sku".replace(".sku", "").as_str(), json!({"sku": "B-2", "qty": 1})),
+        (r#"first("Zoë")"#, json!("Z")),
+        (r#"last("Zoë")"#, json!("ë")),
+        ("first(split(\",\", \"\"))", json!("")),
+        ("first($payload.missing)", json!(null)),
+        (r#"join($payload.tags, "|")"#, json!("vip|new")),
+        (r#"join($payload.missing, ",")"#, json!(null)),
+        ("upper($payload.customer.first_name)", json!("ZOË")),
+        ("lower($payload.email)", json!("zoe@example.com")),
+        ("trim($payload.name)", json!("Zoë Müller")),
+        ("upper($payload.missing)", json!(null)),
+        (r#"replace("a-b-c", "-", "+")"#, json!("a+b+c")),
+        (r#"substring("Zoë Müller", 4)"#, json!("Müller")),
+        (r#"substring("Zoë Müller", 0, 3)"#, json!("Zoë")),
+        (r#"substring("abcdef", -3, -1)"#, json!("de")),
+        (r#"substring("abc", 5, 9)"#, json!("")),
+        ("length($payload.name)", json!(13)),
+        ("length($payload.items)", json!(2)),
+        ("length($payload.customer)", json!(3)),
+        ("length($payload.missing)", json!(0)),
+        (r#"contains($payload.email, "@")"#, json!(true)),
+        (r#"contains($payload.tags, "vip")"#, json!(true)),
+        (r#"contains($payload.missing, "x")"#, json!(false)),
+        (r#"starts_with($payload.user_id, "u-")"#, json!(true)),
+        (r#"ends_with($payload.user_id, "-7")"#, json!(true)),
+        (r#"starts_with($payload.missing, "u")"#, json!(false)),
+    ]);
+}
+
+#[test]
+fn text_function_errors() {
+    assert_eq!(eval_err("upper(1)"), "upper() expects text as its first argument, got number");
+    assert_eq!(eval_err(r#"join("a", ",")"#), "join() expects an array as its first argument, got text");
+    assert_eq!(eval_err(r#"replace("a", "", "b")"#), "replace() needs non-empty text to search for");
+    assert_eq!(eval_err("contains(1, 1)"), "contains() expects text or an array, got number");
+    assert_eq!(eval_err(r#"substring("a", "b")"#), "substring() expects a number as its second argument, got text");
+    assert_eq!(eval_err("first(1)"), "first() expects an array or text, got number");
+}
+
+#[test]
+fn logic_and_defaults_are_lazy() {
+    table(&[
+        (r#"default($payload.missing, "n/a")"#, json!("n/a")),
+        (r#"default($payload.empty, "n/a")"#, json!("")),
+        ("coalesce($payload.missing, $payload.customer.address, $payload.id)", json!(42)),
+        ("coalesce($payload.missing)", json!(null)),
+        (r#"if($payload.amount > 1000, "big", "small")"#, json!("big")),
+        // The branch not taken never runs, so its error cannot happen.
+        ("if(true, 1, 1 / 0)", json!(1)),
+        ("default(1, 1 / 0)", json!(1)),
+        ("false && 1 / 0", json!(false)),
+    ]);
+}
+
+#[test]
+fn conversions() {
+    table(&[
+        ("to_string(42)", json!("42")),
+        ("to_string($payload.missing)", json!("")),
+        ("to_string($payload.tags)", json!("[\"vip\",\"new\"]")),
+        (r#"to_number(" 12 ")"#, json!(12)),
+        (r#"to_number("1.5e2")"#, json!(150)),
+        ("to_number(true)", json!(1)),
+        ("to_number($payload.missing)", json!(null)),
+        (r#"to_bool("YES")"#, json!(true)),
+        (r#"to_bool("0")"#, json!(false)),
+        ("to_bool(2)", json!(true)),
+        ("to_bool($payload.missing)", json!(false)),
+    ]);
+    assert_eq!(eval_err(r#"to_number("abc")"#), "to_number() could not read the text as a number");
+    assert_eq!(eval_err(r#"to_bool("maybe")"#), "to_bool() could not read the text as true or false");
+    assert_eq!(eval_err("to_number($payload.tags)"), "to_number() cannot convert array");
+}
+
+#[test]
+fn encodings_digests_and_dates() {
+    table(&[
+        (r#"base64_encode("hello world")"#, json!("aGVsbG8gd29ybGQ=")),
+        ("base64_decode($payload.b64)", json!("hello world")),
+        (r#"base64_decode("aGVsbG8")"#, json!("hello")),
+        (r#"url_encode("a b&c=d/é")"#, json!("a%20b%26c%3Dd%2F%C3%A9")),
+        ("json_encode($payload.items[0])", json!("{\"qty\":2,\"sku\":\"A-1\"}")),
+        (r#"json_parse($payload["nested json"]).a[1]"#.replace(".a[1]", "").as_str(), json!({"a": [1, 2]})),
+        (r#"sha256("abc")"#, json!("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")),
+        (
+            r#"hmac_sha256("key", "The quick brown fox jumps over the lazy dog")"#,
+            json!("f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8"),
+        ),
+        (r#"format_date($payload.created, "%Y-%m-%d %H:%M")"#, json!("2026-01-31 12:34")),
+        (r#"format_date($payload.epoch, "%d.%m.%Y")"#, json!("31.01.2026")),
+        (r#"format_date($payload.missing, "%Y")"#, json!(null)),
+    ]);
+    assert_eq!(eval_err(r#"base64_decode("%%%")"#), "base64_decode() got text that is not base64");
+    assert!(eval_err(r#"json_parse("{oops")"#).starts_with("json_parse() got text that is not JSON"));
+    assert!(eval_err(r#"format_date("yesterday", "%Y")"#).contains("RFC 3339"));
+    let now = eval("now()");
+    assert!(chrono::DateTime::parse_from_rfc3339(now.as_str().unwrap()).is_ok());
+    let id = eval("uuid()");
+    assert_eq!(uuid::Uuid::parse_str(id.as_str().unwrap()).unwrap().get_version_num(), 4);
+    assert_ne!(eval("uuid()"), eval("uuid()"));
+}
+
+#[test]
+fn templates_render_text_and_single_expressions_keep_their_type() {
+    table(&[
+        ("https://api.example.com/users/$payload.user_id", json!("https://api.example.com/users/u-7")),
+        ("Bearer $secret.TOKEN", json!("Bearer s3cr3t")),
+        ("Order ${ $payload.id + 1 } for ${ upper($payload.status) }", json!("Order 43 for PAID")),
+        ("Hello $payload.customer.first_name.", json!("Hello Zoë.")),
+        ("tags: $payload.tags / none: [$payload.missing]", json!("tags: [\"vip\",\"new\"] / none: []")),
+        ("costs $$5 or $5", json!("costs $5 or $5")),
+        ("$payload.amount", json!(1999)),
+        ("$payload.flag", json!(true)),
+        ("hello world", json!("hello world")),
+        ("01234", json!("01234")),
+        ("", json!("")),
+        ("${ $payload.id }", json!("42")),
+    ]);
+}
+
+#[test]
+fn spec_and_seed_examples() {
+    // SPEC §6 and the seed's mapping example: three mappings where later
+    // ones read earlier ones through $processed.
+    let program = compile_mappings(&[
+        ("full_name", r#"concat($payload.customer.first_name, " ", $payload.customer.last_name)"#),
+        ("email", "lower(trim($payload.email))"),
+        ("greeting", "Hello $processed.full_name <$processed.email>"),
+    ])
+    .unwrap();
+    let payload = payload();
+    let processed = program.eval(&payload, None, &NoSecrets, &Limits::default()).unwrap();
+    assert_eq!(processed["greeting"], json!("Hello Zoë Müller <zoe@example.com>"));
+    assert_eq!(program.names().collect::<Vec<_>>(), ["full_name", "email", "greeting"]);
+
+    let mut processed = Map::new();
+    processed.insert("total".into(), json!(19.99));
+    assert_eq!(run_with("$processed.total * 2", SourceKind::Template, &processed).unwrap(), json!(39.98));
+}
+
+#[test]
+fn mappings_may_only_read_earlier_mappings() {
+    let errors = compile_mappings(&[("a", "$processed.b"), ("b", "1"), ("c", "$processed.c"), ("d", "$processed.a")])
+        .unwrap_err();
+    let indexes: Vec<_> = errors.iter().map(|e| e.index).collect();
+    assert_eq!(indexes, [0, 2]);
+    assert!(errors[0].errors.to_string().contains("`$processed.b` refers to no earlier mapping"));
+}
+
+#[test]
+fn compile_errors_are_all_reported_with_positions() {
+    let err = compile("concat($payload.a, \"b\"", SourceKind::Template).unwrap_err();
+    assert_eq!(err.to_string(), "1:23: expected ')' to close 'concat(' opened at 1:1, found the end of the expression");
+
+    let err = compile("uper($payload.x) + concat() + $paylod.y + if(1, 2)", SourceKind::Expression).unwrap_err();
+    let messages: Vec<_> = err.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        messages,
+        [
+            "1:1: unknown function `uper`; did you mean `upper`?",
+            "1:20: concat() takes at least 1 argument(s), got 0: concat(value, ...)",
+            "1:31: unknown reference `$paylod`; expected $payload, $lookup, $processed or $secret",
+            "1:43: if() takes 3 argument(s), got 2: if(condition, then, else)",
+        ]
+    );
+    let err = compile("format_date($payload.d, \"%Q\")", SourceKind::Expression).unwrap_err();
+    assert!(err.to_string().contains("is not a valid date format"));
+    let err = compile("$secret", SourceKind::Expression).unwrap_err();
+    assert!(err.to_string().contains("$secret.NAME"));
+    let err = compile("Dear $custmer.name, ${ 1 + }", SourceKind::Template).unwrap_err();
+    assert_eq!(err.0.len(), 2, "{err}");
+    assert!(compile("", SourceKind::Expression).is_err());
+    assert!(compile("$payload.a $payload.b", SourceKind::Expression).is_err());
+}
+
+#[test]
+fn programs_report_what_they_read() {
+    let program = compile("${ $secret.B } $secret.A $processed.x $lookup.y $secret.A", SourceKind::Template).unwrap();
+    assert_eq!(program.secrets(), ["A", "B"]);
+    assert_eq!(program.processed(), ["x"]);
+    assert!(program.uses_lookup());
+    assert!(!compile("$payload.a", SourceKind::Template).unwrap().uses_lookup());
+}
+
+#[test]
+fn missing_secrets_fail_without_printing_values() {
+    let err = eval_err("Bearer $secret.NOPE");
+    assert_eq!(err, "secret `NOPE` is not defined in this organization");
+}
+
+#[test]
+fn limits_bound_steps_and_output() {
+    let program = compile("concat($payload.name, $payload.name, $payload.name)", SourceKind::Template).unwrap();
+    let payload = json!({"name": "x".repeat(1000)});
+    let scope = Scope { payload: &payload, lookup: None, processed: &Map::new(), secrets: &NoSecrets };
+    let tight = Limits { max_steps: 100, max_output_bytes: 2000 };
+    assert_eq!(program.eval(&scope, &tight), Err(EvalError::OutputTooLarge(2000)));
+    let few_steps = Limits { max_steps: 3, max_output_bytes: 1 << 20 };
+    assert_eq!(program.eval(&scope, &few_steps), Err(EvalError::TooManySteps(3)));
+}
+
+#[test]
+fn evaluation_borrows_plain_references() {
+    let program = compile("$payload.items", SourceKind::Template).unwrap();
+    let payload = payload();
+    let scope = Scope { payload: &payload, lookup: None, processed: &Map::new(), secrets: &NoSecrets };
+    let value = program.eval_cow(&scope, &Limits::default()).unwrap();
+    assert!(matches!(value, std::borrow::Cow::Borrowed(_)), "no copy of the payload");
+}
+
+#[test]
+fn programs_are_shared_across_threads() {
+    let program = compile(r#"concat($payload.user_id, "-", $payload.id)"#, SourceKind::Template).unwrap();
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            let program = program.clone();
+            s.spawn(move || {
+                let payload = payload();
+                let scope = Scope { payload: &payload, lookup: None, processed: &Map::new(), secrets: &NoSecrets };
+                for _ in 0..1000 {
+                    assert_eq!(program.eval(&scope, &Limits::default()).unwrap(), json!("u-7-42"));
+                }
+            });
+        }
+    });
+}
+
+fn arb_expr() -> impl Strategy<Value = String> {
+    let leaf = prop_oneof![
+        any::<i32>().prop_map(|n| n.to_string()),
+        "[a-z ]{0,8}".prop_map(|s| format!("\"{s}\"")),
+        Just("true".to_owned()),
+        Just("null".to_owned()),
+        "[a-z]{1,6}(\\.[a-z]{1,4}){0,2}".prop_map(|p| format!("$payload.{p}")),
+        (0u8..5).prop_map(|i| format!("$payload.items[{i}]")),
+    ];
+    leaf.prop_recursive(4, 32, 3, |inner| {
+        prop_oneof![
+            (
+                inner.clone(),
+                prop::sample::select(vec!["+", "-", "*", "/", "==", "!=", "<", ">=", "&&", "||"]),
+                inner.clone()
+            )
+                .prop_map(|(a, op, b)| format!("({a} {op} {b})")),
+            inner.clone().prop_map(|a| format!("!({a})")),
+            (prop::sample::select(vec!["upper", "lower", "trim", "length", "to_string", "first"]), inner.clone())
+                .prop_map(|(f, a)| format!("{f}({a})")),
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("concat({a}, {b})")),
+            (inner.clone(), inner.clone(), inner).prop_map(|(a, b, c)| format!("if({a}, {b}, {c})")),
+        ]
+    })
+}
+
+proptest! {
+    #[test]
+    fn arbitrary_text_never_panics(source in "\\PC{0,64}") {
+        for kind in [SourceKind::Expression, SourceKind::Template] {
+            if let Ok(program) = compile(&source, kind) {
+                let payload = payload();
+                let scope = Scope { payload: &payload, lookup: None, processed: &Map::new(), secrets: &NoSecrets };
+                let _ = program.eval(&scope, &Limits::default());
+            }
+        }
+    }
+
+    #[test]
+    fn generated_expressions_evaluate_without_panicking(source in arb_expr()) {
+        let program = compile(&source, SourceKind::Expression);
+        prop_assert!(program.is_ok(), "{source}: {:?}", program.err());
+        let payload = payload();
+        let scope = Scope { payload: &payload, lookup: None, processed: &Map::new(), secrets: &NoSecrets };
+        let _ = program.unwrap().eval(&scope, &Limits::default());
+    }
+
+    #[test]
+    fn printing_and_parsing_again_gives_the_same_tree(source in arb_expr()) {
+        let (first, errors) = parser::parse_expression(&source, &source, 0);
+        prop_assert!(errors.is_empty());
+        let printed = first.to_string();
+        let (second, errors) = parser::parse_expression(&printed, &printed, 0);
+        prop_assert!(errors.is_empty(), "{printed}: {errors:?}");
+        prop_assert_eq!(first, second);
+    }
+}
