@@ -108,6 +108,7 @@ async fn bad_input_names_every_field_and_stores_nothing(backend: Backend) {
     bad.perform = Some(api::Perform { method: "PO ST".into(), url: String::new(), ..Default::default() });
     bad.allowed_origins = vec!["not a url".into()];
     bad.sample_payload = "{not json".into();
+    bad.condition = "uper($payload.status) == \"PAID\"".into();
     let err = Error::from(plane.admin.connectors().create_connector(create_connector(bad)).await.unwrap_err());
     assert_eq!(err.code(), Some(Code::InvalidArgument));
     let fields: Vec<_> = err.violations().iter().map(|v| v.field.as_str()).collect();

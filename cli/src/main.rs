@@ -5,6 +5,7 @@ mod config;
 mod control_plane;
 mod data_plane;
 mod dev;
+mod expr_cmd;
 mod files;
 
 use std::path::PathBuf;
@@ -32,6 +33,17 @@ enum Command {
     ControlPlane(ControlPlaneArgs),
     /// A data-plane node following a control plane.
     DataPlane(DataPlaneArgs),
+    /// Try expressions locally (SPEC §6).
+    #[command(subcommand)]
+    Expr(ExprCommand),
+}
+
+#[derive(Subcommand)]
+enum ExprCommand {
+    /// Evaluates an expression or template and prints the result as JSON.
+    Eval(expr_cmd::ExprArgs),
+    /// Compiles an expression or template and reports every error.
+    Check(expr_cmd::ExprArgs),
 }
 
 #[derive(Args)]
@@ -85,6 +97,14 @@ struct ControlPlaneArgs {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Command::Expr(command) = &cli.command {
+        // Local and offline: no config, no runtime.
+        let ok = match command {
+            ExprCommand::Eval(args) => expr_cmd::eval(args)?,
+            ExprCommand::Check(args) => expr_cmd::check(args)?,
+        };
+        std::process::exit(if ok { 0 } else { 1 });
+    }
     let flags = match &cli.command {
         Command::Dev(a) => FlagOverrides {
             data_dir: a.data_dir.clone(),
@@ -107,6 +127,7 @@ fn main() -> anyhow::Result<()> {
             node_id: a.node_id.clone(),
             ..Default::default()
         },
+        Command::Expr(_) => unreachable!("handled above"),
     };
     let settings = config::load(cli.config.as_deref(), &flags)?;
     tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::try_new(&settings.log)?).init();
@@ -116,6 +137,7 @@ fn main() -> anyhow::Result<()> {
             Command::Dev(_) => dev::run(settings).await,
             Command::ControlPlane(_) => control_plane::run(settings).await,
             Command::DataPlane(_) => data_plane::run(settings).await,
+            Command::Expr(_) => unreachable!("handled above"),
         }
     })
 }

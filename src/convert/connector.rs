@@ -50,7 +50,8 @@ pub fn connector_from_api(c: &api::Connector, prefix: &str) -> Result<ConnectorS
     };
     let allowed_origins = origins(&c.allowed_origins, &f("allowed_origins"), &mut v);
     let signature = c.signature.as_ref().map(|s| Box::new(signature(s, &f("signature"), &mut v)));
-    let condition = non_empty(&c.condition);
+    // Kept verbatim so error positions match the text the user sent.
+    let condition = (!c.condition.trim().is_empty()).then(|| c.condition.clone());
     let lookup = c.lookup.as_ref().map(|l| Box::new(lookup(l, &f("lookup"), &mut v)));
     let mappings = mappings(&c.mappings, &f("mappings"), &mut v);
     let perform = match &c.perform {
@@ -69,7 +70,7 @@ pub fn connector_from_api(c: &api::Connector, prefix: &str) -> Result<ConnectorS
         }
     }
 
-    v.finish(ConnectorSpec {
+    let spec = ConnectorSpec {
         display_name,
         description,
         enabled: c.enabled.unwrap_or(true),
@@ -82,7 +83,9 @@ pub fn connector_from_api(c: &api::Connector, prefix: &str) -> Result<ConnectorS
         mappings,
         perform,
         sample_payload,
-    })
+    };
+    super::expressions::check_connector_expressions(&spec, prefix, &mut v);
+    v.finish(spec)
 }
 
 /// Applies an update: the stored spec with the masked top-level fields taken

@@ -8,6 +8,7 @@
 
 mod connector;
 mod event;
+mod expressions;
 mod node_sync;
 mod organization;
 mod secret;
