@@ -25,8 +25,12 @@ fn payload() -> Value {
         },
         "items": [
             {"sku": "SKU-001", "name": "Widget", "qty": 2, "price": 49900},
-            {"sku": "SKU-002", "name": "Gadget", "qty": 1, "price": 30100}
+            {"sku": "SKU-002", "name": "Gadget", "qty": 1, "price": 30100},
+            {"sku": "SKU-003", "name": "Sprocket, large", "qty": 4, "price": 2500},
+            {"sku": "SKU-004", "name": "Gift wrapping", "qty": 1, "price": 0}
         ],
+        "shipping": {"method": "express", "carrier": "DHL", "tracking": null, "eta_days": 2},
+        "description": "Winter sale order placed from the web shop; customer asked for a single parcel.",
         "metadata": {"order_id": "ord_778899", "channel": "web", "campaign": "winter-sale", "notes": "leave at the door, ring twice"},
         "livemode": true
     })
@@ -35,7 +39,7 @@ fn payload() -> Value {
 fn bench(c: &mut Criterion) {
     let payload = payload();
     let payload_text = payload.to_string();
-    assert!(payload_text.len() > 700, "a realistic payload of about 1 KiB");
+    assert!((850..1400).contains(&payload_text.len()), "a realistic payload of about 1 KiB: {}", payload_text.len());
 
     let condition_source = r#"$payload.status == "paid" && $payload.amount_total > 0"#;
     let mapping_sources = [
