@@ -50,6 +50,15 @@ pub struct Settings {
     pub node_id: Option<String>,
     /// Data plane: where the last good snapshot is kept.
     pub cache_dir: Option<PathBuf>,
+    /// PEM certificate: the control plane's server certificate, or a
+    /// node's client certificate for mTLS.
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key for `tls_cert_file` (mode 0600).
+    pub tls_key_file: Option<PathBuf>,
+    /// Control plane: CA of node client certificates (enables mTLS).
+    pub tls_client_ca_file: Option<PathBuf>,
+    /// Data plane: CA that signed the control plane's certificate.
+    pub tls_ca_file: Option<PathBuf>,
     /// Log filter in `tracing` syntax, e.g. `info,hookplane=debug`.
     #[serde(default = "default_log")]
     pub log: String,

@@ -1,7 +1,7 @@
 //! `hookplane control-plane`: the gRPC API on a configured database.
 
 use anyhow::Context as _;
-use hookplane_control_plane::{ControlPlane, ControlPlaneConfig};
+use hookplane_control_plane::{ControlPlane, ControlPlaneConfig, ServerTls};
 use tokio::net::TcpListener;
 
 use crate::config::Settings;
@@ -24,6 +24,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         default_plan: settings.default_plan.clone(),
         plans: settings.plans.iter().map(|p| p.to_plan()).collect(),
         node_token_hashes: settings.node_token_hashes.clone(),
+        tls: server_tls(&settings)?,
     };
     if config.node_token_hashes.is_empty() {
         tracing::warn!("no node_token_hashes configured: no data-plane node can sync");
@@ -38,4 +39,22 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     tracing::info!(address = %listener.local_addr()?, "control plane serving gRPC");
     control_plane.serve(listener, shutdown_signal()).await?;
     Ok(())
+}
+
+/// The TLS settings, when a certificate is configured.
+fn server_tls(settings: &Settings) -> anyhow::Result<Option<ServerTls>> {
+    let (Some(cert), Some(key)) = (&settings.tls_cert_file, &settings.tls_key_file) else {
+        anyhow::ensure!(
+            settings.tls_cert_file.is_none() && settings.tls_key_file.is_none(),
+            "tls_cert_file and tls_key_file go together"
+        );
+        return Ok(None);
+    };
+    let read =
+        |path: &std::path::Path| std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()));
+    Ok(Some(ServerTls {
+        cert_pem: read(cert)?,
+        key_pem: read_private_file(key)?.into(),
+        client_ca_pem: settings.tls_client_ca_file.as_deref().map(read).transpose()?,
+    }))
 }

@@ -1,7 +1,7 @@
 //! `hookplane data-plane`: one node of the fleet.
 
 use anyhow::Context as _;
-use hookplane_data_plane::{DataPlane, NodeConfig};
+use hookplane_data_plane::{ClientTls, DataPlane, NodeConfig};
 
 use crate::config::Settings;
 use crate::files::read_private_file;
@@ -15,9 +15,24 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let node_token = match (&settings.node_token, &settings.node_token_file) {
         (Some(token), _) => token.clone(),
         (None, Some(file)) => read_private_file(file)?,
-        (None, None) => {
-            anyhow::bail!("a node token is required (--node-token-file, --node-token or HOOKPLANE_NODE_TOKEN)")
-        }
+        // A client certificate (mTLS) can stand in for the token.
+        (None, None) if settings.tls_cert_file.is_some() => String::new(),
+        (None, None) => anyhow::bail!(
+            "a node token is required (--node-token-file, --node-token or HOOKPLANE_NODE_TOKEN), or a client certificate"
+        ),
+    };
+    let read =
+        |path: &std::path::Path| std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()));
+    let tls = match &settings.tls_ca_file {
+        Some(ca) => Some(ClientTls {
+            ca_pem: read(ca)?,
+            identity: match (&settings.tls_cert_file, &settings.tls_key_file) {
+                (Some(cert), Some(key)) => Some((read(cert)?, read_private_file(key)?)),
+                (None, None) => None,
+                _ => anyhow::bail!("tls_cert_file and tls_key_file go together"),
+            },
+        }),
+        None => None,
     };
     let node_id = settings.node_id.clone().unwrap_or_else(|| {
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "node".to_owned());
@@ -30,6 +45,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         http_listen: settings.http_listen,
         advertise_address: String::new(),
         cache_dir: settings.cache_dir.clone(),
+        tls,
     })
     .await
     .context("starting the data-plane node")?;

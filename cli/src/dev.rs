@@ -42,6 +42,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         default_plan: settings.default_plan.clone(),
         plans: settings.plans.iter().map(|p| p.to_plan()).collect(),
         node_token_hashes,
+        // A laptop setup on loopback; production control planes configure
+        // TLS (see `control-plane`).
+        tls: None,
     };
     let control_plane = ControlPlane::open(&config).await.context("starting the control plane")?;
     let admin_key_path = dir.join("admin-key");
@@ -67,6 +70,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         http_listen: settings.http_listen,
         advertise_address: String::new(),
         cache_dir: Some(dir.join("node-cache")),
+        tls: None,
     })
     .await
     .context("starting the data-plane node")?;

@@ -13,4 +13,4 @@ pub mod services;
 pub mod store;
 pub mod sync;
 
-pub use server::{ControlPlane, ControlPlaneConfig, StartError};
+pub use server::{ControlPlane, ControlPlaneConfig, ServerTls, StartError};

@@ -14,6 +14,7 @@ use hookplane::api::v1::{
 use hookplane::model::Plan;
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 use zeroize::Zeroizing;
 
 use crate::auth::Authenticator;
@@ -40,6 +41,25 @@ pub struct ControlPlaneConfig {
     pub plans: Vec<Plan>,
     /// Hex SHA-256 of each node token data-plane nodes may sync with.
     pub node_token_hashes: Vec<String>,
+    /// Serve TLS (and accept node client certificates) when set.
+    pub tls: Option<ServerTls>,
+}
+
+/// TLS for the gRPC listener, as PEM.
+#[derive(Clone)]
+pub struct ServerTls {
+    pub cert_pem: String,
+    pub key_pem: Zeroizing<String>,
+    /// CA of data-plane node client certificates. Nodes that present one
+    /// signed by it need no node token (mTLS); other callers still connect
+    /// without a certificate.
+    pub client_ca_pem: Option<String>,
+}
+
+impl std::fmt::Debug for ServerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerTls").field("client_ca", &self.client_ca_pem.is_some()).finish_non_exhaustive()
+    }
 }
 
 /// What failed while starting the control plane.
@@ -62,6 +82,7 @@ pub enum StartError {
 pub struct ControlPlane {
     core: SharedCore,
     node_token_hashes: Vec<String>,
+    tls: Option<ServerTls>,
 }
 
 impl ControlPlane {
@@ -83,7 +104,11 @@ impl ControlPlane {
             default_plan: config.default_plan.clone(),
             store,
         };
-        Ok(ControlPlane { core: Arc::new(core), node_token_hashes: config.node_token_hashes.clone() })
+        Ok(ControlPlane {
+            core: Arc::new(core),
+            node_token_hashes: config.node_token_hashes.clone(),
+            tls: config.tls.clone(),
+        })
     }
 
     /// The store, for bootstrap and for the config-sync and event-ingest
@@ -136,7 +161,15 @@ impl ControlPlane {
         };
         let node_sync =
             NodeSyncApi::new(core.store.clone(), core.secret_box.clone(), &self.node_token_hashes, closing_watch);
-        tonic::transport::Server::builder()
+        let mut server = tonic::transport::Server::builder();
+        if let Some(tls) = &self.tls {
+            let mut config = ServerTlsConfig::new().identity(Identity::from_pem(&tls.cert_pem, tls.key_pem.as_bytes()));
+            if let Some(ca) = &tls.client_ca_pem {
+                config = config.client_ca_root(Certificate::from_pem(ca)).client_auth_optional(true);
+            }
+            server = server.tls_config(config)?;
+        }
+        server
             .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
             .add_service(health_service)
             .add_service(reflection_v1)

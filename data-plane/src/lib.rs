@@ -37,6 +37,23 @@ pub struct NodeConfig {
     pub advertise_address: String,
     /// Where the last good snapshot is kept; `None` keeps nothing.
     pub cache_dir: Option<PathBuf>,
+    /// TLS towards the control plane (`https://` URLs).
+    pub tls: Option<ClientTls>,
+}
+
+/// How a node verifies the control plane and, for mTLS, identifies itself.
+#[derive(Clone)]
+pub struct ClientTls {
+    /// CA that signed the control plane's certificate, as PEM.
+    pub ca_pem: String,
+    /// The node's client certificate and key, as PEM, for mTLS.
+    pub identity: Option<(String, String)>,
+}
+
+impl std::fmt::Debug for ClientTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientTls").field("mtls", &self.identity.is_some()).finish_non_exhaustive()
+    }
 }
 
 /// What failed starting a node.

@@ -9,7 +9,7 @@ use hookplane::convert;
 use rand::Rng as _;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Endpoint;
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
 use crate::NodeConfig;
 use crate::snapshot::Snapshot;
@@ -88,7 +88,15 @@ async fn run_session(
     force_full: bool,
     progressed: &mut bool,
 ) -> Result<(), SyncError> {
-    let channel = Endpoint::from_shared(config.control_plane_url.clone())?
+    let mut endpoint = Endpoint::from_shared(config.control_plane_url.clone())?;
+    if let Some(tls) = &config.tls {
+        let mut tls_config = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&tls.ca_pem));
+        if let Some((cert, key)) = &tls.identity {
+            tls_config = tls_config.identity(Identity::from_pem(cert, key));
+        }
+        endpoint = endpoint.tls_config(tls_config)?;
+    }
+    let channel = endpoint
         .connect_timeout(Duration::from_secs(5))
         .http2_keep_alive_interval(Duration::from_secs(10))
         .keep_alive_timeout(Duration::from_secs(5))
@@ -108,9 +116,12 @@ async fn run_session(
     };
     outbound.send(api::SyncRequest { message: Some(Message::Hello(hello)) }).await.map_err(|_| SyncError::Closed)?;
     let mut request = tonic::Request::new(ReceiverStream::new(outbound_rx));
-    let token =
-        format!("Bearer {}", config.node_token).parse().map_err(|_| tonic::Status::unauthenticated("bad token"))?;
-    request.metadata_mut().insert("authorization", token);
+    // With an mTLS identity the token may be left out.
+    if !config.node_token.is_empty() {
+        let token =
+            format!("Bearer {}", config.node_token).parse().map_err(|_| tonic::Status::unauthenticated("bad token"))?;
+        request.metadata_mut().insert("authorization", token);
+    }
     let mut inbound = client.sync(request).await?.into_inner();
     state.set_connected(true);
     let result = async {

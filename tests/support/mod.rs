@@ -11,12 +11,13 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use hookplane_control_plane::crypto::{CredentialKind, SecretBox, hash_credential, mint};
-use hookplane_control_plane::{ControlPlane, ControlPlaneConfig, bootstrap};
+use hookplane_control_plane::{ControlPlane, ControlPlaneConfig, ServerTls, bootstrap};
 use hookplane_sdk::{Client, api};
 use sqlx::{Connection as _, Executor as _};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
 
 /// Where the PostgreSQL suite creates its databases; `.ci/run` exports it.
 pub const POSTGRES_URL_VAR: &str = "TEST_POSTGRES_URL";
@@ -133,7 +134,16 @@ impl TestPlane {
         let database = Database::create(backend).await;
         let secret_key = SecretBox::generate_key_hex().to_string();
         let operator_key = mint(CredentialKind::OperatorKey).plaintext.to_string();
-        TestPlane::boot(database, secret_key, operator_key, None, "127.0.0.1:0").await
+        TestPlane::boot(database, secret_key, operator_key, None, "127.0.0.1:0", None).await
+    }
+
+    /// A plane serving TLS with `tls`; its own clients trust `client_ca_pem`.
+    pub async fn start_tls(backend: Backend, tls: ServerTls, ca_pem: &str) -> TestPlane {
+        let database = Database::create(backend).await;
+        let secret_key = SecretBox::generate_key_hex().to_string();
+        let operator_key = mint(CredentialKind::OperatorKey).plaintext.to_string();
+        let client_tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca_pem));
+        TestPlane::boot(database, secret_key, operator_key, None, "127.0.0.1:0", Some((tls, client_tls))).await
     }
 
     async fn boot(
@@ -142,6 +152,7 @@ impl TestPlane {
         operator_key: String,
         admin: Option<(String, String)>,
         bind: &str,
+        tls: Option<(ServerTls, ClientTlsConfig)>,
     ) -> TestPlane {
         let config = ControlPlaneConfig {
             database_url: database.url.clone(),
@@ -150,6 +161,7 @@ impl TestPlane {
             default_plan: "free".to_owned(),
             plans: Vec::new(),
             node_token_hashes: vec![hash_credential(NODE_TOKEN)],
+            tls: tls.as_ref().map(|(server, _)| server.clone()),
         };
         let control_plane = ControlPlane::open(&config).await.expect("control plane opens");
         let (organization_id, admin_key) = match admin {
@@ -174,8 +186,19 @@ impl TestPlane {
                 .await
                 .expect("control plane serves");
         });
-        let endpoint = format!("http://{address}");
-        let operator = Client::connect(endpoint.clone(), &operator_key).await.expect("connect");
+        let operator = match &tls {
+            None => Client::connect(format!("http://{address}"), &operator_key).await.expect("connect"),
+            Some((_, client_tls)) => {
+                let channel = Endpoint::from_shared(format!("https://{address}"))
+                    .unwrap()
+                    .tls_config(client_tls.clone())
+                    .unwrap()
+                    .connect()
+                    .await
+                    .expect("connect over TLS");
+                Client::from_channel(channel, &operator_key).unwrap()
+            }
+        };
         let admin = operator.with_api_key(&admin_key).unwrap();
         TestPlane {
             database,
@@ -292,7 +315,7 @@ impl StoppedPlane {
     /// Serves again on the same address, database and keys.
     pub async fn start_again(self) -> TestPlane {
         let bind = self.address.to_string();
-        TestPlane::boot(self.database, self.secret_key, self.operator_key, Some(self.admin), &bind).await
+        TestPlane::boot(self.database, self.secret_key, self.operator_key, Some(self.admin), &bind, None).await
     }
 }
 

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
-use hookplane_data_plane::{DataPlane, NodeConfig};
+use hookplane_data_plane::{ClientTls, DataPlane, NodeConfig};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use super::{NODE_TOKEN, TestPlane};
@@ -14,7 +14,18 @@ pub async fn start_node(plane_url: &str, node_id: &str, cache_dir: Option<&Path>
 }
 
 pub async fn start_node_with_token(plane_url: &str, node_id: &str, cache_dir: Option<&Path>, token: &str) -> DataPlane {
+    start_node_with(plane_url, node_id, cache_dir, token, None).await
+}
+
+pub async fn start_node_with(
+    plane_url: &str,
+    node_id: &str,
+    cache_dir: Option<&Path>,
+    token: &str,
+    tls: Option<ClientTls>,
+) -> DataPlane {
     DataPlane::start(NodeConfig {
+        tls,
         node_id: node_id.to_owned(),
         control_plane_url: plane_url.to_owned(),
         node_token: token.to_owned(),

@@ -56,9 +56,16 @@ impl NodeSyncApi {
         NodeSyncApi { store, secret_box, node_token_hashes: Arc::new(hashes), shutdown }
     }
 
-    /// Checks the call's node token in constant time against every hash.
+    /// Accepts a node with a client certificate verified against the
+    /// configured client CA (mTLS), or with a node token checked in constant
+    /// time against every hash.
     fn authenticate<T>(&self, request: &Request<T>) -> Result<(), ApiError> {
-        const REFUSED: &str = "a data-plane node must send its node token as `authorization: Bearer <token>`";
+        // rustls only asks for (and verifies) client certificates when a
+        // client CA is configured, so any certificate here is a valid one.
+        if request.peer_certs().is_some_and(|certs| !certs.is_empty()) {
+            return Ok(());
+        }
+        const REFUSED: &str = "a data-plane node must present a client certificate or send its node token as `authorization: Bearer <token>`";
         let token = request
             .metadata()
             .get("authorization")
