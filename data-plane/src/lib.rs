@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cache;
+pub mod compiled;
 mod http;
 pub mod snapshot;
 pub mod state;

@@ -8,16 +8,19 @@
 use std::sync::Arc;
 
 use hookplane::convert::Rejection;
+
+use crate::compiled::CompiledConnector;
 use hookplane::model::{
     ConfigDelta, Connector, ConnectorToken, ContentHash, DeployedOrganization, DeployedSecret, Plan, TokenKind,
     Versioned,
 };
 
 /// A connector ready to serve: its configuration plus what the fast path
-/// looks up per request, prepared once.
+/// needs per request, prepared once (every expression compiled).
 #[derive(Debug)]
 pub struct DeployedConnector {
     pub connector: Connector,
+    pub compiled: CompiledConnector,
     /// Config version at which it last changed.
     pub version: i64,
 }
@@ -29,7 +32,8 @@ impl DeployedConnector {
         // every connector in memory, so each byte here counts per node.
         connector.spec.description = String::new();
         connector.spec.sample_payload = None;
-        Ok(DeployedConnector { connector, version })
+        let compiled = CompiledConnector::compile(&connector.spec)?;
+        Ok(DeployedConnector { connector, compiled, version })
     }
 
     /// The credential of `kind` whose SHA-256 hex is `hash`. A connector has

@@ -46,12 +46,16 @@ pub enum SourceKind {
     Template,
 }
 
-/// A compiled expression or template; cheap to clone and share.
+/// A compiled expression or template; cheap to clone and share (one
+/// allocation holds the whole program, as nodes keep thousands).
 #[derive(Clone, Debug)]
-pub struct Program {
-    op: Arc<Op>,
-    secrets: Arc<[String]>,
-    processed: Arc<[String]>,
+pub struct Program(Arc<ProgramInner>);
+
+#[derive(Debug)]
+struct ProgramInner {
+    op: Op,
+    secrets: Box<[String]>,
+    processed: Box<[String]>,
 }
 
 /// Compiles `source`, returning every error found.
@@ -96,7 +100,11 @@ pub fn compile_in(source: &str, kind: SourceKind, context: Context<'_>) -> Resul
     lowering.secrets.dedup();
     lowering.processed.sort();
     lowering.processed.dedup();
-    Ok(Program { op: Arc::new(op), secrets: lowering.secrets.into(), processed: lowering.processed.into() })
+    Ok(Program(Arc::new(ProgramInner {
+        op,
+        secrets: lowering.secrets.into_boxed_slice(),
+        processed: lowering.processed.into_boxed_slice(),
+    })))
 }
 
 /// Whether `source` opens with a known function's name and `(`.
@@ -116,17 +124,17 @@ impl Program {
     /// is a plain reference (no copy of the payload).
     pub fn eval_cow<'a>(&self, scope: &Scope<'a>, limits: &Limits) -> Result<Cow<'a, Value>, EvalError> {
         let mut evaluator = eval::Evaluator { scope, limits: *limits, steps: 0 };
-        evaluator.eval(&self.op)
+        evaluator.eval(&self.0.op)
     }
 
     /// Names of the secrets the program reads (`$secret.NAME`), sorted.
     pub fn secrets(&self) -> &[String] {
-        &self.secrets
+        &self.0.secrets
     }
 
     /// Names of the mappings the program reads (`$processed.NAME`), sorted.
     pub fn processed(&self) -> &[String] {
-        &self.processed
+        &self.0.processed
     }
 
     /// Whether the program reads `$lookup` (so a lookup must run first).
@@ -143,7 +151,7 @@ impl Program {
                 Op::Template(parts) => parts.iter().any(|p| matches!(p, TemplatePart::Op(op) if walk(op))),
             }
         }
-        walk(&self.op)
+        walk(&self.0.op)
     }
 }
 
