@@ -411,3 +411,37 @@ proptest! {
         prop_assert_eq!(first, second);
     }
 }
+
+#[test]
+fn seed_documentation_examples() {
+    // ../shared/seeds/001: lookup URL, headers, query and the mapping chain.
+    let payload = json!({
+        "user_id": "u-1",
+        "first": "Ada",
+        "last": "Lovelace",
+        "email": "ada@analytical.engine",
+        "customer": {"email": "ada@analytical.engine"},
+        "request_id": "req-9"
+    });
+    let secrets =
+        HashMap::from([("CRM_TOKEN".to_owned(), "crm".to_owned()), ("TARGET_API_KEY".to_owned(), "tgt".to_owned())]);
+    let empty = Map::new();
+    let scope = Scope { payload: &payload, lookup: None, processed: &empty, secrets: &secrets };
+    let value = |source: &str| compile(source, SourceKind::Template).unwrap().eval(&scope, &Limits::default()).unwrap();
+    assert_eq!(value("https://api.example.com/users/$payload.user_id"), json!("https://api.example.com/users/u-1"));
+    assert_eq!(value("Bearer $secret.CRM_TOKEN"), json!("Bearer crm"));
+    assert_eq!(value("$payload.customer.email"), json!("ada@analytical.engine"));
+    assert_eq!(value("Bearer $secret.TARGET_API_KEY"), json!("Bearer tgt"));
+    assert_eq!(value("$payload.request_id"), json!("req-9"));
+
+    let mappings = compile_mappings(&[
+        ("full_name", r#"concat($payload.first, " ", $payload.last)"#),
+        ("email_domain", r#"last(split("@", $payload.email))"#),
+        ("display", r#"concat($processed.full_name, " (", $processed.email_domain, ")")"#),
+    ])
+    .unwrap();
+    let processed = mappings.eval(&payload, None, &secrets, &Limits::default()).unwrap();
+    assert_eq!(processed["full_name"], json!("Ada Lovelace"));
+    assert_eq!(processed["email_domain"], json!("analytical.engine"));
+    assert_eq!(processed["display"], json!("Ada Lovelace (analytical.engine)"));
+}
