@@ -88,8 +88,13 @@ async fn an_invalid_connector_is_rejected_alone_and_not_resent() {
     stored.id = "con_brokenBrokenBroken0000".to_owned();
     stored.spec.perform.url = String::new();
     stored.tokens.clear();
-    let broken = Connector { create_time: model::now(), update_time: model::now(), ..stored };
+    let broken = Connector { create_time: model::now(), update_time: model::now(), ..stored.clone() };
     plane.control_plane.store().create_connector(&broken, None).await.unwrap();
+    // And one whose expression does not compile on this node.
+    let mut bad_expression = Connector { id: "con_badExpressionBadExpr00".to_owned(), ..broken.clone() };
+    bad_expression.spec.perform.url = "https://example.com".to_owned();
+    bad_expression.spec.condition = Some("uper($payload.kind)".to_owned());
+    plane.control_plane.store().create_connector(&bad_expression, None).await.unwrap();
     let sibling =
         plane.admin.connectors().create_connector(create_connector(connector("sibling"))).await.unwrap().into_inner();
     let version = current_version(&plane).await;
@@ -98,6 +103,7 @@ async fn an_invalid_connector_is_rejected_alone_and_not_resent() {
     let snapshot = node.snapshot();
     assert!(snapshot.connectors.contains_key(&good.id) && snapshot.connectors.contains_key(&sibling.id));
     assert!(!snapshot.connectors.contains_key(&broken.id), "the invalid connector is left out");
+    assert!(!snapshot.connectors.contains_key(&bad_expression.id));
     let listed = eventually(Duration::from_secs(10), "the nack to be recorded", || async {
         let nodes = plane.admin.nodes().list_nodes(api::ListNodesRequest::default()).await.unwrap().into_inner();
         nodes.nodes.into_iter().find(|n| n.sync_errors > 0 && n.applied_config_version == version)

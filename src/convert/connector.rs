@@ -36,6 +36,17 @@ pub const CONNECTOR_MASK_PATHS: &[&str] = &[
 /// Converts a connector from a create request. Secret fields left empty come
 /// back as `Absent`; the caller decides whether that is allowed.
 pub fn connector_from_api(c: &api::Connector, prefix: &str) -> Result<ConnectorSpec, ValidationError> {
+    connector_spec(c, prefix, true)
+}
+
+/// Like [`connector_from_api`] without compiling the expressions: for data
+/// planes, which compile them anyway to keep the programs and reject the
+/// connector on an error there.
+pub(super) fn connector_shape_from_api(c: &api::Connector, prefix: &str) -> Result<ConnectorSpec, ValidationError> {
+    connector_spec(c, prefix, false)
+}
+
+fn connector_spec(c: &api::Connector, prefix: &str, check_expressions: bool) -> Result<ConnectorSpec, ValidationError> {
     let mut v = Violations::default();
     let f = |name: &str| format!("{prefix}.{name}");
 
@@ -84,7 +95,9 @@ pub fn connector_from_api(c: &api::Connector, prefix: &str) -> Result<ConnectorS
         perform,
         sample_payload,
     };
-    super::expressions::check_connector_expressions(&spec, prefix, &mut v);
+    if check_expressions {
+        super::expressions::check_connector_expressions(&spec, prefix, &mut v);
+    }
     v.finish(spec)
 }
 

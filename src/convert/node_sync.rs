@@ -10,10 +10,10 @@ use crate::model::{
     SecretField, TokenKind, Versioned,
 };
 
-use super::connector::token_kind_to_api;
+use super::connector::{connector_shape_from_api, token_kind_to_api};
 use super::organization::{plan_from_api, plan_to_api};
 use super::validate::{timestamp_from_api, timestamp_to_api};
-use super::{Violations, connector_from_api, connector_to_api};
+use super::{Violations, connector_to_api};
 
 /// A connector a node could not take, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -174,7 +174,7 @@ pub fn config_delta_from_api(update: &api::ConfigUpdate) -> (ConfigDelta, Vec<Re
 /// One connector as a node receives it; the error is a readable reason.
 fn node_connector_from_api(node: &api::NodeConnector) -> Result<Connector, String> {
     let api_connector = node.connector.as_ref().ok_or("connector is missing")?;
-    let mut spec = connector_from_api(api_connector, "connector").map_err(|e| e.to_string())?;
+    let mut spec = connector_shape_from_api(api_connector, "connector").map_err(|e| e.to_string())?;
     if let Some(signature) = &mut spec.signature {
         signature.secret = secret_field(&node.signature_secret);
     }
