@@ -26,6 +26,12 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         node_token_hashes: settings.node_token_hashes.clone(),
         tls: server_tls(&settings)?,
     };
+    if config.tls.is_none() && !settings.grpc_listen.ip().is_loopback() {
+        tracing::warn!(
+            "serving gRPC without TLS on a non-loopback address: API keys and the secrets sent to nodes travel \
+             in the clear; set tls_cert_file and tls_key_file"
+        );
+    }
     if config.node_token_hashes.is_empty() {
         tracing::warn!("no node_token_hashes configured: no data-plane node can sync");
     }
