@@ -39,7 +39,11 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CacheError + '_ {
 
 /// Writes `snapshot` as the cache in `dir` atomically.
 pub fn store(dir: &Path, snapshot: &Snapshot) -> Result<(), CacheError> {
-    fs::create_dir_all(dir).map_err(io(dir))?;
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir).map_err(io(dir))?;
     let bytes = convert::config_delta_to_api(&snapshot.to_full_delta()).encode_to_vec();
     let tmp = dir.join(format!("{FILE}.tmp"));
     let mut options = fs::OpenOptions::new();

@@ -37,9 +37,15 @@ impl DeployedConnector {
     }
 
     /// The credential of `kind` whose SHA-256 hex is `hash`. A connector has
-    /// a handful of credentials, so a scan beats a map here.
+    /// a handful of credentials, so a scan beats a map here; every candidate
+    /// is compared in constant time.
     pub fn credential(&self, kind: TokenKind, hash: &str) -> Option<&ConnectorToken> {
-        self.connector.tokens.iter().find(|t| t.kind == kind && t.hash == hash)
+        use subtle::ConstantTimeEq as _;
+        self.connector
+            .tokens
+            .iter()
+            .filter(|t| t.kind == kind)
+            .find(|t| bool::from(t.hash.as_bytes().ct_eq(hash.as_bytes())))
     }
 }
 
