@@ -1,5 +1,6 @@
 //! hookplane's shared core: the gRPC API generated from `proto/`, the
-//! domain model it converts into, and the expression language.
+//! domain model it converts into, the expression language, and the egress
+//! (SSRF) policy both planes apply to outbound calls.
 //!
 //! Generated types never travel past [`convert`]: everything else in the
 //! product speaks [`model`].
@@ -7,5 +8,6 @@
 
 pub mod api;
 pub mod convert;
+pub mod egress;
 pub mod expr;
 pub mod model;
