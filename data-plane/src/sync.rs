@@ -54,8 +54,8 @@ pub async fn follow(
         }
         state.record_sync_error(&err);
         tracing::warn!(error = %err, retry_in_ms = backoff.as_millis() as u64, "config sync interrupted; serving the current snapshot");
-        // Full jitter: a fleet that lost the control plane together does not
-        // come back in lockstep.
+        // Jitter (half to all of the backoff): a fleet that lost the control
+        // plane together does not come back in lockstep.
         let wait = rand::rng().random_range(backoff / 2..=backoff);
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
