@@ -188,15 +188,6 @@ impl ContentIndex {
     pub fn hash(&self) -> String {
         self.hash.to_hex()
     }
-
-    /// How many items the snapshot holds.
-    pub fn len(&self) -> usize {
-        self.lines.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.lines.is_empty()
-    }
 }
 
 fn line_hash(kind: char, key: &str, version: &str) -> [u8; 32] {

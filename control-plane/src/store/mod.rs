@@ -23,7 +23,7 @@ mod plans;
 mod secrets;
 mod sync;
 
-use std::{path::Path, str::FromStr, sync::Arc, time::Duration};
+use std::{str::FromStr, sync::Arc, time::Duration};
 
 use hookplane::model::Timestamp;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
@@ -113,16 +113,6 @@ impl Store {
         MIGRATOR.run(&pool).await?;
         let (committed, _) = watch::channel(0);
         Ok(Store { pool, backend, committed: Arc::new(committed), content: Arc::default() })
-    }
-
-    /// Opens (creating if needed) the SQLite database file at `path`.
-    pub async fn open_sqlite_file(path: &Path) -> Result<Store, StoreError> {
-        Store::connect(&format!("sqlite://{}?mode=rwc", path.display())).await
-    }
-
-    /// Which backend this store uses.
-    pub fn backend(&self) -> Backend {
-        self.backend
     }
 
     /// Begins a write transaction. On SQLite it takes the write lock at once
