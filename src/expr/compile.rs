@@ -76,8 +76,6 @@ pub struct Lowering<'a> {
     pub source: &'a str,
     pub context: Context<'a>,
     pub errors: Vec<CompileError>,
-    pub secrets: Vec<String>,
-    pub processed: Vec<String>,
 }
 
 impl Lowering<'_> {
@@ -121,10 +119,7 @@ impl Lowering<'_> {
         };
         match resolved {
             Root::Secret => match path {
-                [Segment::Key(name)] => {
-                    self.secrets.push(name.clone());
-                    return Op::Secret(name.as_str().into());
-                }
+                [Segment::Key(name)] => return Op::Secret(name.as_str().into()),
                 _ => {
                     self.error(node, "name one secret, as $secret.NAME".to_owned());
                     return Op::Const(Value::Null);
@@ -140,7 +135,6 @@ impl Lowering<'_> {
                             format!("`$processed.{name}` refers to no earlier mapping; a mapping sees only the mappings before it"),
                         );
                     }
-                    self.processed.push(name.clone());
                 }
                 _ => self.error(node, "name a mapping, as $processed.NAME".to_owned()),
             },

@@ -11,7 +11,7 @@ use super::{Program, SourceKind, compile_in};
 /// Compiled mappings, evaluated in order.
 #[derive(Clone, Debug)]
 pub struct MappingProgram {
-    mappings: Vec<(String, Program)>,
+    mappings: Box<[(Box<str>, Program)]>,
 }
 
 /// A mapping that failed to compile, by position.
@@ -31,11 +31,11 @@ pub fn compile_mappings(mappings: &[(&str, &str)]) -> Result<MappingProgram, Vec
     for (index, (name, source)) in mappings.iter().enumerate() {
         let context = Context { processed: Some(&names[..index]) };
         match compile_in(source, SourceKind::Template, context) {
-            Ok(program) => compiled.push(((*name).to_owned(), program)),
+            Ok(program) => compiled.push((Box::from(*name), program)),
             Err(err) => errors.push(MappingError { index, errors: err }),
         }
     }
-    if errors.is_empty() { Ok(MappingProgram { mappings: compiled }) } else { Err(errors) }
+    if errors.is_empty() { Ok(MappingProgram { mappings: compiled.into_boxed_slice() }) } else { Err(errors) }
 }
 
 impl MappingProgram {
@@ -54,18 +54,18 @@ impl MappingProgram {
                 let scope = Scope { payload, lookup, processed: &processed, secrets };
                 program.eval(&scope, limits).map_err(|err| (index, err))?
             };
-            processed.insert(name.clone(), value);
+            processed.insert(name.to_string(), value);
         }
         Ok(processed)
     }
 
     /// The mapping names, in order.
     pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.mappings.iter().map(|(name, _)| name.as_str())
+        self.mappings.iter().map(|(name, _)| &**name)
     }
 
     /// Every secret the mappings read.
     pub fn secrets(&self) -> impl Iterator<Item = &str> {
-        self.mappings.iter().flat_map(|(_, p)| p.secrets().iter().map(String::as_str))
+        self.mappings.iter().flat_map(|(_, p)| p.secrets())
     }
 }

@@ -54,8 +54,6 @@ pub struct Program(Arc<ProgramInner>);
 #[derive(Debug)]
 struct ProgramInner {
     op: Op,
-    secrets: Box<[String]>,
-    processed: Box<[String]>,
 }
 
 /// Compiles `source`, returning every error found.
@@ -89,22 +87,14 @@ pub fn compile_in(source: &str, kind: SourceKind, context: Context<'_>) -> Resul
             }
         }
     };
-    let mut lowering = Lowering { source, context, errors: Vec::new(), secrets: Vec::new(), processed: Vec::new() };
+    let mut lowering = Lowering { source, context, errors: Vec::new() };
     let op = lowering.lower(&node);
     errors.extend(lowering.errors);
     if !errors.is_empty() {
         errors.sort_by_key(|e| e.span.start);
         return Err(CompileErrors(errors));
     }
-    lowering.secrets.sort();
-    lowering.secrets.dedup();
-    lowering.processed.sort();
-    lowering.processed.dedup();
-    Ok(Program(Arc::new(ProgramInner {
-        op,
-        secrets: lowering.secrets.into_boxed_slice(),
-        processed: lowering.processed.into_boxed_slice(),
-    })))
+    Ok(Program(Arc::new(ProgramInner { op })))
 }
 
 /// Whether `source` opens with a known function's name and `(`.
@@ -128,30 +118,60 @@ impl Program {
     }
 
     /// Names of the secrets the program reads (`$secret.NAME`), sorted.
-    pub fn secrets(&self) -> &[String] {
-        &self.0.secrets
+    /// Derived from the program on demand: nodes hold many programs and
+    /// ask this rarely.
+    pub fn secrets(&self) -> Vec<&str> {
+        let mut names = Vec::new();
+        visit(&self.0.op, &mut |op| {
+            if let Op::Secret(name) = op {
+                names.push(&**name);
+            }
+        });
+        names.sort_unstable();
+        names.dedup();
+        names
     }
 
     /// Names of the mappings the program reads (`$processed.NAME`), sorted.
-    pub fn processed(&self) -> &[String] {
-        &self.0.processed
+    pub fn processed(&self) -> Vec<&str> {
+        let mut names = Vec::new();
+        visit(&self.0.op, &mut |op| {
+            if let Op::Ref(Root::Processed, steps) = op
+                && let Some(compile::Step::Key(name)) = steps.first()
+            {
+                names.push(&**name);
+            }
+        });
+        names.sort_unstable();
+        names.dedup();
+        names
     }
 
     /// Whether the program reads `$lookup` (so a lookup must run first).
     pub fn uses_lookup(&self) -> bool {
-        fn walk(op: &Op) -> bool {
-            use compile::TemplatePart;
-            match op {
-                Op::Ref(Root::Lookup, _) => true,
-                Op::Const(_) | Op::Ref(..) | Op::Secret(_) => false,
-                Op::Not(a) | Op::Neg(a) => walk(a),
-                Op::And(a, b) | Op::Or(a, b) | Op::Binary(_, a, b) => walk(a) || walk(b),
-                Op::If(branches) => branches.iter().any(walk),
-                Op::Coalesce(args) | Op::Call(_, args) => args.iter().any(walk),
-                Op::Template(parts) => parts.iter().any(|p| matches!(p, TemplatePart::Op(op) if walk(op))),
-            }
+        let mut found = false;
+        visit(&self.0.op, &mut |op| found |= matches!(op, Op::Ref(Root::Lookup, _)));
+        found
+    }
+}
+
+/// Calls `f` on every node of the program.
+fn visit<'p>(op: &'p Op, f: &mut impl FnMut(&'p Op)) {
+    f(op);
+    match op {
+        Op::Const(_) | Op::Ref(..) | Op::Secret(_) => {}
+        Op::Not(a) | Op::Neg(a) => visit(a, f),
+        Op::And(a, b) | Op::Or(a, b) | Op::Binary(_, a, b) => {
+            visit(a, f);
+            visit(b, f);
         }
-        walk(&self.0.op)
+        Op::If(branches) => branches.iter().for_each(|b| visit(b, f)),
+        Op::Coalesce(args) | Op::Call(_, args) => args.iter().for_each(|a| visit(a, f)),
+        Op::Template(parts) => parts.iter().for_each(|part| {
+            if let compile::TemplatePart::Op(op) = part {
+                visit(op, f);
+            }
+        }),
     }
 }
 
