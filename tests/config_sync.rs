@@ -31,7 +31,10 @@ async fn changes_reach_every_node_and_the_api_lists_them(backend: Backend) {
         assert_eq!(deployed.connector.spec.display_name, "fleet");
         let token = &created.issued_credentials[0].token;
         let hash = hookplane_control_plane::crypto::hash_credential(token);
-        assert!(deployed.credential(model::TokenKind::Bearer, &hash).is_some(), "credential hashes arrive");
+        let mut digest = [0u8; 32];
+        hex::decode_to_slice(&hash, &mut digest).unwrap();
+        assert!(deployed.credential(model::TokenKind::Bearer, &digest).is_some(), "credential hashes arrive");
+        assert!(deployed.credential(model::TokenKind::ApiKey, &digest).is_none(), "kinds do not mix");
         assert_eq!(&*snapshot.secrets[&(plane.organization_id.clone(), "TOKEN".to_owned())].0, "fleet-secret");
         let (status, body) = http_get(node.http_address(), "/readyz").await;
         assert_eq!(status, 200);
@@ -152,6 +155,11 @@ async fn nodes_serve_through_an_outage_and_catch_up_with_deltas() {
     let node_a = start_node(&stopped_url(&stopped), "node-a", Some(&cache_a)).await;
     assert_eq!(node_a.snapshot().version, version);
     assert!(node_a.snapshot().connectors.contains_key(&first.id));
+    let token = &first.issued_credentials[0].token;
+    let mut digest = [0u8; 32];
+    hex::decode_to_slice(hookplane_control_plane::crypto::hash_credential(token), &mut digest).unwrap();
+    let cached = &node_a.snapshot().connectors[&first.id];
+    assert!(cached.credential(model::TokenKind::Bearer, &digest).is_some(), "credentials survive the cache");
     assert_eq!(http_get(node_a.http_address(), "/readyz").await.0, 200);
 
     let plane = stopped.start_again().await;

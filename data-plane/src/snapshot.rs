@@ -11,18 +11,30 @@ use hookplane::convert::Rejection;
 
 use crate::compiled::CompiledConnector;
 use hookplane::model::{
-    ConfigDelta, Connector, ConnectorToken, ContentHash, DeployedOrganization, DeployedSecret, Plan, TokenKind,
-    Versioned,
+    ConfigDelta, Connector, ConnectorToken, ContentHash, DeployedOrganization, DeployedSecret, Plan, Timestamp,
+    TokenKind, Versioned,
 };
 
 /// A connector ready to serve: its configuration plus what the fast path
 /// needs per request, prepared once (every expression compiled).
 #[derive(Debug)]
 pub struct DeployedConnector {
+    /// The configuration; its `tokens` are moved into `credentials`.
     pub connector: Connector,
     pub compiled: CompiledConnector,
+    /// Accepted inbound credentials by digest, ready for comparison.
+    pub credentials: Box<[Credential]>,
     /// Config version at which it last changed.
     pub version: i64,
+}
+
+/// An accepted inbound credential as the fast path needs it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Credential {
+    pub kind: TokenKind,
+    /// SHA-256 of the plaintext.
+    pub sha256: [u8; 32],
+    pub expire_time: Option<Timestamp>,
 }
 
 impl DeployedConnector {
@@ -33,19 +45,43 @@ impl DeployedConnector {
         connector.spec.description = String::new();
         connector.spec.sample_payload = None;
         let compiled = CompiledConnector::compile(&connector.spec)?;
-        Ok(DeployedConnector { connector, compiled, version })
+        let credentials = std::mem::take(&mut connector.tokens)
+            .into_iter()
+            .map(|t| {
+                let mut sha256 = [0u8; 32];
+                hex::decode_to_slice(&t.hash, &mut sha256)
+                    .map_err(|_| format!("credential {} has a malformed hash", t.id))?;
+                Ok(Credential { kind: t.kind, sha256, expire_time: t.expire_time })
+            })
+            .collect::<Result<_, String>>()?;
+        Ok(DeployedConnector { connector, compiled, credentials, version })
     }
 
-    /// The credential of `kind` whose SHA-256 hex is `hash`. A connector has
-    /// a handful of credentials, so a scan beats a map here; every candidate
-    /// is compared in constant time.
-    pub fn credential(&self, kind: TokenKind, hash: &str) -> Option<&ConnectorToken> {
+    /// The credential of `kind` whose SHA-256 is `sha256`. A connector has a
+    /// handful of credentials, so a scan beats a map here; every candidate is
+    /// compared in constant time.
+    pub fn credential(&self, kind: TokenKind, sha256: &[u8; 32]) -> Option<&Credential> {
         use subtle::ConstantTimeEq as _;
-        self.connector
-            .tokens
+        self.credentials.iter().filter(|c| c.kind == kind).find(|c| bool::from(c.sha256.ct_eq(sha256)))
+    }
+
+    /// The connector as received, credentials included, for the cache.
+    fn to_connector(&self) -> Connector {
+        let tokens = self
+            .credentials
             .iter()
-            .filter(|t| t.kind == kind)
-            .find(|t| bool::from(t.hash.as_bytes().ct_eq(hash.as_bytes())))
+            .enumerate()
+            .map(|(i, c)| ConnectorToken {
+                id: format!("cred_{i}"),
+                kind: c.kind,
+                hash: hex::encode(c.sha256),
+                hint: String::new(),
+                create_time: self.connector.create_time,
+                expire_time: c.expire_time,
+                superseded: false,
+            })
+            .collect();
+        Connector { tokens, ..self.connector.clone() }
     }
 }
 
@@ -145,7 +181,7 @@ impl Snapshot {
     /// The whole snapshot as a full delta, to persist it.
     pub fn to_full_delta(&self) -> ConfigDelta {
         let mut connectors: Vec<_> =
-            self.connectors.values().map(|d| Versioned { item: d.connector.clone(), version: d.version }).collect();
+            self.connectors.values().map(|d| Versioned { item: d.to_connector(), version: d.version }).collect();
         connectors.sort_by(|a, b| a.item.id.cmp(&b.item.id));
         let mut secrets: Vec<_> = self
             .secrets
