@@ -82,7 +82,6 @@ async fn changes_reach_every_node_and_the_api_lists_them(backend: Backend) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalid_connector_is_rejected_alone_and_not_resent() {
     let plane = TestPlane::start(Backend::Sqlite).await;
-    let node = start_node(&plane.url(), "node-a", None).await;
     let good =
         plane.admin.connectors().create_connector(create_connector(connector("good"))).await.unwrap().into_inner();
     // A connector this node cannot serve, as a newer control plane might
@@ -101,6 +100,8 @@ async fn an_invalid_connector_is_rejected_alone_and_not_resent() {
     let sibling =
         plane.admin.connectors().create_connector(create_connector(connector("sibling"))).await.unwrap().into_inner();
     let version = current_version(&plane).await;
+    // Started now, the node gets all of them in one snapshot and one NACK.
+    let node = start_node(&plane.url(), "node-a", None).await;
 
     applied(&node, version).await;
     let snapshot = node.snapshot();
