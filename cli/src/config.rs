@@ -59,9 +59,23 @@ pub struct Settings {
     pub tls_client_ca_file: Option<PathBuf>,
     /// Data plane: CA that signed the control plane's certificate.
     pub tls_ca_file: Option<PathBuf>,
+    /// Data plane: networks outbound calls may reach besides public
+    /// addresses (CIDR), e.g. `["10.20.0.0/16"]`. `dev` adds loopback.
+    #[serde(default)]
+    pub egress_allowed_networks: Vec<String>,
+    /// Data plane: proxies (CIDR) whose `X-Forwarded-For` names the client.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    /// Data plane: largest accepted trigger body, in bytes.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
     /// Log filter in `tracing` syntax, e.g. `info,hookplane=debug`.
     #[serde(default = "default_log")]
     pub log: String,
+}
+
+fn default_max_body_bytes() -> usize {
+    1 << 20
 }
 
 /// A configured plan (SPEC §9); limits of 0 mean unlimited.

@@ -38,19 +38,29 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "node".to_owned());
         format!("{host}-{}", settings.http_listen.port())
     });
-    let node = DataPlane::start(NodeConfig {
-        node_id,
-        control_plane_url,
-        node_token,
-        http_listen: settings.http_listen,
-        advertise_address: String::new(),
-        cache_dir: settings.cache_dir.clone(),
-        tls,
-    })
-    .await
-    .context("starting the data-plane node")?;
+    let mut config = NodeConfig::new(node_id, control_plane_url, node_token, settings.http_listen);
+    config.cache_dir = settings.cache_dir.clone();
+    config.tls = tls;
+    apply_node_settings(&mut config, &settings, false)?;
+    let node = DataPlane::start(config).await.context("starting the data-plane node")?;
     tracing::info!(address = %node.http_address(), "data plane serving");
     shutdown_signal().await;
     node.shutdown().await;
+    Ok(())
+}
+
+/// Applies the trigger and egress settings; `dev` also opens loopback.
+pub fn apply_node_settings(config: &mut NodeConfig, settings: &Settings, dev: bool) -> anyhow::Result<()> {
+    let egress = hookplane::egress::EgressPolicy::allowing(&settings.egress_allowed_networks)
+        .context("egress_allowed_networks")?;
+    config.egress = if dev { egress.with_loopback() } else { egress };
+    config.ingress.trusted_proxies = settings
+        .trusted_proxies
+        .iter()
+        .map(|p| {
+            p.trim().parse().with_context(|| format!("trusted_proxies: `{p}` is not a network such as 10.0.0.0/8"))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    config.ingress.max_body_bytes = settings.max_body_bytes;
     Ok(())
 }

@@ -63,17 +63,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         let _ = grpc_stopped.await;
     }));
 
-    let node = DataPlane::start(NodeConfig {
-        node_id: "dev-node".to_owned(),
-        control_plane_url: format!("http://{grpc}"),
-        node_token,
-        http_listen: settings.http_listen,
-        advertise_address: String::new(),
-        cache_dir: Some(dir.join("node-cache")),
-        tls: None,
-    })
-    .await
-    .context("starting the data-plane node")?;
+    let mut config = NodeConfig::new("dev-node".to_owned(), format!("http://{grpc}"), node_token, settings.http_listen);
+    config.cache_dir = Some(dir.join("node-cache"));
+    crate::data_plane::apply_node_settings(&mut config, &settings, true)?;
+    let node = DataPlane::start(config).await.context("starting the data-plane node")?;
 
     println!("hookplane dev is running");
     println!("  gRPC API (reflection on):  {grpc}");

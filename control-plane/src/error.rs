@@ -63,6 +63,7 @@ impl From<ApiError> for Status {
                     "{what} was changed since it was read (etag mismatch); get it again and retry"
                 )),
                 StoreError::AlreadyExists(_) => Status::already_exists(store.to_string()),
+                StoreError::Exhausted(_) => Status::resource_exhausted(store.to_string()),
                 StoreError::Corrupt { .. } | StoreError::Database(_) | StoreError::Migration(_) => {
                     tracing::error!(error = %store, "store failure");
                     Status::internal("internal storage error; see the control plane's log")

@@ -159,8 +159,13 @@ impl ControlPlane {
             hub.close();
             closing.send_replace(true);
         };
-        let node_sync =
-            NodeSyncApi::new(core.store.clone(), core.secret_box.clone(), &self.node_token_hashes, closing_watch);
+        let node_sync = NodeSyncApi::new(
+            core.store.clone(),
+            core.secret_box.clone(),
+            &self.node_token_hashes,
+            core.events.clone(),
+            closing_watch,
+        );
         let mut server = tonic::transport::Server::builder();
         if let Some(tls) = &self.tls {
             let mut config = ServerTlsConfig::new().identity(Identity::from_pem(&tls.cert_pem, tls.key_pem.as_bytes()));

@@ -39,27 +39,47 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CacheError + '_ {
 
 /// Writes `snapshot` as the cache in `dir` atomically.
 pub fn store(dir: &Path, snapshot: &Snapshot) -> Result<(), CacheError> {
+    let bytes = convert::config_delta_to_api(&snapshot.to_full_delta()).encode_to_vec();
+    write_atomically(dir, FILE, &bytes)
+}
+
+/// Writes `bytes` to `dir/name` (0600, in a 0700 directory) through a
+/// synced temporary file and a rename: readers see the old or the new
+/// content, never a torn one.
+pub(crate) fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), CacheError> {
     let mut builder = fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
     builder.create(dir).map_err(io(dir))?;
-    let bytes = convert::config_delta_to_api(&snapshot.to_full_delta()).encode_to_vec();
-    let tmp = dir.join(format!("{FILE}.tmp"));
+    let tmp = dir.join(format!("{name}.tmp"));
     let mut options = fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     let mut file = options.open(&tmp).map_err(io(&tmp))?;
-    file.write_all(&bytes).map_err(io(&tmp))?;
+    file.write_all(bytes).map_err(io(&tmp))?;
     file.sync_all().map_err(io(&tmp))?;
-    let target = dir.join(FILE);
+    let target = dir.join(name);
     fs::rename(&tmp, &target).map_err(io(&target))?;
     // The rename is durable once the directory entry is.
     if let Ok(dir_handle) = fs::File::open(dir) {
         let _ = dir_handle.sync_all();
     }
     Ok(())
+}
+
+const ORDINAL_FILE: &str = "ordinal";
+
+/// Remembers the node's ordinal, so a node restarted while the control
+/// plane is away still mints fleet-unique event ids.
+pub fn store_ordinal(dir: &Path, ordinal: i64) -> Result<(), CacheError> {
+    write_atomically(dir, ORDINAL_FILE, ordinal.to_string().as_bytes())
+}
+
+/// The remembered ordinal, if any.
+pub fn load_ordinal(dir: &Path) -> Option<i64> {
+    fs::read_to_string(dir.join(ORDINAL_FILE)).ok()?.trim().parse().ok()
 }
 
 /// Persists the newest snapshot published on `latest` in the background,

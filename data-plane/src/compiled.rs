@@ -65,6 +65,23 @@ impl CompiledConnector {
     }
 }
 
+impl CompiledConnector {
+    /// Every `$secret` name any of the programs reads, for redaction.
+    pub fn secret_names(&self) -> Vec<&str> {
+        let requests = self.lookup.iter().chain(std::iter::once(&self.perform));
+        let mut names: Vec<&str> = requests
+            .flat_map(|r| std::iter::once(&r.url).chain(&r.headers).chain(&r.query).chain(&r.body).chain(&r.raw_body))
+            .chain(&self.condition)
+            .chain(&self.outbound_auth)
+            .flat_map(Program::secrets)
+            .chain(self.mappings.secrets())
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names
+    }
+}
+
 type Compile<'a> = dyn Fn(&str, &str) -> Result<Program, String> + 'a;
 
 fn named(list: &[NamedTemplate], prefix: &str, value: &Compile<'_>) -> Result<Box<[Program]>, String> {

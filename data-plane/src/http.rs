@@ -1,6 +1,7 @@
-//! The node's HTTP listener: probes now, the trigger endpoint next.
+//! The node's HTTP routes: probes and the trigger endpoint.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -9,12 +10,18 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode, header};
 
 use crate::state::NodeState;
+use crate::trigger::Ingress;
 
 /// Answers one request.
-pub async fn handle(state: Arc<NodeState>, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+pub async fn handle(
+    ingress: Arc<Ingress>,
+    request: Request<Incoming>,
+    peer: SocketAddr,
+) -> Result<Response<Full<Bytes>>, Infallible> {
     Ok(match (request.method(), request.uri().path()) {
+        (_, path) if Ingress::is_trigger_path(path) => ingress.handle(request, peer).await,
         (&Method::GET, "/healthz") => json(StatusCode::OK, r#"{"status":"ok"}"#.to_owned()),
-        (&Method::GET, "/readyz") => readiness(&state),
+        (&Method::GET, "/readyz") => readiness(&ingress.state),
         _ => json(StatusCode::NOT_FOUND, r#"{"error":{"code":"not_found","message":"no such route"}}"#.to_owned()),
     })
 }

@@ -5,23 +5,37 @@
 
 pub mod cache;
 pub mod compiled;
+pub mod events;
 mod http;
+pub mod limits;
+pub mod outbound;
+pub mod pipeline;
 pub mod snapshot;
 pub mod state;
 pub mod sync;
+pub mod trigger;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
+use hookplane::egress::EgressPolicy;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+pub use outbound::breaker::BreakerSettings;
 pub use snapshot::Snapshot;
 pub use state::NodeState;
+pub use trigger::IngressSettings;
+
+use events::EventSink;
+use outbound::Outbound;
+use pipeline::Executor;
+use trigger::Ingress;
 
 /// How a node runs.
 #[derive(Clone, Debug)]
@@ -40,6 +54,33 @@ pub struct NodeConfig {
     pub cache_dir: Option<PathBuf>,
     /// TLS towards the control plane (`https://` URLs).
     pub tls: Option<ClientTls>,
+    /// Which addresses lookups, performs and token calls may reach.
+    pub egress: EgressPolicy,
+    /// Limits of the trigger endpoint.
+    pub ingress: IngressSettings,
+    /// When circuit breakers open.
+    pub breaker: BreakerSettings,
+    /// Delay before the first retry when a connector sets none.
+    pub retry_base: Duration,
+}
+
+impl NodeConfig {
+    /// A node with production defaults: public egress only, SPEC limits.
+    pub fn new(node_id: String, control_plane_url: String, node_token: String, http_listen: SocketAddr) -> NodeConfig {
+        NodeConfig {
+            node_id,
+            control_plane_url,
+            node_token,
+            http_listen,
+            advertise_address: String::new(),
+            cache_dir: None,
+            tls: None,
+            egress: EgressPolicy::public_only(),
+            ingress: IngressSettings::default(),
+            breaker: BreakerSettings::default(),
+            retry_base: Duration::from_millis(500),
+        }
+    }
 }
 
 /// How a node verifies the control plane and, for mTLS, identifies itself.
@@ -87,6 +128,9 @@ impl DataPlane {
             tracing::info!(version = snapshot.version, "serving the cached snapshot until the control plane answers");
         }
         let state = Arc::new(NodeState::new(cached));
+        if let Some(ordinal) = config.cache_dir.as_deref().and_then(cache::load_ordinal) {
+            state.event_ids().set_ordinal(ordinal);
+        }
         let listener = TcpListener::bind(config.http_listen)
             .await
             .map_err(|source| StartError::Bind { address: config.http_listen, source })?;
@@ -102,8 +146,27 @@ impl DataPlane {
             tasks.spawn(cache::write_behind(dir, receiver, shutdown_watch.clone()));
             latest
         });
-        tasks.spawn(sync::follow(Arc::new(config), state.clone(), cache, shutdown_watch.clone()));
-        tasks.spawn(serve_http(listener, state.clone(), shutdown_watch));
+        let config = Arc::new(config);
+        let (sink, events) = EventSink::new();
+        let executor = Executor {
+            outbound: Outbound::new(config.egress.clone()),
+            breakers: outbound::breaker::Breakers::new(config.breaker),
+            tokens: Default::default(),
+            retry_base: config.retry_base,
+            limits: Default::default(),
+        };
+        let ingress = Arc::new(Ingress::new(
+            state.clone(),
+            config.ingress.clone(),
+            executor,
+            sink,
+            state.event_ids().clone(),
+            config.node_id.clone(),
+        ));
+        tasks.spawn(sync::follow(config.clone(), state.clone(), cache, shutdown_watch.clone()));
+        tasks.spawn(events::report(config.clone(), events, shutdown_watch.clone()));
+        tasks.spawn(evict_idle(ingress.clone(), shutdown_watch.clone()));
+        tasks.spawn(serve_http(listener, ingress, shutdown_watch));
         Ok(DataPlane { state, http_address, shutdown, tasks })
     }
 
@@ -129,11 +192,38 @@ impl DataPlane {
     }
 }
 
-async fn serve_http(listener: TcpListener, state: Arc<NodeState>, mut shutdown: watch::Receiver<bool>) {
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let builder = auto::Builder::new(TokioExecutor::new());
+/// Drops idle limiter and breaker state now and then.
+async fn evict_idle(ingress: Arc<Ingress>, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
     loop {
-        let (stream, _) = tokio::select! {
+        tokio::select! {
+            _ = tick.tick() => {
+                ingress.limiters.evict_idle();
+                ingress.executor.breakers.evict_idle();
+            }
+            _ = shutdown.wait_for(|closing| *closing) => return,
+        }
+    }
+}
+
+/// Connections a node keeps open at once; more wait in the kernel backlog.
+const MAX_CONNECTIONS: usize = 10_000;
+/// Time a client gets to send its request headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+async fn serve_http(listener: TcpListener, ingress: Arc<Ingress>, mut shutdown: watch::Receiver<bool>) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT).keep_alive(true);
+    builder.http2().timer(hyper_util::rt::TokioTimer::new()).max_concurrent_streams(256);
+    let connections = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let permit = tokio::select! {
+            permit = connections.clone().acquire_owned() => permit,
+            _ = shutdown.wait_for(|closing| *closing) => break,
+        };
+        let Ok(permit) = permit else { break };
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(err) => {
@@ -143,14 +233,16 @@ async fn serve_http(listener: TcpListener, state: Arc<NodeState>, mut shutdown: 
             },
             _ = shutdown.wait_for(|closing| *closing) => break,
         };
-        let state = state.clone();
-        let service = hyper::service::service_fn(move |request| http::handle(state.clone(), request));
+        let _ = stream.set_nodelay(true);
+        let ingress = ingress.clone();
+        let service = hyper::service::service_fn(move |request| http::handle(ingress.clone(), request, peer));
         let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(err) = connection.await {
                 tracing::debug!(error = %err, "connection ended with an error");
             }
+            drop(permit);
         });
     }
     graceful.shutdown().await;

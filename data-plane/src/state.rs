@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 
+use crate::events::ids::EventIds;
 use crate::snapshot::Snapshot;
 
 /// The node's current snapshot and sync status.
@@ -25,6 +26,8 @@ pub struct NodeState {
     last_update_bytes: AtomicU64,
     /// The applied version, for whoever waits on a change (tests, probes).
     applied: tokio::sync::watch::Sender<i64>,
+    /// Mints event ids once the control plane assigned an ordinal.
+    event_ids: Arc<EventIds>,
 }
 
 impl NodeState {
@@ -40,7 +43,13 @@ impl NodeState {
             full_updates: AtomicU64::new(0),
             delta_updates: AtomicU64::new(0),
             last_update_bytes: AtomicU64::new(0),
+            event_ids: Arc::default(),
         }
+    }
+
+    /// The node's event id minter.
+    pub fn event_ids(&self) -> &Arc<EventIds> {
+        &self.event_ids
     }
 
     /// The current snapshot.

@@ -88,22 +88,7 @@ async fn run_session(
     force_full: bool,
     progressed: &mut bool,
 ) -> Result<(), SyncError> {
-    let mut endpoint = Endpoint::from_shared(config.control_plane_url.clone())?;
-    if let Some(tls) = &config.tls {
-        let mut tls_config = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&tls.ca_pem));
-        if let Some((cert, key)) = &tls.identity {
-            tls_config = tls_config.identity(Identity::from_pem(cert, key));
-        }
-        endpoint = endpoint.tls_config(tls_config)?;
-    }
-    let channel = endpoint
-        .connect_timeout(Duration::from_secs(5))
-        .http2_keep_alive_interval(Duration::from_secs(10))
-        .keep_alive_timeout(Duration::from_secs(5))
-        .keep_alive_while_idle(true)
-        .connect()
-        .await?;
-    let mut client = NodeSyncServiceClient::new(channel);
+    let mut client = NodeSyncServiceClient::new(connect(config).await?);
     let (outbound, outbound_rx) = mpsc::channel(8);
     let current = state.snapshot();
     let hello = api::NodeHello {
@@ -115,18 +100,21 @@ async fn run_session(
         address: config.advertise_address.clone(),
     };
     outbound.send(api::SyncRequest { message: Some(Message::Hello(hello)) }).await.map_err(|_| SyncError::Closed)?;
-    let mut request = tonic::Request::new(ReceiverStream::new(outbound_rx));
-    // With an mTLS identity the token may be left out.
-    if !config.node_token.is_empty() {
-        let token =
-            format!("Bearer {}", config.node_token).parse().map_err(|_| tonic::Status::unauthenticated("bad token"))?;
-        request.metadata_mut().insert("authorization", token);
-    }
+    let request = authorized(config, ReceiverStream::new(outbound_rx))?;
     let mut inbound = client.sync(request).await?.into_inner();
     state.set_connected(true);
     let result = async {
         let mut pending: Option<api::ConfigUpdate> = None;
         while let Some(message) = inbound.message().await? {
+            if let Some(registration) = message.registration {
+                let ordinal = i64::from(registration.ordinal);
+                state.event_ids().set_ordinal(ordinal);
+                if let Some(dir) = &config.cache_dir
+                    && let Err(err) = crate::cache::store_ordinal(dir, ordinal)
+                {
+                    tracing::warn!(error = %err, "could not remember the node's ordinal");
+                }
+            }
             let Some(part) = message.update else { continue };
             let update = match pending.take() {
                 Some(mut earlier) if earlier.version == part.version => {
@@ -148,6 +136,37 @@ async fn run_session(
     .await;
     state.set_connected(false);
     result
+}
+
+/// A channel to the control plane, with TLS when configured and HTTP/2
+/// keepalives so a dead peer is noticed.
+pub(crate) async fn connect(config: &NodeConfig) -> Result<tonic::transport::Channel, tonic::transport::Error> {
+    let mut endpoint = Endpoint::from_shared(config.control_plane_url.clone())?;
+    if let Some(tls) = &config.tls {
+        let mut tls_config = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&tls.ca_pem));
+        if let Some((cert, key)) = &tls.identity {
+            tls_config = tls_config.identity(Identity::from_pem(cert, key));
+        }
+        endpoint = endpoint.tls_config(tls_config)?;
+    }
+    endpoint
+        .connect_timeout(Duration::from_secs(5))
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_timeout(Duration::from_secs(5))
+        .keep_alive_while_idle(true)
+        .connect()
+        .await
+}
+
+/// A request carrying the node token (left out with an mTLS identity).
+pub(crate) fn authorized<T>(config: &NodeConfig, message: T) -> Result<tonic::Request<T>, tonic::Status> {
+    let mut request = tonic::Request::new(message);
+    if !config.node_token.is_empty() {
+        let token =
+            format!("Bearer {}", config.node_token).parse().map_err(|_| tonic::Status::unauthenticated("bad token"))?;
+        request.metadata_mut().insert("authorization", token);
+    }
+    Ok(request)
 }
 
 /// Builds the next snapshot from `update` off the request path, swaps it in,

@@ -5,6 +5,7 @@ use crate::model::{Event, EventFilter, EventStatus, EventTrace, HttpExchangeTrac
 
 use super::validate::{duration_to_api, timestamp_from_api, timestamp_to_api};
 use super::{ValidationError, Violations};
+use crate::model::InboundRequestTrace;
 
 /// Converts a list/stream filter.
 pub fn event_filter_from_api(f: Option<&api::EventFilter>, prefix: &str) -> Result<EventFilter, ValidationError> {
@@ -51,6 +52,90 @@ pub fn event_to_api(e: &Event) -> api::Event {
         create_time: Some(timestamp_to_api(e.create_time)),
         duration: Some(duration_to_api(e.duration_ms)),
         trace: Some(trace_to_api(&e.trace)),
+    }
+}
+
+/// Converts an event reported by a node; the node owns ids and traces, so
+/// only what would corrupt the store is refused.
+pub fn node_event_from_api(e: &api::NodeEvent, prefix: &str) -> Result<Event, ValidationError> {
+    let mut v = Violations::default();
+    let Some(event) = &e.event else {
+        return Err(ValidationError::one(format!("{prefix}.event"), "is required"));
+    };
+    if e.organization_id.is_empty() {
+        v.add(format!("{prefix}.organization_id"), "is required");
+    }
+    if event.id <= 0 {
+        v.add(format!("{prefix}.event.id"), "must be positive");
+    }
+    if event.connector_id.is_empty() {
+        v.add(format!("{prefix}.event.connector_id"), "is required");
+    }
+    let status = match api::EventStatus::try_from(event.status) {
+        Ok(api::EventStatus::Completed) => EventStatus::Completed,
+        Ok(api::EventStatus::Skipped) => EventStatus::Skipped,
+        Ok(api::EventStatus::Failed) => EventStatus::Failed,
+        Ok(api::EventStatus::Accepted) => EventStatus::Accepted,
+        Ok(api::EventStatus::Unspecified) | Err(_) => {
+            v.add(format!("{prefix}.event.status"), "must be a known status");
+            EventStatus::Failed
+        }
+    };
+    let create_time = match &event.create_time {
+        Some(t) => timestamp_from_api(t, &format!("{prefix}.event.create_time"), &mut v),
+        None => {
+            v.add(format!("{prefix}.event.create_time"), "is required");
+            None
+        }
+    };
+    v.finish(Event {
+        id: event.id,
+        organization_id: e.organization_id.clone(),
+        connector_id: event.connector_id.clone(),
+        status,
+        response_code: event.response_code,
+        error: event.error.clone(),
+        node_id: event.node_id.clone(),
+        create_time: create_time.unwrap_or_default(),
+        duration_ms: event.duration.as_ref().map(duration_ms).unwrap_or(0),
+        trace: event.trace.as_ref().map(trace_from_api).unwrap_or_default(),
+    })
+}
+
+fn duration_ms(d: &prost_types::Duration) -> u64 {
+    (d.seconds.max(0) as u64).saturating_mul(1000).saturating_add((d.nanos.max(0) / 1_000_000) as u64)
+}
+
+fn trace_from_api(t: &api::EventTrace) -> EventTrace {
+    EventTrace {
+        request: t
+            .request
+            .as_ref()
+            .map(|r| InboundRequestTrace {
+                client_ip: r.client_ip.clone(),
+                headers: r.headers.clone().into_iter().collect(),
+                auth_method: r.auth_method.clone(),
+                body_bytes: r.body_bytes,
+            })
+            .unwrap_or_default(),
+        payload: t.payload.clone(),
+        condition_result: t.condition_result,
+        lookup: t.lookup.as_ref().map(exchange_from_api),
+        processed: t.processed.clone(),
+        perform_attempts: t.perform_attempts.iter().map(exchange_from_api).collect(),
+    }
+}
+
+fn exchange_from_api(x: &api::HttpExchangeTrace) -> HttpExchangeTrace {
+    HttpExchangeTrace {
+        method: x.method.clone(),
+        url: x.url.clone(),
+        request_headers: x.request_headers.clone().into_iter().collect(),
+        request_body: x.request_body.clone(),
+        status: x.status,
+        response_excerpt: x.response_excerpt.clone(),
+        error: x.error.clone(),
+        duration_ms: x.duration.as_ref().map(duration_ms).unwrap_or(0),
     }
 }
 

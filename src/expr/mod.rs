@@ -31,6 +31,7 @@ pub use error::{CompileError, CompileErrors, EvalError};
 pub use eval::{Limits, NoSecrets, Scope, SecretSource};
 pub use functions::FUNCTIONS;
 pub use mappings::{MappingError, MappingProgram, compile_mappings};
+pub use value::{render, truthy};
 
 use compile::{Lowering, Op};
 use lexer::is_ident_continue;

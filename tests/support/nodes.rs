@@ -24,17 +24,11 @@ pub async fn start_node_with(
     token: &str,
     tls: Option<ClientTls>,
 ) -> DataPlane {
-    DataPlane::start(NodeConfig {
-        tls,
-        node_id: node_id.to_owned(),
-        control_plane_url: plane_url.to_owned(),
-        node_token: token.to_owned(),
-        http_listen: "127.0.0.1:0".parse().unwrap(),
-        advertise_address: String::new(),
-        cache_dir: cache_dir.map(Path::to_path_buf),
-    })
-    .await
-    .expect("node starts")
+    let mut config =
+        NodeConfig::new(node_id.to_owned(), plane_url.to_owned(), token.to_owned(), "127.0.0.1:0".parse().unwrap());
+    config.tls = tls;
+    config.cache_dir = cache_dir.map(Path::to_path_buf);
+    DataPlane::start(config).await.expect("node starts")
 }
 
 /// Waits until `node` has applied `version` (or later).

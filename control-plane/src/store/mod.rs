@@ -45,6 +45,9 @@ pub enum StoreError {
     /// A unique key is taken.
     #[error("{0} already exists")]
     AlreadyExists(&'static str),
+    /// A bounded resource has no room left.
+    #[error("no room left for {0}")]
+    Exhausted(&'static str),
     /// A stored document could not be decoded: the database holds data this
     /// build does not understand.
     #[error("stored {what} is corrupt: {source}")]

@@ -57,3 +57,34 @@ impl Store {
         rows.iter().map(node_from_row).collect()
     }
 }
+
+/// Nodes a fleet can hold: event ids keep 10 bits for the node's ordinal.
+pub const MAX_NODE_ORDINALS: i64 = 1024;
+
+impl Store {
+    /// The node's ordinal, assigning the lowest free one on its first call.
+    /// The node must have been recorded with [`Store::upsert_node`].
+    pub async fn node_ordinal(&self, id: &str) -> Result<i64, StoreError> {
+        let mut tx = self.write_tx().await?;
+        let known: Option<i64> =
+            sqlx::query("SELECT ordinal FROM nodes WHERE id = $1").bind(id).fetch_one(&mut *tx).await?.try_get(0)?;
+        if let Some(ordinal) = known {
+            return Ok(ordinal);
+        }
+        // The lowest ordinal whose successor is free (or 0 when none is taken).
+        let free: i64 = sqlx::query(
+            "SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM nodes WHERE ordinal = 0) THEN 0 ELSE \
+             (SELECT MIN(a.ordinal) + 1 FROM nodes a WHERE a.ordinal IS NOT NULL AND NOT EXISTS \
+             (SELECT 1 FROM nodes b WHERE b.ordinal = a.ordinal + 1)) END",
+        )
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get(0)?;
+        if free >= MAX_NODE_ORDINALS {
+            return Err(StoreError::Exhausted("node ordinals: a fleet holds at most 1024 node ids"));
+        }
+        sqlx::query("UPDATE nodes SET ordinal = $1 WHERE id = $2").bind(free).bind(id).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(free)
+    }
+}

@@ -21,6 +21,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::crypto::{SecretBox, hash_credential};
 use crate::error::ApiError;
+use crate::events::EventHub;
 use crate::store::Store;
 
 /// How long a session waits after a commit for more commits to coalesce.
@@ -35,10 +36,15 @@ pub struct NodeSyncApi {
     secret_box: SecretBox,
     /// SHA-256 of each accepted node token.
     node_token_hashes: Arc<Vec<[u8; 32]>>,
+    events: EventHub,
     shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 type UpdateStream = Pin<Box<dyn Stream<Item = Result<api::SyncResponse, Status>> + Send>>;
+type EventAckStream = Pin<Box<dyn Stream<Item = Result<api::ReportEventsResponse, Status>> + Send>>;
+
+/// Events per reported batch: bounds one store transaction.
+const MAX_EVENTS_PER_BATCH: usize = 1000;
 
 impl NodeSyncApi {
     /// `node_token_hashes` are hex SHA-256 digests of the node tokens.
@@ -46,6 +52,7 @@ impl NodeSyncApi {
         store: Store,
         secret_box: SecretBox,
         node_token_hashes: &[String],
+        events: EventHub,
         shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> NodeSyncApi {
         let hashes = node_token_hashes
@@ -53,7 +60,7 @@ impl NodeSyncApi {
             .filter_map(|h| hex::decode(h.trim()).ok())
             .filter_map(|bytes| <[u8; 32]>::try_from(bytes).ok())
             .collect();
-        NodeSyncApi { store, secret_box, node_token_hashes: Arc::new(hashes), shutdown }
+        NodeSyncApi { store, secret_box, node_token_hashes: Arc::new(hashes), events, shutdown }
     }
 
     /// Accepts a node with a client certificate verified against the
@@ -81,6 +88,7 @@ impl NodeSyncApi {
 #[tonic::async_trait]
 impl NodeSyncService for NodeSyncApi {
     type SyncStream = UpdateStream;
+    type ReportEventsStream = EventAckStream;
 
     async fn sync(&self, request: Request<Streaming<api::SyncRequest>>) -> Result<Response<UpdateStream>, Status> {
         self.authenticate(&request)?;
@@ -98,5 +106,37 @@ impl NodeSyncService for NodeSyncApi {
         let session = session::Session::new(self.store.clone(), self.secret_box.clone(), hello, sender);
         tokio::spawn(session.run(inbound, self.shutdown.clone()));
         Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(receiver))))
+    }
+
+    async fn report_events(
+        &self,
+        request: Request<Streaming<api::ReportEventsRequest>>,
+    ) -> Result<Response<EventAckStream>, Status> {
+        self.authenticate(&request)?;
+        let mut inbound = request.into_inner();
+        let events = self.events.clone();
+        let mut shutdown = self.shutdown.clone();
+        let acks = async_stream::try_stream! {
+            loop {
+                let message = tokio::select! {
+                    message = inbound.message() => message,
+                    _ = shutdown.wait_for(|closing| *closing) => break,
+                };
+                let Some(batch) = message? else { break };
+                if batch.events.len() > MAX_EVENTS_PER_BATCH {
+                    Err(ApiError::invalid("events", format!("at most {MAX_EVENTS_PER_BATCH} events per batch")))?;
+                }
+                let decoded = batch
+                    .events
+                    .iter()
+                    .enumerate()
+                    .map(|(i, e)| hookplane::convert::node_event_from_api(e, &format!("events[{i}]")))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(ApiError::from)?;
+                events.ingest(&decoded).await.map_err(ApiError::from)?;
+                yield api::ReportEventsResponse { batch: batch.batch };
+            }
+        };
+        Ok(Response::new(Box::pin(acks)))
     }
 }

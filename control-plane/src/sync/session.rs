@@ -59,6 +59,10 @@ impl Session {
         let mut poll = tokio::time::interval(POLL);
         let result: Result<(), SessionError> = async {
             self.store.upsert_node(&self.node).await?;
+            let ordinal = self.store.node_ordinal(&self.node.id).await?;
+            let registration = api::NodeRegistration { ordinal: ordinal as i32 };
+            let hello = api::SyncResponse { update: None, registration: Some(registration) };
+            self.sender.send(Ok(hello)).await.map_err(|_| SessionError::Gone)?;
             loop {
                 self.send_changes().await?;
                 tokio::select! {
@@ -105,7 +109,10 @@ impl Session {
             connectors = delta.connectors.len(), "sending config update"
         );
         for part in split_into_parts(update) {
-            self.sender.send(Ok(api::SyncResponse { update: Some(part) })).await.map_err(|_| SessionError::Gone)?;
+            self.sender
+                .send(Ok(api::SyncResponse { update: Some(part), registration: None }))
+                .await
+                .map_err(|_| SessionError::Gone)?;
         }
         self.sent = delta.version;
         Ok(())

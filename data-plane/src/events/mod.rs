@@ -1,0 +1,173 @@
+//! Events leave the node on their own `ReportEvents` stream (SPEC §7).
+//!
+//! Request handlers hand finished events to an unbounded channel and never
+//! wait on the control plane. One reporter task batches what queued up while
+//! the previous batch was in flight, sends it and waits for its ack. When
+//! the control plane is away, batches go to the [`spool::Spool`] and are
+//! sent, oldest first, once it is back. On shutdown whatever is queued is
+//! spooled.
+
+pub mod ids;
+pub mod spool;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hookplane::api::v1::{self as api, node_sync_service_client::NodeSyncServiceClient};
+use hookplane::convert;
+use hookplane::model::Event;
+use rand::Rng as _;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::NodeConfig;
+use crate::sync::{authorized, connect};
+use spool::Spool;
+
+/// Events per batch: one store transaction on the control plane.
+const MAX_BATCH: usize = 500;
+const ACK_TIMEOUT: Duration = Duration::from_secs(10);
+const BACKOFF_START: Duration = Duration::from_millis(200);
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
+
+/// Where request handlers put finished events.
+#[derive(Clone, Debug)]
+pub struct EventSink(mpsc::UnboundedSender<Event>);
+
+impl EventSink {
+    /// A sink and the receiver the reporter drains.
+    pub fn new() -> (EventSink, mpsc::UnboundedReceiver<Event>) {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        (EventSink(sender), receiver)
+    }
+
+    /// Queues an event; never blocks.
+    pub fn record(&self, event: Event) {
+        if self.0.send(event).is_err() {
+            tracing::error!("the event reporter stopped; an event was dropped");
+        }
+    }
+}
+
+/// An open `ReportEvents` stream.
+struct Stream {
+    requests: mpsc::Sender<api::ReportEventsRequest>,
+    acks: tonic::Streaming<api::ReportEventsResponse>,
+    next_batch: u64,
+}
+
+impl Stream {
+    async fn open(config: &NodeConfig) -> Result<Stream, tonic::Status> {
+        let channel = connect(config).await.map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        let (requests, receiver) = mpsc::channel(2);
+        let request = authorized(config, ReceiverStream::new(receiver))?;
+        let acks = NodeSyncServiceClient::new(channel).report_events(request).await?.into_inner();
+        Ok(Stream { requests, acks, next_batch: 0 })
+    }
+
+    /// Sends a batch and waits until the control plane stored it.
+    async fn deliver(&mut self, events: Vec<api::NodeEvent>) -> Result<(), Vec<api::NodeEvent>> {
+        let batch = self.next_batch;
+        self.next_batch += 1;
+        // Kept until the ack: a failed send hands the batch back for the spool.
+        let copy = events.clone();
+        if self.requests.send(api::ReportEventsRequest { batch, events }).await.is_err() {
+            return Err(copy);
+        }
+        match tokio::time::timeout(ACK_TIMEOUT, self.acks.message()).await {
+            Ok(Ok(Some(ack))) if ack.batch == batch => Ok(()),
+            _ => Err(copy),
+        }
+    }
+}
+
+/// Reports events until shutdown.
+pub async fn report(
+    config: Arc<NodeConfig>,
+    mut events: mpsc::UnboundedReceiver<Event>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut spool = Spool::open(config.cache_dir.clone());
+    let mut stream: Option<Stream> = None;
+    let mut backoff = BACKOFF_START;
+    let mut next_attempt = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            biased;
+            () = closing(&mut shutdown) => break,
+            first = events.recv() => {
+                let Some(first) = first else { break };
+                let batch = drain(&config, first, &mut events);
+                let undelivered = match &mut stream {
+                    Some(open) => open.deliver(batch).await.err(),
+                    None => Some(batch),
+                };
+                if let Some(batch) = undelivered {
+                    stream = None;
+                    keep(&mut spool, batch);
+                }
+            }
+            () = tokio::time::sleep_until(next_attempt), if stream.is_none() => {
+                match Stream::open(&config).await {
+                    Ok(mut open) => {
+                        if flush(&mut spool, &mut open).await {
+                            backoff = BACKOFF_START;
+                            stream = Some(open);
+                        }
+                    }
+                    Err(err) => tracing::debug!(error = %err, "event stream unavailable; spooling events"),
+                }
+                if stream.is_none() {
+                    next_attempt = tokio::time::Instant::now() + rand::rng().random_range(backoff / 2..=backoff);
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                }
+            }
+        }
+    }
+    // Whatever is still queued waits on disk for the next start.
+    while let Ok(first) = events.try_recv() {
+        let batch = drain(&config, first, &mut events);
+        keep(&mut spool, batch);
+    }
+}
+
+async fn closing(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|closing| *closing).await;
+}
+
+/// `first` and whatever else is queued, up to a batch, in API form.
+fn drain(config: &NodeConfig, first: Event, events: &mut mpsc::UnboundedReceiver<Event>) -> Vec<api::NodeEvent> {
+    let mut batch = vec![node_event(config, first)];
+    while batch.len() < MAX_BATCH {
+        match events.try_recv() {
+            Ok(event) => batch.push(node_event(config, event)),
+            Err(_) => break,
+        }
+    }
+    batch
+}
+
+fn node_event(config: &NodeConfig, mut event: Event) -> api::NodeEvent {
+    if event.node_id.is_empty() {
+        event.node_id = config.node_id.clone();
+    }
+    api::NodeEvent { organization_id: event.organization_id.clone(), event: Some(convert::event_to_api(&event)) }
+}
+
+fn keep(spool: &mut Spool, batch: Vec<api::NodeEvent>) {
+    let count = batch.len();
+    if let Err(err) = spool.push(batch) {
+        tracing::error!(error = %err, events = count, "could not spool events; they are lost");
+    }
+}
+
+/// Sends every spooled batch, oldest first; false if the stream broke.
+async fn flush(spool: &mut Spool, stream: &mut Stream) -> bool {
+    while let Some((handle, batch)) = spool.oldest() {
+        if stream.deliver(batch).await.is_err() {
+            return false;
+        }
+        spool.remove(handle);
+    }
+    true
+}

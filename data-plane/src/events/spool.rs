@@ -1,0 +1,135 @@
+//! Event batches waiting for the control plane.
+//!
+//! With a cache dir, each batch is one file under `events/`, named by an
+//! increasing number and written atomically; it is deleted once the control
+//! plane acknowledged it, so batches survive outages and node restarts.
+//! Without one, batches wait in memory (and are lost with the process).
+
+use std::collections::VecDeque;
+use std::fs;
+use std::path::PathBuf;
+
+use hookplane::api::v1 as api;
+use prost::Message as _;
+
+use crate::cache::{CacheError, write_atomically};
+
+const SUFFIX: &str = ".batch";
+
+/// Batches in arrival order.
+#[derive(Debug)]
+pub struct Spool {
+    dir: Option<PathBuf>,
+    memory: VecDeque<Vec<api::NodeEvent>>,
+    next: u64,
+}
+
+impl Spool {
+    /// A spool under `cache_dir/events`, or in memory.
+    pub fn open(cache_dir: Option<PathBuf>) -> Spool {
+        let dir = cache_dir.map(|d| d.join("events"));
+        let next = dir.as_ref().map_or(0, |d| numbers(d).last().map_or(0, |n| n + 1));
+        Spool { dir, memory: VecDeque::new(), next }
+    }
+
+    /// Keeps a batch until it is acknowledged.
+    pub fn push(&mut self, events: Vec<api::NodeEvent>) -> Result<(), CacheError> {
+        let Some(dir) = &self.dir else {
+            self.memory.push_back(events);
+            return Ok(());
+        };
+        let bytes = api::ReportEventsRequest { batch: self.next, events }.encode_to_vec();
+        write_atomically(dir, &format!("{:020}{SUFFIX}", self.next), &bytes)?;
+        self.next += 1;
+        Ok(())
+    }
+
+    /// The oldest batch, with the handle to remove it.
+    pub fn oldest(&mut self) -> Option<(Option<u64>, Vec<api::NodeEvent>)> {
+        let Some(dir) = &self.dir else {
+            return self.memory.front().map(|b| (None, b.clone()));
+        };
+        for number in numbers(dir) {
+            let path = dir.join(format!("{number:020}{SUFFIX}"));
+            match fs::read(&path).ok().and_then(|b| api::ReportEventsRequest::decode(b.as_slice()).ok()) {
+                Some(batch) => return Some((Some(number), batch.events)),
+                None => {
+                    tracing::error!(path = %path.display(), "dropping an unreadable event batch");
+                    let _ = fs::remove_file(&path);
+                }
+            }
+        }
+        None
+    }
+
+    /// Forgets an acknowledged batch.
+    pub fn remove(&mut self, handle: Option<u64>) {
+        match (handle, &self.dir) {
+            (Some(number), Some(dir)) => {
+                let _ = fs::remove_file(dir.join(format!("{number:020}{SUFFIX}")));
+            }
+            _ => {
+                self.memory.pop_front();
+            }
+        }
+    }
+
+    /// Whether nothing waits.
+    pub fn is_empty(&self) -> bool {
+        match &self.dir {
+            Some(dir) => numbers(dir).is_empty(),
+            None => self.memory.is_empty(),
+        }
+    }
+}
+
+/// The batch numbers in `dir`, ascending.
+fn numbers(dir: &std::path::Path) -> Vec<u64> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut numbers: Vec<u64> =
+        entries.filter_map(|e| e.ok()?.file_name().to_str()?.strip_suffix(SUFFIX)?.parse().ok()).collect();
+    numbers.sort_unstable();
+    numbers
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(id: i64) -> Vec<api::NodeEvent> {
+        vec![api::NodeEvent { organization_id: "org".into(), event: Some(api::Event { id, ..Default::default() }) }]
+    }
+
+    #[test]
+    fn batches_survive_reopening_in_order_until_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spool = Spool::open(Some(dir.path().to_owned()));
+        assert!(spool.is_empty());
+        spool.push(batch(1)).unwrap();
+        spool.push(batch(2)).unwrap();
+        let mut reopened = Spool::open(Some(dir.path().to_owned()));
+        let (handle, events) = reopened.oldest().unwrap();
+        assert_eq!(events[0].event.as_ref().unwrap().id, 1);
+        reopened.remove(handle);
+        reopened.push(batch(3)).unwrap();
+        let ids: Vec<i64> = std::iter::from_fn(|| {
+            let (handle, events) = reopened.oldest()?;
+            reopened.remove(handle);
+            Some(events[0].event.as_ref().unwrap().id)
+        })
+        .collect();
+        assert_eq!(ids, vec![2, 3]);
+        assert!(reopened.is_empty());
+    }
+
+    #[test]
+    fn without_a_directory_batches_wait_in_memory() {
+        let mut spool = Spool::open(None);
+        spool.push(batch(1)).unwrap();
+        let (handle, _) = spool.oldest().unwrap();
+        spool.remove(handle);
+        assert!(spool.is_empty());
+    }
+}

@@ -1,0 +1,358 @@
+//! One trigger's execution (SPEC §7): condition → lookup → mappings →
+//! perform, with retries and the circuit breaker, recorded as a trace.
+//!
+//! Runs on the snapshot the request loaded; touches no control-plane state.
+//! Secrets enter only through `$secret` and the outbound auth, and every
+//! value of theirs is redacted from the trace before it leaves here.
+
+mod redact;
+pub mod request;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use hookplane::expr::{self, Limits, Scope, SecretSource};
+use hookplane::model::{EventTrace, HttpExchangeTrace, OutboundAuth, Plan};
+use hyper::StatusCode;
+use hyper::header::{AUTHORIZATION, HeaderValue, RETRY_AFTER};
+use rand::Rng as _;
+use serde_json::{Map, Value};
+
+use crate::outbound::breaker::{Admission, Breakers, Transition};
+use crate::outbound::oauth::TokenCache;
+use crate::outbound::{Outbound, OutboundRequest};
+use crate::snapshot::{DeployedConnector, Snapshot};
+use crate::trigger::response::Outcome;
+use redact::Redactor;
+use request::{Target, render_perform, render_target};
+
+/// Bytes of a lookup answer parsed as `$lookup`.
+const MAX_LOOKUP_BODY: usize = 1 << 20;
+/// Bytes of a perform answer kept for the trace.
+const MAX_EXCERPT: usize = 4 * 1024;
+/// Longest `Retry-After` a retry waits for; longer ones end the retries.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
+
+/// What executions share: the client, breakers and token cache.
+#[derive(Debug)]
+pub struct Executor {
+    pub outbound: Outbound,
+    pub breakers: Breakers,
+    pub tokens: TokenCache,
+    /// Delay before the second attempt; doubles per attempt.
+    pub retry_base: Duration,
+    pub limits: Limits,
+}
+
+/// How an execution ended.
+#[derive(Debug)]
+pub struct Execution {
+    pub outcome: Outcome,
+    pub response_code: Option<i32>,
+    pub error: Option<String>,
+    pub trace: EventTrace,
+}
+
+/// `$secret.NAME` from the organization's secrets in the snapshot.
+struct OrgSecrets<'a> {
+    snapshot: &'a Snapshot,
+    organization: &'a str,
+}
+
+impl SecretSource for OrgSecrets<'_> {
+    fn secret(&self, name: &str) -> Option<&str> {
+        self.snapshot.secrets.get(&(self.organization.to_owned(), name.to_owned())).map(|(value, _)| &**value)
+    }
+}
+
+impl Executor {
+    /// Runs the connector's pipeline on `payload`.
+    pub async fn execute(
+        &self,
+        snapshot: &Snapshot,
+        deployed: &DeployedConnector,
+        plan: &Plan,
+        payload: &Value,
+        depth: u32,
+        trace: EventTrace,
+    ) -> Execution {
+        let secrets = OrgSecrets { snapshot, organization: &deployed.connector.organization_id };
+        let mut redactor = Redactor::default();
+        for name in deployed.compiled.secret_names() {
+            if let Some(value) = secrets.secret(name) {
+                redactor.add(value);
+            }
+        }
+        let mut run = Run { trace, redactor };
+        let result = self.run(deployed, plan, payload, depth, &secrets, &mut run).await;
+        let Run { mut trace, redactor } = run;
+        redactor.scrub_trace(&mut trace);
+        match result {
+            Ok((outcome, response_code)) => Execution { outcome, response_code, error: None, trace },
+            Err(failure) => Execution {
+                outcome: Outcome::Failed,
+                response_code: failure.response_code,
+                error: Some(redactor.scrub(&failure.message).into_owned()),
+                trace,
+            },
+        }
+    }
+
+    async fn run(
+        &self,
+        deployed: &DeployedConnector,
+        plan: &Plan,
+        payload: &Value,
+        depth: u32,
+        secrets: &OrgSecrets<'_>,
+        run: &mut Run,
+    ) -> Result<(Outcome, Option<i32>), Failure> {
+        let spec = &deployed.connector.spec;
+        let compiled = &deployed.compiled;
+        let empty = Map::new();
+        if let Some(condition) = &compiled.condition {
+            let scope = Scope { payload, lookup: None, processed: &empty, secrets };
+            let value = condition.eval(&scope, &self.limits).map_err(|e| Failure::new(format!("condition: {e}")))?;
+            let passed = expr::truthy(&value);
+            run.trace.condition_result = Some(passed);
+            if !passed {
+                return Ok((Outcome::Skipped, None));
+            }
+        }
+        let lookup_value = match (&spec.lookup, &compiled.lookup) {
+            (Some(lookup), Some(program)) => {
+                let scope = Scope { payload, lookup: None, processed: &empty, secrets };
+                let target =
+                    Target { compiled: program, headers: &lookup.headers, query: &lookup.query, field: "lookup" };
+                let (url, headers) = render_target(&target, &scope, &self.limits, depth)
+                    .map_err(|e| Failure::new(format!("lookup failed: {e}")))?;
+                let timeout = Duration::from_millis(if lookup.timeout_ms == 0 { 10_000 } else { lookup.timeout_ms });
+                let request =
+                    OutboundRequest { method: hyper::Method::GET, url, headers, body: Default::default(), timeout };
+                let mut exchange = exchange_trace(&request);
+                let started = Instant::now();
+                let result = self.outbound.send(request, MAX_LOOKUP_BODY).await;
+                exchange.duration_ms = started.elapsed().as_millis() as u64;
+                let parsed = match result {
+                    Ok(response) => {
+                        exchange.status = Some(i32::from(response.status.as_u16()));
+                        exchange.response_excerpt = excerpt(&response.body);
+                        if !response.status.is_success() {
+                            Err(format!("lookup failed: the lookup URL answered {}", response.status.as_u16()))
+                        } else {
+                            serde_json::from_slice::<Value>(&response.body)
+                                .map_err(|e| format!("lookup failed: the answer is not JSON ({e})"))
+                        }
+                    }
+                    Err(err) => {
+                        exchange.error = err.to_string();
+                        Err(format!("lookup failed: {err}"))
+                    }
+                };
+                run.trace.lookup = Some(exchange);
+                Some(parsed.map_err(Failure::new)?)
+            }
+            _ => None,
+        };
+        let processed = compiled
+            .mappings
+            .eval(payload, lookup_value.as_ref(), secrets, &self.limits)
+            .map_err(|(i, e)| Failure::new(format!("mappings[{i}] ({}): {e}", spec.mappings[i].name)))?;
+        run.trace.processed = Value::Object(processed.clone()).to_string();
+        let scope = Scope { payload, lookup: lookup_value.as_ref(), processed: &processed, secrets };
+        let mut request = render_perform(&spec.perform, &compiled.perform, &scope, &self.limits, depth)
+            .map_err(|e| Failure::new(format!("perform: {e}")))?;
+        self.authorize(deployed, &scope, &mut request, &mut run.redactor).await?;
+        self.perform(request, plan, deployed, run).await
+    }
+
+    /// Adds the outbound auth header, remembering its value for redaction.
+    async fn authorize(
+        &self,
+        deployed: &DeployedConnector,
+        scope: &Scope<'_>,
+        request: &mut OutboundRequest,
+        redactor: &mut Redactor,
+    ) -> Result<(), Failure> {
+        let perform = &deployed.connector.spec.perform;
+        let programs = &deployed.compiled.outbound_auth;
+        let render = |i: usize, field: &str| {
+            programs[i]
+                .eval(scope, &self.limits)
+                .map(|v| expr::render(&v))
+                .map_err(|e| Failure::new(format!("{field}: {e}")))
+        };
+        let value = match &perform.auth {
+            OutboundAuth::None => return Ok(()),
+            OutboundAuth::Bearer { .. } => {
+                let token = render(0, "perform.auth.bearer.token")?;
+                redactor.add(&token);
+                format!("Bearer {token}")
+            }
+            OutboundAuth::Basic { .. } => {
+                let username = render(0, "perform.auth.basic.username")?;
+                let password = render(1, "perform.auth.basic.password")?;
+                redactor.add(&password);
+                let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
+                redactor.add(&encoded);
+                format!("Basic {encoded}")
+            }
+            OutboundAuth::OAuth2(settings) => {
+                let token = self
+                    .tokens
+                    .token(&self.outbound, (&deployed.connector.id, deployed.version), settings, request.timeout)
+                    .await
+                    .map_err(|e| Failure::new(format!("perform.auth.oauth2: {e}")))?;
+                redactor.add(&token);
+                format!("Bearer {token}")
+            }
+        };
+        let mut header = HeaderValue::from_str(&value)
+            .map_err(|_| Failure::new("perform.auth: the credential is not a valid header value"))?;
+        header.set_sensitive(true);
+        request.headers.insert(AUTHORIZATION, header);
+        Ok(())
+    }
+
+    /// Sends the perform request with the plan's retries, through the
+    /// target's circuit breaker.
+    async fn perform(
+        &self,
+        request: OutboundRequest,
+        plan: &Plan,
+        deployed: &DeployedConnector,
+        run: &mut Run,
+    ) -> Result<(Outcome, Option<i32>), Failure> {
+        let retry = deployed.connector.spec.perform.retry;
+        let attempts = if plan.retries_enabled { retry.max_attempts.max(1) } else { 1 };
+        let base = if retry.initial_backoff_ms == 0 {
+            self.retry_base
+        } else {
+            Duration::from_millis(retry.initial_backoff_ms)
+        };
+        let target = breaker_key(&request.url);
+        let mut last_code = None;
+        let mut last_error = String::new();
+        for attempt in 1..=attempts {
+            if self.breakers.admit(&target) == Admission::Refused {
+                return Err(Failure { message: "circuit_open".into(), response_code: last_code });
+            }
+            let mut exchange = exchange_trace(&request);
+            let started = Instant::now();
+            let copy = OutboundRequest {
+                method: request.method.clone(),
+                url: request.url.clone(),
+                headers: request.headers.clone(),
+                body: request.body.clone(),
+                timeout: request.timeout,
+            };
+            let result = self.outbound.send(copy, MAX_EXCERPT).await;
+            exchange.duration_ms = started.elapsed().as_millis() as u64;
+            let mut wait = None;
+            let (retryable, healthy) = match &result {
+                Ok(response) => {
+                    let status = response.status;
+                    last_code = Some(i32::from(status.as_u16()));
+                    exchange.status = last_code;
+                    exchange.response_excerpt = excerpt(&response.body);
+                    if status.is_success() {
+                        run.trace.perform_attempts.push(exchange);
+                        self.breakers.record(&target, true);
+                        return Ok((Outcome::Completed, last_code));
+                    }
+                    last_error = format!("the target answered {}", status.as_u16());
+                    if status == StatusCode::TOO_MANY_REQUESTS {
+                        wait = Some(retry_after(response.headers.get(RETRY_AFTER)));
+                    }
+                    let server_error = matches!(status.as_u16(), 500 | 502 | 503 | 504);
+                    (server_error || status == StatusCode::TOO_MANY_REQUESTS, !server_error)
+                }
+                Err(err) => {
+                    exchange.error = err.to_string();
+                    last_error = err.to_string();
+                    (err.is_transient(), !err.is_transient())
+                }
+            };
+            run.trace.perform_attempts.push(exchange);
+            if self.breakers.record(&target, healthy) == Transition::Opened {
+                tracing::warn!(connector = %deployed.connector.id, target = %target, "circuit opened");
+            }
+            if !retryable || attempt == attempts {
+                break;
+            }
+            let delay = match wait {
+                Some(Some(wait)) if wait <= MAX_RETRY_AFTER => wait,
+                Some(_) => break,
+                None => backoff(base, attempt),
+            };
+            tokio::time::sleep(delay).await;
+        }
+        Err(Failure { message: last_error, response_code: last_code })
+    }
+}
+
+/// The state an execution builds up.
+struct Run {
+    trace: EventTrace,
+    redactor: Redactor,
+}
+
+/// Why an execution failed.
+struct Failure {
+    message: String,
+    response_code: Option<i32>,
+}
+
+impl Failure {
+    fn new(message: impl Into<String>) -> Failure {
+        Failure { message: message.into(), response_code: None }
+    }
+}
+
+/// Breakers are per target URL: scheme, host, port and path, not query.
+fn breaker_key(url: &url::Url) -> String {
+    let mut key = url.clone();
+    key.set_query(None);
+    key.set_fragment(None);
+    let _ = key.set_username("");
+    let _ = key.set_password(None);
+    key.into()
+}
+
+/// Exponential backoff with equal jitter: half the delay is fixed, half
+/// random, so retries from many triggers spread out.
+fn backoff(base: Duration, attempt: u32) -> Duration {
+    let full = base.saturating_mul(1 << (attempt - 1).min(16));
+    full / 2 + rand::rng().random_range(Duration::ZERO..=full / 2)
+}
+
+/// `Retry-After` in seconds (HTTP dates are not honoured: wait the base).
+fn retry_after(value: Option<&HeaderValue>) -> Option<Duration> {
+    value?.to_str().ok()?.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+fn exchange_trace(request: &OutboundRequest) -> HttpExchangeTrace {
+    HttpExchangeTrace {
+        method: request.method.to_string(),
+        url: request.url.to_string(),
+        request_headers: request
+            .headers
+            .iter()
+            .map(|(name, value)| {
+                let shown = if value.is_sensitive() { "[redacted]" } else { value.to_str().unwrap_or("[binary]") };
+                (name.to_string(), shown.to_owned())
+            })
+            .collect(),
+        request_body: excerpt(&request.body),
+        ..Default::default()
+    }
+}
+
+fn excerpt(body: &[u8]) -> String {
+    let cut = &body[..body.len().min(MAX_EXCERPT)];
+    String::from_utf8_lossy(cut).into_owned()
+}
+
+/// Shared executors are cheap to hand to every request.
+pub type SharedExecutor = Arc<Executor>;

@@ -1,0 +1,220 @@
+//! Rendering a connector's compiled templates into an outgoing request
+//! (SPEC §7 item 4): URL, query, headers and every body type.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use hookplane::expr::{self, Limits, Program, Scope};
+use hookplane::model::{BodyField, BodyType, NamedTemplate, Perform};
+use hyper::header::{CONTENT_TYPE, HeaderName, HeaderValue};
+use hyper::{HeaderMap, Method};
+use serde_json::{Map, Value};
+
+use crate::compiled::CompiledRequest;
+use crate::outbound::OutboundRequest;
+
+/// The header that counts hops between hookplane connectors (SPEC §4).
+pub static DEPTH_HEADER: HeaderName = HeaderName::from_static("x-hookplane-depth");
+
+/// Why a request could not be rendered; names the field.
+pub type RenderError = String;
+
+fn eval(program: &Program, scope: &Scope<'_>, limits: &Limits, field: &str) -> Result<Value, RenderError> {
+    program.eval(scope, limits).map_err(|e| format!("{field}: {e}"))
+}
+
+fn text(program: &Program, scope: &Scope<'_>, limits: &Limits, field: &str) -> Result<String, RenderError> {
+    eval(program, scope, limits, field).map(|v| expr::render(&v))
+}
+
+/// URL, query and headers shared by lookup and perform.
+pub struct Target<'a> {
+    pub compiled: &'a CompiledRequest,
+    pub headers: &'a [NamedTemplate],
+    pub query: &'a [NamedTemplate],
+    pub field: &'static str,
+}
+
+/// Renders the URL with its query and the headers.
+pub fn render_target(
+    target: &Target<'_>,
+    scope: &Scope<'_>,
+    limits: &Limits,
+    depth: u32,
+) -> Result<(url::Url, HeaderMap), RenderError> {
+    let field = target.field;
+    let raw = text(&target.compiled.url, scope, limits, &format!("{field}.url"))?;
+    let mut url = url::Url::parse(raw.trim()).map_err(|e| format!("{field}.url: `{raw}` is not a valid URL ({e})"))?;
+    if !target.query.is_empty() {
+        let mut pairs = url.query_pairs_mut();
+        for (i, (named, program)) in target.query.iter().zip(&target.compiled.query).enumerate() {
+            let value = text(program, scope, limits, &format!("{field}.query[{i}].value"))?;
+            pairs.append_pair(&named.name, &value);
+        }
+    }
+    let mut headers = HeaderMap::with_capacity(target.headers.len() + 2);
+    for (i, (named, program)) in target.headers.iter().zip(&target.compiled.headers).enumerate() {
+        let name = HeaderName::from_bytes(named.name.as_bytes())
+            .map_err(|_| format!("{field}.headers[{i}].name: `{}` is not a header name", named.name))?;
+        let value = text(program, scope, limits, &format!("{field}.headers[{i}].value"))?;
+        let value = HeaderValue::from_str(&value)
+            .map_err(|_| format!("{field}.headers[{i}].value: the rendered value is not a valid header value"))?;
+        headers.append(name, value);
+    }
+    headers.insert(DEPTH_HEADER.clone(), HeaderValue::from(depth + 1));
+    Ok((url, headers))
+}
+
+/// Renders the perform request without its outbound auth.
+pub fn render_perform(
+    perform: &Perform,
+    compiled: &CompiledRequest,
+    scope: &Scope<'_>,
+    limits: &Limits,
+    depth: u32,
+) -> Result<OutboundRequest, RenderError> {
+    let method = Method::from_bytes(perform.method.as_bytes())
+        .map_err(|_| format!("perform.method: `{}` is not an HTTP method", perform.method))?;
+    let target = Target { compiled, headers: &perform.headers, query: &perform.query, field: "perform" };
+    let (url, mut headers) = render_target(&target, scope, limits, depth)?;
+    let (content_type, body) = match perform.body_type {
+        BodyType::None => (None, Bytes::new()),
+        BodyType::Raw => {
+            let program = compiled.raw_body.as_ref().ok_or("perform.raw_body: missing")?;
+            let body = text(program, scope, limits, "perform.raw_body")?;
+            let content_type =
+                if perform.raw_content_type.is_empty() { "text/plain" } else { &perform.raw_content_type };
+            (Some(content_type.to_owned()), Bytes::from(body))
+        }
+        BodyType::Json => {
+            let mut root = Map::new();
+            for (i, value) in field_values(perform, compiled, scope, limits)? {
+                insert_dotted(&mut root, &perform.body[i].key, value);
+            }
+            let body = serde_json::to_vec(&Value::Object(root)).map_err(|e| format!("perform.body: {e}"))?;
+            (Some("application/json".to_owned()), Bytes::from(body))
+        }
+        BodyType::FormUrlencoded => {
+            let mut form = url::form_urlencoded::Serializer::new(String::new());
+            for (i, value) in field_values(perform, compiled, scope, limits)? {
+                form.append_pair(&perform.body[i].key, &expr::render(&value));
+            }
+            (Some("application/x-www-form-urlencoded".to_owned()), Bytes::from(form.finish()))
+        }
+        BodyType::Multipart => {
+            let boundary = format!("hookplane-{:032x}", rand::random::<u128>());
+            let mut body = Vec::new();
+            for (i, value) in field_values(perform, compiled, scope, limits)? {
+                write_part(&mut body, &boundary, &perform.body[i], i, &value)?;
+            }
+            body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+            (Some(format!("multipart/form-data; boundary={boundary}")), Bytes::from(body))
+        }
+    };
+    if let Some(content_type) = content_type
+        && !headers.contains_key(CONTENT_TYPE)
+    {
+        let value = HeaderValue::from_str(&content_type).map_err(|_| "perform.raw_content_type: not a valid header")?;
+        headers.insert(CONTENT_TYPE, value);
+    }
+    let timeout = Duration::from_millis(if perform.timeout_ms == 0 { 30_000 } else { perform.timeout_ms });
+    Ok(OutboundRequest { method, url, headers, body, timeout })
+}
+
+/// Each body field's value with its index, nulls left out when asked.
+fn field_values(
+    perform: &Perform,
+    compiled: &CompiledRequest,
+    scope: &Scope<'_>,
+    limits: &Limits,
+) -> Result<Vec<(usize, Value)>, RenderError> {
+    let mut values = Vec::with_capacity(perform.body.len());
+    for (i, program) in compiled.body.iter().enumerate() {
+        let value = eval(program, scope, limits, &format!("perform.body[{i}].value"))?;
+        if !(perform.skip_null_values && value.is_null()) {
+            values.push((i, value));
+        }
+    }
+    Ok(values)
+}
+
+/// Inserts `value` at a dotted key: `customer.name` builds
+/// `{"customer":{"name":…}}`. A later key replaces a non-object in its way.
+pub fn insert_dotted(root: &mut Map<String, Value>, key: &str, value: Value) {
+    let mut segments = key.split('.').peekable();
+    let mut current = root;
+    while let Some(segment) = segments.next() {
+        if segments.peek().is_none() {
+            current.insert(segment.to_owned(), value);
+            return;
+        }
+        let slot = current.entry(segment.to_owned()).or_insert_with(|| Value::Object(Map::new()));
+        if !slot.is_object() {
+            *slot = Value::Object(Map::new());
+        }
+        current = slot.as_object_mut().expect("just made an object");
+    }
+}
+
+/// One multipart part per value; a file field takes base64 text, or an
+/// array of it for several files under the same name (`name[]`).
+fn write_part(
+    body: &mut Vec<u8>,
+    boundary: &str,
+    field: &BodyField,
+    i: usize,
+    value: &Value,
+) -> Result<(), RenderError> {
+    let name = field.key.replace('"', "%22");
+    let Some(file) = &field.file else {
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n").as_bytes(),
+        );
+        body.extend_from_slice(expr::render(value).as_bytes());
+        body.extend_from_slice(b"\r\n");
+        return Ok(());
+    };
+    let files: Vec<&Value> = match value {
+        Value::Array(items) => items.iter().collect(),
+        single => vec![single],
+    };
+    for (n, item) in files.into_iter().enumerate() {
+        let encoded = item.as_str().ok_or_else(|| format!("perform.body[{i}].value: a file must be base64 text"))?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(encoded.trim())
+            .map_err(|_| format!("perform.body[{i}].value: a file must be base64 text"))?;
+        let filename = if n == 0 { file.filename.clone() } else { format!("{}-{n}", file.filename) };
+        let content_type = if file.content_type.is_empty() { "application/octet-stream" } else { &file.content_type };
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{}\"\r\nContent-Type: {content_type}\r\n\r\n",
+                filename.replace('"', "%22")
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(&bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn dotted_keys_nest_and_later_keys_win() {
+        let mut root = Map::new();
+        insert_dotted(&mut root, "customer.name", json!("Ada"));
+        insert_dotted(&mut root, "customer.address.city", json!("Paris"));
+        insert_dotted(&mut root, "total", json!(3));
+        insert_dotted(&mut root, "total.cents", json!(300));
+        assert_eq!(
+            Value::Object(root),
+            json!({"customer": {"name": "Ada", "address": {"city": "Paris"}}, "total": {"cents": 300}})
+        );
+    }
+}

@@ -1,0 +1,308 @@
+//! The trigger endpoint (SPEC §4): `POST /api/v1/connectors/{id}/trigger`.
+//!
+//! Checks run in the SPEC's order, each refusing with its own status before
+//! any later (costlier) step runs; no JSON tree is built until every check
+//! passed (the body is only validated). A request loads one snapshot and
+//! uses it to the end. Then the pipeline runs and the event is queued for
+//! the reporter; the response never waits on the control plane.
+
+pub mod auth;
+pub mod response;
+pub mod signature;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hookplane::model::{self, Event, EventStatus, EventTrace, InboundRequestTrace, Plan, SecretField};
+use http_body_util::{BodyExt as _, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::CONTENT_LENGTH;
+use hyper::{HeaderMap, Method, Request, Response};
+use ipnet::IpNet;
+use tokio::sync::Semaphore;
+
+use crate::events::EventSink;
+use crate::events::ids::EventIds;
+use crate::limits::{Exceeded, Limiters, RateStatus, Window};
+use crate::pipeline::Executor;
+use crate::pipeline::request::DEPTH_HEADER;
+use crate::snapshot::{DeployedConnector, Snapshot};
+use crate::state::NodeState;
+use response::{Executed, LimitScope, Outcome, Refusal};
+
+const TRIGGER_PREFIX: &str = "/api/v1/connectors/";
+const TRIGGER_SUFFIX: &str = "/trigger";
+
+/// Limits of the trigger endpoint.
+#[derive(Clone, Debug)]
+pub struct IngressSettings {
+    pub max_body_bytes: usize,
+    pub max_depth: u32,
+    pub body_timeout: Duration,
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Triggers executing at once; more are shed with 503.
+    pub max_in_flight: usize,
+}
+
+impl Default for IngressSettings {
+    fn default() -> Self {
+        IngressSettings {
+            max_body_bytes: 1 << 20,
+            max_depth: 5,
+            body_timeout: Duration::from_secs(10),
+            trusted_proxies: Vec::new(),
+            max_in_flight: 4096,
+        }
+    }
+}
+
+/// Everything the endpoint shares across requests.
+#[derive(Debug)]
+pub struct Ingress {
+    pub state: Arc<NodeState>,
+    pub settings: IngressSettings,
+    pub limiters: Limiters,
+    pub executor: Executor,
+    pub events: EventSink,
+    pub ids: Arc<EventIds>,
+    pub node_id: String,
+    in_flight: Semaphore,
+}
+
+impl Ingress {
+    pub fn new(
+        state: Arc<NodeState>,
+        settings: IngressSettings,
+        executor: Executor,
+        events: EventSink,
+        ids: Arc<EventIds>,
+        node_id: String,
+    ) -> Ingress {
+        let in_flight = Semaphore::new(settings.max_in_flight);
+        Ingress { state, settings, limiters: Limiters::default(), executor, events, ids, node_id, in_flight }
+    }
+
+    /// Whether `path` is a trigger URL (possibly a malformed one).
+    pub fn is_trigger_path(path: &str) -> bool {
+        path.starts_with(TRIGGER_PREFIX) && path.ends_with(TRIGGER_SUFFIX)
+    }
+
+    /// Answers one trigger call.
+    pub async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
+        let mut rate = None;
+        match self.accept(request, peer, &mut rate).await {
+            Ok(response) => response,
+            Err(refusal) => refusal.into_response(rate),
+        }
+    }
+
+    async fn accept(
+        &self,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+        rate: &mut Option<RateStatus>,
+    ) -> Result<Response<Full<Bytes>>, Refusal> {
+        let received = model::now();
+        let started = Instant::now();
+        let _permit = self.in_flight.try_acquire().map_err(|_| Refusal::Overloaded)?;
+        // 1. Route.
+        let path = request.uri().path();
+        let id = &path[TRIGGER_PREFIX.len()..path.len() - TRIGGER_SUFFIX.len()];
+        if id.is_empty() {
+            return Err(Refusal::MissingConnectorId);
+        }
+        if id.contains('/') {
+            return Err(Refusal::NoRoute);
+        }
+        if request.method() != Method::POST {
+            return Err(Refusal::MethodNotAllowed);
+        }
+        let snapshot = self.state.snapshot();
+        let deployed = snapshot
+            .connectors
+            .get(id)
+            .filter(|d| d.connector.spec.enabled)
+            .cloned()
+            .ok_or(Refusal::UnknownConnector)?;
+        // 2. Body: size, then JSON validity (no tree yet).
+        let (parts, body) = request.into_parts();
+        let body = self.read_body(&parts.headers, body).await?;
+        serde_json::from_slice::<serde::de::IgnoredAny>(&body).map_err(|e| Refusal::InvalidJson(e.to_string()))?;
+        // 3. Loop prevention.
+        let depth = match parts.headers.get(&DEPTH_HEADER) {
+            None => 0,
+            Some(value) => value.to_str().ok().and_then(|v| v.trim().parse().ok()).ok_or(Refusal::InvalidDepth)?,
+        };
+        if depth > self.settings.max_depth {
+            return Err(Refusal::LoopDetected { depth, max: self.settings.max_depth });
+        }
+        // 4. Per-client-IP limit, before credentials are looked at.
+        let plan = plan_of(&snapshot, &deployed);
+        let client_ip = client_ip(peer.ip(), &parts.headers, &self.settings.trusted_proxies);
+        count(rate, self.limiters.check_ip(client_ip, plan.per_ip_per_minute), LimitScope::ClientIp)?;
+        // 5. Authentication.
+        let method = auth::authenticate(&deployed, &parts.headers, parts.uri.query(), received)
+            .ok_or(Refusal::Unauthenticated)?;
+        // 6. Origin.
+        if !auth::origin_allowed(&deployed.connector.spec.allowed_origins, &parts.headers) {
+            return Err(Refusal::OriginNotAllowed);
+        }
+        // 7. Signature.
+        if let Some(settings) = &deployed.connector.spec.signature {
+            let SecretField::Plain(secret) = &settings.secret else {
+                return Err(Refusal::InvalidSignature);
+            };
+            signature::verify(settings, secret.as_bytes(), &parts.headers, &body, received.timestamp())?;
+        }
+        // 8. Connector and organization limits: authenticated calls only.
+        let connector = &deployed.connector;
+        count(
+            rate,
+            self.limiters.check_connector(&connector.id, plan.per_connector_per_minute),
+            LimitScope::Connector,
+        )?;
+        let org = connector.organization_id.as_str();
+        for (limit, window) in
+            [(plan.org_per_minute, Window::Minute), (plan.org_per_hour, Window::Hour), (plan.org_per_day, Window::Day)]
+        {
+            count(rate, self.limiters.check_organization(org, limit, window), LimitScope::Organization)?;
+        }
+        // Every check passed: now the payload becomes a tree.
+        let event_id = self.ids.next().ok_or(Refusal::NotReady)?;
+        let payload: serde_json::Value =
+            serde_json::from_slice(&body).map_err(|e| Refusal::InvalidJson(e.to_string()))?;
+        let trace = EventTrace {
+            request: InboundRequestTrace {
+                client_ip: client_ip.to_string(),
+                headers: traced_headers(&parts.headers, &deployed),
+                auth_method: method.to_owned(),
+                body_bytes: body.len() as u64,
+            },
+            payload: String::from_utf8_lossy(&body).into_owned(),
+            ..Default::default()
+        };
+        let execution = self.executor.execute(&snapshot, &deployed, &plan, &payload, depth, trace).await;
+        let status = match execution.outcome {
+            Outcome::Completed => EventStatus::Completed,
+            Outcome::Skipped => EventStatus::Skipped,
+            Outcome::Failed => EventStatus::Failed,
+            Outcome::Accepted => EventStatus::Accepted,
+        };
+        let response = Executed {
+            status: execution.outcome,
+            event_id,
+            response_code: execution.response_code,
+            error: execution.error.as_deref(),
+        }
+        .into_response(*rate);
+        self.events.record(Event {
+            id: event_id,
+            organization_id: connector.organization_id.clone(),
+            connector_id: connector.id.clone(),
+            status,
+            response_code: execution.response_code,
+            error: execution.error.unwrap_or_default(),
+            node_id: self.node_id.clone(),
+            create_time: received,
+            duration_ms: started.elapsed().as_millis() as u64,
+            trace: execution.trace,
+        });
+        Ok(response)
+    }
+
+    /// Reads the body within the size limit and the body timeout.
+    async fn read_body(&self, headers: &HeaderMap, body: Incoming) -> Result<Bytes, Refusal> {
+        let limit = self.settings.max_body_bytes;
+        let declared = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|length| length > limit as u64) {
+            return Err(Refusal::BodyTooLarge { limit });
+        }
+        let timeout = self.settings.body_timeout;
+        match tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await {
+            Err(_) => Err(Refusal::BodyTimeout(timeout)),
+            Ok(Ok(collected)) => Ok(collected.to_bytes()),
+            Ok(Err(err)) if err.is::<http_body_util::LengthLimitError>() => Err(Refusal::BodyTooLarge { limit }),
+            Ok(Err(_)) => Err(Refusal::BodyRead),
+        }
+    }
+}
+
+/// Counts a call against one limit, keeping the tightest status so far.
+fn count(
+    rate: &mut Option<RateStatus>,
+    result: Result<Option<RateStatus>, Exceeded>,
+    scope: LimitScope,
+) -> Result<(), Refusal> {
+    match result {
+        Ok(None) => Ok(()),
+        Ok(Some(status)) => {
+            *rate = Some(rate.map_or(status, |r| r.tighter(status)));
+            Ok(())
+        }
+        Err(Exceeded { status, retry_after }) => {
+            *rate = Some(status);
+            Err(Refusal::RateLimited { scope, retry_after })
+        }
+    }
+}
+
+/// The organization's plan; a snapshot without it falls back to `free`.
+fn plan_of(snapshot: &Snapshot, deployed: &DeployedConnector) -> Arc<Plan> {
+    snapshot
+        .organizations
+        .get(&deployed.connector.organization_id)
+        .and_then(|(plan, _)| snapshot.plans.get(plan))
+        .cloned()
+        .unwrap_or_else(|| Arc::new(Plan::free()))
+}
+
+/// The client's address: the peer's, or, when the peer is a trusted proxy,
+/// the last `X-Forwarded-For` hop that is not one.
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let hops = headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(','));
+    let hops: Vec<IpAddr> = hops.filter_map(|hop| hop.trim().parse().ok()).collect();
+    hops.into_iter().rev().find(|ip| !is_trusted(ip)).unwrap_or(peer)
+}
+
+/// The inbound headers for the trace, credentials replaced.
+fn traced_headers(headers: &HeaderMap, deployed: &DeployedConnector) -> std::collections::BTreeMap<String, String> {
+    let auth = &deployed.connector.spec.auth;
+    let secret = |name: &str| {
+        matches!(name, "authorization" | "x-secret-token" | "cookie" | "proxy-authorization")
+            || auth.api_key.as_ref().is_some_and(|k| k.name.eq_ignore_ascii_case(name))
+            || auth.custom_headers.iter().any(|h| h.name == name)
+    };
+    headers
+        .iter()
+        .map(|(name, value)| {
+            let shown = if secret(name.as_str()) { "[redacted]" } else { value.to_str().unwrap_or("[binary]") };
+            (name.as_str().to_owned(), shown.to_owned())
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use hyper::header::HeaderValue;
+
+    use super::*;
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let mut headers = HeaderMap::new();
+        headers.insert("x-forwarded-for", HeaderValue::from_static("203.0.113.9, 198.51.100.7, 10.0.0.2"));
+        let proxy: IpAddr = "10.0.0.1".parse().unwrap();
+        let stranger: IpAddr = "192.0.2.5".parse().unwrap();
+        assert_eq!(client_ip(proxy, &headers, &trusted), "198.51.100.7".parse::<IpAddr>().unwrap());
+        assert_eq!(client_ip(stranger, &headers, &trusted), stranger, "a spoofed header from a stranger is ignored");
+        assert_eq!(client_ip(proxy, &HeaderMap::new(), &trusted), proxy);
+    }
+}

@@ -1,0 +1,197 @@
+//! The one place trigger outcomes become HTTP responses (SPEC §4): the JSON
+//! error shape, the result shape and the `X-RateLimit-*` headers.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{self, HeaderName, HeaderValue};
+use hyper::{Response, StatusCode};
+use serde::Serialize;
+
+use crate::limits::RateStatus;
+
+/// Why a trigger call was refused before its pipeline ran.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("no such route; triggers are POST /api/v1/connectors/{{connector_id}}/trigger")]
+    NoRoute,
+    #[error("the trigger URL is missing the connector id: /api/v1/connectors/{{connector_id}}/trigger")]
+    MissingConnectorId,
+    #[error("trigger URLs accept POST only")]
+    MethodNotAllowed,
+    #[error("no enabled connector has this id")]
+    UnknownConnector,
+    #[error("the body is larger than the limit of {limit} bytes")]
+    BodyTooLarge { limit: usize },
+    #[error("the body is not valid JSON: {0}")]
+    InvalidJson(String),
+    #[error("the body did not arrive within {0:?}")]
+    BodyTimeout(Duration),
+    #[error("reading the body failed")]
+    BodyRead,
+    #[error("X-Hookplane-Depth must be a non-negative integer")]
+    InvalidDepth,
+    #[error("X-Hookplane-Depth {depth} is above the maximum of {max}: the call looks like a webhook loop")]
+    LoopDetected { depth: u32, max: u32 },
+    #[error("too many requests; retry after {} seconds", retry_after_secs(*.retry_after))]
+    RateLimited { scope: LimitScope, retry_after: Duration },
+    #[error("missing, invalid or expired credentials")]
+    Unauthenticated,
+    #[error("the request's Origin (or Referer) is not allowed for this connector")]
+    OriginNotAllowed,
+    #[error("the signature is missing, malformed or does not match the body")]
+    InvalidSignature,
+    #[error("the signed timestamp is missing or outside the allowed tolerance")]
+    StaleTimestamp,
+    #[error("the node is at capacity; retry shortly")]
+    Overloaded,
+    #[error("the node has not registered with the control plane yet; retry shortly")]
+    NotReady,
+}
+
+/// Which limit refused a call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LimitScope {
+    ClientIp,
+    Connector,
+    Organization,
+}
+
+impl Refusal {
+    fn status(&self) -> StatusCode {
+        match self {
+            Refusal::NoRoute | Refusal::UnknownConnector => StatusCode::NOT_FOUND,
+            Refusal::MissingConnectorId | Refusal::InvalidJson(_) | Refusal::InvalidDepth | Refusal::BodyRead => {
+                StatusCode::BAD_REQUEST
+            }
+            Refusal::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Refusal::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Refusal::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            Refusal::LoopDetected { .. } | Refusal::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Refusal::Unauthenticated | Refusal::InvalidSignature | Refusal::StaleTimestamp => StatusCode::UNAUTHORIZED,
+            Refusal::OriginNotAllowed => StatusCode::FORBIDDEN,
+            Refusal::Overloaded | Refusal::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Refusal::NoRoute => "not_found",
+            Refusal::MissingConnectorId => "missing_connector_id",
+            Refusal::MethodNotAllowed => "method_not_allowed",
+            Refusal::UnknownConnector => "connector_not_found",
+            Refusal::BodyTooLarge { .. } => "payload_too_large",
+            Refusal::InvalidJson(_) => "invalid_json",
+            Refusal::BodyTimeout(_) => "body_timeout",
+            Refusal::BodyRead => "body_read_failed",
+            Refusal::InvalidDepth => "invalid_depth",
+            Refusal::LoopDetected { .. } => "loop_detected",
+            Refusal::RateLimited { scope: LimitScope::ClientIp, .. } => "ip_rate_limited",
+            Refusal::RateLimited { scope: LimitScope::Connector, .. } => "connector_rate_limited",
+            Refusal::RateLimited { scope: LimitScope::Organization, .. } => "organization_rate_limited",
+            Refusal::Unauthenticated => "unauthenticated",
+            Refusal::OriginNotAllowed => "origin_not_allowed",
+            Refusal::InvalidSignature => "invalid_signature",
+            Refusal::StaleTimestamp => "stale_timestamp",
+            Refusal::Overloaded => "overloaded",
+            Refusal::NotReady => "node_not_ready",
+        }
+    }
+
+    /// The response for this refusal.
+    pub fn into_response(self, rate: Option<RateStatus>) -> Response<Full<Bytes>> {
+        #[derive(Serialize)]
+        struct Body<'a> {
+            error: Detail<'a>,
+        }
+        #[derive(Serialize)]
+        struct Detail<'a> {
+            code: &'a str,
+            message: &'a str,
+        }
+        let message = self.to_string();
+        let body = serde_json::to_vec(&Body { error: Detail { code: self.code(), message: &message } })
+            .expect("a struct of strings serialises");
+        let mut response = json_response(self.status(), body, rate);
+        if let Refusal::RateLimited { retry_after, .. } = self {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs(retry_after)));
+        }
+        response
+    }
+}
+
+fn retry_after_secs(wait: Duration) -> u64 {
+    wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+}
+
+/// How an execution ended, as the sender sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Completed,
+    Skipped,
+    Failed,
+    Accepted,
+}
+
+/// The result body of an executed (or accepted) trigger.
+#[derive(Debug, Serialize)]
+pub struct Executed<'a> {
+    pub status: Outcome,
+    pub event_id: i64,
+    pub response_code: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<&'a str>,
+}
+
+impl Executed<'_> {
+    /// 200 for completed and skipped, 500 for failed, 202 for accepted.
+    pub fn into_response(self, rate: Option<RateStatus>) -> Response<Full<Bytes>> {
+        let status = match self.status {
+            Outcome::Completed | Outcome::Skipped => StatusCode::OK,
+            Outcome::Failed => StatusCode::INTERNAL_SERVER_ERROR,
+            Outcome::Accepted => StatusCode::ACCEPTED,
+        };
+        let body = serde_json::to_vec(&self).expect("a struct of plain fields serialises");
+        json_response(status, body, rate)
+    }
+}
+
+static LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
+static REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
+static RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
+
+/// A JSON response, with the rate-limit headers when a limit applied.
+pub fn json_response(status: StatusCode, body: Vec<u8>, rate: Option<RateStatus>) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let Some(rate) = rate {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        headers.insert(LIMIT.clone(), HeaderValue::from(rate.limit));
+        headers.insert(REMAINING.clone(), HeaderValue::from(rate.remaining));
+        headers.insert(RESET.clone(), HeaderValue::from(retry_after_secs(now + rate.reset_after)));
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_carry_the_json_shape_and_retry_after() {
+        let rate = RateStatus { limit: 60, remaining: 0, reset_after: Duration::from_secs(60) };
+        let response = Refusal::RateLimited { scope: LimitScope::ClientIp, retry_after: Duration::from_millis(1500) }
+            .into_response(Some(rate));
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()["retry-after"], "2");
+        assert_eq!(response.headers()["x-ratelimit-limit"], "60");
+        assert_eq!(response.headers()["x-ratelimit-remaining"], "0");
+        let body = format!("{:?}", response.body());
+        assert!(body.contains("ip_rate_limited"), "{body}");
+    }
+}
