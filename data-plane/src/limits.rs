@@ -73,9 +73,12 @@ pub struct Exceeded {
 
 type Keyed<K> = RateLimiter<K, DefaultKeyedStateStore<K>, DefaultClock, StateInformationMiddleware>;
 
+/// A quota: so many calls per window.
+type QuotaKey = (u32, Window);
+
 /// Limiters of one key type, one per distinct quota.
 struct Family<K: Hash + Eq + Clone> {
-    by_quota: RwLock<HashMap<(u32, Window), Arc<Keyed<K>>>>,
+    by_quota: RwLock<HashMap<QuotaKey, Arc<Keyed<K>>>>,
 }
 
 impl<K: Hash + Eq + Clone> Default for Family<K> {

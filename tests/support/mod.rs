@@ -5,6 +5,7 @@
 
 pub mod fixtures;
 pub mod nodes;
+pub mod targets;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -56,3 +56,28 @@ pub async fn http_get(address: SocketAddr, path: &str) -> (u16, String) {
     let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
     (status, body)
 }
+
+/// Starts a node whose config `adjust` changed, waiting until it has the
+/// plane's current config and an ordinal (so it can serve triggers).
+pub async fn start_node_configured(
+    plane: &TestPlane,
+    node_id: &str,
+    cache_dir: Option<&Path>,
+    adjust: impl FnOnce(&mut NodeConfig),
+) -> DataPlane {
+    let mut config =
+        NodeConfig::new(node_id.to_owned(), plane.url(), NODE_TOKEN.to_owned(), "127.0.0.1:0".parse().unwrap());
+    config.cache_dir = cache_dir.map(Path::to_path_buf);
+    adjust(&mut config);
+    let node = DataPlane::start(config).await.expect("node starts");
+    applied(&node, current_version(plane).await).await;
+    node
+}
+
+/// A node that may call loopback targets, as `hookplane dev` can.
+pub async fn start_dev_node(plane: &TestPlane, node_id: &str) -> DataPlane {
+    start_node_configured(plane, node_id, None, |c| {
+        c.egress = hookplane::egress::EgressPolicy::public_only().with_loopback()
+    })
+    .await
+}

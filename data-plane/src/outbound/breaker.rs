@@ -121,7 +121,10 @@ impl Breakers {
                 }
                 *calls += 1;
                 *failures += u32::from(!success);
-                if *calls >= settings.min_requests && f64::from(*failures) >= settings.failure_rate * f64::from(*calls)
+                // Only a failure opens it: a success never makes things worse.
+                if !success
+                    && *calls >= settings.min_requests
+                    && f64::from(*failures) >= settings.failure_rate * f64::from(*calls)
                 {
                     *state = State::Open { until: now + settings.cooldown };
                     Transition::Opened

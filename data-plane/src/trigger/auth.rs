@@ -115,7 +115,7 @@ pub fn origin_allowed(allowed: &[String], headers: &HeaderMap) -> bool {
         return false;
     };
     let origin = url.origin().ascii_serialization();
-    allowed.iter().any(|a| *a == origin)
+    allowed.contains(&origin)
 }
 
 #[cfg(test)]

@@ -1,0 +1,418 @@
+//! Trigger execution end to end (SPEC §4, §7, §11): a real control plane, a
+//! real node and real target servers on loopback.
+
+mod support;
+
+use std::time::Duration;
+
+use hookplane_data_plane::trigger::signature;
+use hookplane_sdk::api;
+use support::fixtures::{create_connector, mask, secret};
+use support::nodes::{applied, current_version, start_dev_node, start_node_configured};
+use support::targets::{Behaviour, Target, post, trigger_path};
+use support::{Backend, TestPlane, eventually};
+
+/// A connector posting a mapped JSON body to `url` with bearer auth.
+fn mapped_connector(url: &str) -> api::Connector {
+    api::Connector {
+        display_name: "orders".into(),
+        auth: Some(api::InboundAuth { bearer_token: true, ..Default::default() }),
+        condition: "$payload.total > 0".into(),
+        mappings: vec![
+            api::FieldMapping { name: "email".into(), expression: "lower(trim($payload.customer.email))".into() },
+            api::FieldMapping { name: "cents".into(), expression: "$payload.total * 100".into() },
+        ],
+        perform: Some(api::Perform {
+            method: "PUT".into(),
+            url: format!("{url}/orders/$payload.id"),
+            query: vec![api::NamedTemplate { name: "source".into(), value: "hookplane".into() }],
+            body_type: api::BodyType::Json as i32,
+            body: vec![
+                api::BodyField { key: "customer.email".into(), value: "$processed.email".into(), ..Default::default() },
+                api::BodyField { key: "amount.cents".into(), value: "$processed.cents".into(), ..Default::default() },
+                api::BodyField { key: "note".into(), value: "order $payload.id".into(), ..Default::default() },
+            ],
+            retry: Some(api::RetryPolicy {
+                max_attempts: 3,
+                initial_backoff: Some(prost_types::Duration { seconds: 0, nanos: 20_000_000 }),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+async fn create(plane: &TestPlane, connector: api::Connector) -> (String, String) {
+    let created = plane.admin.connectors().create_connector(create_connector(connector)).await.unwrap().into_inner();
+    let token = created.issued_credentials.first().map(|c| c.token.clone()).unwrap_or_default();
+    (created.id, token)
+}
+
+async fn set_plan(plane: &TestPlane, plan: &str) {
+    plane
+        .operator
+        .organizations()
+        .update_organization(api::UpdateOrganizationRequest {
+            organization: Some(api::Organization {
+                id: plane.organization_id.clone(),
+                plan: plan.into(),
+                ..Default::default()
+            }),
+            update_mask: mask(&["plan"]),
+        })
+        .await
+        .unwrap();
+}
+
+async fn event(plane: &TestPlane, id: i64) -> api::Event {
+    eventually(Duration::from_secs(5), "the event reaches the API", || async {
+        plane.admin.events().get_event(api::GetEventRequest { id }).await.ok().map(|r| r.into_inner())
+    })
+    .await
+}
+
+const ORDER: &str = r#"{"id":"A-17","total":12.5,"customer":{"email":"  Ada@Example.COM "}}"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trigger_performs_the_mapped_request_and_records_a_redacted_event() {
+    let plane = TestPlane::start(Backend::Sqlite).await;
+    let target = Target::start(Behaviour::Ok).await;
+    plane.admin.secrets().create_secret(secret("TARGET_KEY", "tk-very-secret-value")).await.unwrap();
+    let mut connector = mapped_connector(&target.url(""));
+    let header = api::NamedTemplate { name: "X-Api-Key".into(), value: "$secret.TARGET_KEY".into() };
+    connector.perform.as_mut().unwrap().headers.push(header);
+    let (id, token) = create(&plane, connector).await;
+    let node = start_dev_node(&plane, "node-1").await;
+    let bearer = format!("Bearer {token}");
+
+    let answer = post(node.http_address(), &trigger_path(&id), &[("authorization", &bearer)], ORDER).await;
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    assert_eq!(answer.body["status"], "completed");
+    assert_eq!(answer.body["response_code"], 200);
+    assert!(answer.headers.contains_key("x-ratelimit-remaining"));
+    let received = &target.received()[0];
+    assert_eq!(received.method, "PUT");
+    assert_eq!(received.uri, "/orders/A-17?source=hookplane");
+    assert_eq!(received.headers["x-api-key"], "tk-very-secret-value");
+    assert_eq!(received.headers["x-hookplane-depth"], "1");
+    assert_eq!(received.headers["content-type"], "application/json");
+    assert_eq!(
+        received.json(),
+        serde_json::json!({"customer": {"email": "ada@example.com"}, "amount": {"cents": 1250}, "note": "order A-17"})
+    );
+
+    let event_id = answer.body["event_id"].as_i64().unwrap();
+    let recorded = event(&plane, event_id).await;
+    assert_eq!(recorded.status, api::EventStatus::Completed as i32);
+    assert_eq!(recorded.node_id, "node-1");
+    let trace = recorded.trace.unwrap();
+    assert_eq!(trace.condition_result, Some(true));
+    assert_eq!(trace.request.as_ref().unwrap().auth_method, "bearer_token");
+    assert_eq!(trace.perform_attempts.len(), 1);
+    assert_eq!(trace.perform_attempts[0].status, Some(200));
+    let text = format!("{trace:?}");
+    assert!(!text.contains("tk-very-secret-value"), "the $secret value is redacted: {text}");
+    assert!(!text.contains(&token), "the inbound token is redacted");
+    assert!(text.contains("[redacted]"));
+
+    let skipped = post(
+        node.http_address(),
+        &trigger_path(&id),
+        &[("authorization", &bearer)],
+        r#"{"id":"B","total":0,"customer":{"email":"x"}}"#,
+    )
+    .await;
+    assert_eq!((skipped.status, skipped.body["status"].as_str()), (200, Some("skipped")));
+    assert_eq!(target.count(), 1, "a false condition performs nothing");
+    node.shutdown().await;
+    plane.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_check_refuses_with_its_status_and_code() {
+    let plane = TestPlane::start(Backend::Sqlite).await;
+    let target = Target::start(Behaviour::Ok).await;
+    let mut connector = mapped_connector(&target.url(""));
+    connector.allowed_origins = vec!["https://app.example.com".into()];
+    let (id, token) = create(&plane, connector).await;
+    let node = start_dev_node(&plane, "node-1").await;
+    let address = node.http_address();
+    let path = trigger_path(&id);
+    let bearer = format!("Bearer {token}");
+    let good: &[(&str, &str)] = &[("authorization", &bearer), ("origin", "https://app.example.com")];
+
+    // (what, path, headers, body, status, code)
+    type Case<'a> = (&'a str, String, Vec<(&'a str, &'a str)>, String, u16, &'a str);
+    let cases: Vec<Case<'_>> = vec![
+        ("missing id", trigger_path(""), good.to_vec(), ORDER.into(), 400, "missing_connector_id"),
+        ("unknown id", trigger_path("con_nope"), good.to_vec(), ORDER.into(), 404, "connector_not_found"),
+        ("invalid JSON", path.clone(), good.to_vec(), "{\"id\":".into(), 400, "invalid_json"),
+        ("loop", path.clone(), [good, &[("x-hookplane-depth", "6")]].concat(), ORDER.into(), 429, "loop_detected"),
+        (
+            "bad depth",
+            path.clone(),
+            [good, &[("x-hookplane-depth", "-1")]].concat(),
+            ORDER.into(),
+            400,
+            "invalid_depth",
+        ),
+        ("no token", path.clone(), vec![("origin", "https://app.example.com")], ORDER.into(), 401, "unauthenticated"),
+        (
+            "wrong token",
+            path.clone(),
+            vec![("authorization", "Bearer hpt_wrong"), ("origin", "https://app.example.com")],
+            ORDER.into(),
+            401,
+            "unauthenticated",
+        ),
+        (
+            "other origin",
+            path.clone(),
+            vec![("authorization", &bearer), ("origin", "https://evil.example.com")],
+            ORDER.into(),
+            403,
+            "origin_not_allowed",
+        ),
+        ("no origin", path.clone(), vec![("authorization", &bearer)], ORDER.into(), 403, "origin_not_allowed"),
+    ];
+    for (what, path, headers, body, status, code) in cases {
+        let answer = post(address, &path, &headers, body).await;
+        assert_eq!((answer.status, answer.code()), (status, code), "{what}: {:?}", answer.body);
+        assert!(answer.body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{what} explains itself");
+    }
+    // A declared oversize body is refused before it is read; sent over a
+    // raw socket so the client is not still writing when the answer comes.
+    let mut socket = tokio::net::TcpStream::connect(address).await.unwrap();
+    let head =
+        format!("POST {path} HTTP/1.1\r\nHost: node\r\nAuthorization: {bearer}\r\nContent-Length: 2000000\r\n\r\n{{");
+    tokio::io::AsyncWriteExt::write_all(&mut socket, head.as_bytes()).await.unwrap();
+    let mut answer = vec![0u8; 4096];
+    let n = tokio::io::AsyncReadExt::read(&mut socket, &mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 413") && answer.contains("payload_too_large"), "{answer}");
+    let referer =
+        post(address, &path, &[("authorization", &bearer), ("referer", "https://app.example.com/x")], ORDER).await;
+    assert_eq!(referer.status, 200, "Referer stands in for Origin");
+    assert_eq!(target.count(), 1, "no refused call reached the target");
+
+    plane.admin.connectors().disable_connector(api::DisableConnectorRequest { id: id.clone() }).await.unwrap();
+    applied(&node, current_version(&plane).await).await;
+    let disabled = post(address, &path, good, ORDER).await;
+    assert_eq!((disabled.status, disabled.code()), (404, "connector_not_found"));
+    node.shutdown().await;
+    plane.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signatures_are_required_when_configured() {
+    let plane = TestPlane::start(Backend::Sqlite).await;
+    let target = Target::start(Behaviour::Ok).await;
+    let mut connector = mapped_connector(&target.url(""));
+    connector.signature = Some(api::SignatureSettings {
+        secret: "whsec-signing-key".into(),
+        algorithm: api::SignatureAlgorithm::Sha256 as i32,
+        encoding: api::SignatureEncoding::Hex as i32,
+        prefix: "sha256=".into(),
+        timestamp_header: "X-Webhook-Timestamp".into(),
+        ..Default::default()
+    });
+    let (id, token) = create(&plane, connector).await;
+    let node = start_dev_node(&plane, "node-1").await;
+    let snapshot = node.snapshot();
+    let settings = snapshot.connectors[&id].connector.spec.signature.clone().unwrap();
+    let now = chrono::Utc::now().timestamp();
+    let valid = signature::sign(&settings, b"whsec-signing-key", Some(now), ORDER.as_bytes());
+    let bearer = format!("Bearer {token}");
+    let stamp = now.to_string();
+    let address = node.http_address();
+    let call = |sig: String, ts: String| {
+        let bearer = bearer.clone();
+        let path = trigger_path(&id);
+        async move {
+            post(
+                address,
+                &path,
+                &[("authorization", &bearer), ("x-webhook-signature", &sig), ("x-webhook-timestamp", &ts)],
+                ORDER,
+            )
+            .await
+        }
+    };
+    assert_eq!(call(valid.clone(), stamp.clone()).await.status, 200);
+    for bad in ["".to_owned(), "sha256=".to_owned(), valid[..valid.len() - 4].to_owned(), valid.replace("sha256=", "")]
+    {
+        let answer = call(bad.clone(), stamp.clone()).await;
+        assert_eq!((answer.status, answer.code()), (401, "invalid_signature"), "{bad:?}");
+    }
+    let stale = (now - 3600).to_string();
+    let old = signature::sign(&settings, b"whsec-signing-key", Some(now - 3600), ORDER.as_bytes());
+    assert_eq!(call(old, stale).await.code(), "stale_timestamp");
+    assert_eq!(target.count(), 1);
+    node.shutdown().await;
+    plane.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_follow_the_plan_and_the_breaker_opens_and_recovers() {
+    let plane = TestPlane::start(Backend::Sqlite).await;
+    let target = Target::start(Behaviour::FailFirst(2)).await;
+    let (id, token) = create(&plane, mapped_connector(&target.url(""))).await;
+    set_plan(&plane, "starter").await;
+    let node = start_node_configured(&plane, "node-1", None, |c| {
+        c.egress = hookplane::egress::EgressPolicy::public_only().with_loopback();
+        c.breaker.min_requests = 3;
+        c.breaker.cooldown = Duration::from_millis(300);
+    })
+    .await;
+    let bearer = format!("Bearer {token}");
+    let address = node.http_address();
+    let path = trigger_path(&id);
+
+    let answer = post(address, &path, &[("authorization", &bearer)], ORDER).await;
+    assert_eq!((answer.status, answer.body["status"].as_str()), (200, Some("completed")), "{:?}", answer.body);
+    assert_eq!(target.count(), 3, "two 503s and a success: three attempts on the starter plan");
+    let recorded = event(&plane, answer.body["event_id"].as_i64().unwrap()).await;
+    let attempts: Vec<Option<i32>> = recorded.trace.unwrap().perform_attempts.iter().map(|a| a.status).collect();
+    assert_eq!(attempts, vec![Some(503), Some(503), Some(200)]);
+
+    set_plan(&plane, "free").await;
+    applied(&node, current_version(&plane).await).await;
+    target.set(Behaviour::AlwaysFail);
+    let before = target.count();
+    let failed = post(address, &path, &[("authorization", &bearer)], ORDER).await;
+    assert_eq!((failed.status, failed.body["status"].as_str()), (500, Some("failed")));
+    assert_eq!(failed.body["response_code"], 500);
+    assert_eq!(target.count(), before + 1, "the free plan makes one attempt");
+
+    // Four calls in the window, three failed: the breaker opened.
+    let open = post(address, &path, &[("authorization", &bearer)], ORDER).await;
+    assert_eq!(open.body["error"], "circuit_open", "{:?}", open.body);
+    let reached = target.count();
+    target.set(Behaviour::Ok);
+    let recovered = eventually(Duration::from_secs(5), "the probe closes the breaker", || async {
+        let answer = post(address, &path, &[("authorization", &bearer)], ORDER).await;
+        (answer.body["status"] == "completed").then_some(answer)
+    })
+    .await;
+    assert_eq!(recovered.status, 200);
+    assert_eq!(target.count(), reached + 1, "while open nothing reached the target; the probe did");
+    node.shutdown().await;
+    plane.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ssrf_guard_refuses_private_targets_without_the_dev_allow_list() {
+    let plane = TestPlane::start(Backend::Sqlite).await;
+    let target = Target::start(Behaviour::Ok).await;
+    let port = target.address.port();
+    let node = start_node_configured(&plane, "node-1", None, |_| {}).await;
+    for url in [
+        format!("http://127.0.0.1:{port}"),
+        format!("http://[::ffff:127.0.0.1]:{port}"),
+        format!("http://localhost:{port}"),
+        "http://169.254.169.254".to_owned(),
+        format!("http://2130706433:{port}"),
+    ] {
+        let (id, token) = create(&plane, mapped_connector(&url)).await;
+        applied(&node, current_version(&plane).await).await;
+        let answer =
+            post(node.http_address(), &trigger_path(&id), &[("authorization", &format!("Bearer {token}"))], ORDER)
+                .await;
+        assert_eq!(answer.status, 500, "{url}: {:?}", answer.body);
+        let error = answer.body["error"].as_str().unwrap();
+        assert!(error.contains("SSRF") || error.contains("refused"), "{url}: {error}");
+    }
+    assert_eq!(target.count(), 0, "nothing reached the loopback target");
+    node.shutdown().await;
+    plane.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connector_limits_answer_429_with_retry_after_and_count_only_authenticated_calls() {
+    let plane = TestPlane::start(Backend::Sqlite).await;
+    plane
+        .operator
+        .plans()
+        .create_plan(api::CreatePlanRequest {
+            plan: Some(api::Plan {
+                name: "tiny".into(),
+                display_name: "Tiny".into(),
+                per_ip_per_minute: 100,
+                per_connector_per_minute: 2,
+                org_per_minute: 100,
+                org_per_hour: 1000,
+                org_per_day: 5000,
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
+    set_plan(&plane, "tiny").await;
+    let target = Target::start(Behaviour::Ok).await;
+    let (id, token) = create(&plane, mapped_connector(&target.url(""))).await;
+    let node = start_dev_node(&plane, "node-1").await;
+    let path = trigger_path(&id);
+    let bearer = format!("Bearer {token}");
+    for _ in 0..5 {
+        let refused = post(node.http_address(), &path, &[("authorization", "Bearer wrong")], ORDER).await;
+        assert_eq!(refused.status, 401);
+    }
+    for remaining in ["1", "0"] {
+        let answer = post(node.http_address(), &path, &[("authorization", &bearer)], ORDER).await;
+        assert_eq!(answer.status, 200, "unauthenticated calls did not use the connector's quota");
+        assert_eq!(answer.headers["x-ratelimit-limit"], "2");
+        assert_eq!(answer.headers["x-ratelimit-remaining"], remaining);
+    }
+    let limited = post(node.http_address(), &path, &[("authorization", &bearer)], ORDER).await;
+    assert_eq!((limited.status, limited.code()), (429, "connector_rate_limited"));
+    let retry_after: u64 = limited.headers["retry-after"].parse().unwrap();
+    assert!((1..=30).contains(&retry_after), "{retry_after}");
+    assert!(limited.headers["x-ratelimit-reset"].parse::<u64>().unwrap() > 1_700_000_000);
+    node.shutdown().await;
+    plane.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_survive_a_control_plane_outage_and_a_node_restart() {
+    let plane = TestPlane::start(Backend::Sqlite).await;
+    let target = Target::start(Behaviour::Ok).await;
+    let (id, token) = create(&plane, mapped_connector(&target.url(""))).await;
+    let cache = tempfile::tempdir().unwrap();
+    let loopback = |c: &mut hookplane_data_plane::NodeConfig| {
+        c.egress = hookplane::egress::EgressPolicy::public_only().with_loopback();
+    };
+    let node = start_node_configured(&plane, "node-1", Some(cache.path()), loopback).await;
+    let bearer = format!("Bearer {token}");
+    // Let the write-behind cache hold the snapshot before the outage.
+    eventually(Duration::from_secs(5), "the snapshot is cached", || async {
+        cache.path().join("snapshot.pb").exists().then_some(())
+    })
+    .await;
+    let stopped = plane.stopped().await;
+    let first = post(node.http_address(), &trigger_path(&id), &[("authorization", &bearer)], ORDER).await;
+    assert_eq!(first.body["status"], "completed", "the node serves through the outage");
+    node.shutdown().await;
+    let node = hookplane_data_plane::DataPlane::start({
+        let mut config = hookplane_data_plane::NodeConfig::new(
+            "node-1".into(),
+            stopped.url(),
+            support::NODE_TOKEN.into(),
+            "127.0.0.1:0".parse().unwrap(),
+        );
+        config.cache_dir = Some(cache.path().to_owned());
+        loopback(&mut config);
+        config
+    })
+    .await
+    .unwrap();
+    let second = post(node.http_address(), &trigger_path(&id), &[("authorization", &bearer)], ORDER).await;
+    assert_eq!(second.body["status"], "completed", "a restarted node serves from its cache");
+    let plane = stopped.start_again().await;
+    for answer in [&first, &second] {
+        let recorded = event(&plane, answer.body["event_id"].as_i64().unwrap()).await;
+        assert_eq!(recorded.connector_id, id);
+    }
+    assert_ne!(first.body["event_id"], second.body["event_id"]);
+    node.shutdown().await;
+    plane.finish().await;
+}
