@@ -416,3 +416,72 @@ async fn events_survive_a_control_plane_outage_and_a_node_restart() {
     node.shutdown().await;
     plane.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_target_times_out_and_fails_the_event() {
+    let plane = TestPlane::start(Backend::Sqlite).await;
+    let target = Target::start(Behaviour::Hang).await;
+    let mut connector = mapped_connector(&target.url(""));
+    connector.perform.as_mut().unwrap().timeout = Some(prost_types::Duration { seconds: 0, nanos: 300_000_000 });
+    let (id, token) = create(&plane, connector).await;
+    let node = start_dev_node(&plane, "node-1").await;
+    let answer =
+        post(node.http_address(), &trigger_path(&id), &[("authorization", &format!("Bearer {token}"))], ORDER).await;
+    assert_eq!((answer.status, answer.body["status"].as_str()), (500, Some("failed")));
+    assert!(answer.body["error"].as_str().unwrap().contains("no response within"), "{:?}", answer.body);
+    assert_eq!(answer.body["response_code"], serde_json::Value::Null);
+    node.shutdown().await;
+    plane.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_inbound_auth_method_accepts_its_credential_and_refuses_others() {
+    use base64::Engine as _;
+    let plane = TestPlane::start(Backend::Sqlite).await;
+    let target = Target::start(Behaviour::Ok).await;
+    let mut connector = mapped_connector(&target.url(""));
+    connector.auth = Some(api::InboundAuth {
+        bearer_token: false,
+        secret_token: true,
+        api_key: Some(api::ApiKeyAuth { location: api::ApiKeyLocation::Query as i32, name: "key".into() }),
+        basic: Some(api::BasicAuth { username: "sender".into() }),
+        ..Default::default()
+    });
+    let created = plane.admin.connectors().create_connector(create_connector(connector)).await.unwrap().into_inner();
+    let token_of = |kind: api::TokenKind| {
+        created.issued_credentials.iter().find(|c| c.kind == kind as i32).map(|c| c.token.clone()).unwrap()
+    };
+    let secret_token = token_of(api::TokenKind::SecretToken);
+    let api_key = token_of(api::TokenKind::ApiKey);
+    let password = token_of(api::TokenKind::BasicPassword);
+    let node = start_dev_node(&plane, "node-1").await;
+    let path = trigger_path(&created.id);
+    let basic = |user: &str, pass: &str| {
+        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}")))
+    };
+    let accepted: Vec<(String, Vec<(&str, String)>)> = vec![
+        (path.clone(), vec![("x-secret-token", secret_token.clone())]),
+        (format!("{path}?key={api_key}"), vec![]),
+        (path.clone(), vec![("authorization", basic("sender", &password))]),
+    ];
+    for (path, headers) in &accepted {
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let answer = post(node.http_address(), path, &headers, ORDER).await;
+        assert_eq!(answer.status, 200, "{path} {headers:?}: {:?}", answer.body);
+    }
+    let refused: Vec<(String, Vec<(&str, String)>)> = vec![
+        (path.clone(), vec![("x-secret-token", api_key.clone())]),
+        (format!("{path}?key={secret_token}"), vec![]),
+        (path.clone(), vec![("authorization", basic("someone", &password))]),
+        (path.clone(), vec![("authorization", basic("sender", &secret_token))]),
+        (path.clone(), vec![("authorization", format!("Bearer {secret_token}"))]),
+    ];
+    for (path, headers) in &refused {
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let answer = post(node.http_address(), path, &headers, ORDER).await;
+        assert_eq!((answer.status, answer.code()), (401, "unauthenticated"), "{path} {headers:?}");
+    }
+    assert_eq!(target.count(), 3);
+    node.shutdown().await;
+    plane.finish().await;
+}

@@ -98,10 +98,7 @@ impl Target {
                                 (429, Some(retry_after_secs), "slow down")
                             }
                             Behaviour::TooManyFirst { .. } => (200, None, r#"{"ok":true}"#),
-                            Behaviour::Hang => {
-                                tokio::time::sleep(Duration::from_secs(3600)).await;
-                                (200, None, "")
-                            }
+                            Behaviour::Hang => std::future::pending().await,
                             Behaviour::Lookup => (200, None, r#"{"tier":"gold","customer":{"name":"Ada"}}"#),
                         };
                         let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
