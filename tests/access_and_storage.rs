@@ -401,19 +401,7 @@ async fn every_config_change_bumps_the_version(backend: Backend) {
         .await
         .unwrap();
     expect_bump("plan update").await;
-    plane
-        .operator
-        .organizations()
-        .update_organization(api::UpdateOrganizationRequest {
-            organization: Some(api::Organization {
-                id: plane.organization_id.clone(),
-                plan: "starter".into(),
-                ..Default::default()
-            }),
-            update_mask: mask(&["plan"]),
-        })
-        .await
-        .unwrap();
+    plane.set_plan("starter").await;
     expect_bump("organization plan change").await;
 
     let before = plane.config_version().await;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use hookplane_data_plane::trigger::signature;
 use hookplane_sdk::api;
-use support::fixtures::{create_connector, mask, secret};
+use support::fixtures::{create_connector, secret};
 use support::nodes::{applied, current_version, start_dev_node, start_node_configured};
 use support::targets::{Behaviour, Target, post, trigger_path};
 use support::{Backend, TestPlane, eventually};
@@ -46,22 +46,6 @@ async fn create(plane: &TestPlane, connector: api::Connector) -> (String, String
     let created = plane.admin.connectors().create_connector(create_connector(connector)).await.unwrap().into_inner();
     let token = created.issued_credentials.first().map(|c| c.token.clone()).unwrap_or_default();
     (created.id, token)
-}
-
-async fn set_plan(plane: &TestPlane, plan: &str) {
-    plane
-        .operator
-        .organizations()
-        .update_organization(api::UpdateOrganizationRequest {
-            organization: Some(api::Organization {
-                id: plane.organization_id.clone(),
-                plan: plan.into(),
-                ..Default::default()
-            }),
-            update_mask: mask(&["plan"]),
-        })
-        .await
-        .unwrap();
 }
 
 async fn event(plane: &TestPlane, id: i64) -> api::Event {
@@ -257,7 +241,7 @@ async fn retries_follow_the_plan_and_the_breaker_opens_and_recovers() {
     let plane = TestPlane::start(Backend::Sqlite).await;
     let target = Target::start(Behaviour::FailFirst(2)).await;
     let (id, token) = create(&plane, mapped_connector(&target.url(""))).await;
-    set_plan(&plane, "starter").await;
+    plane.set_plan("starter").await;
     let node = start_node_configured(&plane, "node-1", None, |c| {
         c.egress = hookplane::egress::EgressPolicy::public_only().with_loopback();
         c.breaker.min_requests = 3;
@@ -275,7 +259,7 @@ async fn retries_follow_the_plan_and_the_breaker_opens_and_recovers() {
     let attempts: Vec<Option<i32>> = recorded.trace.unwrap().perform_attempts.iter().map(|a| a.status).collect();
     assert_eq!(attempts, vec![Some(503), Some(503), Some(200)]);
 
-    set_plan(&plane, "free").await;
+    plane.set_plan("free").await;
     applied(&node, current_version(&plane).await).await;
     target.set(Behaviour::AlwaysFail);
     let before = target.count();
@@ -347,7 +331,7 @@ async fn connector_limits_answer_429_with_retry_after_and_count_only_authenticat
         })
         .await
         .unwrap();
-    set_plan(&plane, "tiny").await;
+    plane.set_plan("tiny").await;
     let target = Target::start(Behaviour::Ok).await;
     let (id, token) = create(&plane, mapped_connector(&target.url(""))).await;
     let node = start_dev_node(&plane, "node-1").await;

@@ -293,6 +293,22 @@ impl TestPlane {
         self.operator.with_api_key(&key.key).unwrap()
     }
 
+    /// Moves the test organization to `plan` (as the operator).
+    pub async fn set_plan(&self, plan: &str) {
+        self.operator
+            .organizations()
+            .update_organization(api::UpdateOrganizationRequest {
+                organization: Some(api::Organization {
+                    id: self.organization_id.clone(),
+                    plan: plan.into(),
+                    ..Default::default()
+                }),
+                update_mask: fixtures::mask(&["plan"]),
+            })
+            .await
+            .unwrap();
+    }
+
     pub async fn config_version(&self) -> i64 {
         self.control_plane.store().config_version().await.unwrap()
     }

@@ -8,7 +8,6 @@
 mod redact;
 pub mod request;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -159,7 +158,7 @@ impl Executor {
             .mappings
             .eval(payload, lookup_value.as_ref(), secrets, &self.limits)
             .map_err(|(i, e)| Failure::new(format!("mappings[{i}] ({}): {e}", spec.mappings[i].name)))?;
-        run.trace.processed = Value::Object(processed.clone()).to_string();
+        run.trace.processed = serde_json::to_string(&processed).unwrap_or_default();
         let scope = Scope { payload, lookup: lookup_value.as_ref(), processed: &processed, secrets };
         let mut request = render_perform(&spec.perform, &compiled.perform, &scope, &self.limits, depth)
             .map_err(|e| Failure::new(format!("perform: {e}")))?;
@@ -353,6 +352,3 @@ fn excerpt(body: &[u8]) -> String {
     let cut = &body[..body.len().min(MAX_EXCERPT)];
     String::from_utf8_lossy(cut).into_owned()
 }
-
-/// Shared executors are cheap to hand to every request.
-pub type SharedExecutor = Arc<Executor>;
