@@ -10,52 +10,8 @@ use hookplane_sdk::api;
 use support::fixtures::{create_connector, secret};
 use support::nodes::{applied, current_version, start_dev_node, start_node_configured};
 use support::targets::{Behaviour, Target, post, trigger_path};
+use support::triggers::{ORDER, create, event, mapped_connector, use_plan};
 use support::{Backend, TestPlane, eventually};
-
-/// A connector posting a mapped JSON body to `url` with bearer auth.
-fn mapped_connector(url: &str) -> api::Connector {
-    api::Connector {
-        display_name: "orders".into(),
-        auth: Some(api::InboundAuth { bearer_token: true, ..Default::default() }),
-        condition: "$payload.total > 0".into(),
-        mappings: vec![
-            api::FieldMapping { name: "email".into(), expression: "lower(trim($payload.customer.email))".into() },
-            api::FieldMapping { name: "cents".into(), expression: "$payload.total * 100".into() },
-        ],
-        perform: Some(api::Perform {
-            method: "PUT".into(),
-            url: format!("{url}/orders/$payload.id"),
-            query: vec![api::NamedTemplate { name: "source".into(), value: "hookplane".into() }],
-            body_type: api::BodyType::Json as i32,
-            body: vec![
-                api::BodyField { key: "customer.email".into(), value: "$processed.email".into(), ..Default::default() },
-                api::BodyField { key: "amount.cents".into(), value: "$processed.cents".into(), ..Default::default() },
-                api::BodyField { key: "note".into(), value: "order $payload.id".into(), ..Default::default() },
-            ],
-            retry: Some(api::RetryPolicy {
-                max_attempts: 3,
-                initial_backoff: Some(prost_types::Duration { seconds: 0, nanos: 20_000_000 }),
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-async fn create(plane: &TestPlane, connector: api::Connector) -> (String, String) {
-    let created = plane.admin.connectors().create_connector(create_connector(connector)).await.unwrap().into_inner();
-    let token = created.issued_credentials.first().map(|c| c.token.clone()).unwrap_or_default();
-    (created.id, token)
-}
-
-async fn event(plane: &TestPlane, id: i64) -> api::Event {
-    eventually(Duration::from_secs(5), "the event reaches the API", || async {
-        plane.admin.events().get_event(api::GetEventRequest { id }).await.ok().map(|r| r.into_inner())
-    })
-    .await
-}
-
-const ORDER: &str = r#"{"id":"A-17","total":12.5,"customer":{"email":"  Ada@Example.COM "}}"#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trigger_performs_the_mapped_request_and_records_a_redacted_event() {
@@ -314,24 +270,14 @@ async fn the_ssrf_guard_refuses_private_targets_without_the_dev_allow_list() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connector_limits_answer_429_with_retry_after_and_count_only_authenticated_calls() {
     let plane = TestPlane::start(Backend::Sqlite).await;
-    plane
-        .operator
-        .plans()
-        .create_plan(api::CreatePlanRequest {
-            plan: Some(api::Plan {
-                name: "tiny".into(),
-                display_name: "Tiny".into(),
-                per_ip_per_minute: 100,
-                per_connector_per_minute: 2,
-                org_per_minute: 100,
-                org_per_hour: 1000,
-                org_per_day: 5000,
-                ..Default::default()
-            }),
-        })
-        .await
-        .unwrap();
-    plane.set_plan("tiny").await;
+    let tiny = api::Plan {
+        name: "tiny".into(),
+        per_ip_per_minute: 100,
+        per_connector_per_minute: 2,
+        org_per_minute: 100,
+        ..Default::default()
+    };
+    use_plan(&plane, tiny).await;
     let target = Target::start(Behaviour::Ok).await;
     let (id, token) = create(&plane, mapped_connector(&target.url(""))).await;
     let node = start_dev_node(&plane, "node-1").await;

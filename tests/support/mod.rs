@@ -6,6 +6,7 @@
 pub mod fixtures;
 pub mod nodes;
 pub mod targets;
+pub mod triggers;
 
 use std::future::Future;
 use std::net::SocketAddr;

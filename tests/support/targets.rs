@@ -28,6 +28,9 @@ pub enum Behaviour {
     Hang,
     /// 200 with `{"tier":"gold","customer":{"name":"Ada"}}` (for lookups).
     Lookup,
+    /// An OAuth 2.0 token endpoint: 200 with `{"access_token":"at-N",...}`,
+    /// N counting the requests.
+    TokenEndpoint,
 }
 
 /// A request as the target received it.
@@ -89,19 +92,25 @@ impl Target {
                         count_tx.send_replace(seen);
                         let behaviour = *mode.lock().unwrap();
                         let n = seen as u32;
+                        let ok = || r#"{"ok":true}"#.to_owned();
                         let (status, retry_after, body) = match behaviour {
-                            Behaviour::Ok => (200, None, r#"{"ok":true}"#),
-                            Behaviour::FailFirst(k) if n <= k => (503, None, "unavailable"),
-                            Behaviour::FailFirst(_) => (200, None, r#"{"ok":true}"#),
-                            Behaviour::AlwaysFail => (500, None, "broken"),
+                            Behaviour::Ok => (200, None, ok()),
+                            Behaviour::FailFirst(k) if n <= k => (503, None, "unavailable".into()),
+                            Behaviour::FailFirst(_) => (200, None, ok()),
+                            Behaviour::AlwaysFail => (500, None, "broken".into()),
                             Behaviour::TooManyFirst { n: k, retry_after_secs } if n <= k => {
-                                (429, Some(retry_after_secs), "slow down")
+                                (429, Some(retry_after_secs), "slow down".into())
                             }
-                            Behaviour::TooManyFirst { .. } => (200, None, r#"{"ok":true}"#),
+                            Behaviour::TooManyFirst { .. } => (200, None, ok()),
                             Behaviour::Hang => std::future::pending().await,
-                            Behaviour::Lookup => (200, None, r#"{"tier":"gold","customer":{"name":"Ada"}}"#),
+                            Behaviour::Lookup => (200, None, r#"{"tier":"gold","customer":{"name":"Ada"}}"#.into()),
+                            Behaviour::TokenEndpoint => (
+                                200,
+                                None,
+                                format!(r#"{{"access_token":"at-{n}","token_type":"Bearer","expires_in":3600}}"#),
+                            ),
                         };
-                        let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+                        let mut response = Response::new(Full::new(Bytes::from(body)));
                         *response.status_mut() = StatusCode::from_u16(status).unwrap();
                         if let Some(secs) = retry_after {
                             response.headers_mut().insert("retry-after", secs.into());

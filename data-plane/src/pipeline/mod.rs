@@ -126,7 +126,7 @@ impl Executor {
                     Target { compiled: program, headers: &lookup.headers, query: &lookup.query, field: "lookup" };
                 let (url, headers) = render_target(&target, &scope, &self.limits, depth)
                     .map_err(|e| Failure::new(format!("lookup failed: {e}")))?;
-                let timeout = Duration::from_millis(if lookup.timeout_ms == 0 { 10_000 } else { lookup.timeout_ms });
+                let timeout = Duration::from_millis(if lookup.timeout_ms == 0 { 30_000 } else { lookup.timeout_ms });
                 let request =
                     OutboundRequest { method: hyper::Method::GET, url, headers, body: Default::default(), timeout };
                 let mut exchange = exchange_trace(&request);
@@ -262,7 +262,7 @@ impl Executor {
                     }
                     last_error = format!("the target answered {}", status.as_u16());
                     if status == StatusCode::TOO_MANY_REQUESTS {
-                        wait = Some(retry_after(response.headers.get(RETRY_AFTER)));
+                        wait = response.headers.get(RETRY_AFTER).and_then(retry_after);
                     }
                     let server_error = matches!(status.as_u16(), 500 | 502 | 503 | 504);
                     (server_error || status == StatusCode::TOO_MANY_REQUESTS, !server_error)
@@ -281,8 +281,8 @@ impl Executor {
                 break;
             }
             let delay = match wait {
-                Some(Some(wait)) if wait <= MAX_RETRY_AFTER => wait,
-                Some(_) => break,
+                Some(wait) if wait > MAX_RETRY_AFTER => break,
+                Some(wait) => wait,
                 None => backoff(base, attempt),
             };
             tokio::time::sleep(delay).await;
@@ -326,9 +326,15 @@ fn backoff(base: Duration, attempt: u32) -> Duration {
     full / 2 + rand::rng().random_range(Duration::ZERO..=full / 2)
 }
 
-/// `Retry-After` in seconds (HTTP dates are not honoured: wait the base).
-fn retry_after(value: Option<&HeaderValue>) -> Option<Duration> {
-    value?.to_str().ok()?.trim().parse::<u64>().ok().map(Duration::from_secs)
+/// `Retry-After` as delay seconds or an HTTP date (RFC 9110 §10.2.3); a
+/// value that is neither is ignored and the backoff applies.
+fn retry_after(value: &HeaderValue) -> Option<Duration> {
+    let text = value.to_str().ok()?.trim();
+    if let Ok(secs) = text.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(text).ok()?;
+    Some(at.duration_since(std::time::SystemTime::now()).unwrap_or(Duration::ZERO))
 }
 
 fn exchange_trace(request: &OutboundRequest) -> HttpExchangeTrace {
@@ -351,4 +357,39 @@ fn exchange_trace(request: &OutboundRequest) -> HttpExchangeTrace {
 fn excerpt(body: &[u8]) -> String {
     let cut = &body[..body.len().min(MAX_EXCERPT)];
     String::from_utf8_lossy(cut).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use super::*;
+
+    #[test]
+    fn retry_after_takes_seconds_or_an_http_date() {
+        assert_eq!(retry_after(&HeaderValue::from_static(" 7 ")), Some(Duration::from_secs(7)));
+        let soon = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(20));
+        let wait = retry_after(&HeaderValue::from_str(&soon).unwrap()).unwrap();
+        assert!(wait > Duration::from_secs(18) && wait <= Duration::from_secs(20), "{wait:?}");
+        let past = httpdate::fmt_http_date(SystemTime::now() - Duration::from_secs(60));
+        assert_eq!(retry_after(&HeaderValue::from_str(&past).unwrap()), Some(Duration::ZERO));
+        assert_eq!(retry_after(&HeaderValue::from_static("soon")), None);
+        assert_eq!(retry_after(&HeaderValue::from_static("-3")), None);
+    }
+
+    #[test]
+    fn backoff_doubles_with_equal_jitter() {
+        let base = Duration::from_millis(500);
+        for attempt in 1..=4 {
+            let full = base * (1 << (attempt - 1));
+            let delay = backoff(base, attempt);
+            assert!(delay >= full / 2 && delay <= full, "attempt {attempt}: {delay:?}");
+        }
+    }
+
+    #[test]
+    fn breakers_are_keyed_without_query_or_credentials() {
+        let url = url::Url::parse("https://user:pw@api.example.com:8443/orders?id=7#x").unwrap();
+        assert_eq!(breaker_key(&url), "https://api.example.com:8443/orders");
+    }
 }

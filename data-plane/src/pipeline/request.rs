@@ -184,7 +184,7 @@ fn write_part(
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(encoded.trim())
             .map_err(|_| format!("perform.body[{i}].value: a file must be base64 text"))?;
-        let filename = if n == 0 { file.filename.clone() } else { format!("{}-{n}", file.filename) };
+        let filename = numbered(&file.filename, n);
         let content_type = if file.content_type.is_empty() { "application/octet-stream" } else { &file.content_type };
         body.extend_from_slice(
             format!(
@@ -197,6 +197,18 @@ fn write_part(
         body.extend_from_slice(b"\r\n");
     }
     Ok(())
+}
+
+/// The `n`th file of a `name[]` field: `scan.pdf`, `scan-1.pdf`, … so the
+/// receiver sees distinct names with their extensions intact.
+fn numbered(filename: &str, n: usize) -> String {
+    if n == 0 {
+        return filename.to_owned();
+    }
+    match filename.rfind('.') {
+        Some(dot) if dot > 0 => format!("{}-{n}{}", &filename[..dot], &filename[dot..]),
+        _ => format!("{filename}-{n}"),
+    }
 }
 
 #[cfg(test)]
@@ -216,5 +228,14 @@ mod tests {
             Value::Object(root),
             json!({"customer": {"name": "Ada", "address": {"city": "Paris"}}, "total": {"cents": 300}})
         );
+    }
+
+    #[test]
+    fn later_files_of_a_field_are_numbered_before_the_extension() {
+        assert_eq!(numbered("scan.pdf", 0), "scan.pdf");
+        assert_eq!(numbered("scan.pdf", 2), "scan-2.pdf");
+        assert_eq!(numbered("archive.tar.gz", 1), "archive.tar-1.gz");
+        assert_eq!(numbered(".env", 1), ".env-1");
+        assert_eq!(numbered("notes", 1), "notes-1");
     }
 }
