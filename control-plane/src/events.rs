@@ -4,6 +4,7 @@
 //! publishes only the events that were new, so a batch a node resends after
 //! a lost acknowledgement never reaches subscribers twice.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use hookplane::model::Event;
@@ -35,9 +36,12 @@ impl EventHub {
     /// the new ones; returns how many were new.
     pub async fn ingest(&self, events: &[Event]) -> Result<usize, StoreError> {
         let inserted = self.store.insert_events(events).await?;
-        for event in &inserted {
-            // No subscribers is fine: the event is stored either way.
-            let _ = self.sender.send(Arc::new(event.clone()));
+        // Copies are made only for live subscribers; none is the usual case.
+        if self.sender.receiver_count() > 0 {
+            let new: HashSet<i64> = inserted.iter().copied().collect();
+            for event in events.iter().filter(|e| new.contains(&e.id)) {
+                let _ = self.sender.send(Arc::new(event.clone()));
+            }
         }
         Ok(inserted.len())
     }

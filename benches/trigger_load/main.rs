@@ -1,0 +1,205 @@
+//! Trigger load benchmark (issue: trigger execution). In one run, on one
+//! machine, against the same local target:
+//! - check path: bare hyper vs hookplane answering accepted-and-skipped
+//!   triggers, with token auth and with token auth plus an HMAC signature;
+//! - end to end: a bare hyper proxy vs hookplane completing triggers with a
+//!   condition, three mappings and a JSON perform.
+//!
+//! For each pair it measures the maximum throughput (closed loop), then
+//! latency with both sides offered the same fixed rate, 80 % of hookplane's
+//! maximum (open loop, latency from when each request was due), and prints
+//! the ratios. Hookplane runs as `hookplane dev` does: the control plane on
+//! SQLite and one node in this process, events reported and stored.
+//!
+//! Run: `cargo bench --bench trigger_load`. Knobs: `HOOKPLANE_LOAD_SECS`
+//! (per measurement, default 5), `HOOKPLANE_LOAD_CONNECTIONS` (default 32),
+//! `HOOKPLANE_LOAD_ONLY` (run the scenarios whose name contains it).
+
+#[path = "../../tests/support/mod.rs"]
+mod support;
+
+mod baselines;
+mod generator;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use generator::{Call, Pace, Report};
+use hookplane_data_plane::trigger::signature;
+use hookplane_sdk::api;
+use support::nodes::start_dev_node;
+use support::triggers::{create, use_plan};
+use support::{Backend, TestPlane};
+
+const ORDER: &str = r#"{"id":"ord_8f2k1","status":"paid","total":129.5,"currency":"EUR","customer":{"id":"cus_19","email":"  Ada.Lovelace@Example.COM ","name":"Ada Lovelace"},"items":[{"sku":"BK-1","qty":2,"price":40},{"sku":"PN-7","qty":1,"price":49.5}],"created_at":"2026-11-23T10:00:00Z"}"#;
+const SIGNING_KEY: &str = "whsec-benchmark-signing-key";
+
+/// Targets from the issue.
+const CHECK_PATH_TARGET: f64 = 0.85;
+const END_TO_END_TARGET: f64 = 0.80;
+const P99_TARGET: f64 = 1.5;
+
+fn setting<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn connector(condition: &str, perform_url: &str) -> api::Connector {
+    let mapping = |name: &str, expression: &str| api::FieldMapping { name: name.into(), expression: expression.into() };
+    let field = |key: &str, value: &str| api::BodyField { key: key.into(), value: value.into(), ..Default::default() };
+    api::Connector {
+        display_name: "orders to the ERP".into(),
+        auth: Some(api::InboundAuth { bearer_token: true, ..Default::default() }),
+        condition: condition.into(),
+        mappings: vec![
+            mapping("order_id", "$payload.id"),
+            mapping("email", "lower(trim($payload.customer.email))"),
+            mapping("cents", "$payload.total * 100"),
+        ],
+        perform: Some(api::Perform {
+            method: "POST".into(),
+            url: perform_url.into(),
+            body: vec![
+                field("order.id", "$processed.order_id"),
+                field("order.amount_cents", "$processed.cents"),
+                field("customer.email", "$processed.email"),
+            ],
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// One comparison: a baseline and hookplane doing the same job.
+struct Pair {
+    name: &'static str,
+    baseline_name: &'static str,
+    baseline: (SocketAddr, Call),
+    hookplane: (SocketAddr, Call),
+    throughput_target: f64,
+}
+
+/// Runs the load from its own thread and runtime, so the generator does not
+/// share the servers' scheduler.
+async fn load(address: SocketAddr, call: &Call, pace: Pace, duration: Duration) -> Report {
+    let call = call.clone();
+    let connections = setting("HOOKPLANE_LOAD_CONNECTIONS", 32usize);
+    tokio::task::spawn_blocking(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(generator::run(address, &call, connections, pace, duration))
+    })
+    .await
+    .expect("load thread")
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2}", d.as_secs_f64() * 1000.0)
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "met" } else { "MISSED" }
+}
+
+async fn measure(pair: &Pair, seconds: Duration) -> String {
+    // Warm both sides: pools, caches, token bucket keys, JIT-free but not
+    // allocator-free.
+    for (address, call) in [&pair.baseline, &pair.hookplane] {
+        load(*address, call, Pace::Closed, Duration::from_secs(1)).await;
+    }
+    let base_max = load(pair.baseline.0, &pair.baseline.1, Pace::Closed, seconds).await;
+    let ours_max = load(pair.hookplane.0, &pair.hookplane.1, Pace::Closed, seconds).await;
+    let rate = ours_max.throughput() * 0.8;
+    let base_fixed = load(pair.baseline.0, &pair.baseline.1, Pace::Rate(rate), seconds).await;
+    let ours_fixed = load(pair.hookplane.0, &pair.hookplane.1, Pace::Rate(rate), seconds).await;
+
+    let throughput_ratio = ours_max.throughput() / base_max.throughput();
+    let p99_ratio = ours_fixed.percentile(0.99).as_secs_f64() / base_fixed.percentile(0.99).as_secs_f64();
+    let errors = base_max.errors + ours_max.errors + base_fixed.errors + ours_fixed.errors;
+    for report in [&base_max, &ours_max, &base_fixed, &ours_fixed] {
+        if let Some(error) = &report.first_error {
+            eprintln!("{}: first error: {error}", pair.name);
+        }
+    }
+    format!(
+        "| {} | {} {:.0}/s | {:.0}/s | **{:.2}×** ({} ≥ {:.2}) | {:.0}/s | {} / {} | {} / {} | **{:.2}×** ({} ≤ {:.1}) | {} |",
+        pair.name,
+        pair.baseline_name,
+        base_max.throughput(),
+        ours_max.throughput(),
+        throughput_ratio,
+        verdict(throughput_ratio >= pair.throughput_target),
+        pair.throughput_target,
+        rate,
+        ms(base_fixed.percentile(0.5)),
+        ms(base_fixed.percentile(0.99)),
+        ms(ours_fixed.percentile(0.5)),
+        ms(ours_fixed.percentile(0.99)),
+        p99_ratio,
+        verdict(p99_ratio <= P99_TARGET),
+        P99_TARGET,
+        errors,
+    )
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let seconds = Duration::from_secs(setting("HOOKPLANE_LOAD_SECS", 5u64));
+    let plane = TestPlane::start(Backend::Sqlite).await;
+    use_plan(&plane, api::Plan { name: "unlimited".into(), ..Default::default() }).await;
+    let target = baselines::target().await;
+    let orders = format!("http://{target}/orders");
+    let (skipping, skipping_token) = create(&plane, connector("$payload.status == \"refunded\"", &orders)).await;
+    let mut signed = connector("$payload.status == \"refunded\"", &orders);
+    signed.signature =
+        Some(api::SignatureSettings { secret: SIGNING_KEY.into(), prefix: "sha256=".into(), ..Default::default() });
+    let (signed, signed_token) = create(&plane, signed).await;
+    let (performing, performing_token) = create(&plane, connector("$payload.status == \"paid\"", &orders)).await;
+    let node = start_dev_node(&plane, "bench-node").await;
+    let settings = node.snapshot().connectors[&signed].connector.spec.signature.clone().expect("signature settings");
+    let signature = signature::sign(&settings, SIGNING_KEY.as_bytes(), None, ORDER.as_bytes());
+
+    let node_address = node.http_address();
+    let trigger = |id: &str, token: &str, extra: &[(&str, &str)], expect: &'static str| {
+        let bearer = format!("Bearer {token}");
+        let headers: Vec<(&str, &str)> = [&[("Authorization", bearer.as_str())], extra].concat();
+        (node_address, Call::post(node_address, &format!("/api/v1/connectors/{id}/trigger"), &headers, ORDER, expect))
+    };
+    let bare = baselines::bare_hyper().await;
+    let proxy = baselines::bare_proxy(target).await;
+    let pairs = [
+        Pair {
+            name: "check path, token auth (skipped)",
+            baseline_name: "bare hyper",
+            baseline: (bare, Call::post(bare, "/trigger", &[("Authorization", "Bearer x")], ORDER, "skipped")),
+            hookplane: trigger(&skipping, &skipping_token, &[], "\"skipped\""),
+            throughput_target: CHECK_PATH_TARGET,
+        },
+        Pair {
+            name: "check path, token + HMAC (skipped)",
+            baseline_name: "bare hyper",
+            baseline: (bare, Call::post(bare, "/trigger", &[("Authorization", "Bearer x")], ORDER, "skipped")),
+            hookplane: trigger(&signed, &signed_token, &[("X-Webhook-Signature", &signature)], "\"skipped\""),
+            throughput_target: CHECK_PATH_TARGET,
+        },
+        Pair {
+            name: "end to end, 3 mappings + JSON perform (completed)",
+            baseline_name: "bare proxy",
+            baseline: (proxy, Call::post(proxy, "/trigger", &[("Authorization", "Bearer x")], ORDER, "\"ok\"")),
+            hookplane: trigger(&performing, &performing_token, &[], "\"completed\""),
+            throughput_target: END_TO_END_TARGET,
+        },
+    ];
+
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!("trigger_load: {cores} cores, {}s per measurement, servers on 2 worker threads", seconds.as_secs());
+    println!();
+    println!(
+        "| Scenario | Baseline max | Hookplane max | Throughput ratio | Offered rate | Baseline p50 / p99 ms | Hookplane p50 / p99 ms | p99 ratio | Errors |"
+    );
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    let only = std::env::var("HOOKPLANE_LOAD_ONLY").unwrap_or_default();
+    for pair in pairs.iter().filter(|p| p.name.contains(&only)) {
+        println!("{}", measure(pair, seconds).await);
+    }
+    node.shutdown().await;
+    plane.finish().await;
+}
