@@ -128,7 +128,7 @@ impl NodeSyncService for NodeSyncApi {
                 }
                 let decoded = batch
                     .events
-                    .iter()
+                    .into_iter()
                     .enumerate()
                     .map(|(i, e)| hookplane::convert::node_event_from_api(e, &format!("events[{i}]")))
                     .collect::<Result<Vec<_>, _>>()

@@ -65,19 +65,19 @@ impl Stream {
         Ok(Stream { requests, acks, next_batch: 0 })
     }
 
-    /// Sends a batch and waits until the control plane stored it.
-    async fn deliver(&mut self, events: Vec<api::NodeEvent>) -> Result<(), Vec<api::NodeEvent>> {
+    /// Sends a batch and waits until the control plane stored it; false if
+    /// the stream broke. The caller keeps what it needs to retry: the
+    /// batch is not copied on the happy path.
+    async fn deliver(&mut self, events: Vec<api::NodeEvent>) -> bool {
         let batch = self.next_batch;
         self.next_batch += 1;
-        // Kept until the ack: a failed send hands the batch back for the spool.
-        let copy = events.clone();
         if self.requests.send(api::ReportEventsRequest { batch, events }).await.is_err() {
-            return Err(copy);
+            return false;
         }
-        match tokio::time::timeout(ACK_TIMEOUT, self.acks.message()).await {
-            Ok(Ok(Some(ack))) if ack.batch == batch => Ok(()),
-            _ => Err(copy),
-        }
+        matches!(
+            tokio::time::timeout(ACK_TIMEOUT, self.acks.message()).await,
+            Ok(Ok(Some(ack))) if ack.batch == batch
+        )
     }
 }
 
@@ -98,11 +98,11 @@ pub async fn report(
             first = events.recv() => {
                 let Some(first) = first else { break };
                 let batch = drain(&config, first, &mut events);
-                let undelivered = match &mut stream {
-                    Some(open) => open.deliver(batch).await.err(),
-                    None => Some(batch),
+                let delivered = match &mut stream {
+                    Some(open) => open.deliver(batch.iter().map(node_event).collect()).await,
+                    None => false,
                 };
-                if let Some(batch) = undelivered {
+                if !delivered {
                     stream = None;
                     keep(&mut spool, batch);
                 }
@@ -135,36 +135,41 @@ async fn closing(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|closing| *closing).await;
 }
 
-/// `first` and whatever else is queued, up to a batch, in API form.
-fn drain(config: &NodeConfig, first: Event, events: &mut mpsc::UnboundedReceiver<Event>) -> Vec<api::NodeEvent> {
-    let mut batch = vec![node_event(config, first)];
-    while batch.len() < MAX_BATCH {
+/// `first` and whatever else is queued, up to a batch.
+fn drain(config: &NodeConfig, first: Event, events: &mut mpsc::UnboundedReceiver<Event>) -> Vec<Event> {
+    let mut batch = Vec::with_capacity(events.len().min(MAX_BATCH - 1) + 1);
+    let mut add = |mut event: Event| {
+        if event.node_id.is_empty() {
+            event.node_id = config.node_id.clone();
+        }
+        batch.push(event);
+    };
+    add(first);
+    for _ in 1..MAX_BATCH {
         match events.try_recv() {
-            Ok(event) => batch.push(node_event(config, event)),
+            Ok(event) => add(event),
             Err(_) => break,
         }
     }
     batch
 }
 
-fn node_event(config: &NodeConfig, mut event: Event) -> api::NodeEvent {
-    if event.node_id.is_empty() {
-        event.node_id = config.node_id.clone();
-    }
-    api::NodeEvent { organization_id: event.organization_id.clone(), event: Some(convert::event_to_api(&event)) }
+fn node_event(event: &Event) -> api::NodeEvent {
+    api::NodeEvent { organization_id: event.organization_id.clone(), event: Some(convert::event_to_api(event)) }
 }
 
-fn keep(spool: &mut Spool, batch: Vec<api::NodeEvent>) {
+fn keep(spool: &mut Spool, batch: Vec<Event>) {
     let count = batch.len();
-    if let Err(err) = spool.push(batch) {
+    if let Err(err) = spool.push(batch.iter().map(node_event).collect()) {
         tracing::error!(error = %err, events = count, "could not spool events; they are lost");
     }
 }
 
 /// Sends every spooled batch, oldest first; false if the stream broke.
 async fn flush(spool: &mut Spool, stream: &mut Stream) -> bool {
+    // A spooled batch stays on disk until its ack, so it is sent as read.
     while let Some((handle, batch)) = spool.oldest() {
-        if stream.deliver(batch).await.is_err() {
+        if !stream.deliver(batch).await {
             return false;
         }
         spool.remove(handle);
