@@ -9,7 +9,9 @@
 //! latency with both sides offered the same fixed rate, 80 % of hookplane's
 //! maximum (open loop, latency from when each request was due), and prints
 //! the ratios. Hookplane runs as `hookplane dev` does: the control plane on
-//! SQLite and one node in this process, events reported and stored.
+//! SQLite and one node in this process, events reported and stored. Between
+//! phases the harness waits until the node's event backlog is stored and
+//! prints how long that took.
 //!
 //! Run: `cargo bench --bench trigger_load`. Knobs: `HOOKPLANE_LOAD_SECS`
 //! (per measurement, default 5), `HOOKPLANE_LOAD_CONNECTIONS` (default 32),
@@ -22,9 +24,10 @@ mod baselines;
 mod generator;
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use generator::{Call, Pace, Report};
+use hookplane_data_plane::DataPlane;
 use hookplane_data_plane::trigger::signature;
 use hookplane_sdk::api;
 use support::nodes::start_dev_node;
@@ -99,17 +102,31 @@ fn verdict(ok: bool) -> &'static str {
     if ok { "met" } else { "MISSED" }
 }
 
-async fn measure(pair: &Pair, seconds: Duration) -> String {
-    // Warm both sides: pools, caches, token bucket keys, JIT-free but not
-    // allocator-free.
+/// Waits until every event the node recorded is stored by the control
+/// plane; returns how long that took.
+async fn drain_events(node: &DataPlane) -> Duration {
+    let started = Instant::now();
+    while node.pending_events() > 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    started.elapsed()
+}
+
+async fn measure(pair: &Pair, node: &DataPlane, seconds: Duration) -> String {
+    // Warm both sides: connection pools, caches, limiter keys.
     for (address, call) in [&pair.baseline, &pair.hookplane] {
         load(*address, call, Pace::Closed, Duration::from_secs(1)).await;
     }
+    drain_events(node).await;
     let base_max = load(pair.baseline.0, &pair.baseline.1, Pace::Closed, seconds).await;
     let ours_max = load(pair.hookplane.0, &pair.hookplane.1, Pace::Closed, seconds).await;
+    // At peak the node answers faster than the control plane stores events
+    // on the same cores; the backlog must not leak into the next phase.
+    let backlog = drain_events(node).await;
     let rate = ours_max.throughput() * 0.8;
     let base_fixed = load(pair.baseline.0, &pair.baseline.1, Pace::Rate(rate), seconds).await;
     let ours_fixed = load(pair.hookplane.0, &pair.hookplane.1, Pace::Rate(rate), seconds).await;
+    let fixed_backlog = drain_events(node).await;
 
     let throughput_ratio = ours_max.throughput() / base_max.throughput();
     let p99_ratio = ours_fixed.percentile(0.99).as_secs_f64() / base_fixed.percentile(0.99).as_secs_f64();
@@ -120,7 +137,7 @@ async fn measure(pair: &Pair, seconds: Duration) -> String {
         }
     }
     format!(
-        "| {} | {} {:.0}/s | {:.0}/s | **{:.2}×** ({} ≥ {:.2}) | {:.0}/s | {} / {} | {} / {} | **{:.2}×** ({} ≤ {:.1}) | {} |",
+        "| {} | {} {:.0}/s | {:.0}/s | **{:.2}×** ({} ≥ {:.2}) | {:.1} s / {:.1} s | {:.0}/s | {} / {} | {} / {} | **{:.2}×** ({} ≤ {:.1}) | {} |",
         pair.name,
         pair.baseline_name,
         base_max.throughput(),
@@ -128,6 +145,8 @@ async fn measure(pair: &Pair, seconds: Duration) -> String {
         throughput_ratio,
         verdict(throughput_ratio >= pair.throughput_target),
         pair.throughput_target,
+        backlog.as_secs_f64(),
+        fixed_backlog.as_secs_f64(),
         rate,
         ms(base_fixed.percentile(0.5)),
         ms(base_fixed.percentile(0.99)),
@@ -193,12 +212,12 @@ async fn main() {
     println!("trigger_load: {cores} cores, {}s per measurement, servers on 2 worker threads", seconds.as_secs());
     println!();
     println!(
-        "| Scenario | Baseline max | Hookplane max | Throughput ratio | Offered rate | Baseline p50 / p99 ms | Hookplane p50 / p99 ms | p99 ratio | Errors |"
+        "| Scenario | Baseline max | Hookplane max | Throughput ratio | Event backlog drain (peak / fixed) | Offered rate | Baseline p50 / p99 ms | Hookplane p50 / p99 ms | p99 ratio | Errors |"
     );
-    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     let only = std::env::var("HOOKPLANE_LOAD_ONLY").unwrap_or_default();
     for pair in pairs.iter().filter(|p| p.name.contains(&only)) {
-        println!("{}", measure(pair, seconds).await);
+        println!("{}", measure(pair, &node, seconds).await);
     }
     node.shutdown().await;
     plane.finish().await;

@@ -114,6 +114,7 @@ pub struct DataPlane {
     http_address: SocketAddr,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
+    events: EventSink,
 }
 
 impl DataPlane {
@@ -148,6 +149,7 @@ impl DataPlane {
         });
         let config = Arc::new(config);
         let (sink, events) = EventSink::new();
+        let sink_handle = sink.clone();
         let executor = Executor {
             outbound: Outbound::new(config.egress.clone()),
             breakers: outbound::breaker::Breakers::new(config.breaker),
@@ -167,7 +169,7 @@ impl DataPlane {
         tasks.spawn(events::report(config.clone(), events, shutdown_watch.clone()));
         tasks.spawn(evict_idle(ingress.clone(), shutdown_watch.clone()));
         tasks.spawn(serve_http(listener, ingress, shutdown_watch));
-        Ok(DataPlane { state, http_address, shutdown, tasks })
+        Ok(DataPlane { state, http_address, shutdown, tasks, events: sink_handle })
     }
 
     /// The snapshot requests see now.
@@ -178,6 +180,12 @@ impl DataPlane {
     /// The node's shared state.
     pub fn state(&self) -> &Arc<NodeState> {
         &self.state
+    }
+
+    /// Events recorded but neither stored by the control plane nor spooled
+    /// yet: the reporter's backlog.
+    pub fn pending_events(&self) -> usize {
+        self.events.pending()
     }
 
     /// The bound HTTP address.

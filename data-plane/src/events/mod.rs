@@ -11,6 +11,7 @@ pub mod ids;
 pub mod spool;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use hookplane::api::v1::{self as api, node_sync_service_client::NodeSyncServiceClient};
@@ -32,20 +33,39 @@ const BACKOFF_MAX: Duration = Duration::from_secs(10);
 
 /// Where request handlers put finished events.
 #[derive(Clone, Debug)]
-pub struct EventSink(mpsc::UnboundedSender<Event>);
+pub struct EventSink {
+    sender: mpsc::UnboundedSender<Event>,
+    pending: Arc<AtomicUsize>,
+}
+
+/// The reporter's end: the queue and the count of events neither
+/// acknowledged nor spooled yet.
+#[derive(Debug)]
+pub struct EventQueue {
+    receiver: mpsc::UnboundedReceiver<Event>,
+    pending: Arc<AtomicUsize>,
+}
 
 impl EventSink {
-    /// A sink and the receiver the reporter drains.
-    pub fn new() -> (EventSink, mpsc::UnboundedReceiver<Event>) {
+    /// A sink and the queue the reporter drains.
+    pub fn new() -> (EventSink, EventQueue) {
         let (sender, receiver) = mpsc::unbounded_channel();
-        (EventSink(sender), receiver)
+        let pending = Arc::new(AtomicUsize::new(0));
+        (EventSink { sender, pending: pending.clone() }, EventQueue { receiver, pending })
     }
 
     /// Queues an event; never blocks.
     pub fn record(&self, event: Event) {
-        if self.0.send(event).is_err() {
+        self.pending.fetch_add(1, Ordering::Relaxed);
+        if self.sender.send(event).is_err() {
+            self.pending.fetch_sub(1, Ordering::Relaxed);
             tracing::error!("the event reporter stopped; an event was dropped");
         }
+    }
+
+    /// Events recorded but neither stored by the control plane nor spooled.
+    pub fn pending(&self) -> usize {
+        self.pending.load(Ordering::Relaxed)
     }
 }
 
@@ -84,9 +104,10 @@ impl Stream {
 /// Reports events until shutdown.
 pub async fn report(
     config: Arc<NodeConfig>,
-    mut events: mpsc::UnboundedReceiver<Event>,
+    queue: EventQueue,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let EventQueue { receiver: mut events, pending } = queue;
     let mut spool = Spool::open(config.cache_dir.clone());
     let mut stream: Option<Stream> = None;
     let mut backoff = BACKOFF_START;
@@ -102,10 +123,12 @@ pub async fn report(
                     Some(open) => open.deliver(batch.iter().map(node_event).collect()).await,
                     None => false,
                 };
+                let count = batch.len();
                 if !delivered {
                     stream = None;
                     keep(&mut spool, batch);
                 }
+                pending.fetch_sub(count, Ordering::Relaxed);
             }
             () = tokio::time::sleep_until(next_attempt), if stream.is_none() => {
                 match Stream::open(&config).await {
@@ -127,7 +150,9 @@ pub async fn report(
     // Whatever is still queued waits on disk for the next start.
     while let Ok(first) = events.try_recv() {
         let batch = drain(&config, first, &mut events);
+        let count = batch.len();
         keep(&mut spool, batch);
+        pending.fetch_sub(count, Ordering::Relaxed);
     }
 }
 
