@@ -102,11 +102,7 @@ impl Stream {
 }
 
 /// Reports events until shutdown.
-pub async fn report(
-    config: Arc<NodeConfig>,
-    queue: EventQueue,
-    mut shutdown: watch::Receiver<bool>,
-) {
+pub async fn report(config: Arc<NodeConfig>, queue: EventQueue, mut shutdown: watch::Receiver<bool>) {
     let EventQueue { receiver: mut events, pending } = queue;
     let mut spool = Spool::open(config.cache_dir.clone());
     let mut stream: Option<Stream> = None;
