@@ -177,6 +177,58 @@ mod tests {
     }
 
     #[test]
+    fn connectors_come_back_with_their_expressions() {
+        use hookplane::api::v1 as api;
+        let named = |name: &str, value: &str| api::NamedTemplate { name: name.into(), value: value.into() };
+        // Sources in printed form, so they come back byte for byte.
+        let spec = convert::connector_from_api(
+            &api::Connector {
+                display_name: "orders".into(),
+                auth: Some(api::InboundAuth { bearer_token: true, ..Default::default() }),
+                condition: "($payload.status == \"paid\")".into(),
+                mappings: vec![api::FieldMapping { name: "id".into(), expression: "$payload.id".into() }],
+                perform: Some(api::Perform {
+                    url: "https://erp.test/orders/${ $processed.id }".into(),
+                    headers: vec![named("Authorization", "Bearer ${ $secret.ERP }")],
+                    body: vec![api::BodyField {
+                        key: "total".into(),
+                        value: "($payload.amount / 100)".into(),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            "connector",
+        )
+        .unwrap();
+        let connector = hookplane::model::Connector {
+            id: "con_1".into(),
+            organization_id: "org".into(),
+            spec,
+            tokens: Vec::new(),
+            create_time: hookplane::model::now(),
+            update_time: hookplane::model::now(),
+            revision: 1,
+        };
+        let delta = ConfigDelta {
+            version: 2,
+            full: true,
+            connectors: vec![Versioned { item: connector.clone(), version: 2 }],
+            ..Default::default()
+        };
+        let (snapshot, rejected) = Snapshot::default().apply(&delta, Vec::new());
+        assert!(rejected.is_empty());
+        let dir = tempfile::tempdir().unwrap();
+        store(dir.path(), &snapshot).unwrap();
+        let loaded = load(dir.path()).unwrap().unwrap();
+        let restored = loaded.to_full_delta().connectors;
+        assert_eq!(restored.len(), 1);
+        assert_eq!(restored[0].item.spec, connector.spec);
+        assert_eq!(restored[0].version, 2);
+    }
+
+    #[test]
     fn garbage_is_reported_not_served() {
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join(FILE), b"\xff\xff not a snapshot").unwrap();

@@ -143,7 +143,7 @@ impl fmt::Display for Node {
 }
 
 /// Whether a key can be written as `.key`.
-fn is_plain_key(key: &str) -> bool {
+pub(crate) fn is_plain_key(key: &str) -> bool {
     let mut chars = key.chars();
     chars.next().is_some_and(super::lexer::is_ident_start) && chars.all(super::lexer::is_ident_continue)
 }

@@ -1,7 +1,7 @@
 //! Evaluating compiled programs.
 //!
-//! The evaluator walks the lowered tree with a budget of steps and output
-//! bytes. References borrow from the scope; only values an expression
+//! The evaluator walks a program in its arena with a budget of steps and
+//! output bytes. References borrow from the scope; only values an expression
 //! produces are allocated. Errors are values, never panics.
 
 use std::collections::HashMap;
@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use serde_json::{Map, Value};
 
 use super::ast::BinaryOp;
-use super::compile::{Op, Root, Step, TemplatePart};
+use super::code::{Code, Op, Root, Step};
 use super::error::EvalError;
 use super::functions;
 use super::value::{Val, equal, number, render_into, truthy, type_name};
@@ -58,6 +58,7 @@ impl Default for Limits {
 }
 
 pub(crate) struct Evaluator<'a, 's> {
+    pub code: &'s Code,
     pub scope: &'s Scope<'a>,
     pub limits: Limits,
     pub steps: u64,
@@ -86,15 +87,21 @@ impl<'a> Evaluator<'a, '_> {
         Ok(())
     }
 
-    pub fn eval(&mut self, op: &Op) -> Result<Val<'a>, EvalError> {
+    /// Evaluates the operation at `index` and what it reaches.
+    pub fn eval(&mut self, index: u32) -> Result<Val<'a>, EvalError> {
         self.step()?;
-        Ok(match op {
-            Op::Const(value) => Val::Owned(value.clone()),
-            Op::Ref(root, steps) => self.reference(*root, steps),
-            Op::Secret(name) => match self.scope.secrets.secret(name) {
-                Some(value) => Val::Owned(Value::String(value.to_owned())),
-                None => return Err(EvalError::MissingSecret(name.to_string())),
-            },
+        let code = self.code;
+        Ok(match code.op(index) {
+            Op::Const(value) => Val::Owned(code.constant(value).clone()),
+            Op::Text(text) => Val::Owned(Value::String(code.str(text).to_owned())),
+            Op::Ref(root, steps) => self.reference(root, code.steps(steps)),
+            Op::Secret(name) => {
+                let name = code.str(name);
+                match self.scope.secrets.secret(name) {
+                    Some(value) => Val::Owned(Value::String(value.to_owned())),
+                    None => return Err(EvalError::MissingSecret(name.to_owned())),
+                }
+            }
             Op::Not(operand) => Val::Owned(Value::Bool(!truthy(&*self.eval(operand)?))),
             Op::Neg(operand) => match &*self.eval(operand)? {
                 Value::Number(n) => match n.as_i64() {
@@ -107,16 +114,16 @@ impl<'a> Evaluator<'a, '_> {
             Op::Or(lhs, rhs) => Val::Owned(Value::Bool(truthy(&*self.eval(lhs)?) || truthy(&*self.eval(rhs)?))),
             Op::Binary(op, lhs, rhs) => {
                 let (lhs, rhs) = (self.eval(lhs)?, self.eval(rhs)?);
-                let value = binary(*op, &lhs, &rhs)?;
+                let value = binary(op, &lhs, &rhs)?;
                 self.check_size(&value)?;
                 Val::Owned(value)
             }
-            Op::If(branches) => {
-                let [condition, then, otherwise] = &**branches;
+            Op::If(start) => {
+                let [condition, then, otherwise] = code.branches(start);
                 if truthy(&*self.eval(condition)?) { self.eval(then)? } else { self.eval(otherwise)? }
             }
             Op::Coalesce(options) => {
-                for option in options.iter() {
+                for &option in code.args(options) {
                     let value = self.eval(option)?;
                     if !value.is_null() {
                         return Ok(value);
@@ -125,20 +132,21 @@ impl<'a> Evaluator<'a, '_> {
                 Val::Owned(Value::Null)
             }
             Op::Call(func, args) => {
+                let args = code.args(args);
                 let mut values = Vec::with_capacity(args.len());
-                for arg in args.iter() {
+                for &arg in args {
                     values.push(self.eval(arg)?);
                 }
-                let value = functions::call(*func, values)?;
+                let value = functions::call(func, values)?;
                 self.check_size(&value)?;
                 value
             }
             Op::Template(parts) => {
                 let mut out = String::new();
-                for part in parts.iter() {
-                    match part {
-                        TemplatePart::Text(text) => out.push_str(text),
-                        TemplatePart::Op(op) => render_into(&mut out, &*self.eval(op)?),
+                for &part in code.args(parts) {
+                    match code.op(part) {
+                        Op::Text(text) => out.push_str(code.str(text)),
+                        _ => render_into(&mut out, &*self.eval(part)?),
                     }
                     if out.len() > self.limits.max_output_bytes {
                         return Err(EvalError::OutputTooLarge(self.limits.max_output_bytes));
@@ -150,12 +158,12 @@ impl<'a> Evaluator<'a, '_> {
     }
 
     fn reference(&self, root: Root, steps: &[Step]) -> Val<'a> {
-        let scope = self.scope;
+        let (scope, code) = (self.scope, self.code);
         let (start, steps): (&'a Value, &[Step]) = match root {
             Root::Payload => (scope.payload, steps),
             Root::Lookup => (scope.lookup.unwrap_or(&NULL), steps),
             Root::Processed => match steps.split_first() {
-                Some((Step::Key(name), rest)) => (scope.processed.get(&**name).unwrap_or(&NULL), rest),
+                Some((Step::Key(name), rest)) => (scope.processed.get(code.str(*name)).unwrap_or(&NULL), rest),
                 _ => (&NULL, &[]),
             },
             Root::Secret => (&NULL, &[]),
@@ -163,7 +171,7 @@ impl<'a> Evaluator<'a, '_> {
         let mut current = start;
         for step in steps {
             current = match (step, current) {
-                (Step::Key(key), Value::Object(map)) => map.get(&**key).unwrap_or(&NULL),
+                (Step::Key(key), Value::Object(map)) => map.get(code.str(*key)).unwrap_or(&NULL),
                 (Step::Index(index), Value::Array(items)) => {
                     let position = if *index < 0 { items.len() as i64 + index } else { *index };
                     usize::try_from(position).ok().and_then(|p| items.get(p)).unwrap_or(&NULL)

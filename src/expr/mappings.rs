@@ -6,12 +6,14 @@ use serde_json::{Map, Value};
 use super::compile::Context;
 use super::error::{CompileErrors, EvalError};
 use super::eval::{Limits, Scope};
-use super::{Program, SourceKind, compile_in};
+use super::program::{Name, ProgramId, ProgramSet, ProgramSetBuilder};
+use super::{SecretSource, SourceKind};
 
-/// Compiled mappings, evaluated in order.
-#[derive(Clone, Debug)]
-pub struct MappingProgram {
-    mappings: Box<[(Box<str>, Program)]>,
+/// Compiled mappings in a [`ProgramSet`], evaluated in order.
+#[derive(Clone, Debug, Default)]
+pub struct Mappings {
+    /// Names are kept in the set's text.
+    entries: Box<[(Name, ProgramId)]>,
 }
 
 /// A mapping that failed to compile, by position.
@@ -21,51 +23,92 @@ pub struct MappingError {
     pub errors: CompileErrors,
 }
 
-/// Compiles `(name, source)` mappings. A mapping may read `$processed` of
-/// the mappings before it only; reading itself, a later one or an unknown
-/// one is an error. Every mapping's errors are returned.
-pub fn compile_mappings(mappings: &[(&str, &str)]) -> Result<MappingProgram, Vec<MappingError>> {
-    let mut compiled = Vec::with_capacity(mappings.len());
-    let mut errors = Vec::new();
-    let names: Vec<&str> = mappings.iter().map(|(name, _)| *name).collect();
-    for (index, (name, source)) in mappings.iter().enumerate() {
-        let context = Context { processed: Some(&names[..index]) };
-        match compile_in(source, SourceKind::Template, context) {
-            Ok(program) => compiled.push((Box::from(*name), program)),
-            Err(err) => errors.push(MappingError { index, errors: err }),
+impl Mappings {
+    /// A mapping may read `$processed` of the mappings before it only;
+    /// reading itself, a later one or an unknown one is an error. Every
+    /// mapping's errors are returned.
+    pub(crate) fn compile(
+        builder: &mut ProgramSetBuilder,
+        mappings: &[(&str, &str)],
+    ) -> Result<Mappings, Vec<MappingError>> {
+        let mut entries = Vec::with_capacity(mappings.len());
+        let mut errors = Vec::new();
+        let names: Vec<&str> = mappings.iter().map(|(name, _)| *name).collect();
+        for (index, (name, source)) in mappings.iter().enumerate() {
+            let context = Context { processed: Some(&names[..index]) };
+            match builder.compile(source, SourceKind::Template, context) {
+                Ok(program) => entries.push((builder.name(name), program)),
+                Err(err) => errors.push(MappingError { index, errors: err }),
+            }
         }
+        if errors.is_empty() { Ok(Mappings { entries: entries.into() }) } else { Err(errors) }
     }
-    if errors.is_empty() { Ok(MappingProgram { mappings: compiled.into_boxed_slice() }) } else { Err(errors) }
-}
 
-impl MappingProgram {
     /// Evaluates every mapping in order into `$processed`; a failure names
     /// the mapping's position.
     pub fn eval(
         &self,
+        set: &ProgramSet,
         payload: &Value,
         lookup: Option<&Value>,
-        secrets: &dyn super::SecretSource,
+        secrets: &dyn SecretSource,
         limits: &Limits,
     ) -> Result<Map<String, Value>, (usize, EvalError)> {
         let mut processed = Map::new();
-        for (index, (name, program)) in self.mappings.iter().enumerate() {
+        for (index, &(name, program)) in self.entries.iter().enumerate() {
             let value = {
                 let scope = Scope { payload, lookup, processed: &processed, secrets };
-                program.eval(&scope, limits).map_err(|err| (index, err))?
+                set.eval(program, &scope, limits).map_err(|err| (index, err))?
             };
-            processed.insert(name.to_string(), value);
+            processed.insert(set.name(name).to_owned(), value);
         }
         Ok(processed)
     }
 
     /// The mapping names, in order.
-    pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.mappings.iter().map(|(name, _)| &**name)
+    pub fn names<'s>(&'s self, set: &'s ProgramSet) -> impl Iterator<Item = &'s str> {
+        self.entries.iter().map(|&(name, _)| set.name(name))
     }
 
-    /// Every secret the mappings read.
-    pub fn secrets(&self) -> impl Iterator<Item = &str> {
-        self.mappings.iter().flat_map(|(_, p)| p.secrets())
+    /// Each mapping's name and program, in order.
+    pub fn entries<'s>(&'s self, set: &'s ProgramSet) -> impl Iterator<Item = (&'s str, ProgramId)> {
+        self.entries.iter().map(|&(name, program)| (set.name(name), program))
+    }
+}
+
+/// Mappings compiled on their own.
+#[derive(Clone, Debug)]
+pub struct MappingProgram {
+    set: ProgramSet,
+    mappings: Mappings,
+}
+
+/// Compiles `(name, source)` mappings on their own (see [`Mappings`]).
+pub fn compile_mappings(mappings: &[(&str, &str)]) -> Result<MappingProgram, Vec<MappingError>> {
+    let mut builder = ProgramSetBuilder::new();
+    let mappings = builder.compile_mappings(mappings)?;
+    Ok(MappingProgram { set: builder.finish(), mappings })
+}
+
+impl MappingProgram {
+    /// Evaluates every mapping in order (see [`Mappings::eval`]).
+    pub fn eval(
+        &self,
+        payload: &Value,
+        lookup: Option<&Value>,
+        secrets: &dyn SecretSource,
+        limits: &Limits,
+    ) -> Result<Map<String, Value>, (usize, EvalError)> {
+        self.mappings.eval(&self.set, payload, lookup, secrets, limits)
+    }
+
+    /// The mapping names, in order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.mappings.names(&self.set)
+    }
+
+    /// Every secret the mappings read, sorted.
+    pub fn secrets(&self) -> Vec<&str> {
+        self.set.all_secrets()
     }
 }

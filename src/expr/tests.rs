@@ -402,6 +402,22 @@ proptest! {
     }
 
     #[test]
+    fn a_printed_program_compiles_to_one_that_behaves_the_same(source in arb_expr()) {
+        let payload = payload();
+        let scope = Scope { payload: &payload, lookup: None, processed: &Map::new(), secrets: &NoSecrets };
+        for kind in [SourceKind::Expression, SourceKind::Template] {
+            let first = compile(&source, kind).unwrap();
+            let printed = first.source();
+            let second = compile(&printed, kind);
+            prop_assert!(second.is_ok(), "{source} printed as {printed}: {:?}", second.err());
+            let second = second.unwrap();
+            prop_assert_eq!(second.source(), printed.clone(), "printing is stable");
+            let (a, b) = (first.eval(&scope, &Limits::default()), second.eval(&scope, &Limits::default()));
+            prop_assert_eq!(format!("{a:?}"), format!("{b:?}"), "{} printed as {}", source, printed);
+        }
+    }
+
+    #[test]
     fn printing_and_parsing_again_gives_the_same_tree(source in arb_expr()) {
         let (first, errors) = parser::parse_expression(&source, &source, 0);
         prop_assert!(errors.is_empty());
@@ -410,6 +426,47 @@ proptest! {
         prop_assert!(errors.is_empty(), "{printed}: {errors:?}");
         prop_assert_eq!(first, second);
     }
+}
+
+#[test]
+fn templates_print_back_as_templates() {
+    let cases = [
+        ("https://x.test/$payload.id?q=1", "https://x.test/${ $payload.id }?q=1"),
+        ("Bearer $secret.TOKEN", "Bearer ${ $secret.TOKEN }"),
+        (
+            "costs $$5 for ${ $payload.customer[\"first name\"] }",
+            "costs $$5 for ${ $payload.customer[\"first name\"] }",
+        ),
+        ("plain text", "plain text"),
+        ("", ""),
+        ("$payload.count", "$payload.count"),
+        ("default($payload.a, \"x\")", "coalesce($payload.a, \"x\")"),
+        ("  42 ", "42"),
+    ];
+    let payload = payload();
+    let scope = Scope { payload: &payload, lookup: None, processed: &Map::new(), secrets: &secrets() };
+    for (source, printed) in cases {
+        let program = compile(source, SourceKind::Template).unwrap();
+        assert_eq!(program.source(), printed, "{source}");
+        let again = compile(printed, SourceKind::Template).unwrap();
+        assert_eq!(
+            program.eval(&scope, &Limits::default()).unwrap(),
+            again.eval(&scope, &Limits::default()).unwrap(),
+            "{source}"
+        );
+    }
+}
+
+#[test]
+fn a_failed_program_leaves_nothing_in_its_set() {
+    let mut builder = ProgramSetBuilder::new();
+    let kept = builder.compile("$payload.a", SourceKind::Template, Context::default()).unwrap();
+    builder.compile("concat($payload.b, nope())", SourceKind::Template, Context::default()).unwrap_err();
+    let set = builder.finish();
+    assert_eq!(set.source(kept), "$payload.a");
+    let mut alone = ProgramSetBuilder::new();
+    alone.compile("$payload.a", SourceKind::Template, Context::default()).unwrap();
+    assert_eq!(format!("{set:?}"), format!("{:?}", alone.finish()), "the failed program left nothing behind");
 }
 
 #[test]

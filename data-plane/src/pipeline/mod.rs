@@ -110,9 +110,12 @@ impl Executor {
         let spec = &deployed.connector.spec;
         let compiled = &deployed.compiled;
         let empty = Map::new();
-        if let Some(condition) = &compiled.condition {
+        if let Some(condition) = compiled.condition {
             let scope = Scope { payload, lookup: None, processed: &empty, secrets };
-            let value = condition.eval(&scope, &self.limits).map_err(|e| Failure::new(format!("condition: {e}")))?;
+            let value = compiled
+                .programs
+                .eval_cow(condition, &scope, &self.limits)
+                .map_err(|e| Failure::new(format!("condition: {e}")))?;
             let passed = expr::truthy(&value);
             run.trace.condition_result = Some(passed);
             if !passed {
@@ -122,8 +125,7 @@ impl Executor {
         let lookup_value = match (&spec.lookup, &compiled.lookup) {
             (Some(lookup), Some(program)) => {
                 let scope = Scope { payload, lookup: None, processed: &empty, secrets };
-                let target =
-                    Target { compiled: program, headers: &lookup.headers, query: &lookup.query, field: "lookup" };
+                let target = Target { programs: &compiled.programs, compiled: program, field: "lookup" };
                 let (url, headers) = render_target(&target, &scope, &self.limits, depth)
                     .map_err(|e| Failure::new(format!("lookup failed: {e}")))?;
                 let timeout = Duration::from_millis(if lookup.timeout_ms == 0 { 30_000 } else { lookup.timeout_ms });
@@ -156,11 +158,11 @@ impl Executor {
         };
         let processed = compiled
             .mappings
-            .eval(payload, lookup_value.as_ref(), secrets, &self.limits)
-            .map_err(|(i, e)| Failure::new(format!("mappings[{i}] ({}): {e}", spec.mappings[i].name)))?;
+            .eval(&compiled.programs, payload, lookup_value.as_ref(), secrets, &self.limits)
+            .map_err(|(i, e)| Failure::new(format!("mappings[{i}] ({}): {e}", compiled.mapping_name(i))))?;
         run.trace.processed = serde_json::to_string(&processed).unwrap_or_default();
         let scope = Scope { payload, lookup: lookup_value.as_ref(), processed: &processed, secrets };
-        let mut request = render_perform(&spec.perform, &compiled.perform, &scope, &self.limits, depth)
+        let mut request = render_perform(&spec.perform, compiled, &scope, &self.limits, depth)
             .map_err(|e| Failure::new(format!("perform: {e}")))?;
         self.authorize(deployed, &scope, &mut request, &mut run.redactor).await?;
         self.perform(request, plan, deployed, run).await
@@ -175,10 +177,11 @@ impl Executor {
         redactor: &mut Redactor,
     ) -> Result<(), Failure> {
         let perform = &deployed.connector.spec.perform;
-        let programs = &deployed.compiled.outbound_auth;
+        let compiled = &deployed.compiled;
         let render = |i: usize, field: &str| {
-            programs[i]
-                .eval(scope, &self.limits)
+            compiled
+                .programs
+                .eval(compiled.outbound_auth[i], scope, &self.limits)
                 .map(|v| expr::render(&v))
                 .map_err(|e| Failure::new(format!("{field}: {e}")))
         };

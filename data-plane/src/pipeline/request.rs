@@ -5,13 +5,13 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::Bytes;
-use hookplane::expr::{self, Limits, Program, Scope};
-use hookplane::model::{BodyField, BodyType, NamedTemplate, Perform};
+use hookplane::expr::{self, Limits, ProgramId, ProgramSet, Scope};
+use hookplane::model::{BodyType, FilePart, Perform};
 use hyper::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use hyper::{HeaderMap, Method};
 use serde_json::{Map, Value};
 
-use crate::compiled::CompiledRequest;
+use crate::compiled::{CompiledConnector, CompiledRequest};
 use crate::outbound::OutboundRequest;
 
 /// The header that counts hops between hookplane connectors (SPEC §4).
@@ -20,19 +20,33 @@ pub static DEPTH_HEADER: HeaderName = HeaderName::from_static("x-hookplane-depth
 /// Why a request could not be rendered; names the field.
 pub type RenderError = String;
 
-fn eval(program: &Program, scope: &Scope<'_>, limits: &Limits, field: &str) -> Result<Value, RenderError> {
-    program.eval(scope, limits).map_err(|e| format!("{field}: {e}"))
+/// Evaluates one program of `programs`. The field is named only on error,
+/// so the success path formats nothing.
+fn eval(
+    programs: &ProgramSet,
+    program: ProgramId,
+    scope: &Scope<'_>,
+    limits: &Limits,
+    field: impl FnOnce() -> String,
+) -> Result<Value, RenderError> {
+    programs.eval(program, scope, limits).map_err(|e| format!("{}: {e}", field()))
 }
 
-fn text(program: &Program, scope: &Scope<'_>, limits: &Limits, field: &str) -> Result<String, RenderError> {
-    eval(program, scope, limits, field).map(|v| expr::render(&v))
+fn text(
+    programs: &ProgramSet,
+    program: ProgramId,
+    scope: &Scope<'_>,
+    limits: &Limits,
+    field: impl FnOnce() -> String,
+) -> Result<String, RenderError> {
+    eval(programs, program, scope, limits, field).map(|v| expr::render(&v))
 }
 
 /// URL, query and headers shared by lookup and perform.
 pub struct Target<'a> {
+    /// The connector's programs, which `compiled` indexes.
+    pub programs: &'a ProgramSet,
     pub compiled: &'a CompiledRequest,
-    pub headers: &'a [NamedTemplate],
-    pub query: &'a [NamedTemplate],
     pub field: &'static str,
 }
 
@@ -44,20 +58,23 @@ pub fn render_target(
     depth: u32,
 ) -> Result<(url::Url, HeaderMap), RenderError> {
     let field = target.field;
-    let raw = text(&target.compiled.url, scope, limits, &format!("{field}.url"))?;
+    let programs = target.programs;
+    let raw = text(programs, target.compiled.url, scope, limits, || format!("{field}.url"))?;
     let mut url = url::Url::parse(raw.trim()).map_err(|e| format!("{field}.url: `{raw}` is not a valid URL ({e})"))?;
-    if !target.query.is_empty() {
+    let compiled = target.compiled;
+    if !compiled.query.is_empty() {
         let mut pairs = url.query_pairs_mut();
-        for (i, (named, program)) in target.query.iter().zip(&target.compiled.query).enumerate() {
-            let value = text(program, scope, limits, &format!("{field}.query[{i}].value"))?;
-            pairs.append_pair(&named.name, &value);
+        for (i, named) in compiled.query.iter().enumerate() {
+            let value = text(programs, named.value, scope, limits, || format!("{field}.query[{i}].value"))?;
+            pairs.append_pair(programs.name(named.name), &value);
         }
     }
-    let mut headers = HeaderMap::with_capacity(target.headers.len() + 2);
-    for (i, (named, program)) in target.headers.iter().zip(&target.compiled.headers).enumerate() {
-        let name = HeaderName::from_bytes(named.name.as_bytes())
-            .map_err(|_| format!("{field}.headers[{i}].name: `{}` is not a header name", named.name))?;
-        let value = text(program, scope, limits, &format!("{field}.headers[{i}].value"))?;
+    let mut headers = HeaderMap::with_capacity(compiled.headers.len() + 2);
+    for (i, named) in compiled.headers.iter().enumerate() {
+        let name = programs.name(named.name);
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| format!("{field}.headers[{i}].name: `{name}` is not a header name"))?;
+        let value = text(programs, named.value, scope, limits, || format!("{field}.headers[{i}].value"))?;
         let value = HeaderValue::from_str(&value)
             .map_err(|_| format!("{field}.headers[{i}].value: the rendered value is not a valid header value"))?;
         headers.append(name, value);
@@ -69,20 +86,21 @@ pub fn render_target(
 /// Renders the perform request without its outbound auth.
 pub fn render_perform(
     perform: &Perform,
-    compiled: &CompiledRequest,
+    compiled: &CompiledConnector,
     scope: &Scope<'_>,
     limits: &Limits,
     depth: u32,
 ) -> Result<OutboundRequest, RenderError> {
+    let programs = &compiled.programs;
     let method = Method::from_bytes(perform.method.as_bytes())
         .map_err(|_| format!("perform.method: `{}` is not an HTTP method", perform.method))?;
-    let target = Target { compiled, headers: &perform.headers, query: &perform.query, field: "perform" };
+    let target = Target { programs, compiled: &compiled.perform, field: "perform" };
     let (url, mut headers) = render_target(&target, scope, limits, depth)?;
     let (content_type, body) = match perform.body_type {
         BodyType::None => (None, Bytes::new()),
         BodyType::Raw => {
-            let program = compiled.raw_body.as_ref().ok_or("perform.raw_body: missing")?;
-            let body = text(program, scope, limits, "perform.raw_body")?;
+            let program = compiled.raw_body.ok_or("perform.raw_body: missing")?;
+            let body = text(programs, program, scope, limits, || "perform.raw_body".to_owned())?;
             let content_type =
                 if perform.raw_content_type.is_empty() { "text/plain" } else { &perform.raw_content_type };
             (Some(content_type.to_owned()), Bytes::from(body))
@@ -90,7 +108,7 @@ pub fn render_perform(
         BodyType::Json => {
             let mut root = Map::new();
             for (i, value) in field_values(perform, compiled, scope, limits)? {
-                insert_dotted(&mut root, &perform.body[i].key, value);
+                insert_dotted(&mut root, programs.name(compiled.body[i].key), value);
             }
             let body = serde_json::to_vec(&Value::Object(root)).map_err(|e| format!("perform.body: {e}"))?;
             (Some("application/json".to_owned()), Bytes::from(body))
@@ -98,7 +116,7 @@ pub fn render_perform(
         BodyType::FormUrlencoded => {
             let mut form = url::form_urlencoded::Serializer::new(String::new());
             for (i, value) in field_values(perform, compiled, scope, limits)? {
-                form.append_pair(&perform.body[i].key, &expr::render(&value));
+                form.append_pair(programs.name(compiled.body[i].key), &expr::render(&value));
             }
             (Some("application/x-www-form-urlencoded".to_owned()), Bytes::from(form.finish()))
         }
@@ -106,7 +124,8 @@ pub fn render_perform(
             let boundary = format!("hookplane-{:032x}", rand::random::<u128>());
             let mut body = Vec::new();
             for (i, value) in field_values(perform, compiled, scope, limits)? {
-                write_part(&mut body, &boundary, &perform.body[i], i, &value)?;
+                let field = &compiled.body[i];
+                write_part(&mut body, &boundary, programs.name(field.key), field.file.as_deref(), i, &value)?;
             }
             body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
             (Some(format!("multipart/form-data; boundary={boundary}")), Bytes::from(body))
@@ -125,13 +144,13 @@ pub fn render_perform(
 /// Each body field's value with its index, nulls left out when asked.
 fn field_values(
     perform: &Perform,
-    compiled: &CompiledRequest,
+    compiled: &CompiledConnector,
     scope: &Scope<'_>,
     limits: &Limits,
 ) -> Result<Vec<(usize, Value)>, RenderError> {
-    let mut values = Vec::with_capacity(perform.body.len());
-    for (i, program) in compiled.body.iter().enumerate() {
-        let value = eval(program, scope, limits, &format!("perform.body[{i}].value"))?;
+    let mut values = Vec::with_capacity(compiled.body.len());
+    for (i, field) in compiled.body.iter().enumerate() {
+        let value = eval(&compiled.programs, field.value, scope, limits, || format!("perform.body[{i}].value"))?;
         if !(perform.skip_null_values && value.is_null()) {
             values.push((i, value));
         }
@@ -162,12 +181,13 @@ pub fn insert_dotted(root: &mut Map<String, Value>, key: &str, value: Value) {
 fn write_part(
     body: &mut Vec<u8>,
     boundary: &str,
-    field: &BodyField,
+    key: &str,
+    file: Option<&FilePart>,
     i: usize,
     value: &Value,
 ) -> Result<(), RenderError> {
-    let name = field.key.replace('"', "%22");
-    let Some(file) = &field.file else {
+    let name = key.replace('"', "%22");
+    let Some(file) = file else {
         body.extend_from_slice(
             format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n").as_bytes(),
         );

@@ -1,0 +1,221 @@
+//! Compiled programs: a [`ProgramSet`] holds many (a connector's every
+//! expression) in one arena, a [`Program`] is a set of one.
+
+use std::borrow::Cow;
+
+use serde_json::Value;
+
+use super::code::{Code, CodeBuilder, Op, Root, Step, Str};
+use super::compile::{Context, Lowering};
+use super::error::{CompileError, CompileErrors, EvalError};
+use super::eval::{Evaluator, Limits, Scope};
+use super::functions;
+use super::lexer::is_ident_continue;
+use super::mappings::{MappingError, Mappings};
+use super::{SourceKind, parser, template};
+
+/// A program of a [`ProgramSet`]: valid only in the set that made it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProgramId(u32);
+
+/// A name stored in a [`ProgramSet`]'s text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Name(Str);
+
+/// Programs compiled into one flat arena, immutable and shared by the
+/// threads evaluating them.
+#[derive(Clone, Debug, Default)]
+pub struct ProgramSet {
+    code: Code,
+}
+
+/// Compiles programs into a [`ProgramSet`].
+#[derive(Debug, Default)]
+pub struct ProgramSetBuilder {
+    code: CodeBuilder,
+}
+
+impl ProgramSetBuilder {
+    pub fn new() -> ProgramSetBuilder {
+        ProgramSetBuilder::default()
+    }
+
+    /// Compiles `source` where `context` says what it may refer to,
+    /// returning every error found; a failed program leaves nothing behind.
+    pub fn compile(
+        &mut self,
+        source: &str,
+        kind: SourceKind,
+        context: Context<'_>,
+    ) -> Result<ProgramId, CompileErrors> {
+        let (node, mut errors) = match kind {
+            SourceKind::Expression => {
+                if source.trim().is_empty() {
+                    let error = CompileError::at(source, 0..source.len(), "expected an expression");
+                    return Err(CompileErrors(vec![error]));
+                }
+                parser::parse_expression(source, source, 0)
+            }
+            SourceKind::Template => {
+                let (node, errors) = parser::parse_expression(source, source, 0);
+                if errors.is_empty() && !source.trim().is_empty() {
+                    (node, errors)
+                } else if starts_with_call(source) {
+                    // `concat($payload.a` is a broken expression, not text.
+                    (node, errors)
+                } else {
+                    template::parse_template(source)
+                }
+            }
+        };
+        let mark = self.code.mark();
+        let mut lowering = Lowering { source, context, code: &mut self.code, errors: Vec::new() };
+        let root = lowering.lower(&node);
+        errors.extend(lowering.errors);
+        if !errors.is_empty() {
+            self.code.reset(mark);
+            errors.sort_by_key(|e| e.span.start);
+            return Err(CompileErrors(errors));
+        }
+        Ok(ProgramId(root))
+    }
+
+    /// Compiles `(name, source)` mappings; see [`super::compile_mappings`].
+    pub fn compile_mappings(&mut self, mappings: &[(&str, &str)]) -> Result<Mappings, Vec<MappingError>> {
+        Mappings::compile(self, mappings)
+    }
+
+    /// Stores a name (a header, a body key …) with the programs, so a
+    /// connector's names and programs share one arena.
+    pub fn name(&mut self, name: &str) -> Name {
+        Name(self.code.str(name))
+    }
+
+    pub fn finish(self) -> ProgramSet {
+        ProgramSet { code: self.code.finish() }
+    }
+}
+
+/// Whether `source` opens with a known function's name and `(`.
+fn starts_with_call(source: &str) -> bool {
+    let trimmed = source.trim_start();
+    let name_len = trimmed.chars().take_while(|&c| is_ident_continue(c)).count();
+    trimmed[name_len..].starts_with('(') && functions::lookup(&trimmed[..name_len]).is_some()
+}
+
+impl ProgramSet {
+    /// Evaluates a program; the result is owned.
+    pub fn eval(&self, id: ProgramId, scope: &Scope<'_>, limits: &Limits) -> Result<Value, EvalError> {
+        self.eval_cow(id, scope, limits).map(Cow::into_owned)
+    }
+
+    /// Evaluates a program, borrowing the result from the scope when it is
+    /// a plain reference (no copy of the payload).
+    pub fn eval_cow<'a>(&self, id: ProgramId, scope: &Scope<'a>, limits: &Limits) -> Result<Cow<'a, Value>, EvalError> {
+        Evaluator { code: &self.code, scope, limits: *limits, steps: 0 }.eval(id.0)
+    }
+
+    /// Names of the secrets a program reads (`$secret.NAME`), sorted.
+    /// Derived on demand: nodes hold many programs and ask this rarely.
+    pub fn secrets(&self, id: ProgramId) -> Vec<&str> {
+        let mut names = Vec::new();
+        self.code.visit(id.0, &mut |op| {
+            if let Op::Secret(name) = op {
+                names.push(self.code.str(name));
+            }
+        });
+        sorted(names)
+    }
+
+    /// Names of the secrets any program of the set reads, sorted.
+    pub fn all_secrets(&self) -> Vec<&str> {
+        let names = self.code.ops().iter().filter_map(|op| match *op {
+            Op::Secret(name) => Some(self.code.str(name)),
+            _ => None,
+        });
+        sorted(names.collect())
+    }
+
+    /// Names of the mappings a program reads (`$processed.NAME`), sorted.
+    pub fn processed(&self, id: ProgramId) -> Vec<&str> {
+        let mut names = Vec::new();
+        self.code.visit(id.0, &mut |op| {
+            if let Op::Ref(Root::Processed, steps) = op
+                && let Some(Step::Key(name)) = self.code.steps(steps).first()
+            {
+                names.push(self.code.str(*name));
+            }
+        });
+        sorted(names)
+    }
+
+    /// Whether a program reads `$lookup` (so a lookup must run first).
+    pub fn uses_lookup(&self, id: ProgramId) -> bool {
+        let mut found = false;
+        self.code.visit(id.0, &mut |op| found |= matches!(op, Op::Ref(Root::Lookup, _)));
+        found
+    }
+
+    /// A program as source text that compiles to a program behaving the
+    /// same (see [`super::print`]).
+    pub fn source(&self, id: ProgramId) -> String {
+        super::print::source(&self.code, id.0)
+    }
+
+    /// The text of a name stored with [`ProgramSetBuilder::name`].
+    pub fn name(&self, name: Name) -> &str {
+        self.code.str(name.0)
+    }
+}
+
+fn sorted(mut names: Vec<&str>) -> Vec<&str> {
+    names.sort_unstable();
+    names.dedup();
+    names
+}
+
+/// One compiled expression or template, on its own.
+#[derive(Clone, Debug)]
+pub struct Program {
+    set: ProgramSet,
+    id: ProgramId,
+}
+
+impl Program {
+    pub(crate) fn compile(source: &str, kind: SourceKind, context: Context<'_>) -> Result<Program, CompileErrors> {
+        let mut builder = ProgramSetBuilder::new();
+        let id = builder.compile(source, kind, context)?;
+        Ok(Program { set: builder.finish(), id })
+    }
+
+    /// Evaluates the program; the result is owned.
+    pub fn eval(&self, scope: &Scope<'_>, limits: &Limits) -> Result<Value, EvalError> {
+        self.set.eval(self.id, scope, limits)
+    }
+
+    /// Evaluates the program, borrowing the result from the scope when it
+    /// is a plain reference (no copy of the payload).
+    pub fn eval_cow<'a>(&self, scope: &Scope<'a>, limits: &Limits) -> Result<Cow<'a, Value>, EvalError> {
+        self.set.eval_cow(self.id, scope, limits)
+    }
+
+    /// Names of the secrets the program reads (`$secret.NAME`), sorted.
+    pub fn secrets(&self) -> Vec<&str> {
+        self.set.secrets(self.id)
+    }
+
+    /// Names of the mappings the program reads (`$processed.NAME`), sorted.
+    pub fn processed(&self) -> Vec<&str> {
+        self.set.processed(self.id)
+    }
+
+    /// Whether the program reads `$lookup` (so a lookup must run first).
+    pub fn uses_lookup(&self) -> bool {
+        self.set.uses_lookup(self.id)
+    }
+
+    /// The program as source text (see [`ProgramSet::source`]).
+    pub fn source(&self) -> String {
+        self.set.source(self.id)
+    }
+}
