@@ -7,8 +7,11 @@
 //!
 //! For each pair it measures the maximum throughput (closed loop), then
 //! latency with both sides offered the same fixed rate, 80 % of hookplane's
-//! maximum (open loop, latency from when each request was due), and prints
-//! the ratios. Hookplane runs as `hookplane dev` does: the control plane on
+//! sustained maximum (open loop, latency from when each request was due),
+//! and prints the ratios. Hookplane's sustained maximum counts the time its
+//! event backlog took to store after the peak: answering faster than events
+//! are stored only defers the work, and a rate derived from the deferred
+//! peak would overload it in the fixed-rate phase. Hookplane runs as `hookplane dev` does: the control plane on
 //! SQLite and one node in this process, events reported and stored. Between
 //! phases the harness waits until the node's event backlog is stored and
 //! prints how long that took.
@@ -33,6 +36,11 @@ use hookplane_sdk::api;
 use support::nodes::start_dev_node;
 use support::triggers::{create, use_plan};
 use support::{Backend, TestPlane};
+
+/// The allocator of the `hookplane` binary, so both sides run as shipped
+/// (the baselines share the process and so get it too).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const ORDER: &str = r#"{"id":"ord_8f2k1","status":"paid","total":129.5,"currency":"EUR","customer":{"id":"cus_19","email":"  Ada.Lovelace@Example.COM ","name":"Ada Lovelace"},"items":[{"sku":"BK-1","qty":2,"price":40},{"sku":"PN-7","qty":1,"price":49.5}],"created_at":"2026-11-23T10:00:00Z"}"#;
 const SIGNING_KEY: &str = "whsec-benchmark-signing-key";
@@ -123,12 +131,13 @@ async fn measure(pair: &Pair, node: &DataPlane, seconds: Duration) -> String {
     // At peak the node answers faster than the control plane stores events
     // on the same cores; the backlog must not leak into the next phase.
     let backlog = drain_events(node).await;
-    let rate = ours_max.throughput() * 0.8;
+    let sustained = ours_max.ok as f64 / (ours_max.elapsed + backlog).as_secs_f64();
+    let rate = sustained * 0.8;
     let base_fixed = load(pair.baseline.0, &pair.baseline.1, Pace::Rate(rate), seconds).await;
     let ours_fixed = load(pair.hookplane.0, &pair.hookplane.1, Pace::Rate(rate), seconds).await;
     let fixed_backlog = drain_events(node).await;
 
-    let throughput_ratio = ours_max.throughput() / base_max.throughput();
+    let throughput_ratio = sustained / base_max.throughput();
     let p99_ratio = ours_fixed.percentile(0.99).as_secs_f64() / base_fixed.percentile(0.99).as_secs_f64();
     let errors = base_max.errors + ours_max.errors + base_fixed.errors + ours_fixed.errors;
     for report in [&base_max, &ours_max, &base_fixed, &ours_fixed] {
@@ -137,11 +146,12 @@ async fn measure(pair: &Pair, node: &DataPlane, seconds: Duration) -> String {
         }
     }
     format!(
-        "| {} | {} {:.0}/s | {:.0}/s | **{:.2}×** ({} ≥ {:.2}) | {:.1} s / {:.1} s | {:.0}/s | {} / {} | {} / {} | **{:.2}×** ({} ≤ {:.1}) | {} |",
+        "| {} | {} {:.0}/s | {:.0}/s | {:.0}/s | **{:.2}×** ({} ≥ {:.2}) | {:.1} s / {:.1} s | {:.0}/s | {} / {} | {} / {} | **{:.2}×** ({} ≤ {:.1}) | {} |",
         pair.name,
         pair.baseline_name,
         base_max.throughput(),
         ours_max.throughput(),
+        sustained,
         throughput_ratio,
         verdict(throughput_ratio >= pair.throughput_target),
         pair.throughput_target,
@@ -212,9 +222,9 @@ async fn main() {
     println!("trigger_load: {cores} cores, {}s per measurement, servers on 2 worker threads", seconds.as_secs());
     println!();
     println!(
-        "| Scenario | Baseline max | Hookplane max | Throughput ratio | Event backlog drain (peak / fixed) | Offered rate | Baseline p50 / p99 ms | Hookplane p50 / p99 ms | p99 ratio | Errors |"
+        "| Scenario | Baseline max | Hookplane peak (answered) | Hookplane sustained (answered and stored) | Throughput ratio (sustained) | Event backlog drain (peak / fixed) | Offered rate | Baseline p50 / p99 ms | Hookplane p50 / p99 ms | p99 ratio | Errors |"
     );
-    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     let only = std::env::var("HOOKPLANE_LOAD_ONLY").unwrap_or_default();
     for pair in pairs.iter().filter(|p| p.name.contains(&only)) {
         println!("{}", measure(pair, &node, seconds).await);
