@@ -458,6 +458,13 @@ fn templates_print_back_as_templates() {
 }
 
 #[test]
+fn operations_stay_small() {
+    // Nodes hold every connector's programs; this is their memory budget.
+    assert_eq!(std::mem::size_of::<code::Op>(), 12);
+    assert_eq!(std::mem::size_of::<code::Step>(), 16);
+}
+
+#[test]
 fn a_failed_program_leaves_nothing_in_its_set() {
     let mut builder = ProgramSetBuilder::new();
     let kept = builder.compile("$payload.a", SourceKind::Template, Context::default()).unwrap();
