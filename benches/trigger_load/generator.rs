@@ -50,6 +50,8 @@ pub struct Report {
     pub errors: u64,
     pub first_error: Option<String>,
     pub elapsed: Duration,
+    /// CPU the generator's thread spent on this run.
+    pub cpu: Duration,
     /// Sorted.
     pub latencies: Vec<Duration>,
 }

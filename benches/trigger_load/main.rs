@@ -24,6 +24,7 @@
 mod support;
 
 mod baselines;
+mod cpu;
 mod generator;
 
 use std::net::SocketAddr;
@@ -89,17 +90,27 @@ struct Pair {
     throughput_target: f64,
 }
 
-/// Runs the load from its own thread and runtime, so the generator does not
-/// share the servers' scheduler.
+/// Runs the load from its own named thread and runtime, so the generator
+/// does not share the servers' scheduler and its CPU is counted apart.
 async fn load(address: SocketAddr, call: &Call, pace: Pace, duration: Duration) -> Report {
     let call = call.clone();
     let connections = setting("HOOKPLANE_LOAD_CONNECTIONS", 32usize);
-    tokio::task::spawn_blocking(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        runtime.block_on(generator::run(address, &call, connections, pace, duration))
-    })
-    .await
-    .expect("load thread")
+    let (done, report) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name(cpu::GENERATOR_THREAD.into())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let mut report = runtime.block_on(generator::run(address, &call, connections, pace, duration));
+            report.cpu = cpu::this_thread();
+            let _ = done.send(report);
+        })
+        .expect("load thread");
+    report.await.expect("load thread")
+}
+
+/// Microseconds of CPU per answered request.
+fn per_request(spent: Duration, answered: u64) -> f64 {
+    spent.as_secs_f64() * 1e6 / answered.max(1) as f64
 }
 
 fn ms(d: Duration) -> String {
@@ -120,17 +131,21 @@ async fn drain_events(node: &DataPlane) -> Duration {
     started.elapsed()
 }
 
-async fn measure(pair: &Pair, node: &DataPlane, seconds: Duration) -> String {
+/// The pair's row of the results table and of the CPU table.
+async fn measure(pair: &Pair, node: &DataPlane, seconds: Duration) -> (String, String) {
     // Warm both sides: connection pools, caches, limiter keys.
     for (address, call) in [&pair.baseline, &pair.hookplane] {
         load(*address, call, Pace::Closed, Duration::from_secs(1)).await;
     }
     drain_events(node).await;
+    let before = cpu::sample();
     let base_max = load(pair.baseline.0, &pair.baseline.1, Pace::Closed, seconds).await;
+    let between = cpu::sample();
     let ours_max = load(pair.hookplane.0, &pair.hookplane.1, Pace::Closed, seconds).await;
     // At peak the node answers faster than the control plane stores events
     // on the same cores; the backlog must not leak into the next phase.
     let backlog = drain_events(node).await;
+    let (base_cpu, ours_cpu) = (before.until(&between), between.until(&cpu::sample()));
     let sustained = ours_max.ok as f64 / (ours_max.elapsed + backlog).as_secs_f64();
     let rate = sustained * 0.8;
     let base_fixed = load(pair.baseline.0, &pair.baseline.1, Pace::Rate(rate), seconds).await;
@@ -145,7 +160,21 @@ async fn measure(pair: &Pair, node: &DataPlane, seconds: Duration) -> String {
             eprintln!("{}: first error: {error}", pair.name);
         }
     }
-    format!(
+    let cpu_row = format!(
+        "| {} | {:.1} | {:.1} ({:.1} workers, {:.1} SQLite, {:.1} other) | {:.2}× | {:.1} / {:.1} |",
+        pair.name,
+        per_request(base_cpu.servers(), base_max.ok),
+        per_request(ours_cpu.servers(), ours_max.ok),
+        per_request(ours_cpu.workers, ours_max.ok),
+        per_request(ours_cpu.sqlite, ours_max.ok),
+        per_request(ours_cpu.other, ours_max.ok),
+        ours_cpu.servers().as_secs_f64()
+            / ours_max.ok.max(1) as f64
+            / (base_cpu.servers().as_secs_f64() / base_max.ok.max(1) as f64),
+        per_request(base_max.cpu, base_max.ok),
+        per_request(ours_max.cpu, ours_max.ok),
+    );
+    let row = format!(
         "| {} | {} {:.0}/s | {:.0}/s | {:.0}/s | **{:.2}×** ({} ≥ {:.2}) | {:.1} s / {:.1} s | {:.0}/s | {} / {} | {} / {} | **{:.2}×** ({} ≤ {:.1}) | {} |",
         pair.name,
         pair.baseline_name,
@@ -166,7 +195,8 @@ async fn measure(pair: &Pair, node: &DataPlane, seconds: Duration) -> String {
         verdict(p99_ratio <= P99_TARGET),
         P99_TARGET,
         errors,
-    )
+    );
+    (row, cpu_row)
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -226,8 +256,21 @@ async fn main() {
     );
     println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     let only = std::env::var("HOOKPLANE_LOAD_ONLY").unwrap_or_default();
+    let mut cpu_rows = Vec::new();
     for pair in pairs.iter().filter(|p| p.name.contains(&only)) {
-        println!("{}", measure(pair, &node, seconds).await);
+        let (row, cpu_row) = measure(pair, &node, seconds).await;
+        println!("{row}");
+        cpu_rows.push(cpu_row);
+    }
+    println!();
+    println!("CPU per answered request in the closed-loop phases, µs (hookplane's includes storing its events):");
+    println!();
+    println!(
+        "| Scenario | Baseline servers | Hookplane (node + control plane) | Ratio | Generator, baseline / hookplane |"
+    );
+    println!("| --- | ---: | ---: | ---: | ---: |");
+    for row in cpu_rows {
+        println!("{row}");
     }
     node.shutdown().await;
     plane.finish().await;

@@ -1,0 +1,84 @@
+//! CPU time per thread of this process, from Linux's
+//! `/proc/self/task/*/schedstat` (nanoseconds on the CPU, exact, unlike the
+//! 10 ms ticks of `stat`). A phase's CPU per answered request, split by
+//! thread kind, shows what each side costs independently of how the two
+//! cores were shared; the load generator's thread reports its own.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// CPU time consumed so far by each thread, by thread id.
+#[derive(Debug, Default)]
+pub struct Sample {
+    threads: HashMap<u32, (String, u64)>,
+}
+
+/// What a phase cost, by thread kind.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Spent {
+    /// Runtime workers (the servers under test and, for hookplane, the
+    /// node and the control plane).
+    pub workers: Duration,
+    /// SQLite's connection threads (sqlx runs each connection on one).
+    pub sqlite: Duration,
+    /// Everything else (blocking pool, timers).
+    pub other: Duration,
+}
+
+impl Spent {
+    /// Servers' CPU (the generator's thread is not among them).
+    pub fn servers(&self) -> Duration {
+        self.workers + self.sqlite + self.other
+    }
+}
+
+/// Reads every thread's CPU time; empty where `/proc` is not Linux's.
+pub fn sample() -> Sample {
+    let mut threads = HashMap::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return Sample::default() };
+    for task in tasks.flatten() {
+        let Some(tid) = task.file_name().to_str().and_then(|t| t.parse::<u32>().ok()) else { continue };
+        let path = task.path();
+        let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default().trim().to_owned();
+        let on_cpu = std::fs::read_to_string(path.join("schedstat"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+            .unwrap_or(0);
+        threads.insert(tid, (comm, on_cpu));
+    }
+    Sample { threads }
+}
+
+impl Sample {
+    /// CPU spent between `self` and `later`, by thread kind.
+    pub fn until(&self, later: &Sample) -> Spent {
+        let mut spent = Spent::default();
+        for (tid, (comm, now)) in &later.threads {
+            let before = self.threads.get(tid).map_or(0, |(_, ns)| *ns);
+            let delta = Duration::from_nanos(now.saturating_sub(before));
+            let bucket = if comm == GENERATOR_THREAD {
+                continue;
+            } else if comm.starts_with("sqlx-sqlite") {
+                &mut spent.sqlite
+            } else if comm.starts_with("tokio-rt-worker") || comm.starts_with("trigger_load") {
+                &mut spent.workers
+            } else {
+                &mut spent.other
+            };
+            *bucket += delta;
+        }
+        spent
+    }
+}
+
+/// CPU time of the calling thread so far (the generator reads its own
+/// before its thread ends and leaves `/proc`).
+pub fn this_thread() -> Duration {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .map_or(Duration::ZERO, Duration::from_nanos)
+}
+
+/// The name of the load generator's thread.
+pub const GENERATOR_THREAD: &str = "load-generator";
