@@ -3,7 +3,10 @@
 
 mod support;
 
+use hookplane::model::{Event, EventFilter, EventStatus, EventTrace, InboundRequestTrace};
+use hookplane_control_plane::store::Store;
 use hookplane_sdk::{Error, api};
+use sqlx::Executor as _;
 use support::fixtures::{connector, create_connector, mask, secret};
 use support::{Backend, TestPlane};
 use tonic::Code;
@@ -17,6 +20,7 @@ on_both_stores!(
     secrets_are_sealed_and_never_returned,
     data_survives_a_restart,
     every_config_change_bumps_the_version,
+    events_stored_before_binary_traces_are_still_read,
 );
 
 async fn organizations_cannot_see_each_other(backend: Backend) {
@@ -409,4 +413,68 @@ async fn every_config_change_bumps_the_version(backend: Backend) {
     assert!(failed.is_err());
     assert_eq!(plane.config_version().await, before, "rejected requests do not bump");
     plane.finish().await;
+}
+
+/// A database last migrated before traces became protobuf bytes (schema
+/// version 3) keeps its events readable, JSON traces and all, beside new
+/// ones; on SQLite the events table is rebuilt around its rowid.
+async fn events_stored_before_binary_traces_are_still_read(backend: Backend) {
+    let database = support::Database::create(backend).await;
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&database.url).await.unwrap();
+    let mut before_v3 = sqlx::migrate!("./control-plane/migrations");
+    before_v3.migrations = before_v3.iter().filter(|m| m.version < 3).cloned().collect::<Vec<_>>().into();
+    before_v3.run(&pool).await.unwrap();
+    let old_trace = r#"{"request":{"client_ip":"203.0.113.7","headers":{"content-type":"application/json"},"auth_method":"bearer","body_bytes":2},"payload":"{}","condition_result":false}"#;
+    pool.execute(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO events (id, organization_id, connector_id, status, response_code, error, node_id, create_time, duration_ms, trace) \
+         VALUES (7, 'org_1', 'con_1', 'skipped', NULL, '', 'node-a', 1700000000000000, 3, '{old_trace}')"
+    )))
+    .await
+    .unwrap();
+    pool.close().await;
+
+    let store = Store::connect(&database.url).await.unwrap();
+    let old = store.get_event("org_1", 7).await.unwrap();
+    assert_eq!(old.status, EventStatus::Skipped);
+    assert_eq!(old.trace.request.client_ip, "203.0.113.7");
+    assert_eq!(old.trace.request.headers["content-type"], "application/json");
+    assert_eq!(old.trace.condition_result, Some(false));
+    let new = Event {
+        id: 8,
+        organization_id: "org_1".into(),
+        connector_id: "con_1".into(),
+        status: EventStatus::Completed,
+        response_code: Some(200),
+        error: String::new(),
+        node_id: "node-a".into(),
+        create_time: old.create_time,
+        duration_ms: 12,
+        trace: EventTrace {
+            request: InboundRequestTrace { client_ip: "198.51.100.2".into(), ..Default::default() },
+            payload: r#"{"quote":"\"é\""}"#.into(),
+            processed: r#"{"x":1}"#.into(),
+            ..Default::default()
+        },
+    };
+    assert_eq!(store.insert_events(std::slice::from_ref(&new)).await.unwrap(), vec![8]);
+    assert_eq!(
+        store.insert_events(std::slice::from_ref(&new)).await.unwrap(),
+        Vec::<i64>::new(),
+        "a resent event is absorbed"
+    );
+    assert_eq!(store.get_event("org_1", 8).await.unwrap(), new);
+    let listed = store.list_events("org_1", &EventFilter::default(), i64::MAX, 10).await.unwrap();
+    assert_eq!(listed.iter().map(|e| e.id).collect::<Vec<_>>(), [8, 7]);
+    assert_eq!(listed[1], old);
+    if backend == Backend::Sqlite {
+        let pool = sqlx::AnyPool::connect(&database.url).await.unwrap();
+        let indexes: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events'")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert_eq!(indexes, 2, "the id is the rowid: no separate key index, only the two lookup indexes");
+    }
+    store.close().await;
 }

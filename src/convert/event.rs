@@ -104,6 +104,18 @@ pub fn node_event_from_api(e: api::NodeEvent, prefix: &str) -> Result<Event, Val
     })
 }
 
+/// A trace in its stored form: the `EventTrace` message's protobuf bytes,
+/// which are smaller than its JSON (no escaping, numbers as varints) and
+/// cheaper to write.
+pub fn encode_trace(t: &EventTrace) -> Vec<u8> {
+    prost::Message::encode_to_vec(&trace_to_api(t))
+}
+
+/// Reads a trace [`encode_trace`] stored.
+pub fn decode_trace(bytes: &[u8]) -> Result<EventTrace, prost::DecodeError> {
+    <api::EventTrace as prost::Message>::decode(bytes).map(trace_from_api)
+}
+
 fn duration_ms(d: &prost_types::Duration) -> u64 {
     (d.seconds.max(0) as u64).saturating_mul(1000).saturating_add((d.nanos.max(0) / 1_000_000) as u64)
 }

@@ -15,7 +15,7 @@ mod secret;
 mod validate;
 
 pub use connector::{CONNECTOR_MASK_PATHS, connector_from_api, connector_to_api, merge_connector_update};
-pub use event::{event_filter_from_api, event_to_api, node_event_from_api, node_to_api};
+pub use event::{decode_trace, encode_trace, event_filter_from_api, event_to_api, node_event_from_api, node_to_api};
 pub use node_sync::{Rejection, config_delta_from_api, config_delta_to_api, merge_update_parts};
 pub use organization::{
     api_key_spec_from_api, api_key_to_api, merge_organization_update, merge_plan_update, organization_spec_from_api,

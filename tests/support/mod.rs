@@ -94,6 +94,9 @@ impl Database {
             return text;
         }
         let mut conn = sqlx::PgConnection::connect(&self.url).await.unwrap();
+        // Bytes (event traces) as their text where printable, not hex, so a
+        // plaintext in them is found like one in a text column.
+        conn.execute("SET bytea_output = 'escape'").await.unwrap();
         let tables: Vec<(String,)> =
             sqlx::query_as("SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public'")
                 .fetch_all(&mut conn)

@@ -1,9 +1,10 @@
 //! Events reported by data planes.
 
+use hookplane::convert::{decode_trace, encode_trace};
 use hookplane::model::{Event, EventFilter, EventStatus, EventTrace};
 use sqlx::{Row, any::AnyRow};
 
-use super::{Backend, Store, StoreError, decode_json, encode_json, from_micros, micros};
+use super::{Backend, Store, StoreError, decode_json, from_micros, micros};
 
 /// Events per `INSERT` statement: 10 parameters each, far below SQLite's
 /// and PostgreSQL's parameter limits.
@@ -17,7 +18,7 @@ fn insert_statement(backend: Backend, rows: usize) -> String {
     use std::fmt::Write as _;
     let mut sql = String::with_capacity(200 + rows * EVENT_COLUMNS * 6);
     sql.push_str(
-        "INSERT INTO events (id, organization_id, connector_id, status, response_code, error, node_id, create_time, duration_ms, trace) VALUES ",
+        "INSERT INTO events (id, organization_id, connector_id, status, response_code, error, node_id, create_time, duration_ms, trace_proto) VALUES ",
     );
     for row in 0..rows {
         sql.push_str(if row == 0 { "(" } else { ", (" });
@@ -38,9 +39,21 @@ fn insert_statement(backend: Backend, rows: usize) -> String {
     sql
 }
 
+/// A stored trace: protobuf bytes, or the JSON of events stored before
+/// traces became bytes (schema version 3).
+fn trace_from_row(row: &AnyRow) -> Result<EventTrace, StoreError> {
+    if let Some(bytes) = row.try_get::<Option<Vec<u8>>, _>("trace_proto")? {
+        return decode_trace(&bytes).map_err(|e| StoreError::Corrupt { what: "event trace", source: e.into() });
+    }
+    match row.try_get::<Option<String>, _>("trace")? {
+        Some(json) => decode_json("event trace", &json),
+        None => Ok(EventTrace::default()),
+    }
+}
+
 fn event_from_row(row: &AnyRow) -> Result<Event, StoreError> {
     let status: String = row.try_get("status")?;
-    let trace: EventTrace = decode_json("event trace", &row.try_get::<String, _>("trace")?)?;
+    let trace = trace_from_row(row)?;
     Ok(Event {
         id: row.try_get("id")?,
         organization_id: row.try_get("organization_id")?,
@@ -79,7 +92,7 @@ impl Store {
                     .bind(&event.node_id)
                     .bind(micros(event.create_time))
                     .bind(event.duration_ms.min(i64::MAX as u64) as i64)
-                    .bind(encode_json("event trace", &event.trace)?);
+                    .bind(encode_trace(&event.trace));
             }
             for row in query.fetch_all(&mut *tx).await? {
                 inserted.push(row.try_get::<i64, _>(0)?);

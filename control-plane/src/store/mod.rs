@@ -1,9 +1,11 @@
 //! Persistence for the control plane, on SQLite or PostgreSQL.
 //!
 //! One implementation over sqlx's `Any` driver serves both backends: the
-//! schema in `migrations/` is portable SQL, times are Unix microseconds and
-//! documents are JSON text, so the two behave the same by construction and
-//! one conformance suite tests both.
+//! schema in `migrations/` is portable SQL (a backend gets its own file for
+//! a version only where portable SQL cannot say it, in `migrations/sqlite`
+//! and `migrations/postgres`), times are Unix microseconds and documents
+//! are JSON text (event traces: protobuf bytes), so the two behave the same
+//! by construction and one conformance suite tests both.
 //!
 //! Invariants:
 //! - Every change to what data planes need (connectors, their tokens,
@@ -27,6 +29,7 @@ use std::{str::FromStr, sync::Arc, time::Duration};
 
 use hookplane::model::Timestamp;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::migrate::{Migration, MigrationSource, Migrator};
 use sqlx::{AnyPool, Executor, Row};
 use tokio::sync::watch;
 
@@ -54,7 +57,7 @@ pub enum StoreError {
     Corrupt {
         what: &'static str,
         #[source]
-        source: serde_json::Error,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The database failed.
     #[error("database error: {0}")]
@@ -84,7 +87,37 @@ pub struct Store {
     content: Arc<tokio::sync::Mutex<(i64, hookplane::model::ContentIndex)>>,
 }
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+/// Portable migrations, and each backend's own where portable SQL cannot
+/// say what it needs (SQLite's rowid keys). They share one sequence of
+/// versions: a version may have a file in the shared folder or one in
+/// each backend's.
+static SHARED_MIGRATIONS: Migrator = sqlx::migrate!("./migrations");
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// The shared migrations and one backend's, in version order.
+#[derive(Debug)]
+struct BackendMigrations(Vec<Migration>);
+
+impl BackendMigrations {
+    fn of(backend: Backend) -> BackendMigrations {
+        let own = match backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        let mut all: Vec<Migration> = SHARED_MIGRATIONS.iter().chain(own.iter()).cloned().collect();
+        all.sort_by_key(|m| m.version);
+        BackendMigrations(all)
+    }
+}
+
+impl MigrationSource<'static> for BackendMigrations {
+    fn resolve(self) -> BoxFuture<'static, Result<Vec<Migration>, sqlx::error::BoxDynError>> {
+        Box::pin(std::future::ready(Ok(self.0)))
+    }
+}
+
+type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
 impl Store {
     /// Connects to `url` (`sqlite://PATH` or `postgres://…`) and migrates.
@@ -113,7 +146,7 @@ impl Store {
             })
             .connect_with(options)
             .await?;
-        MIGRATOR.run(&pool).await?;
+        Migrator::new(BackendMigrations::of(backend)).await?.run(&pool).await?;
         let (committed, _) = watch::channel(0);
         Ok(Store { pool, backend, committed: Arc::new(committed), content: Arc::default() })
     }
@@ -215,11 +248,11 @@ fn is_unique_violation(err: &sqlx::Error) -> bool {
 
 /// Decodes a stored JSON document.
 fn decode_json<T: serde::de::DeserializeOwned>(what: &'static str, text: &str) -> Result<T, StoreError> {
-    serde_json::from_str(text).map_err(|source| StoreError::Corrupt { what, source })
+    serde_json::from_str(text).map_err(|source| StoreError::Corrupt { what, source: source.into() })
 }
 
 /// Encodes a document for storage. Model types only fail to encode when they
 /// still hold plaintext secrets, which is a programming error upstream.
 fn encode_json<T: serde::Serialize>(what: &'static str, value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|source| StoreError::Corrupt { what, source })
+    serde_json::to_string(value).map_err(|source| StoreError::Corrupt { what, source: source.into() })
 }
