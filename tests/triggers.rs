@@ -120,6 +120,11 @@ async fn every_check_refuses_with_its_status_and_code() {
         assert_eq!((answer.status, answer.code()), (status, code), "{what}: {:?}", answer.body);
         assert!(answer.body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{what} explains itself");
     }
+    // Invalid UTF-8 is not JSON, even in a field no program of the
+    // connector reads (the payload tree is built of read fields only).
+    let not_utf8 = post(address, &path, good, bytes::Bytes::from_static(b"{\"id\":\"A\",\"notes\":\"\xff\"}")).await;
+    assert_eq!((not_utf8.status, not_utf8.code()), (400, "invalid_json"), "{:?}", not_utf8.body);
+    assert!(not_utf8.body["error"]["message"].as_str().is_some_and(|m| m.contains("UTF-8")));
     // A declared oversize body is refused before it is read; sent over a
     // raw socket so the client is not still writing when the answer comes.
     let mut socket = tokio::net::TcpStream::connect(address).await.unwrap();

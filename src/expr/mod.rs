@@ -5,7 +5,8 @@
 //! and lowered by [`compile`] into the flat arena of [`code`] (one per
 //! [`ProgramSet`]) → evaluated by [`eval`]. A source is compiled
 //! once — when a connector is saved and when a node builds a snapshot — and
-//! evaluated per request, from many threads at once.
+//! evaluated per request, from many threads at once, on a payload tree
+//! [`projection`] builds with only the parts the programs can read.
 //!
 //! Invariants: this module does no I/O and knows nothing of HTTP or the API;
 //! compiling reports every error with its position; evaluating never panics
@@ -22,6 +23,7 @@ mod mappings;
 mod parser;
 mod print;
 mod program;
+mod projection;
 mod template;
 mod value;
 

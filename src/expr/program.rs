@@ -115,6 +115,13 @@ impl ProgramSet {
         Evaluator { code: &self.code, scope, limits: *limits, steps: 0 }.eval(id.0)
     }
 
+    /// Parses a JSON payload into the tree these programs evaluate on,
+    /// building only the parts they can read (see [`super::projection`]):
+    /// every program gives the same result on it as on the full tree.
+    pub fn read_payload(&self, json: &str) -> serde_json::Result<Value> {
+        super::projection::parse(&self.code, json)
+    }
+
     /// Names of the secrets a program reads (`$secret.NAME`), sorted.
     /// Derived on demand: nodes hold many programs and ask this rarely.
     pub fn secrets(&self, id: ProgramId) -> Vec<&str> {

@@ -2,7 +2,8 @@
 //!
 //! Checks run in the SPEC's order, each refusing with its own status before
 //! any later (costlier) step runs; no JSON tree is built until every check
-//! passed (the body is only validated). A request loads one snapshot and
+//! passed (the body is only validated), and then only of the parts the
+//! connector's programs can read. A request loads one snapshot and
 //! uses it to the end. Then the pipeline runs and the event is queued for
 //! the reporter; the response never waits on the control plane.
 
@@ -127,10 +128,13 @@ impl Ingress {
             .filter(|d| d.connector.spec.enabled)
             .cloned()
             .ok_or(Refusal::UnknownConnector)?;
-        // 2. Body: size, then JSON validity (no tree yet).
+        // 2. Body: size, then JSON validity (no tree yet). UTF-8 is checked
+        // for the whole body here: parsers skip over strings unchecked.
         let (parts, body) = request.into_parts();
         let body = self.read_body(&parts.headers, body).await?;
-        serde_json::from_slice::<serde::de::IgnoredAny>(&body).map_err(|e| Refusal::InvalidJson(e.to_string()))?;
+        let text = std::str::from_utf8(&body)
+            .map_err(|e| Refusal::InvalidJson(format!("the body is not UTF-8 (at byte {})", e.valid_up_to())))?;
+        serde_json::from_str::<serde::de::IgnoredAny>(text).map_err(|e| Refusal::InvalidJson(e.to_string()))?;
         // 3. Loop prevention.
         let depth = match parts.headers.get(&DEPTH_HEADER) {
             None => 0,
@@ -170,10 +174,10 @@ impl Ingress {
         {
             count(rate, self.limiters.check_organization(org, limit, window), LimitScope::Organization)?;
         }
-        // Every check passed: now the payload becomes a tree.
+        // Every check passed: now the payload becomes a tree, of only the
+        // parts the connector's programs can read.
         let event_id = self.ids.next().ok_or(Refusal::NotReady)?;
-        let payload: serde_json::Value =
-            serde_json::from_slice(&body).map_err(|e| Refusal::InvalidJson(e.to_string()))?;
+        let payload = deployed.compiled.programs.read_payload(text).map_err(|e| Refusal::InvalidJson(e.to_string()))?;
         let trace = EventTrace {
             request: InboundRequestTrace {
                 client_ip: client_ip.to_string(),
@@ -181,7 +185,7 @@ impl Ingress {
                 auth_method: method.to_owned(),
                 body_bytes: body.len() as u64,
             },
-            payload: String::from_utf8_lossy(&body).into_owned(),
+            payload: text.to_owned(),
             ..Default::default()
         };
         let execution = self.executor.execute(&snapshot, &deployed, &plan, &payload, depth, trace).await;
