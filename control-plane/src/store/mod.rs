@@ -256,3 +256,19 @@ fn decode_json<T: serde::de::DeserializeOwned>(what: &'static str, text: &str) -
 fn encode_json<T: serde::Serialize>(what: &'static str, value: &T) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(|source| StoreError::Corrupt { what, source: source.into() })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A version lives either in the shared folder or in every backend's:
+    /// never in both, never in one backend only.
+    #[test]
+    fn each_backend_gets_one_migration_per_version() {
+        let versions = |backend| BackendMigrations::of(backend).0.iter().map(|m| m.version).collect::<Vec<_>>();
+        let (sqlite, postgres) = (versions(Backend::Sqlite), versions(Backend::Postgres));
+        assert!(sqlite.windows(2).all(|w| w[0] < w[1]), "duplicate version: {sqlite:?}");
+        assert_eq!(sqlite, postgres, "a backend-specific version needs a file for every backend");
+        assert_eq!(sqlite, (1..=sqlite.len() as i64).collect::<Vec<_>>(), "versions run 1, 2, 3, …");
+    }
+}
