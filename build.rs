@@ -23,6 +23,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);
     fs::write(out_dir.join("hookplane_descriptor.bin"), descriptors.encode_to_vec())?;
 
-    tonic_prost_build::configure().build_client(true).build_server(true).compile_fds(descriptors)?;
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        // Ordered maps: the model's trace headers are B-trees, so a
+        // conversion moves them instead of rehashing, and encodings are
+        // deterministic.
+        .btree_map(".")
+        // A reported trace stays one shared buffer from decode to store.
+        .bytes(".hookplane.v1.NodeEvent.encoded_trace")
+        .compile_fds(descriptors)?;
     Ok(())
 }

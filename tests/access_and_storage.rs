@@ -3,6 +3,7 @@
 
 mod support;
 
+use hookplane::convert::encode_trace;
 use hookplane::model::{Event, EventFilter, EventStatus, EventTrace, InboundRequestTrace};
 use hookplane_control_plane::store::Store;
 use hookplane_sdk::{Error, api};
@@ -457,9 +458,10 @@ async fn events_stored_before_binary_traces_are_still_read(backend: Backend) {
             ..Default::default()
         },
     };
-    assert_eq!(store.insert_events(std::slice::from_ref(&new)).await.unwrap(), vec![8]);
+    let stored = new.clone().map_trace(|trace| encode_trace(&trace));
+    assert_eq!(store.insert_events(std::slice::from_ref(&stored)).await.unwrap(), vec![8]);
     assert_eq!(
-        store.insert_events(std::slice::from_ref(&new)).await.unwrap(),
+        store.insert_events(std::slice::from_ref(&stored)).await.unwrap(),
         Vec::<i64>::new(),
         "a resent event is absorbed"
     );

@@ -1,6 +1,7 @@
-//! Conformance of the event query API on both stores. Events arrive from
-//! data planes in a later milestone; here they enter through the control
-//! plane's ingest path, which that stream will call.
+//! Conformance of the event query API on both stores, and of the
+//! `ReportEvents` stream events arrive on. Query tests feed the control
+//! plane's ingest path directly; the stream tests speak gRPC as a node
+//! does (nodes themselves are exercised in `triggers.rs`).
 
 mod support;
 
@@ -8,19 +9,22 @@ use std::time::Duration;
 
 use chrono::TimeZone as _;
 use futures::StreamExt as _;
-use hookplane::model::{Event, EventStatus, EventTrace};
+use hookplane::convert::encode_trace;
+use hookplane::model::{EncodedTrace, Event, EventStatus, EventTrace};
 use hookplane_sdk::{Error, api};
-use support::{Backend, TestPlane};
+use prost::Message as _;
+use support::{Backend, NODE_TOKEN, TestPlane};
 use tonic::Code;
 
 on_both_stores!(
     events_list_newest_first_with_filters_and_pages,
     events_stream_live_to_their_organization_only,
     events_of_other_organizations_are_invisible,
+    reported_traces_are_checked_and_stored_in_either_form,
 );
 
-fn event(id: i64, organization_id: &str, connector_id: &str, status: EventStatus, minute: u32) -> Event {
-    Event {
+fn event(id: i64, organization_id: &str, connector_id: &str, status: EventStatus, minute: u32) -> Event<EncodedTrace> {
+    let event = Event {
         id,
         organization_id: organization_id.to_owned(),
         connector_id: connector_id.to_owned(),
@@ -31,7 +35,8 @@ fn event(id: i64, organization_id: &str, connector_id: &str, status: EventStatus
         create_time: chrono::Utc.with_ymd_and_hms(2026, 11, 1, 12, minute, 0).unwrap(),
         duration_ms: 12,
         trace: EventTrace { payload: format!("{{\"n\":{id}}}"), ..Default::default() },
-    }
+    };
+    event.map_trace(|trace| encode_trace(&trace))
 }
 
 async fn events_list_newest_first_with_filters_and_pages(backend: Backend) {
@@ -122,7 +127,9 @@ async fn events_stream_live_to_their_organization_only(backend: Backend) {
     plane.control_plane.events().ingest(&batch).await.unwrap();
     plane.control_plane.events().ingest(&[event(104, &org, "con_c", EventStatus::Failed, 4)]).await.unwrap();
 
-    assert_eq!(next_event(&mut stream).await.id, 103, "only this organization's failed events");
+    let streamed = next_event(&mut stream).await;
+    assert_eq!(streamed.id, 103, "only this organization's failed events");
+    assert_eq!(streamed.trace.unwrap().payload, r#"{"n":103}"#, "live events carry their decoded trace");
     assert_eq!(next_event(&mut stream).await.id, 104, "a resent batch is not streamed twice");
     plane.finish().await;
 }
@@ -146,4 +153,73 @@ async fn events_of_other_organizations_are_invisible(backend: Backend) {
 async fn next_event(stream: &mut tonic::Streaming<api::Event>) -> api::Event {
     let item = tokio::time::timeout(Duration::from_secs(5), stream.next()).await.expect("an event arrives");
     item.expect("the stream stays open").expect("no stream error")
+}
+
+/// Sends one batch on a fresh `ReportEvents` stream, as a node would.
+async fn report(plane: &TestPlane, events: Vec<api::NodeEvent>) -> Result<u64, tonic::Status> {
+    let channel = tonic::transport::Endpoint::from_shared(plane.url()).unwrap().connect().await.unwrap();
+    let mut request = tonic::Request::new(futures::stream::iter([api::ReportEventsRequest { batch: 7, events }]));
+    request.metadata_mut().insert("authorization", format!("Bearer {NODE_TOKEN}").parse().unwrap());
+    let mut client = api::node_sync_service_client::NodeSyncServiceClient::new(channel);
+    let mut acks = client.report_events(request).await?.into_inner();
+    let ack = acks.message().await?.expect("an acknowledgement");
+    Ok(ack.batch)
+}
+
+fn node_event(
+    organization_id: &str,
+    id: i64,
+    trace: Option<api::EventTrace>,
+    encoded_trace: Vec<u8>,
+) -> api::NodeEvent {
+    api::NodeEvent {
+        organization_id: organization_id.to_owned(),
+        event: Some(api::Event {
+            id,
+            connector_id: "con_a".into(),
+            status: api::EventStatus::Completed as i32,
+            create_time: Some(prost_types::Timestamp { seconds: 1_790_000_000, nanos: 0 }),
+            trace,
+            ..Default::default()
+        }),
+        encoded_trace: encoded_trace.into(),
+    }
+}
+
+async fn reported_traces_are_checked_and_stored_in_either_form(backend: Backend) {
+    let plane = TestPlane::start(backend).await;
+    let org = plane.organization_id.clone();
+    let trace = |payload: &str| api::EventTrace {
+        payload: payload.to_owned(),
+        request: Some(api::InboundRequestTrace { client_ip: "192.0.2.4".into(), ..Default::default() }),
+        ..Default::default()
+    };
+    // Current nodes send the trace encoded; older ones send it decoded.
+    let batch = vec![
+        node_event(&org, 201, None, trace(r#"{"form":"encoded"}"#).encode_to_vec()),
+        node_event(&org, 202, Some(trace(r#"{"form":"decoded"}"#)), Vec::new()),
+    ];
+    assert_eq!(report(&plane, batch).await.unwrap(), 7);
+    let events = plane.admin.events();
+    for (id, payload) in [(201, r#"{"form":"encoded"}"#), (202, r#"{"form":"decoded"}"#)] {
+        let event = events.clone().get_event(api::GetEventRequest { id }).await.unwrap().into_inner();
+        let stored = event.trace.unwrap();
+        assert_eq!((stored.payload.as_str(), stored.request.unwrap().client_ip.as_str()), (payload, "192.0.2.4"));
+    }
+
+    // Bytes that are not an EventTrace (a string field holding invalid
+    // UTF-8), or a trace sent both ways, refuse the whole batch.
+    let malformed = vec![
+        node_event(&org, 203, None, trace("{}").encode_to_vec()),
+        node_event(&org, 204, None, vec![0x12, 0x02, 0xc3, 0x28]),
+    ];
+    let both = vec![node_event(&org, 205, Some(trace("{}")), trace("{}").encode_to_vec())];
+    for (batch, field) in [(malformed, "events[1].encoded_trace"), (both, "events[0].encoded_trace")] {
+        let status = report(&plane, batch).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert_eq!(Error::from(status).violations()[0].field, field);
+    }
+    let stored: Vec<i64> = plane.admin.list_all_events(None).await.unwrap().iter().map(|e| e.id).collect();
+    assert_eq!(stored, [202, 201], "nothing of a refused batch is stored");
+    plane.finish().await;
 }

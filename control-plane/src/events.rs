@@ -7,7 +7,8 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use hookplane::model::Event;
+use hookplane::convert::decode_trace;
+use hookplane::model::{EncodedTrace, Event};
 use tokio::sync::{broadcast, watch};
 
 use crate::store::{Store, StoreError};
@@ -34,13 +35,14 @@ impl EventHub {
 
     /// Stores a batch of events (ids unique across the fleet) and publishes
     /// the new ones; returns how many were new.
-    pub async fn ingest(&self, events: &[Event]) -> Result<usize, StoreError> {
+    pub async fn ingest(&self, events: &[Event<EncodedTrace>]) -> Result<usize, StoreError> {
         let inserted = self.store.insert_events(events).await?;
-        // Copies are made only for live subscribers; none is the usual case.
+        // Traces are decoded only for live subscribers; none is the usual case.
         if self.sender.receiver_count() > 0 {
             let new: HashSet<i64> = inserted.iter().copied().collect();
             for event in events.iter().filter(|e| new.contains(&e.id)) {
-                let _ = self.sender.send(Arc::new(event.clone()));
+                let event = event.clone().map_trace(|trace| decode_trace(trace.as_bytes()).unwrap_or_default());
+                let _ = self.sender.send(Arc::new(event));
             }
         }
         Ok(inserted.len())

@@ -1,9 +1,12 @@
 //! Event and node conversions.
 
+use std::sync::LazyLock;
+
 use crate::api::v1 as api;
-use crate::model::{Event, EventFilter, EventStatus, EventTrace, HttpExchangeTrace, Node};
+use crate::model::{EncodedTrace, Event, EventFilter, EventStatus, EventTrace, HttpExchangeTrace, Node};
 
 use super::validate::{duration_to_api, timestamp_from_api, timestamp_to_api};
+use super::wire::WireSchema;
 use super::{ValidationError, Violations};
 use crate::model::InboundRequestTrace;
 
@@ -42,6 +45,11 @@ pub fn event_filter_from_api(f: Option<&api::EventFilter>, prefix: &str) -> Resu
 
 /// Converts an event to the API.
 pub fn event_to_api(e: &Event) -> api::Event {
+    api::Event { trace: Some(trace_to_api(&e.trace)), ..event_header_to_api(e) }
+}
+
+/// Everything of an event but its trace.
+fn event_header_to_api<Trace>(e: &Event<Trace>) -> api::Event {
     api::Event {
         id: e.id,
         connector_id: e.connector_id.clone(),
@@ -51,27 +59,41 @@ pub fn event_to_api(e: &Event) -> api::Event {
         node_id: e.node_id.clone(),
         create_time: Some(timestamp_to_api(e.create_time)),
         duration: Some(duration_to_api(e.duration_ms)),
-        trace: Some(trace_to_api(&e.trace)),
+        trace: None,
     }
 }
 
-/// Converts an event reported by a node; the node owns ids and traces, so
-/// only what would corrupt the store is refused. Takes the message by value:
-/// at thousands of events a second, moving the trace's strings instead of
-/// copying them is most of the conversion's cost.
-pub fn node_event_from_api(e: api::NodeEvent, prefix: &str) -> Result<Event, ValidationError> {
+/// The schema reported traces are checked against.
+static TRACE_WIRE: LazyLock<WireSchema> = LazyLock::new(|| {
+    WireSchema::new(crate::api::FILE_DESCRIPTOR_SET, ".hookplane.v1.EventTrace")
+        .expect("the compiled API describes EventTrace")
+});
+
+/// Converts an event for a node's report, by move: the trace is encoded
+/// here, once, and travels and is stored as these bytes.
+pub fn node_event_to_api(event: Event) -> api::NodeEvent {
+    let header = event_header_to_api(&event);
+    let trace = prost::Message::encode_to_vec(&trace_into_api(event.trace));
+    api::NodeEvent { organization_id: event.organization_id, event: Some(header), encoded_trace: trace.into() }
+}
+
+/// Converts event `index` of a node's report. The node owns ids and
+/// traces, so only what would corrupt the store is refused; an encoded
+/// trace is checked against the schema and kept as it came. A trace from
+/// a node that still sends it decoded is encoded here.
+pub fn node_event_from_api(e: api::NodeEvent, index: usize) -> Result<Event<EncodedTrace>, ValidationError> {
     let mut v = Violations::default();
     let Some(event) = e.event else {
-        return Err(ValidationError::one(format!("{prefix}.event"), "is required"));
+        return Err(ValidationError::one(format!("events[{index}].event"), "is required"));
     };
     if e.organization_id.is_empty() {
-        v.add(format!("{prefix}.organization_id"), "is required");
+        v.add("organization_id", "is required");
     }
     if event.id <= 0 {
-        v.add(format!("{prefix}.event.id"), "must be positive");
+        v.add("event.id", "must be positive");
     }
     if event.connector_id.is_empty() {
-        v.add(format!("{prefix}.event.connector_id"), "is required");
+        v.add("event.connector_id", "is required");
     }
     let status = match api::EventStatus::try_from(event.status) {
         Ok(api::EventStatus::Completed) => EventStatus::Completed,
@@ -79,17 +101,33 @@ pub fn node_event_from_api(e: api::NodeEvent, prefix: &str) -> Result<Event, Val
         Ok(api::EventStatus::Failed) => EventStatus::Failed,
         Ok(api::EventStatus::Accepted) => EventStatus::Accepted,
         Ok(api::EventStatus::Unspecified) | Err(_) => {
-            v.add(format!("{prefix}.event.status"), "must be a known status");
+            v.add("event.status", "must be a known status");
             EventStatus::Failed
         }
     };
     let create_time = match &event.create_time {
-        Some(t) => timestamp_from_api(t, &format!("{prefix}.event.create_time"), &mut v),
+        Some(t) => timestamp_from_api(t, "event.create_time", &mut v),
         None => {
-            v.add(format!("{prefix}.event.create_time"), "is required");
+            v.add("event.create_time", "is required");
             None
         }
     };
+    let trace = match (event.trace, e.encoded_trace.is_empty()) {
+        (None, _) => match TRACE_WIRE.check(&e.encoded_trace) {
+            Ok(()) => EncodedTrace::new_unchecked(e.encoded_trace),
+            Err(err) => {
+                v.add("encoded_trace", format!("is not an encoded EventTrace: {err}"));
+                EncodedTrace::default()
+            }
+        },
+        (Some(trace), true) => EncodedTrace::new_unchecked(prost::Message::encode_to_vec(&trace).into()),
+        (Some(_), false) => {
+            v.add("encoded_trace", "must be empty when event.trace is set");
+            EncodedTrace::default()
+        }
+    };
+    // Field paths are spelled out only when something is wrong: a batch of
+    // valid events formats nothing.
     v.finish(Event {
         id: event.id,
         organization_id: e.organization_id,
@@ -100,18 +138,24 @@ pub fn node_event_from_api(e: api::NodeEvent, prefix: &str) -> Result<Event, Val
         node_id: event.node_id,
         create_time: create_time.unwrap_or_default(),
         duration_ms: event.duration.as_ref().map(duration_ms).unwrap_or(0),
-        trace: event.trace.map(trace_from_api).unwrap_or_default(),
+        trace,
+    })
+    .map_err(|mut err| {
+        for violation in &mut err.violations {
+            violation.field = format!("events[{index}].{}", violation.field);
+        }
+        err
     })
 }
 
 /// A trace in its stored form: the `EventTrace` message's protobuf bytes,
 /// which are smaller than its JSON (no escaping, numbers as varints) and
 /// cheaper to write.
-pub fn encode_trace(t: &EventTrace) -> Vec<u8> {
-    prost::Message::encode_to_vec(&trace_to_api(t))
+pub fn encode_trace(t: &EventTrace) -> EncodedTrace {
+    EncodedTrace::new_unchecked(prost::Message::encode_to_vec(&trace_to_api(t)).into())
 }
 
-/// Reads a trace [`encode_trace`] stored.
+/// Reads a trace [`encode_trace`] or a node encoded.
 pub fn decode_trace(bytes: &[u8]) -> Result<EventTrace, prost::DecodeError> {
     <api::EventTrace as prost::Message>::decode(bytes).map(trace_from_api)
 }
@@ -126,7 +170,7 @@ fn trace_from_api(t: api::EventTrace) -> EventTrace {
             .request
             .map(|r| InboundRequestTrace {
                 client_ip: r.client_ip,
-                headers: r.headers.into_iter().collect(),
+                headers: r.headers,
                 auth_method: r.auth_method,
                 body_bytes: r.body_bytes,
             })
@@ -143,7 +187,7 @@ fn exchange_from_api(x: api::HttpExchangeTrace) -> HttpExchangeTrace {
     HttpExchangeTrace {
         method: x.method,
         url: x.url,
-        request_headers: x.request_headers.into_iter().collect(),
+        request_headers: x.request_headers,
         request_body: x.request_body,
         status: x.status,
         response_excerpt: x.response_excerpt,
@@ -162,30 +206,34 @@ fn status_to_api(status: EventStatus) -> api::EventStatus {
 }
 
 fn trace_to_api(t: &EventTrace) -> api::EventTrace {
+    trace_into_api(t.clone())
+}
+
+fn trace_into_api(t: EventTrace) -> api::EventTrace {
     api::EventTrace {
         request: Some(api::InboundRequestTrace {
-            client_ip: t.request.client_ip.clone(),
-            headers: t.request.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-            auth_method: t.request.auth_method.clone(),
+            client_ip: t.request.client_ip,
+            headers: t.request.headers,
+            auth_method: t.request.auth_method,
             body_bytes: t.request.body_bytes,
         }),
-        payload: t.payload.clone(),
+        payload: t.payload,
         condition_result: t.condition_result,
-        lookup: t.lookup.as_ref().map(exchange_to_api),
-        processed: t.processed.clone(),
-        perform_attempts: t.perform_attempts.iter().map(exchange_to_api).collect(),
+        lookup: t.lookup.map(exchange_into_api),
+        processed: t.processed,
+        perform_attempts: t.perform_attempts.into_iter().map(exchange_into_api).collect(),
     }
 }
 
-fn exchange_to_api(x: &HttpExchangeTrace) -> api::HttpExchangeTrace {
+fn exchange_into_api(x: HttpExchangeTrace) -> api::HttpExchangeTrace {
     api::HttpExchangeTrace {
-        method: x.method.clone(),
-        url: x.url.clone(),
-        request_headers: x.request_headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-        request_body: x.request_body.clone(),
+        method: x.method,
+        url: x.url,
+        request_headers: x.request_headers,
+        request_body: x.request_body,
         status: x.status,
-        response_excerpt: x.response_excerpt.clone(),
-        error: x.error.clone(),
+        response_excerpt: x.response_excerpt,
+        error: x.error,
         duration: Some(duration_to_api(x.duration_ms)),
     }
 }

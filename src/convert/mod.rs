@@ -13,9 +13,13 @@ mod node_sync;
 mod organization;
 mod secret;
 mod validate;
+mod wire;
 
 pub use connector::{CONNECTOR_MASK_PATHS, connector_from_api, connector_to_api, merge_connector_update};
-pub use event::{decode_trace, encode_trace, event_filter_from_api, event_to_api, node_event_from_api, node_to_api};
+pub use event::{
+    decode_trace, encode_trace, event_filter_from_api, event_to_api, node_event_from_api, node_event_to_api,
+    node_to_api,
+};
 pub use node_sync::{Rejection, config_delta_from_api, config_delta_to_api, merge_update_parts};
 pub use organization::{
     api_key_spec_from_api, api_key_to_api, merge_organization_update, merge_plan_update, organization_spec_from_api,
@@ -23,6 +27,7 @@ pub use organization::{
 };
 pub use secret::{merge_secret_update, secret_spec_from_api, secret_to_api};
 pub use validate::{check_request_id, duration_from_api, duration_to_api, timestamp_from_api, timestamp_to_api};
+pub use wire::WireError;
 
 /// One problem with one field of a request.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -2,6 +2,8 @@
 
 use std::collections::BTreeMap;
 
+use bytes::Bytes;
+
 use serde::{Deserialize, Serialize};
 
 use super::Timestamp;
@@ -39,9 +41,11 @@ impl EventStatus {
     }
 }
 
-/// One execution of a connector.
+/// One execution of a connector. The trace is decoded ([`EventTrace`]),
+/// or, between a node's report and the store, kept as the bytes it came
+/// in ([`EncodedTrace`]).
 #[derive(Clone, Debug, PartialEq)]
-pub struct Event {
+pub struct Event<Trace = EventTrace> {
     pub id: i64,
     pub organization_id: String,
     pub connector_id: String,
@@ -51,7 +55,42 @@ pub struct Event {
     pub node_id: String,
     pub create_time: Timestamp,
     pub duration_ms: u64,
-    pub trace: EventTrace,
+    pub trace: Trace,
+}
+
+impl<Trace> Event<Trace> {
+    /// The same event with its trace converted.
+    pub fn map_trace<Other>(self, convert: impl FnOnce(Trace) -> Other) -> Event<Other> {
+        Event {
+            id: self.id,
+            organization_id: self.organization_id,
+            connector_id: self.connector_id,
+            status: self.status,
+            response_code: self.response_code,
+            error: self.error,
+            node_id: self.node_id,
+            create_time: self.create_time,
+            duration_ms: self.duration_ms,
+            trace: convert(self.trace),
+        }
+    }
+}
+
+/// A trace in its stored form: the protobuf encoding of an `EventTrace`
+/// message, known to decode. Only the conversion layer makes one, after
+/// encoding a trace or checking bytes a node sent.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct EncodedTrace(Bytes);
+
+impl EncodedTrace {
+    /// Wraps bytes the caller has encoded or checked.
+    pub(crate) fn new_unchecked(bytes: Bytes) -> EncodedTrace {
+        EncodedTrace(bytes)
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
 }
 
 /// The step-by-step record of an execution; secrets already redacted.

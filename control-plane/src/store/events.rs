@@ -1,7 +1,7 @@
 //! Events reported by data planes.
 
-use hookplane::convert::{decode_trace, encode_trace};
-use hookplane::model::{Event, EventFilter, EventStatus, EventTrace};
+use hookplane::convert::decode_trace;
+use hookplane::model::{EncodedTrace, Event, EventFilter, EventStatus, EventTrace};
 use sqlx::{Row, any::AnyRow};
 
 use super::{Backend, Store, StoreError, decode_json, from_micros, micros};
@@ -74,7 +74,7 @@ impl Store {
     /// lost acknowledgement is absorbed instead of duplicated. Rows go in
     /// multi-row statements: one round trip per [`INSERT_CHUNK`] events
     /// instead of one per event.
-    pub async fn insert_events(&self, events: &[Event]) -> Result<Vec<i64>, StoreError> {
+    pub async fn insert_events(&self, events: &[Event<EncodedTrace>]) -> Result<Vec<i64>, StoreError> {
         let mut tx = self.pool.begin().await?;
         let mut inserted = Vec::with_capacity(events.len());
         for chunk in events.chunks(INSERT_CHUNK) {
@@ -92,7 +92,7 @@ impl Store {
                     .bind(&event.node_id)
                     .bind(micros(event.create_time))
                     .bind(event.duration_ms.min(i64::MAX as u64) as i64)
-                    .bind(encode_trace(&event.trace));
+                    .bind(event.trace.as_bytes());
             }
             for row in query.fetch_all(&mut *tx).await? {
                 inserted.push(row.try_get::<i64, _>(0)?);

@@ -130,7 +130,7 @@ impl NodeSyncService for NodeSyncApi {
                     .events
                     .into_iter()
                     .enumerate()
-                    .map(|(i, e)| hookplane::convert::node_event_from_api(e, &format!("events[{i}]")))
+                    .map(|(i, e)| hookplane::convert::node_event_from_api(e, i))
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(ApiError::from)?;
                 events.ingest(&decoded).await.map_err(ApiError::from)?;

@@ -116,7 +116,8 @@ pub async fn report(config: Arc<NodeConfig>, queue: EventQueue, mut shutdown: wa
                 let Some(first) = first else { break };
                 let batch = drain(&config, first, &mut events);
                 let delivered = match &mut stream {
-                    Some(open) => open.deliver(batch.iter().map(node_event).collect()).await,
+                    // The copy kept for the spool shares each trace's bytes.
+                    Some(open) => open.deliver(batch.clone()).await,
                     None => false,
                 };
                 let count = batch.len();
@@ -156,14 +157,15 @@ async fn closing(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|closing| *closing).await;
 }
 
-/// `first` and whatever else is queued, up to a batch.
-fn drain(config: &NodeConfig, first: Event, events: &mut mpsc::UnboundedReceiver<Event>) -> Vec<Event> {
+/// `first` and whatever else is queued, up to a batch, in the form they
+/// are reported in: each trace is encoded once, here, off the request path.
+fn drain(config: &NodeConfig, first: Event, events: &mut mpsc::UnboundedReceiver<Event>) -> Vec<api::NodeEvent> {
     let mut batch = Vec::with_capacity(events.len().min(MAX_BATCH - 1) + 1);
     let mut add = |mut event: Event| {
         if event.node_id.is_empty() {
             event.node_id = config.node_id.clone();
         }
-        batch.push(event);
+        batch.push(convert::node_event_to_api(event));
     };
     add(first);
     for _ in 1..MAX_BATCH {
@@ -175,13 +177,9 @@ fn drain(config: &NodeConfig, first: Event, events: &mut mpsc::UnboundedReceiver
     batch
 }
 
-fn node_event(event: &Event) -> api::NodeEvent {
-    api::NodeEvent { organization_id: event.organization_id.clone(), event: Some(convert::event_to_api(event)) }
-}
-
-fn keep(spool: &mut Spool, batch: Vec<Event>) {
+fn keep(spool: &mut Spool, batch: Vec<api::NodeEvent>) {
     let count = batch.len();
-    if let Err(err) = spool.push(batch.iter().map(node_event).collect()) {
+    if let Err(err) = spool.push(batch) {
         tracing::error!(error = %err, events = count, "could not spool events; they are lost");
     }
 }

@@ -99,7 +99,11 @@ mod tests {
     use super::*;
 
     fn batch(id: i64) -> Vec<api::NodeEvent> {
-        vec![api::NodeEvent { organization_id: "org".into(), event: Some(api::Event { id, ..Default::default() }) }]
+        vec![api::NodeEvent {
+            organization_id: "org".into(),
+            event: Some(api::Event { id, ..Default::default() }),
+            ..Default::default()
+        }]
     }
 
     #[test]

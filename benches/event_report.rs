@@ -1,0 +1,112 @@
+//! Event report benchmark: what a batch of 100 events costs between a
+//! node's queue and the control plane's store, in the shape the trigger
+//! load harness's check path produces (five request headers, a 330-byte
+//! payload). Baseline in the same run: the same batch with each trace sent
+//! decoded, as nodes before `NodeEvent.encoded_trace` did, which the control
+//! plane still accepts and must encode itself.
+//!
+//! Run: `cargo bench --bench event_report`.
+
+use std::collections::BTreeMap;
+
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use hookplane::api::v1 as api;
+use hookplane::convert::{event_to_api, node_event_from_api, node_event_to_api};
+use hookplane::model::{Event, EventStatus, EventTrace, InboundRequestTrace};
+use prost::Message as _;
+
+const BATCH: usize = 100;
+
+/// The allocator the `hookplane` binary runs on.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn events() -> Vec<Event> {
+    let headers: BTreeMap<String, String> = [
+        ("authorization", "[redacted]"),
+        ("content-length", "330"),
+        ("content-type", "application/json"),
+        ("host", "127.0.0.1:40123"),
+        ("user-agent", "shop-webhooks/2.3"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let payload = format!(r#"{{"id":"ord_1","status":"created","note":"{}"}}"#, "x".repeat(290));
+    (0..BATCH as i64)
+        .map(|i| Event {
+            id: 1_000 + i,
+            organization_id: "org_2f8c1e".into(),
+            connector_id: "con_7d41a9".into(),
+            status: EventStatus::Skipped,
+            response_code: None,
+            error: String::new(),
+            node_id: "node-a".into(),
+            create_time: chrono::Utc::now(),
+            duration_ms: 0,
+            trace: EventTrace {
+                request: InboundRequestTrace {
+                    client_ip: "127.0.0.1".into(),
+                    headers: headers.clone(),
+                    auth_method: "token".into(),
+                    body_bytes: payload.len() as u64,
+                },
+                payload: payload.clone(),
+                condition_result: Some(false),
+                ..Default::default()
+            },
+        })
+        .collect()
+}
+
+/// The control plane's side: decode the batch, check and convert each event.
+fn receive(bytes: &[u8]) -> usize {
+    let request = api::ReportEventsRequest::decode(bytes).expect("a batch");
+    let events: Vec<_> = request
+        .events
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| node_event_from_api(e, i).expect("a valid event"))
+        .collect();
+    events.len()
+}
+
+fn bench(c: &mut Criterion) {
+    let batch = events();
+    let mut group = c.benchmark_group("event report, 100 events, node encode + control plane decode and check");
+    group.bench_function("baseline: traces sent decoded (older nodes)", |b| {
+        b.iter_batched(
+            || batch.clone(),
+            |events| {
+                let events = events
+                    .iter()
+                    .map(|e| api::NodeEvent {
+                        organization_id: e.organization_id.clone(),
+                        event: Some(event_to_api(e)),
+                        ..Default::default()
+                    })
+                    .collect();
+                receive(&api::ReportEventsRequest { batch: 1, events }.encode_to_vec())
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    group.bench_function("traces sent encoded, checked without decoding", |b| {
+        b.iter_batched(
+            || batch.clone(),
+            |events| {
+                let events = events.into_iter().map(node_event_to_api).collect();
+                receive(&api::ReportEventsRequest { batch: 1, events }.encode_to_vec())
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().measurement_time(std::time::Duration::from_secs(3));
+    targets = bench
+}
+criterion_main!(benches);
