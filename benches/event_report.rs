@@ -5,14 +5,20 @@
 //! decoded, as nodes before `NodeEvent.encoded_trace` did, which the control
 //! plane still accepts and must encode itself.
 //!
+//! The second group stores such batches: the control plane's
+//! `Store::insert_events` against a raw multi-row `INSERT` through sqlx's
+//! SQLite driver into the same schema, each on its own SQLite file in WAL
+//! mode with `synchronous = NORMAL`, as the store runs.
+//!
 //! Run: `cargo bench --bench event_report`.
 
 use std::collections::BTreeMap;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use hookplane::api::v1 as api;
-use hookplane::convert::{event_to_api, node_event_from_api, node_event_to_api};
-use hookplane::model::{Event, EventStatus, EventTrace, InboundRequestTrace};
+use hookplane::convert::{encode_trace, event_to_api, node_event_from_api, node_event_to_api};
+use hookplane::model::{EncodedTrace, Event, EventStatus, EventTrace, InboundRequestTrace};
+use hookplane_control_plane::store::Store;
 use prost::Message as _;
 
 const BATCH: usize = 100;
@@ -104,9 +110,74 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
+/// The raw baseline: the store's own statement shape without `RETURNING`,
+/// bound through the typed SQLite driver.
+async fn raw_insert(pool: &sqlx::SqlitePool, events: &[Event<EncodedTrace>]) {
+    let mut sql = String::from(
+        "INSERT INTO events (id, organization_id, connector_id, status, response_code, error, node_id, create_time, duration_ms, trace_proto) VALUES ",
+    );
+    sql.push_str(&vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; events.len()].join(", "));
+    sql.push_str(" ON CONFLICT (id) DO NOTHING");
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for e in events {
+        query = query
+            .bind(e.id)
+            .bind(&e.organization_id)
+            .bind(&e.connector_id)
+            .bind(e.status.as_str())
+            .bind(e.response_code)
+            .bind(&e.error)
+            .bind(&e.node_id)
+            .bind(e.create_time.timestamp_micros())
+            .bind(e.duration_ms as i64)
+            .bind(e.trace.as_bytes());
+    }
+    let mut tx = pool.begin().await.unwrap();
+    query.execute(&mut *tx).await.unwrap();
+    tx.commit().await.unwrap();
+}
+
+fn bench_store(c: &mut Criterion) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let url = |name: &str| format!("sqlite://{}?mode=rwc", dir.path().join(name).display());
+    let (store, raw) = runtime.block_on(async {
+        let store = Store::connect(&url("store.db")).await.unwrap();
+        // The same schema for the baseline, then a plain typed pool on it.
+        Store::connect(&url("raw.db")).await.unwrap().close().await;
+        let options = <sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(&url("raw.db"))
+            .unwrap()
+            .synchronous(sqlx::sqlite::SqliteSynchronous::Normal);
+        let raw = sqlx::sqlite::SqlitePoolOptions::new().max_connections(1).connect_with(options).await.unwrap();
+        (store, raw)
+    });
+    let stored: Vec<Event<EncodedTrace>> = events().into_iter().map(|e| e.map_trace(|t| encode_trace(&t))).collect();
+    let mut next_id = 1_i64;
+    let mut fresh = || {
+        let mut batch = stored.clone();
+        for event in &mut batch {
+            event.id = next_id;
+            next_id += 1;
+        }
+        batch
+    };
+    let mut group = c.benchmark_group("store 100 events, SQLite file, WAL");
+    group.bench_function("baseline: raw multi-row INSERT (sqlx SQLite driver)", |b| {
+        b.iter_batched(&mut fresh, |batch| runtime.block_on(raw_insert(&raw, &batch)), BatchSize::SmallInput)
+    });
+    group.bench_function("Store::insert_events", |b| {
+        b.iter_batched(
+            &mut fresh,
+            |batch| runtime.block_on(store.insert_events(&batch)).unwrap().len(),
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().measurement_time(std::time::Duration::from_secs(3));
-    targets = bench
+    targets = bench, bench_store
 }
 criterion_main!(benches);

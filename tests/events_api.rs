@@ -21,6 +21,7 @@ on_both_stores!(
     events_stream_live_to_their_organization_only,
     events_of_other_organizations_are_invisible,
     reported_traces_are_checked_and_stored_in_either_form,
+    a_batch_overlapping_stored_events_adds_and_streams_only_the_new_ones,
 );
 
 fn event(id: i64, organization_id: &str, connector_id: &str, status: EventStatus, minute: u32) -> Event<EncodedTrace> {
@@ -131,6 +132,27 @@ async fn events_stream_live_to_their_organization_only(backend: Backend) {
     assert_eq!(streamed.id, 103, "only this organization's failed events");
     assert_eq!(streamed.trace.unwrap().payload, r#"{"n":103}"#, "live events carry their decoded trace");
     assert_eq!(next_event(&mut stream).await.id, 104, "a resent batch is not streamed twice");
+    plane.finish().await;
+}
+
+async fn a_batch_overlapping_stored_events_adds_and_streams_only_the_new_ones(backend: Backend) {
+    let plane = TestPlane::start(backend).await;
+    let org = plane.organization_id.clone();
+    let mut stream =
+        plane.admin.events().stream_events(api::StreamEventsRequest::default()).await.unwrap().into_inner();
+    let hub = plane.control_plane.events();
+    let e = |id| event(id, &org, "con_a", EventStatus::Completed, id as u32);
+    assert_eq!(hub.ingest(&[e(1), e(2)]).await.unwrap(), 2);
+    // Part stored already, part new, one new event twice: only 3 and 4 count.
+    assert_eq!(hub.ingest(&[e(2), e(3), e(1), e(4), e(4)]).await.unwrap(), 2);
+    assert_eq!(hub.ingest(&[e(5)]).await.unwrap(), 1);
+    let mut streamed = Vec::new();
+    for _ in 0..5 {
+        streamed.push(next_event(&mut stream).await.id);
+    }
+    assert_eq!(streamed, [1, 2, 3, 4, 5], "each event streamed once");
+    let stored: Vec<i64> = plane.admin.list_all_events(None).await.unwrap().iter().map(|e| e.id).collect();
+    assert_eq!(stored, [5, 4, 3, 2, 1]);
     plane.finish().await;
 }
 

@@ -39,8 +39,9 @@ impl EventHub {
         let inserted = self.store.insert_events(events).await?;
         // Traces are decoded only for live subscribers; none is the usual case.
         if self.sender.receiver_count() > 0 {
-            let new: HashSet<i64> = inserted.iter().copied().collect();
-            for event in events.iter().filter(|e| new.contains(&e.id)) {
+            let mut new: HashSet<i64> = inserted.iter().copied().collect();
+            // Removed as published: an id twice in one batch is stored once.
+            for event in events.iter().filter(|e| new.remove(&e.id)) {
                 let event = event.clone().map_trace(|trace| decode_trace(trace.as_bytes()).unwrap_or_default());
                 let _ = self.sender.send(Arc::new(event));
             }

@@ -11,10 +11,11 @@ use super::{Backend, Store, StoreError, decode_json, from_micros, micros};
 const INSERT_CHUNK: usize = 100;
 const EVENT_COLUMNS: usize = 10;
 
-/// `INSERT … VALUES (…), (…) … RETURNING id` for `rows` events. SQLite
-/// gets anonymous `?` placeholders: it resolves numbered ones by a linear
-/// scan per parameter, which is quadratic in a statement this long.
-fn insert_statement(backend: Backend, rows: usize) -> String {
+/// `INSERT … VALUES (…), (…) …` for `rows` events, with `RETURNING id` if
+/// `returning`. SQLite gets anonymous `?` placeholders: it resolves numbered
+/// ones by a linear scan per parameter, which is quadratic in a statement
+/// this long.
+fn insert_statement(backend: Backend, rows: usize, returning: bool) -> String {
     use std::fmt::Write as _;
     let mut sql = String::with_capacity(200 + rows * EVENT_COLUMNS * 6);
     sql.push_str(
@@ -35,7 +36,10 @@ fn insert_statement(backend: Backend, rows: usize) -> String {
         }
         sql.push(')');
     }
-    sql.push_str(" ON CONFLICT (id) DO NOTHING RETURNING id");
+    sql.push_str(" ON CONFLICT (id) DO NOTHING");
+    if returning {
+        sql.push_str(" RETURNING id");
+    }
     sql
 }
 
@@ -75,10 +79,28 @@ impl Store {
     /// multi-row statements: one round trip per [`INSERT_CHUNK`] events
     /// instead of one per event.
     pub async fn insert_events(&self, events: &[Event<EncodedTrace>]) -> Result<Vec<i64>, StoreError> {
+        // A statement's count of inserted rows says which are new when it is
+        // all or none of them, as it is for a fresh batch and for one resent
+        // whole. Only a batch overlapping what is stored is inserted again
+        // with `RETURNING id`, which makes SQLite buffer the returned rows
+        // and sqlx convert each one.
+        match self.try_insert_events(events, false).await? {
+            Some(inserted) => Ok(inserted),
+            None => Ok(self.try_insert_events(events, true).await?.unwrap_or_default()),
+        }
+    }
+
+    /// One attempt of [`Store::insert_events`]; `None` (and nothing stored)
+    /// if, without `returning`, a statement stored part of its rows.
+    async fn try_insert_events(
+        &self,
+        events: &[Event<EncodedTrace>],
+        returning: bool,
+    ) -> Result<Option<Vec<i64>>, StoreError> {
         let mut tx = self.pool.begin().await?;
         let mut inserted = Vec::with_capacity(events.len());
         for chunk in events.chunks(INSERT_CHUNK) {
-            let sql = insert_statement(self.backend, chunk.len());
+            let sql = insert_statement(self.backend, chunk.len(), returning);
             // Built from numbers only: nothing from the caller reaches the text.
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
             for event in chunk {
@@ -94,12 +116,21 @@ impl Store {
                     .bind(event.duration_ms.min(i64::MAX as u64) as i64)
                     .bind(event.trace.as_bytes());
             }
-            for row in query.fetch_all(&mut *tx).await? {
-                inserted.push(row.try_get::<i64, _>(0)?);
+            if returning {
+                for row in query.fetch_all(&mut *tx).await? {
+                    inserted.push(row.try_get::<i64, _>(0)?);
+                }
+                continue;
+            }
+            match query.execute(&mut *tx).await?.rows_affected() {
+                0 => {}
+                n if n == chunk.len() as u64 => inserted.extend(chunk.iter().map(|e| e.id)),
+                // Dropping the transaction rolls the batch back.
+                _ => return Ok(None),
             }
         }
         tx.commit().await?;
-        Ok(inserted)
+        Ok(Some(inserted))
     }
 
     /// Returns one event of an organization.
