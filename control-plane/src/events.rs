@@ -37,7 +37,8 @@ impl EventHub {
     /// the new ones; returns how many were new.
     pub async fn ingest(&self, events: &[Event<EncodedTrace>]) -> Result<usize, StoreError> {
         let inserted = self.store.insert_events(events).await?;
-        // Traces are decoded only for live subscribers; none is the usual case.
+        // Traces are decoded only for live subscribers; none is the usual
+        // case. They were checked to decode on the way in.
         if self.sender.receiver_count() > 0 {
             let mut new: HashSet<i64> = inserted.iter().copied().collect();
             // Removed as published: an id twice in one batch is stored once.
