@@ -1,12 +1,10 @@
 //! Event and node conversions.
 
-use std::sync::LazyLock;
-
 use crate::api::v1 as api;
 use crate::model::{EncodedTrace, Event, EventFilter, EventStatus, EventTrace, HttpExchangeTrace, Node};
 
 use super::validate::{duration_to_api, timestamp_from_api, timestamp_to_api};
-use super::wire::WireSchema;
+use super::wire;
 use super::{ValidationError, Violations};
 use crate::model::InboundRequestTrace;
 
@@ -63,12 +61,6 @@ fn event_header_to_api<Trace>(e: &Event<Trace>) -> api::Event {
     }
 }
 
-/// The schema reported traces are checked against.
-static TRACE_WIRE: LazyLock<WireSchema> = LazyLock::new(|| {
-    WireSchema::new(crate::api::FILE_DESCRIPTOR_SET, ".hookplane.v1.EventTrace")
-        .expect("the compiled API describes EventTrace")
-});
-
 /// Converts an event for a node's report, by move: the trace is encoded
 /// here, once, and travels and is stored as these bytes.
 pub fn node_event_to_api(event: Event) -> api::NodeEvent {
@@ -113,7 +105,7 @@ pub fn node_event_from_api(e: api::NodeEvent, index: usize) -> Result<Event<Enco
         }
     };
     let trace = match (event.trace, e.encoded_trace.is_empty()) {
-        (None, _) => match TRACE_WIRE.check(&e.encoded_trace) {
+        (None, _) => match wire::event_trace().check(&e.encoded_trace) {
             Ok(()) => EncodedTrace::new_unchecked(e.encoded_trace),
             Err(err) => {
                 v.add("encoded_trace", format!("is not an encoded EventTrace: {err}"));

@@ -9,6 +9,7 @@
 //! the inputs prost's decoder accepts (a property test holds it to that).
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 
 use prost::Message as _;
 use prost::bytes::Buf as _;
@@ -32,6 +33,16 @@ pub enum WireError {
     Truncated,
     #[error("messages nest too deep")]
     TooDeep,
+}
+
+/// The schema reported event traces are checked against, built from the
+/// compiled API on first use.
+pub fn event_trace() -> &'static WireSchema {
+    static SCHEMA: LazyLock<WireSchema> = LazyLock::new(|| {
+        WireSchema::new(crate::api::FILE_DESCRIPTOR_SET, ".hookplane.v1.EventTrace")
+            .expect("the compiled API describes EventTrace")
+    });
+    &SCHEMA
 }
 
 /// What the wire must hold for one known field.
@@ -243,16 +254,7 @@ mod tests {
     use prost::Message as _;
 
     use super::*;
-    use crate::api::FILE_DESCRIPTOR_SET;
     use crate::api::v1 as api;
-
-    fn schema() -> &'static WireSchema {
-        static SCHEMA: std::sync::LazyLock<WireSchema> = std::sync::LazyLock::new(|| {
-            WireSchema::new(FILE_DESCRIPTOR_SET, ".hookplane.v1.EventTrace")
-                .expect("EventTrace is in the descriptor set")
-        });
-        &SCHEMA
-    }
 
     fn sample() -> Vec<u8> {
         api::EventTrace {
@@ -282,7 +284,7 @@ mod tests {
 
     #[test]
     fn a_real_trace_passes_and_its_damaged_forms_do_not() {
-        let schema = schema();
+        let schema = event_trace();
         let bytes = sample();
         assert_eq!(schema.check(&bytes), Ok(()));
         assert_eq!(schema.check(&[]), Ok(()), "an empty trace is a valid message");
@@ -338,7 +340,7 @@ mod tests {
         #[test]
         fn accepts_exactly_what_prost_decodes(bytes in inputs()) {
             let decoded = api::EventTrace::decode(bytes.as_slice());
-            prop_assert_eq!(schema().check(&bytes).is_ok(), decoded.is_ok(), "prost: {:?}", decoded.err());
+            prop_assert_eq!(event_trace().check(&bytes).is_ok(), decoded.is_ok(), "prost: {:?}", decoded.err());
         }
     }
 
@@ -347,7 +349,7 @@ mod tests {
         // EventTrace.request { headers (field 2) tagged as a varint }.
         let bytes = [0x0a, 0x05, 0x10, 0x03, 0x0a, 0x01, b'a'];
         assert!(api::EventTrace::decode(bytes.as_slice()).is_err());
-        assert_eq!(schema().check(&bytes), Err(WireError::WrongWireType { tag: 2 }));
+        assert_eq!(event_trace().check(&bytes), Err(WireError::WrongWireType { tag: 2 }));
     }
 
     #[test]
@@ -357,7 +359,7 @@ mod tests {
             let mut bytes = vec![0x7b; depth];
             bytes.extend(std::iter::repeat_n(0x7c, depth));
             let prost_ok = api::EventTrace::decode(bytes.as_slice()).is_ok();
-            assert_eq!(schema().check(&bytes).is_ok(), prost_ok, "depth {depth}");
+            assert_eq!(event_trace().check(&bytes).is_ok(), prost_ok, "depth {depth}");
         }
     }
 }
