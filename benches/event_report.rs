@@ -101,7 +101,7 @@ fn bench(c: &mut Criterion) {
         b.iter_batched(
             || batch.clone(),
             |events| {
-                let events = events.into_iter().map(node_event_to_api).collect();
+                let events = events.into_iter().map(|e| node_event_to_api(e.map_trace(encode_trace))).collect();
                 receive(&api::ReportEventsRequest { batch: 1, events }.encode_to_vec())
             },
             BatchSize::SmallInput,
@@ -151,7 +151,7 @@ fn bench_store(c: &mut Criterion) {
         let raw = sqlx::sqlite::SqlitePoolOptions::new().max_connections(1).connect_with(options).await.unwrap();
         (store, raw)
     });
-    let stored: Vec<Event<EncodedTrace>> = events().into_iter().map(|e| e.map_trace(|t| encode_trace(&t))).collect();
+    let stored: Vec<Event<EncodedTrace>> = events().into_iter().map(|e| e.map_trace(encode_trace)).collect();
     let mut next_id = 1_i64;
     let mut fresh = || {
         let mut batch = stored.clone();

@@ -458,7 +458,7 @@ async fn events_stored_before_binary_traces_are_still_read(backend: Backend) {
             ..Default::default()
         },
     };
-    let stored = new.clone().map_trace(|trace| encode_trace(&trace));
+    let stored = new.clone().map_trace(encode_trace);
     assert_eq!(store.insert_events(std::slice::from_ref(&stored)).await.unwrap(), vec![8]);
     assert_eq!(
         store.insert_events(std::slice::from_ref(&stored)).await.unwrap(),

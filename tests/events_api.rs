@@ -37,7 +37,7 @@ fn event(id: i64, organization_id: &str, connector_id: &str, status: EventStatus
         duration_ms: 12,
         trace: EventTrace { payload: format!("{{\"n\":{id}}}"), ..Default::default() },
     };
-    event.map_trace(|trace| encode_trace(&trace))
+    event.map_trace(encode_trace)
 }
 
 async fn events_list_newest_first_with_filters_and_pages(backend: Backend) {

@@ -61,12 +61,15 @@ fn event_header_to_api<Trace>(e: &Event<Trace>) -> api::Event {
     }
 }
 
-/// Converts an event for a node's report, by move: the trace is encoded
-/// here, once, and travels and is stored as these bytes.
-pub fn node_event_to_api(event: Event) -> api::NodeEvent {
+/// Converts an event for a node's report, by move. Its trace was encoded
+/// once, by the node, and travels and is stored as these bytes.
+pub fn node_event_to_api(event: Event<EncodedTrace>) -> api::NodeEvent {
     let header = event_header_to_api(&event);
-    let trace = prost::Message::encode_to_vec(&trace_into_api(event.trace));
-    api::NodeEvent { organization_id: event.organization_id, event: Some(header), encoded_trace: trace.into() }
+    api::NodeEvent {
+        organization_id: event.organization_id,
+        event: Some(header),
+        encoded_trace: event.trace.into_bytes(),
+    }
 }
 
 /// Converts event `index` of a node's report. The node owns ids and
@@ -143,8 +146,8 @@ pub fn node_event_from_api(e: api::NodeEvent, index: usize) -> Result<Event<Enco
 /// A trace in its stored form: the `EventTrace` message's protobuf bytes,
 /// which are smaller than its JSON (no escaping, numbers as varints) and
 /// cheaper to write.
-pub fn encode_trace(t: &EventTrace) -> EncodedTrace {
-    EncodedTrace::new_unchecked(prost::Message::encode_to_vec(&trace_to_api(t)).into())
+pub fn encode_trace(t: EventTrace) -> EncodedTrace {
+    EncodedTrace::new_unchecked(prost::Message::encode_to_vec(&trace_into_api(t)).into())
 }
 
 /// Reads a trace [`encode_trace`] or a node encoded.
@@ -201,7 +204,7 @@ fn trace_to_api(t: &EventTrace) -> api::EventTrace {
     trace_into_api(t.clone())
 }
 
-fn trace_into_api(t: EventTrace) -> api::EventTrace {
+pub(super) fn trace_into_api(t: EventTrace) -> api::EventTrace {
     api::EventTrace {
         request: Some(api::InboundRequestTrace {
             client_ip: t.request.client_ip,

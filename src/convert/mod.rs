@@ -9,6 +9,7 @@
 mod connector;
 mod event;
 mod expressions;
+mod inbound_trace;
 mod node_sync;
 mod organization;
 mod secret;
@@ -20,6 +21,7 @@ pub use event::{
     decode_trace, encode_trace, event_filter_from_api, event_to_api, node_event_from_api, node_event_to_api,
     node_to_api,
 };
+pub use inbound_trace::{InboundTrace, encode_trace_with_inbound};
 pub use node_sync::{Rejection, config_delta_from_api, config_delta_to_api, merge_update_parts};
 pub use organization::{
     api_key_spec_from_api, api_key_to_api, merge_organization_update, merge_plan_update, organization_spec_from_api,

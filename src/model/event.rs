@@ -91,6 +91,10 @@ impl EncodedTrace {
     pub fn as_bytes(&self) -> &[u8] {
         &self.0
     }
+
+    pub fn into_bytes(self) -> Bytes {
+        self.0
+    }
 }
 
 /// The step-by-step record of an execution; secrets already redacted.

@@ -8,6 +8,7 @@
 //! spooled.
 
 pub mod ids;
+pub mod pending;
 pub mod spool;
 
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use crate::NodeConfig;
 use crate::sync::{authorized, connect};
+use pending::PendingTrace;
 use spool::Spool;
 
 /// Events per batch: one store transaction on the control plane.
@@ -34,7 +36,7 @@ const BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// Where request handlers put finished events.
 #[derive(Clone, Debug)]
 pub struct EventSink {
-    sender: mpsc::UnboundedSender<Event>,
+    sender: mpsc::UnboundedSender<Event<PendingTrace>>,
     pending: Arc<AtomicUsize>,
 }
 
@@ -42,7 +44,7 @@ pub struct EventSink {
 /// acknowledged nor spooled yet.
 #[derive(Debug)]
 pub struct EventQueue {
-    receiver: mpsc::UnboundedReceiver<Event>,
+    receiver: mpsc::UnboundedReceiver<Event<PendingTrace>>,
     pending: Arc<AtomicUsize>,
 }
 
@@ -55,7 +57,7 @@ impl EventSink {
     }
 
     /// Queues an event; never blocks.
-    pub fn record(&self, event: Event) {
+    pub fn record(&self, event: Event<PendingTrace>) {
         self.pending.fetch_add(1, Ordering::Relaxed);
         if self.sender.send(event).is_err() {
             self.pending.fetch_sub(1, Ordering::Relaxed);
@@ -159,13 +161,17 @@ async fn closing(shutdown: &mut watch::Receiver<bool>) {
 
 /// `first` and whatever else is queued, up to a batch, in the form they
 /// are reported in: each trace is encoded once, here, off the request path.
-fn drain(config: &NodeConfig, first: Event, events: &mut mpsc::UnboundedReceiver<Event>) -> Vec<api::NodeEvent> {
+fn drain(
+    config: &NodeConfig,
+    first: Event<PendingTrace>,
+    events: &mut mpsc::UnboundedReceiver<Event<PendingTrace>>,
+) -> Vec<api::NodeEvent> {
     let mut batch = Vec::with_capacity(events.len().min(MAX_BATCH - 1) + 1);
-    let mut add = |mut event: Event| {
+    let mut add = |mut event: Event<PendingTrace>| {
         if event.node_id.is_empty() {
             event.node_id = config.node_id.clone();
         }
-        batch.push(convert::node_event_to_api(event));
+        batch.push(convert::node_event_to_api(event.map_trace(PendingTrace::encode)));
     };
     add(first);
     for _ in 1..MAX_BATCH {

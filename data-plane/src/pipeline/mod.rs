@@ -3,9 +3,12 @@
 //!
 //! Runs on the snapshot the request loaded; touches no control-plane state.
 //! Secrets enter only through `$secret` and the outbound auth, and every
-//! value of theirs is redacted from the trace before it leaves here.
+//! value of theirs is redacted from the trace before it leaves here; the
+//! [`Redactor`] that knows them leaves with the execution, for the inbound
+//! request's part of the trace, which is written later
+//! ([`crate::events::pending`]).
 
-mod redact;
+pub mod redact;
 pub mod request;
 
 use std::time::{Duration, Instant};
@@ -50,7 +53,10 @@ pub struct Execution {
     pub outcome: Outcome,
     pub response_code: Option<i32>,
     pub error: Option<String>,
+    /// What the pipeline did; the inbound request's part is left empty.
     pub trace: EventTrace,
+    /// The secret values the execution read.
+    pub redactor: Redactor,
 }
 
 /// `$secret.NAME` from the organization's secrets in the snapshot.
@@ -74,7 +80,6 @@ impl Executor {
         plan: &Plan,
         payload: &Value,
         depth: u32,
-        trace: EventTrace,
     ) -> Execution {
         let secrets = OrgSecrets { snapshot, organization: &deployed.connector.organization_id };
         let mut redactor = Redactor::default();
@@ -83,17 +88,18 @@ impl Executor {
                 redactor.add(value);
             }
         }
-        let mut run = Run { trace, redactor };
+        let mut run = Run { trace: EventTrace::default(), redactor };
         let result = self.run(deployed, plan, payload, depth, &secrets, &mut run).await;
         let Run { mut trace, redactor } = run;
         redactor.scrub_trace(&mut trace);
         match result {
-            Ok((outcome, response_code)) => Execution { outcome, response_code, error: None, trace },
+            Ok((outcome, response_code)) => Execution { outcome, response_code, error: None, trace, redactor },
             Err(failure) => Execution {
                 outcome: Outcome::Failed,
                 response_code: failure.response_code,
                 error: Some(redactor.scrub(&failure.message).into_owned()),
                 trace,
+                redactor,
             },
         }
     }

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 
 use hookplane::model::{EventTrace, HttpExchangeTrace};
 
-const REDACTED: &str = "[redacted]";
+pub const REDACTED: &str = "[redacted]";
 /// Shorter values are not searched for: they would blank out common text
 /// and are not secrets worth the name.
 const MIN_SECRET_LEN: usize = 4;
@@ -51,14 +51,14 @@ impl Redactor {
         exchange.request_headers.values_mut().for_each(|v| self.scrub_in_place(v));
     }
 
-    /// Scrubs every text of a trace.
+    /// Scrubs every text the pipeline recorded in a trace. The inbound
+    /// request's part is scrubbed when the event is encoded
+    /// ([`crate::events::pending`]).
     pub fn scrub_trace(&self, trace: &mut EventTrace) {
         if self.values.is_empty() {
             return;
         }
-        self.scrub_in_place(&mut trace.payload);
         self.scrub_in_place(&mut trace.processed);
-        trace.request.headers.values_mut().for_each(|v| self.scrub_in_place(v));
         if let Some(lookup) = &mut trace.lookup {
             self.scrub_exchange(lookup);
         }

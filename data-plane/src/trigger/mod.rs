@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use hookplane::model::{self, Event, EventStatus, EventTrace, InboundRequestTrace, Plan, SecretField};
+use hookplane::model::{self, Event, EventStatus, Plan, SecretField};
 use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::CONTENT_LENGTH;
@@ -26,6 +26,7 @@ use tokio::sync::Semaphore;
 
 use crate::events::EventSink;
 use crate::events::ids::EventIds;
+use crate::events::pending::{InboundRequest, PendingTrace};
 use crate::limits::{Exceeded, Limiters, RateStatus, Window};
 use crate::pipeline::Executor;
 use crate::pipeline::request::DEPTH_HEADER;
@@ -178,17 +179,7 @@ impl Ingress {
         // parts the connector's programs can read.
         let event_id = self.ids.next().ok_or(Refusal::NotReady)?;
         let payload = deployed.compiled.programs.read_payload(text).map_err(|e| Refusal::InvalidJson(e.to_string()))?;
-        let trace = EventTrace {
-            request: InboundRequestTrace {
-                client_ip: client_ip.to_string(),
-                headers: traced_headers(&parts.headers, &deployed),
-                auth_method: method.to_owned(),
-                body_bytes: body.len() as u64,
-            },
-            payload: text.to_owned(),
-            ..Default::default()
-        };
-        let execution = self.executor.execute(&snapshot, &deployed, &plan, &payload, depth, trace).await;
+        let execution = self.executor.execute(&snapshot, &deployed, &plan, &payload, depth).await;
         let status = match execution.outcome {
             Outcome::Completed => EventStatus::Completed,
             Outcome::Skipped => EventStatus::Skipped,
@@ -202,17 +193,29 @@ impl Ingress {
             error: execution.error.as_deref(),
         }
         .into_response(*rate);
+        let connector = &deployed.connector;
+        let (organization_id, connector_id) = (connector.organization_id.clone(), connector.id.clone());
+        // The request's headers and body become the trace's inbound part
+        // when the reporter encodes the event, not while answering.
+        let inbound = InboundRequest {
+            headers: parts.headers,
+            body,
+            client_ip,
+            auth_method: method,
+            connector: deployed,
+            redactor: execution.redactor,
+        };
         self.events.record(Event {
             id: event_id,
-            organization_id: connector.organization_id.clone(),
-            connector_id: connector.id.clone(),
+            organization_id,
+            connector_id,
             status,
             response_code: execution.response_code,
             error: execution.error.unwrap_or_default(),
             node_id: self.node_id.clone(),
             create_time: received,
             duration_ms: started.elapsed().as_millis() as u64,
-            trace: execution.trace,
+            trace: PendingTrace { inbound, pipeline: execution.trace },
         });
         Ok(response)
     }
@@ -273,23 +276,6 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr
     let hops = headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(','));
     let hops: Vec<IpAddr> = hops.filter_map(|hop| hop.trim().parse().ok()).collect();
     hops.into_iter().rev().find(|ip| !is_trusted(ip)).unwrap_or(peer)
-}
-
-/// The inbound headers for the trace, credentials replaced.
-fn traced_headers(headers: &HeaderMap, deployed: &DeployedConnector) -> std::collections::BTreeMap<String, String> {
-    let auth = &deployed.connector.spec.auth;
-    let secret = |name: &str| {
-        matches!(name, "authorization" | "x-secret-token" | "cookie" | "proxy-authorization")
-            || auth.api_key.as_ref().is_some_and(|k| k.name.eq_ignore_ascii_case(name))
-            || auth.custom_headers.iter().any(|h| h.name == name)
-    };
-    headers
-        .iter()
-        .map(|(name, value)| {
-            let shown = if secret(name.as_str()) { "[redacted]" } else { value.to_str().unwrap_or("[binary]") };
-            (name.as_str().to_owned(), shown.to_owned())
-        })
-        .collect()
 }
 
 #[cfg(test)]
