@@ -11,6 +11,13 @@ use super::{Backend, Store, StoreError, decode_json, from_micros, micros};
 const INSERT_CHUNK: usize = 100;
 const EVENT_COLUMNS: usize = 10;
 
+/// An organization's events, newest first: searches `events_org`.
+const LIST_EVENTS: &str = "SELECT * FROM events WHERE organization_id = $1 AND id < $2 \
+     AND ($3 = '' OR status = $3) AND create_time >= $4 AND create_time < $5 ORDER BY id DESC LIMIT $6";
+/// One connector's events, newest first: searches `events_org_connector`.
+const LIST_CONNECTOR_EVENTS: &str = "SELECT * FROM events WHERE organization_id = $1 AND connector_id = $2 \
+     AND id < $3 AND ($4 = '' OR status = $4) AND create_time >= $5 AND create_time < $6 ORDER BY id DESC LIMIT $7";
+
 /// `INSERT … VALUES (…), (…) …` for `rows` events, with `RETURNING id` if
 /// `returning`. SQLite gets anonymous `?` placeholders: it resolves numbered
 /// ones by a linear scan per parameter, which is quadratic in a statement
@@ -152,22 +159,51 @@ impl Store {
         before: i64,
         limit: u32,
     ) -> Result<Vec<Event>, StoreError> {
-        // Absent filters bind values that match everything, which keeps the
-        // statement static (and prepared once) for every filter combination.
-        let rows = sqlx::query(
-            "SELECT * FROM events WHERE organization_id = $1 AND id < $2 \
-             AND ($3 = '' OR connector_id = $3) AND ($4 = '' OR status = $4) \
-             AND create_time >= $5 AND create_time < $6 ORDER BY id DESC LIMIT $7",
-        )
-        .bind(organization_id)
-        .bind(before)
-        .bind(filter.connector_id.as_deref().unwrap_or(""))
-        .bind(filter.status.map_or("", EventStatus::as_str))
-        .bind(filter.start_time.map_or(i64::MIN, micros))
-        .bind(filter.end_time.map_or(i64::MAX, micros))
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
+        // Absent status and time filters bind values that match everything,
+        // which keeps each statement static (and prepared once); the
+        // connector filter picks its own statement, as a planner cannot
+        // use the connector index for `(? = '' OR connector_id = ?)`.
+        let query = match filter.connector_id.as_deref() {
+            Some(connector_id) => sqlx::query(LIST_CONNECTOR_EVENTS).bind(organization_id).bind(connector_id),
+            None => sqlx::query(LIST_EVENTS).bind(organization_id),
+        };
+        let rows = query
+            .bind(before)
+            .bind(filter.status.map_or("", EventStatus::as_str))
+            .bind(filter.start_time.map_or(i64::MIN, micros))
+            .bind(filter.end_time.map_or(i64::MAX, micros))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(event_from_row).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every event goes into both indexes, so each must serve its listing:
+    /// a plan that filters instead of searching reads a whole
+    /// organization's events to list one connector's.
+    #[tokio::test]
+    async fn each_listing_searches_its_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("plans.db").display());
+        let store = Store::connect(&url).await.unwrap();
+        for (statement, index) in [(LIST_EVENTS, "events_org "), (LIST_CONNECTOR_EVENTS, "events_org_connector ")] {
+            let plan: Vec<String> = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {statement}")))
+                .fetch_all(&store.pool)
+                .await
+                .unwrap()
+                .iter()
+                .map(|row| row.try_get::<String, _>("detail").unwrap())
+                .collect();
+            assert!(
+                plan.iter().any(|step| step.starts_with("SEARCH events USING INDEX ") && step.contains(index)),
+                "{statement}: {plan:?}"
+            );
+            assert!(!plan.iter().any(|step| step.contains("TEMP B-TREE")), "sorted by the index: {plan:?}");
+        }
     }
 }
