@@ -352,6 +352,58 @@ async fn events_survive_a_control_plane_outage_and_a_node_restart() {
     plane.finish().await;
 }
 
+/// A control plane that stores events slower than the node answers:
+/// beyond its limit the node's queue moves to its spool instead of growing
+/// in memory, and once the control plane catches up every event is stored,
+/// each once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lagging_control_plane_costs_the_node_disk_not_memory() {
+    use sqlx::{Connection as _, Executor as _};
+    const LIMIT: usize = 5;
+    const TRIGGERS: usize = 30;
+    let plane = TestPlane::start(Backend::Sqlite).await;
+    let target = Target::start(Behaviour::Ok).await;
+    let (id, token) = create(&plane, mapped_connector(&target.url(""))).await;
+    let cache = tempfile::tempdir().unwrap();
+    let node = start_node_configured(&plane, "node-1", Some(cache.path()), |c| {
+        c.egress = hookplane::egress::EgressPolicy::public_only().with_loopback();
+        c.max_queued_events = LIMIT;
+    })
+    .await;
+    let spooled = || std::fs::read_dir(cache.path().join("events")).map_or(0, |d| d.count());
+    // Another connection holds SQLite's write lock: the control plane's
+    // insert waits on it, and so does the ack of the batch in flight.
+    let mut blocker = sqlx::SqliteConnection::connect(&plane.database.url).await.unwrap();
+    blocker.execute("BEGIN IMMEDIATE").await.unwrap();
+    let bearer = format!("Bearer {token}");
+    let mut ids = Vec::new();
+    for _ in 0..TRIGGERS {
+        let answer = post(node.http_address(), &trigger_path(&id), &[("authorization", &bearer)], ORDER).await;
+        assert_eq!(answer.body["status"], "completed");
+        ids.push(answer.body["event_id"].as_i64().unwrap());
+    }
+    // Triggers are sent one after another, so the batch in flight is the
+    // first one's event alone: the reporter was idle when it came.
+    eventually(Duration::from_secs(5), "the queue is held to its limit", || async {
+        (node.pending_events() <= LIMIT + 1 && spooled() > 0).then_some(())
+    })
+    .await;
+    blocker.execute("ROLLBACK").await.unwrap();
+    let mut stored: Vec<i64> = eventually(Duration::from_secs(10), "every event is stored", || async {
+        let filter = api::EventFilter { connector_id: id.clone(), ..Default::default() };
+        let events = plane.admin.list_all_events(Some(filter)).await.unwrap();
+        (events.len() >= TRIGGERS).then(|| events.iter().map(|e| e.id).collect())
+    })
+    .await;
+    stored.sort_unstable();
+    ids.sort_unstable();
+    assert_eq!(stored, ids, "each event once");
+    eventually(Duration::from_secs(5), "the spool is empty", || async { (spooled() == 0).then_some(()) }).await;
+    assert_eq!(node.pending_events(), 0);
+    node.shutdown().await;
+    plane.finish().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hanging_target_times_out_and_fails_the_event() {
     let plane = TestPlane::start(Backend::Sqlite).await;

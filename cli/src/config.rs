@@ -69,6 +69,10 @@ pub struct Settings {
     /// Data plane: largest accepted trigger body, in bytes.
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
+    /// Data plane: events held in memory while the control plane lags;
+    /// beyond this many they move to `cache_dir`.
+    #[serde(default = "default_max_queued_events")]
+    pub max_queued_events: usize,
     /// Log filter in `tracing` syntax, e.g. `info,hookplane=debug`.
     #[serde(default = "default_log")]
     pub log: String,
@@ -76,6 +80,10 @@ pub struct Settings {
 
 fn default_max_body_bytes() -> usize {
     1 << 20
+}
+
+fn default_max_queued_events() -> usize {
+    hookplane_data_plane::events::MAX_QUEUED_EVENTS
 }
 
 /// A configured plan (SPEC §9); limits of 0 mean unlimited.

@@ -62,5 +62,6 @@ pub fn apply_node_settings(config: &mut NodeConfig, settings: &Settings, dev: bo
         })
         .collect::<anyhow::Result<_>>()?;
     config.ingress.max_body_bytes = settings.max_body_bytes;
+    config.max_queued_events = settings.max_queued_events;
     Ok(())
 }

@@ -67,7 +67,7 @@ struct DataPlaneArgs {
     /// Trigger (HTTP) address; default 127.0.0.1:8080.
     #[arg(long)]
     http_listen: Option<std::net::SocketAddr>,
-    /// Directory for the last good snapshot.
+    /// Directory for the last good snapshot and unacknowledged events.
     #[arg(long)]
     cache_dir: Option<PathBuf>,
     /// This node's id in the fleet; default host name and port.

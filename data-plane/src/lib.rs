@@ -50,8 +50,13 @@ pub struct NodeConfig {
     pub http_listen: SocketAddr,
     /// How the node is listed; defaults to the bound HTTP address.
     pub advertise_address: String,
-    /// Where the last good snapshot is kept; `None` keeps nothing.
+    /// Where the last good snapshot and unacknowledged events are kept;
+    /// `None` keeps nothing.
     pub cache_dir: Option<PathBuf>,
+    /// Events held in memory for the control plane; beyond this many,
+    /// the oldest move to the spool in `cache_dir` while the control
+    /// plane catches up. Without a cache dir, memory is the spool.
+    pub max_queued_events: usize,
     /// TLS towards the control plane (`https://` URLs).
     pub tls: Option<ClientTls>,
     /// Which addresses lookups, performs and token calls may reach.
@@ -74,6 +79,7 @@ impl NodeConfig {
             http_listen,
             advertise_address: String::new(),
             cache_dir: None,
+            max_queued_events: events::MAX_QUEUED_EVENTS,
             tls: None,
             egress: EgressPolicy::public_only(),
             ingress: IngressSettings::default(),

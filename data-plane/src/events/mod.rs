@@ -4,8 +4,11 @@
 //! wait on the control plane. One reporter task batches what queued up while
 //! the previous batch was in flight, sends it and waits for its ack. When
 //! the control plane is away, batches go to the [`spool::Spool`] and are
-//! sent, oldest first, once it is back. On shutdown whatever is queued is
-//! spooled.
+//! sent, oldest first, once it is back. When it is there but slower than
+//! the node, the queue is held to `NodeConfig::max_queued_events`: the
+//! excess moves to the spool while a batch awaits its ack, and spooled
+//! batches follow live ones, one each, until the spool is empty. On
+//! shutdown whatever is queued is spooled.
 
 pub mod ids;
 pub mod pending;
@@ -32,6 +35,11 @@ const MAX_BATCH: usize = 500;
 const ACK_TIMEOUT: Duration = Duration::from_secs(10);
 const BACKOFF_START: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// Default of `NodeConfig::max_queued_events`: a few seconds of a node's
+/// peak rate, tens of MiB for typical webhooks.
+pub const MAX_QUEUED_EVENTS: usize = 20_000;
+/// How often the queue is measured while a batch awaits its ack.
+const SPILL_CHECK: Duration = Duration::from_millis(50);
 
 /// Where request handlers put finished events.
 #[derive(Clone, Debug)]
@@ -105,8 +113,9 @@ impl Stream {
 
 /// Reports events until shutdown.
 pub async fn report(config: Arc<NodeConfig>, queue: EventQueue, mut shutdown: watch::Receiver<bool>) {
-    let EventQueue { receiver: mut events, pending } = queue;
-    let mut spool = Spool::open(config.cache_dir.clone());
+    let EventQueue { receiver, pending } = queue;
+    let mut backlog =
+        Backlog { config: &config, events: receiver, pending, spool: Spool::open(config.cache_dir.clone()) };
     let mut stream: Option<Stream> = None;
     let mut backoff = BACKOFF_START;
     let mut next_attempt = tokio::time::Instant::now();
@@ -114,25 +123,41 @@ pub async fn report(config: Arc<NodeConfig>, queue: EventQueue, mut shutdown: wa
         tokio::select! {
             biased;
             () = closing(&mut shutdown) => break,
-            first = events.recv() => {
+            first = backlog.events.recv() => {
                 let Some(first) = first else { break };
-                let batch = drain(&config, first, &mut events);
+                let batch = drain(&config, first, &mut backlog.events);
+                let count = batch.len();
                 let delivered = match &mut stream {
                     // The copy kept for the spool shares each trace's bytes.
-                    Some(open) => open.deliver(batch.clone()).await,
+                    Some(open) => backlog.deliver(open, batch.clone()).await,
                     None => false,
                 };
-                let count = batch.len();
-                if !delivered {
+                if delivered {
+                    backlog.pending.fetch_sub(count, Ordering::Relaxed);
+                } else {
                     stream = None;
-                    keep(&mut spool, batch);
+                    backlog.keep(batch);
                 }
-                pending.fetch_sub(count, Ordering::Relaxed);
+                // What spilled while the control plane lagged follows, a
+                // batch after each live one, so it catches up under load.
+                if let Some(open) = stream.as_mut().filter(|_| !backlog.spool.is_empty())
+                    && !send_oldest(&mut backlog.spool, open).await
+                {
+                    stream = None;
+                }
+            }
+            // ... and whenever no new event waits.
+            () = std::future::ready(()), if stream.is_some() && !backlog.spool.is_empty() => {
+                if let Some(open) = &mut stream
+                    && !send_oldest(&mut backlog.spool, open).await
+                {
+                    stream = None;
+                }
             }
             () = tokio::time::sleep_until(next_attempt), if stream.is_none() => {
                 match Stream::open(&config).await {
                     Ok(mut open) => {
-                        if flush(&mut spool, &mut open).await {
+                        if flush(&mut backlog.spool, &mut open).await {
                             backoff = BACKOFF_START;
                             stream = Some(open);
                         }
@@ -147,11 +172,55 @@ pub async fn report(config: Arc<NodeConfig>, queue: EventQueue, mut shutdown: wa
         }
     }
     // Whatever is still queued waits on disk for the next start.
-    while let Ok(first) = events.try_recv() {
-        let batch = drain(&config, first, &mut events);
+    while let Ok(first) = backlog.events.try_recv() {
+        let batch = drain(&config, first, &mut backlog.events);
+        backlog.keep(batch);
+    }
+}
+
+/// The reporter's queue and spool.
+struct Backlog<'a> {
+    config: &'a NodeConfig,
+    events: mpsc::UnboundedReceiver<Event<PendingTrace>>,
+    pending: Arc<AtomicUsize>,
+    spool: Spool,
+}
+
+impl Backlog<'_> {
+    /// Delivers `batch`. While its ack is awaited, queued events beyond
+    /// the node's limit move to a durable spool: a control plane that
+    /// falls behind costs the node disk, not memory.
+    async fn deliver(&mut self, open: &mut Stream, batch: Vec<api::NodeEvent>) -> bool {
+        let acked = open.deliver(batch);
+        tokio::pin!(acked);
+        let mut check = tokio::time::interval(SPILL_CHECK);
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                delivered = &mut acked => return delivered,
+                _ = check.tick(), if self.spool.is_durable() => self.spill_excess(),
+            }
+        }
+    }
+
+    /// Moves the oldest queued events to the spool, a batch at a time,
+    /// until at most `max_queued_events` remain.
+    fn spill_excess(&mut self) {
+        while self.events.len() > self.config.max_queued_events {
+            let Ok(first) = self.events.try_recv() else { break };
+            let batch = drain(self.config, first, &mut self.events);
+            tracing::warn!(events = batch.len(), "the control plane lags behind; spooling events to disk");
+            self.keep(batch);
+        }
+    }
+
+    /// Spools a batch; its events are no longer pending.
+    fn keep(&mut self, batch: Vec<api::NodeEvent>) {
         let count = batch.len();
-        keep(&mut spool, batch);
-        pending.fetch_sub(count, Ordering::Relaxed);
+        if let Err(err) = self.spool.push(batch) {
+            tracing::error!(error = %err, events = count, "could not spool events; they are lost");
+        }
+        self.pending.fetch_sub(count, Ordering::Relaxed);
     }
 }
 
@@ -183,21 +252,23 @@ fn drain(
     batch
 }
 
-fn keep(spool: &mut Spool, batch: Vec<api::NodeEvent>) {
-    let count = batch.len();
-    if let Err(err) = spool.push(batch) {
-        tracing::error!(error = %err, events = count, "could not spool events; they are lost");
-    }
-}
-
 /// Sends every spooled batch, oldest first; false if the stream broke.
 async fn flush(spool: &mut Spool, stream: &mut Stream) -> bool {
-    // A spooled batch stays on disk until its ack, so it is sent as read.
-    while let Some((handle, batch)) = spool.oldest() {
-        if !stream.deliver(batch).await {
+    while !spool.is_empty() {
+        if !send_oldest(spool, stream).await {
             return false;
         }
-        spool.remove(handle);
     }
+    true
+}
+
+/// Sends the oldest spooled batch, if any; false if the stream broke.
+async fn send_oldest(spool: &mut Spool, stream: &mut Stream) -> bool {
+    // A spooled batch stays on disk until its ack, so it is sent as read.
+    let Some((handle, batch)) = spool.oldest() else { return true };
+    if !stream.deliver(batch).await {
+        return false;
+    }
+    spool.remove(handle);
     true
 }

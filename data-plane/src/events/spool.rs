@@ -22,14 +22,22 @@ pub struct Spool {
     dir: Option<PathBuf>,
     memory: VecDeque<Vec<api::NodeEvent>>,
     next: u64,
+    /// Batch files in `dir`, counted so emptiness costs no directory read.
+    files: usize,
 }
 
 impl Spool {
     /// A spool under `cache_dir/events`, or in memory.
     pub fn open(cache_dir: Option<PathBuf>) -> Spool {
         let dir = cache_dir.map(|d| d.join("events"));
-        let next = dir.as_ref().map_or(0, |d| numbers(d).last().map_or(0, |n| n + 1));
-        Spool { dir, memory: VecDeque::new(), next }
+        let numbers = dir.as_deref().map(numbers).unwrap_or_default();
+        let next = numbers.last().map_or(0, |n| n + 1);
+        Spool { dir, memory: VecDeque::new(), next, files: numbers.len() }
+    }
+
+    /// Whether batches are kept on disk (else in memory).
+    pub fn is_durable(&self) -> bool {
+        self.dir.is_some()
     }
 
     /// Keeps a batch until it is acknowledged.
@@ -41,6 +49,7 @@ impl Spool {
         let bytes = api::ReportEventsRequest { batch: self.next, events }.encode_to_vec();
         write_atomically(dir, &format!("{:020}{SUFFIX}", self.next), &bytes)?;
         self.next += 1;
+        self.files += 1;
         Ok(())
     }
 
@@ -56,6 +65,7 @@ impl Spool {
                 None => {
                     tracing::error!(path = %path.display(), "dropping an unreadable event batch");
                     let _ = fs::remove_file(&path);
+                    self.files = self.files.saturating_sub(1);
                 }
             }
         }
@@ -67,6 +77,7 @@ impl Spool {
         match (handle, &self.dir) {
             (Some(number), Some(dir)) => {
                 let _ = fs::remove_file(dir.join(format!("{number:020}{SUFFIX}")));
+                self.files = self.files.saturating_sub(1);
             }
             _ => {
                 self.memory.pop_front();
@@ -77,7 +88,7 @@ impl Spool {
     /// Whether nothing waits.
     pub fn is_empty(&self) -> bool {
         match &self.dir {
-            Some(dir) => numbers(dir).is_empty(),
+            Some(_) => self.files == 0,
             None => self.memory.is_empty(),
         }
     }
