@@ -10,15 +10,25 @@
 //! SQLite driver into the same schema, each on its own SQLite file in WAL
 //! mode with `synchronous = NORMAL`, as the store runs.
 //!
+//! The third group is the node's own part of one such event: the request
+//! handler handing it over and the reporter encoding its trace. Baseline:
+//! the handler copying the headers into owned strings (two per header)
+//! and the payload into a `String`, as nodes did before the trace's
+//! inbound part was written from the request's own buffers.
+//!
 //! Run: `cargo bench --bench event_report`.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use hookplane::api::v1 as api;
 use hookplane::convert::{encode_trace, event_to_api, node_event_from_api, node_event_to_api};
-use hookplane::model::{EncodedTrace, Event, EventStatus, EventTrace, InboundRequestTrace};
+use hookplane::model::{Connector, EncodedTrace, Event, EventStatus, EventTrace, InboundRequestTrace};
 use hookplane_control_plane::store::Store;
+use hookplane_data_plane::events::pending::{InboundRequest, PendingTrace};
+use hookplane_data_plane::pipeline::redact::Redactor;
+use hookplane_data_plane::snapshot::DeployedConnector;
 use prost::Message as _;
 
 const BATCH: usize = 100;
@@ -175,9 +185,99 @@ fn bench_store(c: &mut Criterion) {
     group.finish();
 }
 
+/// The request the load harness's check path sends, as hyper hands it over.
+fn check_path_request() -> (hyper::HeaderMap, bytes::Bytes) {
+    let payload = format!(r#"{{"id":"ord_1","status":"created","note":"{}"}}"#, "x".repeat(290));
+    let headers = [
+        ("host", "127.0.0.1:40123"),
+        ("user-agent", "shop-webhooks/2.3"),
+        ("content-type", "application/json"),
+        ("authorization", "Bearer hpt_3kq9v0c1m2x8w7z6y5u4t3s2r1"),
+        ("content-length", "330"),
+    ]
+    .into_iter()
+    .map(|(name, value)| (hyper::header::HeaderName::from_static(name), hyper::header::HeaderValue::from_static(value)))
+    .collect();
+    (headers, payload.into())
+}
+
+fn deployed_connector() -> Arc<DeployedConnector> {
+    let spec = hookplane::convert::connector_from_api(
+        &api::Connector {
+            display_name: "orders".into(),
+            auth: Some(api::InboundAuth { bearer_token: true, ..Default::default() }),
+            perform: Some(api::Perform { url: "https://erp.example.com/orders".into(), ..Default::default() }),
+            ..Default::default()
+        },
+        "connector",
+    )
+    .unwrap();
+    let connector = Connector {
+        id: "con_7d41a9".into(),
+        organization_id: "org_2f8c1e".into(),
+        spec,
+        tokens: Vec::new(),
+        create_time: chrono::Utc::now(),
+        update_time: chrono::Utc::now(),
+        revision: Default::default(),
+    };
+    Arc::new(DeployedConnector::prepare(connector, 1).unwrap())
+}
+
+/// The former request path: the trace's inbound part copied into owned
+/// strings while answering, then the whole trace encoded.
+fn owned_trace(headers: &hyper::HeaderMap, body: &[u8]) -> EncodedTrace {
+    let secret = |name: &str| matches!(name, "authorization" | "x-secret-token" | "cookie" | "proxy-authorization");
+    let headers = headers
+        .iter()
+        .map(|(name, value)| {
+            let shown = if secret(name.as_str()) { "[redacted]" } else { value.to_str().unwrap_or("[binary]") };
+            (name.as_str().to_owned(), shown.to_owned())
+        })
+        .collect();
+    encode_trace(EventTrace {
+        request: InboundRequestTrace {
+            client_ip: "127.0.0.1".parse::<std::net::IpAddr>().unwrap().to_string(),
+            headers,
+            auth_method: "bearer_token".to_owned(),
+            body_bytes: body.len() as u64,
+        },
+        payload: std::str::from_utf8(body).unwrap().to_owned(),
+        condition_result: Some(false),
+        ..Default::default()
+    })
+}
+
+fn bench_node_trace(c: &mut Criterion) {
+    let connector = deployed_connector();
+    let mut group = c.benchmark_group("one check-path trace on the node");
+    group.bench_function("baseline: inbound part copied while answering, then encoded", |b| {
+        b.iter_batched(check_path_request, |(headers, body)| owned_trace(&headers, &body), BatchSize::SmallInput)
+    });
+    group.bench_function("inbound part kept as the request's buffers, written while encoding", |b| {
+        b.iter_batched(
+            check_path_request,
+            |(headers, body)| {
+                let pipeline = EventTrace { condition_result: Some(false), ..Default::default() };
+                let inbound = InboundRequest {
+                    headers,
+                    body,
+                    client_ip: "127.0.0.1".parse().unwrap(),
+                    auth_method: "bearer_token",
+                    connector: connector.clone(),
+                    redactor: Redactor::default(),
+                };
+                PendingTrace { inbound, pipeline }.encode()
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().measurement_time(std::time::Duration::from_secs(3));
-    targets = bench, bench_store
+    targets = bench, bench_store, bench_node_trace
 }
 criterion_main!(benches);

@@ -51,7 +51,12 @@ impl PendingTrace {
         let inbound = &self.inbound;
         let headers: Vec<(&str, Cow<'_, str>)> =
             inbound.headers.iter().map(|(name, value)| (name.as_str(), inbound.shown(name.as_str(), value))).collect();
-        let payload = String::from_utf8_lossy(&inbound.body);
+        // The endpoint checked the body is UTF-8; `from_utf8` confirms it
+        // at a fraction of what a lossy conversion costs.
+        let payload = match std::str::from_utf8(&inbound.body) {
+            Ok(text) => Cow::Borrowed(text),
+            Err(_) => String::from_utf8_lossy(&inbound.body),
+        };
         let payload = inbound.redactor.scrub(&payload);
         let trace = InboundTrace {
             client_ip: Some(inbound.client_ip),
