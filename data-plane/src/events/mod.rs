@@ -136,7 +136,7 @@ pub async fn report(config: Arc<NodeConfig>, queue: EventQueue, mut shutdown: wa
                     backlog.pending.fetch_sub(count, Ordering::Relaxed);
                 } else {
                     stream = None;
-                    backlog.keep(batch);
+                    backlog.keep(batch).await;
                 }
                 // What spilled while the control plane lagged follows, a
                 // batch after each live one, so it catches up under load.
@@ -174,7 +174,7 @@ pub async fn report(config: Arc<NodeConfig>, queue: EventQueue, mut shutdown: wa
     // Whatever is still queued waits on disk for the next start.
     while let Ok(first) = backlog.events.try_recv() {
         let batch = drain(&config, first, &mut backlog.events);
-        backlog.keep(batch);
+        backlog.keep(batch).await;
     }
 }
 
@@ -198,26 +198,26 @@ impl Backlog<'_> {
         loop {
             tokio::select! {
                 delivered = &mut acked => return delivered,
-                _ = check.tick(), if self.spool.is_durable() => self.spill_excess(),
+                _ = check.tick(), if self.spool.is_durable() => self.spill_excess().await,
             }
         }
     }
 
     /// Moves the oldest queued events to the spool, a batch at a time,
     /// until at most `max_queued_events` remain.
-    fn spill_excess(&mut self) {
+    async fn spill_excess(&mut self) {
         while self.events.len() > self.config.max_queued_events {
             let Ok(first) = self.events.try_recv() else { break };
             let batch = drain(self.config, first, &mut self.events);
             tracing::warn!(events = batch.len(), "the control plane lags behind; spooling events to disk");
-            self.keep(batch);
+            self.keep(batch).await;
         }
     }
 
     /// Spools a batch; its events are no longer pending.
-    fn keep(&mut self, batch: Vec<api::NodeEvent>) {
+    async fn keep(&mut self, batch: Vec<api::NodeEvent>) {
         let count = batch.len();
-        if let Err(err) = self.spool.push(batch) {
+        if let Err(err) = self.spool.push(batch).await {
             tracing::error!(error = %err, events = count, "could not spool events; they are lost");
         }
         self.pending.fetch_sub(count, Ordering::Relaxed);

@@ -40,14 +40,20 @@ impl Spool {
         self.dir.is_some()
     }
 
-    /// Keeps a batch until it is acknowledged.
-    pub fn push(&mut self, events: Vec<api::NodeEvent>) -> Result<(), CacheError> {
+    /// Keeps a batch until it is acknowledged. The write syncs the file
+    /// and the directory, so it runs off the runtime's workers: a node
+    /// spools while it is busiest, when the control plane lags.
+    pub async fn push(&mut self, events: Vec<api::NodeEvent>) -> Result<(), CacheError> {
         let Some(dir) = &self.dir else {
             self.memory.push_back(events);
             return Ok(());
         };
         let bytes = api::ReportEventsRequest { batch: self.next, events }.encode_to_vec();
-        write_atomically(dir, &format!("{:020}{SUFFIX}", self.next), &bytes)?;
+        let (dir, name) = (dir.clone(), format!("{:020}{SUFFIX}", self.next));
+        let path = dir.join(&name);
+        tokio::task::spawn_blocking(move || write_atomically(&dir, &name, &bytes))
+            .await
+            .map_err(|err| CacheError::Io { path, source: std::io::Error::other(err) })??;
         self.next += 1;
         self.files += 1;
         Ok(())
@@ -117,18 +123,18 @@ mod tests {
         }]
     }
 
-    #[test]
-    fn batches_survive_reopening_in_order_until_removed() {
+    #[tokio::test]
+    async fn batches_survive_reopening_in_order_until_removed() {
         let dir = tempfile::tempdir().unwrap();
         let mut spool = Spool::open(Some(dir.path().to_owned()));
         assert!(spool.is_empty());
-        spool.push(batch(1)).unwrap();
-        spool.push(batch(2)).unwrap();
+        spool.push(batch(1)).await.unwrap();
+        spool.push(batch(2)).await.unwrap();
         let mut reopened = Spool::open(Some(dir.path().to_owned()));
         let (handle, events) = reopened.oldest().unwrap();
         assert_eq!(events[0].event.as_ref().unwrap().id, 1);
         reopened.remove(handle);
-        reopened.push(batch(3)).unwrap();
+        reopened.push(batch(3)).await.unwrap();
         let ids: Vec<i64> = std::iter::from_fn(|| {
             let (handle, events) = reopened.oldest()?;
             reopened.remove(handle);
@@ -139,10 +145,10 @@ mod tests {
         assert!(reopened.is_empty());
     }
 
-    #[test]
-    fn without_a_directory_batches_wait_in_memory() {
+    #[tokio::test]
+    async fn without_a_directory_batches_wait_in_memory() {
         let mut spool = Spool::open(None);
-        spool.push(batch(1)).unwrap();
+        spool.push(batch(1)).await.unwrap();
         let (handle, _) = spool.oldest().unwrap();
         spool.remove(handle);
         assert!(spool.is_empty());
