@@ -75,6 +75,9 @@ impl Spool {
                 }
             }
         }
+        // Nothing readable is left, whatever the count said (files removed
+        // by hand): callers loop while the spool is not empty.
+        self.files = 0;
         None
     }
 
@@ -143,6 +146,19 @@ mod tests {
         .collect();
         assert_eq!(ids, vec![2, 3]);
         assert!(reopened.is_empty());
+    }
+
+    #[tokio::test]
+    async fn files_removed_behind_its_back_leave_the_spool_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spool = Spool::open(Some(dir.path().to_owned()));
+        spool.push(batch(1)).await.unwrap();
+        for entry in fs::read_dir(dir.path().join("events")).unwrap() {
+            fs::remove_file(entry.unwrap().path()).unwrap();
+        }
+        assert!(!spool.is_empty(), "the count does not read the directory");
+        assert!(spool.oldest().is_none());
+        assert!(spool.is_empty(), "finding nothing resets the count, so a flush ends");
     }
 
     #[tokio::test]
