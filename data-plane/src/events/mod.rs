@@ -36,7 +36,9 @@ const ACK_TIMEOUT: Duration = Duration::from_secs(10);
 const BACKOFF_START: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// Default of `NodeConfig::max_queued_events`: a few seconds of a node's
-/// peak rate, tens of MiB for typical webhooks.
+/// peak rate; at most ~160 MiB plus bodies, when every event came on its
+/// own connection and holds that connection's 8 KiB read buffer
+/// ([`pending`]), far less over keep-alive connections.
 pub const MAX_QUEUED_EVENTS: usize = 20_000;
 /// How often the queue is measured while a batch awaits its ack.
 const SPILL_CHECK: Duration = Duration::from_millis(50);

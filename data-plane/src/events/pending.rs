@@ -6,6 +6,13 @@
 //! trigger then copies nothing per header for its event; the reporter
 //! writes names and values straight into the encoding, replacing
 //! credentials and the execution's secret values as it goes.
+//!
+//! The cost: hyper's header values and single-chunk bodies are slices of
+//! the connection's read buffer, so a queued event keeps that allocation
+//! alive until the reporter encodes it (milliseconds, normally). Requests
+//! of one keep-alive connection share a buffer; an event from a one-shot
+//! connection holds its own 8 KiB, which is what bounds a lagging
+//! queue's memory per event (`NodeConfig::max_queued_events`).
 
 use std::borrow::Cow;
 use std::net::IpAddr;
