@@ -26,7 +26,7 @@ use hookplane::api::v1 as api;
 use hookplane::convert::{encode_trace, event_to_api, node_event_from_api, node_event_to_api};
 use hookplane::model::{Connector, EncodedTrace, Event, EventStatus, EventTrace, InboundRequestTrace};
 use hookplane_control_plane::store::Store;
-use hookplane_data_plane::events::pending::{InboundRequest, PendingTrace};
+use hookplane_data_plane::events::trace::InboundRequest;
 use hookplane_data_plane::pipeline::redact::Redactor;
 use hookplane_data_plane::snapshot::DeployedConnector;
 use prost::Message as _;
@@ -254,20 +254,21 @@ fn bench_node_trace(c: &mut Criterion) {
     group.bench_function("baseline: inbound part copied while answering, then encoded", |b| {
         b.iter_batched(check_path_request, |(headers, body)| owned_trace(&headers, &body), BatchSize::SmallInput)
     });
-    group.bench_function("inbound part kept as the request's buffers, written while encoding", |b| {
+    group.bench_function("inbound part written from the request's buffers while encoding", |b| {
         b.iter_batched(
             check_path_request,
             |(headers, body)| {
                 let pipeline = EventTrace { condition_result: Some(false), ..Default::default() };
+                let redactor = Redactor::default();
                 let inbound = InboundRequest {
-                    headers,
-                    body,
+                    headers: &headers,
+                    body: std::str::from_utf8(&body).unwrap(),
                     client_ip: "127.0.0.1".parse().unwrap(),
                     auth_method: "bearer_token",
-                    connector: connector.clone(),
-                    redactor: Redactor::default(),
+                    connector: &connector,
+                    redactor: &redactor,
                 };
-                PendingTrace { inbound, pipeline }.encode()
+                inbound.encode_trace(pipeline)
             },
             BatchSize::SmallInput,
         )

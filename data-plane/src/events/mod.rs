@@ -11,8 +11,8 @@
 //! shutdown whatever is queued is spooled.
 
 pub mod ids;
-pub mod pending;
 pub mod spool;
+pub mod trace;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -20,14 +20,13 @@ use std::time::Duration;
 
 use hookplane::api::v1::{self as api, node_sync_service_client::NodeSyncServiceClient};
 use hookplane::convert;
-use hookplane::model::Event;
+use hookplane::model::{EncodedTrace, Event};
 use rand::Rng as _;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::NodeConfig;
 use crate::sync::{authorized, connect};
-use pending::PendingTrace;
 use spool::Spool;
 
 /// Events per batch: one store transaction on the control plane.
@@ -36,9 +35,7 @@ const ACK_TIMEOUT: Duration = Duration::from_secs(10);
 const BACKOFF_START: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// Default of `NodeConfig::max_queued_events`: a few seconds of a node's
-/// peak rate; at most ~160 MiB plus bodies, when every event came on its
-/// own connection and holds that connection's 8 KiB read buffer
-/// ([`pending`]), far less over keep-alive connections.
+/// peak rate, each event the size of its trace (headers and payload).
 pub const MAX_QUEUED_EVENTS: usize = 20_000;
 /// How often the queue is measured while a batch awaits its ack.
 const SPILL_CHECK: Duration = Duration::from_millis(50);
@@ -46,7 +43,7 @@ const SPILL_CHECK: Duration = Duration::from_millis(50);
 /// Where request handlers put finished events.
 #[derive(Clone, Debug)]
 pub struct EventSink {
-    sender: mpsc::UnboundedSender<Event<PendingTrace>>,
+    sender: mpsc::UnboundedSender<Event<EncodedTrace>>,
     pending: Arc<AtomicUsize>,
 }
 
@@ -54,7 +51,7 @@ pub struct EventSink {
 /// acknowledged nor spooled yet.
 #[derive(Debug)]
 pub struct EventQueue {
-    receiver: mpsc::UnboundedReceiver<Event<PendingTrace>>,
+    receiver: mpsc::UnboundedReceiver<Event<EncodedTrace>>,
     pending: Arc<AtomicUsize>,
 }
 
@@ -67,7 +64,7 @@ impl EventSink {
     }
 
     /// Queues an event; never blocks.
-    pub fn record(&self, event: Event<PendingTrace>) {
+    pub fn record(&self, event: Event<EncodedTrace>) {
         self.pending.fetch_add(1, Ordering::Relaxed);
         if self.sender.send(event).is_err() {
             self.pending.fetch_sub(1, Ordering::Relaxed);
@@ -183,7 +180,7 @@ pub async fn report(config: Arc<NodeConfig>, queue: EventQueue, mut shutdown: wa
 /// The reporter's queue and spool.
 struct Backlog<'a> {
     config: &'a NodeConfig,
-    events: mpsc::UnboundedReceiver<Event<PendingTrace>>,
+    events: mpsc::UnboundedReceiver<Event<EncodedTrace>>,
     pending: Arc<AtomicUsize>,
     spool: Spool,
 }
@@ -231,18 +228,18 @@ async fn closing(shutdown: &mut watch::Receiver<bool>) {
 }
 
 /// `first` and whatever else is queued, up to a batch, in the form they
-/// are reported in: each trace is encoded once, here, off the request path.
+/// are reported in (their traces were encoded when they were recorded).
 fn drain(
     config: &NodeConfig,
-    first: Event<PendingTrace>,
-    events: &mut mpsc::UnboundedReceiver<Event<PendingTrace>>,
+    first: Event<EncodedTrace>,
+    events: &mut mpsc::UnboundedReceiver<Event<EncodedTrace>>,
 ) -> Vec<api::NodeEvent> {
     let mut batch = Vec::with_capacity(events.len().min(MAX_BATCH - 1) + 1);
-    let mut add = |mut event: Event<PendingTrace>| {
+    let mut add = |mut event: Event<EncodedTrace>| {
         if event.node_id.is_empty() {
             event.node_id = config.node_id.clone();
         }
-        batch.push(convert::node_event_to_api(event.map_trace(PendingTrace::encode)));
+        batch.push(convert::node_event_to_api(event));
     };
     add(first);
     for _ in 1..MAX_BATCH {

@@ -5,8 +5,8 @@
 //! Secrets enter only through `$secret` and the outbound auth, and every
 //! value of theirs is redacted from the trace before it leaves here; the
 //! [`Redactor`] that knows them leaves with the execution, for the inbound
-//! request's part of the trace, which is written later
-//! ([`crate::events::pending`]).
+//! request's part of the trace, which the endpoint writes from the
+//! request's buffers ([`crate::events::trace`]).
 
 pub mod redact;
 pub mod request;

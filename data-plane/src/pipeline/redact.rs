@@ -53,7 +53,7 @@ impl Redactor {
 
     /// Scrubs every text the pipeline recorded in a trace. The inbound
     /// request's part is scrubbed when the event is encoded
-    /// ([`crate::events::pending`]).
+    /// ([`crate::events::trace`]).
     pub fn scrub_trace(&self, trace: &mut EventTrace) {
         if self.values.is_empty() {
             return;

@@ -26,7 +26,7 @@ use tokio::sync::Semaphore;
 
 use crate::events::EventSink;
 use crate::events::ids::EventIds;
-use crate::events::pending::{InboundRequest, PendingTrace};
+use crate::events::trace::InboundRequest;
 use crate::limits::{Exceeded, Limiters, RateStatus, Window};
 use crate::pipeline::Executor;
 use crate::pipeline::request::DEPTH_HEADER;
@@ -193,29 +193,29 @@ impl Ingress {
             error: execution.error.as_deref(),
         }
         .into_response(*rate);
-        let connector = &deployed.connector;
-        let (organization_id, connector_id) = (connector.organization_id.clone(), connector.id.clone());
-        // The request's headers and body become the trace's inbound part
-        // when the reporter encodes the event, not while answering.
+        // The request's headers and body are written into the trace now,
+        // while hyper's read buffer they live in is still ours to release.
         let inbound = InboundRequest {
-            headers: parts.headers,
-            body,
+            headers: &parts.headers,
+            body: text,
             client_ip,
             auth_method: method,
-            connector: deployed,
-            redactor: execution.redactor,
+            connector: &deployed,
+            redactor: &execution.redactor,
         };
+        let trace = inbound.encode_trace(execution.trace);
+        let connector = &deployed.connector;
         self.events.record(Event {
             id: event_id,
-            organization_id,
-            connector_id,
+            organization_id: connector.organization_id.clone(),
+            connector_id: connector.id.clone(),
             status,
             response_code: execution.response_code,
             error: execution.error.unwrap_or_default(),
             node_id: self.node_id.clone(),
             create_time: received,
             duration_ms: started.elapsed().as_millis() as u64,
-            trace: PendingTrace { inbound, pipeline: execution.trace },
+            trace,
         });
         Ok(response)
     }
