@@ -25,6 +25,14 @@ pub struct Spent {
     pub other: Duration,
 }
 
+impl std::ops::AddAssign for Spent {
+    fn add_assign(&mut self, other: Spent) {
+        self.workers += other.workers;
+        self.sqlite += other.sqlite;
+        self.other += other.other;
+    }
+}
+
 impl Spent {
     /// Servers' CPU (the generator's thread is not among them).
     pub fn servers(&self) -> Duration {

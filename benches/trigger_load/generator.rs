@@ -68,6 +68,15 @@ impl Report {
         self.latencies[((self.latencies.len() - 1) as f64 * p).round() as usize]
     }
 
+    /// Adds a later run against the same server: counts, time and CPU add
+    /// up and the latencies pool.
+    pub fn absorb(&mut self, other: Report) {
+        self.elapsed += other.elapsed;
+        self.cpu += other.cpu;
+        self.merge(other);
+        self.latencies.sort_unstable();
+    }
+
     fn merge(&mut self, other: Report) {
         self.ok += other.ok;
         self.errors += other.errors;

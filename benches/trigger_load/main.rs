@@ -16,9 +16,13 @@
 //! phases the harness waits until the node's event backlog is stored and
 //! prints how long that took.
 //!
+//! Every measurement runs as slices, baseline and hookplane alternating,
+//! so the drift of a shared machine falls on both sides alike.
+//!
 //! Run: `cargo bench --bench trigger_load`. Knobs: `HOOKPLANE_LOAD_SECS`
-//! (per measurement, default 5), `HOOKPLANE_LOAD_CONNECTIONS` (default 32),
-//! `HOOKPLANE_LOAD_ONLY` (run the scenarios whose name contains it).
+//! (per measurement, default 5), `HOOKPLANE_LOAD_SLICES` (default 4),
+//! `HOOKPLANE_LOAD_CONNECTIONS` (default 32), `HOOKPLANE_LOAD_ONLY` (run
+//! the scenarios whose name contains it).
 
 #[path = "../../tests/support/mod.rs"]
 mod support;
@@ -30,6 +34,7 @@ mod generator;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use cpu::Spent;
 use generator::{Call, Pace, Report};
 use hookplane_data_plane::DataPlane;
 use hookplane_data_plane::trigger::signature;
@@ -138,19 +143,35 @@ async fn measure(pair: &Pair, node: &DataPlane, seconds: Duration) -> (String, S
         load(*address, call, Pace::Closed, Duration::from_secs(1)).await;
     }
     drain_events(node).await;
-    let before = cpu::sample();
-    let base_max = load(pair.baseline.0, &pair.baseline.1, Pace::Closed, seconds).await;
-    let between = cpu::sample();
-    let ours_max = load(pair.hookplane.0, &pair.hookplane.1, Pace::Closed, seconds).await;
-    // At peak the node answers faster than the control plane stores events
-    // on the same cores; the backlog must not leak into the next phase.
-    let backlog = drain_events(node).await;
-    let (base_cpu, ours_cpu) = (before.until(&between), between.until(&cpu::sample()));
+    // Each phase runs as slices, baseline and hookplane alternating, so a
+    // slow spell of the shared machine falls on both sides instead of on
+    // whichever happened to run through it.
+    let slices = setting("HOOKPLANE_LOAD_SLICES", 4u32).max(1);
+    let slice = seconds / slices;
+    let (mut base_max, mut ours_max) = (Report::default(), Report::default());
+    let (mut base_cpu, mut ours_cpu) = (Spent::default(), Spent::default());
+    let mut backlog = Duration::ZERO;
+    for _ in 0..slices {
+        let before = cpu::sample();
+        base_max.absorb(load(pair.baseline.0, &pair.baseline.1, Pace::Closed, slice).await);
+        let between = cpu::sample();
+        ours_max.absorb(load(pair.hookplane.0, &pair.hookplane.1, Pace::Closed, slice).await);
+        // At peak the node answers faster than the control plane stores
+        // events on the same cores; the backlog counts against hookplane's
+        // time and must not leak into the next slice.
+        backlog += drain_events(node).await;
+        base_cpu += before.until(&between);
+        ours_cpu += between.until(&cpu::sample());
+    }
     let sustained = ours_max.ok as f64 / (ours_max.elapsed + backlog).as_secs_f64();
     let rate = sustained * 0.8;
-    let base_fixed = load(pair.baseline.0, &pair.baseline.1, Pace::Rate(rate), seconds).await;
-    let ours_fixed = load(pair.hookplane.0, &pair.hookplane.1, Pace::Rate(rate), seconds).await;
-    let fixed_backlog = drain_events(node).await;
+    let (mut base_fixed, mut ours_fixed) = (Report::default(), Report::default());
+    let mut fixed_backlog = Duration::ZERO;
+    for _ in 0..slices {
+        base_fixed.absorb(load(pair.baseline.0, &pair.baseline.1, Pace::Rate(rate), slice).await);
+        ours_fixed.absorb(load(pair.hookplane.0, &pair.hookplane.1, Pace::Rate(rate), slice).await);
+        fixed_backlog += drain_events(node).await;
+    }
 
     let throughput_ratio = sustained / base_max.throughput();
     let p99_ratio = ours_fixed.percentile(0.99).as_secs_f64() / base_fixed.percentile(0.99).as_secs_f64();
@@ -249,7 +270,11 @@ async fn main() {
     ];
 
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    println!("trigger_load: {cores} cores, {}s per measurement, servers on 2 worker threads", seconds.as_secs());
+    println!(
+        "trigger_load: {cores} cores, {}s per measurement in {} alternating slices, servers on 2 worker threads",
+        seconds.as_secs(),
+        setting("HOOKPLANE_LOAD_SLICES", 4u32).max(1)
+    );
     println!();
     println!(
         "| Scenario | Baseline max | Hookplane peak (answered) | Hookplane sustained (answered and stored) | Throughput ratio (sustained) | Event backlog drain (peak / fixed) | Offered rate | Baseline p50 / p99 ms | Hookplane p50 / p99 ms | p99 ratio | Errors |"
