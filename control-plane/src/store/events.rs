@@ -2,6 +2,8 @@
 
 use hookplane::convert::decode_trace;
 use hookplane::model::{EncodedTrace, Event, EventFilter, EventStatus, EventTrace};
+use std::sync::OnceLock;
+
 use sqlx::{Row, any::AnyRow};
 
 use super::{Backend, Store, StoreError, decode_json, from_micros, micros};
@@ -10,6 +12,14 @@ use super::{Backend, Store, StoreError, decode_json, from_micros, micros};
 /// and PostgreSQL's parameter limits.
 const INSERT_CHUNK: usize = 100;
 const EVENT_COLUMNS: usize = 10;
+/// A statement's rows are a multiple of this: a chunk of another size is
+/// padded with repeats of its last event, which conflict with it and are
+/// skipped (`ON CONFLICT (id) DO NOTHING`). Batches come in every size, and
+/// a statement per size (a hundred of them) kept falling out of sqlx's
+/// per-connection statement cache, so SQLite (or PostgreSQL) prepared a
+/// thousand-parameter statement again for most batches; ten sizes stay
+/// prepared, at the price of at most nine skipped rows per batch.
+const ROW_STEP: usize = 10;
 
 /// An organization's events, newest first: searches `events_org`.
 const LIST_EVENTS: &str = "SELECT * FROM events WHERE organization_id = $1 AND id < $2 \
@@ -18,11 +28,29 @@ const LIST_EVENTS: &str = "SELECT * FROM events WHERE organization_id = $1 AND i
 const LIST_CONNECTOR_EVENTS: &str = "SELECT * FROM events WHERE organization_id = $1 AND connector_id = $2 \
      AND id < $3 AND ($4 = '' OR status = $4) AND create_time >= $5 AND create_time < $6 ORDER BY id DESC LIMIT $7";
 
-/// `INSERT … VALUES (…), (…) …` for `rows` events, with `RETURNING id` if
-/// `returning`. SQLite gets anonymous `?` placeholders: it resolves numbered
-/// ones by a linear scan per parameter, which is quadratic in a statement
-/// this long.
-fn insert_statement(backend: Backend, rows: usize, returning: bool) -> String {
+/// `INSERT … VALUES (…), (…) …` for `rows` events (a multiple of
+/// [`ROW_STEP`] up to [`INSERT_CHUNK`]), with `RETURNING id` if
+/// `returning`; each statement is built once per process.
+fn insert_statement(backend: Backend, rows: usize, returning: bool) -> &'static str {
+    static STATEMENTS: [OnceLock<Vec<String>>; 4] = [const { OnceLock::new() }; 4];
+    let set = match (backend, returning) {
+        (Backend::Sqlite, false) => 0,
+        (Backend::Sqlite, true) => 1,
+        (Backend::Postgres, false) => 2,
+        (Backend::Postgres, true) => 3,
+    };
+    let statements = STATEMENTS[set].get_or_init(|| {
+        (1..=INSERT_CHUNK / ROW_STEP)
+            .map(|steps| build_insert_statement(backend, steps * ROW_STEP, returning))
+            .collect()
+    });
+    debug_assert!(rows.is_multiple_of(ROW_STEP) && (ROW_STEP..=INSERT_CHUNK).contains(&rows), "{rows} rows");
+    &statements[rows / ROW_STEP - 1]
+}
+
+/// SQLite gets anonymous `?` placeholders: it resolves numbered ones by a
+/// linear scan per parameter, which is quadratic in a statement this long.
+fn build_insert_statement(backend: Backend, rows: usize, returning: bool) -> String {
     use std::fmt::Write as _;
     let mut sql = String::with_capacity(200 + rows * EVENT_COLUMNS * 6);
     sql.push_str(
@@ -107,10 +135,10 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let mut inserted = Vec::with_capacity(events.len());
         for chunk in events.chunks(INSERT_CHUNK) {
-            let sql = insert_statement(self.backend, chunk.len(), returning);
-            // Built from numbers only: nothing from the caller reaches the text.
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for event in chunk {
+            let rows = chunk.len().next_multiple_of(ROW_STEP);
+            let mut query = sqlx::query(insert_statement(self.backend, rows, returning));
+            let last = chunk.last().expect("chunks are never empty");
+            for event in chunk.iter().chain(std::iter::repeat_n(last, rows - chunk.len())) {
                 query = query
                     .bind(event.id)
                     .bind(&event.organization_id)
@@ -181,7 +209,55 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+    use hookplane::convert::encode_trace;
+
     use super::*;
+
+    async fn sqlite_store(dir: &tempfile::TempDir) -> Store {
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("events.db").display());
+        Store::connect(&url).await.unwrap()
+    }
+
+    fn events(ids: std::ops::RangeInclusive<i64>) -> Vec<Event<EncodedTrace>> {
+        ids.map(|id| Event {
+            id,
+            organization_id: "org_1".into(),
+            connector_id: "con_1".into(),
+            status: EventStatus::Completed,
+            response_code: Some(200),
+            error: String::new(),
+            node_id: "node-a".into(),
+            create_time: hookplane::model::now(),
+            duration_ms: 1,
+            trace: encode_trace(EventTrace { payload: format!("{{\"n\":{id}}}"), ..Default::default() }),
+        })
+        .collect()
+    }
+
+    /// Statements hold a multiple of ten rows; the padding (repeats of a
+    /// chunk's last event) must neither be stored nor counted as new.
+    #[tokio::test]
+    async fn batches_of_every_size_store_each_event_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = sqlite_store(&dir).await;
+        let ids = |range: std::ops::RangeInclusive<i64>| range.collect::<Vec<_>>();
+        assert_eq!(store.insert_events(&events(1..=1)).await.unwrap(), [1]);
+        assert_eq!(store.insert_events(&events(2..=8)).await.unwrap(), ids(2..=8), "7 rows, padded to 10");
+        assert_eq!(
+            store.insert_events(&events(9..=131)).await.unwrap(),
+            ids(9..=131),
+            "100 rows, then 23 padded to 30"
+        );
+        let mut overlapping = store.insert_events(&events(120..=140)).await.unwrap();
+        overlapping.sort_unstable();
+        assert_eq!(overlapping, ids(132..=140), "only the new part of an overlapping batch");
+        assert!(store.insert_events(&events(1..=140)).await.unwrap().is_empty(), "a resent batch adds nothing");
+        let stored: Vec<i64> =
+            sqlx::query_scalar("SELECT id FROM events ORDER BY id").fetch_all(&store.pool).await.unwrap();
+        assert_eq!(stored, ids(1..=140));
+        let last = store.get_event("org_1", 131).await.unwrap();
+        assert_eq!(last.trace.payload, r#"{"n":131}"#, "the padded chunk's last event is stored as sent");
+    }
 
     /// Every event goes into both indexes, so each must serve its listing:
     /// a plan that filters instead of searching reads a whole
@@ -189,8 +265,7 @@ mod tests {
     #[tokio::test]
     async fn each_listing_searches_its_index() {
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}?mode=rwc", dir.path().join("plans.db").display());
-        let store = Store::connect(&url).await.unwrap();
+        let store = sqlite_store(&dir).await;
         for (statement, index) in [(LIST_EVENTS, "events_org "), (LIST_CONNECTOR_EVENTS, "events_org_connector ")] {
             let plan: Vec<String> = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {statement}")))
                 .fetch_all(&store.pool)
