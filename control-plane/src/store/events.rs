@@ -157,6 +157,8 @@ impl Store {
                 }
                 continue;
             }
+            // The padding's repeats conflict with the row they repeat, so
+            // they are never counted.
             match query.execute(&mut *tx).await?.rows_affected() {
                 0 => {}
                 n if n == chunk.len() as u64 => inserted.extend(chunk.iter().map(|e| e.id)),
