@@ -86,6 +86,11 @@ fn connector(condition: &str, perform_url: &str) -> api::Connector {
     }
 }
 
+/// How many alternating slices each measurement runs as.
+fn slices() -> u32 {
+    setting("HOOKPLANE_LOAD_SLICES", 4u32).max(1)
+}
+
 /// One comparison: a baseline and hookplane doing the same job.
 struct Pair {
     name: &'static str,
@@ -146,7 +151,7 @@ async fn measure(pair: &Pair, node: &DataPlane, seconds: Duration) -> (String, S
     // Each phase runs as slices, baseline and hookplane alternating, so a
     // slow spell of the shared machine falls on both sides instead of on
     // whichever happened to run through it.
-    let slices = setting("HOOKPLANE_LOAD_SLICES", 4u32).max(1);
+    let slices = slices();
     let slice = seconds / slices;
     let (mut base_max, mut ours_max) = (Report::default(), Report::default());
     let (mut base_cpu, mut ours_cpu) = (Spent::default(), Spent::default());
@@ -273,7 +278,7 @@ async fn main() {
     println!(
         "trigger_load: {cores} cores, {}s per measurement in {} alternating slices, servers on 2 worker threads",
         seconds.as_secs(),
-        setting("HOOKPLANE_LOAD_SLICES", 4u32).max(1)
+        slices()
     );
     println!();
     println!(
