@@ -31,6 +31,9 @@ use hookplane_data_plane::pipeline::redact::Redactor;
 use hookplane_data_plane::snapshot::DeployedConnector;
 use prost::Message as _;
 
+#[path = "shared/raw_events.rs"]
+mod raw_events;
+
 const BATCH: usize = 100;
 
 /// The allocator the `hookplane` binary runs on.
@@ -123,43 +126,30 @@ fn bench(c: &mut Criterion) {
 /// The raw baseline: the store's own statement shape without `RETURNING`,
 /// bound through the typed SQLite driver.
 async fn raw_insert(pool: &sqlx::SqlitePool, events: &[Event<EncodedTrace>]) {
-    let mut sql = String::from(
-        "INSERT INTO events (id, organization_id, connector_id, status, response_code, error, node_id, create_time, duration_ms, trace_proto) VALUES ",
-    );
-    sql.push_str(&vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; events.len()].join(", "));
-    sql.push_str(" ON CONFLICT (id) DO NOTHING");
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for e in events {
-        query = query
-            .bind(e.id)
-            .bind(&e.organization_id)
-            .bind(&e.connector_id)
-            .bind(e.status.as_str())
-            .bind(e.response_code)
-            .bind(&e.error)
-            .bind(&e.node_id)
-            .bind(e.create_time.timestamp_micros())
-            .bind(e.duration_ms as i64)
-            .bind(e.trace.as_bytes());
-    }
-    let mut tx = pool.begin().await.unwrap();
-    query.execute(&mut *tx).await.unwrap();
-    tx.commit().await.unwrap();
+    let rows: Vec<raw_events::RawRow<'_>> = events
+        .iter()
+        .map(|e| raw_events::RawRow {
+            id: e.id,
+            organization_id: &e.organization_id,
+            connector_id: &e.connector_id,
+            status: e.status.as_str(),
+            response_code: e.response_code,
+            error: &e.error,
+            node_id: &e.node_id,
+            create_time: e.create_time.timestamp_micros(),
+            duration_ms: e.duration_ms as i64,
+            trace: e.trace.as_bytes(),
+        })
+        .collect();
+    raw_events::insert(pool, &rows).await;
 }
 
 fn bench_store(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let url = |name: &str| format!("sqlite://{}?mode=rwc", dir.path().join(name).display());
     let (store, raw) = runtime.block_on(async {
-        let store = Store::connect(&url("store.db")).await.unwrap();
-        // The same schema for the baseline, then a plain typed pool on it.
-        Store::connect(&url("raw.db")).await.unwrap().close().await;
-        let options = <sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(&url("raw.db"))
-            .unwrap()
-            .synchronous(sqlx::sqlite::SqliteSynchronous::Normal);
-        let raw = sqlx::sqlite::SqlitePoolOptions::new().max_connections(1).connect_with(options).await.unwrap();
-        (store, raw)
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("store.db").display());
+        (Store::connect(&url).await.unwrap(), raw_events::open(&dir.path().join("raw.db")).await)
     });
     let stored: Vec<Event<EncodedTrace>> = events().into_iter().map(|e| e.map_trace(encode_trace)).collect();
     let mut next_id = 1_i64;

@@ -4,6 +4,10 @@
 //! - a bare hyper proxy that forwards the body to the target with a pooled
 //!   hyper-util client and relays the answer;
 //! - the target both end-to-end runs call, answering `{"ok":true}`.
+//!
+//! Given `EventRows`, the first two also record every request as a row
+//! (`event_rows.rs`): the floor of any server that stores its events on
+//! the cores that answer.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -17,6 +21,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
+
+use crate::event_rows::EventRows;
 
 type Answer = Response<Full<Bytes>>;
 
@@ -52,11 +58,19 @@ fn json(status: StatusCode, body: Bytes) -> Answer {
     response
 }
 
-/// Reads the body, answers what a skipped trigger answers.
-pub async fn bare_hyper() -> SocketAddr {
-    serve(|request: Request<Incoming>| async move {
-        let _ = request.into_body().collect().await;
-        json(StatusCode::OK, Bytes::from_static(br#"{"status":"skipped","event_id":1,"response_code":null}"#))
+/// Reads the body, answers what a skipped trigger answers; records the
+/// request first if given `rows`.
+pub async fn bare_hyper(rows: Option<EventRows>) -> SocketAddr {
+    serve(move |request: Request<Incoming>| {
+        let rows = rows.clone();
+        async move {
+            let (parts, body) = request.into_parts();
+            let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            if let Some(rows) = rows {
+                rows.record(&parts.headers, &body, b"");
+            }
+            json(StatusCode::OK, Bytes::from_static(br#"{"status":"skipped","event_id":1,"response_code":null}"#))
+        }
     })
     .await
 }
@@ -70,25 +84,30 @@ pub async fn target() -> SocketAddr {
     .await
 }
 
-/// Forwards each request's body to `target` as a `POST /orders`.
-pub async fn bare_proxy(target: SocketAddr) -> SocketAddr {
+/// Forwards each request's body to `target` as a `POST /orders`; records
+/// the request and the target's answer if given `rows`.
+pub async fn bare_proxy(target: SocketAddr, rows: Option<EventRows>) -> SocketAddr {
     let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let url: hyper::Uri = format!("http://{target}/orders").parse().unwrap();
     serve(move |request: Request<Incoming>| {
-        let (client, url) = (client.clone(), url.clone());
+        let (client, url, rows) = (client.clone(), url.clone(), rows.clone());
         async move {
-            let Ok(body) = request.into_body().collect().await else {
+            let (parts, body) = request.into_parts();
+            let Ok(body) = body.collect().await.map(|b| b.to_bytes()) else {
                 return json(StatusCode::BAD_REQUEST, Bytes::new());
             };
             let forward = Request::post(url)
                 .header(header::CONTENT_TYPE, "application/json")
-                .body(Full::new(body.to_bytes()))
+                .body(Full::new(body.clone()))
                 .expect("a valid request");
             match client.request(forward).await {
                 Ok(answer) => {
                     let status = answer.status();
-                    let body = answer.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-                    json(status, body)
+                    let answer = answer.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                    if let Some(rows) = rows {
+                        rows.record(&parts.headers, &body, &answer);
+                    }
+                    json(status, answer)
                 }
                 Err(_) => json(StatusCode::BAD_GATEWAY, Bytes::new()),
             }

@@ -11,13 +11,18 @@
 //! and prints the ratios. Hookplane's sustained maximum counts the time its
 //! event backlog took to store after the peak: answering faster than events
 //! are stored only defers the work, and a rate derived from the deferred
-//! peak would overload it in the fixed-rate phase. Hookplane runs as `hookplane dev` does: the control plane on
-//! SQLite and one node in this process, events reported and stored. Between
-//! phases the harness waits until the node's event backlog is stored and
-//! prints how long that took.
+//! peak would overload it in the fixed-rate phase. Hookplane runs as
+//! `hookplane dev` does: the control plane on SQLite and one node in this
+//! process, events reported and stored. Between phases the harness waits
+//! until the node's event backlog is stored and prints how long that took.
 //!
-//! Every measurement runs as slices, baseline and hookplane alternating,
-//! so the drift of a shared machine falls on both sides alike.
+//! Each pair also runs a floor: its baseline storing every request as a
+//! raw row in a SQLite events table (`event_rows.rs`), the least any server
+//! that records an event per trigger on the same cores can do. The floor's
+//! ratio to its baseline is the ceiling of hookplane's on this machine.
+//!
+//! Every measurement runs as slices, the three sides alternating, so the
+//! drift of a shared machine falls on all of them alike.
 //!
 //! Run: `cargo bench --bench trigger_load`. Knobs: `HOOKPLANE_LOAD_SECS`
 //! (per measurement, default 5), `HOOKPLANE_LOAD_SLICES` (default 4),
@@ -29,12 +34,14 @@ mod support;
 
 mod baselines;
 mod cpu;
+mod event_rows;
 mod generator;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use cpu::Spent;
+use event_rows::EventRows;
 use generator::{Call, Pace, Report};
 use hookplane_data_plane::DataPlane;
 use hookplane_data_plane::trigger::signature;
@@ -96,6 +103,8 @@ struct Pair {
     name: &'static str,
     baseline_name: &'static str,
     baseline: (SocketAddr, Call),
+    /// The baseline storing a raw event row per request.
+    floor: (SocketAddr, Call),
     hookplane: (SocketAddr, Call),
     throughput_target: f64,
 }
@@ -131,95 +140,155 @@ fn verdict(ok: bool) -> &'static str {
     if ok { "met" } else { "MISSED" }
 }
 
-/// Waits until every event the node recorded is stored by the control
-/// plane; returns how long that took.
-async fn drain_events(node: &DataPlane) -> Duration {
+/// Waits until `pending` (events answered and not yet stored) is zero;
+/// returns how long that took.
+async fn drain(pending: &dyn Fn() -> u64) -> Duration {
     let started = Instant::now();
-    while node.pending_events() > 0 {
+    while pending() > 0 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     started.elapsed()
 }
 
-/// The pair's row of the results table and of the CPU table.
-async fn measure(pair: &Pair, node: &DataPlane, seconds: Duration) -> (String, String) {
-    // Warm both sides: connection pools, caches, limiter keys.
-    for (address, call) in [&pair.baseline, &pair.hookplane] {
-        load(*address, call, Pace::Closed, Duration::from_secs(1)).await;
-    }
-    drain_events(node).await;
-    // Each phase runs as slices, baseline and hookplane alternating, so a
-    // slow spell of the shared machine falls on both sides instead of on
-    // whichever happened to run through it.
-    let slices = slices();
-    let slice = seconds / slices;
-    let (mut base_max, mut ours_max) = (Report::default(), Report::default());
-    let (mut base_cpu, mut ours_cpu) = (Spent::default(), Spent::default());
-    let mut backlog = Duration::ZERO;
-    for _ in 0..slices {
-        let before = cpu::sample();
-        base_max.absorb(load(pair.baseline.0, &pair.baseline.1, Pace::Closed, slice).await);
-        let between = cpu::sample();
-        ours_max.absorb(load(pair.hookplane.0, &pair.hookplane.1, Pace::Closed, slice).await);
-        // At peak the node answers faster than the control plane stores
-        // events on the same cores; the backlog counts against hookplane's
-        // time and must not leak into the next slice.
-        backlog += drain_events(node).await;
-        base_cpu += before.until(&between);
-        ours_cpu += between.until(&cpu::sample());
-    }
-    let sustained = ours_max.ok as f64 / (ours_max.elapsed + backlog).as_secs_f64();
-    let rate = sustained * 0.8;
-    let (mut base_fixed, mut ours_fixed) = (Report::default(), Report::default());
-    let mut fixed_backlog = Duration::ZERO;
-    for _ in 0..slices {
-        base_fixed.absorb(load(pair.baseline.0, &pair.baseline.1, Pace::Rate(rate), slice).await);
-        ours_fixed.absorb(load(pair.hookplane.0, &pair.hookplane.1, Pace::Rate(rate), slice).await);
-        fixed_backlog += drain_events(node).await;
+/// One server under load: where it listens, what it is sent, how many of
+/// its events await storage, and what its phases measured.
+struct Side<'a> {
+    target: &'a (SocketAddr, Call),
+    pending: &'a dyn Fn() -> u64,
+    max: Report,
+    fixed: Report,
+    cpu: Spent,
+    /// Time spent storing the closed-loop phase's event backlog.
+    backlog: Duration,
+    fixed_backlog: Duration,
+}
+
+impl<'a> Side<'a> {
+    fn new(target: &'a (SocketAddr, Call), pending: &'a dyn Fn() -> u64) -> Side<'a> {
+        Side {
+            target,
+            pending,
+            max: Report::default(),
+            fixed: Report::default(),
+            cpu: Spent::default(),
+            backlog: Duration::ZERO,
+            fixed_backlog: Duration::ZERO,
+        }
     }
 
-    let throughput_ratio = sustained / base_max.throughput();
-    let p99_ratio = ours_fixed.percentile(0.99).as_secs_f64() / base_fixed.percentile(0.99).as_secs_f64();
-    let errors = base_max.errors + ours_max.errors + base_fixed.errors + ours_fixed.errors;
-    for report in [&base_max, &ours_max, &base_fixed, &ours_fixed] {
-        if let Some(error) = &report.first_error {
-            eprintln!("{}: first error: {error}", pair.name);
+    /// One closed-loop slice. At peak a side may answer faster than it
+    /// stores events on the same cores; storing that backlog counts
+    /// against its time and must not leak into the next slice.
+    async fn closed_slice(&mut self, slice: Duration) {
+        let before = cpu::sample();
+        self.max.absorb(load(self.target.0, &self.target.1, Pace::Closed, slice).await);
+        self.backlog += drain(self.pending).await;
+        self.cpu += before.until(&cpu::sample());
+    }
+
+    async fn fixed_slice(&mut self, rate: f64, slice: Duration) {
+        self.fixed.absorb(load(self.target.0, &self.target.1, Pace::Rate(rate), slice).await);
+        self.fixed_backlog += drain(self.pending).await;
+    }
+
+    /// Answered and stored per second.
+    fn sustained(&self) -> f64 {
+        self.max.ok as f64 / (self.max.elapsed + self.backlog).as_secs_f64()
+    }
+
+    /// Servers' CPU per answered request, µs.
+    fn cpu_per_request(&self) -> f64 {
+        per_request(self.cpu.servers(), self.max.ok)
+    }
+
+    fn p99(&self) -> Duration {
+        self.fixed.percentile(0.99)
+    }
+}
+
+/// The pair's row of the results table and of the CPU table.
+async fn measure(pair: &Pair, node: &DataPlane, rows: &EventRows, seconds: Duration) -> (String, String) {
+    let (nothing, node_backlog, floor_backlog) = (|| 0, || node.pending_events() as u64, || rows.pending());
+    let mut base = Side::new(&pair.baseline, &nothing);
+    let mut floor = Side::new(&pair.floor, &floor_backlog);
+    let mut ours = Side::new(&pair.hookplane, &node_backlog);
+    // Warm every side: connection pools, caches, limiter keys.
+    for side in [&base, &floor, &ours] {
+        load(side.target.0, &side.target.1, Pace::Closed, Duration::from_secs(1)).await;
+        drain(side.pending).await;
+    }
+    // Each phase runs as slices, the sides alternating, so a slow spell of
+    // the shared machine falls on all of them instead of on whichever
+    // happened to run through it.
+    let slices = slices();
+    let slice = seconds / slices;
+    for _ in 0..slices {
+        for side in [&mut base, &mut floor, &mut ours] {
+            side.closed_slice(slice).await;
+        }
+    }
+    let rate = ours.sustained() * 0.8;
+    for _ in 0..slices {
+        for side in [&mut base, &mut floor, &mut ours] {
+            side.fixed_slice(rate, slice).await;
+        }
+    }
+
+    let throughput_ratio = ours.sustained() / base.sustained();
+    let ceiling = floor.sustained() / base.sustained();
+    let p99_ratio = ours.p99().as_secs_f64() / base.p99().as_secs_f64();
+    let mut errors = 0;
+    for side in [&base, &floor, &ours] {
+        for report in [&side.max, &side.fixed] {
+            errors += report.errors;
+            if let Some(error) = &report.first_error {
+                eprintln!("{}: first error: {error}", pair.name);
+            }
         }
     }
     let cpu_row = format!(
-        "| {} | {:.1} | {:.1} ({:.1} workers, {:.1} SQLite, {:.1} other) | {:.2}× | {:.1} / {:.1} |",
+        "| {} | {:.1} | {:.1} ({:.1} workers, {:.1} SQLite) | {:.1} ({:.1} workers, {:.1} SQLite, {:.1} other) | {:.2}× | {:.2}× | {:.1} / {:.1} / {:.1} |",
         pair.name,
-        per_request(base_cpu.servers(), base_max.ok),
-        per_request(ours_cpu.servers(), ours_max.ok),
-        per_request(ours_cpu.workers, ours_max.ok),
-        per_request(ours_cpu.sqlite, ours_max.ok),
-        per_request(ours_cpu.other, ours_max.ok),
-        ours_cpu.servers().as_secs_f64()
-            / ours_max.ok.max(1) as f64
-            / (base_cpu.servers().as_secs_f64() / base_max.ok.max(1) as f64),
-        per_request(base_max.cpu, base_max.ok),
-        per_request(ours_max.cpu, ours_max.ok),
+        base.cpu_per_request(),
+        floor.cpu_per_request(),
+        per_request(floor.cpu.workers, floor.max.ok),
+        per_request(floor.cpu.sqlite, floor.max.ok),
+        ours.cpu_per_request(),
+        per_request(ours.cpu.workers, ours.max.ok),
+        per_request(ours.cpu.sqlite, ours.max.ok),
+        per_request(ours.cpu.other, ours.max.ok),
+        floor.cpu_per_request() / base.cpu_per_request(),
+        ours.cpu_per_request() / base.cpu_per_request(),
+        per_request(base.max.cpu, base.max.ok),
+        per_request(floor.max.cpu, floor.max.ok),
+        per_request(ours.max.cpu, ours.max.ok),
     );
     let row = format!(
-        "| {} | {} {:.0}/s | {:.0}/s | {:.0}/s | **{:.2}×** ({} ≥ {:.2}) | {:.1} s / {:.1} s | {:.0}/s | {} / {} | {} / {} | **{:.2}×** ({} ≤ {:.1}) | {} |",
+        "| {} | {} {:.0}/s | {:.0}/s (**{:.2}×**) | {:.0}/s | {:.0}/s | **{:.2}×** ({} ≥ {:.2}) | {:.2}× | {:.1} s / {:.1} s | {:.0}/s | {} / {} / {} | {} / {} / {} | **{:.2}×** ({} ≤ {:.1}) | {:.2}× | {} |",
         pair.name,
         pair.baseline_name,
-        base_max.throughput(),
-        ours_max.throughput(),
-        sustained,
+        base.sustained(),
+        floor.sustained(),
+        ceiling,
+        ours.max.throughput(),
+        ours.sustained(),
         throughput_ratio,
         verdict(throughput_ratio >= pair.throughput_target),
         pair.throughput_target,
-        backlog.as_secs_f64(),
-        fixed_backlog.as_secs_f64(),
+        ours.sustained() / floor.sustained(),
+        ours.backlog.as_secs_f64(),
+        ours.fixed_backlog.as_secs_f64(),
         rate,
-        ms(base_fixed.percentile(0.5)),
-        ms(base_fixed.percentile(0.99)),
-        ms(ours_fixed.percentile(0.5)),
-        ms(ours_fixed.percentile(0.99)),
+        ms(base.fixed.percentile(0.5)),
+        ms(floor.fixed.percentile(0.5)),
+        ms(ours.fixed.percentile(0.5)),
+        ms(base.p99()),
+        ms(floor.p99()),
+        ms(ours.p99()),
         p99_ratio,
         verdict(p99_ratio <= P99_TARGET),
         P99_TARGET,
+        floor.p99().as_secs_f64() / base.p99().as_secs_f64(),
         errors,
     );
     (row, cpu_row)
@@ -248,27 +317,37 @@ async fn main() {
         let headers: Vec<(&str, &str)> = [&[("Authorization", bearer.as_str())], extra].concat();
         (node_address, Call::post(node_address, &format!("/api/v1/connectors/{id}/trigger"), &headers, ORDER, expect))
     };
-    let bare = baselines::bare_hyper().await;
-    let proxy = baselines::bare_proxy(target).await;
+    let floor_dir = tempfile::tempdir().expect("a directory for the floor's events");
+    let rows = EventRows::start(floor_dir.path()).await;
+    let bare = baselines::bare_hyper(None).await;
+    let bare_with_rows = baselines::bare_hyper(Some(rows.clone())).await;
+    let proxy = baselines::bare_proxy(target, None).await;
+    let proxy_with_rows = baselines::bare_proxy(target, Some(rows.clone())).await;
+    let plain = |address: SocketAddr, expect: &'static str| {
+        (address, Call::post(address, "/trigger", &[("Authorization", "Bearer x")], ORDER, expect))
+    };
     let pairs = [
         Pair {
             name: "check path, token auth (skipped)",
             baseline_name: "bare hyper",
-            baseline: (bare, Call::post(bare, "/trigger", &[("Authorization", "Bearer x")], ORDER, "skipped")),
+            baseline: plain(bare, "skipped"),
+            floor: plain(bare_with_rows, "skipped"),
             hookplane: trigger(&skipping, &skipping_token, &[], "\"skipped\""),
             throughput_target: CHECK_PATH_TARGET,
         },
         Pair {
             name: "check path, token + HMAC (skipped)",
             baseline_name: "bare hyper",
-            baseline: (bare, Call::post(bare, "/trigger", &[("Authorization", "Bearer x")], ORDER, "skipped")),
+            baseline: plain(bare, "skipped"),
+            floor: plain(bare_with_rows, "skipped"),
             hookplane: trigger(&signed, &signed_token, &[("X-Webhook-Signature", &signature)], "\"skipped\""),
             throughput_target: CHECK_PATH_TARGET,
         },
         Pair {
             name: "end to end, 3 mappings + JSON perform (completed)",
             baseline_name: "bare proxy",
-            baseline: (proxy, Call::post(proxy, "/trigger", &[("Authorization", "Bearer x")], ORDER, "\"ok\"")),
+            baseline: plain(proxy, "\"ok\""),
+            floor: plain(proxy_with_rows, "\"ok\""),
             hookplane: trigger(&performing, &performing_token, &[], "\"completed\""),
             throughput_target: END_TO_END_TARGET,
         },
@@ -282,23 +361,25 @@ async fn main() {
     );
     println!();
     println!(
-        "| Scenario | Baseline max | Hookplane peak (answered) | Hookplane sustained (answered and stored) | Throughput ratio (sustained) | Event backlog drain (peak / fixed) | Offered rate | Baseline p50 / p99 ms | Hookplane p50 / p99 ms | p99 ratio | Errors |"
+        "| Scenario | Baseline max | Floor: baseline + event row (ratio to baseline) | Hookplane peak (answered) | Hookplane sustained (answered and stored) | Throughput ratio (sustained) | Hookplane / floor | Event backlog drain (peak / fixed) | Offered rate | p50 ms, baseline / floor / hookplane | p99 ms, baseline / floor / hookplane | p99 ratio | Floor p99 ratio | Errors |"
     );
-    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     let only = std::env::var("HOOKPLANE_LOAD_ONLY").unwrap_or_default();
     let mut cpu_rows = Vec::new();
     for pair in pairs.iter().filter(|p| p.name.contains(&only)) {
-        let (row, cpu_row) = measure(pair, &node, seconds).await;
+        let (row, cpu_row) = measure(pair, &node, &rows, seconds).await;
         println!("{row}");
         cpu_rows.push(cpu_row);
     }
     println!();
-    println!("CPU per answered request in the closed-loop phases, µs (hookplane's includes storing its events):");
+    println!(
+        "CPU per answered request in the closed-loop phases, µs (the floor's and hookplane's include storing their events):"
+    );
     println!();
     println!(
-        "| Scenario | Baseline servers | Hookplane (node + control plane) | Ratio | Generator, baseline / hookplane |"
+        "| Scenario | Baseline servers | Floor: baseline + event row | Hookplane (node + control plane) | Floor / baseline | Hookplane / baseline | Generator, baseline / floor / hookplane |"
     );
-    println!("| --- | ---: | ---: | ---: | ---: |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
     for row in cpu_rows {
         println!("{row}");
     }
