@@ -7,8 +7,8 @@
 //!
 //! For each pair it measures the maximum throughput (closed loop), then
 //! latency with both sides offered the same fixed rate, 80 % of hookplane's
-//! sustained maximum (open loop, latency from when each request was due),
-//! and prints the ratios. Hookplane's sustained maximum counts the time its
+//! sustained maximum in the round just measured (open loop, latency from
+//! when each request was due), and prints the ratios. Hookplane's sustained maximum counts the time its
 //! event backlog took to store after the peak: answering faster than events
 //! are stored only defers the work, and a rate derived from the deferred
 //! peak would overload it in the fixed-rate phase. Hookplane runs as
@@ -158,9 +158,12 @@ struct Side<'a> {
     max: Report,
     fixed: Report,
     cpu: Spent,
+    fixed_cpu: Spent,
     /// Time spent storing the closed-loop phase's event backlog.
     backlog: Duration,
     fixed_backlog: Duration,
+    /// The last closed-loop slice's sustained rate.
+    last_sustained: f64,
 }
 
 impl<'a> Side<'a> {
@@ -171,8 +174,10 @@ impl<'a> Side<'a> {
             max: Report::default(),
             fixed: Report::default(),
             cpu: Spent::default(),
+            fixed_cpu: Spent::default(),
             backlog: Duration::ZERO,
             fixed_backlog: Duration::ZERO,
+            last_sustained: 0.0,
         }
     }
 
@@ -181,14 +186,27 @@ impl<'a> Side<'a> {
     /// against its time and must not leak into the next slice.
     async fn closed_slice(&mut self, slice: Duration) {
         let before = cpu::sample();
-        self.max.absorb(load(self.target.0, &self.target.1, Pace::Closed, slice).await);
-        self.backlog += drain(self.pending).await;
+        let report = load(self.target.0, &self.target.1, Pace::Closed, slice).await;
+        let backlog = drain(self.pending).await;
         self.cpu += before.until(&cpu::sample());
+        self.last_sustained = report.ok as f64 / (report.elapsed + backlog).as_secs_f64();
+        self.backlog += backlog;
+        self.max.absorb(report);
     }
 
     async fn fixed_slice(&mut self, rate: f64, slice: Duration) {
+        let before = cpu::sample();
         self.fixed.absorb(load(self.target.0, &self.target.1, Pace::Rate(rate), slice).await);
         self.fixed_backlog += drain(self.pending).await;
+        self.fixed_cpu += before.until(&cpu::sample());
+    }
+
+    /// Share of the machine's cores busy in the fixed-rate phase, the
+    /// generator included: what "80 % load" came to for this side.
+    fn fixed_load(&self) -> f64 {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        let busy = self.fixed_cpu.servers() + self.fixed.cpu;
+        busy.as_secs_f64() / ((self.fixed.elapsed + self.fixed_backlog).as_secs_f64() * cores)
     }
 
     /// Answered and stored per second.
@@ -222,13 +240,17 @@ async fn measure(pair: &Pair, node: &DataPlane, rows: &EventRows, seconds: Durat
     // happened to run through it.
     let slices = slices();
     let slice = seconds / slices;
+    // The fixed rate follows each round's own maximum: this machine's
+    // speed drifts by a fifth within a minute, and a rate taken from a
+    // fast spell overloads hookplane in a slow one, which measures the
+    // drift instead of the tail.
+    let mut offered = 0.0;
     for _ in 0..slices {
         for side in [&mut base, &mut floor, &mut ours] {
             side.closed_slice(slice).await;
         }
-    }
-    let rate = ours.sustained() * 0.8;
-    for _ in 0..slices {
+        let rate = ours.last_sustained * 0.8;
+        offered += rate / f64::from(slices);
         for side in [&mut base, &mut floor, &mut ours] {
             side.fixed_slice(rate, slice).await;
         }
@@ -264,7 +286,7 @@ async fn measure(pair: &Pair, node: &DataPlane, rows: &EventRows, seconds: Durat
         per_request(ours.max.cpu, ours.max.ok),
     );
     let row = format!(
-        "| {} | {} {:.0}/s | {:.0}/s (**{:.2}×**) | {:.0}/s | {:.0}/s | **{:.2}×** ({} ≥ {:.2}) | {:.2}× | {:.1} s / {:.1} s | {:.0}/s | {} / {} / {} | {} / {} / {} | **{:.2}×** ({} ≤ {:.1}) | {:.2}× | {} |",
+        "| {} | {} {:.0}/s | {:.0}/s (**{:.2}×**) | {:.0}/s | {:.0}/s | **{:.2}×** ({} ≥ {:.2}) | {:.2}× | {:.1} s / {:.1} s | {:.0}/s | {:.0} / {:.0} / {:.0} % | {} / {} / {} | {} / {} / {} | **{:.2}×** ({} ≤ {:.1}) | {:.2}× | {} |",
         pair.name,
         pair.baseline_name,
         base.sustained(),
@@ -278,7 +300,10 @@ async fn measure(pair: &Pair, node: &DataPlane, rows: &EventRows, seconds: Durat
         ours.sustained() / floor.sustained(),
         ours.backlog.as_secs_f64(),
         ours.fixed_backlog.as_secs_f64(),
-        rate,
+        offered,
+        base.fixed_load() * 100.0,
+        floor.fixed_load() * 100.0,
+        ours.fixed_load() * 100.0,
         ms(base.fixed.percentile(0.5)),
         ms(floor.fixed.percentile(0.5)),
         ms(ours.fixed.percentile(0.5)),
@@ -361,9 +386,11 @@ async fn main() {
     );
     println!();
     println!(
-        "| Scenario | Baseline max | Floor: baseline + event row (ratio to baseline) | Hookplane peak (answered) | Hookplane sustained (answered and stored) | Throughput ratio (sustained) | Hookplane / floor | Event backlog drain (peak / fixed) | Offered rate | p50 ms, baseline / floor / hookplane | p99 ms, baseline / floor / hookplane | p99 ratio | Floor p99 ratio | Errors |"
+        "| Scenario | Baseline max | Floor: baseline + event row (ratio to baseline) | Hookplane peak (answered) | Hookplane sustained (answered and stored) | Throughput ratio (sustained) | Hookplane / floor | Event backlog drain (peak / fixed) | Offered rate (mean of rounds) | Cores busy at that rate, baseline / floor / hookplane | p50 ms, baseline / floor / hookplane | p99 ms, baseline / floor / hookplane | p99 ratio | Floor p99 ratio | Errors |"
     );
-    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!(
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    );
     let only = std::env::var("HOOKPLANE_LOAD_ONLY").unwrap_or_default();
     let mut cpu_rows = Vec::new();
     for pair in pairs.iter().filter(|p| p.name.contains(&only)) {
