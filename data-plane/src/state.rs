@@ -18,6 +18,10 @@ pub struct NodeState {
     snapshot: ArcSwap<Snapshot>,
     /// True once a snapshot was applied or loaded from the cache.
     ready: AtomicBool,
+    /// True once this process applied a snapshot from the control plane or
+    /// heard from it that the one held is current (a cached one may be
+    /// behind).
+    synced: AtomicBool,
     connected: AtomicBool,
     sync_errors: AtomicU64,
     full_updates: AtomicU64,
@@ -38,6 +42,7 @@ impl NodeState {
             applied: tokio::sync::watch::channel(version).0,
             snapshot: ArcSwap::from_pointee(initial.unwrap_or_default()),
             ready: AtomicBool::new(ready),
+            synced: AtomicBool::new(false),
             connected: AtomicBool::new(false),
             sync_errors: AtomicU64::new(0),
             full_updates: AtomicU64::new(0),
@@ -62,6 +67,7 @@ impl NodeState {
         let version = next.version;
         self.snapshot.store(next);
         self.ready.store(true, Ordering::Release);
+        self.synced.store(true, Ordering::Release);
         self.applied.send_replace(version);
     }
 
@@ -69,6 +75,20 @@ impl NodeState {
     /// polling.
     pub fn applied_versions(&self) -> tokio::sync::watch::Receiver<i64> {
         self.applied.subscribe()
+    }
+
+    /// Notes that the control plane confirmed the current snapshot as its
+    /// latest, and wakes whoever waits on [`NodeState::applied_versions`].
+    pub(crate) fn mark_synced(&self) {
+        self.synced.store(true, Ordering::Release);
+        self.applied.send_modify(|_| {});
+    }
+
+    /// Whether this process has the control plane's config: it applied a
+    /// snapshot from it, or it confirmed the one held. If so,
+    /// [`NodeState::snapshot`] returns that one or a later one.
+    pub fn has_synced(&self) -> bool {
+        self.synced.load(Ordering::Acquire)
     }
 
     pub fn is_ready(&self) -> bool {

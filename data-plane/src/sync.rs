@@ -114,6 +114,10 @@ async fn run_session(
                 {
                     tracing::warn!(error = %err, "could not remember the node's ordinal");
                 }
+                // Nothing newer to come: what the node holds is current.
+                if registration.config_version <= state.snapshot().version {
+                    state.mark_synced();
+                }
             }
             let Some(part) = message.update else { continue };
             let update = match pending.take() {

@@ -60,7 +60,8 @@ impl Session {
         let result: Result<(), SessionError> = async {
             self.store.upsert_node(&self.node).await?;
             let ordinal = self.store.node_ordinal(&self.node.id).await?;
-            let registration = api::NodeRegistration { ordinal: ordinal as i32 };
+            let config_version = self.store.config_version().await?;
+            let registration = api::NodeRegistration { ordinal: ordinal as i32, config_version };
             let hello = api::SyncResponse { update: None, registration: Some(registration) };
             self.sender.send(Ok(hello)).await.map_err(|_| SessionError::Gone)?;
             loop {
