@@ -124,13 +124,6 @@ async fn bad_input_names_every_field_and_stores_nothing(backend: Backend) {
     );
     assert_eq!(missing.violations()[0].field, "connector");
 
-    let mut later = connector("async");
-    later.async_mode = true;
-    let err = Error::from(plane.admin.connectors().create_connector(create_connector(later)).await.unwrap_err());
-    assert_eq!(err.code(), Some(Code::InvalidArgument));
-    assert_eq!(err.violations()[0].field, "connector.async_mode", "{:?}", err.violations());
-    assert!(err.violations()[0].description.contains("not available yet"), "{:?}", err.violations());
-
     let mut no_auth = connector("x");
     no_auth.auth = Some(api::InboundAuth::default());
     let err = Error::from(plane.admin.connectors().create_connector(create_connector(no_auth)).await.unwrap_err());
@@ -149,12 +142,6 @@ async fn bad_input_names_every_field_and_stores_nothing(backend: Backend) {
     };
     let err = Error::from(plane.admin.connectors().update_connector(bad_update).await.unwrap_err());
     assert_eq!(err.violations()[0].field, "update_mask");
-    let to_async = api::UpdateConnectorRequest {
-        connector: Some(api::Connector { id: created.id.clone(), async_mode: true, ..Default::default() }),
-        update_mask: mask(&["async_mode"]),
-    };
-    let err = Error::from(plane.admin.connectors().update_connector(to_async).await.unwrap_err());
-    assert_eq!(err.violations()[0].field, "connector.async_mode", "{:?}", err.violations());
     let no_mask = api::UpdateConnectorRequest { connector: Some(created.clone()), update_mask: None };
     let err = Error::from(plane.admin.connectors().update_connector(no_mask).await.unwrap_err());
     assert_eq!(err.violations()[0].field, "update_mask");

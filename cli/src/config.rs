@@ -73,6 +73,10 @@ pub struct Settings {
     /// beyond this many they move to `cache_dir`.
     #[serde(default = "default_max_queued_events")]
     pub max_queued_events: usize,
+    /// Data plane: calls of asynchronous connectors accepted and not run
+    /// yet; beyond this many such calls are shed with 503.
+    #[serde(default = "default_max_accepted_calls")]
+    pub max_accepted_calls: usize,
     /// Log filter in `tracing` syntax, e.g. `info,hookplane=debug`.
     #[serde(default = "default_log")]
     pub log: String,
@@ -84,6 +88,10 @@ fn default_max_body_bytes() -> usize {
 
 fn default_max_queued_events() -> usize {
     hookplane_data_plane::events::MAX_QUEUED_EVENTS
+}
+
+fn default_max_accepted_calls() -> usize {
+    hookplane_data_plane::inbox::MAX_ACCEPTED_CALLS
 }
 
 /// A configured plan (SPEC §9); limits of 0 mean unlimited.

@@ -63,5 +63,6 @@ pub fn apply_node_settings(config: &mut NodeConfig, settings: &Settings, dev: bo
         .collect::<anyhow::Result<_>>()?;
     config.ingress.max_body_bytes = settings.max_body_bytes;
     config.max_queued_events = settings.max_queued_events;
+    config.max_accepted_calls = settings.max_accepted_calls;
     Ok(())
 }

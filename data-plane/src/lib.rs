@@ -7,6 +7,7 @@ pub mod cache;
 pub mod compiled;
 pub mod events;
 mod http;
+pub mod inbox;
 pub mod limits;
 pub mod outbound;
 pub mod pipeline;
@@ -33,6 +34,7 @@ pub use state::NodeState;
 pub use trigger::IngressSettings;
 
 use events::EventSink;
+use inbox::Inbox;
 use outbound::Outbound;
 use pipeline::Executor;
 use trigger::Ingress;
@@ -67,6 +69,9 @@ pub struct NodeConfig {
     pub breaker: BreakerSettings,
     /// Delay before the first retry when a connector sets none.
     pub retry_base: Duration,
+    /// Calls of asynchronous connectors accepted and not run yet; beyond,
+    /// such calls are shed with 503.
+    pub max_accepted_calls: usize,
 }
 
 impl NodeConfig {
@@ -80,6 +85,7 @@ impl NodeConfig {
             advertise_address: String::new(),
             cache_dir: None,
             max_queued_events: events::MAX_QUEUED_EVENTS,
+            max_accepted_calls: inbox::MAX_ACCEPTED_CALLS,
             tls: None,
             egress: EgressPolicy::public_only(),
             ingress: IngressSettings::default(),
@@ -121,6 +127,8 @@ pub struct DataPlane {
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
     events: EventSink,
+    stop_kept_calls: watch::Sender<bool>,
+    kept_calls: tokio::task::JoinHandle<()>,
 }
 
 impl DataPlane {
@@ -163,6 +171,10 @@ impl DataPlane {
             retry_base: config.retry_base,
             limits: Default::default(),
         };
+        let (inbox, kept_calls, left_calls) = Inbox::open(config.cache_dir.as_deref(), config.max_accepted_calls);
+        if !left_calls.is_empty() {
+            tracing::info!(calls = left_calls.len(), "running the accepted calls the last run left");
+        }
         let ingress = Arc::new(Ingress::new(
             state.clone(),
             config.ingress.clone(),
@@ -170,12 +182,18 @@ impl DataPlane {
             sink,
             state.event_ids().clone(),
             config.node_id.clone(),
+            inbox,
         ));
+        // Kept calls stop running before anything else stops, so none
+        // records an event after the reporter's last batch.
+        let (stop_kept_calls, stop_watch) = watch::channel(false);
+        let kept_calls =
+            tokio::spawn(trigger::accepted::run_kept_calls(ingress.clone(), left_calls, kept_calls, stop_watch));
         tasks.spawn(sync::follow(config.clone(), state.clone(), cache, shutdown_watch.clone()));
         tasks.spawn(events::report(config.clone(), events, shutdown_watch.clone()));
         tasks.spawn(evict_idle(ingress.clone(), shutdown_watch.clone()));
         tasks.spawn(serve_http(listener, ingress, shutdown_watch));
-        Ok(DataPlane { state, http_address, shutdown, tasks, events: sink_handle })
+        Ok(DataPlane { state, http_address, shutdown, tasks, events: sink_handle, stop_kept_calls, kept_calls })
     }
 
     /// The snapshot requests see now.
@@ -201,6 +219,10 @@ impl DataPlane {
 
     /// Stops syncing and serving, letting in-flight requests finish.
     pub async fn shutdown(mut self) {
+        // Accepted calls still running are dropped and run on the next
+        // start; what they recorded reaches the reporter before it stops.
+        self.stop_kept_calls.send_replace(true);
+        let _ = self.kept_calls.await;
         self.shutdown.send_replace(true);
         while self.tasks.join_next().await.is_some() {}
     }

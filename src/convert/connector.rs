@@ -72,12 +72,6 @@ fn connector_spec(c: &api::Connector, prefix: &str, check_expressions: bool) -> 
             perform(&api::Perform::default(), &f("perform"), &mut Violations::default())
         }
     };
-    if c.async_mode {
-        // Refused rather than ignored: a sender would get the execution's
-        // result where the connector promises a 202. Accepting work for
-        // later needs a durable queue on the node first (SPEC §4).
-        v.add(f("async_mode"), "is not available yet: connectors run synchronously, leave it false");
-    }
     let sample_payload = non_empty(&c.sample_payload);
     if let Some(sample) = &sample_payload {
         if sample.len() > MAX_SAMPLE_PAYLOAD {

@@ -33,7 +33,7 @@ pub struct InboundRequest<'a> {
     /// The body, checked to be JSON (so UTF-8) by the endpoint.
     pub body: &'a str,
     pub client_ip: IpAddr,
-    pub auth_method: &'static str,
+    pub auth_method: &'a str,
     /// Whose settings name further credential headers.
     pub connector: &'a DeployedConnector,
     /// The execution's secret values, replaced wherever they appear.
@@ -70,14 +70,18 @@ impl InboundRequest<'_> {
         }
     }
 
-    /// Whether header `name` (lower case, as hyper keeps names) carries a
-    /// credential of this connector or of any caller.
     fn is_credential(&self, name: &str) -> bool {
-        let auth = &self.connector.connector.spec.auth;
-        CREDENTIAL_HEADERS.contains(&name)
-            || auth.api_key.as_ref().is_some_and(|key| key.name.eq_ignore_ascii_case(name))
-            || auth.custom_headers.iter().any(|header| header.name.eq_ignore_ascii_case(name))
+        is_credential(self.connector, name)
     }
+}
+
+/// Whether header `name` (lower case, as hyper keeps names) carries a
+/// credential of `connector` or of any caller.
+pub(crate) fn is_credential(connector: &DeployedConnector, name: &str) -> bool {
+    let auth = &connector.connector.spec.auth;
+    CREDENTIAL_HEADERS.contains(&name)
+        || auth.api_key.as_ref().is_some_and(|key| key.name.eq_ignore_ascii_case(name))
+        || auth.custom_headers.iter().any(|header| header.name.eq_ignore_ascii_case(name))
 }
 
 #[cfg(test)]

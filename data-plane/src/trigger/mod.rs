@@ -5,8 +5,11 @@
 //! passed (the body is only validated), and then only of the parts the
 //! connector's programs can read. A request loads one snapshot and
 //! uses it to the end. Then the pipeline runs and the event is queued for
-//! the reporter; the response never waits on the control plane.
+//! the reporter; the response never waits on the control plane. A
+//! connector in asynchronous mode instead keeps the checked call on disk
+//! and answers 202; [`accepted`] runs it later.
 
+pub mod accepted;
 pub mod auth;
 pub mod response;
 pub mod signature;
@@ -27,6 +30,7 @@ use tokio::sync::Semaphore;
 use crate::events::EventSink;
 use crate::events::ids::EventIds;
 use crate::events::trace::InboundRequest;
+use crate::inbox::Inbox;
 use crate::limits::{Exceeded, Limiters, RateStatus, Window};
 use crate::pipeline::Executor;
 use crate::pipeline::request::DEPTH_HEADER;
@@ -71,6 +75,8 @@ pub struct Ingress {
     pub events: EventSink,
     pub ids: Arc<EventIds>,
     pub node_id: String,
+    /// Calls of asynchronous connectors, kept until they ran.
+    pub inbox: Inbox,
     in_flight: Semaphore,
 }
 
@@ -82,9 +88,10 @@ impl Ingress {
         events: EventSink,
         ids: Arc<EventIds>,
         node_id: String,
+        inbox: Inbox,
     ) -> Ingress {
         let in_flight = Semaphore::new(settings.max_in_flight);
-        Ingress { state, settings, limiters: Limiters::default(), executor, events, ids, node_id, in_flight }
+        Ingress { state, settings, limiters: Limiters::default(), executor, events, ids, node_id, inbox, in_flight }
     }
 
     /// Whether `path` is a trigger URL (possibly a malformed one).
@@ -175,32 +182,49 @@ impl Ingress {
         {
             count(rate, self.limiters.check_organization(org, limit, window), LimitScope::Organization)?;
         }
-        // Every check passed: now the payload becomes a tree, of only the
-        // parts the connector's programs can read.
         let event_id = self.ids.next().ok_or(Refusal::NotReady)?;
-        let payload = deployed.compiled.programs.read_payload(text).map_err(|e| Refusal::InvalidJson(e.to_string()))?;
-        let execution = self.executor.execute(&snapshot, &deployed, &plan, &payload, depth).await;
+        let call = Call {
+            deployed: &deployed,
+            plan: &plan,
+            headers: &parts.headers,
+            body: text,
+            client_ip,
+            auth_method: method,
+            depth,
+            event_id,
+            received,
+            started,
+        };
+        if deployed.connector.spec.async_mode {
+            self.keep_for_later(&call).await?;
+            return Ok(accepted::response(event_id, *rate));
+        }
+        let ran = self.execute(&snapshot, call).await?;
+        Ok(Executed { status: ran.outcome, event_id, response_code: ran.response_code, error: ran.error.as_deref() }
+            .into_response(*rate))
+    }
+
+    /// Runs the pipeline on a call that passed every check and records its
+    /// event. Only now does the payload become a tree, of only the parts
+    /// the connector's programs can read.
+    async fn execute(&self, snapshot: &Snapshot, call: Call<'_>) -> Result<Ran, Refusal> {
+        let Call { deployed, plan, headers, body, client_ip, auth_method, depth, event_id, received, started } = call;
+        let payload = deployed.compiled.programs.read_payload(body).map_err(|e| Refusal::InvalidJson(e.to_string()))?;
+        let execution = self.executor.execute(snapshot, deployed, plan, &payload, depth).await;
         let status = match execution.outcome {
             Outcome::Completed => EventStatus::Completed,
             Outcome::Skipped => EventStatus::Skipped,
             Outcome::Failed => EventStatus::Failed,
             Outcome::Accepted => EventStatus::Accepted,
         };
-        let response = Executed {
-            status: execution.outcome,
-            event_id,
-            response_code: execution.response_code,
-            error: execution.error.as_deref(),
-        }
-        .into_response(*rate);
         // The request's headers and body are written into the trace now,
         // while hyper's read buffer they live in is still ours to release.
         let inbound = InboundRequest {
-            headers: &parts.headers,
-            body: text,
+            headers,
+            body,
             client_ip,
-            auth_method: method,
-            connector: &deployed,
+            auth_method,
+            connector: deployed,
             redactor: &execution.redactor,
         };
         let trace = inbound.encode_trace(execution.trace);
@@ -211,13 +235,13 @@ impl Ingress {
             connector_id: connector.id.clone(),
             status,
             response_code: execution.response_code,
-            error: execution.error.unwrap_or_default(),
+            error: execution.error.clone().unwrap_or_default(),
             node_id: self.node_id.clone(),
             create_time: received,
             duration_ms: started.elapsed().as_millis() as u64,
             trace,
         });
-        Ok(response)
+        Ok(Ran { outcome: execution.outcome, response_code: execution.response_code, error: execution.error })
     }
 
     /// Reads the body within the size limit and the body timeout.
@@ -235,6 +259,28 @@ impl Ingress {
             Ok(Err(_)) => Err(Refusal::BodyRead),
         }
     }
+}
+
+/// A call that passed every check, ready to run now or later.
+struct Call<'a> {
+    deployed: &'a DeployedConnector,
+    plan: &'a Plan,
+    headers: &'a HeaderMap,
+    /// The body, checked to be JSON.
+    body: &'a str,
+    client_ip: IpAddr,
+    auth_method: &'a str,
+    depth: u32,
+    event_id: i64,
+    received: model::Timestamp,
+    started: Instant,
+}
+
+/// How a call ran, as its answer tells.
+struct Ran {
+    outcome: Outcome,
+    response_code: Option<i32>,
+    error: Option<String>,
 }
 
 /// Counts a call against one limit, keeping the tightest status so far.

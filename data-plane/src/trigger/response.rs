@@ -48,6 +48,10 @@ pub enum Refusal {
     Overloaded,
     #[error("the node has not registered with the control plane yet; retry shortly")]
     NotReady,
+    #[error("{0} calls already wait to run on this node; retry shortly")]
+    InboxFull(usize),
+    #[error("the node could not keep the call for later; retry shortly")]
+    NotKept,
 }
 
 /// Which limit refused a call.
@@ -71,7 +75,9 @@ impl Refusal {
             Refusal::LoopDetected { .. } | Refusal::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Refusal::Unauthenticated | Refusal::InvalidSignature | Refusal::StaleTimestamp => StatusCode::UNAUTHORIZED,
             Refusal::OriginNotAllowed => StatusCode::FORBIDDEN,
-            Refusal::Overloaded | Refusal::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+            Refusal::Overloaded | Refusal::NotReady | Refusal::InboxFull(_) | Refusal::NotKept => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 
@@ -97,6 +103,8 @@ impl Refusal {
             Refusal::StaleTimestamp => "stale_timestamp",
             Refusal::Overloaded => "overloaded",
             Refusal::NotReady => "node_not_ready",
+            Refusal::InboxFull(_) => "accepted_calls_full",
+            Refusal::NotKept => "not_kept",
         }
     }
 
