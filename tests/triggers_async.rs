@@ -12,7 +12,7 @@ use hookplane_data_plane::{DataPlane, NodeConfig};
 use hookplane_sdk::api;
 use support::nodes::start_node_configured;
 use support::targets::{Answer, Behaviour, Target, post, trigger_path};
-use support::triggers::{ORDER, create, event, mapped_connector};
+use support::triggers::{ORDER, create, mapped_connector};
 use support::{Backend, TestPlane, eventually};
 
 /// A node that may call loopback targets and keeps its state in `cache`.
@@ -40,6 +40,23 @@ fn kept_files(cache: &Path) -> Vec<std::path::PathBuf> {
     entries.filter_map(|e| Some(e.ok()?.path())).filter(|p| p.extension().is_some_and(|x| x == "call")).collect()
 }
 
+/// Waits until every kept call ran and was forgotten.
+async fn all_forgotten(cache: &Path) {
+    eventually(Duration::from_secs(5), "the kept calls are forgotten", || async {
+        kept_files(cache).is_empty().then_some(())
+    })
+    .await;
+}
+
+/// Waits until event `id` is stored with `status`.
+async fn stored_event(plane: &TestPlane, id: i64, status: api::EventStatus) -> api::Event {
+    eventually(Duration::from_secs(10), "the accepted call's event", || async {
+        let recorded = plane.admin.events().get_event(api::GetEventRequest { id }).await.ok()?.into_inner();
+        (recorded.status == status as i32).then_some(recorded)
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_async_connector_answers_202_and_performs_the_call_after() {
     let plane = TestPlane::start(Backend::Sqlite).await;
@@ -58,21 +75,14 @@ async fn an_async_connector_answers_202_and_performs_the_call_after() {
     let received = &target.received()[0];
     assert_eq!((received.method.as_str(), received.uri.as_str()), ("PUT", "/orders/A-17?source=hookplane"));
     assert_eq!(received.json()["customer"]["email"], "ada@example.com");
-    let recorded = eventually(Duration::from_secs(5), "the accepted call's event", || async {
-        let recorded = event(&plane, event_id).await;
-        (recorded.status == api::EventStatus::Completed as i32).then_some(recorded)
-    })
-    .await;
+    let recorded = stored_event(&plane, event_id, api::EventStatus::Completed).await;
     let trace = recorded.trace.expect("a trace");
     let request = trace.request.expect("the inbound request");
     assert_eq!(request.headers["authorization"], "[redacted]");
     assert_eq!(request.auth_method, "bearer_token");
     assert_eq!(trace.payload, ORDER);
     assert_eq!(trace.perform_attempts.len(), 1);
-    eventually(Duration::from_secs(5), "the kept call is forgotten", || async {
-        kept_files(cache.path()).is_empty().then_some(())
-    })
-    .await;
+    all_forgotten(cache.path()).await;
     node.shutdown().await;
     plane.finish().await;
 }
@@ -99,17 +109,10 @@ async fn accepted_calls_survive_a_node_restart_and_keep_no_credentials() {
 
     target.set(Behaviour::Ok);
     let second = node(&plane, cache.path(), 100).await;
-    let recorded = eventually(Duration::from_secs(10), "the kept call ran after the restart", || async {
-        let recorded = event(&plane, event_id).await;
-        (recorded.status == api::EventStatus::Completed as i32).then_some(recorded)
-    })
-    .await;
+    let recorded = stored_event(&plane, event_id, api::EventStatus::Completed).await;
     assert_eq!(recorded.connector_id, id);
     assert!(target.count() >= 2, "the hung attempt, then the run after the restart");
-    eventually(Duration::from_secs(5), "the kept call is forgotten", || async {
-        kept_files(cache.path()).is_empty().then_some(())
-    })
-    .await;
+    all_forgotten(cache.path()).await;
     second.shutdown().await;
     plane.finish().await;
 }
@@ -152,11 +155,7 @@ async fn a_call_whose_connector_was_deleted_meanwhile_fails_its_event() {
     let stored = connectors.get_connector(api::GetConnectorRequest { id: id.clone() }).await.unwrap().into_inner();
     connectors.delete_connector(api::DeleteConnectorRequest { id: id.clone(), etag: stored.etag }).await.unwrap();
     let second = node(&plane, cache.path(), 100).await;
-    let recorded = eventually(Duration::from_secs(10), "the kept call's event", || async {
-        plane.admin.events().get_event(api::GetEventRequest { id: event_id }).await.ok().map(|r| r.into_inner())
-    })
-    .await;
-    assert_eq!(recorded.status, api::EventStatus::Failed as i32);
+    let recorded = stored_event(&plane, event_id, api::EventStatus::Failed).await;
     assert!(recorded.error.contains("deleted"), "{}", recorded.error);
     assert_eq!(recorded.trace.unwrap().payload, ORDER, "the event still shows what was sent");
     assert_eq!(target.count(), 1, "nothing more reached the target");
