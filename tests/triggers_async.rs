@@ -24,10 +24,23 @@ async fn node(plane: &TestPlane, cache: &Path, max_accepted_calls: usize) -> Dat
     .await
 }
 
-async fn async_connector(plane: &TestPlane, target: &Target) -> (String, String) {
+/// A control plane, a target answering as `behaviour`, an asynchronous
+/// connector calling it (with its token) and a cache dir for the node.
+struct Setup {
+    plane: TestPlane,
+    target: Target,
+    id: String,
+    token: String,
+    cache: tempfile::TempDir,
+}
+
+async fn setup(behaviour: Behaviour) -> Setup {
+    let plane = TestPlane::start(Backend::Sqlite).await;
+    let target = Target::start(behaviour).await;
     let mut connector = mapped_connector(&target.url(""));
     connector.async_mode = true;
-    create(plane, connector).await
+    let (id, token) = create(&plane, connector).await;
+    Setup { plane, target, id, token, cache: tempfile::tempdir().unwrap() }
 }
 
 async fn trigger(node: &DataPlane, id: &str, token: &str) -> Answer {
@@ -59,10 +72,7 @@ async fn stored_event(plane: &TestPlane, id: i64, status: api::EventStatus) -> a
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_async_connector_answers_202_and_performs_the_call_after() {
-    let plane = TestPlane::start(Backend::Sqlite).await;
-    let target = Target::start(Behaviour::Ok).await;
-    let (id, token) = async_connector(&plane, &target).await;
-    let cache = tempfile::tempdir().unwrap();
+    let Setup { plane, target, id, token, cache } = setup(Behaviour::Ok).await;
     let node = node(&plane, cache.path(), 100).await;
 
     let answer = trigger(&node, &id, &token).await;
@@ -89,10 +99,7 @@ async fn an_async_connector_answers_202_and_performs_the_call_after() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn accepted_calls_survive_a_node_restart_and_keep_no_credentials() {
-    let plane = TestPlane::start(Backend::Sqlite).await;
-    let target = Target::start(Behaviour::Hang).await;
-    let (id, token) = async_connector(&plane, &target).await;
-    let cache = tempfile::tempdir().unwrap();
+    let Setup { plane, target, id, token, cache } = setup(Behaviour::Hang).await;
     let first = node(&plane, cache.path(), 100).await;
 
     // The target hangs: the answer does not wait for the execution.
@@ -119,10 +126,7 @@ async fn accepted_calls_survive_a_node_restart_and_keep_no_credentials() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checks_come_before_keeping_and_a_full_inbox_sheds_with_503() {
-    let plane = TestPlane::start(Backend::Sqlite).await;
-    let target = Target::start(Behaviour::Hang).await;
-    let (id, token) = async_connector(&plane, &target).await;
-    let cache = tempfile::tempdir().unwrap();
+    let Setup { plane, target: _target, id, token, cache } = setup(Behaviour::Hang).await;
     let node = node(&plane, cache.path(), 1).await;
 
     let wrong = trigger(&node, &id, "hpt_not-the-token").await;
@@ -142,10 +146,7 @@ async fn checks_come_before_keeping_and_a_full_inbox_sheds_with_503() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_whose_connector_was_deleted_meanwhile_fails_its_event() {
-    let plane = TestPlane::start(Backend::Sqlite).await;
-    let target = Target::start(Behaviour::Hang).await;
-    let (id, token) = async_connector(&plane, &target).await;
-    let cache = tempfile::tempdir().unwrap();
+    let Setup { plane, target, id, token, cache } = setup(Behaviour::Hang).await;
     let first = node(&plane, cache.path(), 100).await;
     let event_id = trigger(&first, &id, &token).await.body["event_id"].as_i64().unwrap();
     target.wait_for(1).await;
