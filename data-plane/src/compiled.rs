@@ -252,7 +252,7 @@ impl Templates<'_> {
 mod tests {
     use hookplane::api::v1 as api;
     use hookplane::convert::connector_from_api;
-    use hookplane::expr::{Limits, NoSecrets, Scope};
+    use hookplane::expr::{Budget, Limits, NoSecrets, Scope};
     use serde_json::json;
 
     use super::*;
@@ -285,7 +285,8 @@ mod tests {
 
         let payload = json!({"ok": true, "id": 7});
         let programs = &compiled.programs;
-        let processed = compiled.mappings.eval(programs, &payload, None, &NoSecrets, &Limits::default()).unwrap();
+        let mut budget = Budget::new(Limits::default());
+        let processed = compiled.mappings.eval(programs, &payload, None, &NoSecrets, &mut budget).unwrap();
         let scope = Scope { payload: &payload, lookup: None, processed: &processed, secrets: &NoSecrets };
         let eval = |p: ProgramId| programs.eval(p, &scope, &Limits::default()).unwrap();
         assert_eq!(eval(compiled.condition.unwrap()), json!(true));
@@ -294,6 +295,23 @@ mod tests {
         assert_eq!(eval(compiled.perform.headers[0].value), json!("a-7"));
         assert_eq!(programs.name(compiled.body[0].key), "n");
         assert_eq!(eval(compiled.body[0].value), json!(7), "a single expression keeps its type");
+    }
+
+    #[test]
+    fn a_connector_stored_before_the_depth_limit_is_refused_not_run() {
+        // Saved by an older control plane: 6 000 terms aborted every node
+        // on its first call. Now the node refuses it when it builds the
+        // snapshot, and the spec is left as it was.
+        let mut spec = spec(api::Connector {
+            auth: Some(api::InboundAuth { bearer_token: true, ..Default::default() }),
+            perform: Some(api::Perform { url: "https://example.com/".into(), ..Default::default() }),
+            ..Default::default()
+        });
+        let deep = format!("$payload.x{}", " + 1".repeat(6_000));
+        spec.mappings.push(FieldMapping { name: "x".into(), expression: deep.clone() });
+        let err = CompiledConnector::take_from(&mut spec).unwrap_err();
+        assert!(err.starts_with("mappings[0].expression: ") && err.contains("nests deeper"), "{err}");
+        assert_eq!(spec.mappings[0].expression, deep);
     }
 
     #[test]

@@ -14,7 +14,7 @@ fuzz_target!(|data: &[u8]| {
     let payload = json!({"a": 1, "b": "text", "c": [1, {"d": null}], "e": {"f": true}});
     let processed = Map::new();
     let scope = Scope { payload: &payload, lookup: Some(&payload), processed: &processed, secrets: &NoSecrets };
-    let limits = Limits { max_steps: 10_000, max_output_bytes: 64 * 1024 };
+    let limits = Limits { max_steps: 10_000, max_output_bytes: 64 * 1024, max_total_bytes: 256 * 1024 };
     for kind in [SourceKind::Expression, SourceKind::Template] {
         match compile(source, kind) {
             Ok(program) => {

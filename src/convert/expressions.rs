@@ -17,6 +17,19 @@ pub fn check_connector_expressions(spec: &ConnectorSpec, prefix: &str, v: &mut V
             }
         }
     }
+    // Nodes compile a connector's sources into one set, which is capped in
+    // all: a connector the control plane accepts must fit it.
+    let total: usize =
+        sources.iter().map(|(_, s)| s.len()).chain(spec.expression_sources().iter().map(|(_, s, _)| s.len())).sum();
+    if total > expr::MAX_SET_SOURCE_BYTES {
+        v.add(
+            prefix.to_owned(),
+            format!(
+                "the connector's expressions and templates add up to {total} bytes; at most {} are allowed",
+                expr::MAX_SET_SOURCE_BYTES
+            ),
+        );
+    }
     let names: Vec<&str> = spec.mappings.iter().map(|m| m.name.as_str()).collect();
     for (field, source, kind) in spec.expression_sources() {
         let kind = match kind {

@@ -11,6 +11,35 @@ use std::ops::Range;
 pub struct Node {
     pub expr: Expr,
     pub span: Range<usize>,
+    /// Levels of the tree from here down (a leaf is 1), known when the
+    /// node is built, so the parser refuses a tree too deep for the
+    /// recursive walks over it (see [`super::parser::MAX_DEPTH`]).
+    height: u32,
+}
+
+impl Node {
+    /// A node over children already built; its height follows from theirs.
+    pub fn new(expr: Expr, span: Range<usize>) -> Node {
+        let below = match &expr {
+            Expr::Literal(_) | Expr::Ref { .. } => 0,
+            Expr::Unary { operand, .. } => operand.height,
+            Expr::Binary { lhs, rhs, .. } => lhs.height.max(rhs.height),
+            Expr::Call { args, .. } => args.iter().map(|a| a.height).max().unwrap_or(0),
+            Expr::Template(parts) => parts
+                .iter()
+                .map(|p| match p {
+                    Part::Text(_) => 0,
+                    Part::Expr(node) => node.height,
+                })
+                .max()
+                .unwrap_or(0),
+        };
+        Node { expr, span, height: below + 1 }
+    }
+
+    pub fn height(&self) -> u32 {
+        self.height
+    }
 }
 
 impl PartialEq for Node {

@@ -85,9 +85,13 @@ pub enum EvalError {
     /// The evaluation took more steps than allowed.
     #[error("expression exceeded {0} evaluation steps")]
     TooManySteps(u64),
-    /// The result (or a part of it) grew beyond the allowed size.
+    /// A value the expression produces would grow beyond the allowed size.
     #[error("expression output exceeded {0} bytes")]
     OutputTooLarge(usize),
+    /// The values one execution's expressions produce would add up to
+    /// more than allowed.
+    #[error("the connector's expressions produced more than {0} bytes in this call")]
+    TotalOutputTooLarge(usize),
 }
 
 impl EvalError {

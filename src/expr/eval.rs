@@ -1,18 +1,22 @@
 //! Evaluating compiled programs.
 //!
-//! The evaluator walks a program in its arena with a budget of steps and
-//! output bytes. References borrow from the scope; only values an expression
-//! produces are allocated. Errors are values, never panics.
+//! The evaluator walks a program in its arena, drawing on a [`Budget`] of
+//! steps and bytes that every program of one execution shares; each value
+//! it produces is claimed before it is built. References borrow from the
+//! scope; only values an expression produces are allocated. Errors are
+//! values, never panics. The walk recurses once per level of the program,
+//! which the parser keeps within `parser::MAX_DEPTH`.
 
 use std::collections::HashMap;
 
 use serde_json::{Map, Value};
 
 use super::ast::BinaryOp;
+use super::budget::{Budget, Output};
 use super::code::{Code, Op, Root, Step};
 use super::error::EvalError;
 use super::functions;
-use super::value::{Val, equal, number, render_into, truthy, type_name};
+use super::value::{Val, equal, number, truthy, type_name};
 
 /// Where `$secret.NAME` values come from.
 pub trait SecretSource: Sync {
@@ -42,119 +46,128 @@ pub struct Scope<'a> {
     pub secrets: &'a dyn SecretSource,
 }
 
-/// Bounds on one evaluation.
-#[derive(Clone, Copy, Debug)]
-pub struct Limits {
-    /// Operations (nodes visited) per evaluation.
-    pub max_steps: u64,
-    /// Bytes of any text or JSON the expression produces.
-    pub max_output_bytes: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Limits {
-        Limits { max_steps: 100_000, max_output_bytes: 1 << 20 }
-    }
-}
-
-pub(crate) struct Evaluator<'a, 's> {
+pub(crate) struct Evaluator<'a, 's, 'b> {
     pub code: &'s Code,
     pub scope: &'s Scope<'a>,
-    pub limits: Limits,
-    pub steps: u64,
+    pub budget: &'b mut Budget,
 }
 
 static NULL: Value = Value::Null;
 
-impl<'a> Evaluator<'a, '_> {
-    fn step(&mut self) -> Result<(), EvalError> {
-        self.steps += 1;
-        if self.steps > self.limits.max_steps {
-            return Err(EvalError::TooManySteps(self.limits.max_steps));
-        }
-        Ok(())
-    }
-
-    fn check_size(&self, value: &Value) -> Result<(), EvalError> {
-        let size = match value {
-            Value::String(s) => s.len(),
-            Value::Array(a) => a.len() * 8,
-            _ => 0,
-        };
-        if size > self.limits.max_output_bytes {
-            return Err(EvalError::OutputTooLarge(self.limits.max_output_bytes));
-        }
-        Ok(())
-    }
-
+impl<'a> Evaluator<'a, '_, '_> {
     /// Evaluates the operation at `index` and what it reaches.
+    ///
+    /// Each kind of operation has its own function, so the frame that
+    /// recurses holds only what its kind needs (a debug build otherwise
+    /// gives every arm's temporaries a slot in one frame: ~6 KiB a level).
     pub fn eval(&mut self, index: u32) -> Result<Val<'a>, EvalError> {
-        self.step()?;
+        self.budget.step()?;
         let code = self.code;
-        Ok(match code.op(index) {
-            Op::Const(value) => Val::Owned(code.constant(value).clone()),
-            Op::Text(text) => Val::Owned(Value::String(code.str(text).to_owned())),
-            Op::Ref(root, steps) => self.reference(root, code.steps(steps)),
-            Op::Secret(name) => {
-                let name = code.str(name);
-                match self.scope.secrets.secret(name) {
-                    Some(value) => Val::Owned(Value::String(value.to_owned())),
-                    None => return Err(EvalError::MissingSecret(name.to_owned())),
-                }
-            }
-            Op::Not(operand) => Val::Owned(Value::Bool(!truthy(&*self.eval(operand)?))),
-            Op::Neg(operand) => match &*self.eval(operand)? {
-                Value::Number(n) => match n.as_i64() {
-                    Some(i) if i != i64::MIN => Val::Owned(Value::from(-i)),
-                    _ => Val::Owned(number(-n.as_f64().unwrap_or(0.0))?),
-                },
-                other => return Err(EvalError::type_error(format!("cannot negate {}", type_name(other)))),
-            },
-            Op::And(lhs, rhs) => Val::Owned(Value::Bool(truthy(&*self.eval(lhs)?) && truthy(&*self.eval(rhs)?))),
-            Op::Or(lhs, rhs) => Val::Owned(Value::Bool(truthy(&*self.eval(lhs)?) || truthy(&*self.eval(rhs)?))),
-            Op::Binary(op, lhs, rhs) => {
-                let (lhs, rhs) = (self.eval(lhs)?, self.eval(rhs)?);
-                let value = binary(op, &lhs, &rhs)?;
-                self.check_size(&value)?;
-                Val::Owned(value)
-            }
+        match code.op(index) {
+            Op::Const(value) => Ok(Val::Owned(self.budget.copy(code.constant(value))?)),
+            Op::Text(text) => self.text(code.str(text)),
+            Op::Ref(root, steps) => Ok(self.reference(root, code.steps(steps))),
+            Op::Secret(name) => self.secret(code.str(name)),
+            Op::Not(operand) => Ok(Val::Owned(Value::Bool(!self.truthy(operand)?))),
+            Op::Neg(operand) => self.negate(operand),
+            Op::And(lhs, rhs) => Ok(Val::Owned(Value::Bool(self.truthy(lhs)? && self.truthy(rhs)?))),
+            Op::Or(lhs, rhs) => Ok(Val::Owned(Value::Bool(self.truthy(lhs)? || self.truthy(rhs)?))),
+            Op::Binary(op, lhs, rhs) => self.binary(op, lhs, rhs),
             Op::If(start) => {
                 let [condition, then, otherwise] = code.branches(start);
-                if truthy(&*self.eval(condition)?) { self.eval(then)? } else { self.eval(otherwise)? }
+                if self.truthy(condition)? { self.eval(then) } else { self.eval(otherwise) }
             }
-            Op::Coalesce(options) => {
-                for &option in code.args(options) {
-                    let value = self.eval(option)?;
-                    if !value.is_null() {
-                        return Ok(value);
+            Op::Coalesce(options) => self.coalesce(code.args(options)),
+            Op::Call(func, args) => self.call(func, code.args(args)),
+            Op::Template(parts) => self.template(code.args(parts)),
+        }
+    }
+
+    fn truthy(&mut self, index: u32) -> Result<bool, EvalError> {
+        Ok(truthy(&*self.eval(index)?))
+    }
+
+    fn text(&mut self, text: &str) -> Result<Val<'a>, EvalError> {
+        self.budget.claim(text.len())?;
+        Ok(Val::Owned(Value::String(text.to_owned())))
+    }
+
+    fn secret(&mut self, name: &str) -> Result<Val<'a>, EvalError> {
+        match self.scope.secrets.secret(name) {
+            Some(value) => {
+                self.budget.claim(value.len())?;
+                Ok(Val::Owned(Value::String(value.to_owned())))
+            }
+            None => Err(EvalError::MissingSecret(name.to_owned())),
+        }
+    }
+
+    fn negate(&mut self, operand: u32) -> Result<Val<'a>, EvalError> {
+        match &*self.eval(operand)? {
+            Value::Number(n) => match n.as_i64() {
+                Some(i) if i != i64::MIN => Ok(Val::Owned(Value::from(-i))),
+                _ => Ok(Val::Owned(number(-n.as_f64().unwrap_or(0.0))?)),
+            },
+            other => Err(EvalError::type_error(format!("cannot negate {}", type_name(other)))),
+        }
+    }
+
+    fn binary(&mut self, op: BinaryOp, lhs: u32, rhs: u32) -> Result<Val<'a>, EvalError> {
+        let lhs = self.eval(lhs)?;
+        let rhs = self.eval(rhs)?;
+        Ok(Val::Owned(binary(op, &lhs, &rhs, self.budget)?))
+    }
+
+    fn coalesce(&mut self, options: &[u32]) -> Result<Val<'a>, EvalError> {
+        for &option in options {
+            let value = self.eval(option)?;
+            if !value.is_null() {
+                return Ok(value);
+            }
+        }
+        Ok(Val::Owned(Value::Null))
+    }
+
+    fn call(&mut self, func: functions::Func, args: &[u32]) -> Result<Val<'a>, EvalError> {
+        let mut values = Vec::with_capacity(args.len());
+        for &arg in args {
+            values.push(self.eval(arg)?);
+        }
+        functions::call(func, values, self.budget)
+    }
+
+    fn template(&mut self, parts: &[u32]) -> Result<Val<'a>, EvalError> {
+        let code = self.code;
+        // Expressions first, so their own claims come before the text
+        // grows; text parts are copied as they are.
+        let mut values = Vec::with_capacity(parts.len());
+        for &part in parts {
+            if !matches!(code.op(part), Op::Text(_)) {
+                values.push(self.eval(part)?);
+            }
+        }
+        let mut values = values.iter();
+        let mut out = Output::new(self.budget);
+        for &part in parts {
+            match code.op(part) {
+                Op::Text(text) => out.push_str(code.str(text))?,
+                _ => {
+                    if let Some(value) = values.next() {
+                        out.render(value)?;
                     }
                 }
-                Val::Owned(Value::Null)
             }
-            Op::Call(func, args) => {
-                let args = code.args(args);
-                let mut values = Vec::with_capacity(args.len());
-                for &arg in args {
-                    values.push(self.eval(arg)?);
-                }
-                let value = functions::call(func, values)?;
-                self.check_size(&value)?;
-                value
-            }
-            Op::Template(parts) => {
-                let mut out = String::new();
-                for &part in code.args(parts) {
-                    match code.op(part) {
-                        Op::Text(text) => out.push_str(code.str(text)),
-                        _ => render_into(&mut out, &*self.eval(part)?),
-                    }
-                    if out.len() > self.limits.max_output_bytes {
-                        return Err(EvalError::OutputTooLarge(self.limits.max_output_bytes));
-                    }
-                }
-                Val::Owned(Value::String(out))
-            }
-        })
+        }
+        Ok(Val::Owned(Value::String(out.finish())))
+    }
+
+    /// The owned value of the operation at `index`: a borrowed result is
+    /// copied, and the copy paid for.
+    pub fn eval_owned(&mut self, index: u32) -> Result<Value, EvalError> {
+        match self.eval(index)? {
+            Val::Borrowed(value) => self.budget.copy(value),
+            Val::Owned(value) => Ok(value),
+        }
     }
 
     fn reference(&self, root: Root, steps: &[Step]) -> Val<'a> {
@@ -185,7 +198,7 @@ impl<'a> Evaluator<'a, '_> {
 
 /// Arithmetic and comparison. `+` adds numbers or joins two texts;
 /// ordering compares two numbers or two texts and is false otherwise.
-fn binary(op: BinaryOp, lhs: &Value, rhs: &Value) -> Result<Value, EvalError> {
+fn binary(op: BinaryOp, lhs: &Value, rhs: &Value, budget: &mut Budget) -> Result<Value, EvalError> {
     use BinaryOp::*;
     Ok(match op {
         Eq => Value::Bool(equal(lhs, rhs)),
@@ -205,7 +218,12 @@ fn binary(op: BinaryOp, lhs: &Value, rhs: &Value) -> Result<Value, EvalError> {
         }
         Add | Sub | Mul | Div => match (lhs, rhs) {
             (Value::Number(a), Value::Number(b)) => arithmetic(op, a, b)?,
-            (Value::String(a), Value::String(b)) if op == Add => Value::String(format!("{a}{b}")),
+            (Value::String(a), Value::String(b)) if op == Add => {
+                let mut out = Output::with_capacity(budget, a.len() + b.len())?;
+                out.push_str(a)?;
+                out.push_str(b)?;
+                Value::String(out.finish())
+            }
             _ => {
                 let hint = if op == Add { "; join text with concat()" } else { "" };
                 return Err(EvalError::type_error(format!(

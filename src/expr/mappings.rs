@@ -3,9 +3,10 @@
 
 use serde_json::{Map, Value};
 
+use super::budget::{Budget, Limits};
 use super::compile::Context;
 use super::error::{CompileErrors, EvalError};
-use super::eval::{Limits, Scope};
+use super::eval::Scope;
 use super::program::{Name, ProgramId, ProgramSet, ProgramSetBuilder};
 use super::{SecretSource, SourceKind};
 
@@ -44,21 +45,21 @@ impl Mappings {
         if errors.is_empty() { Ok(Mappings { entries: entries.into() }) } else { Err(errors) }
     }
 
-    /// Evaluates every mapping in order into `$processed`; a failure names
-    /// the mapping's position.
+    /// Evaluates every mapping in order into `$processed`, on the
+    /// execution's budget; a failure names the mapping's position.
     pub fn eval(
         &self,
         set: &ProgramSet,
         payload: &Value,
         lookup: Option<&Value>,
         secrets: &dyn SecretSource,
-        limits: &Limits,
+        budget: &mut Budget,
     ) -> Result<Map<String, Value>, (usize, EvalError)> {
         let mut processed = Map::new();
         for (index, &(name, program)) in self.entries.iter().enumerate() {
             let value = {
                 let scope = Scope { payload, lookup, processed: &processed, secrets };
-                set.eval(program, &scope, limits).map_err(|err| (index, err))?
+                set.eval_in(program, &scope, budget).map_err(|err| (index, err))?
             };
             processed.insert(set.name(name).to_owned(), value);
         }
@@ -91,7 +92,8 @@ pub fn compile_mappings(mappings: &[(&str, &str)]) -> Result<MappingProgram, Vec
 }
 
 impl MappingProgram {
-    /// Evaluates every mapping in order (see [`Mappings::eval`]).
+    /// Evaluates every mapping in order on one budget (see
+    /// [`Mappings::eval`]).
     pub fn eval(
         &self,
         payload: &Value,
@@ -99,7 +101,7 @@ impl MappingProgram {
         secrets: &dyn SecretSource,
         limits: &Limits,
     ) -> Result<Map<String, Value>, (usize, EvalError)> {
-        self.mappings.eval(&self.set, payload, lookup, secrets, limits)
+        self.mappings.eval(&self.set, payload, lookup, secrets, &mut Budget::new(*limits))
     }
 
     /// The mapping names, in order.

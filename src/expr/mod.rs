@@ -9,10 +9,14 @@
 //! [`projection`] builds with only the parts the programs can read.
 //!
 //! Invariants: this module does no I/O and knows nothing of HTTP or the API;
-//! compiling reports every error with its position; evaluating never panics
-//! and is bounded in steps and output size ([`Limits`]).
+//! compiling reports every error with its position; whatever compiles runs
+//! in bounded stack (trees are at most `parser::MAX_DEPTH` levels; sources
+//! at most [`MAX_SOURCE_BYTES`], a set's at most [`MAX_SET_SOURCE_BYTES`]);
+//! evaluating never panics and is bounded in steps and bytes, each value
+//! claimed from the execution's [`Budget`] before it is built.
 
 mod ast;
+mod budget;
 mod code;
 mod compile;
 mod error;
@@ -27,13 +31,14 @@ mod projection;
 mod template;
 mod value;
 
+pub use budget::{Budget, Limits};
 pub use code::Root;
 pub use compile::Context;
 pub use error::{CompileError, CompileErrors, EvalError};
-pub use eval::{Limits, NoSecrets, Scope, SecretSource};
+pub use eval::{NoSecrets, Scope, SecretSource};
 pub use functions::FUNCTIONS;
 pub use mappings::{MappingError, MappingProgram, Mappings, compile_mappings};
-pub use program::{Name, Program, ProgramId, ProgramSet, ProgramSetBuilder};
+pub use program::{MAX_SET_SOURCE_BYTES, MAX_SOURCE_BYTES, Name, Program, ProgramId, ProgramSet, ProgramSetBuilder};
 pub use value::{render, truthy};
 
 /// How a source is read.

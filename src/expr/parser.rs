@@ -1,5 +1,12 @@
 //! Recursive-descent parser with operator precedence and error recovery:
 //! it records an error and keeps going, so `compile` reports every problem.
+//!
+//! Every pass over an expression (lowering, evaluation, printing, dropping
+//! the tree) recurses once per level of the tree, so the parser is what
+//! keeps their stack use bounded: it refuses a tree taller than
+//! [`MAX_DEPTH`] as it builds it (a chain `a + b + c` is a level per
+//! operator, however flat it looks), and it stops recursing into its own
+//! input at the same depth (parentheses count there).
 
 use serde_json::Value;
 
@@ -7,8 +14,12 @@ use super::ast::{BinaryOp, Expr, Node, Segment, UnaryOp};
 use super::error::{CompileError, line_column};
 use super::lexer::{Spanned, Token, lex};
 
-/// Deepest nesting accepted; deeper input is refused, not overflowed.
-pub const MAX_DEPTH: usize = 64;
+/// Deepest nesting accepted, in levels of the tree and in the parser's
+/// own recursion; deeper input is refused, not overflowed. Printing a
+/// program puts one pair of parentheses per level, so what compiled once
+/// parses again. The stack this costs is measured by
+/// `the_deepest_programs_fit_a_small_stack` in the tests.
+pub const MAX_DEPTH: usize = 128;
 
 struct Parser<'s> {
     tokens: Vec<Spanned>,
@@ -17,17 +28,27 @@ struct Parser<'s> {
     source: &'s str,
     errors: Vec<CompileError>,
     depth: usize,
+    too_deep: bool,
+}
+
+/// An expression as parsed, with every error found.
+pub struct Parsed {
+    pub node: Node,
+    pub errors: Vec<CompileError>,
+    /// The input nests deeper than [`MAX_DEPTH`]: an expression refused
+    /// for its depth, never text that merely does not parse.
+    pub too_deep: bool,
 }
 
 /// Parses `text` (which sits at byte `base` of `source`) as one expression.
-pub fn parse_expression(source: &str, text: &str, base: usize) -> (Node, Vec<CompileError>) {
-    let mut parser = Parser { tokens: lex(text, base), pos: 0, source, errors: Vec::new(), depth: 0 };
+pub fn parse_expression(source: &str, text: &str, base: usize) -> Parsed {
+    let mut parser = Parser { tokens: lex(text, base), pos: 0, source, errors: Vec::new(), depth: 0, too_deep: false };
     let node = parser.expression();
     if parser.peek() != &Token::Eof {
         let found = parser.peek().describe();
         parser.error_here(format!("expected an operator or the end of the expression, found {found}"));
     }
-    (node, parser.errors)
+    Parsed { node, errors: parser.errors, too_deep: parser.too_deep }
 }
 
 impl Parser<'_> {
@@ -61,12 +82,34 @@ impl Parser<'_> {
     }
 
     fn placeholder(&self, span: std::ops::Range<usize>) -> Node {
-        Node { expr: Expr::Literal(Value::Null), span }
+        Node::new(Expr::Literal(Value::Null), span)
+    }
+
+    /// A node over `expr`; one that would make the tree deeper than
+    /// [`MAX_DEPTH`] is refused, and the rest of the input skipped, so the
+    /// tree never grows past that height.
+    fn build(&mut self, expr: Expr, span: std::ops::Range<usize>) -> Node {
+        let node = Node::new(expr, span);
+        if node.height() as usize > MAX_DEPTH {
+            self.too_deep = true;
+            let at = node.span.clone();
+            self.error_at(
+                at,
+                format!(
+                    "expression nests deeper than {MAX_DEPTH} levels (each operator of a chain such as a + b + c is a level); \
+                     join many values with concat(), or split the work into several mappings"
+                ),
+            );
+            self.pos = self.tokens.len() - 1;
+            return self.placeholder(node.span);
+        }
+        node
     }
 
     fn expression(&mut self) -> Node {
         self.depth += 1;
         let node = if self.depth > MAX_DEPTH {
+            self.too_deep = true;
             let span = self.span();
             self.error_at(span.clone(), format!("expression nests deeper than {MAX_DEPTH} levels"));
             // Skip the rest: deeper parsing would only repeat this.
@@ -107,7 +150,7 @@ impl Parser<'_> {
             self.advance();
             let rhs = self.binary(power);
             let span = lhs.span.start..rhs.span.end;
-            lhs = Node { expr: Expr::Binary { op, lhs: Box::new(lhs), rhs: Box::new(rhs) }, span };
+            lhs = self.build(Expr::Binary { op, lhs: Box::new(lhs), rhs: Box::new(rhs) }, span);
         }
         lhs
     }
@@ -126,55 +169,65 @@ impl Parser<'_> {
         if let (UnaryOp::Neg, Expr::Literal(Value::Number(n))) = (op, &operand.expr)
             && let Some(negated) = negate(n)
         {
-            return Node { expr: Expr::Literal(Value::Number(negated)), span };
+            return Node::new(Expr::Literal(Value::Number(negated)), span);
         }
-        Node { expr: Expr::Unary { op, operand: Box::new(operand) }, span }
+        self.build(Expr::Unary { op, operand: Box::new(operand) }, span)
     }
 
     fn primary(&mut self) -> Node {
         let Spanned { token, span } = self.advance();
         match token {
-            Token::Number(n) => Node { expr: Expr::Literal(Value::Number(n)), span },
-            Token::Str(s) => Node { expr: Expr::Literal(Value::String(s)), span },
-            Token::BadStr(_) => {
-                self.error_at(
-                    span.clone(),
-                    "string is not closed with `\"` or has an unknown escape (use \\\" \\\\ \\n \\t \\r \\uXXXX)"
-                        .to_owned(),
-                );
-                self.placeholder(span)
-            }
+            Token::Number(n) => Node::new(Expr::Literal(Value::Number(n)), span),
+            Token::Str(s) => Node::new(Expr::Literal(Value::String(s)), span),
+            Token::BadStr(_) => self.bad_string(span),
             Token::Ident(name) => match name.as_str() {
-                "true" => Node { expr: Expr::Literal(Value::Bool(true)), span },
-                "false" => Node { expr: Expr::Literal(Value::Bool(false)), span },
-                "null" => Node { expr: Expr::Literal(Value::Null), span },
+                "true" => Node::new(Expr::Literal(Value::Bool(true)), span),
+                "false" => Node::new(Expr::Literal(Value::Bool(false)), span),
+                "null" => Node::new(Expr::Literal(Value::Null), span),
                 _ if self.peek() == &Token::LParen => self.call(name, span),
-                _ => {
-                    self.error_at(
-                        span.clone(),
-                        format!("unexpected name `{name}`: quote text as \"{name}\", start references with `$`, or call a function as {name}(...)"),
-                    );
-                    self.placeholder(span)
-                }
+                _ => self.unexpected_name(&name, span),
             },
             Token::Root(root) => self.reference(root, span),
-            Token::LParen => {
-                let inner = self.expression();
-                if self.peek() == &Token::RParen {
-                    let end = self.advance().span.end;
-                    Node { span: span.start..end, ..inner }
-                } else {
-                    let (line, column) = line_column(self.source, span.start);
-                    let found = self.peek().describe();
-                    self.error_here(format!("expected ')' to close '(' opened at {line}:{column}, found {found}"));
-                    inner
-                }
-            }
-            other => {
-                self.error_at(span.clone(), format!("expected an expression, found {}", other.describe()));
-                self.placeholder(span)
-            }
+            Token::LParen => self.parenthesized(span),
+            other => self.unexpected(&other, span),
         }
+    }
+
+    // `primary` recurses through parentheses, so what it does besides is
+    // kept out of its frame: the parser's stack is a frame of each of
+    // `expression`, `binary`, `unary` and `primary` per level.
+
+    fn parenthesized(&mut self, open: std::ops::Range<usize>) -> Node {
+        let mut inner = self.expression();
+        if self.peek() == &Token::RParen {
+            inner.span = open.start..self.advance().span.end;
+        } else {
+            let (line, column) = line_column(self.source, open.start);
+            let found = self.peek().describe();
+            self.error_here(format!("expected ')' to close '(' opened at {line}:{column}, found {found}"));
+        }
+        inner
+    }
+
+    fn bad_string(&mut self, span: std::ops::Range<usize>) -> Node {
+        self.error_at(
+            span.clone(),
+            "string is not closed with `\"` or has an unknown escape (use \\\" \\\\ \\n \\t \\r \\uXXXX)".to_owned(),
+        );
+        self.placeholder(span)
+    }
+
+    fn unexpected_name(&mut self, name: &str, span: std::ops::Range<usize>) -> Node {
+        self.error_at(
+            span.clone(),
+            format!("unexpected name `{name}`: quote text as \"{name}\", start references with `$`, or call a function as {name}(...)"),
+        );
+        self.placeholder(span)
+    }
+
+    fn unexpected(&mut self, token: &Token, span: std::ops::Range<usize>) -> Node {
+        self.error_at(span.clone(), format!("expected an expression, found {}", token.describe()));
+        self.placeholder(span)
     }
 
     fn call(&mut self, name: String, name_span: std::ops::Range<usize>) -> Node {
@@ -183,19 +236,19 @@ impl Parser<'_> {
         let (line, column) = line_column(self.source, name_span.start);
         if self.peek() == &Token::RParen {
             let end = self.advance().span.end;
-            return Node { expr: Expr::Call { name, args }, span: name_span.start..end };
+            return Node::new(Expr::Call { name, args }, name_span.start..end);
         }
         loop {
-            self.depth += 1;
+            // `expression` counts this level: a call is one level deep, as
+            // it prints.
             args.push(self.expression());
-            self.depth -= 1;
             match self.peek() {
                 Token::Comma => {
                     self.advance();
                 }
                 Token::RParen => {
                     let end = self.advance().span.end;
-                    return Node { expr: Expr::Call { name, args }, span: name_span.start..end };
+                    return self.build(Expr::Call { name, args }, name_span.start..end);
                 }
                 other => {
                     let found = other.describe();
@@ -203,7 +256,7 @@ impl Parser<'_> {
                         "expected ')' to close '{name}(' opened at {line}:{column}, found {found}"
                     ));
                     let end = self.span().start.max(open.end);
-                    return Node { expr: Expr::Call { name, args }, span: name_span.start..end };
+                    return self.build(Expr::Call { name, args }, name_span.start..end);
                 }
             }
         }
@@ -267,7 +320,7 @@ impl Parser<'_> {
                 _ => break,
             }
         }
-        Node { expr: Expr::Ref { root, path }, span: span.start..end }
+        Node::new(Expr::Ref { root, path }, span.start..end)
     }
 }
 
@@ -283,8 +336,8 @@ mod tests {
     use super::*;
 
     fn parse(source: &str) -> (Node, Vec<String>) {
-        let (node, errors) = parse_expression(source, source, 0);
-        (node, errors.iter().map(ToString::to_string).collect())
+        let parsed = parse_expression(source, source, 0);
+        (parsed.node, parsed.errors.iter().map(ToString::to_string).collect())
     }
 
     #[test]

@@ -100,11 +100,13 @@ fn path(code: &Code, steps: &[Step], out: &mut String) {
     }
 }
 
+/// No parentheses around the operand: binary operations print their own
+/// and everything else is atomic, so the printed text nests exactly as deep
+/// as the program does, and the parser's depth limit lets it back in. (A
+/// negative number is never the operand of `-`: the parser folds it.)
 fn unary(symbol: &str, code: &Code, operand: u32, out: &mut String) {
     out.push_str(symbol);
-    out.push('(');
     expression(code, operand, out);
-    out.push(')');
 }
 
 fn binary(symbol: &str, code: &Code, lhs: u32, rhs: u32, out: &mut String) {

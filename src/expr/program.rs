@@ -5,14 +5,22 @@ use std::borrow::Cow;
 
 use serde_json::Value;
 
+use super::budget::{Budget, Limits};
 use super::code::{Code, CodeBuilder, Op, Root, Step, Str};
 use super::compile::{Context, Lowering};
 use super::error::{CompileError, CompileErrors, EvalError};
-use super::eval::{Evaluator, Limits, Scope};
+use super::eval::{Evaluator, Scope};
 use super::functions;
 use super::lexer::is_ident_continue;
 use super::mappings::{MappingError, Mappings};
 use super::{SourceKind, parser, template};
+
+/// Longest source of one expression or template. Text is compiled once
+/// but every pass over it is linear, and a node holds every connector.
+pub const MAX_SOURCE_BYTES: usize = 64 * 1024;
+/// Longest sources of one set (a connector's expressions) in all, so the
+/// programs of a connector stay far below the arena's `u32` indices.
+pub const MAX_SET_SOURCE_BYTES: usize = 256 * 1024;
 
 /// A program of a [`ProgramSet`]: valid only in the set that made it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,6 +41,8 @@ pub struct ProgramSet {
 #[derive(Debug, Default)]
 pub struct ProgramSetBuilder {
     code: CodeBuilder,
+    /// Bytes of the sources compiled into the set so far.
+    source_bytes: usize,
 }
 
 impl ProgramSetBuilder {
@@ -48,21 +58,35 @@ impl ProgramSetBuilder {
         kind: SourceKind,
         context: Context<'_>,
     ) -> Result<ProgramId, CompileErrors> {
+        let too_long = |message: String| Err(CompileErrors(vec![CompileError::at(source, 0..0, message)]));
+        if source.len() > MAX_SOURCE_BYTES {
+            return too_long(format!(
+                "is {} bytes long; an expression or template may have at most {MAX_SOURCE_BYTES}",
+                source.len()
+            ));
+        }
+        if self.source_bytes + source.len() > MAX_SET_SOURCE_BYTES {
+            return too_long(format!(
+                "brings the connector's expressions and templates to more than {MAX_SET_SOURCE_BYTES} bytes in all"
+            ));
+        }
         let (node, mut errors) = match kind {
             SourceKind::Expression => {
                 if source.trim().is_empty() {
                     let error = CompileError::at(source, 0..source.len(), "expected an expression");
                     return Err(CompileErrors(vec![error]));
                 }
-                parser::parse_expression(source, source, 0)
+                let parsed = parser::parse_expression(source, source, 0);
+                (parsed.node, parsed.errors)
             }
             SourceKind::Template => {
-                let (node, errors) = parser::parse_expression(source, source, 0);
-                if errors.is_empty() && !source.trim().is_empty() {
-                    (node, errors)
-                } else if starts_with_call(source) {
-                    // `concat($payload.a` is a broken expression, not text.
-                    (node, errors)
+                let parsed = parser::parse_expression(source, source, 0);
+                if parsed.errors.is_empty() && !source.trim().is_empty() {
+                    (parsed.node, parsed.errors)
+                } else if parsed.too_deep || starts_with_call(source) {
+                    // `concat($payload.a` is a broken expression, not text;
+                    // so is one refused for its depth.
+                    (parsed.node, parsed.errors)
                 } else {
                     template::parse_template(source)
                 }
@@ -77,6 +101,7 @@ impl ProgramSetBuilder {
             errors.sort_by_key(|e| e.span.start);
             return Err(CompileErrors(errors));
         }
+        self.source_bytes += source.len();
         Ok(ProgramId(root))
     }
 
@@ -104,15 +129,32 @@ fn starts_with_call(source: &str) -> bool {
 }
 
 impl ProgramSet {
-    /// Evaluates a program; the result is owned.
+    /// Evaluates a program on its own budget; the result is owned.
     pub fn eval(&self, id: ProgramId, scope: &Scope<'_>, limits: &Limits) -> Result<Value, EvalError> {
-        self.eval_cow(id, scope, limits).map(Cow::into_owned)
+        self.eval_in(id, scope, &mut Budget::new(*limits))
     }
 
-    /// Evaluates a program, borrowing the result from the scope when it is
-    /// a plain reference (no copy of the payload).
+    /// Evaluates a program on an execution's budget; the result is owned
+    /// (a borrowed one is copied, and the copy paid for).
+    pub fn eval_in(&self, id: ProgramId, scope: &Scope<'_>, budget: &mut Budget) -> Result<Value, EvalError> {
+        Evaluator { code: &self.code, scope, budget }.eval_owned(id.0)
+    }
+
+    /// Evaluates a program on its own budget, borrowing the result from
+    /// the scope when it is a plain reference (no copy of the payload).
     pub fn eval_cow<'a>(&self, id: ProgramId, scope: &Scope<'a>, limits: &Limits) -> Result<Cow<'a, Value>, EvalError> {
-        Evaluator { code: &self.code, scope, limits: *limits, steps: 0 }.eval(id.0)
+        self.eval_cow_in(id, scope, &mut Budget::new(*limits))
+    }
+
+    /// Evaluates a program on an execution's budget, borrowing the result
+    /// from the scope when it is a plain reference.
+    pub fn eval_cow_in<'a>(
+        &self,
+        id: ProgramId,
+        scope: &Scope<'a>,
+        budget: &mut Budget,
+    ) -> Result<Cow<'a, Value>, EvalError> {
+        Evaluator { code: &self.code, scope, budget }.eval(id.0)
     }
 
     /// Parses a JSON payload into the tree these programs evaluate on,

@@ -8,7 +8,7 @@
 use super::ast::{Expr, Node, Part, Segment};
 use super::error::{CompileError, line_column};
 use super::lexer::{is_ident_continue, is_ident_start};
-use super::parser::parse_expression;
+use super::parser::{MAX_DEPTH, parse_expression};
 
 /// Parses all of `source` as a template.
 pub fn parse_template(source: &str) -> (Node, Vec<CompileError>) {
@@ -38,9 +38,9 @@ pub fn parse_template(source: &str) -> (Node, Vec<CompileError>) {
                         if inner.trim().is_empty() {
                             errors.push(CompileError::at(source, i..close + 1, "expected an expression inside `${ }`"));
                         } else {
-                            let (node, inner_errors) = parse_expression(source, inner, inner_start);
-                            errors.extend(inner_errors);
-                            parts.push(Part::Expr(node));
+                            let parsed = parse_expression(source, inner, inner_start);
+                            errors.extend(parsed.errors);
+                            parts.push(Part::Expr(parsed.node));
                         }
                         i = close + 1;
                     }
@@ -68,7 +68,15 @@ pub fn parse_template(source: &str) -> (Node, Vec<CompileError>) {
         }
     }
     flush(&mut text, &mut parts);
-    (Node { expr: Expr::Template(parts), span: 0..source.len() }, errors)
+    let node = Node::new(Expr::Template(parts), 0..source.len());
+    if node.height() as usize > MAX_DEPTH {
+        errors.push(CompileError::at(
+            source,
+            0..source.len(),
+            format!("expression nests deeper than {MAX_DEPTH} levels (the template is one more)"),
+        ));
+    }
+    (node, errors)
 }
 
 fn flush(text: &mut String, parts: &mut Vec<Part>) {
@@ -131,7 +139,7 @@ fn reference(source: &str, start: usize) -> (Node, usize) {
             break;
         }
     }
-    (Node { expr: Expr::Ref { root, path }, span: start..i }, i)
+    (Node::new(Expr::Ref { root, path }, start..i), i)
 }
 
 #[cfg(test)]

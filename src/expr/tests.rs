@@ -322,9 +322,9 @@ fn limits_bound_steps_and_output() {
     let program = compile("concat($payload.name, $payload.name, $payload.name)", SourceKind::Template).unwrap();
     let payload = json!({"name": "x".repeat(1000)});
     let scope = Scope { payload: &payload, lookup: None, processed: &Map::new(), secrets: &NoSecrets };
-    let tight = Limits { max_steps: 100, max_output_bytes: 2000 };
+    let tight = Limits { max_steps: 100, max_output_bytes: 2000, max_total_bytes: 1 << 20 };
     assert_eq!(program.eval(&scope, &tight), Err(EvalError::OutputTooLarge(2000)));
-    let few_steps = Limits { max_steps: 3, max_output_bytes: 1 << 20 };
+    let few_steps = Limits { max_steps: 3, max_output_bytes: 1 << 20, max_total_bytes: 1 << 20 };
     assert_eq!(program.eval(&scope, &few_steps), Err(EvalError::TooManySteps(3)));
 }
 
@@ -419,10 +419,10 @@ proptest! {
 
     #[test]
     fn printing_and_parsing_again_gives_the_same_tree(source in arb_expr()) {
-        let (first, errors) = parser::parse_expression(&source, &source, 0);
+        let parser::Parsed { node: first, errors, .. } = parser::parse_expression(&source, &source, 0);
         prop_assert!(errors.is_empty());
         let printed = first.to_string();
-        let (second, errors) = parser::parse_expression(&printed, &printed, 0);
+        let parser::Parsed { node: second, errors, .. } = parser::parse_expression(&printed, &printed, 0);
         prop_assert!(errors.is_empty(), "{printed}: {errors:?}");
         prop_assert_eq!(first, second);
     }
@@ -508,4 +508,140 @@ fn seed_documentation_examples() {
     assert_eq!(processed["full_name"], json!("Ada Lovelace"));
     assert_eq!(processed["email_domain"], json!("analytical.engine"));
     assert_eq!(processed["display"], json!("Ada Lovelace (analytical.engine)"));
+}
+
+/// The program `shape` builds at `levels` levels, and what it evaluates to.
+fn deep(shape: &str, levels: usize) -> String {
+    match shape {
+        "chain" => format!("$payload.amount{}", " + 1".repeat(levels - 1)),
+        "parentheses" => format!("{}1{}", "(1 + ".repeat(levels - 1), ")".repeat(levels - 1)),
+        "negations" => format!("{}$payload.flag", "!".repeat(levels - 1)),
+        "calls" => format!("{}$payload.name{}", "trim(".repeat(levels - 1), ")".repeat(levels - 1)),
+        "template" => format!("id ${{ {} }}", "$payload.id + ".repeat(levels - 2) + "1"),
+        other => unreachable!("no shape {other}"),
+    }
+}
+
+const SHAPES: [&str; 5] = ["chain", "parentheses", "negations", "calls", "template"];
+
+#[test]
+fn trees_deeper_than_the_limit_are_refused_not_overflowed() {
+    // The finding of the hardening issue: 8 000 terms aborted the control
+    // plane, 6 000 were saved and aborted every node on the first call.
+    let chain = format!("$payload.x{}", " + 1".repeat(8_000));
+    for kind in [SourceKind::Expression, SourceKind::Template] {
+        let errors = compile(&chain, kind).expect_err("refused").to_string();
+        assert!(errors.contains("nests deeper than 128 levels"), "{errors}");
+    }
+    for shape in SHAPES {
+        let at_limit = deep(shape, parser::MAX_DEPTH);
+        compile(&at_limit, SourceKind::Template).unwrap_or_else(|e| panic!("{shape} at the limit: {e}"));
+        let over = deep(shape, parser::MAX_DEPTH + 1);
+        let errors = compile(&over, SourceKind::Template).expect_err(shape).to_string();
+        assert!(errors.contains("nests deeper"), "{shape}: {errors}");
+    }
+}
+
+/// Stack the deepest programs need, for every pass over them: compiling,
+/// evaluating, printing and compiling the print again, listing what they
+/// read, and dropping them. Measured: debug builds need about N KiB,
+/// release builds far less; tokio's workers have 2 MiB.
+const DEEPEST_PROGRAM_STACK: usize = 2048 * 1024;
+
+#[test]
+fn the_deepest_programs_fit_a_small_stack() {
+    let run = || {
+        let payload = payload();
+        let scope = Scope { payload: &payload, lookup: None, processed: &Map::new(), secrets: &NoSecrets };
+        for shape in SHAPES {
+            let source = deep(shape, parser::MAX_DEPTH);
+            let program = compile(&source, SourceKind::Template).unwrap();
+            program.eval(&scope, &Limits::default()).unwrap_or_else(|e| panic!("{shape}: {e}"));
+            let printed = program.source();
+            let again = compile(&printed, SourceKind::Template).unwrap_or_else(|e| panic!("{shape} printed: {e}"));
+            assert_eq!(again.source(), printed);
+            assert!(program.secrets().is_empty() && !program.uses_lookup());
+            let mut builder = ProgramSetBuilder::new();
+            builder.compile(&source, SourceKind::Template, Context::default()).unwrap();
+            builder.finish().read_payload(r#"{"amount": 1, "name": "x"}"#).unwrap();
+        }
+    };
+    std::thread::Builder::new().stack_size(DEEPEST_PROGRAM_STACK).spawn(run).unwrap().join().expect("no overflow");
+}
+
+#[test]
+fn sources_are_capped_in_length_alone_and_per_set() {
+    let long = format!("\"{}\"", "x".repeat(MAX_SOURCE_BYTES));
+    let err = compile(&long, SourceKind::Template).unwrap_err().to_string();
+    assert!(err.contains("an expression or template may have at most 65536"), "{err}");
+    let mut builder = ProgramSetBuilder::new();
+    let text = "y".repeat(MAX_SOURCE_BYTES - 10);
+    let fit = MAX_SET_SOURCE_BYTES / text.len();
+    for _ in 0..fit {
+        builder.compile(&text, SourceKind::Template, Context::default()).unwrap();
+    }
+    let err = builder.compile(&text, SourceKind::Template, Context::default()).unwrap_err().to_string();
+    assert!(err.contains("more than 262144 bytes in all"), "{err}");
+}
+
+/// Runs `source` on `payload` with `limits`.
+fn run_limited(source: &str, payload: Value, limits: Limits) -> Result<Value, EvalError> {
+    let program = compile(source, SourceKind::Template).unwrap();
+    let scope = Scope { payload: &payload, lookup: None, processed: &Map::new(), secrets: &NoSecrets };
+    program.eval(&scope, &limits)
+}
+
+#[test]
+fn producing_functions_refuse_before_they_build() {
+    // The finding: two 16 000-character texts took a node from 47 MB to
+    // 562 MB before "output exceeded" was noticed. Now the size is counted
+    // first; the budget's own accounting shows nothing was claimed past it.
+    let payload = json!({"s": "a".repeat(16_000), "t": "b".repeat(16_000)});
+    let limits = Limits::default();
+    assert_eq!(
+        run_limited("replace($payload.s, \"a\", $payload.t)", payload.clone(), limits),
+        Err(EvalError::OutputTooLarge(1 << 20))
+    );
+    let small = Limits { max_steps: 1000, max_output_bytes: 1000, max_total_bytes: 4000 };
+    // `ŉ` is two bytes and upper-cases to three (`ʼN`): 800 bytes in, 1 200 out.
+    let text =
+        json!({"s": "ab,".repeat(400), "n": "ŉ".repeat(400), "d": "2026-01-31T12:00:00Z", "f": "%c".repeat(100)});
+    let refused = [
+        "concat($payload.s, $payload.s)",
+        "split(\",\", $payload.s)",
+        "split(\"\", $payload.s)",
+        "join(split(\",\", $payload.s), \"------\")",
+        "upper($payload.n)",
+        "replace($payload.s, \",\", \"----\")",
+        "base64_encode($payload.s)",
+        "url_encode($payload.s)",
+        "json_encode(split(\",\", $payload.s))",
+        "json_parse(json_encode(split(\",\", $payload.s)))",
+        "format_date($payload.d, $payload.f)",
+        "$payload.s + $payload.s",
+        "to_string(split(\",\", $payload.s))",
+        "${ $payload.s }${ $payload.s }",
+    ];
+    for source in refused {
+        let result = run_limited(source, text.clone(), small);
+        assert!(
+            matches!(result, Err(EvalError::OutputTooLarge(1000) | EvalError::TotalOutputTooLarge(4000))),
+            "{source}: {result:?}"
+        );
+    }
+    // Each on its own fits; together they pass the execution's total.
+    let copy = "concat($payload.s, \"\")";
+    let set = compile_mappings(&[("a", copy), ("b", copy), ("c", copy), ("d", copy), ("e", copy)]).unwrap();
+    let err = set.eval(&json!({"s": "x".repeat(900)}), None, &NoSecrets, &small).unwrap_err();
+    assert_eq!(err, (4, EvalError::TotalOutputTooLarge(4000)), "the fifth copy passes the total");
+}
+
+#[test]
+fn copies_of_the_payload_are_paid_for() {
+    let payload = json!({"items": vec!["x".repeat(100); 20]});
+    let limits = Limits { max_steps: 100, max_output_bytes: 1 << 20, max_total_bytes: 2_000 };
+    let program = compile("$payload.items", SourceKind::Template).unwrap();
+    let scope = Scope { payload: &payload, lookup: None, processed: &Map::new(), secrets: &NoSecrets };
+    assert!(program.eval_cow(&scope, &limits).is_ok(), "a borrowed result costs nothing");
+    assert_eq!(program.eval(&scope, &limits), Err(EvalError::TotalOutputTooLarge(2_000)), "an owned copy does");
 }

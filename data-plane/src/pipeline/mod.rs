@@ -14,7 +14,7 @@ pub mod request;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use hookplane::expr::{self, Limits, Scope, SecretSource};
+use hookplane::expr::{self, Budget, Limits, Scope, SecretSource};
 use hookplane::model::{EventTrace, HttpExchangeTrace, OutboundAuth, Plan};
 use hyper::StatusCode;
 use hyper::header::{AUTHORIZATION, HeaderValue, RETRY_AFTER};
@@ -116,11 +116,13 @@ impl Executor {
         let spec = &deployed.connector.spec;
         let compiled = &deployed.compiled;
         let empty = Map::new();
+        // Every program this execution evaluates draws on one budget.
+        let mut budget = Budget::new(self.limits);
         if let Some(condition) = compiled.condition {
             let scope = Scope { payload, lookup: None, processed: &empty, secrets };
             let value = compiled
                 .programs
-                .eval_cow(condition, &scope, &self.limits)
+                .eval_cow_in(condition, &scope, &mut budget)
                 .map_err(|e| Failure::new(format!("condition: {e}")))?;
             let passed = expr::truthy(&value);
             run.trace.condition_result = Some(passed);
@@ -132,7 +134,7 @@ impl Executor {
             (Some(lookup), Some(program)) => {
                 let scope = Scope { payload, lookup: None, processed: &empty, secrets };
                 let target = Target { programs: &compiled.programs, compiled: program, field: "lookup" };
-                let (url, headers) = render_target(&target, &scope, &self.limits, depth)
+                let (url, headers) = render_target(&target, &scope, &mut budget, depth)
                     .map_err(|e| Failure::new(format!("lookup failed: {e}")))?;
                 let timeout = Duration::from_millis(if lookup.timeout_ms == 0 { 30_000 } else { lookup.timeout_ms });
                 let request =
@@ -164,13 +166,13 @@ impl Executor {
         };
         let processed = compiled
             .mappings
-            .eval(&compiled.programs, payload, lookup_value.as_ref(), secrets, &self.limits)
+            .eval(&compiled.programs, payload, lookup_value.as_ref(), secrets, &mut budget)
             .map_err(|(i, e)| Failure::new(format!("mappings[{i}] ({}): {e}", compiled.mapping_name(i))))?;
         run.trace.processed = serde_json::to_string(&processed).unwrap_or_default();
         let scope = Scope { payload, lookup: lookup_value.as_ref(), processed: &processed, secrets };
-        let mut request = render_perform(&spec.perform, compiled, &scope, &self.limits, depth)
+        let mut request = render_perform(&spec.perform, compiled, &scope, &mut budget, depth)
             .map_err(|e| Failure::new(format!("perform: {e}")))?;
-        self.authorize(deployed, &scope, &mut request, &mut run.redactor).await?;
+        self.authorize(deployed, &scope, &mut budget, &mut request, &mut run.redactor).await?;
         self.perform(request, plan, deployed, run).await
     }
 
@@ -179,15 +181,16 @@ impl Executor {
         &self,
         deployed: &DeployedConnector,
         scope: &Scope<'_>,
+        budget: &mut Budget,
         request: &mut OutboundRequest,
         redactor: &mut Redactor,
     ) -> Result<(), Failure> {
         let perform = &deployed.connector.spec.perform;
         let compiled = &deployed.compiled;
-        let render = |i: usize, field: &str| {
+        let mut render = |i: usize, field: &str| {
             compiled
                 .programs
-                .eval(compiled.outbound_auth[i], scope, &self.limits)
+                .eval_in(compiled.outbound_auth[i], scope, budget)
                 .map(|v| expr::render(&v))
                 .map_err(|e| Failure::new(format!("{field}: {e}")))
         };

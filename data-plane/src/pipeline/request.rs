@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::Bytes;
-use hookplane::expr::{self, Limits, ProgramId, ProgramSet, Scope};
+use hookplane::expr::{self, Budget, ProgramId, ProgramSet, Scope};
 use hookplane::model::{BodyType, FilePart, Perform};
 use hyper::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use hyper::{HeaderMap, Method};
@@ -26,20 +26,20 @@ fn eval(
     programs: &ProgramSet,
     program: ProgramId,
     scope: &Scope<'_>,
-    limits: &Limits,
+    budget: &mut Budget,
     field: impl FnOnce() -> String,
 ) -> Result<Value, RenderError> {
-    programs.eval(program, scope, limits).map_err(|e| format!("{}: {e}", field()))
+    programs.eval_in(program, scope, budget).map_err(|e| format!("{}: {e}", field()))
 }
 
 fn text(
     programs: &ProgramSet,
     program: ProgramId,
     scope: &Scope<'_>,
-    limits: &Limits,
+    budget: &mut Budget,
     field: impl FnOnce() -> String,
 ) -> Result<String, RenderError> {
-    eval(programs, program, scope, limits, field).map(|v| expr::render(&v))
+    eval(programs, program, scope, budget, field).map(|v| expr::render(&v))
 }
 
 /// URL, query and headers shared by lookup and perform.
@@ -54,18 +54,18 @@ pub struct Target<'a> {
 pub fn render_target(
     target: &Target<'_>,
     scope: &Scope<'_>,
-    limits: &Limits,
+    budget: &mut Budget,
     depth: u32,
 ) -> Result<(url::Url, HeaderMap), RenderError> {
     let field = target.field;
     let programs = target.programs;
-    let raw = text(programs, target.compiled.url, scope, limits, || format!("{field}.url"))?;
+    let raw = text(programs, target.compiled.url, scope, budget, || format!("{field}.url"))?;
     let mut url = url::Url::parse(raw.trim()).map_err(|e| format!("{field}.url: `{raw}` is not a valid URL ({e})"))?;
     let compiled = target.compiled;
     if !compiled.query.is_empty() {
         let mut pairs = url.query_pairs_mut();
         for (i, named) in compiled.query.iter().enumerate() {
-            let value = text(programs, named.value, scope, limits, || format!("{field}.query[{i}].value"))?;
+            let value = text(programs, named.value, scope, budget, || format!("{field}.query[{i}].value"))?;
             pairs.append_pair(programs.name(named.name), &value);
         }
     }
@@ -74,7 +74,7 @@ pub fn render_target(
         let name = programs.name(named.name);
         let name = HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| format!("{field}.headers[{i}].name: `{name}` is not a header name"))?;
-        let value = text(programs, named.value, scope, limits, || format!("{field}.headers[{i}].value"))?;
+        let value = text(programs, named.value, scope, budget, || format!("{field}.headers[{i}].value"))?;
         let value = HeaderValue::from_str(&value)
             .map_err(|_| format!("{field}.headers[{i}].value: the rendered value is not a valid header value"))?;
         headers.append(name, value);
@@ -88,26 +88,26 @@ pub fn render_perform(
     perform: &Perform,
     compiled: &CompiledConnector,
     scope: &Scope<'_>,
-    limits: &Limits,
+    budget: &mut Budget,
     depth: u32,
 ) -> Result<OutboundRequest, RenderError> {
     let programs = &compiled.programs;
     let method = Method::from_bytes(perform.method.as_bytes())
         .map_err(|_| format!("perform.method: `{}` is not an HTTP method", perform.method))?;
     let target = Target { programs, compiled: &compiled.perform, field: "perform" };
-    let (url, mut headers) = render_target(&target, scope, limits, depth)?;
+    let (url, mut headers) = render_target(&target, scope, budget, depth)?;
     let (content_type, body) = match perform.body_type {
         BodyType::None => (None, Bytes::new()),
         BodyType::Raw => {
             let program = compiled.raw_body.ok_or("perform.raw_body: missing")?;
-            let body = text(programs, program, scope, limits, || "perform.raw_body".to_owned())?;
+            let body = text(programs, program, scope, budget, || "perform.raw_body".to_owned())?;
             let content_type =
                 if perform.raw_content_type.is_empty() { "text/plain" } else { &perform.raw_content_type };
             (Some(content_type.to_owned()), Bytes::from(body))
         }
         BodyType::Json => {
             let mut root = Map::new();
-            for (i, value) in field_values(perform, compiled, scope, limits)? {
+            for (i, value) in field_values(perform, compiled, scope, budget)? {
                 insert_dotted(&mut root, programs.name(compiled.body[i].key), value);
             }
             let body = serde_json::to_vec(&Value::Object(root)).map_err(|e| format!("perform.body: {e}"))?;
@@ -115,7 +115,7 @@ pub fn render_perform(
         }
         BodyType::FormUrlencoded => {
             let mut form = url::form_urlencoded::Serializer::new(String::new());
-            for (i, value) in field_values(perform, compiled, scope, limits)? {
+            for (i, value) in field_values(perform, compiled, scope, budget)? {
                 form.append_pair(programs.name(compiled.body[i].key), &expr::render(&value));
             }
             (Some("application/x-www-form-urlencoded".to_owned()), Bytes::from(form.finish()))
@@ -123,7 +123,7 @@ pub fn render_perform(
         BodyType::Multipart => {
             let boundary = format!("hookplane-{:032x}", rand::random::<u128>());
             let mut body = Vec::new();
-            for (i, value) in field_values(perform, compiled, scope, limits)? {
+            for (i, value) in field_values(perform, compiled, scope, budget)? {
                 let field = &compiled.body[i];
                 write_part(&mut body, &boundary, programs.name(field.key), field.file.as_deref(), i, &value)?;
             }
@@ -146,11 +146,11 @@ fn field_values(
     perform: &Perform,
     compiled: &CompiledConnector,
     scope: &Scope<'_>,
-    limits: &Limits,
+    budget: &mut Budget,
 ) -> Result<Vec<(usize, Value)>, RenderError> {
     let mut values = Vec::with_capacity(compiled.body.len());
     for (i, field) in compiled.body.iter().enumerate() {
-        let value = eval(&compiled.programs, field.value, scope, limits, || format!("perform.body[{i}].value"))?;
+        let value = eval(&compiled.programs, field.value, scope, budget, || format!("perform.body[{i}].value"))?;
         if !(perform.skip_null_values && value.is_null()) {
             values.push((i, value));
         }

@@ -2,15 +2,15 @@
 
 use serde_json::Value;
 
+use super::super::budget::{Budget, Output};
 use super::super::error::EvalError;
-use super::super::value::{number, render, type_name};
+use super::super::value::{number, type_name};
 
 /// `to_string(x)`: text as is, null → "", anything else as JSON text.
-pub fn to_string(value: &Value) -> Value {
-    match value {
-        Value::String(_) => value.clone(),
-        other => Value::String(render(other)),
-    }
+pub fn to_string(value: &Value, budget: &mut Budget) -> Result<Value, EvalError> {
+    let mut out = Output::new(budget);
+    out.render(value)?;
+    Ok(Value::String(out.finish()))
 }
 
 /// `to_number(x)`: numbers as is; text parsed (surrounding spaces allowed);

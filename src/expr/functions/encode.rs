@@ -6,8 +6,11 @@ use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use super::super::budget::{Budget, Output};
 use super::super::error::EvalError;
 use super::super::value::expect_text;
+
+mod parse;
 
 fn text_or_null<'v>(value: &'v Value, name: &str) -> Result<Option<&'v str>, EvalError> {
     match value {
@@ -17,16 +20,23 @@ fn text_or_null<'v>(value: &'v Value, name: &str) -> Result<Option<&'v str>, Eva
 }
 
 /// `base64_encode(text)` with the standard alphabet and padding.
-pub fn base64_encode(value: &Value) -> Result<Value, EvalError> {
-    Ok(text_or_null(value, "base64_encode")?.map_or(Value::Null, |t| Value::String(STANDARD.encode(t))))
+pub fn base64_encode(value: &Value, budget: &mut Budget) -> Result<Value, EvalError> {
+    let Some(text) = text_or_null(value, "base64_encode")? else {
+        return Ok(Value::Null);
+    };
+    budget.claim(text.len().div_ceil(3) * 4)?;
+    Ok(Value::String(STANDARD.encode(text)))
 }
 
 /// `base64_decode(text)`: standard or URL-safe alphabet, padding optional;
 /// the bytes must be UTF-8 text.
-pub fn base64_decode(value: &Value) -> Result<Value, EvalError> {
+pub fn base64_decode(value: &Value, budget: &mut Budget) -> Result<Value, EvalError> {
     let Some(text) = text_or_null(value, "base64_decode")? else {
         return Ok(Value::Null);
     };
+    // The normalised copy, then at most three bytes per four characters.
+    budget.claim(text.len())?;
+    budget.claim(text.len() / 4 * 3 + 3)?;
     let normalized: String = text.trim().trim_end_matches('=').replace('-', "+").replace('_', "/");
     let bytes = base64::engine::general_purpose::STANDARD_NO_PAD
         .decode(normalized)
@@ -38,45 +48,50 @@ pub fn base64_decode(value: &Value) -> Result<Value, EvalError> {
 
 /// `url_encode(text)`: percent-encodes everything but RFC 3986 unreserved
 /// characters (`A-Z a-z 0-9 - . _ ~`).
-pub fn url_encode(value: &Value) -> Result<Value, EvalError> {
+pub fn url_encode(value: &Value, budget: &mut Budget) -> Result<Value, EvalError> {
     let Some(text) = text_or_null(value, "url_encode")? else {
         return Ok(Value::Null);
     };
-    let mut out = String::with_capacity(text.len());
+    let unreserved = |byte: u8| byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~');
+    let size = text.bytes().map(|byte| if unreserved(byte) { 1 } else { 3 }).sum();
+    let mut out = Output::with_capacity(budget, size)?;
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
-            out.push(byte as char);
+        if unreserved(byte) {
+            out.push(byte as char)?;
         } else {
-            out.push_str(&format!("%{byte:02X}"));
+            for c in ['%', HEX[usize::from(byte >> 4)] as char, HEX[usize::from(byte & 15)] as char] {
+                out.push(c)?;
+            }
         }
     }
-    Ok(Value::String(out))
+    Ok(Value::String(out.finish()))
 }
 
-/// `json_parse(text)`: null → null.
-pub fn json_parse(value: &Value) -> Result<Value, EvalError> {
+/// `json_parse(text)`: null → null. The document is claimed node by node
+/// as it is built (a short text can describe a large tree).
+pub fn json_parse(value: &Value, budget: &mut Budget) -> Result<Value, EvalError> {
     let Some(text) = text_or_null(value, "json_parse")? else {
         return Ok(Value::Null);
     };
-    serde_json::from_str(text).map_err(|err| {
-        EvalError::type_error(format!(
-            "json_parse() got text that is not JSON (line {}, column {})",
-            err.line(),
-            err.column()
-        ))
-    })
+    parse::document(text, budget)
 }
 
+/// Lowercase hex of a SHA-256 digest.
+const DIGEST_HEX: usize = 64;
+
 /// `sha256(text)`: lowercase hex.
-pub fn sha256(value: &Value) -> Result<Value, EvalError> {
+pub fn sha256(value: &Value, budget: &mut Budget) -> Result<Value, EvalError> {
     let text = expect_text(value, "sha256", "first")?;
+    budget.claim(DIGEST_HEX)?;
     Ok(Value::String(hex::encode(Sha256::digest(text.as_bytes()))))
 }
 
 /// `hmac_sha256(key, message)`: lowercase hex.
-pub fn hmac_sha256(key: &Value, message: &Value) -> Result<Value, EvalError> {
+pub fn hmac_sha256(key: &Value, message: &Value, budget: &mut Budget) -> Result<Value, EvalError> {
     let key = expect_text(key, "hmac_sha256", "first")?;
     let message = expect_text(message, "hmac_sha256", "second")?;
+    budget.claim(DIGEST_HEX)?;
     let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes()).expect("HMAC takes keys of any length");
     mac.update(message.as_bytes());
     Ok(Value::String(hex::encode(mac.finalize().into_bytes())))

@@ -12,6 +12,7 @@ mod time;
 
 use serde_json::Value;
 
+use super::budget::{Budget, Output};
 use super::error::EvalError;
 use super::value::Val;
 
@@ -125,39 +126,47 @@ fn edit_distance(a: &str, b: &str) -> usize {
 }
 
 /// Calls an eager function on evaluated arguments. (`if`, `default` and
-/// `coalesce` are lazy and handled by the evaluator.)
-pub fn call<'a>(func: Func, mut args: Vec<Val<'a>>) -> Result<Val<'a>, EvalError> {
+/// `coalesce` are lazy and handled by the evaluator.) A function that
+/// builds a value claims its size from `budget` before building it.
+pub fn call<'a>(func: Func, mut args: Vec<Val<'a>>, budget: &mut Budget) -> Result<Val<'a>, EvalError> {
     let owned = |value: Value| Ok(Val::Owned(value));
     match func {
-        Func::Concat => owned(text::concat(&args)),
-        Func::Split => owned(text::split(&args[0], &args[1])?),
+        Func::Concat => owned(text::concat(&args, budget)?),
+        Func::Split => owned(text::split(&args[0], &args[1], budget)?),
         Func::First | Func::Last => {
             let value = args.swap_remove(0);
             text::first_or_last(value, func == Func::First)
         }
-        Func::Join => owned(text::join(&args[0], &args[1])?),
-        Func::Upper => owned(text::map_text(&args[0], "upper", str::to_uppercase)?),
-        Func::Lower => owned(text::map_text(&args[0], "lower", str::to_lowercase)?),
-        Func::Trim => owned(text::map_text(&args[0], "trim", |s| s.trim().to_owned())?),
-        Func::Replace => owned(text::replace(&args[0], &args[1], &args[2])?),
-        Func::Substring => owned(text::substring(&args[0], &args[1], args.get(2).map(|v| &**v))?),
+        Func::Join => owned(text::join(&args[0], &args[1], budget)?),
+        Func::Upper => owned(text::change_case(&args[0], "upper", budget)?),
+        Func::Lower => owned(text::change_case(&args[0], "lower", budget)?),
+        Func::Trim => owned(text::trim(&args[0], budget)?),
+        Func::Replace => owned(text::replace(&args[0], &args[1], &args[2], budget)?),
+        Func::Substring => owned(text::substring(&args[0], &args[1], args.get(2).map(|v| &**v), budget)?),
         Func::Length => owned(text::length(&args[0])),
         Func::Contains => owned(text::contains(&args[0], &args[1])?),
         Func::StartsWith => owned(text::affix(&args[0], &args[1], "starts_with", true)?),
         Func::EndsWith => owned(text::affix(&args[0], &args[1], "ends_with", false)?),
-        Func::ToString => owned(convert::to_string(&args[0])),
+        Func::ToString => owned(convert::to_string(&args[0], budget)?),
         Func::ToNumber => owned(convert::to_number(&args[0])?),
         Func::ToBool => owned(convert::to_bool(&args[0])?),
-        Func::Now => owned(time::now()),
-        Func::FormatDate => owned(time::format_date(&args[0], &args[1])?),
-        Func::Base64Encode => owned(encode::base64_encode(&args[0])?),
-        Func::Base64Decode => owned(encode::base64_decode(&args[0])?),
-        Func::UrlEncode => owned(encode::url_encode(&args[0])?),
-        Func::JsonEncode => owned(Value::String(args[0].to_string())),
-        Func::JsonParse => owned(encode::json_parse(&args[0])?),
-        Func::Sha256 => owned(encode::sha256(&args[0])?),
-        Func::HmacSha256 => owned(encode::hmac_sha256(&args[0], &args[1])?),
-        Func::Uuid => owned(Value::String(uuid::Uuid::new_v4().to_string())),
+        Func::Now => owned(time::now(budget)?),
+        Func::FormatDate => owned(time::format_date(&args[0], &args[1], budget)?),
+        Func::Base64Encode => owned(encode::base64_encode(&args[0], budget)?),
+        Func::Base64Decode => owned(encode::base64_decode(&args[0], budget)?),
+        Func::UrlEncode => owned(encode::url_encode(&args[0], budget)?),
+        Func::JsonEncode => {
+            let mut out = Output::new(budget);
+            out.json(&args[0])?;
+            owned(Value::String(out.finish()))
+        }
+        Func::JsonParse => owned(encode::json_parse(&args[0], budget)?),
+        Func::Sha256 => owned(encode::sha256(&args[0], budget)?),
+        Func::HmacSha256 => owned(encode::hmac_sha256(&args[0], &args[1], budget)?),
+        Func::Uuid => {
+            budget.claim(uuid::fmt::Hyphenated::LENGTH)?;
+            owned(Value::String(uuid::Uuid::new_v4().to_string()))
+        }
         Func::Default | Func::Coalesce | Func::If => unreachable!("lazy functions are evaluated by the evaluator"),
     }
 }

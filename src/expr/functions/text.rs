@@ -1,30 +1,42 @@
-//! Text and collection functions.
+//! Text and collection functions. Each claims the size of what it builds
+//! from the budget first, computed without building it.
 
 use serde_json::Value;
 
+use super::super::budget::{Budget, Output, SLOT, heap_size};
 use super::super::error::EvalError;
 use super::super::value::{Val, equal, expect_number, expect_text, render_into, type_name};
 
 /// `concat(a, b, ...)`: arrays when every argument is an array, otherwise
 /// text, with each value rendered as a template would (null → "").
-pub fn concat(args: &[Val<'_>]) -> Value {
+pub fn concat(args: &[Val<'_>], budget: &mut Budget) -> Result<Value, EvalError> {
     if args.iter().all(|a| a.is_array()) {
-        return Value::Array(args.iter().flat_map(|a| a.as_array().into_iter().flatten().cloned()).collect());
+        let items = args.iter().flat_map(|a| a.as_array().into_iter().flatten());
+        budget.claim(items.clone().map(|item| SLOT + heap_size(item)).sum())?;
+        return Ok(Value::Array(items.cloned().collect()));
     }
-    let mut out = String::new();
+    let mut out = Output::new(budget);
     for arg in args {
-        render_into(&mut out, arg);
+        out.render(arg)?;
     }
-    Value::String(out)
+    Ok(Value::String(out.finish()))
 }
 
 /// `split(separator, text)`: null text → null.
-pub fn split(separator: &Value, text: &Value) -> Result<Value, EvalError> {
+pub fn split(separator: &Value, text: &Value, budget: &mut Budget) -> Result<Value, EvalError> {
     if text.is_null() {
         return Ok(Value::Null);
     }
     let separator = expect_text(separator, "split", "first")?;
     let text = expect_text(text, "split", "second")?;
+    // Every byte of the text but the separators ends up in a part.
+    let (parts, separators) = if separator.is_empty() {
+        (text.chars().count(), 0)
+    } else {
+        let found = text.matches(separator).count();
+        (found + 1, found * separator.len())
+    };
+    budget.claim(parts * SLOT + text.len() - separators)?;
     let parts: Vec<Value> = if separator.is_empty() {
         text.chars().map(|c| Value::String(c.to_string())).collect()
     } else {
@@ -58,7 +70,7 @@ pub fn first_or_last(value: Val<'_>, first: bool) -> Result<Val<'_>, EvalError> 
 }
 
 /// `join(array, separator)`: elements rendered as text; null → null.
-pub fn join(array: &Value, separator: &Value) -> Result<Value, EvalError> {
+pub fn join(array: &Value, separator: &Value, budget: &mut Budget) -> Result<Value, EvalError> {
     let items = match array {
         Value::Null => return Ok(Value::Null),
         Value::Array(items) => items,
@@ -70,26 +82,50 @@ pub fn join(array: &Value, separator: &Value) -> Result<Value, EvalError> {
         }
     };
     let separator = expect_text(separator, "join", "second")?;
-    let mut out = String::new();
+    let mut out = Output::new(budget);
     for (i, item) in items.iter().enumerate() {
         if i > 0 {
-            out.push_str(separator);
+            out.push_str(separator)?;
         }
-        render_into(&mut out, item);
+        out.render(item)?;
     }
-    Ok(Value::String(out))
+    Ok(Value::String(out.finish()))
 }
 
-/// Applies a text → text function; null → null.
-pub fn map_text(value: &Value, name: &str, f: impl Fn(&str) -> String) -> Result<Value, EvalError> {
-    match value {
-        Value::Null => Ok(Value::Null),
-        other => Ok(Value::String(f(expect_text(other, name, "first")?))),
+/// `upper(text)` / `lower(text)`: null → null. A character may map to
+/// several (`ß` → `SS`), so the size is counted character by character.
+pub fn change_case(value: &Value, name: &str, budget: &mut Budget) -> Result<Value, EvalError> {
+    if value.is_null() {
+        return Ok(Value::Null);
     }
+    let text = expect_text(value, name, "first")?;
+    let upper = name == "upper";
+    let size: usize = text
+        .chars()
+        .map(|c| {
+            if upper {
+                c.to_uppercase().map(char::len_utf8).sum::<usize>()
+            } else {
+                c.to_lowercase().map(char::len_utf8).sum()
+            }
+        })
+        .sum();
+    budget.claim(size)?;
+    Ok(Value::String(if upper { text.to_uppercase() } else { text.to_lowercase() }))
+}
+
+/// `trim(text)`: null → null.
+pub fn trim(value: &Value, budget: &mut Budget) -> Result<Value, EvalError> {
+    if value.is_null() {
+        return Ok(Value::Null);
+    }
+    let trimmed = expect_text(value, "trim", "first")?.trim();
+    budget.claim(trimmed.len())?;
+    Ok(Value::String(trimmed.to_owned()))
 }
 
 /// `replace(text, from, to)`: every occurrence; null text → null.
-pub fn replace(text: &Value, from: &Value, to: &Value) -> Result<Value, EvalError> {
+pub fn replace(text: &Value, from: &Value, to: &Value, budget: &mut Budget) -> Result<Value, EvalError> {
     if text.is_null() {
         return Ok(Value::Null);
     }
@@ -99,12 +135,17 @@ pub fn replace(text: &Value, from: &Value, to: &Value) -> Result<Value, EvalErro
     if from.is_empty() {
         return Err(EvalError::type_error("replace() needs non-empty text to search for"));
     }
+    // Counted first: a short text with many matches and a long
+    // replacement is refused before the result is built.
+    let found = text.matches(from).count();
+    let size = (text.len() - found * from.len()).saturating_add(found.saturating_mul(to.len()));
+    budget.claim(size)?;
     Ok(Value::String(text.replace(from, to)))
 }
 
 /// `substring(text, start[, end])` in characters; negative positions count
 /// from the end; out-of-range positions are clamped.
-pub fn substring(text: &Value, start: &Value, end: Option<&Value>) -> Result<Value, EvalError> {
+pub fn substring(text: &Value, start: &Value, end: Option<&Value>, budget: &mut Budget) -> Result<Value, EvalError> {
     if text.is_null() {
         return Ok(Value::Null);
     }
@@ -119,7 +160,10 @@ pub fn substring(text: &Value, start: &Value, end: Option<&Value>) -> Result<Val
         Some(end) => clamp(expect_number(end, "substring", "third")?),
         None => count as usize,
     };
-    Ok(Value::String(text.chars().skip(start).take(end.saturating_sub(start)).collect()))
+    let byte = |chars: usize| text.char_indices().nth(chars).map_or(text.len(), |(i, _)| i);
+    let (from, to) = (byte(start), byte(end.max(start)));
+    budget.claim(to - from)?;
+    Ok(Value::String(text[from..to].to_owned()))
 }
 
 /// `length(x)`: characters of text, items of an array, keys of an object;

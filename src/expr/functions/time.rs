@@ -4,13 +4,16 @@ use chrono::format::{Item, StrftimeItems};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::Value;
 
+use super::super::budget::{Budget, Output};
 use super::super::error::EvalError;
 use super::super::value::{expect_text, type_name};
 
 /// `now()`: the current UTC time as RFC 3339 with seconds, e.g.
 /// `2026-11-23T06:01:00Z`.
-pub fn now() -> Value {
-    Value::String(Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true))
+pub fn now(budget: &mut Budget) -> Result<Value, EvalError> {
+    let text = Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true);
+    budget.claim(text.len())?;
+    Ok(Value::String(text))
 }
 
 /// Checks a strftime pattern; the error says what is wrong.
@@ -23,7 +26,7 @@ pub fn check_pattern(pattern: &str) -> Result<(), String> {
 
 /// `format_date(date, format)`: the date is RFC 3339 text or Unix seconds;
 /// null → null.
-pub fn format_date(date: &Value, format: &Value) -> Result<Value, EvalError> {
+pub fn format_date(date: &Value, format: &Value, budget: &mut Budget) -> Result<Value, EvalError> {
     let pattern = expect_text(format, "format_date", "second")?;
     let date: DateTime<Utc> = match date {
         Value::Null => return Ok(Value::Null),
@@ -46,5 +49,9 @@ pub fn format_date(date: &Value, format: &Value) -> Result<Value, EvalError> {
         }
     };
     check_pattern(pattern).map_err(EvalError::Type)?;
-    Ok(Value::String(date.format_with_items(StrftimeItems::new(pattern)).to_string()))
+    // A pattern from the payload may repeat `%c` a million times: the text
+    // is claimed as it is written.
+    let mut out = Output::new(budget);
+    out.display(date.format_with_items(StrftimeItems::new(pattern)))?;
+    Ok(Value::String(out.finish()))
 }
