@@ -56,3 +56,25 @@ async fn an_output_over_budget_fails_the_event_before_it_is_built() {
     node.shutdown().await;
     plane.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_message_is_resource_exhausted() {
+    let plane = TestPlane::start(Backend::Sqlite).await;
+    // Over the server's 4 MiB limit: tonic's codec refuses it before any
+    // handler, with OUT_OF_RANGE, which clients would not read as "too big".
+    let huge = support::fixtures::secret("HUGE", &"x".repeat(5 << 20));
+    let refused = plane.admin.secrets().create_secret(huge).await.unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(plane.admin.list_all_secrets().await.unwrap().is_empty());
+    plane.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listing_organizations_is_for_the_operator() {
+    let plane = TestPlane::start(Backend::Sqlite).await;
+    let listed = plane.admin.organizations().list_organizations(api::ListOrganizationsRequest::default()).await;
+    assert_eq!(listed.unwrap_err().code(), Code::PermissionDenied, "the proto says operator only");
+    let all = plane.operator.organizations().list_organizations(api::ListOrganizationsRequest::default()).await;
+    assert_eq!(all.unwrap().into_inner().organizations.len(), 1);
+    plane.finish().await;
+}

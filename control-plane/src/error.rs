@@ -80,6 +80,29 @@ impl From<ApiError> for Status {
 /// Result of a service handler.
 pub type ApiResult<T> = Result<T, ApiError>;
 
+/// gRPC's status code for a message over the size limit is
+/// RESOURCE_EXHAUSTED; tonic's codec answers OUT_OF_RANGE, before any
+/// handler runs. No handler of this server answers OUT_OF_RANGE, so every
+/// one leaving it is the codec's, and is rewritten here. (For a unary call
+/// the status is in the response headers; a status read from a request
+/// stream goes through [`from_request_stream`].)
+pub fn oversized_message_status<B>(mut response: http::Response<B>) -> http::Response<B> {
+    const OUT_OF_RANGE: &str = "11";
+    if response.headers().get("grpc-status").is_some_and(|code| code == OUT_OF_RANGE) {
+        let exhausted = http::HeaderValue::from(Code::ResourceExhausted as i32);
+        response.headers_mut().insert("grpc-status", exhausted);
+    }
+    response
+}
+
+/// A failure reading a request stream, as the caller should see it.
+pub fn from_request_stream(status: Status) -> Status {
+    match status.code() {
+        Code::OutOfRange => Status::resource_exhausted(status.message().to_owned()),
+        _ => status,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,6 +123,18 @@ mod tests {
         assert_eq!(code(StoreError::NotFound("connector")), Code::NotFound);
         assert_eq!(code(StoreError::Conflict("connector")), Code::Aborted);
         assert_eq!(code(StoreError::AlreadyExists("secret")), Code::AlreadyExists);
+    }
+
+    #[test]
+    fn oversized_messages_are_resource_exhausted() {
+        let mut response = http::Response::new(());
+        response.headers_mut().insert("grpc-status", http::HeaderValue::from_static("11"));
+        let response = oversized_message_status(response);
+        assert_eq!(response.headers()["grpc-status"], "8");
+        let ok = oversized_message_status(http::Response::new(()));
+        assert!(ok.headers().get("grpc-status").is_none());
+        assert_eq!(from_request_stream(Status::out_of_range("too large")).code(), Code::ResourceExhausted);
+        assert_eq!(from_request_stream(Status::cancelled("gone")).code(), Code::Cancelled);
     }
 
     #[test]

@@ -176,6 +176,7 @@ impl ControlPlane {
         }
         server
             .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+            .layer(tower::util::MapResponseLayer::new(crate::error::oversized_message_status))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)

@@ -78,15 +78,12 @@ impl OrganizationApi {
 
     async fn list(&self, request: Request<api::ListOrganizationsRequest>) -> ApiResult<api::ListOrganizationsResponse> {
         let caller = self.core.caller(&request).await?;
+        caller.require_operator(
+            "only the operator key can list organizations; an API key reads its own with GetOrganization",
+        )?;
         let req = request.get_ref();
         let page = page_token::parse("organizations", "", req.page_size, &req.page_token)?;
-        let mut rows = match &caller {
-            Caller::Operator => self.core.store.list_organizations(&page.cursor, page.size + 1).await?,
-            Caller::Member { organization_id, .. } if page.cursor.is_empty() => {
-                vec![self.core.store.get_organization(organization_id).await?]
-            }
-            Caller::Member { .. } => Vec::new(),
-        };
+        let mut rows = self.core.store.list_organizations(&page.cursor, page.size + 1).await?;
         let next_page_token = page_token::next_token("organizations", "", &mut rows, page.size, |o| o.id.clone());
         Ok(api::ListOrganizationsResponse {
             organizations: rows.iter().map(convert::organization_to_api).collect(),

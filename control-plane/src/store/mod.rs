@@ -119,6 +119,26 @@ impl MigrationSource<'static> for BackendMigrations {
 
 type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
+/// Creates the SQLite database file of `url` with mode 0600 when it does
+/// not exist yet, before SQLite would create it with the process's umask
+/// (0644 as a rule): it holds sealed secrets, credential hashes and every
+/// event's payload. SQLite gives its `-wal` and `-shm` files the database
+/// file's permissions. An existing file is left as its owner set it.
+fn create_private_database_file(url: &str) {
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if path.is_empty() || path == ":memory:" || query.split('&').any(|p| p == "mode=memory") {
+        return;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    // An existing file is kept; a missing directory and the like are
+    // reported by SQLite, in its words, when it opens the file.
+    let _ = options.open(path);
+}
+
 impl Store {
     /// Connects to `url` (`sqlite://PATH` or `postgres://…`) and migrates.
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
@@ -128,6 +148,9 @@ impl Store {
         } else {
             Backend::Sqlite
         };
+        if backend == Backend::Sqlite {
+            create_private_database_file(url);
+        }
         let options = AnyConnectOptions::from_str(url)?;
         let pool = AnyPoolOptions::new()
             .max_connections(if backend == Backend::Sqlite { 4 } else { 16 })
@@ -260,6 +283,21 @@ fn encode_json<T: serde::Serialize>(what: &'static str, value: &T) -> Result<Str
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn database_files_are_private_to_the_owner() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hookplane.db");
+        let store = Store::connect(&format!("sqlite://{}?mode=rwc", path.display())).await.unwrap();
+        store.config_version().await.unwrap();
+        for name in ["hookplane.db", "hookplane.db-wal", "hookplane.db-shm"] {
+            let mode = std::fs::metadata(dir.path().join(name)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{name}");
+        }
+        store.close().await;
+    }
 
     /// A version lives either in the shared folder or in every backend's:
     /// never in both, never in one backend only.

@@ -122,7 +122,7 @@ impl NodeSyncService for NodeSyncApi {
                     message = inbound.message() => message,
                     _ = shutdown.wait_for(|closing| *closing) => break,
                 };
-                let Some(batch) = message? else { break };
+                let Some(batch) = message.map_err(crate::error::from_request_stream)? else { break };
                 if batch.events.len() > MAX_EVENTS_PER_BATCH {
                     Err(ApiError::invalid("events", format!("at most {MAX_EVENTS_PER_BATCH} events per batch")))?;
                 }

@@ -331,11 +331,13 @@ fn breaker_key(url: &url::Url) -> String {
     key.into()
 }
 
-/// Exponential backoff with equal jitter: half the delay is fixed, half
-/// random, so retries from many triggers spread out.
+/// Exponential backoff: the documented delay (`base`, then doubling) plus
+/// up to a quarter more at random, so retries from many triggers spread
+/// out. Jitter only adds: a target is never called again sooner than the
+/// documentation promises its owner.
 fn backoff(base: Duration, attempt: u32) -> Duration {
-    let full = base.saturating_mul(1 << (attempt - 1).min(16));
-    full / 2 + rand::rng().random_range(Duration::ZERO..=full / 2)
+    let documented = base.saturating_mul(1 << (attempt - 1).min(16));
+    documented + rand::rng().random_range(Duration::ZERO..=documented / 4)
 }
 
 /// `Retry-After` as delay seconds or an HTTP date (RFC 9110 §10.2.3); a
@@ -352,7 +354,7 @@ fn retry_after(value: &HeaderValue) -> Option<Duration> {
 fn exchange_trace(request: &OutboundRequest) -> HttpExchangeTrace {
     HttpExchangeTrace {
         method: request.method.to_string(),
-        url: request.url.to_string(),
+        url: traced_url(&request.url),
         request_headers: request
             .headers
             .iter()
@@ -364,6 +366,20 @@ fn exchange_trace(request: &OutboundRequest) -> HttpExchangeTrace {
         request_body: excerpt(&request.body),
         ..Default::default()
     }
+}
+
+/// The URL as a trace shows it: credentials in its userinfo
+/// (`https://user:pass@host/`) are replaced, whatever wrote them there.
+fn traced_url(url: &url::Url) -> String {
+    if url.username().is_empty() && url.password().is_none() {
+        return url.to_string();
+    }
+    let mut shown = url.clone();
+    let _ = shown.set_username(redact::REDACTED_WORD);
+    if url.password().is_some() {
+        let _ = shown.set_password(Some(redact::REDACTED_WORD));
+    }
+    shown.into()
 }
 
 fn excerpt(body: &[u8]) -> String {
@@ -390,13 +406,27 @@ mod tests {
     }
 
     #[test]
-    fn backoff_doubles_with_equal_jitter() {
+    fn backoff_doubles_and_jitter_only_adds() {
+        // Seed 001: 500 ms before the first retry, 1 000 ms before the
+        // second; the first retry used to leave after 250-500 ms.
         let base = Duration::from_millis(500);
         for attempt in 1..=4 {
-            let full = base * (1 << (attempt - 1));
-            let delay = backoff(base, attempt);
-            assert!(delay >= full / 2 && delay <= full, "attempt {attempt}: {delay:?}");
+            let documented = base * (1 << (attempt - 1));
+            for _ in 0..200 {
+                let delay = backoff(base, attempt);
+                assert!(delay >= documented && delay <= documented * 5 / 4, "attempt {attempt}: {delay:?}");
+            }
         }
+    }
+
+    #[test]
+    fn traced_urls_hide_their_userinfo() {
+        let url = url::Url::parse("https://erp-user:erp-pass@api.example.com/orders?id=7").unwrap();
+        assert_eq!(traced_url(&url), "https://redacted:redacted@api.example.com/orders?id=7");
+        let url = url::Url::parse("https://sk_live_123@api.example.com/").unwrap();
+        assert_eq!(traced_url(&url), "https://redacted@api.example.com/");
+        let url = url::Url::parse("https://api.example.com/x").unwrap();
+        assert_eq!(traced_url(&url), "https://api.example.com/x");
     }
 
     #[test]

@@ -6,6 +6,8 @@ use std::borrow::Cow;
 use hookplane::model::{EventTrace, HttpExchangeTrace};
 
 pub const REDACTED: &str = "[redacted]";
+/// The same in a URL's userinfo, where brackets would be percent-encoded.
+pub const REDACTED_WORD: &str = "redacted";
 /// Shorter values are not searched for: they would blank out common text
 /// and are not secrets worth the name.
 const MIN_SECRET_LEN: usize = 4;
