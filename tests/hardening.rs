@@ -78,3 +78,28 @@ async fn listing_organizations_is_for_the_operator() {
     assert_eq!(all.unwrap().into_inner().organizations.len(), 1);
     plane.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn page_tokens_cannot_be_edited() {
+    let plane = TestPlane::start(Backend::Sqlite).await;
+    let mut connectors = plane.admin.connectors();
+    for name in ["a", "b", "c"] {
+        connectors.create_connector(create_connector(connector(name))).await.unwrap();
+    }
+    let list = |page_token: String| api::ListConnectorsRequest { page_size: 1, page_token, ..Default::default() };
+    let first = connectors.list_connectors(list(String::new())).await.unwrap().into_inner();
+    let token = first.next_page_token;
+    let second = connectors.list_connectors(list(token.clone())).await.unwrap().into_inner();
+    assert_ne!(second.connectors[0].id, first.connectors[0].id);
+    // The finding: the token was base64 of `connectors|<filter hash>|<id>`,
+    // and an edited id moved the cursor. The cursor is sealed now.
+    assert!(!token.contains(&first.connectors[0].id));
+    let mut edited = token.into_bytes();
+    let last = edited.len() - 3;
+    edited[last] = if edited[last] == b'A' { b'B' } else { b'A' };
+    let refused = connectors.list_connectors(list(String::from_utf8(edited).unwrap())).await.unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    let violations = refused.get_details_bad_request().unwrap().field_violations;
+    assert_eq!(violations[0].field, "page_token");
+    plane.finish().await;
+}

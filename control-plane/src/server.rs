@@ -20,6 +20,7 @@ use zeroize::Zeroizing;
 use crate::auth::Authenticator;
 use crate::crypto::{CryptoError, SecretBox};
 use crate::events::EventHub;
+use crate::page_token::PageTokens;
 use crate::services::{
     ApiKeyApi, ConnectorApi, Core, EventApi, NodeApi, OrganizationApi, PlanApi, SecretApi, SharedCore,
 };
@@ -100,6 +101,7 @@ impl ControlPlane {
         let core = Core {
             auth: Authenticator::new(store.clone(), config.operator_key_hash.as_deref()),
             events: EventHub::new(store.clone()),
+            pages: PageTokens::new(secret_box.clone()),
             secret_box,
             default_plan: config.default_plan.clone(),
             store,

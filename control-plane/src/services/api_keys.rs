@@ -11,7 +11,6 @@ use super::{SharedCore, check_request_id, required};
 use crate::auth::Caller;
 use crate::crypto::{CredentialKind, mint, new_id};
 use crate::error::{ApiError, ApiResult};
-use crate::page_token;
 use crate::store::StoreError;
 
 /// Serves `hookplane.v1.ApiKeyService`.
@@ -75,9 +74,9 @@ impl ApiKeyApi {
         let caller = self.core.caller(&request).await?;
         let req = request.get_ref();
         let org = self.target_organization(&caller, &req.organization_id, false).await?;
-        let page = page_token::parse("api_keys", &org, req.page_size, &req.page_token)?;
+        let page = self.core.pages.parse("api_keys", &org, req.page_size, &req.page_token)?;
         let mut rows = self.core.store.list_api_keys(&org, &page.cursor, page.size + 1).await?;
-        let next_page_token = page_token::next_token("api_keys", &org, &mut rows, page.size, |k| k.id.clone());
+        let next_page_token = self.core.pages.next_token("api_keys", &org, &mut rows, page.size, |k| k.id.clone());
         Ok(api::ListApiKeysResponse {
             api_keys: rows.iter().map(|k| convert::api_key_to_api(k, None)).collect(),
             next_page_token,

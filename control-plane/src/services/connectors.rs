@@ -11,7 +11,6 @@ use super::connector_secrets::{mint_tokens, protect};
 use super::{SharedCore, check_request_id, expected_revision, required, required_id};
 use crate::crypto::new_id;
 use crate::error::{ApiError, ApiResult};
-use crate::page_token;
 use crate::store::{StoreError, TokenChanges};
 
 /// The longest grace period a rotation may give the replaced credentials.
@@ -66,9 +65,9 @@ impl ConnectorApi {
         let caller = self.core.caller(&request).await?;
         let org = caller.organization()?;
         let req = request.get_ref();
-        let page = page_token::parse("connectors", org, req.page_size, &req.page_token)?;
+        let page = self.core.pages.parse("connectors", org, req.page_size, &req.page_token)?;
         let mut rows = self.core.store.list_connectors(org, &page.cursor, page.size + 1).await?;
-        let next_page_token = page_token::next_token("connectors", org, &mut rows, page.size, |c| c.id.clone());
+        let next_page_token = self.core.pages.next_token("connectors", org, &mut rows, page.size, |c| c.id.clone());
         Ok(api::ListConnectorsResponse {
             connectors: rows.iter().map(|c| convert::connector_to_api(c, &[])).collect(),
             next_page_token,

@@ -10,7 +10,6 @@ use tonic::{Request, Response, Status};
 
 use super::SharedCore;
 use crate::error::{ApiError, ApiResult};
-use crate::page_token;
 
 /// Serves `hookplane.v1.EventService`.
 #[derive(Debug, Clone)]
@@ -38,7 +37,7 @@ impl EventApi {
         let filter = convert::event_filter_from_api(req.filter.as_ref(), "filter")?;
         // The token is bound to the organization and the exact filter.
         let fingerprint = format!("{org}|{filter:?}");
-        let page = page_token::parse("events", &fingerprint, req.page_size, &req.page_token)?;
+        let page = self.core.pages.parse("events", &fingerprint, req.page_size, &req.page_token)?;
         let before = if page.cursor.is_empty() {
             i64::MAX
         } else {
@@ -46,7 +45,7 @@ impl EventApi {
         };
         let mut rows = self.core.store.list_events(org, &filter, before, page.size + 1).await?;
         let next_page_token =
-            page_token::next_token("events", &fingerprint, &mut rows, page.size, |e| e.id.to_string());
+            self.core.pages.next_token("events", &fingerprint, &mut rows, page.size, |e| e.id.to_string());
         Ok(api::ListEventsResponse { events: rows.iter().map(convert::event_to_api).collect(), next_page_token })
     }
 

@@ -23,6 +23,7 @@ use crate::auth::{Authenticator, Caller};
 use crate::crypto::{SecretBox, hash_credential};
 use crate::error::{ApiError, ApiResult};
 use crate::events::EventHub;
+use crate::page_token::PageTokens;
 use crate::store::{Creation, IdempotencyKey, Store};
 
 pub use api_keys::ApiKeyApi;
@@ -38,6 +39,7 @@ pub use secrets::SecretApi;
 pub struct Core {
     pub store: Store,
     pub secret_box: SecretBox,
+    pub pages: PageTokens,
     pub auth: Authenticator,
     pub events: EventHub,
     /// Plan of organizations created without one.

@@ -8,7 +8,6 @@ use tonic::{Request, Response, Status};
 
 use super::SharedCore;
 use crate::error::ApiResult;
-use crate::page_token;
 
 /// Serves `hookplane.v1.NodeService`.
 #[derive(Debug, Clone)]
@@ -24,10 +23,10 @@ impl NodeApi {
     async fn list(&self, request: Request<api::ListNodesRequest>) -> ApiResult<api::ListNodesResponse> {
         self.core.caller(&request).await?;
         let req = request.get_ref();
-        let page = page_token::parse("nodes", "", req.page_size, &req.page_token)?;
+        let page = self.core.pages.parse("nodes", "", req.page_size, &req.page_token)?;
         let current = self.core.store.config_version().await?;
         let mut rows = self.core.store.list_nodes(&page.cursor, page.size + 1).await?;
-        let next_page_token = page_token::next_token("nodes", "", &mut rows, page.size, |n| n.id.clone());
+        let next_page_token = self.core.pages.next_token("nodes", "", &mut rows, page.size, |n| n.id.clone());
         Ok(api::ListNodesResponse {
             nodes: rows.iter().map(|n| convert::node_to_api(n, current)).collect(),
             next_page_token,

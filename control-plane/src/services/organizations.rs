@@ -11,7 +11,6 @@ use super::{SharedCore, check_request_id, expected_revision, required};
 use crate::auth::Caller;
 use crate::crypto::new_id;
 use crate::error::{ApiError, ApiResult};
-use crate::page_token;
 use crate::store::StoreError;
 
 /// Idempotency scope of operator calls, which have no organization.
@@ -82,9 +81,9 @@ impl OrganizationApi {
             "only the operator key can list organizations; an API key reads its own with GetOrganization",
         )?;
         let req = request.get_ref();
-        let page = page_token::parse("organizations", "", req.page_size, &req.page_token)?;
+        let page = self.core.pages.parse("organizations", "", req.page_size, &req.page_token)?;
         let mut rows = self.core.store.list_organizations(&page.cursor, page.size + 1).await?;
-        let next_page_token = page_token::next_token("organizations", "", &mut rows, page.size, |o| o.id.clone());
+        let next_page_token = self.core.pages.next_token("organizations", "", &mut rows, page.size, |o| o.id.clone());
         Ok(api::ListOrganizationsResponse {
             organizations: rows.iter().map(convert::organization_to_api).collect(),
             next_page_token,

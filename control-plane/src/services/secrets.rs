@@ -9,7 +9,6 @@ use tonic::{Request, Response, Status};
 use super::{SharedCore, check_request_id, expected_revision, required, required_id};
 use crate::crypto::{SecretBox, secret_owner};
 use crate::error::ApiResult;
-use crate::page_token;
 use crate::store::StoreError;
 
 /// Serves `hookplane.v1.SecretService`.
@@ -64,9 +63,9 @@ impl SecretApi {
         let caller = self.core.caller(&request).await?;
         let org = caller.organization()?;
         let req = request.get_ref();
-        let page = page_token::parse("secrets", org, req.page_size, &req.page_token)?;
+        let page = self.core.pages.parse("secrets", org, req.page_size, &req.page_token)?;
         let mut rows = self.core.store.list_secrets(org, &page.cursor, page.size + 1).await?;
-        let next_page_token = page_token::next_token("secrets", org, &mut rows, page.size, |s| s.name.clone());
+        let next_page_token = self.core.pages.next_token("secrets", org, &mut rows, page.size, |s| s.name.clone());
         Ok(api::ListSecretsResponse { secrets: rows.iter().map(convert::secret_to_api).collect(), next_page_token })
     }
 
