@@ -86,7 +86,7 @@ async fn page_tokens_cannot_be_edited() {
     for name in ["a", "b", "c"] {
         connectors.create_connector(create_connector(connector(name))).await.unwrap();
     }
-    let list = |page_token: String| api::ListConnectorsRequest { page_size: 1, page_token, ..Default::default() };
+    let list = |page_token: String| api::ListConnectorsRequest { page_size: 1, page_token };
     let first = connectors.list_connectors(list(String::new())).await.unwrap().into_inner();
     let token = first.next_page_token;
     let second = connectors.list_connectors(list(token.clone())).await.unwrap().into_inner();
