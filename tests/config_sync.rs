@@ -35,7 +35,10 @@ async fn changes_reach_every_node_and_the_api_lists_them(backend: Backend) {
         hex::decode_to_slice(&hash, &mut digest).unwrap();
         assert!(deployed.credential(model::TokenKind::Bearer, &digest).is_some(), "credential hashes arrive");
         assert!(deployed.credential(model::TokenKind::ApiKey, &digest).is_none(), "kinds do not mix");
-        assert_eq!(&*snapshot.secrets[&(plane.organization_id.clone(), "TOKEN".to_owned())].0, "fleet-secret");
+        assert_eq!(
+            snapshot.secrets[&(plane.organization_id.clone(), "TOKEN".to_owned())].0.as_deref(),
+            Some("fleet-secret")
+        );
         let (status, body) = http_get(node.http_address(), "/readyz").await;
         assert_eq!(status, 200);
         assert!(body.contains(&format!("\"config_version\":{version}")), "{body}");

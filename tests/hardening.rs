@@ -103,3 +103,81 @@ async fn page_tokens_cannot_be_edited() {
     assert_eq!(violations[0].field, "page_token");
     plane.finish().await;
 }
+
+/// A connector of the plane's organization (or `client`'s) posting to
+/// `url` with `$secret.TOKEN` in a header.
+fn reads_secret(url: &str) -> api::Connector {
+    let mut reads = connector("reads a secret");
+    let perform = reads.perform.as_mut().unwrap();
+    perform.url = url.to_owned();
+    perform.headers = vec![api::NamedTemplate { name: "X-Token".into(), value: "$secret.TOKEN".into() }];
+    reads
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_that_does_not_open_holds_only_its_connectors() {
+    use support::fixtures::{mask, secret};
+    use support::nodes::{applied, current_version};
+    let plane = TestPlane::start(Backend::Sqlite).await;
+    let target = Target::start(Behaviour::Ok).await;
+    let (other_org, other) = plane.new_organization("other").await;
+    for client in [&plane.admin, &other] {
+        client.secrets().create_secret(secret("TOKEN", "secret-value")).await.unwrap();
+    }
+    let (mine, my_token) = create(&plane, reads_secret(&target.url("/mine"))).await;
+    let theirs = other.connectors().create_connector(create_connector(reads_secret(&target.url("/theirs")))).await;
+    let theirs = theirs.unwrap().into_inner();
+    let mut signed = connector("signed");
+    signed.signature = Some(api::SignatureSettings { secret: "whsec-for-the-signed-one".into(), ..Default::default() });
+    let signed = other.connectors().create_connector(create_connector(signed)).await.unwrap().into_inner();
+    // The finding: one organization's altered row stopped every node's
+    // sync ("sealed value does not open"), for every organization.
+    plane
+        .database
+        .execute(&format!(
+            "UPDATE secrets SET sealed_value = 'v1.{}' WHERE organization_id = '{other_org}'",
+            "A".repeat(80)
+        ))
+        .await;
+    plane
+        .database
+        .execute(&format!(
+            "UPDATE connectors SET spec = replace(spec, '\"v1.', '\"v1.AAAA') WHERE id = '{}'",
+            signed.id
+        ))
+        .await;
+
+    let node = start_dev_node(&plane, "node-1").await;
+    let call = |id: String, token: String| {
+        let address = node.http_address();
+        async move { post(address, &trigger_path(&id), &[("authorization", &format!("Bearer {token}"))], "{}").await }
+    };
+    let answer = call(mine.clone(), my_token.clone()).await;
+    assert_eq!((answer.status, answer.body["status"].as_str()), (200, Some("completed")), "{:?}", answer.body);
+    let their_token = theirs.issued_credentials[0].token.clone();
+    let held = call(theirs.id.clone(), their_token.clone()).await;
+    assert_eq!((held.status, held.code()), (503, "connector_unavailable"));
+    let rejected = call(signed.id.clone(), signed.issued_credentials[0].token.clone()).await;
+    assert_eq!((rejected.status, rejected.code()), (404, "connector_not_found"));
+    let nodes = plane.operator.nodes().list_nodes(api::ListNodesRequest::default()).await.unwrap().into_inner();
+    let last_error = &nodes.nodes[0].last_error;
+    assert!(last_error.contains(&format!("{}: reads $secret.TOKEN", theirs.id)), "{last_error}");
+    assert!(last_error.contains(&format!("{}: the control plane could not open", signed.id)), "{last_error}");
+    assert!(!last_error.contains("secret-value"));
+
+    // The rest of the fleet's config flows...
+    let (later, later_token) = create(&plane, reads_secret(&target.url("/later"))).await;
+    applied(&node, current_version(&plane).await).await;
+    assert_eq!(call(later, later_token).await.status, 200);
+    // ... and setting the secret again heals what it held.
+    let patch = api::Secret { name: "TOKEN".into(), value: "set-again".into(), ..Default::default() };
+    let update = api::UpdateSecretRequest { secret: Some(patch), update_mask: mask(&["value"]) };
+    other.secrets().update_secret(update).await.unwrap();
+    applied(&node, current_version(&plane).await).await;
+    let healed = call(theirs.id.clone(), their_token).await;
+    assert_eq!((healed.status, healed.body["status"].as_str()), (200, Some("completed")), "{:?}", healed.body);
+    let received = target.received();
+    assert_eq!(received.last().unwrap().headers["x-token"], "set-again");
+    node.shutdown().await;
+    plane.finish().await;
+}

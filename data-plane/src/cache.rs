@@ -157,7 +157,7 @@ mod tests {
             version: 7,
             full: true,
             secrets: vec![Versioned {
-                item: DeployedSecret { organization_id: "org".into(), name: "K".into(), value: "v".into() },
+                item: DeployedSecret { organization_id: "org".into(), name: "K".into(), value: Some("v".into()) },
                 version: 3,
             }],
             ..Default::default()
@@ -167,7 +167,7 @@ mod tests {
         let loaded = load(dir.path()).unwrap().unwrap();
         assert_eq!(loaded.version, 7);
         assert_eq!(loaded.content_hash, snapshot.content_hash);
-        assert_eq!(&*loaded.secrets[&("org".to_owned(), "K".to_owned())].0, "v");
+        assert_eq!(loaded.secrets[&("org".to_owned(), "K".to_owned())].0.as_deref(), Some("v"));
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;

@@ -89,6 +89,9 @@ impl DeployedConnector {
     }
 }
 
+/// A secret by `(organization_id, name)`.
+pub type SecretKey = (String, String);
+
 /// One whole configuration at one version.
 ///
 /// The maps are persistent (`imbl`): the next snapshot is an O(1) clone plus
@@ -107,8 +110,15 @@ pub struct Snapshot {
     /// Connectors received but not served, with their versions (they count
     /// in the content hash, which describes what was received).
     rejected: imbl::HashMap<String, i64>,
-    /// `(organization_id, name)` → value and the item's version.
-    pub secrets: imbl::HashMap<(String, String), (Arc<str>, i64)>,
+    /// `(organization_id, name)` → value and the item's version; no value
+    /// when the control plane could not open it.
+    pub secrets: imbl::HashMap<SecretKey, (Option<Arc<str>>, i64)>,
+    /// The secrets without a value, so the common case (none) costs
+    /// nothing to check.
+    unavailable_secrets: imbl::OrdSet<SecretKey>,
+    /// Connectors that read an unavailable secret: kept (so they run again
+    /// once it is set), not run, and reported when they become held.
+    pub held: imbl::OrdMap<String, Arc<str>>,
     /// Organization id → plan name, with the item's version.
     pub organizations: imbl::HashMap<String, (String, i64)>,
     pub plans: imbl::HashMap<String, Arc<Plan>>,
@@ -146,9 +156,16 @@ impl Snapshot {
                 next.hash.toggle_secret(org, name, old);
             }
         }
+        for (org, name) in &delta.removed_secrets {
+            next.unavailable_secrets.remove(&(org.clone(), name.clone()));
+        }
         for Versioned { item: DeployedSecret { organization_id, name, value }, version } in &delta.secrets {
             let key = (organization_id.clone(), name.clone());
-            if let Some((_, old)) = next.secrets.insert(key, (Arc::from(value.as_str()), *version)) {
+            match value {
+                Some(_) => next.unavailable_secrets.remove(&key),
+                None => next.unavailable_secrets.insert(key.clone()),
+            };
+            if let Some((_, old)) = next.secrets.insert(key, (value.as_deref().map(Arc::from), *version)) {
                 next.hash.toggle_secret(organization_id, name, old);
             }
             next.hash.toggle_secret(organization_id, name, *version);
@@ -165,9 +182,45 @@ impl Snapshot {
             }
             next.hash.toggle_plan(plan);
         }
+        next.hold_connectors_reading_unavailable_secrets(self, &mut rejected);
         next.version = delta.version;
         next.content_hash = next.hash.to_hex();
         (next, rejected)
+    }
+
+    /// Recomputes [`Snapshot::held`]; connectors held now and not before
+    /// join `rejected`, so the node reports them. Scans the connectors
+    /// only while some secret is unavailable, which is a broken state an
+    /// operator is told about, not the normal one.
+    fn hold_connectors_reading_unavailable_secrets(&mut self, previous: &Snapshot, rejected: &mut Vec<Rejection>) {
+        if self.unavailable_secrets.is_empty() {
+            self.held = imbl::OrdMap::new();
+            return;
+        }
+        let mut held = imbl::OrdMap::new();
+        for (id, deployed) in &self.connectors {
+            let org = &deployed.connector.organization_id;
+            let unavailable = deployed
+                .compiled
+                .secret_names()
+                .into_iter()
+                .find(|name| self.unavailable_secrets.contains(&(org.clone(), (*name).to_owned())));
+            if let Some(name) = unavailable {
+                let reason: Arc<str> = Arc::from(format!(
+                    "reads $secret.{name}, which the control plane could not open (its stored value was tampered \
+                     with or sealed with another key); set the secret again"
+                ));
+                if !previous.held.contains_key(id) {
+                    rejected.push(Rejection {
+                        connector_id: id.clone(),
+                        version: deployed.version,
+                        reason: reason.to_string(),
+                    });
+                }
+                held.insert(id.clone(), reason);
+            }
+        }
+        self.held = held;
     }
 
     /// Removes a connector, served or rejected, from the snapshot and hash.
@@ -194,7 +247,11 @@ impl Snapshot {
             .secrets
             .iter()
             .map(|((org, name), (value, version))| Versioned {
-                item: DeployedSecret { organization_id: org.clone(), name: name.clone(), value: value.to_string() },
+                item: DeployedSecret {
+                    organization_id: org.clone(),
+                    name: name.clone(),
+                    value: value.as_deref().map(str::to_owned),
+                },
                 version: *version,
             })
             .collect();
@@ -217,6 +274,7 @@ impl Snapshot {
                 })
                 .collect(),
             content_hash: self.content_hash.clone(),
+            unopened_connectors: Default::default(),
         }
     }
 }
@@ -232,7 +290,7 @@ mod tests {
             item: DeployedSecret {
                 organization_id: "org".into(),
                 name: name.into(),
-                value: format!("{name}@{version}"),
+                value: Some(format!("{name}@{version}")),
             },
             version,
         }
@@ -263,7 +321,7 @@ mod tests {
         let (second, _) = first.apply(&delta, Vec::new());
         assert_eq!(second.version, 4);
         assert!(!second.secrets.contains_key(&("org".into(), "A".into())));
-        assert_eq!(&*second.secrets[&("org".into(), "B".into())].0, "B@3");
+        assert_eq!(second.secrets[&("org".into(), "B".into())].0.as_deref(), Some("B@3"));
         assert_eq!(second.organizations["org"].0, "free");
         assert_eq!(first.version, 2, "the previous snapshot is untouched");
         assert_eq!(first.secrets.len(), 2);

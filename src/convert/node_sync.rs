@@ -31,7 +31,11 @@ pub fn config_delta_to_api(delta: &ConfigDelta) -> api::ConfigUpdate {
         version: delta.version,
         full: delta.full,
         base_version: delta.base_version,
-        connectors: delta.connectors.iter().map(node_connector_to_api).collect(),
+        connectors: delta
+            .connectors
+            .iter()
+            .map(|c| node_connector_to_api(c, delta.unopened_connectors.get(&c.item.id)))
+            .collect(),
         removed_connector_ids: delta.removed_connector_ids.clone(),
         secrets: delta
             .secrets
@@ -39,8 +43,9 @@ pub fn config_delta_to_api(delta: &ConfigDelta) -> api::ConfigUpdate {
             .map(|s| api::NodeSecret {
                 organization_id: s.item.organization_id.clone(),
                 name: s.item.name.clone(),
-                value: s.item.value.clone(),
+                value: s.item.value.clone().unwrap_or_default(),
                 item_version: s.version,
+                unavailable: s.item.value.is_none(),
             })
             .collect(),
         removed_secrets: delta
@@ -70,7 +75,9 @@ fn plain(field: &SecretField) -> String {
     }
 }
 
-fn node_connector_to_api(c: &Versioned<Connector>) -> api::NodeConnector {
+/// `unavailable_reason`: why the control plane could not open the
+/// connector's own secret material, if it could not.
+fn node_connector_to_api(c: &Versioned<Connector>, unavailable_reason: Option<&String>) -> api::NodeConnector {
     let spec = &c.item.spec;
     let (oauth_client_secret, oauth_refresh_token) = match &spec.perform.auth {
         OutboundAuth::OAuth2(o) => (plain(&o.client_secret), plain(&o.refresh_token)),
@@ -103,6 +110,7 @@ fn node_connector_to_api(c: &Versioned<Connector>) -> api::NodeConnector {
             .collect(),
         oauth_client_secret,
         oauth_refresh_token,
+        unavailable_reason: unavailable_reason.cloned().unwrap_or_default(),
     }
 }
 
@@ -151,7 +159,7 @@ pub fn config_delta_from_api(update: &api::ConfigUpdate) -> (ConfigDelta, Vec<Re
                 item: DeployedSecret {
                     organization_id: s.organization_id.clone(),
                     name: s.name.clone(),
-                    value: s.value.clone(),
+                    value: (!s.unavailable).then(|| s.value.clone()),
                 },
                 version: s.item_version,
             })
@@ -167,12 +175,17 @@ pub fn config_delta_from_api(update: &api::ConfigUpdate) -> (ConfigDelta, Vec<Re
             })
             .collect(),
         content_hash: update.content_hash.clone(),
+        // A node learns of them as rejections, above.
+        unopened_connectors: Default::default(),
     };
     (delta, rejected)
 }
 
 /// One connector as a node receives it; the error is a readable reason.
 fn node_connector_from_api(node: &api::NodeConnector) -> Result<Connector, String> {
+    if !node.unavailable_reason.is_empty() {
+        return Err(node.unavailable_reason.clone());
+    }
     let api_connector = node.connector.as_ref().ok_or("connector is missing")?;
     let mut spec = connector_shape_from_api(api_connector, "connector").map_err(|e| e.to_string())?;
     if let Some(signature) = &mut spec.signature {

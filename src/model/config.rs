@@ -1,7 +1,7 @@
 //! What data-plane nodes receive (SPEC §5): versioned deltas of the
 //! configuration, and the content hash both sides compute over a snapshot.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use sha2::{Digest, Sha256};
 
@@ -19,7 +19,9 @@ pub struct Versioned<T> {
 pub struct DeployedSecret {
     pub organization_id: String,
     pub name: String,
-    pub value: String,
+    /// `None` when the control plane could not open the stored value: one
+    /// broken secret holds the connectors that read it, not the fleet.
+    pub value: Option<String>,
 }
 
 impl std::fmt::Debug for DeployedSecret {
@@ -57,6 +59,10 @@ pub struct ConfigDelta {
     pub organizations: Vec<Versioned<DeployedOrganization>>,
     /// Hash of the whole snapshot at `version` (see [`ContentIndex`]).
     pub content_hash: String,
+    /// Connectors of `connectors` whose own secret material the control
+    /// plane could not open, by id, with why: nodes reject them with that
+    /// reason (their secret fields are absent).
+    pub unopened_connectors: BTreeMap<String, String>,
 }
 
 impl ConfigDelta {
@@ -231,7 +237,7 @@ mod tests {
 
     #[test]
     fn deployed_secrets_never_print_their_value() {
-        let s = DeployedSecret { organization_id: "o".into(), name: "N".into(), value: "hunter2".into() };
+        let s = DeployedSecret { organization_id: "o".into(), name: "N".into(), value: Some("hunter2".into()) };
         assert!(!format!("{s:?}").contains("hunter2"));
     }
 }

@@ -83,6 +83,14 @@ impl Database {
         }
     }
 
+    /// Runs one statement on the database behind the control plane's
+    /// back, as an attacker or a broken disk would.
+    pub async fn execute(&self, sql: &str) {
+        sqlx::any::install_default_drivers();
+        let mut conn = sqlx::AnyConnection::connect(&self.url).await.expect("connect to the test database");
+        conn.execute(sqlx::AssertSqlSafe(sql.to_owned())).await.expect("statement runs");
+    }
+
     /// Every byte the database keeps, as text, to search for leaked plaintext.
     pub async fn dump(&self) -> String {
         if self.postgres_name.is_none() {

@@ -78,7 +78,7 @@ impl Store {
             let secret = secret_from_row(row)?;
             let SecretField::Sealed(value) = secret.value else { unreachable!("secrets are read sealed") };
             Ok(Versioned {
-                item: DeployedSecret { organization_id: secret.organization_id, name: secret.name, value },
+                item: DeployedSecret { organization_id: secret.organization_id, name: secret.name, value: Some(value) },
                 version: row.try_get("config_version")?,
             })
         })
@@ -138,6 +138,8 @@ impl Store {
             plans,
             organizations,
             content_hash,
+            // Secrets are still sealed here; opening them finds these.
+            unopened_connectors: Default::default(),
         })
     }
 }

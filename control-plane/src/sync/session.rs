@@ -25,8 +25,6 @@ pub(super) struct Session {
 enum SessionError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error(transparent)]
-    Crypto(#[from] crate::crypto::CryptoError),
     #[error("the node went away")]
     Gone,
 }
@@ -103,7 +101,19 @@ impl Session {
             return Ok(());
         }
         let mut delta = self.store.config_delta(self.sent).await?;
-        open_delta(&mut delta, &self.secret_box)?;
+        let unopened = open_delta(&mut delta, &self.secret_box);
+        for (connector, field) in &unopened.connector_fields {
+            tracing::error!(
+                node = %self.node.id, connector = %connector, field,
+                "a connector's sealed secret does not open with this key; nodes reject the connector until the field is set again"
+            );
+        }
+        for (organization, name) in &unopened.secrets {
+            tracing::error!(
+                node = %self.node.id, organization = %organization, secret = %name,
+                "a sealed secret does not open with this key; nodes hold the connectors that read it until it is set again"
+            );
+        }
         let update = convert::config_delta_to_api(&delta);
         tracing::debug!(
             node = %self.node.id, from = self.sent, to = delta.version, full = delta.full,

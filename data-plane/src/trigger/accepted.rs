@@ -84,7 +84,12 @@ impl Ingress {
         let body = std::str::from_utf8(&kept.body).unwrap_or_default();
         // A connector disabled since still runs what it accepted; only one
         // that is gone cannot.
+        let held = deployed.as_ref().and_then(|d| snapshot.held.get(&d.connector.id));
         match deployed {
+            Some(_) if held.is_some() => {
+                let reason = format!("the connector could not run: it {}", held.map(|r| &**r).unwrap_or_default());
+                self.record_unrun(&kept, client_ip, body, received, reason);
+            }
             Some(deployed) => {
                 let headers = header_map(&kept.headers);
                 let plan = plan_of(&snapshot, &deployed);
@@ -104,7 +109,13 @@ impl Ingress {
                     tracing::error!(event_id = kept.event_id, error = %refusal, "an accepted call could not run");
                 }
             }
-            None => self.record_gone(&kept, client_ip, body, received),
+            None => self.record_unrun(
+                &kept,
+                client_ip,
+                body,
+                received,
+                "the connector was deleted before its accepted call ran".into(),
+            ),
         }
         self.inbox.done(kept.event_id).await;
     }
@@ -127,8 +138,16 @@ impl Ingress {
         }
     }
 
-    /// A failed event for a call whose connector was deleted before it ran.
-    fn record_gone(&self, kept: &AcceptedCall, client_ip: IpAddr, body: &str, received: hookplane::model::Timestamp) {
+    /// A failed event for a call that cannot run: its connector was
+    /// deleted, or is held.
+    fn record_unrun(
+        &self,
+        kept: &AcceptedCall,
+        client_ip: IpAddr,
+        body: &str,
+        received: hookplane::model::Timestamp,
+        error: String,
+    ) {
         let headers: Vec<(&str, Cow<'_, str>)> =
             kept.headers.iter().map(|h| (h.name.as_str(), String::from_utf8_lossy(&h.value))).collect();
         let inbound = InboundTrace {
@@ -144,7 +163,7 @@ impl Ingress {
             connector_id: kept.connector_id.clone(),
             status: EventStatus::Failed,
             response_code: None,
-            error: "the connector was deleted before its accepted call ran".into(),
+            error,
             node_id: self.node_id.clone(),
             create_time: received,
             duration_ms: 0,

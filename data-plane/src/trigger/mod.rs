@@ -182,6 +182,11 @@ impl Ingress {
         {
             count(rate, self.limiters.check_organization(org, limit, window), LimitScope::Organization)?;
         }
+        // A connector held for a secret the control plane could not open
+        // cannot run; asking again later may find the secret set again.
+        if snapshot.held.contains_key(&connector.id) {
+            return Err(Refusal::ConnectorUnavailable);
+        }
         let event_id = self.ids.next().ok_or(Refusal::NotReady)?;
         let call = Call {
             deployed: &deployed,

@@ -52,6 +52,8 @@ pub enum Refusal {
     InboxFull(usize),
     #[error("the node could not keep the call for later; retry shortly")]
     NotKept,
+    #[error("the connector cannot run until its configuration is repaired; retry later")]
+    ConnectorUnavailable,
 }
 
 /// Which limit refused a call.
@@ -75,9 +77,11 @@ impl Refusal {
             Refusal::LoopDetected { .. } | Refusal::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Refusal::Unauthenticated | Refusal::InvalidSignature | Refusal::StaleTimestamp => StatusCode::UNAUTHORIZED,
             Refusal::OriginNotAllowed => StatusCode::FORBIDDEN,
-            Refusal::Overloaded | Refusal::NotReady | Refusal::InboxFull(_) | Refusal::NotKept => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Refusal::Overloaded
+            | Refusal::NotReady
+            | Refusal::InboxFull(_)
+            | Refusal::NotKept
+            | Refusal::ConnectorUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -105,6 +109,7 @@ impl Refusal {
             Refusal::NotReady => "node_not_ready",
             Refusal::InboxFull(_) => "accepted_calls_full",
             Refusal::NotKept => "not_kept",
+            Refusal::ConnectorUnavailable => "connector_unavailable",
         }
     }
 
