@@ -181,3 +181,35 @@ async fn a_secret_that_does_not_open_holds_only_its_connectors() {
     node.shutdown().await;
     plane.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_keeps_no_secret_in_the_clear_on_disk() {
+    use support::fixtures::secret;
+    use support::nodes::start_node_configured;
+    let plane = TestPlane::start(Backend::Sqlite).await;
+    plane.admin.secrets().create_secret(secret("TOKEN", "dollar-secret-in-the-cache")).await.unwrap();
+    let mut signed = reads_secret("https://api.example.com/orders");
+    signed.signature =
+        Some(api::SignatureSettings { secret: "signing-secret-in-the-cache".into(), ..Default::default() });
+    create(&plane, signed).await;
+    let cache = tempfile::tempdir().unwrap();
+    let node = start_node_configured(&plane, "node-1", Some(cache.path()), |_| {}).await;
+    let sealed = cache.path().join("snapshot.sealed");
+    support::eventually(std::time::Duration::from_secs(5), "the snapshot is cached", || async {
+        sealed.exists().then_some(())
+    })
+    .await;
+    node.shutdown().await;
+    let mut on_disk = Vec::new();
+    let mut dirs = vec![cache.path().to_owned()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() { dirs.push(path) } else { on_disk.extend(std::fs::read(path).unwrap()) }
+        }
+    }
+    for plaintext in ["dollar-secret-in-the-cache", "signing-secret-in-the-cache"] {
+        assert!(!on_disk.windows(plaintext.len()).any(|w| w == plaintext.as_bytes()), "{plaintext} on disk");
+    }
+    plane.finish().await;
+}

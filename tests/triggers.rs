@@ -320,7 +320,7 @@ async fn events_survive_a_control_plane_outage_and_a_node_restart() {
     let bearer = format!("Bearer {token}");
     // Let the write-behind cache hold the snapshot before the outage.
     eventually(Duration::from_secs(5), "the snapshot is cached", || async {
-        cache.path().join("snapshot.pb").exists().then_some(())
+        cache.path().join("snapshot.sealed").exists().then_some(())
     })
     .await;
     let stopped = plane.stopped().await;
@@ -334,7 +334,7 @@ async fn events_survive_a_control_plane_outage_and_a_node_restart() {
             support::NODE_TOKEN.into(),
             "127.0.0.1:0".parse().unwrap(),
         );
-        config.cache_dir = Some(cache.path().to_owned());
+        support::nodes::keep_in(&mut config, Some(cache.path()));
         loopback(&mut config);
         config
     })

@@ -48,8 +48,13 @@ pub struct Settings {
     pub node_token_file: Option<PathBuf>,
     /// Data plane: this node's id; defaults to the host name and port.
     pub node_id: Option<String>,
-    /// Data plane: where the last good snapshot is kept.
+    /// Data plane: where the last good snapshot, unacknowledged events and
+    /// accepted calls are kept.
     pub cache_dir: Option<PathBuf>,
+    /// Data plane: file holding the 64-hex-character key that seals the
+    /// snapshot in `cache_dir` (mode 0600). Without one the snapshot, which
+    /// holds secrets, is kept in memory only.
+    pub snapshot_key_file: Option<PathBuf>,
     /// PEM certificate: the control plane's server certificate, or a
     /// node's client certificate for mTLS.
     pub tls_cert_file: Option<PathBuf>,
@@ -149,6 +154,8 @@ pub struct FlagOverrides {
     pub node_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cache_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot_key_file: Option<PathBuf>,
 }
 
 fn default_data_dir() -> PathBuf {

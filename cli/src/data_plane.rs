@@ -1,6 +1,7 @@
 //! `hookplane data-plane`: one node of the fleet.
 
 use anyhow::Context as _;
+use hookplane::sealing::SecretBox;
 use hookplane_data_plane::{ClientTls, DataPlane, NodeConfig};
 
 use crate::config::Settings;
@@ -40,6 +41,14 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     });
     let mut config = NodeConfig::new(node_id, control_plane_url, node_token, settings.http_listen);
     config.cache_dir = settings.cache_dir.clone();
+    config.snapshot_key = settings
+        .snapshot_key_file
+        .as_deref()
+        .map(|path| {
+            let key = read_private_file(path)?;
+            SecretBox::from_hex(&key).with_context(|| format!("snapshot_key_file {}", path.display()))
+        })
+        .transpose()?;
     config.tls = tls;
     apply_node_settings(&mut config, &settings, false)?;
     let node = DataPlane::start(config).await.context("starting the data-plane node")?;

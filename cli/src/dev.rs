@@ -29,6 +29,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let secret_key = key_file(&secret_key_path, || SecretBox::generate_key_hex().to_string())?;
     let operator_key = key_file(&dir.join("operator-key"), || mint(CredentialKind::OperatorKey).plaintext.to_string())?;
     let node_token = key_file(&dir.join("node-token"), || mint(CredentialKind::NodeToken).plaintext.to_string())?;
+    let snapshot_key = key_file(&dir.join("node-snapshot-key"), || SecretBox::generate_key_hex().to_string())?;
     let database_url = match &settings.database_url {
         Some(url) => url.clone(),
         None => format!("sqlite://{}?mode=rwc", dir.join("hookplane.db").display()),
@@ -65,6 +66,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
 
     let mut config = NodeConfig::new("dev-node".to_owned(), format!("http://{grpc}"), node_token, settings.http_listen);
     config.cache_dir = Some(dir.join("node-cache"));
+    config.snapshot_key = Some(SecretBox::from_hex(&snapshot_key).context("node-snapshot-key")?);
     crate::data_plane::apply_node_settings(&mut config, &settings, true)?;
     let node = DataPlane::start(config).await.context("starting the data-plane node")?;
 

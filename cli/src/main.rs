@@ -67,9 +67,14 @@ struct DataPlaneArgs {
     /// Trigger (HTTP) address; default 127.0.0.1:8080.
     #[arg(long)]
     http_listen: Option<std::net::SocketAddr>,
-    /// Directory for the last good snapshot and unacknowledged events.
+    /// Directory for the last good snapshot, unacknowledged events and
+    /// accepted calls.
     #[arg(long)]
     cache_dir: Option<PathBuf>,
+    /// File with the 64-hex-character key sealing the cached snapshot
+    /// (mode 0600); without it the snapshot is kept in memory only.
+    #[arg(long)]
+    snapshot_key_file: Option<PathBuf>,
     /// This node's id in the fleet; default host name and port.
     #[arg(long)]
     node_id: Option<String>,
@@ -130,6 +135,7 @@ fn main() -> anyhow::Result<()> {
             node_token_file: a.node_token_file.clone(),
             http_listen: a.http_listen,
             cache_dir: a.cache_dir.clone(),
+            snapshot_key_file: a.snapshot_key_file.clone(),
             node_id: a.node_id.clone(),
             ..Default::default()
         },

@@ -1,10 +1,13 @@
 //! The last good snapshot on disk, so a node restarted during a
 //! control-plane outage serves what it served before.
 //!
-//! The file is the full snapshot as an encoded `ConfigUpdate`, written to a
-//! temporary file, synced and renamed over the old one: a crash leaves
-//! either the old or the new snapshot, never a torn one. It holds opened
-//! secrets, so it is created with mode 0600.
+//! The file is the full snapshot as an encoded `ConfigUpdate`, sealed with
+//! the node's snapshot key (SPEC §11: it holds opened `$secret` values,
+//! signing and OAuth secrets), written to a temporary file, synced and
+//! renamed over the old one: a crash leaves either the old or the new
+//! snapshot, never a torn one (mode 0600 besides). A node without a key
+//! keeps its snapshot in memory only, and removes one an older version
+//! left in the clear.
 
 use std::fs;
 use std::io::Write as _;
@@ -14,12 +17,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hookplane::convert;
+use hookplane::sealing::SecretBox;
 use prost::Message as _;
 use tokio::sync::watch;
 
 use crate::snapshot::Snapshot;
 
-const FILE: &str = "snapshot.pb";
+const FILE: &str = "snapshot.sealed";
+/// What versions before sealing wrote: opened secrets in the clear.
+const PLAINTEXT_FILE: &str = "snapshot.pb";
+/// What the snapshot is sealed for, so no other sealed file of the node
+/// opens as one.
+const OWNER: &str = "hookplane:node-snapshot-cache:v1";
 /// At most one cache write per interval: a write is O(snapshot), so writing
 /// per delta would make every change cost as much as the whole fleet config.
 const WRITE_INTERVAL: Duration = Duration::from_millis(500);
@@ -31,16 +40,30 @@ pub enum CacheError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("snapshot cache at {0} is not a snapshot")]
     Corrupt(PathBuf),
+    #[error("snapshot cache at {0} does not open with this node's snapshot key (another key, or altered)")]
+    Unopenable(PathBuf),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CacheError + '_ {
     move |source| CacheError::Io { path: path.to_owned(), source }
 }
 
-/// Writes `snapshot` as the cache in `dir` atomically.
-pub fn store(dir: &Path, snapshot: &Snapshot) -> Result<(), CacheError> {
-    let bytes = convert::config_delta_to_api(&snapshot.to_full_delta()).encode_to_vec();
-    write_atomically(dir, FILE, &bytes)
+/// Writes `snapshot` as the cache in `dir` atomically, sealed with `key`.
+pub fn store(dir: &Path, key: &SecretBox, snapshot: &Snapshot) -> Result<(), CacheError> {
+    let bytes = zeroize::Zeroizing::new(convert::config_delta_to_api(&snapshot.to_full_delta()).encode_to_vec());
+    write_atomically(dir, FILE, &key.seal_bytes(OWNER, &bytes))
+}
+
+/// Removes a snapshot an older version cached in the clear, and, when the
+/// node has no key to seal with, any sealed one (it could not be read).
+pub fn forget_unsealed(dir: &Path, keyed: bool) {
+    let names: &[&str] = if keyed { &[PLAINTEXT_FILE] } else { &[PLAINTEXT_FILE, FILE] };
+    for name in names {
+        let path = dir.join(name);
+        if fs::remove_file(&path).is_ok() {
+            tracing::warn!(path = %path.display(), "removed a snapshot cache this node cannot use safely");
+        }
+    }
 }
 
 /// Writes `bytes` to `dir/name` (0600, in a 0700 directory) through a
@@ -86,6 +109,7 @@ pub fn load_ordinal(dir: &Path) -> Option<i64> {
 /// coalescing bursts, and once more on shutdown if anything is unwritten.
 pub async fn write_behind(
     dir: PathBuf,
+    key: SecretBox,
     mut latest: watch::Receiver<Option<Arc<Snapshot>>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -98,7 +122,7 @@ pub async fn write_behind(
         let snapshot = latest.borrow_and_update().clone();
         if let Some(snapshot) = snapshot {
             written = Some(snapshot.version);
-            write_logged(&dir, snapshot).await;
+            write_logged(&dir, &key, snapshot).await;
         }
         tokio::select! {
             () = tokio::time::sleep(WRITE_INTERVAL) => {}
@@ -107,14 +131,14 @@ pub async fn write_behind(
     }
     let newest = latest.borrow().clone();
     if let Some(snapshot) = newest.filter(|s| Some(s.version) != written) {
-        write_logged(&dir, snapshot).await;
+        write_logged(&dir, &key, snapshot).await;
     }
 }
 
-async fn write_logged(dir: &Path, snapshot: Arc<Snapshot>) {
-    let dir = dir.to_owned();
+async fn write_logged(dir: &Path, key: &SecretBox, snapshot: Arc<Snapshot>) {
+    let (dir, key) = (dir.to_owned(), key.clone());
     let version = snapshot.version;
-    match tokio::task::spawn_blocking(move || store(&dir, &snapshot)).await {
+    match tokio::task::spawn_blocking(move || store(&dir, &key, &snapshot)).await {
         Ok(Ok(())) => tracing::debug!(version, "snapshot cached"),
         Ok(Err(err)) => tracing::warn!(error = %err, "could not persist the snapshot; serving it anyway"),
         Err(err) => tracing::warn!(error = %err, "snapshot cache writer failed"),
@@ -125,14 +149,16 @@ async fn closing(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|closing| *closing).await;
 }
 
-/// Loads the cached snapshot from `dir`, if there is one.
-pub fn load(dir: &Path) -> Result<Option<Snapshot>, CacheError> {
+/// Loads the cached snapshot from `dir`, if there is one, opening it with
+/// `key`.
+pub fn load(dir: &Path, key: &SecretBox) -> Result<Option<Snapshot>, CacheError> {
     let path = dir.join(FILE);
-    let bytes = match fs::read(&path) {
+    let sealed = match fs::read(&path) {
         Ok(bytes) => bytes,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(err) => return Err(io(&path)(err)),
     };
+    let bytes = key.open_bytes(OWNER, &sealed).map_err(|_| CacheError::Unopenable(path.clone()))?;
     let update =
         hookplane::api::v1::ConfigUpdate::decode(bytes.as_slice()).map_err(|_| CacheError::Corrupt(path.clone()))?;
     if !update.full {
@@ -149,31 +175,56 @@ mod tests {
 
     use super::*;
 
+    fn key() -> SecretBox {
+        SecretBox::new(&[3; 32])
+    }
+
     #[test]
-    fn a_stored_snapshot_loads_back_whole() {
+    fn a_stored_snapshot_loads_back_whole_and_sealed() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(load(dir.path()).unwrap().is_none());
+        assert!(load(dir.path(), &key()).unwrap().is_none());
         let delta = ConfigDelta {
             version: 7,
             full: true,
             secrets: vec![Versioned {
-                item: DeployedSecret { organization_id: "org".into(), name: "K".into(), value: Some("v".into()) },
+                item: DeployedSecret {
+                    organization_id: "org".into(),
+                    name: "K".into(),
+                    value: Some("hunter2-secret-value".into()),
+                },
                 version: 3,
             }],
             ..Default::default()
         };
         let (snapshot, _) = Snapshot::default().apply(&delta, Vec::new());
-        store(dir.path(), &snapshot).unwrap();
-        let loaded = load(dir.path()).unwrap().unwrap();
+        store(dir.path(), &key(), &snapshot).unwrap();
+        let loaded = load(dir.path(), &key()).unwrap().unwrap();
         assert_eq!(loaded.version, 7);
         assert_eq!(loaded.content_hash, snapshot.content_hash);
-        assert_eq!(loaded.secrets[&("org".to_owned(), "K".to_owned())].0.as_deref(), Some("v"));
+        assert_eq!(loaded.secrets[&("org".to_owned(), "K".to_owned())].0.as_deref(), Some("hunter2-secret-value"));
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;
             let mode = fs::metadata(dir.path().join(FILE)).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+        // The finding: `$secret` values, signing and OAuth secrets lay in
+        // the cache in the clear.
+        let on_disk = fs::read(dir.path().join(FILE)).unwrap();
+        assert!(!on_disk.windows(20).any(|w| w == b"hunter2-secret-value"), "the value is sealed");
+        assert!(matches!(load(dir.path(), &SecretBox::new(&[4; 32])), Err(CacheError::Unopenable(_))));
+    }
+
+    #[test]
+    fn a_node_without_a_key_keeps_no_snapshot_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(PLAINTEXT_FILE), b"an old version's cache, secrets in the clear").unwrap();
+        fs::write(dir.path().join(FILE), b"sealed with a key this node no longer has").unwrap();
+        forget_unsealed(dir.path(), true);
+        assert!(!dir.path().join(PLAINTEXT_FILE).exists(), "a keyed node removes the clear one");
+        assert!(dir.path().join(FILE).exists());
+        forget_unsealed(dir.path(), false);
+        assert!(!dir.path().join(FILE).exists(), "a node without a key keeps none");
     }
 
     #[test]
@@ -220,8 +271,8 @@ mod tests {
         let (snapshot, rejected) = Snapshot::default().apply(&delta, Vec::new());
         assert!(rejected.is_empty());
         let dir = tempfile::tempdir().unwrap();
-        store(dir.path(), &snapshot).unwrap();
-        let loaded = load(dir.path()).unwrap().unwrap();
+        store(dir.path(), &key(), &snapshot).unwrap();
+        let loaded = load(dir.path(), &key()).unwrap().unwrap();
         let restored = loaded.to_full_delta().connectors;
         assert_eq!(restored.len(), 1);
         assert_eq!(restored[0].item.spec, connector.spec);
@@ -231,7 +282,7 @@ mod tests {
     #[test]
     fn garbage_is_reported_not_served() {
         let dir = tempfile::tempdir().unwrap();
-        fs::write(dir.path().join(FILE), b"\xff\xff not a snapshot").unwrap();
-        assert!(matches!(load(dir.path()), Err(CacheError::Corrupt(_))));
+        fs::write(dir.path().join(FILE), key().seal_bytes(OWNER, b"\xff\xff not a snapshot")).unwrap();
+        assert!(matches!(load(dir.path(), &key()), Err(CacheError::Corrupt(_))));
     }
 }

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hookplane::egress::EgressPolicy;
+use hookplane::sealing::SecretBox;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
@@ -55,6 +56,10 @@ pub struct NodeConfig {
     /// Where the last good snapshot and unacknowledged events are kept;
     /// `None` keeps nothing.
     pub cache_dir: Option<PathBuf>,
+    /// Seals the snapshot kept in `cache_dir`, which holds opened secrets;
+    /// without it the snapshot stays in memory only (events and accepted
+    /// calls, which hold no secret, are still kept there).
+    pub snapshot_key: Option<SecretBox>,
     /// Events held in memory for the control plane; beyond this many,
     /// the oldest move to the spool in `cache_dir` while the control
     /// plane catches up. Without a cache dir, memory is the spool.
@@ -84,6 +89,7 @@ impl NodeConfig {
             http_listen,
             advertise_address: String::new(),
             cache_dir: None,
+            snapshot_key: None,
             max_queued_events: events::MAX_QUEUED_EVENTS,
             max_accepted_calls: inbox::MAX_ACCEPTED_CALLS,
             tls: None,
@@ -135,9 +141,29 @@ impl DataPlane {
     /// Loads the cached snapshot (if any), binds the HTTP listener and
     /// starts following the control plane.
     pub async fn start(mut config: NodeConfig) -> Result<DataPlane, StartError> {
-        let cached = match &config.cache_dir {
-            Some(dir) => cache::load(dir)?,
-            None => None,
+        let cached = match (&config.cache_dir, &config.snapshot_key) {
+            (Some(dir), Some(key)) => {
+                cache::forget_unsealed(dir, true);
+                match cache::load(dir, key) {
+                    Ok(cached) => cached,
+                    // Another key or a damaged file: start empty and wait
+                    // for the control plane, as a new node would.
+                    Err(err @ (cache::CacheError::Unopenable(_) | cache::CacheError::Corrupt(_))) => {
+                        tracing::error!(error = %err, "not serving the cached snapshot");
+                        None
+                    }
+                    Err(err) => return Err(err.into()),
+                }
+            }
+            (Some(dir), None) => {
+                cache::forget_unsealed(dir, false);
+                tracing::warn!(
+                    "no snapshot key: the snapshot (it holds secrets) is kept in memory only, so a restart \
+                     during a control-plane outage serves nothing until the control plane answers"
+                );
+                None
+            }
+            (None, _) => None,
         };
         if let Some(snapshot) = &cached {
             tracing::info!(version = snapshot.version, "serving the cached snapshot until the control plane answers");
@@ -156,9 +182,9 @@ impl DataPlane {
         }
         let (shutdown, shutdown_watch) = watch::channel(false);
         let mut tasks = JoinSet::new();
-        let cache = config.cache_dir.clone().map(|dir| {
+        let cache = config.cache_dir.clone().zip(config.snapshot_key.clone()).map(|(dir, key)| {
             let (latest, receiver) = watch::channel(None);
-            tasks.spawn(cache::write_behind(dir, receiver, shutdown_watch.clone()));
+            tasks.spawn(cache::write_behind(dir, key, receiver, shutdown_watch.clone()));
             latest
         });
         let config = Arc::new(config);

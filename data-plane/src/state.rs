@@ -161,25 +161,24 @@ mod tests {
     fn readers_on_many_threads_always_see_one_whole_snapshot() {
         let state = Arc::new(NodeState::new(Some(snapshot_at(1))));
         let done = Arc::new(AtomicBool::new(false));
-        let readers: Vec<_> =
-            (0..4)
-                .map(|_| {
-                    let (state, done) = (state.clone(), done.clone());
-                    thread::spawn(move || {
-                        let mut reads = 0u64;
-                        while !done.load(Ordering::Relaxed) {
-                            let snapshot = state.snapshot();
-                            let expected = snapshot.version.to_string();
-                            assert_eq!(snapshot.secrets.len(), 50);
-                            assert!(snapshot.secrets.values().all(|(value, v)| value.as_deref()
+        let readers: Vec<_> = (0..4)
+            .map(|_| {
+                let (state, done) = (state.clone(), done.clone());
+                thread::spawn(move || {
+                    let mut reads = 0u64;
+                    while !done.load(Ordering::Relaxed) {
+                        let snapshot = state.snapshot();
+                        let expected = snapshot.version.to_string();
+                        assert_eq!(snapshot.secrets.len(), 50);
+                        assert!(snapshot.secrets.values().all(|(value, v)| value.as_deref()
                                 == Some(expected.as_str())
                                 && *v == snapshot.version));
-                            reads += 1;
-                        }
-                        reads
-                    })
+                        reads += 1;
+                    }
+                    reads
                 })
-                .collect();
+            })
+            .collect();
         for version in 2..=300 {
             state.swap(Arc::new(snapshot_at(version)));
         }

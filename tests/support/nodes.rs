@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
+use hookplane::sealing::SecretBox;
 use hookplane_data_plane::{ClientTls, DataPlane, NodeConfig};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
@@ -27,8 +28,15 @@ pub async fn start_node_with(
     let mut config =
         NodeConfig::new(node_id.to_owned(), plane_url.to_owned(), token.to_owned(), "127.0.0.1:0".parse().unwrap());
     config.tls = tls;
-    config.cache_dir = cache_dir.map(Path::to_path_buf);
+    keep_in(&mut config, cache_dir);
     DataPlane::start(config).await.expect("node starts")
+}
+
+/// Keeps the node's state in `cache_dir`, its snapshot sealed with one key
+/// for every test node, so a node started again opens what it kept.
+pub fn keep_in(config: &mut NodeConfig, cache_dir: Option<&Path>) {
+    config.cache_dir = cache_dir.map(Path::to_path_buf);
+    config.snapshot_key = cache_dir.map(|_| SecretBox::new(&[42; 32]));
 }
 
 /// Waits until `node` has applied `version` (or later).
@@ -67,7 +75,7 @@ pub async fn start_node_configured(
 ) -> DataPlane {
     let mut config =
         NodeConfig::new(node_id.to_owned(), plane.url(), NODE_TOKEN.to_owned(), "127.0.0.1:0".parse().unwrap());
-    config.cache_dir = cache_dir.map(Path::to_path_buf);
+    keep_in(&mut config, cache_dir);
     adjust(&mut config);
     let node = DataPlane::start(config).await.expect("node starts");
     applied(&node, current_version(plane).await).await;
