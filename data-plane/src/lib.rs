@@ -9,6 +9,7 @@ pub mod events;
 mod http;
 pub mod inbox;
 pub mod limits;
+pub mod listener;
 pub mod outbound;
 pub mod pipeline;
 pub mod snapshot;
@@ -23,12 +24,13 @@ use std::time::Duration;
 
 use hookplane::egress::EgressPolicy;
 use hookplane::sealing::SecretBox;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
 
+pub use listener::ConnectionSettings;
 pub use outbound::breaker::BreakerSettings;
 pub use snapshot::Snapshot;
 pub use state::NodeState;
@@ -70,6 +72,8 @@ pub struct NodeConfig {
     pub egress: EgressPolicy,
     /// Limits of the trigger endpoint.
     pub ingress: IngressSettings,
+    /// Connection caps and timeouts of the HTTP listener.
+    pub connections: ConnectionSettings,
     /// When circuit breakers open.
     pub breaker: BreakerSettings,
     /// Delay before the first retry when a connector sets none.
@@ -95,6 +99,7 @@ impl NodeConfig {
             tls: None,
             egress: EgressPolicy::public_only(),
             ingress: IngressSettings::default(),
+            connections: ConnectionSettings::default(),
             breaker: BreakerSettings::default(),
             retry_base: Duration::from_millis(500),
         }
@@ -130,11 +135,15 @@ pub enum StartError {
 pub struct DataPlane {
     state: Arc<NodeState>,
     http_address: SocketAddr,
-    shutdown: watch::Sender<bool>,
-    tasks: JoinSet<()>,
-    events: EventSink,
+    pending_events: Arc<AtomicUsize>,
+    stop_http: watch::Sender<bool>,
+    http: JoinHandle<()>,
     stop_kept_calls: watch::Sender<bool>,
-    kept_calls: tokio::task::JoinHandle<()>,
+    kept_calls: JoinHandle<()>,
+    /// Stops the sync stream, the cache writer and the evictor.
+    stop_background: watch::Sender<bool>,
+    background: JoinSet<()>,
+    reporter: JoinHandle<()>,
 }
 
 impl DataPlane {
@@ -180,16 +189,16 @@ impl DataPlane {
         if config.advertise_address.is_empty() {
             config.advertise_address = http_address.to_string();
         }
-        let (shutdown, shutdown_watch) = watch::channel(false);
-        let mut tasks = JoinSet::new();
+        let (stop_background, background_watch) = watch::channel(false);
+        let mut background = JoinSet::new();
         let cache = config.cache_dir.clone().zip(config.snapshot_key.clone()).map(|(dir, key)| {
             let (latest, receiver) = watch::channel(None);
-            tasks.spawn(cache::write_behind(dir, key, receiver, shutdown_watch.clone()));
+            background.spawn(cache::write_behind(dir, key, receiver, background_watch.clone()));
             latest
         });
         let config = Arc::new(config);
         let (sink, events) = EventSink::new();
-        let sink_handle = sink.clone();
+        let pending_events = sink.pending_count();
         let executor = Executor {
             outbound: Outbound::new(config.egress.clone()),
             breakers: outbound::breaker::Breakers::new(config.breaker),
@@ -210,16 +219,26 @@ impl DataPlane {
             config.node_id.clone(),
             inbox,
         ));
-        // Kept calls stop running before anything else stops, so none
-        // records an event after the reporter's last batch.
+        let reporter = tokio::spawn(events::report(config.clone(), events));
         let (stop_kept_calls, stop_watch) = watch::channel(false);
         let kept_calls =
             tokio::spawn(trigger::accepted::run_kept_calls(ingress.clone(), left_calls, kept_calls, stop_watch));
-        tasks.spawn(sync::follow(config.clone(), state.clone(), cache, shutdown_watch.clone()));
-        tasks.spawn(events::report(config.clone(), events, shutdown_watch.clone()));
-        tasks.spawn(evict_idle(ingress.clone(), shutdown_watch.clone()));
-        tasks.spawn(serve_http(listener, ingress, shutdown_watch));
-        Ok(DataPlane { state, http_address, shutdown, tasks, events: sink_handle, stop_kept_calls, kept_calls })
+        background.spawn(sync::follow(config.clone(), state.clone(), cache, background_watch.clone()));
+        background.spawn(evict_idle(ingress.clone(), background_watch));
+        let (stop_http, http_watch) = watch::channel(false);
+        let http = tokio::spawn(listener::serve(listener, ingress, config.connections.clone(), http_watch));
+        Ok(DataPlane {
+            state,
+            http_address,
+            pending_events,
+            stop_http,
+            http,
+            stop_kept_calls,
+            kept_calls,
+            stop_background,
+            background,
+            reporter,
+        })
     }
 
     /// The snapshot requests see now.
@@ -235,7 +254,7 @@ impl DataPlane {
     /// Events recorded but neither stored by the control plane nor spooled
     /// yet: the reporter's backlog.
     pub fn pending_events(&self) -> usize {
-        self.events.pending()
+        self.pending_events.load(Ordering::Relaxed)
     }
 
     /// The bound HTTP address.
@@ -243,14 +262,20 @@ impl DataPlane {
         self.http_address
     }
 
-    /// Stops syncing and serving, letting in-flight requests finish.
+    /// Stops the node without losing an answered call's event (SPEC §4):
+    /// the listener closes and the calls in flight finish, each answering
+    /// only once its event is kept (up to the drain timeout); kept calls
+    /// still running stop, to run again on the next start; then, with no
+    /// one left to record an event, the reporter delivers or spools what
+    /// is queued and ends.
     pub async fn shutdown(mut self) {
-        // Accepted calls still running are dropped and run on the next
-        // start; what they recorded reaches the reporter before it stops.
+        self.stop_http.send_replace(true);
+        let _ = self.http.await;
         self.stop_kept_calls.send_replace(true);
         let _ = self.kept_calls.await;
-        self.shutdown.send_replace(true);
-        while self.tasks.join_next().await.is_some() {}
+        self.stop_background.send_replace(true);
+        while self.background.join_next().await.is_some() {}
+        let _ = self.reporter.await;
     }
 }
 
@@ -266,46 +291,4 @@ async fn evict_idle(ingress: Arc<Ingress>, mut shutdown: watch::Receiver<bool>) 
             _ = shutdown.wait_for(|closing| *closing) => return,
         }
     }
-}
-
-/// Connections a node keeps open at once; more wait in the kernel backlog.
-const MAX_CONNECTIONS: usize = 10_000;
-/// Time a client gets to send its request headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-
-async fn serve_http(listener: TcpListener, ingress: Arc<Ingress>, mut shutdown: watch::Receiver<bool>) {
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT).keep_alive(true);
-    builder.http2().timer(hyper_util::rt::TokioTimer::new()).max_concurrent_streams(256);
-    let connections = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        let permit = tokio::select! {
-            permit = connections.clone().acquire_owned() => permit,
-            _ = shutdown.wait_for(|closing| *closing) => break,
-        };
-        let Ok(permit) = permit else { break };
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(err) => {
-                    tracing::warn!(error = %err, "accept failed");
-                    continue;
-                }
-            },
-            _ = shutdown.wait_for(|closing| *closing) => break,
-        };
-        let _ = stream.set_nodelay(true);
-        let ingress = ingress.clone();
-        let service = hyper::service::service_fn(move |request| http::handle(ingress.clone(), request, peer));
-        let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(err) = connection.await {
-                tracing::debug!(error = %err, "connection ended with an error");
-            }
-            drop(permit);
-        });
-    }
-    graceful.shutdown().await;
 }

@@ -43,10 +43,11 @@ impl Spool {
     /// Keeps a batch until it is acknowledged. The write syncs the file
     /// and the directory, so it runs off the runtime's workers: a node
     /// spools while it is busiest, when the control plane lags.
-    pub async fn push(&mut self, events: Vec<api::NodeEvent>) -> Result<(), CacheError> {
+    /// Returns the batch's handle on disk (none in memory).
+    pub async fn push(&mut self, events: Vec<api::NodeEvent>) -> Result<Option<u64>, CacheError> {
         let Some(dir) = &self.dir else {
             self.memory.push_back(events);
-            return Ok(());
+            return Ok(None);
         };
         let bytes = api::ReportEventsRequest { batch: self.next, events }.encode_to_vec();
         let (dir, name) = (dir.clone(), format!("{:020}{SUFFIX}", self.next));
@@ -54,9 +55,10 @@ impl Spool {
         tokio::task::spawn_blocking(move || write_atomically(&dir, &name, &bytes))
             .await
             .map_err(|err| CacheError::Io { path, source: std::io::Error::other(err) })??;
+        let handle = self.next;
         self.next += 1;
         self.files += 1;
-        Ok(())
+        Ok(Some(handle))
     }
 
     /// The oldest batch, with the handle to remove it.
@@ -81,7 +83,8 @@ impl Spool {
         None
     }
 
-    /// Forgets an acknowledged batch.
+    /// Forgets an acknowledged batch: the one on disk with `handle`, or
+    /// the oldest in memory.
     pub fn remove(&mut self, handle: Option<u64>) {
         match (handle, &self.dir) {
             (Some(number), Some(dir)) => {

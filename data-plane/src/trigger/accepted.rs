@@ -20,6 +20,7 @@ use tokio::task::JoinSet;
 use super::response::{Refusal, json_response};
 use super::{Call, Ingress, plan_of};
 use crate::events::trace::is_credential;
+use crate::events::{EventLost, Receipt};
 use crate::inbox::{AcceptedCall, InboxError, StoredHeader};
 use crate::limits::RateStatus;
 use crate::pipeline::redact::REDACTED;
@@ -85,10 +86,10 @@ impl Ingress {
         // A connector disabled since still runs what it accepted; only one
         // that is gone cannot.
         let held = deployed.as_ref().and_then(|d| snapshot.held.get(&d.connector.id));
-        match deployed {
+        let kept_event = match deployed {
             Some(_) if held.is_some() => {
                 let reason = format!("the connector could not run: it {}", held.map(|r| &**r).unwrap_or_default());
-                self.record_unrun(&kept, client_ip, body, received, reason);
+                self.record_unrun(&kept, client_ip, body, received, reason).kept().await
             }
             Some(deployed) => {
                 let headers = header_map(&kept.headers);
@@ -105,19 +106,30 @@ impl Ingress {
                     received,
                     started: Instant::now(),
                 };
-                if let Err(refusal) = self.execute(&snapshot, call).await {
-                    tracing::error!(event_id = kept.event_id, error = %refusal, "an accepted call could not run");
+                match self.execute(&snapshot, call).await {
+                    Err(Refusal::EventNotKept) => Err(EventLost),
+                    Err(refusal) => {
+                        tracing::error!(event_id = kept.event_id, error = %refusal, "an accepted call could not run");
+                        Ok(())
+                    }
+                    Ok(_) => Ok(()),
                 }
             }
-            None => self.record_unrun(
-                &kept,
-                client_ip,
-                body,
-                received,
-                "the connector was deleted before its accepted call ran".into(),
+            None => {
+                let gone = "the connector was deleted before its accepted call ran".to_owned();
+                self.record_unrun(&kept, client_ip, body, received, gone).kept().await
+            }
+        };
+        // The call is forgotten only once its event is kept, so a node
+        // killed at any point before runs it again (its event keeps its
+        // id, so the control plane stores it once).
+        match kept_event {
+            Ok(()) => self.inbox.done(kept.event_id).await,
+            Err(_) => tracing::error!(
+                event_id = kept.event_id,
+                "an accepted call's event was not kept; it runs again on restart"
             ),
         }
-        self.inbox.done(kept.event_id).await;
     }
 
     /// The snapshot to run a kept call on, and its connector if it still
@@ -147,7 +159,7 @@ impl Ingress {
         body: &str,
         received: hookplane::model::Timestamp,
         error: String,
-    ) {
+    ) -> Receipt {
         let headers: Vec<(&str, Cow<'_, str>)> =
             kept.headers.iter().map(|h| (h.name.as_str(), String::from_utf8_lossy(&h.value))).collect();
         let inbound = InboundTrace {
@@ -168,7 +180,7 @@ impl Ingress {
             create_time: received,
             duration_ms: 0,
             trace: convert::encode_trace_with_inbound(&inbound, EventTrace::default()),
-        });
+        })
     }
 }
 

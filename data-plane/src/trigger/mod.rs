@@ -234,7 +234,7 @@ impl Ingress {
         };
         let trace = inbound.encode_trace(execution.trace);
         let connector = &deployed.connector;
-        self.events.record(Event {
+        let receipt = self.events.record(Event {
             id: event_id,
             organization_id: connector.organization_id.clone(),
             connector_id: connector.id.clone(),
@@ -246,6 +246,9 @@ impl Ingress {
             duration_ms: started.elapsed().as_millis() as u64,
             trace,
         });
+        // The answer tells of the event: it must exist first, whatever
+        // happens to this node next.
+        receipt.kept().await.map_err(|_| Refusal::EventNotKept)?;
         Ok(Ran { outcome: execution.outcome, response_code: execution.response_code, error: execution.error })
     }
 

@@ -54,6 +54,8 @@ pub enum Refusal {
     NotKept,
     #[error("the connector cannot run until its configuration is repaired; retry later")]
     ConnectorUnavailable,
+    #[error("the call ran, but the node could not keep its event; a retry runs it again")]
+    EventNotKept,
 }
 
 /// Which limit refused a call.
@@ -81,7 +83,8 @@ impl Refusal {
             | Refusal::NotReady
             | Refusal::InboxFull(_)
             | Refusal::NotKept
-            | Refusal::ConnectorUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            | Refusal::ConnectorUnavailable
+            | Refusal::EventNotKept => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -110,6 +113,7 @@ impl Refusal {
             Refusal::InboxFull(_) => "accepted_calls_full",
             Refusal::NotKept => "not_kept",
             Refusal::ConnectorUnavailable => "connector_unavailable",
+            Refusal::EventNotKept => "event_not_kept",
         }
     }
 
