@@ -213,3 +213,78 @@ async fn a_node_keeps_no_secret_in_the_clear_on_disk() {
     }
     plane.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_a_node_under_load_keeps_every_answered_event() {
+    use std::sync::{Arc, Mutex};
+    use support::targets::try_post;
+    use support::triggers::{ORDER, event, mapped_connector, use_plan};
+    let plane = TestPlane::start(Backend::Sqlite).await;
+    use_plan(&plane, api::Plan { name: "unlimited".into(), ..Default::default() }).await;
+    let target = Target::start(Behaviour::Ok).await;
+    let (id, token) = create(&plane, mapped_connector(&target.url(""))).await;
+    let node = start_dev_node(&plane, "node-1").await;
+    let (address, path, bearer) = (node.http_address(), trigger_path(&id), format!("Bearer {token}"));
+    // The finding: 12 clients, then SIGTERM: the node exited in 1.7 s and 12
+    // calls answered 200 after the signal had no event; the reporter
+    // stopped before the calls in flight had finished.
+    let answered = Arc::new(Mutex::new(Vec::new()));
+    let clients: Vec<_> = (0..12)
+        .map(|_| {
+            let (answered, path, bearer) = (answered.clone(), path.clone(), bearer.clone());
+            tokio::spawn(async move {
+                while let Some(answer) = try_post(address, &path, &[("authorization", &bearer)], ORDER).await {
+                    assert_eq!(answer.status, 200, "{:?}", answer.body);
+                    answered.lock().unwrap().push(answer.body["event_id"].as_i64().unwrap());
+                }
+            })
+        })
+        .collect();
+    support::eventually(std::time::Duration::from_secs(20), "the node is under load", || async {
+        (answered.lock().unwrap().len() >= 100).then_some(())
+    })
+    .await;
+    node.shutdown().await;
+    for client in clients {
+        client.await.unwrap();
+    }
+    let answered = answered.lock().unwrap().clone();
+    for id in &answered {
+        event(&plane, *id).await;
+    }
+    plane.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_connections_cannot_hold_the_node() {
+    use std::time::Duration;
+    use support::nodes::{http_get, start_node_configured};
+    use tokio::io::AsyncReadExt as _;
+    let plane = TestPlane::start(Backend::Sqlite).await;
+    let node = start_node_configured(&plane, "node-1", None, |c| {
+        c.connections.max_connections = 300;
+        c.connections.max_connections_per_ip = 100;
+        c.connections.first_byte_timeout = Duration::from_secs(1);
+    })
+    .await;
+    // The finding: 10 050 connections that send nothing were never closed,
+    // and /healthz timed out while they were held. Here 400 silent ones
+    // come from one address (the loopback /8 is ours to pick from).
+    let mut silent = Vec::new();
+    for _ in 0..400 {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        silent.push(socket.connect(node.http_address()).await.unwrap());
+    }
+    let health = tokio::time::timeout(Duration::from_secs(5), http_get(node.http_address(), "/healthz")).await;
+    assert_eq!(health.expect("/healthz answers beside them").0, 200);
+    // Over the per-address cap at once, the rest after the first-byte
+    // timeout: every one is closed by the node.
+    for mut connection in silent {
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(10), connection.read(&mut byte)).await;
+        assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "the node closes a silent connection: {read:?}");
+    }
+    node.shutdown().await;
+    plane.finish().await;
+}

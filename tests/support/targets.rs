@@ -174,18 +174,32 @@ pub async fn post(node: SocketAddr, path: &str, headers: &[(&str, &str)], body: 
 }
 
 pub async fn call(node: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: Bytes) -> Answer {
+    try_call(node, method, path, headers, body).await.expect("node answers")
+}
+
+/// POSTs like [`post`]; `None` when the node does not answer (it stopped).
+pub async fn try_post(
+    node: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> Option<Answer> {
+    try_call(node, "POST", path, headers, body.into()).await
+}
+
+async fn try_call(node: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: Bytes) -> Option<Answer> {
     let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let mut request = Request::builder().method(method).uri(format!("http://{node}{path}"));
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
-    let response = client.request(request.body(Full::new(body)).unwrap()).await.expect("node answers");
+    let response = client.request(request.body(Full::new(body)).unwrap()).await.ok()?;
     let status = response.status().as_u16();
     let headers =
         response.headers().iter().map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned())).collect();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let bytes = response.into_body().collect().await.ok()?.to_bytes();
     let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| panic!("JSON answer, got {bytes:?}"));
-    Answer { status, headers, body }
+    Some(Answer { status, headers, body })
 }
 
 /// The trigger path of a connector.
