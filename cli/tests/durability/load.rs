@@ -105,7 +105,6 @@ impl Load {
         for client in self.clients {
             let _ = client.await;
         }
-        let answered = self.answered.lock().unwrap().clone();
-        answered
+        std::mem::take(&mut *self.answered.lock().unwrap())
     }
 }
