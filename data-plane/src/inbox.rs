@@ -3,11 +3,12 @@
 //! A connector in asynchronous mode answers 202 once a call passed every
 //! check and is on the node's disk: one file per call under
 //! `cache_dir/accepted/`, written and synced before the answer, removed
-//! once the call ran and its event was handed to the reporter. A node
-//! that stops, or dies, with calls on disk runs them when it starts again:
-//! accepted work is not lost, and it runs at least once (a node killed
-//! between the target's answer and the file's removal runs it again; the
-//! event keeps its id, so the control plane stores it once).
+//! once the call ran and its event is kept (stored by the control plane,
+//! or in the event spool on disk). A node that stops, or dies, with calls
+//! on disk runs them when it starts again: accepted work is not lost, and
+//! it runs at least once (a node killed between the target's answer and
+//! the file's removal runs it again; the event keeps its id, so the
+//! control plane stores it once).
 //!
 //! The files hold what the execution needs and nothing more secret than
 //! the event will: the inbound credentials (`Authorization` and the
@@ -127,7 +128,7 @@ impl Inbox {
         Ok(())
     }
 
-    /// Forgets a call that ran (its event is with the reporter).
+    /// Forgets a call that ran (its event is kept).
     pub async fn done(&self, event_id: i64) {
         if let Some(dir) = &self.dir {
             let path = dir.join(file_name(event_id));

@@ -1,26 +1,35 @@
-//! Fuzzes compile + eval of the expression language: any input must compile
-//! or fail with errors, and any compiled program must evaluate or fail with
-//! an error — never panic, hang or overflow the stack.
+//! Fuzzes compile + eval of the expression language: any input compiles or
+//! fails with errors; any compiled program evaluates or fails with an
+//! error, within its budget — never panics, hangs, overflows the stack or
+//! claims more bytes than the budget allows.
 //!
-//! Run: `cargo +nightly fuzz run expr_compile_eval` (from the repository root).
+//! The input's first line is the source; the rest, when it is JSON, is the
+//! payload (read through the programs' projection, as a node reads it).
 #![no_main]
 
-use hookplane::expr::{Limits, NoSecrets, Scope, SourceKind, compile};
+use hookplane::expr::{Budget, Context, Limits, NoSecrets, ProgramSetBuilder, Scope, SourceKind};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Map, json};
 
+const LIMITS: Limits = Limits { max_steps: 10_000, max_output_bytes: 64 * 1024, max_total_bytes: 256 * 1024 };
+
 fuzz_target!(|data: &[u8]| {
-    let Ok(source) = std::str::from_utf8(data) else { return };
-    let payload = json!({"a": 1, "b": "text", "c": [1, {"d": null}], "e": {"f": true}});
-    let processed = Map::new();
-    let scope = Scope { payload: &payload, lookup: Some(&payload), processed: &processed, secrets: &NoSecrets };
-    let limits = Limits { max_steps: 10_000, max_output_bytes: 64 * 1024, max_total_bytes: 256 * 1024 };
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    let (source, payload) = text.split_once('\n').unwrap_or((text, ""));
     for kind in [SourceKind::Expression, SourceKind::Template] {
-        match compile(source, kind) {
-            Ok(program) => {
-                let _ = program.eval(&scope, &limits);
-            }
-            Err(errors) => assert!(!errors.0.is_empty(), "a failed compile reports at least one error"),
-        }
+        let mut builder = ProgramSetBuilder::new();
+        let Ok(program) = builder.compile(source, kind, Context::default()) else { continue };
+        let set = builder.finish();
+        let payload = set
+            .read_payload(payload)
+            .unwrap_or_else(|_| json!({"a": 1, "b": "text", "c": [1, {"d": null}], "e": {"f": true}}));
+        let processed = Map::new();
+        let scope = Scope { payload: &payload, lookup: Some(&payload), processed: &processed, secrets: &NoSecrets };
+        let mut budget = Budget::new(LIMITS);
+        let _ = set.eval_in(program, &scope, &mut budget);
+        assert!(budget.spent_bytes() <= LIMITS.max_total_bytes, "claims stay within the budget");
+        // What compiled prints back to source that compiles again.
+        let printed = set.source(program);
+        assert!(hookplane::expr::compile(&printed, kind).is_ok(), "{source:?} printed as {printed:?}");
     }
 });

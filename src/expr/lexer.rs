@@ -149,7 +149,9 @@ pub fn lex(source: &str, base: usize) -> Vec<Spanned> {
     tokens
 }
 
-/// A string literal at the start of `text` (which begins with `"`).
+/// A string literal at the start of `text` (which begins with `"`), with
+/// JSON's escapes: what a program prints (control characters as `\b`,
+/// `\f` or `\u0000`) reads back as the same text.
 fn lex_string(text: &str) -> (Token, usize) {
     let mut value = String::new();
     let mut chars = text.char_indices().skip(1);
@@ -161,21 +163,20 @@ fn lex_string(text: &str) -> (Token, usize) {
                 Some((_, '"')) => value.push('"'),
                 Some((_, '\\')) => value.push('\\'),
                 Some((_, '/')) => value.push('/'),
+                Some((_, 'b')) => value.push('\u{8}'),
+                Some((_, 'f')) => value.push('\u{c}'),
                 Some((_, 'n')) => value.push('\n'),
                 Some((_, 't')) => value.push('\t'),
                 Some((_, 'r')) => value.push('\r'),
-                Some((j, 'u')) => {
-                    let hex = text.get(j + 1..j + 5).unwrap_or("");
-                    match u32::from_str_radix(hex, 16).ok().and_then(char::from_u32) {
-                        Some(decoded) if hex.len() == 4 => {
-                            value.push(decoded);
-                            for _ in 0..4 {
-                                chars.next();
-                            }
+                Some((j, 'u')) => match unicode_escape(text, j) {
+                    Some((decoded, consumed)) => {
+                        value.push(decoded);
+                        for _ in 0..consumed {
+                            chars.next();
                         }
-                        _ => bad = true,
                     }
-                }
+                    None => bad = true,
+                },
                 Some(_) => bad = true,
                 None => break,
             },
@@ -183,6 +184,25 @@ fn lex_string(text: &str) -> (Token, usize) {
         }
     }
     (Token::BadStr(value), text.len())
+}
+
+/// The character of the `\uXXXX` escape whose `u` is at byte `u` of
+/// `text`, and how many characters follow the `u`: four, or ten for a
+/// surrogate pair (`\ud83d\ude00`). `None` for anything else.
+fn unicode_escape(text: &str, u: usize) -> Option<(char, usize)> {
+    let unit = |at: usize| {
+        let hex = text.get(at..at + 4).filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))?;
+        u32::from_str_radix(hex, 16).ok()
+    };
+    let first = unit(u + 1)?;
+    if let Some(c) = char::from_u32(first) {
+        return Some((c, 4));
+    }
+    if !(0xD800..0xDC00).contains(&first) || text.get(u + 5..u + 7) != Some("\\u") {
+        return None;
+    }
+    let second = unit(u + 7).filter(|low| (0xDC00..0xE000).contains(low))?;
+    char::from_u32(0x10000 + ((first - 0xD800) << 10) + (second - 0xDC00)).map(|c| (c, 10))
 }
 
 /// A number at the start of `text`: digits, an optional fraction and an
@@ -264,8 +284,11 @@ mod tests {
     #[test]
     fn strings_decode_escapes_and_report_bad_ones() {
         assert_eq!(tokens(r#""\u00e9\n\t""#)[0], Token::Str("é\n\t".into()));
-        assert!(matches!(tokens(r#""\q""#)[0], Token::BadStr(_)));
-        assert!(matches!(tokens(r#""open"#)[0], Token::BadStr(_)));
+        assert_eq!(tokens(r#""\b\f\/\u0000""#)[0], Token::Str("\u{8}\u{c}/\u{0}".into()));
+        assert_eq!(tokens(r#""\ud83d\ude00!""#)[0], Token::Str("😀!".into()), "a surrogate pair");
+        for bad in [r#""\q""#, r#""open"#, r#""\ud83d""#, r#""\ud83dx""#, r#""\ude00""#, r#""\u12""#] {
+            assert!(matches!(tokens(bad)[0], Token::BadStr(_)), "{bad}");
+        }
     }
 
     #[test]

@@ -212,7 +212,8 @@ impl Parser<'_> {
     fn bad_string(&mut self, span: std::ops::Range<usize>) -> Node {
         self.error_at(
             span.clone(),
-            "string is not closed with `\"` or has an unknown escape (use \\\" \\\\ \\n \\t \\r \\uXXXX)".to_owned(),
+            "string is not closed with `\"` or has an unknown escape (use \\\" \\\\ \\/ \\b \\f \\n \\r \\t \\uXXXX)"
+                .to_owned(),
         );
         self.placeholder(span)
     }

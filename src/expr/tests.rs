@@ -645,3 +645,23 @@ fn copies_of_the_payload_are_paid_for() {
     assert!(program.eval_cow(&scope, &limits).is_ok(), "a borrowed result costs nothing");
     assert_eq!(program.eval(&scope, &limits), Err(EvalError::TotalOutputTooLarge(2_000)), "an owned copy does");
 }
+
+#[test]
+fn control_characters_print_and_read_back() {
+    // Found by fuzzing: a program holding a backspace printed it as JSON
+    // does (`\b`), which the lexer did not read, so a node's cached
+    // snapshot would not compile again.
+    let source = "format_date($payload.created, \"%Y\u{0}\u{8}\u{c}-%m\")";
+    let program = compile(source, SourceKind::Template).unwrap();
+    let printed = program.source();
+    assert!(printed.contains("\\b") && printed.contains("\\u0000"), "{printed}");
+    let again = compile(&printed, SourceKind::Template).expect("the print compiles");
+    assert_eq!(again.source(), printed);
+    assert_eq!(again.eval(&empty_scope(), &Limits::default()), program.eval(&empty_scope(), &Limits::default()));
+}
+
+fn empty_scope() -> Scope<'static> {
+    static PAYLOAD: std::sync::LazyLock<Value> = std::sync::LazyLock::new(payload);
+    static PROCESSED: std::sync::LazyLock<Map<String, Value>> = std::sync::LazyLock::new(Map::new);
+    Scope { payload: &PAYLOAD, lookup: None, processed: &PROCESSED, secrets: &NoSecrets }
+}

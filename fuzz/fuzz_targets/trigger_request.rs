@@ -1,0 +1,144 @@
+//! Fuzzes what the trigger endpoint reads from a request before any
+//! pipeline runs: headers (credentials, origin, forwarded-for, depth),
+//! the query (an API key), the signature and the body (validated, then
+//! projected for a connector's programs). None of it may panic, and a
+//! valid credential is never refused because of what surrounds it.
+#![no_main]
+
+use std::net::IpAddr;
+
+use base64::Engine as _;
+use hookplane::api::v1 as api;
+use hookplane::model::{
+    Connector, ConnectorToken, HashedField, SecretField, SignatureAlgorithm, SignatureEncoding, TokenKind,
+};
+use hookplane_data_plane::snapshot::DeployedConnector;
+use hookplane_data_plane::trigger::{auth, client_ip, signature};
+use hyper::HeaderMap;
+use hyper::header::{HeaderName, HeaderValue};
+use libfuzzer_sys::fuzz_target;
+use sha2::Digest as _;
+
+#[derive(Debug, arbitrary::Arbitrary)]
+struct Request {
+    headers: Vec<(String, Vec<u8>)>,
+    query: Option<String>,
+    body: Vec<u8>,
+    peer: [u8; 4],
+    algorithm: u8,
+    encoding: u8,
+    timestamped: bool,
+}
+
+const TOKEN: &str = "hpt_fuzzfuzzfuzzfuzzfuzzfuzzfuzzfuzz";
+
+fn connector() -> DeployedConnector {
+    let spec = convert_spec();
+    let sha = |text: &str| hex::encode(sha2::Sha256::digest(text.as_bytes()));
+    let tokens = [TokenKind::Bearer, TokenKind::SecretToken, TokenKind::ApiKey, TokenKind::BasicPassword]
+        .into_iter()
+        .enumerate()
+        .map(|(i, kind)| ConnectorToken {
+            id: format!("tok_{i}"),
+            kind,
+            hash: sha(TOKEN),
+            hint: String::new(),
+            create_time: hookplane::model::now(),
+            expire_time: None,
+            superseded: false,
+        })
+        .collect();
+    let connector = Connector {
+        id: "con_fuzz".into(),
+        organization_id: "org_fuzz".into(),
+        spec,
+        tokens,
+        create_time: hookplane::model::now(),
+        update_time: hookplane::model::now(),
+        revision: 1,
+    };
+    DeployedConnector::prepare(connector, 1).expect("the fuzz connector prepares")
+}
+
+fn convert_spec() -> hookplane::model::ConnectorSpec {
+    let named = |name: &str, value: &str| api::NamedTemplate { name: name.into(), value: value.into() };
+    let mut spec = hookplane::convert::connector_from_api(
+        &api::Connector {
+            display_name: "fuzz".into(),
+            auth: Some(api::InboundAuth {
+                bearer_token: true,
+                secret_token: true,
+                api_key: Some(api::ApiKeyAuth { name: "key".into(), location: api::ApiKeyLocation::Query as i32 }),
+                basic: Some(api::BasicAuth { username: "user".into() }),
+                custom_headers: vec![api::CustomHeader { name: "x-custom".into(), value: "expected".into() }],
+                ..Default::default()
+            }),
+            allowed_origins: vec!["https://app.example.com".into()],
+            condition: "$payload.status == \"paid\" && $payload.items[0].qty > 1".into(),
+            mappings: vec![api::FieldMapping { name: "email".into(), expression: "lower($payload.customer.email)".into() }],
+            perform: Some(api::Perform {
+                url: "https://example.com/$payload.id".into(),
+                headers: vec![named("X-Tags", "${ join($payload.tags, \",\") }")],
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        "connector",
+    )
+    .expect("the fuzz connector converts");
+    for header in &mut spec.auth.custom_headers {
+        header.value = HashedField::Sha256(hex::encode(sha2::Sha256::digest(b"expected")));
+    }
+    spec
+}
+
+fuzz_target!(|request: Request| {
+    let deployed = connector();
+    let mut headers = HeaderMap::new();
+    for (name, value) in &request.headers {
+        if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_bytes(value)) {
+            headers.append(name, value);
+        }
+    }
+    let now = hookplane::model::now();
+    let trusted = ["10.0.0.0/8".parse().unwrap()];
+    let _ = client_ip(IpAddr::from(request.peer), &headers, &trusted);
+    let _ = auth::origin_allowed(&deployed.connector.spec.allowed_origins, &headers);
+    let _ = auth::authenticate(&deployed, &headers, request.query.as_deref(), now);
+    // The right bearer token works whatever else the request carries.
+    let mut with_token = headers.clone();
+    with_token.insert("authorization", HeaderValue::from_str(&format!("Bearer {TOKEN}")).unwrap());
+    assert!(auth::authenticate(&deployed, &with_token, request.query.as_deref(), now).is_some());
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("user:{TOKEN}"));
+    with_token.insert("authorization", HeaderValue::from_str(&format!("Basic {basic}")).unwrap());
+    assert!(auth::authenticate(&deployed, &with_token, request.query.as_deref(), now).is_some());
+
+    let settings = hookplane::model::SignatureSettings {
+        secret: SecretField::Plain("whsec".into()),
+        algorithm: [SignatureAlgorithm::Sha256, SignatureAlgorithm::Sha1, SignatureAlgorithm::Sha512, SignatureAlgorithm::Md5]
+            [usize::from(request.algorithm % 4)],
+        encoding: [SignatureEncoding::Hex, SignatureEncoding::Base64, SignatureEncoding::Base64Url]
+            [usize::from(request.encoding % 3)],
+        header: "x-webhook-signature".into(),
+        prefix: "sha256=".into(),
+        timestamp_header: request.timestamped.then(|| "x-webhook-timestamp".into()),
+        timestamp_tolerance_secs: 300,
+    };
+    let _ = signature::verify(&settings, b"whsec", &headers, &request.body, now.timestamp());
+
+    // The body as the endpoint takes it: UTF-8, JSON syntax, then the tree
+    // of what the programs read. What validates must project.
+    if let Ok(text) = std::str::from_utf8(&request.body)
+        && serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok()
+    {
+        // Both parsers stop at serde_json's depth limit; what both read
+        // must agree on every path a program reads.
+        if let (Ok(projected), Ok(full)) =
+            (deployed.compiled.programs.read_payload(text), serde_json::from_str::<serde_json::Value>(text))
+        {
+            for path in ["/status", "/customer/email", "/id", "/tags"] {
+                assert_eq!(projected.pointer(path), full.pointer(path), "{path} of {text:?}");
+            }
+        }
+    }
+});
