@@ -103,8 +103,8 @@ async fn main() {
     let every = Duration::from_secs(setting("HOOKPLANE_SOAK_SAMPLE_SECS", 10));
     let plane = TestPlane::start(Backend::Sqlite).await;
     use_plan(&plane, api::Plan { name: "unlimited".into(), retries_enabled: true, ..Default::default() }).await;
-    let ok = Target::start(Behaviour::Ok).await;
-    let failing = Target::start(Behaviour::AlwaysFail).await;
+    let ok = Target::counting(Behaviour::Ok).await;
+    let failing = Target::counting(Behaviour::AlwaysFail).await;
     let (completed, token) = create(&plane, mapped_connector(&ok.url(""))).await;
     let (failed, failed_token) = create(&plane, mapped_connector(&failing.url(""))).await;
     let mut async_connector = mapped_connector(&ok.url(""));

@@ -288,3 +288,62 @@ async fn silent_connections_cannot_hold_the_node() {
     node.shutdown().await;
     plane.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_answers_while_its_control_plane_hangs() {
+    use std::time::{Duration, Instant};
+    use support::nodes::{keep_in, start_node_configured};
+    use support::triggers::{ORDER, mapped_connector, use_plan};
+    let plane = TestPlane::start(Backend::Sqlite).await;
+    use_plan(&plane, api::Plan { name: "unlimited".into(), ..Default::default() }).await;
+    let target = Target::start(Behaviour::Ok).await;
+    let (id, token) = create(&plane, mapped_connector(&target.url(""))).await;
+    let cache = tempfile::tempdir().unwrap();
+    let loopback = |c: &mut hookplane_data_plane::NodeConfig| {
+        c.egress = hookplane::egress::EgressPolicy::public_only().with_loopback();
+    };
+    let node = start_node_configured(&plane, "node-1", Some(cache.path()), loopback).await;
+    let sealed = cache.path().join("snapshot.sealed");
+    support::eventually(Duration::from_secs(5), "the snapshot is cached", || async { sealed.exists().then_some(()) })
+        .await;
+    node.shutdown().await;
+    // The control plane's address now accepts connections and says
+    // nothing: every attempt of the reporter to open its stream hangs.
+    let stopped = plane.stopped().await;
+    let address: std::net::SocketAddr = stopped.url().trim_start_matches("http://").parse().unwrap();
+    let silent = tokio::net::TcpListener::bind(address).await.unwrap();
+    let held = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+        }
+    });
+    let node = hookplane_data_plane::DataPlane::start({
+        let mut config = hookplane_data_plane::NodeConfig::new(
+            "node-1".into(),
+            stopped.url(),
+            support::NODE_TOKEN.into(),
+            "127.0.0.1:0".parse().unwrap(),
+        );
+        keep_in(&mut config, Some(cache.path()));
+        loopback(&mut config);
+        config
+    })
+    .await
+    .unwrap();
+    // The finding (review): the reporter opened its stream inline, with
+    // no timeout on the call, so every answer waited on the hung attempt.
+    for _ in 0..20 {
+        let started = Instant::now();
+        let answer =
+            post(node.http_address(), &trigger_path(&id), &[("authorization", &format!("Bearer {token}"))], ORDER)
+                .await;
+        assert_eq!(answer.status, 200, "{:?}", answer.body);
+        assert!(started.elapsed() < Duration::from_secs(3), "answered in {:?}", started.elapsed());
+    }
+    let spooled = std::fs::read_dir(cache.path().join("events")).map_or(0, |d| d.count());
+    assert!(spooled > 0, "the events wait on disk");
+    node.shutdown().await;
+    held.abort();
+    stopped.start_again().await.finish().await;
+}

@@ -165,7 +165,17 @@ pub fn load(dir: &Path, key: &SecretBox) -> Result<Option<Snapshot>, CacheError>
         return Err(CacheError::Corrupt(path));
     }
     let (delta, rejected) = convert::config_delta_from_api(&update);
-    let (snapshot, _) = Snapshot::default().apply(&delta, rejected);
+    let (mut snapshot, rejected) = Snapshot::default().apply(&delta, rejected);
+    if !rejected.is_empty() {
+        // The cache holds what the control plane sent and this node served,
+        // so this is rare (another build of the node, say); those
+        // connectors would stay out until they changed, since the content
+        // hash still counts them. Asking for a full snapshot sends them again.
+        for r in &rejected {
+            tracing::warn!(connector = %r.connector_id, reason = %r.reason, "a cached connector does not load");
+        }
+        snapshot.version = 0;
+    }
     Ok(Some(snapshot))
 }
 

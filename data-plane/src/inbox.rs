@@ -140,6 +140,17 @@ impl Inbox {
         self.waiting.fetch_sub(1, Ordering::AcqRel);
     }
 
+    /// Queues a call that could not run now to run again after `delay`;
+    /// it stays on disk (and counted) meanwhile, and a node stopped before
+    /// then runs it on its next start.
+    pub fn retry_later(&self, call: AcceptedCall, delay: std::time::Duration) {
+        let queue = self.queue.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _ = queue.send(call);
+        });
+    }
+
     /// Calls accepted and not run yet.
     pub fn waiting(&self) -> usize {
         self.waiting.load(Ordering::Acquire)

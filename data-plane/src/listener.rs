@@ -6,8 +6,8 @@
 //! - At most `max_connections_per_ip` from one address, so one client
 //!   cannot take the node's capacity; more are closed at once. Trusted
 //!   proxies are exempt: every client behind them shares their address.
-//! - A connection that sends nothing within `first_byte_timeout`, or is
-//!   quiet for `idle_timeout` with no request in flight, is closed. (hyper's
+//! - A connection that sends nothing within `first_byte_timeout`, or
+//!   begins no call for `idle_timeout` with none in flight, is closed. (hyper's
 //!   header read timeout starts at the first byte only, and the protocol
 //!   sniffing of its auto builder waits on the first bytes without one:
 //!   10 050 silent connections held every permit, and `/healthz` with them.)
@@ -139,29 +139,34 @@ pub async fn serve(
     connections.shutdown().await;
 }
 
-/// What a connection did: reads and writes that moved bytes, and calls in
-/// flight.
+/// What a connection did: whether it moved any byte, the calls it made,
+/// and those in flight.
 #[derive(Debug, Default)]
 struct Activity {
     transfers: AtomicU64,
+    calls: AtomicU64,
     in_flight: AtomicUsize,
 }
 
 impl Activity {
     /// Completes once the connection sent nothing for `first_byte` after
-    /// it opened, or later moved no byte for `idle` with no call in
-    /// flight. Wakes once per period, not per byte.
+    /// it opened, or later began no call for `idle` with none in flight.
+    /// Calls, not bytes, count as use: an HTTP/2 client that only pings
+    /// holds a slot as surely as a silent one. Wakes once per period, not
+    /// per byte.
     async fn unused_for(&self, first_byte: Duration, idle: Duration) {
-        let mut seen = 0;
-        let mut wait = first_byte;
+        tokio::time::sleep(first_byte).await;
+        if self.transfers.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let mut seen = u64::MAX;
         loop {
-            tokio::time::sleep(wait).await;
-            let now = self.transfers.load(Ordering::Relaxed);
-            if now == seen && self.in_flight.load(Ordering::Acquire) == 0 {
+            let calls = self.calls.load(Ordering::Acquire);
+            if calls == seen && self.in_flight.load(Ordering::Acquire) == 0 {
                 return;
             }
-            seen = now;
-            wait = idle;
+            seen = calls;
+            tokio::time::sleep(idle).await;
         }
     }
 }
@@ -172,6 +177,7 @@ struct InFlight(Arc<Activity>);
 impl InFlight {
     fn begin(activity: &Arc<Activity>) -> InFlight {
         activity.in_flight.fetch_add(1, Ordering::AcqRel);
+        activity.calls.fetch_add(1, Ordering::AcqRel);
         InFlight(activity.clone())
     }
 }
@@ -326,6 +332,20 @@ mod tests {
         assert!(!idle.is_finished(), "a ten-minute call is not idle");
         drop(call);
         tokio::time::sleep(Duration::from_secs(121)).await;
-        assert!(idle.is_finished(), "quiet with nothing in flight for a period");
+        assert!(idle.is_finished(), "no call began for a period, none in flight");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bytes_without_calls_do_not_keep_a_connection() {
+        let activity = Arc::new(Activity::default());
+        let watched = activity.clone();
+        let idle =
+            tokio::spawn(async move { watched.unused_for(Duration::from_secs(10), Duration::from_secs(60)).await });
+        for _ in 0..20 {
+            // An HTTP/2 ping every ten seconds.
+            activity.transfers.fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(Duration::from_secs(10)).await;
+        }
+        assert!(idle.is_finished(), "pings are not calls");
     }
 }

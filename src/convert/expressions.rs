@@ -17,10 +17,24 @@ pub fn check_connector_expressions(spec: &ConnectorSpec, prefix: &str, v: &mut V
             }
         }
     }
-    // Nodes compile a connector's sources into one set, which is capped in
-    // all: a connector the control plane accepts must fit it.
-    let total: usize =
-        sources.iter().map(|(_, s)| s.len()).chain(spec.expression_sources().iter().map(|(_, s, _)| s.len())).sum();
+    // Sources enter here: their length is capped here, and what is in
+    // bounds compiles (nodes cap the operations, which printing keeps).
+    let fields = spec.expression_sources();
+    let named =
+        spec.mappings.iter().enumerate().map(|(i, m)| (format!("mappings[{i}].expression"), m.expression.len()));
+    let lengths: Vec<(String, usize)> = named.chain(fields.iter().map(|(f, s, _)| (f.clone(), s.len()))).collect();
+    for (field, length) in &lengths {
+        if *length > expr::MAX_SOURCE_BYTES {
+            v.add(
+                format!("{prefix}.{field}"),
+                format!(
+                    "is {length} bytes long; an expression or template may have at most {}",
+                    expr::MAX_SOURCE_BYTES
+                ),
+            );
+        }
+    }
+    let total: usize = lengths.iter().map(|(_, length)| length).sum();
     if total > expr::MAX_SET_SOURCE_BYTES {
         v.add(
             prefix.to_owned(),
@@ -31,7 +45,7 @@ pub fn check_connector_expressions(spec: &ConnectorSpec, prefix: &str, v: &mut V
         );
     }
     let names: Vec<&str> = spec.mappings.iter().map(|m| m.name.as_str()).collect();
-    for (field, source, kind) in spec.expression_sources() {
+    for (field, source, kind) in fields {
         let kind = match kind {
             ExpressionKind::Expression => SourceKind::Expression,
             ExpressionKind::Template => SourceKind::Template,
@@ -81,6 +95,21 @@ mod tests {
         assert_eq!(found[3].0, "connector.perform.headers[0].value");
         assert!(found[3].1.contains("`$processed.nope` refers to no earlier mapping"));
         assert_eq!(found.len(), 4);
+    }
+
+    #[test]
+    fn sources_are_capped_where_they_enter() {
+        let mut c = connector();
+        c.perform.as_mut().unwrap().url = format!("https://example.com/{}", "x".repeat(crate::expr::MAX_SOURCE_BYTES));
+        let err = connector_from_api(&c, "connector").unwrap_err();
+        assert_eq!(err.violations[0].field, "connector.perform.url");
+        assert!(err.violations[0].description.contains("at most 65536"), "{err}");
+        let mut c = connector();
+        let long = "y".repeat(crate::expr::MAX_SOURCE_BYTES - 1);
+        c.mappings = (0..5).map(|i| api::FieldMapping { name: format!("m{i}"), expression: long.clone() }).collect();
+        let err = connector_from_api(&c, "connector").unwrap_err();
+        assert_eq!(err.violations[0].field, "connector");
+        assert!(err.violations[0].description.contains("at most 262144"), "{err}");
     }
 
     #[test]

@@ -83,9 +83,18 @@ impl Budget {
         Ok(())
     }
 
-    /// Claims what a copy of `value` takes, then makes it.
+    /// Claims what a copy of `value` takes, then makes it. A copy of what
+    /// the scope holds (the payload, a lookup's answer, an earlier mapping)
+    /// counts towards the total only: it is as large as the request was
+    /// allowed to be, and its tree takes several times its JSON text, so the
+    /// per-value limit would refuse forwarding an ordinary body.
     pub(crate) fn copy(&mut self, value: &Value) -> Result<Value, EvalError> {
-        self.claim(heap_size(value))?;
+        let bytes = heap_size(value);
+        let total = self.bytes.saturating_add(bytes);
+        if total > self.limits.max_total_bytes {
+            return Err(EvalError::TotalOutputTooLarge(self.limits.max_total_bytes));
+        }
+        self.bytes = total;
         Ok(value.clone())
     }
 }
@@ -175,11 +184,12 @@ impl<'b> Output<'b> {
         }
     }
 
-    /// Appends what `value` displays as, refusing as soon as it would
-    /// pass the budget.
-    pub fn display(&mut self, value: impl fmt::Display) -> Result<(), EvalError> {
+    /// Appends what `write` writes, piece by piece, refusing as soon as it
+    /// would pass the budget. (Through `fmt::Write`, not `Display`: some
+    /// `Display`s build their whole text before writing any of it.)
+    pub fn write_with(&mut self, write: impl FnOnce(&mut dyn fmt::Write) -> fmt::Result) -> Result<(), EvalError> {
         let mut writer = DisplayWriter { output: self, refused: None };
-        match fmt::Write::write_fmt(&mut writer, format_args!("{value}")) {
+        match write(&mut writer) {
             Ok(()) => Ok(()),
             Err(_) => Err(writer.refused.unwrap_or_else(|| EvalError::type_error("the value could not be written"))),
         }

@@ -197,6 +197,16 @@ impl CodeBuilder {
         Slice { start, len: index(self.steps.len()) - start }
     }
 
+    /// Operations in the arena.
+    pub fn ops_len(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// Operations appended since `mark`.
+    pub fn ops_since(&self, Mark([ops, ..]): Mark) -> usize {
+        self.ops.len() - ops
+    }
+
     pub fn mark(&self) -> Mark {
         Mark([self.ops.len(), self.args.len(), self.steps.len(), self.consts.len(), self.text.len()])
     }
@@ -222,8 +232,8 @@ impl CodeBuilder {
     }
 }
 
-/// Arena indices are `u32`: a connector's programs are bounded by the
-/// request size limit, far below 4 GiB.
+/// Arena indices are `u32`: a set holds at most `MAX_SET_OPS` operations
+/// (and proportionate names and steps), far below 4 G.
 fn index(n: usize) -> u32 {
     u32::try_from(n).expect("program arena exceeds u32 indices")
 }

@@ -10,8 +10,10 @@
 //!
 //! Invariants: this module does no I/O and knows nothing of HTTP or the API;
 //! compiling reports every error with its position; whatever compiles runs
-//! in bounded stack (trees are at most `parser::MAX_DEPTH` levels; sources
-//! at most [`MAX_SOURCE_BYTES`], a set's at most [`MAX_SET_SOURCE_BYTES`]);
+//! in bounded stack and memory (trees are at most `parser::MAX_DEPTH`
+//! levels, programs at most [`MAX_PROGRAM_OPS`] operations and a set's at
+//! most [`MAX_SET_OPS`]; sources enter through the API at most
+//! [`MAX_SOURCE_BYTES`] long);
 //! evaluating never panics and is bounded in steps and bytes, each value
 //! claimed from the execution's [`Budget`] before it is built.
 
@@ -38,7 +40,10 @@ pub use error::{CompileError, CompileErrors, EvalError};
 pub use eval::{NoSecrets, Scope, SecretSource};
 pub use functions::FUNCTIONS;
 pub use mappings::{MappingError, MappingProgram, Mappings, compile_mappings};
-pub use program::{MAX_SET_SOURCE_BYTES, MAX_SOURCE_BYTES, Name, Program, ProgramId, ProgramSet, ProgramSetBuilder};
+pub use program::{
+    MAX_PROGRAM_OPS, MAX_SET_OPS, MAX_SET_SOURCE_BYTES, MAX_SOURCE_BYTES, Name, Program, ProgramId, ProgramSet,
+    ProgramSetBuilder,
+};
 pub use value::{render, truthy};
 
 /// How a source is read.

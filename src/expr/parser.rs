@@ -29,26 +29,38 @@ struct Parser<'s> {
     errors: Vec<CompileError>,
     depth: usize,
     too_deep: bool,
+    /// Whether an error other than the depth was found (before it: after
+    /// it the rest is skipped and only repeats it).
+    other_errors: bool,
 }
 
 /// An expression as parsed, with every error found.
 pub struct Parsed {
     pub node: Node,
     pub errors: Vec<CompileError>,
-    /// The input nests deeper than [`MAX_DEPTH`]: an expression refused
-    /// for its depth, never text that merely does not parse.
+    /// The input is an expression, refused only for nesting deeper than
+    /// [`MAX_DEPTH`]: not text that merely does not parse (a line of 200
+    /// dashes nests as deep, but fails for other reasons too).
     pub too_deep: bool,
 }
 
 /// Parses `text` (which sits at byte `base` of `source`) as one expression.
 pub fn parse_expression(source: &str, text: &str, base: usize) -> Parsed {
-    let mut parser = Parser { tokens: lex(text, base), pos: 0, source, errors: Vec::new(), depth: 0, too_deep: false };
+    let mut parser = Parser {
+        tokens: lex(text, base),
+        pos: 0,
+        source,
+        errors: Vec::new(),
+        depth: 0,
+        too_deep: false,
+        other_errors: false,
+    };
     let node = parser.expression();
     if parser.peek() != &Token::Eof {
         let found = parser.peek().describe();
         parser.error_here(format!("expected an operator or the end of the expression, found {found}"));
     }
-    Parsed { node, errors: parser.errors, too_deep: parser.too_deep }
+    Parsed { node, errors: parser.errors, too_deep: parser.too_deep && !parser.other_errors }
 }
 
 impl Parser<'_> {
@@ -69,6 +81,26 @@ impl Parser<'_> {
     }
 
     fn error_at(&mut self, span: std::ops::Range<usize>, message: String) {
+        // After a depth error the rest is skipped: what that leaves unclosed
+        // is not a further problem.
+        if self.too_deep {
+            return;
+        }
+        self.other_errors = true;
+        self.push_error(span, message);
+    }
+
+    /// Refuses the input for its depth and skips the rest of it: deeper
+    /// parsing would only repeat this.
+    fn too_deep_at(&mut self, span: std::ops::Range<usize>, message: String) {
+        if !self.too_deep {
+            self.push_error(span, message);
+        }
+        self.too_deep = true;
+        self.pos = self.tokens.len() - 1;
+    }
+
+    fn push_error(&mut self, span: std::ops::Range<usize>, message: String) {
         // One error per position: recovery must not repeat itself.
         if self.errors.last().is_some_and(|e| e.span.start == span.start) {
             return;
@@ -91,16 +123,14 @@ impl Parser<'_> {
     fn build(&mut self, expr: Expr, span: std::ops::Range<usize>) -> Node {
         let node = Node::new(expr, span);
         if node.height() as usize > MAX_DEPTH {
-            self.too_deep = true;
             let at = node.span.clone();
-            self.error_at(
+            self.too_deep_at(
                 at,
                 format!(
                     "expression nests deeper than {MAX_DEPTH} levels (each operator of a chain such as a + b + c is a level); \
                      join many values with concat(), or split the work into several mappings"
                 ),
             );
-            self.pos = self.tokens.len() - 1;
             return self.placeholder(node.span);
         }
         node
@@ -109,14 +139,11 @@ impl Parser<'_> {
     fn expression(&mut self) -> Node {
         self.depth += 1;
         let node = if self.depth > MAX_DEPTH {
-            self.too_deep = true;
             let span = self.span();
-            self.error_at(span.clone(), format!("expression nests deeper than {MAX_DEPTH} levels"));
-            // Skip the rest: deeper parsing would only repeat this.
-            self.pos = self.tokens.len() - 1;
+            self.too_deep_at(span.clone(), format!("expression nests deeper than {MAX_DEPTH} levels"));
             self.placeholder(span)
         } else {
-            self.binary(0)
+            self.binary()
         };
         self.depth -= 1;
         node
@@ -141,18 +168,36 @@ impl Parser<'_> {
         })
     }
 
-    fn binary(&mut self, min_power: u8) -> Node {
-        let mut lhs = self.unary();
+    /// Operands joined by binary operators, by precedence, all operators
+    /// left-associative. An explicit stack of pending operators instead of
+    /// a recursion per precedence level: inside each pair of parentheses
+    /// the parser's stack holds one frame here, not six.
+    fn binary(&mut self) -> Node {
+        let mut operands = vec![self.unary()];
+        let mut pending: Vec<(BinaryOp, u8)> = Vec::new();
         while let Some((op, power)) = Self::binary_op(self.peek()) {
-            if power <= min_power {
-                break;
+            // What binds at least as tightly on the left is complete.
+            while pending.last().is_some_and(|&(_, left)| left >= power) {
+                self.reduce(&mut operands, &mut pending);
             }
             self.advance();
-            let rhs = self.binary(power);
-            let span = lhs.span.start..rhs.span.end;
-            lhs = self.build(Expr::Binary { op, lhs: Box::new(lhs), rhs: Box::new(rhs) }, span);
+            pending.push((op, power));
+            operands.push(self.unary());
         }
-        lhs
+        while !pending.is_empty() {
+            self.reduce(&mut operands, &mut pending);
+        }
+        operands.pop().unwrap_or_else(|| self.placeholder(self.span()))
+    }
+
+    /// Joins the last two operands with the last pending operator.
+    fn reduce(&mut self, operands: &mut Vec<Node>, pending: &mut Vec<(BinaryOp, u8)>) {
+        let (Some((op, _)), Some(rhs), Some(lhs)) = (pending.pop(), operands.pop(), operands.pop()) else {
+            return;
+        };
+        let span = lhs.span.start..rhs.span.end;
+        let joined = self.build(Expr::Binary { op, lhs: Box::new(lhs), rhs: Box::new(rhs) }, span);
+        operands.push(joined);
     }
 
     fn unary(&mut self) -> Node {
@@ -163,7 +208,18 @@ impl Parser<'_> {
         };
         let start = self.advance().span.start;
         self.depth += 1;
-        let operand = if self.depth > MAX_DEPTH { self.expression() } else { self.unary() };
+        let operand = if self.depth <= MAX_DEPTH {
+            self.unary()
+        } else if self.operand_after_unary_run() {
+            self.expression()
+        } else {
+            // A run of `-` or `!` with nothing to apply them to (a divider
+            // line in a template) is text that does not parse, not an
+            // expression too deep.
+            let found = self.peek().describe();
+            self.error_here(format!("expected an expression, found {found}"));
+            self.placeholder(self.span())
+        };
         self.depth -= 1;
         let span = start..operand.span.end;
         if let (UnaryOp::Neg, Expr::Literal(Value::Number(n))) = (op, &operand.expr)
@@ -172,6 +228,14 @@ impl Parser<'_> {
             return Node::new(Expr::Literal(Value::Number(negated)), span);
         }
         self.build(Expr::Unary { op, operand: Box::new(operand) }, span)
+    }
+
+    /// Whether an operand follows the run of unary operators from here.
+    fn operand_after_unary_run(&self) -> bool {
+        let next = self.tokens[self.pos..].iter().find(|t| !matches!(t.token, Token::Bang | Token::Minus));
+        next.is_some_and(|t| {
+            matches!(t.token, Token::Number(_) | Token::Str(_) | Token::Ident(_) | Token::Root(_) | Token::LParen)
+        })
     }
 
     fn primary(&mut self) -> Node {

@@ -15,12 +15,19 @@ use super::lexer::is_ident_continue;
 use super::mappings::{MappingError, Mappings};
 use super::{SourceKind, parser, template};
 
-/// Longest source of one expression or template. Text is compiled once
-/// but every pass over it is linear, and a node holds every connector.
+/// Longest source of one expression or template a connector may be saved
+/// with (checked where sources enter, by the API's conversion). Text is
+/// compiled once but every pass over it is linear.
 pub const MAX_SOURCE_BYTES: usize = 64 * 1024;
-/// Longest sources of one set (a connector's expressions) in all, so the
-/// programs of a connector stay far below the arena's `u32` indices.
+/// Longest sources of one connector in all, likewise.
 pub const MAX_SET_SOURCE_BYTES: usize = 256 * 1024;
+/// Most operations of one program. Counted in operations, not bytes,
+/// because a program printed back (nodes cache what they compiled as
+/// printed text, which is longer) compiles to the same operations.
+pub const MAX_PROGRAM_OPS: usize = 1 << 16;
+/// Most operations of one set: a connector's programs, far below the
+/// arena's `u32` indices.
+pub const MAX_SET_OPS: usize = 1 << 18;
 
 /// A program of a [`ProgramSet`]: valid only in the set that made it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,8 +48,6 @@ pub struct ProgramSet {
 #[derive(Debug, Default)]
 pub struct ProgramSetBuilder {
     code: CodeBuilder,
-    /// Bytes of the sources compiled into the set so far.
-    source_bytes: usize,
 }
 
 impl ProgramSetBuilder {
@@ -58,18 +63,6 @@ impl ProgramSetBuilder {
         kind: SourceKind,
         context: Context<'_>,
     ) -> Result<ProgramId, CompileErrors> {
-        let too_long = |message: String| Err(CompileErrors(vec![CompileError::at(source, 0..0, message)]));
-        if source.len() > MAX_SOURCE_BYTES {
-            return too_long(format!(
-                "is {} bytes long; an expression or template may have at most {MAX_SOURCE_BYTES}",
-                source.len()
-            ));
-        }
-        if self.source_bytes + source.len() > MAX_SET_SOURCE_BYTES {
-            return too_long(format!(
-                "brings the connector's expressions and templates to more than {MAX_SET_SOURCE_BYTES} bytes in all"
-            ));
-        }
         let (node, mut errors) = match kind {
             SourceKind::Expression => {
                 if source.trim().is_empty() {
@@ -96,12 +89,19 @@ impl ProgramSetBuilder {
         let mut lowering = Lowering { source, context, code: &mut self.code, errors: Vec::new() };
         let root = lowering.lower(&node);
         errors.extend(lowering.errors);
+        let (program_ops, set_ops) = (self.code.ops_since(mark), self.code.ops_len());
+        if program_ops > MAX_PROGRAM_OPS {
+            let message = format!("is {program_ops} operations long; a program may have at most {MAX_PROGRAM_OPS}");
+            errors.push(CompileError::at(source, 0..0, message));
+        } else if set_ops > MAX_SET_OPS {
+            let message = format!("brings the connector's programs to more than {MAX_SET_OPS} operations");
+            errors.push(CompileError::at(source, 0..0, message));
+        }
         if !errors.is_empty() {
             self.code.reset(mark);
             errors.sort_by_key(|e| e.span.start);
             return Err(CompileErrors(errors));
         }
-        self.source_bytes += source.len();
         Ok(ProgramId(root))
     }
 

@@ -542,11 +542,14 @@ fn trees_deeper_than_the_limit_are_refused_not_overflowed() {
     }
 }
 
-/// Stack the deepest programs need, for every pass over them: compiling,
-/// evaluating, printing and compiling the print again, listing what they
-/// read, and dropping them. Measured: debug builds need about N KiB,
-/// release builds far less; tokio's workers have 2 MiB.
-const DEEPEST_PROGRAM_STACK: usize = 2048 * 1024;
+/// Stack for every pass over the deepest programs: compiling, evaluating,
+/// printing and compiling the print again, listing what they read, and
+/// dropping them, plus the deepest input the parser refuses. Measured in a
+/// debug build by bisecting the thread's stack: 482 KiB for all of it
+/// (release builds need far less); tokio's workers and blocking threads
+/// have 2 MiB. Before the depth limit counted operator chains, 6 000 terms
+/// overflowed 2 MiB.
+const DEEPEST_PROGRAM_STACK: usize = 1024 * 1024;
 
 #[test]
 fn the_deepest_programs_fit_a_small_stack() {
@@ -565,23 +568,46 @@ fn the_deepest_programs_fit_a_small_stack() {
             builder.compile(&source, SourceKind::Template, Context::default()).unwrap();
             builder.finish().read_payload(r#"{"amount": 1, "name": "x"}"#).unwrap();
         }
+        // The parser's own stack peaks on input it then refuses: every
+        // precedence level inside each pair of parentheses is a frame.
+        let ladder = "$payload.a || $payload.b && $payload.c == $payload.d < $payload.e + $payload.f * (";
+        let refused = format!("{}1{}", ladder.repeat(parser::MAX_DEPTH), ")".repeat(parser::MAX_DEPTH));
+        assert!(compile(&refused, SourceKind::Template).is_err());
     };
     std::thread::Builder::new().stack_size(DEEPEST_PROGRAM_STACK).spawn(run).unwrap().join().expect("no overflow");
 }
 
 #[test]
-fn sources_are_capped_in_length_alone_and_per_set() {
-    let long = format!("\"{}\"", "x".repeat(MAX_SOURCE_BYTES));
-    let err = compile(&long, SourceKind::Template).unwrap_err().to_string();
-    assert!(err.contains("an expression or template may have at most 65536"), "{err}");
+fn programs_are_capped_in_operations_alone_and_per_set() {
+    // A long text is one operation; many references are many.
+    let references = "$payload.a ".repeat(MAX_PROGRAM_OPS / 2 + 1);
+    let err = compile(&references, SourceKind::Template).unwrap_err().to_string();
+    assert!(err.contains(&format!("a program may have at most {MAX_PROGRAM_OPS}")), "{err}");
     let mut builder = ProgramSetBuilder::new();
-    let text = "y".repeat(MAX_SOURCE_BYTES - 10);
-    let fit = MAX_SET_SOURCE_BYTES / text.len();
-    for _ in 0..fit {
-        builder.compile(&text, SourceKind::Template, Context::default()).unwrap();
+    let half = "$payload.a ".repeat(MAX_PROGRAM_OPS / 4);
+    let fit = MAX_SET_OPS / (MAX_PROGRAM_OPS / 2);
+    for _ in 0..fit - 1 {
+        builder.compile(&half, SourceKind::Template, Context::default()).unwrap();
     }
-    let err = builder.compile(&text, SourceKind::Template, Context::default()).unwrap_err().to_string();
-    assert!(err.contains("more than 262144 bytes in all"), "{err}");
+    let err = builder.compile(&half, SourceKind::Template, Context::default()).unwrap_err().to_string();
+    assert!(err.contains(&format!("more than {MAX_SET_OPS} operations")), "{err}");
+    let kept = builder.compile("$payload.b", SourceKind::Template, Context::default());
+    assert!(kept.is_ok(), "a refused program left nothing behind");
+}
+
+#[test]
+fn text_that_nests_deep_for_other_reasons_stays_text() {
+    // A divider line is a template, not an expression 200 levels deep.
+    for text in ["-".repeat(200), format!("a{}", "/b".repeat(200))] {
+        let program = compile(&text, SourceKind::Template).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(program.eval(&empty_scope(), &Limits::default()).unwrap(), json!(text));
+    }
+    // An expression whose only fault is its depth is refused, also inside
+    // parentheses the skip leaves unclosed.
+    for deep in [deep("chain", parser::MAX_DEPTH + 1), deep("parentheses", parser::MAX_DEPTH + 1)] {
+        let err = compile(&deep, SourceKind::Template).unwrap_err().to_string();
+        assert!(err.contains("nests deeper") && !err.contains("expected ')'"), "{err}");
+    }
 }
 
 /// Runs `source` on `payload` with `limits`.
@@ -644,6 +670,10 @@ fn copies_of_the_payload_are_paid_for() {
     let scope = Scope { payload: &payload, lookup: None, processed: &Map::new(), secrets: &NoSecrets };
     assert!(program.eval_cow(&scope, &limits).is_ok(), "a borrowed result costs nothing");
     assert_eq!(program.eval(&scope, &limits), Err(EvalError::TotalOutputTooLarge(2_000)), "an owned copy does");
+    // Forwarding a part of the body is as large as the body may be: the
+    // per-value limit (meant for what expressions build) does not apply.
+    let forwarding = Limits { max_steps: 100, max_output_bytes: 100, max_total_bytes: 1 << 20 };
+    assert!(program.eval(&scope, &forwarding).is_ok(), "a copy counts towards the total only");
 }
 
 #[test]

@@ -58,7 +58,18 @@ pub struct Target {
 }
 
 impl Target {
+    /// A target that keeps every request it receives, for assertions.
     pub async fn start(behaviour: Behaviour) -> Target {
+        Target::serve(behaviour, true).await
+    }
+
+    /// A target that only counts what it receives: for long runs, where
+    /// keeping every request would be a leak of the harness's own.
+    pub async fn counting(behaviour: Behaviour) -> Target {
+        Target::serve(behaviour, false).await
+    }
+
+    async fn serve(behaviour: Behaviour, keep: bool) -> Target {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let received = Arc::new(Mutex::new(Vec::new()));
@@ -66,18 +77,19 @@ impl Target {
         let (count_tx, count) = watch::channel(0usize);
         let count_tx = Arc::new(count_tx);
         let (log, mode) = (received.clone(), behaviour.clone());
+        let total = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else { return };
-                let (log, mode, count_tx) = (log.clone(), mode.clone(), count_tx.clone());
+                let (log, mode, count_tx, total) = (log.clone(), mode.clone(), count_tx.clone(), total.clone());
                 let service = hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
-                    let (log, mode, count_tx) = (log.clone(), mode.clone(), count_tx.clone());
+                    let (log, mode, count_tx, total) = (log.clone(), mode.clone(), count_tx.clone(), total.clone());
                     async move {
                         let (parts, body) = request.into_parts();
                         let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-                        let seen = {
-                            let mut log = log.lock().unwrap();
-                            log.push(Received {
+                        let seen = total.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                        if keep {
+                            log.lock().unwrap().push(Received {
                                 method: parts.method.to_string(),
                                 uri: parts.uri.to_string(),
                                 headers: parts
@@ -87,8 +99,7 @@ impl Target {
                                     .collect(),
                                 body,
                             });
-                            log.len()
-                        };
+                        }
                         count_tx.send_replace(seen);
                         let behaviour = *mode.lock().unwrap();
                         let n = seen as u32;

@@ -119,24 +119,27 @@ impl MigrationSource<'static> for BackendMigrations {
 
 type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
-/// Creates the SQLite database file of `url` with mode 0600 when it does
-/// not exist yet, before SQLite would create it with the process's umask
-/// (0644 as a rule): it holds sealed secrets, credential hashes and every
-/// event's payload. SQLite gives its `-wal` and `-shm` files the database
-/// file's permissions. An existing file is left as its owner set it.
+/// Creates the SQLite database file of `url` with mode 0600 when the URL
+/// lets SQLite create it (`mode=rwc`) and it does not exist yet: SQLite
+/// would create it with the process's umask (0644 as a rule), and it holds
+/// sealed secrets, credential hashes and every event's payload. SQLite
+/// gives its `-wal` and `-shm` files the database file's permissions. An
+/// existing file is left as its owner set it; the path is read by sqlx's
+/// own URL parser, so it is the file sqlx opens.
 fn create_private_database_file(url: &str) {
-    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
-    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-    if path.is_empty() || path == ":memory:" || query.split('&').any(|p| p == "mode=memory") {
+    let creates = url.split_once('?').is_some_and(|(_, query)| query.split('&').any(|p| p == "mode=rwc"));
+    let Ok(options) = sqlx::sqlite::SqliteConnectOptions::from_str(url) else { return };
+    let path = options.get_filename();
+    if !creates || path.as_os_str().is_empty() || path == std::path::Path::new(":memory:") {
         return;
     }
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
+    let mut file = std::fs::OpenOptions::new();
+    file.write(true).create_new(true);
     #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    std::os::unix::fs::OpenOptionsExt::mode(&mut file, 0o600);
     // An existing file is kept; a missing directory and the like are
     // reported by SQLite, in its words, when it opens the file.
-    let _ = options.open(path);
+    let _ = file.open(path);
 }
 
 impl Store {

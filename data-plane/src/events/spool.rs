@@ -4,10 +4,15 @@
 //! increasing number and written atomically; it is deleted once the control
 //! plane acknowledged it, so batches survive outages and node restarts.
 //! Without one, batches wait in memory (and are lost with the process).
+//!
+//! The numbers of the batches on disk are kept in memory, read from the
+//! directory once at start: an outage under load leaves many batches, and
+//! finding the oldest must not list them all each time. Files are read,
+//! written and removed on tokio's blocking pool, never on a runtime worker.
 
 use std::collections::VecDeque;
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use hookplane::api::v1 as api;
 use prost::Message as _;
@@ -21,18 +26,21 @@ const SUFFIX: &str = ".batch";
 pub struct Spool {
     dir: Option<PathBuf>,
     memory: VecDeque<Vec<api::NodeEvent>>,
+    /// Numbers of the batches on disk, oldest first.
+    numbers: VecDeque<u64>,
     next: u64,
-    /// Batch files in `dir`, counted so emptiness costs no directory read.
-    files: usize,
 }
 
 impl Spool {
     /// A spool under `cache_dir/events`, or in memory.
-    pub fn open(cache_dir: Option<PathBuf>) -> Spool {
+    pub async fn open(cache_dir: Option<PathBuf>) -> Spool {
         let dir = cache_dir.map(|d| d.join("events"));
-        let numbers = dir.as_deref().map(numbers).unwrap_or_default();
-        let next = numbers.last().map_or(0, |n| n + 1);
-        Spool { dir, memory: VecDeque::new(), next, files: numbers.len() }
+        let numbers = match dir.clone() {
+            Some(dir) => tokio::task::spawn_blocking(move || numbers(&dir)).await.unwrap_or_default(),
+            None => VecDeque::new(),
+        };
+        let next = numbers.back().map_or(0, |n| n + 1);
+        Spool { dir, memory: VecDeque::new(), numbers, next }
     }
 
     /// Whether batches are kept on disk (else in memory).
@@ -40,56 +48,64 @@ impl Spool {
         self.dir.is_some()
     }
 
-    /// Keeps a batch until it is acknowledged. The write syncs the file
-    /// and the directory, so it runs off the runtime's workers: a node
-    /// spools while it is busiest, when the control plane lags.
-    /// Returns the batch's handle on disk (none in memory).
+    /// Keeps a batch until it is acknowledged; returns its handle on disk
+    /// (none in memory). The write syncs the file and the directory.
     pub async fn push(&mut self, events: Vec<api::NodeEvent>) -> Result<Option<u64>, CacheError> {
         let Some(dir) = &self.dir else {
             self.memory.push_back(events);
             return Ok(None);
         };
-        let bytes = api::ReportEventsRequest { batch: self.next, events }.encode_to_vec();
-        let (dir, name) = (dir.clone(), format!("{:020}{SUFFIX}", self.next));
+        let number = self.next;
+        let bytes = api::ReportEventsRequest { batch: number, events }.encode_to_vec();
+        let (dir, name) = (dir.clone(), file_name(number));
         let path = dir.join(&name);
         tokio::task::spawn_blocking(move || write_atomically(&dir, &name, &bytes))
             .await
             .map_err(|err| CacheError::Io { path, source: std::io::Error::other(err) })??;
-        let handle = self.next;
         self.next += 1;
-        self.files += 1;
-        Ok(Some(handle))
+        self.numbers.push_back(number);
+        Ok(Some(number))
     }
 
-    /// The oldest batch, with the handle to remove it.
-    pub fn oldest(&mut self) -> Option<(Option<u64>, Vec<api::NodeEvent>)> {
+    /// The oldest batch, with the handle to remove it. An unreadable file
+    /// is logged and dropped.
+    pub async fn oldest(&mut self) -> Option<(Option<u64>, Vec<api::NodeEvent>)> {
         let Some(dir) = &self.dir else {
             return self.memory.front().map(|b| (None, b.clone()));
         };
-        for number in numbers(dir) {
-            let path = dir.join(format!("{number:020}{SUFFIX}"));
-            match fs::read(&path).ok().and_then(|b| api::ReportEventsRequest::decode(b.as_slice()).ok()) {
+        while let Some(&number) = self.numbers.front() {
+            let path = dir.join(file_name(number));
+            let read = path.clone();
+            let batch = tokio::task::spawn_blocking(move || {
+                fs::read(&read).ok().and_then(|b| api::ReportEventsRequest::decode(b.as_slice()).ok())
+            })
+            .await
+            .ok()
+            .flatten();
+            match batch {
                 Some(batch) => return Some((Some(number), batch.events)),
                 None => {
                     tracing::error!(path = %path.display(), "dropping an unreadable event batch");
                     let _ = fs::remove_file(&path);
-                    self.files = self.files.saturating_sub(1);
+                    self.numbers.pop_front();
                 }
             }
         }
-        // Nothing readable is left, whatever the count said (files removed
-        // by hand): callers loop while the spool is not empty.
-        self.files = 0;
         None
     }
 
     /// Forgets an acknowledged batch: the one on disk with `handle`, or
     /// the oldest in memory.
-    pub fn remove(&mut self, handle: Option<u64>) {
+    pub async fn remove(&mut self, handle: Option<u64>) {
         match (handle, &self.dir) {
             (Some(number), Some(dir)) => {
-                let _ = fs::remove_file(dir.join(format!("{number:020}{SUFFIX}")));
-                self.files = self.files.saturating_sub(1);
+                if self.numbers.front() == Some(&number) {
+                    self.numbers.pop_front();
+                } else {
+                    self.numbers.retain(|&n| n != number);
+                }
+                let path = dir.join(file_name(number));
+                let _ = tokio::task::spawn_blocking(move || fs::remove_file(path)).await;
             }
             _ => {
                 self.memory.pop_front();
@@ -100,21 +116,25 @@ impl Spool {
     /// Whether nothing waits.
     pub fn is_empty(&self) -> bool {
         match &self.dir {
-            Some(_) => self.files == 0,
+            Some(_) => self.numbers.is_empty(),
             None => self.memory.is_empty(),
         }
     }
 }
 
+fn file_name(number: u64) -> String {
+    format!("{number:020}{SUFFIX}")
+}
+
 /// The batch numbers in `dir`, ascending.
-fn numbers(dir: &std::path::Path) -> Vec<u64> {
+fn numbers(dir: &Path) -> VecDeque<u64> {
     let Ok(entries) = fs::read_dir(dir) else {
-        return Vec::new();
+        return VecDeque::new();
     };
     let mut numbers: Vec<u64> =
         entries.filter_map(|e| e.ok()?.file_name().to_str()?.strip_suffix(SUFFIX)?.parse().ok()).collect();
     numbers.sort_unstable();
-    numbers
+    numbers.into()
 }
 
 #[cfg(test)]
@@ -129,47 +149,62 @@ mod tests {
         }]
     }
 
+    async fn drain(spool: &mut Spool) -> Vec<i64> {
+        let mut ids = Vec::new();
+        while let Some((handle, events)) = spool.oldest().await {
+            spool.remove(handle).await;
+            ids.push(events[0].event.as_ref().unwrap().id);
+        }
+        ids
+    }
+
     #[tokio::test]
     async fn batches_survive_reopening_in_order_until_removed() {
         let dir = tempfile::tempdir().unwrap();
-        let mut spool = Spool::open(Some(dir.path().to_owned()));
+        let mut spool = Spool::open(Some(dir.path().to_owned())).await;
         assert!(spool.is_empty());
         spool.push(batch(1)).await.unwrap();
         spool.push(batch(2)).await.unwrap();
-        let mut reopened = Spool::open(Some(dir.path().to_owned()));
-        let (handle, events) = reopened.oldest().unwrap();
+        let mut reopened = Spool::open(Some(dir.path().to_owned())).await;
+        let (handle, events) = reopened.oldest().await.unwrap();
         assert_eq!(events[0].event.as_ref().unwrap().id, 1);
-        reopened.remove(handle);
+        reopened.remove(handle).await;
         reopened.push(batch(3)).await.unwrap();
-        let ids: Vec<i64> = std::iter::from_fn(|| {
-            let (handle, events) = reopened.oldest()?;
-            reopened.remove(handle);
-            Some(events[0].event.as_ref().unwrap().id)
-        })
-        .collect();
-        assert_eq!(ids, vec![2, 3]);
+        assert_eq!(drain(&mut reopened).await, vec![2, 3]);
         assert!(reopened.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_batch_removed_out_of_order_leaves_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spool = Spool::open(Some(dir.path().to_owned())).await;
+        let _ = spool.push(batch(1)).await.unwrap();
+        let second = spool.push(batch(2)).await.unwrap();
+        spool.push(batch(3)).await.unwrap();
+        // A late ack removes the copy of a batch that was in flight.
+        spool.remove(second).await;
+        assert_eq!(drain(&mut spool).await, vec![1, 3]);
     }
 
     #[tokio::test]
     async fn files_removed_behind_its_back_leave_the_spool_empty() {
         let dir = tempfile::tempdir().unwrap();
-        let mut spool = Spool::open(Some(dir.path().to_owned()));
+        let mut spool = Spool::open(Some(dir.path().to_owned())).await;
         spool.push(batch(1)).await.unwrap();
         for entry in fs::read_dir(dir.path().join("events")).unwrap() {
             fs::remove_file(entry.unwrap().path()).unwrap();
         }
         assert!(!spool.is_empty(), "the count does not read the directory");
-        assert!(spool.oldest().is_none());
-        assert!(spool.is_empty(), "finding nothing resets the count, so a flush ends");
+        assert!(spool.oldest().await.is_none());
+        assert!(spool.is_empty(), "finding nothing readable empties it, so a flush ends");
     }
 
     #[tokio::test]
     async fn without_a_directory_batches_wait_in_memory() {
-        let mut spool = Spool::open(None);
+        let mut spool = Spool::open(None).await;
         spool.push(batch(1)).await.unwrap();
-        let (handle, _) = spool.oldest().unwrap();
-        spool.remove(handle);
+        let (handle, _) = spool.oldest().await.unwrap();
+        spool.remove(handle).await;
         assert!(spool.is_empty());
     }
 }

@@ -32,6 +32,8 @@ fn eval(
     programs.eval_in(program, scope, budget).map_err(|e| format!("{}: {e}", field()))
 }
 
+/// Evaluates one program to text, rendering a borrowed result in place
+/// (no copy of the payload part it reads).
 fn text(
     programs: &ProgramSet,
     program: ProgramId,
@@ -39,7 +41,8 @@ fn text(
     budget: &mut Budget,
     field: impl FnOnce() -> String,
 ) -> Result<String, RenderError> {
-    eval(programs, program, scope, budget, field).map(|v| expr::render(&v))
+    let value = programs.eval_cow_in(program, scope, budget).map_err(|e| format!("{}: {e}", field()))?;
+    Ok(expr::render(&value))
 }
 
 /// URL, query and headers shared by lookup and perform.

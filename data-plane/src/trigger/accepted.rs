@@ -28,6 +28,9 @@ use crate::snapshot::{DeployedConnector, Snapshot};
 
 /// Kept calls running at once; more wait in the inbox.
 const MAX_RUNNING: usize = 256;
+/// When a kept call that could not run (its connector held, its event not
+/// kept) is tried again.
+const RETRY_LATER: Duration = Duration::from_secs(30);
 /// How long calls a previous run kept wait for the control plane's
 /// current snapshot before they run on the cached one.
 const LEFT_CALLS_SYNC_WAIT: Duration = Duration::from_secs(10);
@@ -84,13 +87,14 @@ impl Ingress {
         // Checked to be JSON, so UTF-8, when it was kept.
         let body = std::str::from_utf8(&kept.body).unwrap_or_default();
         // A connector disabled since still runs what it accepted; only one
-        // that is gone cannot.
-        let held = deployed.as_ref().and_then(|d| snapshot.held.get(&d.connector.id));
+        // that is gone cannot. One held for a secret the control plane
+        // could not open runs once the secret is set again: the call waits.
+        if deployed.as_ref().is_some_and(|d| snapshot.held.contains_key(&d.connector.id)) {
+            tracing::warn!(event_id = kept.event_id, "an accepted call waits for its held connector");
+            self.inbox.retry_later(kept, RETRY_LATER);
+            return;
+        }
         let kept_event = match deployed {
-            Some(_) if held.is_some() => {
-                let reason = format!("the connector could not run: it {}", held.map(|r| &**r).unwrap_or_default());
-                self.record_unrun(&kept, client_ip, body, received, reason).kept().await
-            }
             Some(deployed) => {
                 let headers = header_map(&kept.headers);
                 let plan = plan_of(&snapshot, &deployed);
@@ -107,12 +111,14 @@ impl Ingress {
                     started: Instant::now(),
                 };
                 match self.execute(&snapshot, call).await {
-                    Err(Refusal::EventNotKept) => Err(EventLost),
-                    Err(refusal) => {
-                        tracing::error!(event_id = kept.event_id, error = %refusal, "an accepted call could not run");
-                        Ok(())
-                    }
                     Ok(_) => Ok(()),
+                    Err(Refusal::EventNotKept) => Err(EventLost),
+                    // Refused before it ran (its body no longer reads as the
+                    // connector's payload): the event says so.
+                    Err(refusal) => {
+                        let error = format!("the accepted call could not run: {refusal}");
+                        self.record_unrun(&kept, client_ip, body, received, error).kept().await
+                    }
                 }
             }
             None => {
@@ -125,10 +131,10 @@ impl Ingress {
         // id, so the control plane stores it once).
         match kept_event {
             Ok(()) => self.inbox.done(kept.event_id).await,
-            Err(_) => tracing::error!(
-                event_id = kept.event_id,
-                "an accepted call's event was not kept; it runs again on restart"
-            ),
+            Err(EventLost) => {
+                tracing::error!(event_id = kept.event_id, "an accepted call's event was not kept; it runs again later");
+                self.inbox.retry_later(kept, RETRY_LATER);
+            }
         }
     }
 

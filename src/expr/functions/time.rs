@@ -49,9 +49,11 @@ pub fn format_date(date: &Value, format: &Value, budget: &mut Budget) -> Result<
         }
     };
     check_pattern(pattern).map_err(EvalError::Type)?;
-    // A pattern from the payload may repeat `%c` a million times: the text
-    // is claimed as it is written.
+    // A pattern from the payload may repeat `%+` a million times: the text
+    // is claimed as it is written. (`DelayedFormat`'s `Display` would build
+    // all of it first; `write_to` writes item by item.)
     let mut out = Output::new(budget);
-    out.display(date.format_with_items(StrftimeItems::new(pattern)))?;
+    let formatted = date.format_with_items(StrftimeItems::new(pattern));
+    out.write_with(|writer| formatted.write_to(writer))?;
     Ok(Value::String(out.finish()))
 }

@@ -1,0 +1,298 @@
+//! The reporter: one task that turns queued events into batches on the
+//! `ReportEvents` stream, or into spooled batches, and settles each
+//! event's receipt once its batch is kept.
+//!
+//! Nothing it waits on may leave handlers waiting without bound: a
+//! connection attempt runs beside the queue (events meanwhile go to the
+//! spool), spooled batches go out one per turn, and while any ack is
+//! awaited the queue is watched — beyond `max_queued_events`, or once the
+//! ack is [`SPOOL_AFTER`] late, queued events move to the spool.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use hookplane::api::v1::{self as api, node_sync_service_client::NodeSyncServiceClient};
+use hookplane::convert;
+use rand::Rng as _;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::spool::Spool;
+use super::{Batch, EventLost, EventQueue, Queued};
+use crate::NodeConfig;
+use crate::sync::{authorized, connect};
+
+/// Events per batch: one store transaction on the control plane.
+const MAX_BATCH: usize = 500;
+/// A batch unacknowledged this long means the stream is broken.
+const ACK_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long handlers wait on an ack before their events are spooled
+/// instead: the control plane answers in milliseconds when well.
+pub const SPOOL_AFTER: Duration = Duration::from_millis(500);
+const BACKOFF_START: Duration = Duration::from_millis(200);
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// How often the queue is measured while a batch awaits its ack.
+const SPILL_CHECK: Duration = Duration::from_millis(50);
+
+/// An open `ReportEvents` stream.
+struct Stream {
+    requests: mpsc::Sender<api::ReportEventsRequest>,
+    acks: tonic::Streaming<api::ReportEventsResponse>,
+    next_batch: u64,
+}
+
+type Opening = Pin<Box<dyn Future<Output = Result<Stream, tonic::Status>> + Send>>;
+
+impl Stream {
+    /// Opens a stream, giving up after [`ACK_TIMEOUT`] (connecting has
+    /// its own shorter timeout; the call itself had none).
+    fn open(config: Arc<NodeConfig>) -> Opening {
+        Box::pin(async move {
+            let opening = async {
+                let channel = connect(&config).await.map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+                let (requests, receiver) = mpsc::channel(2);
+                let request = authorized(&config, ReceiverStream::new(receiver))?;
+                let acks = NodeSyncServiceClient::new(channel).report_events(request).await?.into_inner();
+                Ok(Stream { requests, acks, next_batch: 0 })
+            };
+            tokio::time::timeout(ACK_TIMEOUT, opening)
+                .await
+                .unwrap_or_else(|_| Err(tonic::Status::deadline_exceeded("opening the event stream timed out")))
+        })
+    }
+
+    /// Sends a batch and waits until the control plane stored it; false if
+    /// the stream broke.
+    async fn deliver(&mut self, events: Vec<api::NodeEvent>) -> bool {
+        let batch = self.next_batch;
+        self.next_batch += 1;
+        if self.requests.send(api::ReportEventsRequest { batch, events }).await.is_err() {
+            return false;
+        }
+        matches!(
+            tokio::time::timeout(ACK_TIMEOUT, self.acks.message()).await,
+            Ok(Ok(Some(ack))) if ack.batch == batch
+        )
+    }
+}
+
+/// Reports events until every sink is gone (spooling what it could not
+/// deliver), so no event can be recorded after it stops.
+pub async fn report(config: Arc<NodeConfig>, queue: EventQueue) {
+    let EventQueue { receiver, pending } = queue;
+    let spool = Spool::open(config.cache_dir.clone()).await;
+    let mut backlog = Backlog { config: config.clone(), events: receiver, pending, spool };
+    let mut stream: Option<Stream> = None;
+    let mut opening: Option<Opening> = None;
+    let mut backoff = BACKOFF_START;
+    let mut next_attempt = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            // Connection attempts come first: under steady load the queue
+            // is never empty, and they must still get their turn.
+            biased;
+            opened = async {
+                match opening.as_mut() {
+                    Some(attempt) => attempt.await,
+                    None => std::future::pending().await,
+                }
+            }, if opening.is_some() => {
+                opening = None;
+                match opened {
+                    Ok(open) => {
+                        backoff = BACKOFF_START;
+                        stream = Some(open);
+                    }
+                    Err(err) => {
+                        tracing::debug!(error = %err, "event stream unavailable; spooling events");
+                        next_attempt = tokio::time::Instant::now() + rand::rng().random_range(backoff / 2..=backoff);
+                        backoff = (backoff * 2).min(BACKOFF_MAX);
+                    }
+                }
+            }
+            () = tokio::time::sleep_until(next_attempt), if stream.is_none() && opening.is_none() => {
+                opening = Some(Stream::open(config.clone()));
+            }
+            first = backlog.events.recv() => {
+                // `None` only once every sink is gone and the queue is empty.
+                let Some(first) = first else { break };
+                let batch = drain(&config, first, &mut backlog.events);
+                match &mut stream {
+                    Some(open) => {
+                        if !backlog.deliver(open, batch).await {
+                            stream = None;
+                        }
+                    }
+                    None => backlog.keep(batch).await,
+                }
+                // What spilled while the control plane lagged follows, a
+                // batch after each live one, so it catches up under load.
+                if let Some(open) = stream.as_mut().filter(|_| !backlog.spool.is_empty())
+                    && !backlog.send_oldest(open).await
+                {
+                    stream = None;
+                }
+            }
+            // ... and whenever no new event waits.
+            () = std::future::ready(()), if stream.is_some() && !backlog.spool.is_empty() => {
+                if let Some(open) = &mut stream
+                    && !backlog.send_oldest(open).await
+                {
+                    stream = None;
+                }
+            }
+        }
+    }
+}
+
+/// The reporter's queue and spool.
+struct Backlog {
+    config: Arc<NodeConfig>,
+    events: mpsc::UnboundedReceiver<Queued>,
+    pending: Arc<AtomicUsize>,
+    spool: Spool,
+}
+
+/// Handlers answered before their batch's ack: with the handle of the
+/// batch's copy on disk (none for a node whose spool is memory).
+type Early = Option<Option<u64>>;
+
+impl Backlog {
+    /// Delivers `batch`; false if the stream broke (the batch is then
+    /// spooled).
+    async fn deliver(&mut self, open: &mut Stream, mut batch: Batch) -> bool {
+        let count = batch.events.len();
+        // The copy kept for the spool shares each trace's bytes.
+        let acked = open.deliver(batch.events.clone());
+        let (delivered, early) = self.watching(acked, Some(&mut batch)).await;
+        match (delivered, early) {
+            (true, None) => {
+                self.pending.fetch_sub(count, Ordering::Relaxed);
+                batch.settle(Ok(()));
+            }
+            // Stored and spooled both: the resend the copy would make is
+            // absorbed by the ids, but there is no need for it.
+            (true, Some(Some(copy))) => self.spool.remove(Some(copy)).await,
+            (true, Some(None)) => {}
+            (false, None) => self.keep(batch).await,
+            // The copy on disk is the batch now.
+            (false, Some(Some(_))) => {}
+            // Answered already; in memory, the batch waits in the spool.
+            (false, Some(None)) => {
+                let _ = self.spool.push(batch.events).await;
+            }
+        }
+        delivered
+    }
+
+    /// Sends the oldest spooled batch, if any; false if the stream broke.
+    /// A spooled batch stays on disk until its ack, so it is sent as read.
+    async fn send_oldest(&mut self, open: &mut Stream) -> bool {
+        let Some((handle, events)) = self.spool.oldest().await else { return true };
+        let (delivered, _) = self.watching(open.deliver(events), None).await;
+        if delivered {
+            self.spool.remove(handle).await;
+        }
+        delivered
+    }
+
+    /// Awaits `acked` while keeping handlers answered: queued events beyond
+    /// the node's limit move to the spool; once the ack is [`SPOOL_AFTER`]
+    /// late, all of them do, and so does a copy of `batch` (whose handlers
+    /// are then answered).
+    async fn watching(&mut self, acked: impl Future<Output = bool>, mut batch: Option<&mut Batch>) -> (bool, Early) {
+        tokio::pin!(acked);
+        let mut check = tokio::time::interval(SPILL_CHECK);
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let late = tokio::time::Instant::now() + SPOOL_AFTER;
+        let mut early: Early = None;
+        loop {
+            tokio::select! {
+                delivered = &mut acked => return (delivered, early),
+                _ = check.tick() => {
+                    let lagging = tokio::time::Instant::now() >= late;
+                    if lagging && early.is_none() && let Some(batch) = batch.as_deref_mut() {
+                        early = self.keep_copy(batch).await;
+                    }
+                    self.spill(lagging).await;
+                }
+            }
+        }
+    }
+
+    /// Spools a copy of a batch still in flight and settles its handlers.
+    async fn keep_copy(&mut self, batch: &mut Batch) -> Early {
+        let count = batch.events.len();
+        tracing::warn!(events = count, "the control plane is slow to store events; spooling them");
+        if !self.spool.is_durable() {
+            self.pending.fetch_sub(count, Ordering::Relaxed);
+            batch.settle(Ok(()));
+            return Some(None);
+        }
+        match self.spool.push(batch.events.clone()).await {
+            Ok(handle) => {
+                self.pending.fetch_sub(count, Ordering::Relaxed);
+                batch.settle(Ok(()));
+                Some(handle)
+            }
+            // Not settled: the ack, or the spool after a broken stream,
+            // may still keep the batch.
+            Err(err) => {
+                tracing::error!(error = %err, events = count, "could not spool a late batch");
+                None
+            }
+        }
+    }
+
+    /// Moves queued events to the spool, a batch at a time: all of them
+    /// while the control plane lags, else those beyond the node's limit.
+    async fn spill(&mut self, lagging: bool) {
+        let keep_queued = if lagging { 0 } else { self.config.max_queued_events };
+        while self.events.len() > keep_queued {
+            let Ok(first) = self.events.try_recv() else { break };
+            let batch = drain(&self.config, first, &mut self.events);
+            tracing::warn!(events = batch.events.len(), "the control plane lags behind; spooling events to disk");
+            self.keep(batch).await;
+        }
+    }
+
+    /// Spools a batch and settles its handlers; its events are no longer
+    /// pending.
+    async fn keep(&mut self, mut batch: Batch) {
+        let count = batch.events.len();
+        let result = self.spool.push(batch.events.clone()).await;
+        self.pending.fetch_sub(count, Ordering::Relaxed);
+        match result {
+            Ok(_) => batch.settle(Ok(())),
+            Err(err) => {
+                tracing::error!(error = %err, events = count, "could not spool events; they are lost");
+                batch.settle(Err(EventLost));
+            }
+        }
+    }
+}
+
+/// `first` and whatever else is queued, up to a batch, in the form they
+/// are reported in (their traces were encoded when they were recorded).
+fn drain(config: &NodeConfig, first: Queued, events: &mut mpsc::UnboundedReceiver<Queued>) -> Batch {
+    let capacity = events.len().min(MAX_BATCH - 1) + 1;
+    let mut batch = Batch { events: Vec::with_capacity(capacity), receipts: Vec::with_capacity(capacity) };
+    let mut add = |Queued { mut event, kept }: Queued| {
+        if event.node_id.is_empty() {
+            event.node_id = config.node_id.clone();
+        }
+        batch.events.push(convert::node_event_to_api(event));
+        batch.receipts.push(kept);
+    };
+    add(first);
+    for _ in 1..MAX_BATCH {
+        match events.try_recv() {
+            Ok(queued) => add(queued),
+            Err(_) => break,
+        }
+    }
+    batch
+}
