@@ -126,13 +126,16 @@ impl NodeSyncService for NodeSyncApi {
                 if batch.events.len() > MAX_EVENTS_PER_BATCH {
                     Err(ApiError::invalid("events", format!("at most {MAX_EVENTS_PER_BATCH} events per batch")))?;
                 }
-                let decoded = batch
-                    .events
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, e)| hookplane::convert::node_event_from_api(e, i))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(ApiError::from)?;
+                // One event a node could not have meant (it would corrupt
+                // the store) is refused alone: failing the batch would have
+                // the node resend it, and everything after it, forever.
+                let mut decoded = Vec::with_capacity(batch.events.len());
+                for (i, event) in batch.events.into_iter().enumerate() {
+                    match hookplane::convert::node_event_from_api(event, i) {
+                        Ok(event) => decoded.push(event),
+                        Err(err) => tracing::error!(batch = batch.batch, error = %err, "dropping an event a node reported malformed"),
+                    }
+                }
                 events.ingest(&decoded).await.map_err(ApiError::from)?;
                 yield api::ReportEventsResponse { batch: batch.batch };
             }
