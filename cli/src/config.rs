@@ -82,6 +82,13 @@ pub struct Settings {
     /// yet; beyond this many such calls are shed with 503.
     #[serde(default = "default_max_accepted_calls")]
     pub max_accepted_calls: usize,
+    /// Data plane: connections one client address may hold open (trusted
+    /// proxies are exempt).
+    #[serde(default = "default_max_connections_per_ip")]
+    pub max_connections_per_ip: usize,
+    /// Data plane: seconds calls in flight get to finish on SIGTERM.
+    #[serde(default = "default_drain_timeout_secs")]
+    pub drain_timeout_secs: u64,
     /// Log filter in `tracing` syntax, e.g. `info,hookplane=debug`.
     #[serde(default = "default_log")]
     pub log: String,
@@ -89,6 +96,14 @@ pub struct Settings {
 
 fn default_max_body_bytes() -> usize {
     1 << 20
+}
+
+fn default_max_connections_per_ip() -> usize {
+    hookplane_data_plane::ConnectionSettings::default().max_connections_per_ip
+}
+
+fn default_drain_timeout_secs() -> u64 {
+    hookplane_data_plane::ConnectionSettings::default().drain_timeout.as_secs()
 }
 
 fn default_max_queued_events() -> usize {

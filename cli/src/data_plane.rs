@@ -72,6 +72,8 @@ pub fn apply_node_settings(config: &mut NodeConfig, settings: &Settings, dev: bo
         .collect::<anyhow::Result<_>>()?;
     config.ingress.max_body_bytes = settings.max_body_bytes;
     config.max_queued_events = settings.max_queued_events;
+    config.connections.max_connections_per_ip = settings.max_connections_per_ip;
+    config.connections.drain_timeout = std::time::Duration::from_secs(settings.drain_timeout_secs);
     config.max_accepted_calls = settings.max_accepted_calls;
     Ok(())
 }
