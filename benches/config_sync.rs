@@ -15,9 +15,9 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use hookplane::convert;
-use hookplane::model::{self, ConfigDelta, Connector, Versioned};
+use hookplane_convert as convert;
 use hookplane_data_plane::Snapshot;
+use hookplane_model::{self as model, ConfigDelta, Connector, Versioned};
 use hookplane_sdk::api;
 use prost::Message as _;
 use support::fixtures::mask;

@@ -18,17 +18,18 @@
 //!
 //! Run: `cargo bench --bench event_report`.
 
+use hookplane_convert::EncodedTrace;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use hookplane::api::v1 as api;
-use hookplane::convert::{encode_trace, event_to_api, node_event_from_api, node_event_to_api};
-use hookplane::model::{Connector, EncodedTrace, Event, EventStatus, EventTrace, InboundRequestTrace};
 use hookplane_control_plane::store::Store;
+use hookplane_convert::{encode_trace, event_to_api, node_event_from_api, node_event_to_api};
 use hookplane_data_plane::events::trace::InboundRequest;
 use hookplane_data_plane::pipeline::redact::Redactor;
 use hookplane_data_plane::snapshot::DeployedConnector;
+use hookplane_model::{Connector, Event, EventStatus, EventTrace, InboundRequestTrace};
 use prost::Message as _;
 
 #[path = "shared/raw_events.rs"]
@@ -192,7 +193,7 @@ fn check_path_request() -> (hyper::HeaderMap, bytes::Bytes) {
 }
 
 fn deployed_connector() -> Arc<DeployedConnector> {
-    let spec = hookplane::convert::connector_from_api(
+    let spec = hookplane_convert::connector_from_api(
         &api::Connector {
             display_name: "orders".into(),
             auth: Some(api::InboundAuth { bearer_token: true, ..Default::default() }),

@@ -7,7 +7,7 @@
 //! Run: `cargo bench --bench expressions`.
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use hookplane::expr::{Context, Limits, ProgramSetBuilder, Scope, SourceKind, compile, compile_mappings};
+use hookplane_expr::{Context, Limits, ProgramSetBuilder, Scope, SourceKind, compile, compile_mappings};
 use serde_json::{Map, Value, json};
 
 fn payload() -> Value {

@@ -115,7 +115,7 @@ async fn main() {
     let (skipped, skipped_token) = create(&plane, skipping).await;
     let cache = tempfile::tempdir().unwrap();
     let node = start_node_configured(&plane, "soak", Some(cache.path()), |c| {
-        c.egress = hookplane::egress::EgressPolicy::public_only().with_loopback();
+        c.egress = hookplane_egress::EgressPolicy::public_only().with_loopback();
         c.retry_base = Duration::from_millis(5);
     })
     .await;

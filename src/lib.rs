@@ -1,15 +1,7 @@
-//! hookplane's shared core: the gRPC API generated from `proto/`, the
-//! domain model it converts into, the expression language, the egress
-//! (SSRF) policy both planes apply to outbound calls, and the sealing of
-//! secrets at rest both planes use.
-//!
-//! Generated types never travel past [`convert`]: everything else in the
-//! product speaks [`model`].
+//! hookplane's API: the gRPC types and services generated from `proto/` by
+//! `build.rs`, and nothing else. The SDK depends on this alone; the rest of
+//! the product speaks the model (`hookplane-model`), and
+//! `hookplane-convert` is the one boundary between the two.
 #![forbid(unsafe_code)]
 
 pub mod api;
-pub mod convert;
-pub mod egress;
-pub mod expr;
-pub mod model;
-pub mod sealing;

@@ -3,9 +3,9 @@
 
 mod support;
 
-use hookplane::convert::encode_trace;
-use hookplane::model::{Event, EventFilter, EventStatus, EventTrace, InboundRequestTrace};
 use hookplane_control_plane::store::Store;
+use hookplane_convert::encode_trace;
+use hookplane_model::{Event, EventFilter, EventStatus, EventTrace, InboundRequestTrace};
 use hookplane_sdk::{Error, api};
 use sqlx::Executor as _;
 use support::fixtures::{connector, create_connector, mask, secret};
@@ -312,7 +312,7 @@ async fn secrets_are_sealed_and_never_returned(backend: Backend) {
         assert!(!dump.contains(plaintext), "{plaintext} is stored in the clear");
     }
     let stored = plane.control_plane.store().get_secret(&plane.organization_id, "API_TOKEN").await.unwrap();
-    let hookplane::model::SecretField::Sealed(sealed) = &stored.value else { panic!("sealed at rest") };
+    let hookplane_model::SecretField::Sealed(sealed) = &stored.value else { panic!("sealed at rest") };
     let owner = hookplane_control_plane::crypto::secret_owner(&plane.organization_id, "API_TOKEN");
     assert_eq!(&*plane.control_plane.secret_box().open_text(&owner, sealed).unwrap(), "plaintext-secret-value-2");
     let elsewhere = hookplane_control_plane::crypto::secret_owner("org_other", "API_TOKEN");
@@ -347,7 +347,7 @@ async fn data_survives_a_restart(backend: Backend) {
     assert_eq!(fetched, expected);
     assert_eq!(plane.config_version().await, version, "versions never go backwards across restarts");
     let stored = plane.control_plane.store().get_secret(&plane.organization_id, "KEPT").await.unwrap();
-    let hookplane::model::SecretField::Sealed(sealed) = &stored.value else { panic!("sealed") };
+    let hookplane_model::SecretField::Sealed(sealed) = &stored.value else { panic!("sealed") };
     let owner = hookplane_control_plane::crypto::secret_owner(&plane.organization_id, "KEPT");
     assert_eq!(&*plane.control_plane.secret_box().open_text(&owner, sealed).unwrap(), "kept-value");
     plane.admin.connectors().create_connector(create_connector(connector("after"))).await.unwrap();

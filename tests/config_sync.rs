@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use hookplane::model::{self, Connector};
+use hookplane_model::{self as model, Connector};
 use hookplane_sdk::api;
 use support::fixtures::{connector, create_connector, mask, secret};
 use support::nodes::{applied, current_version, http_get, start_node, start_node_with_token};

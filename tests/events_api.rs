@@ -5,12 +5,13 @@
 
 mod support;
 
+use hookplane_convert::EncodedTrace;
 use std::time::Duration;
 
 use chrono::TimeZone as _;
 use futures::StreamExt as _;
-use hookplane::convert::encode_trace;
-use hookplane::model::{EncodedTrace, Event, EventStatus, EventTrace};
+use hookplane_convert::encode_trace;
+use hookplane_model::{Event, EventStatus, EventTrace};
 use hookplane_sdk::{Error, api};
 use prost::Message as _;
 use support::{Backend, NODE_TOKEN, TestPlane};

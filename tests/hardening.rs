@@ -300,7 +300,7 @@ async fn a_node_answers_while_its_control_plane_hangs() {
     let (id, token) = create(&plane, mapped_connector(&target.url(""))).await;
     let cache = tempfile::tempdir().unwrap();
     let loopback = |c: &mut hookplane_data_plane::NodeConfig| {
-        c.egress = hookplane::egress::EgressPolicy::public_only().with_loopback();
+        c.egress = hookplane_egress::EgressPolicy::public_only().with_loopback();
     };
     let node = start_node_configured(&plane, "node-1", Some(cache.path()), loopback).await;
     let sealed = cache.path().join("snapshot.sealed");

@@ -35,7 +35,7 @@ async fn per_ip_limits_follow_the_trusted_proxy_and_org_limits_span_connectors()
     let (first, first_token) = create(&plane, mapped_connector(&target.url(""))).await;
     let (second, second_token) = create(&plane, mapped_connector(&target.url(""))).await;
     let node = start_node_configured(&plane, "node-1", None, |c| {
-        c.egress = hookplane::egress::EgressPolicy::public_only().with_loopback();
+        c.egress = hookplane_egress::EgressPolicy::public_only().with_loopback();
         c.ingress.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
     })
     .await;

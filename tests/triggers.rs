@@ -204,7 +204,7 @@ async fn retries_follow_the_plan_and_the_breaker_opens_and_recovers() {
     let (id, token) = create(&plane, mapped_connector(&target.url(""))).await;
     plane.set_plan("starter").await;
     let node = start_node_configured(&plane, "node-1", None, |c| {
-        c.egress = hookplane::egress::EgressPolicy::public_only().with_loopback();
+        c.egress = hookplane_egress::EgressPolicy::public_only().with_loopback();
         c.breaker.min_requests = 3;
         c.breaker.cooldown = Duration::from_millis(300);
     })
@@ -314,7 +314,7 @@ async fn events_survive_a_control_plane_outage_and_a_node_restart() {
     let (id, token) = create(&plane, mapped_connector(&target.url(""))).await;
     let cache = tempfile::tempdir().unwrap();
     let loopback = |c: &mut hookplane_data_plane::NodeConfig| {
-        c.egress = hookplane::egress::EgressPolicy::public_only().with_loopback();
+        c.egress = hookplane_egress::EgressPolicy::public_only().with_loopback();
     };
     let node = start_node_configured(&plane, "node-1", Some(cache.path()), loopback).await;
     let bearer = format!("Bearer {token}");
@@ -366,7 +366,7 @@ async fn a_lagging_control_plane_costs_the_node_disk_not_memory() {
     let (id, token) = create(&plane, mapped_connector(&target.url(""))).await;
     let cache = tempfile::tempdir().unwrap();
     let node = start_node_configured(&plane, "node-1", Some(cache.path()), |c| {
-        c.egress = hookplane::egress::EgressPolicy::public_only().with_loopback();
+        c.egress = hookplane_egress::EgressPolicy::public_only().with_loopback();
         c.max_queued_events = LIMIT;
     })
     .await;

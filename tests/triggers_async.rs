@@ -18,7 +18,7 @@ use support::{Backend, TestPlane, eventually};
 /// A node that may call loopback targets and keeps its state in `cache`.
 async fn node(plane: &TestPlane, cache: &Path, max_accepted_calls: usize) -> DataPlane {
     start_node_configured(plane, "node-1", Some(cache), |c: &mut NodeConfig| {
-        c.egress = hookplane::egress::EgressPolicy::public_only().with_loopback();
+        c.egress = hookplane_egress::EgressPolicy::public_only().with_loopback();
         c.max_accepted_calls = max_accepted_calls;
     })
     .await

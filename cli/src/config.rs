@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use figment::Figment;
 use figment::providers::{Env, Format as _, Serialized, Toml};
-use hookplane::model::Plan;
+use hookplane_model::Plan;
 use serde::{Deserialize, Serialize};
 
 /// Settings shared by `dev` and `control-plane`.

@@ -1,8 +1,8 @@
 //! `hookplane data-plane`: one node of the fleet.
 
 use anyhow::Context as _;
-use hookplane::sealing::SecretBox;
 use hookplane_data_plane::{ClientTls, DataPlane, NodeConfig};
+use hookplane_model::sealing::SecretBox;
 
 use crate::config::Settings;
 use crate::files::read_private_file;
@@ -60,7 +60,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
 
 /// Applies the trigger and egress settings; `dev` also opens loopback.
 pub fn apply_node_settings(config: &mut NodeConfig, settings: &Settings, dev: bool) -> anyhow::Result<()> {
-    let egress = hookplane::egress::EgressPolicy::allowing(&settings.egress_allowed_networks)
+    let egress = hookplane_egress::EgressPolicy::allowing(&settings.egress_allowed_networks)
         .context("egress_allowed_networks")?;
     config.egress = if dev { egress.with_loopback() } else { egress };
     config.ingress.trusted_proxies = settings

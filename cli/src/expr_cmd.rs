@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use anyhow::Context as _;
-use hookplane::expr::{self, Limits, Scope, SourceKind};
+use hookplane_expr::{self as expr, Limits, Scope, SourceKind};
 use serde_json::{Map, Value};
 
 /// Arguments shared by `eval` and `check`.

@@ -7,8 +7,8 @@
 //!   the request, so a key of organization A cannot even name B's resources:
 //!   lookups by id simply miss (NOT_FOUND, the same as a missing id).
 
-use hookplane::model;
-use hookplane::model::Role;
+use hookplane_model as model;
+use hookplane_model::Role;
 use subtle::ConstantTimeEq;
 use tonic::metadata::MetadataMap;
 

@@ -1,8 +1,8 @@
 //! First-start setup for `hookplane dev`: a default organization and its
 //! first admin API key.
 
-use hookplane::model;
-use hookplane::model::{ApiKey, Organization, Role};
+use hookplane_model as model;
+use hookplane_model::{ApiKey, Organization, Role};
 use zeroize::Zeroizing;
 
 use crate::crypto::{CredentialKind, mint, new_id};

@@ -1,14 +1,14 @@
 //! Key material: sealing secrets at rest, minting credentials, hashing them.
 //!
 //! Invariants:
-//! - Secrets are sealed with [`SecretBox`] (`hookplane::sealing`, shared
+//! - Secrets are sealed with [`SecretBox`] (`hookplane_model::sealing`, shared
 //!   with nodes), bound to their owner string, so a ciphertext copied to
 //!   another owner's row fails to open instead of leaking.
 //! - Minted credentials carry ≥ 190 bits from the OS RNG behind a prefix that
 //!   names what they are (`hpt_` connector token, `hpk_` admin API key,
 //!   `hpo_` operator key, `hpn_` node token); only their SHA-256 is ever stored.
 
-pub use hookplane::sealing::{CryptoError, SecretBox};
+pub use hookplane_model::sealing::{CryptoError, SecretBox};
 use rand::{Rng, distr::Alphanumeric};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;

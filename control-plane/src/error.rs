@@ -4,7 +4,7 @@
 //! attaches field violations as `google.rpc.BadRequest` details, and keeps
 //! internal causes out of responses (they are logged instead).
 
-use hookplane::convert::ValidationError;
+use hookplane_convert::ValidationError;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
 

@@ -4,11 +4,12 @@
 //! publishes only the events that were new, so a batch a node resends after
 //! a lost acknowledgement never reaches subscribers twice.
 
+use hookplane_convert::EncodedTrace;
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use hookplane::convert::decode_trace;
-use hookplane::model::{EncodedTrace, Event};
+use hookplane_convert::decode_trace;
+use hookplane_model::Event;
 use tokio::sync::{broadcast, watch};
 
 use crate::store::{Store, StoreError};

@@ -11,7 +11,7 @@ use hookplane::api::v1::{
     node_sync_service_server::NodeSyncServiceServer, organization_service_server::OrganizationServiceServer,
     plan_service_server::PlanServiceServer, secret_service_server::SecretServiceServer,
 };
-use hookplane::model::Plan;
+use hookplane_model::Plan;
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};

@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hookplane::convert;
-use hookplane::sealing::SecretBox;
+use hookplane_convert as convert;
+use hookplane_model::sealing::SecretBox;
 use prost::Message as _;
 use tokio::sync::watch;
 
@@ -181,7 +181,7 @@ pub fn load(dir: &Path, key: &SecretBox) -> Result<Option<Snapshot>, CacheError>
 
 #[cfg(test)]
 mod tests {
-    use hookplane::model::{ConfigDelta, DeployedSecret, Versioned};
+    use hookplane_model::{ConfigDelta, DeployedSecret, Versioned};
 
     use super::*;
 
@@ -263,13 +263,13 @@ mod tests {
             "connector",
         )
         .unwrap();
-        let connector = hookplane::model::Connector {
+        let connector = hookplane_model::Connector {
             id: "con_1".into(),
             organization_id: "org".into(),
             spec,
             tokens: Vec::new(),
-            create_time: hookplane::model::now(),
-            update_time: hookplane::model::now(),
+            create_time: hookplane_model::now(),
+            update_time: hookplane_model::now(),
             revision: 1,
         };
         let delta = ConfigDelta {

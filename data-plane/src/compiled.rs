@@ -8,8 +8,8 @@
 //! node keeps no source text — and [`CompiledConnector::restore`] prints
 //! them back when the snapshot is written to the node's cache.
 
-use hookplane::expr::{CompileErrors, Context, Mappings, Name, ProgramId, ProgramSet, ProgramSetBuilder, SourceKind};
-use hookplane::model::{
+use hookplane_expr::{CompileErrors, Context, Mappings, Name, ProgramId, ProgramSet, ProgramSetBuilder, SourceKind};
+use hookplane_model::{
     BodyField, BodyType, ConnectorSpec, FieldMapping, FilePart, Lookup, NamedTemplate, OutboundAuth, Perform,
 };
 
@@ -251,8 +251,8 @@ impl Templates<'_> {
 #[cfg(test)]
 mod tests {
     use hookplane::api::v1 as api;
-    use hookplane::convert::connector_from_api;
-    use hookplane::expr::{Budget, Limits, NoSecrets, Scope};
+    use hookplane_convert::connector_from_api;
+    use hookplane_expr::{Budget, Limits, NoSecrets, Scope};
     use serde_json::json;
 
     use super::*;

@@ -22,8 +22,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hookplane::egress::EgressPolicy;
-use hookplane::sealing::SecretBox;
+use hookplane_egress::EgressPolicy;
+use hookplane_model::sealing::SecretBox;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::net::TcpListener;

@@ -7,10 +7,10 @@
 
 use std::sync::Arc;
 
-use hookplane::convert::Rejection;
+use hookplane_convert::Rejection;
 
 use crate::compiled::CompiledConnector;
-use hookplane::model::{
+use hookplane_model::{
     ConfigDelta, Connector, ConnectorToken, ContentHash, DeployedOrganization, DeployedSecret, Plan, Timestamp,
     TokenKind, Versioned,
 };
@@ -281,7 +281,7 @@ impl Snapshot {
 
 #[cfg(test)]
 mod tests {
-    use hookplane::model::{ContentIndex, DeployedOrganization, Plan};
+    use hookplane_model::{ContentIndex, DeployedOrganization, Plan};
 
     use super::*;
 

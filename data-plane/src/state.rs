@@ -133,7 +133,7 @@ mod tests {
     use std::sync::atomic::AtomicBool;
     use std::thread;
 
-    use hookplane::model::{ConfigDelta, DeployedSecret, Versioned};
+    use hookplane_model::{ConfigDelta, DeployedSecret, Versioned};
 
     use super::*;
 

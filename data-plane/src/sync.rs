@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hookplane::api::v1::{self as api, node_sync_service_client::NodeSyncServiceClient, sync_request::Message};
-use hookplane::convert;
+use hookplane_convert as convert;
 use rand::Rng as _;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;

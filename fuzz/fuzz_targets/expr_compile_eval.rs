@@ -7,7 +7,7 @@
 //! payload (read through the programs' projection, as a node reads it).
 #![no_main]
 
-use hookplane::expr::{Budget, Context, Limits, NoSecrets, ProgramSetBuilder, Scope, SourceKind};
+use hookplane_expr::{Budget, Context, Limits, NoSecrets, ProgramSetBuilder, Scope, SourceKind};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Map, json};
 
@@ -30,6 +30,6 @@ fuzz_target!(|data: &[u8]| {
         assert!(budget.spent_bytes() <= LIMITS.max_total_bytes, "claims stay within the budget");
         // What compiled prints back to source that compiles again.
         let printed = set.source(program);
-        assert!(hookplane::expr::compile(&printed, kind).is_ok(), "{source:?} printed as {printed:?}");
+        assert!(hookplane_expr::compile(&printed, kind).is_ok(), "{source:?} printed as {printed:?}");
     }
 });

@@ -5,7 +5,7 @@
 #![no_main]
 
 use hookplane::api::v1 as api;
-use hookplane::convert;
+use hookplane_convert as convert;
 use hookplane_data_plane::Snapshot;
 use libfuzzer_sys::fuzz_target;
 use prost::Message as _;

@@ -2,7 +2,7 @@
 //! token opens only for the list and filter it was issued for.
 #![no_main]
 
-use hookplane::sealing::SecretBox;
+use hookplane_model::sealing::SecretBox;
 use hookplane_control_plane::page_token::PageTokens;
 use libfuzzer_sys::fuzz_target;
 

@@ -9,7 +9,7 @@ use std::net::IpAddr;
 
 use base64::Engine as _;
 use hookplane::api::v1 as api;
-use hookplane::model::{
+use hookplane_model::{
     Connector, ConnectorToken, HashedField, SecretField, SignatureAlgorithm, SignatureEncoding, TokenKind,
 };
 use hookplane_data_plane::snapshot::DeployedConnector;
@@ -43,7 +43,7 @@ fn connector() -> DeployedConnector {
             kind,
             hash: sha(TOKEN),
             hint: String::new(),
-            create_time: hookplane::model::now(),
+            create_time: hookplane_model::now(),
             expire_time: None,
             superseded: false,
         })
@@ -53,16 +53,16 @@ fn connector() -> DeployedConnector {
         organization_id: "org_fuzz".into(),
         spec,
         tokens,
-        create_time: hookplane::model::now(),
-        update_time: hookplane::model::now(),
+        create_time: hookplane_model::now(),
+        update_time: hookplane_model::now(),
         revision: 1,
     };
     DeployedConnector::prepare(connector, 1).expect("the fuzz connector prepares")
 }
 
-fn convert_spec() -> hookplane::model::ConnectorSpec {
+fn convert_spec() -> hookplane_model::ConnectorSpec {
     let named = |name: &str, value: &str| api::NamedTemplate { name: name.into(), value: value.into() };
-    let mut spec = hookplane::convert::connector_from_api(
+    let mut spec = hookplane_convert::connector_from_api(
         &api::Connector {
             display_name: "fuzz".into(),
             auth: Some(api::InboundAuth {
@@ -100,7 +100,7 @@ fuzz_target!(|request: Request| {
             headers.append(name, value);
         }
     }
-    let now = hookplane::model::now();
+    let now = hookplane_model::now();
     let trusted = ["10.0.0.0/8".parse().unwrap()];
     let _ = client_ip(IpAddr::from(request.peer), &headers, &trusted);
     let _ = auth::origin_allowed(&deployed.connector.spec.allowed_origins, &headers);
@@ -113,7 +113,7 @@ fuzz_target!(|request: Request| {
     with_token.insert("authorization", HeaderValue::from_str(&format!("Basic {basic}")).unwrap());
     assert!(auth::authenticate(&deployed, &with_token, request.query.as_deref(), now).is_some());
 
-    let settings = hookplane::model::SignatureSettings {
+    let settings = hookplane_model::SignatureSettings {
         secret: SecretField::Plain("whsec".into()),
         algorithm: [SignatureAlgorithm::Sha256, SignatureAlgorithm::Sha1, SignatureAlgorithm::Sha512, SignatureAlgorithm::Md5]
             [usize::from(request.algorithm % 4)],

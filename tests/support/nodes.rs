@@ -3,8 +3,8 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
-use hookplane::sealing::SecretBox;
 use hookplane_data_plane::{ClientTls, DataPlane, NodeConfig};
+use hookplane_model::sealing::SecretBox;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use super::{NODE_TOKEN, TestPlane};
@@ -85,7 +85,7 @@ pub async fn start_node_configured(
 /// A node that may call loopback targets, as `hookplane dev` can.
 pub async fn start_dev_node(plane: &TestPlane, node_id: &str) -> DataPlane {
     start_node_configured(plane, node_id, None, |c| {
-        c.egress = hookplane::egress::EgressPolicy::public_only().with_loopback()
+        c.egress = hookplane_egress::EgressPolicy::public_only().with_loopback()
     })
     .await
 }

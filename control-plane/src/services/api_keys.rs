@@ -2,9 +2,9 @@
 //! first key; admins manage their own organization's keys.
 
 use hookplane::api::v1::{self as api, api_key_service_server::ApiKeyService};
-use hookplane::convert;
-use hookplane::model;
-use hookplane::model::ApiKey;
+use hookplane_convert as convert;
+use hookplane_model as model;
+use hookplane_model::ApiKey;
 use tonic::{Request, Response, Status};
 
 use super::{SharedCore, check_request_id, required};

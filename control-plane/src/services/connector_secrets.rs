@@ -2,8 +2,8 @@
 //! and minting its inbound credentials.
 
 use chrono::Duration;
-use hookplane::convert::{ValidationError, Violations};
-use hookplane::model::{
+use hookplane_convert::{ValidationError, Violations};
+use hookplane_model::{
     ConnectorSpec, ConnectorToken, HashedField, IssuedCredential, OAuth2Grant, OutboundAuth, SecretField, Timestamp,
     TokenKind,
 };
@@ -80,7 +80,7 @@ pub fn mint_tokens(
 
 #[cfg(test)]
 mod tests {
-    use hookplane::model::CustomHeader;
+    use hookplane_model::CustomHeader;
 
     use super::*;
 
@@ -102,7 +102,7 @@ mod tests {
 
     #[test]
     fn minted_tokens_expire_after_the_ttl() {
-        let now = hookplane::model::now();
+        let now = hookplane_model::now();
         let (tokens, issued) = mint_tokens(&[TokenKind::Bearer, TokenKind::ApiKey], Some(60), now);
         assert_eq!(tokens.len(), 2);
         assert_eq!(tokens[0].expire_time, Some(now + Duration::seconds(60)));

@@ -2,9 +2,9 @@
 
 use chrono::Duration;
 use hookplane::api::v1::{self as api, connector_service_server::ConnectorService};
-use hookplane::convert::{self, Violations};
-use hookplane::model;
-use hookplane::model::{Connector, IssuedCredential, Revision};
+use hookplane_convert::{self as convert, Violations};
+use hookplane_model as model;
+use hookplane_model::{Connector, IssuedCredential, Revision};
 use tonic::{Request, Response, Status};
 
 use super::connector_secrets::{mint_tokens, protect};

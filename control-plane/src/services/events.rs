@@ -4,7 +4,7 @@ use std::pin::Pin;
 
 use futures::Stream;
 use hookplane::api::v1::{self as api, event_service_server::EventService};
-use hookplane::convert;
+use hookplane_convert as convert;
 use tokio::sync::broadcast::error::RecvError;
 use tonic::{Request, Response, Status};
 

@@ -1,7 +1,7 @@
 //! gRPC service implementations over the shared [`Core`].
 //!
 //! Each handler authenticates, converts the request through
-//! `hookplane::convert` (the only code that touches generated types besides
+//! `hookplane_convert` (the only code that touches generated types besides
 //! the final `*_to_api`), applies the change through the [`Store`] and
 //! returns. Errors leave through [`ApiError`] → `Status` only.
 
@@ -112,15 +112,15 @@ pub(crate) fn expected_revision(etag: &str, field: &str) -> ApiResult<Option<i64
     if etag.is_empty() {
         return Ok(None);
     }
-    hookplane::model::revision_of(etag)
+    hookplane_model::revision_of(etag)
         .map(Some)
         .ok_or_else(|| ApiError::invalid(field, "is not an etag returned by this API"))
 }
 
 /// Validates an optional `request_id`.
 pub(crate) fn check_request_id(request_id: &str) -> ApiResult<()> {
-    let mut v = hookplane::convert::Violations::default();
-    hookplane::convert::check_request_id(request_id, "request_id", &mut v);
+    let mut v = hookplane_convert::Violations::default();
+    hookplane_convert::check_request_id(request_id, "request_id", &mut v);
     Ok(v.finish(())?)
 }
 

@@ -3,7 +3,7 @@
 //! they hold no organization's data.
 
 use hookplane::api::v1::{self as api, node_service_server::NodeService};
-use hookplane::convert;
+use hookplane_convert as convert;
 use tonic::{Request, Response, Status};
 
 use super::SharedCore;

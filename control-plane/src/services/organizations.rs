@@ -2,9 +2,9 @@
 //! plans; members read and edit their own.
 
 use hookplane::api::v1::{self as api, organization_service_server::OrganizationService};
-use hookplane::convert;
-use hookplane::model;
-use hookplane::model::{Organization, OrganizationSpec};
+use hookplane_convert as convert;
+use hookplane_model as model;
+use hookplane_model::{Organization, OrganizationSpec};
 use tonic::{Request, Response, Status};
 
 use super::{SharedCore, check_request_id, expected_revision, required};

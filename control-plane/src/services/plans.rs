@@ -2,7 +2,7 @@
 //! read plans; only the operator changes them.
 
 use hookplane::api::v1::{self as api, plan_service_server::PlanService};
-use hookplane::convert;
+use hookplane_convert as convert;
 use tonic::{Request, Response, Status};
 
 use super::{SharedCore, expected_revision, required};

@@ -1,9 +1,9 @@
 //! `SecretService`: write-only organization secrets (`$secret.NAME`).
 
 use hookplane::api::v1::{self as api, secret_service_server::SecretService};
-use hookplane::convert;
-use hookplane::model;
-use hookplane::model::{Secret, SecretField};
+use hookplane_convert as convert;
+use hookplane_model as model;
+use hookplane_model::{Secret, SecretField};
 use tonic::{Request, Response, Status};
 
 use super::{SharedCore, check_request_id, expected_revision, required, required_id};

@@ -1,6 +1,6 @@
 //! Admin API keys, stored as SHA-256 hashes.
 
-use hookplane::model::{ApiKey, Role};
+use hookplane_model::{ApiKey, Role};
 use sqlx::{Row, any::AnyRow};
 
 use super::idempotency::{Creation, IdempotencyKey, claim};

@@ -1,6 +1,6 @@
 //! Connectors and their inbound credentials.
 
-use hookplane::model::{Connector, ConnectorSpec, ConnectorToken, Revision, Timestamp, TokenKind};
+use hookplane_model::{Connector, ConnectorSpec, ConnectorToken, Revision, Timestamp, TokenKind};
 use sqlx::{Row, any::AnyRow};
 
 use super::idempotency::{Creation, IdempotencyKey, claim};

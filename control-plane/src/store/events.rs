@@ -1,7 +1,8 @@
 //! Events reported by data planes.
 
-use hookplane::convert::decode_trace;
-use hookplane::model::{EncodedTrace, Event, EventFilter, EventStatus, EventTrace};
+use hookplane_convert::EncodedTrace;
+use hookplane_convert::decode_trace;
+use hookplane_model::{Event, EventFilter, EventStatus, EventTrace};
 use std::sync::OnceLock;
 
 use sqlx::{Row, any::AnyRow};
@@ -211,7 +212,7 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use hookplane::convert::encode_trace;
+    use hookplane_convert::encode_trace;
 
     use super::*;
 
@@ -229,7 +230,7 @@ mod tests {
             response_code: Some(200),
             error: String::new(),
             node_id: "node-a".into(),
-            create_time: hookplane::model::now(),
+            create_time: hookplane_model::now(),
             duration_ms: 1,
             trace: encode_trace(EventTrace { payload: format!("{{\"n\":{id}}}"), ..Default::default() }),
         })

@@ -6,7 +6,7 @@
 //! on the key's row lock (PostgreSQL) or the write lock (SQLite) and then
 //! replays too, so a request id never creates two resources.
 
-use hookplane::model;
+use hookplane_model as model;
 use sqlx::Row;
 
 use super::{StoreError, micros};

@@ -27,7 +27,7 @@ mod sync;
 
 use std::{str::FromStr, sync::Arc, time::Duration};
 
-use hookplane::model::Timestamp;
+use hookplane_model::Timestamp;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::{Migration, MigrationSource, Migrator};
 use sqlx::{AnyPool, Executor, Row};
@@ -84,7 +84,7 @@ pub struct Store {
     committed: Arc<watch::Sender<i64>>,
     /// The content index at some version, advanced by each config read so
     /// no read rescans the whole configuration (see `sync.rs`).
-    content: Arc<tokio::sync::Mutex<(i64, hookplane::model::ContentIndex)>>,
+    content: Arc<tokio::sync::Mutex<(i64, hookplane_model::ContentIndex)>>,
 }
 
 /// Portable migrations, and each backend's own where portable SQL cannot

@@ -1,6 +1,6 @@
 //! Data-plane nodes as last reported.
 
-use hookplane::model::Node;
+use hookplane_model::Node;
 use sqlx::{Row, any::AnyRow};
 
 use super::{Store, StoreError, from_micros, micros};

@@ -1,6 +1,6 @@
 //! Organizations.
 
-use hookplane::model::{Organization, Revision};
+use hookplane_model::{Organization, Revision};
 use sqlx::{Row, any::AnyRow};
 
 use super::idempotency::{Creation, IdempotencyKey, claim};

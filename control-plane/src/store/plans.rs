@@ -1,6 +1,6 @@
 //! Plans: stored as JSON documents keyed by name.
 
-use hookplane::model::{Plan, Revision};
+use hookplane_model::{Plan, Revision};
 use sqlx::Row;
 
 use super::{Store, StoreError, bump_config_version, decode_json, encode_json, is_unique_violation};

@@ -1,6 +1,6 @@
 //! Organization secrets, sealed at rest.
 
-use hookplane::model::{Revision, Secret, SecretField};
+use hookplane_model::{Revision, Secret, SecretField};
 use sqlx::{Row, any::AnyRow};
 
 use super::idempotency::{Creation, IdempotencyKey, claim};

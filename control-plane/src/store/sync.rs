@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use hookplane::model::{ConfigDelta, ContentIndex, DeployedOrganization, DeployedSecret, Plan, SecretField, Versioned};
+use hookplane_model::{ConfigDelta, ContentIndex, DeployedOrganization, DeployedSecret, Plan, SecretField, Versioned};
 use sqlx::Row;
 
 use super::connectors::{connector_from_row, token_from_row};

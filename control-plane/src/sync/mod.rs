@@ -131,7 +131,7 @@ impl NodeSyncService for NodeSyncApi {
                 // the node resend it, and everything after it, forever.
                 let mut decoded = Vec::with_capacity(batch.events.len());
                 for (i, event) in batch.events.into_iter().enumerate() {
-                    match hookplane::convert::node_event_from_api(event, i) {
+                    match hookplane_convert::node_event_from_api(event, i) {
                         Ok(event) => decoded.push(event),
                         Err(err) => tracing::error!(batch = batch.batch, error = %err, "dropping an event a node reported malformed"),
                     }

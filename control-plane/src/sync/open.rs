@@ -8,7 +8,7 @@
 //! marked, and nodes hold the connectors that read it (SPEC §5: one
 //! invalid connector never blocks the others).
 
-use hookplane::model::{ConfigDelta, OutboundAuth, SecretField};
+use hookplane_model::{ConfigDelta, OutboundAuth, SecretField};
 
 use crate::crypto::{SecretBox, connector_field_owner, secret_owner};
 
@@ -84,7 +84,7 @@ fn open_field(field: &mut SecretField, secret_box: &SecretBox, owner: &str) -> b
 
 #[cfg(test)]
 mod tests {
-    use hookplane::model::{DeployedSecret, Versioned};
+    use hookplane_model::{DeployedSecret, Versioned};
 
     use super::*;
 

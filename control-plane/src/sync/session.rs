@@ -1,8 +1,8 @@
 //! One node's sync stream on the control plane.
 
 use hookplane::api::v1::{self as api, sync_request::Message};
-use hookplane::convert;
-use hookplane::model::{self, Node};
+use hookplane_convert as convert;
+use hookplane_model::{self as model, Node};
 use tokio::sync::{mpsc, watch};
 use tonic::{Status, Streaming};
 
@@ -213,7 +213,7 @@ mod tests {
         assert_eq!(parts[0].removed_connector_ids, ["con_gone"]);
         let mut merged = parts[0].clone();
         for part in &parts[1..] {
-            hookplane::convert::merge_update_parts(&mut merged, part.clone());
+            hookplane_convert::merge_update_parts(&mut merged, part.clone());
         }
         assert_eq!(merged, update);
         assert_eq!(split_into_parts(api::ConfigUpdate::default()).len(), 1);

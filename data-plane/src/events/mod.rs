@@ -25,11 +25,12 @@ mod reporter;
 pub mod spool;
 pub mod trace;
 
+use hookplane_convert::EncodedTrace;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use hookplane::api::v1 as api;
-use hookplane::model::{EncodedTrace, Event};
+use hookplane_model::Event;
 use tokio::sync::{mpsc, oneshot};
 
 pub use reporter::{SPOOL_AFTER, report};

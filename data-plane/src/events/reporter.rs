@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use hookplane::api::v1::{self as api, node_sync_service_client::NodeSyncServiceClient};
-use hookplane::convert;
+use hookplane_convert as convert;
 use rand::Rng as _;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;

@@ -13,11 +13,12 @@
 //! connection's next request (measured: ~2 % of the node's CPU, and a
 //! lagging queue worth 8 KiB per event instead of its trace's size).
 
+use hookplane_convert::EncodedTrace;
 use std::borrow::Cow;
 use std::net::IpAddr;
 
-use hookplane::convert::{self, InboundTrace};
-use hookplane::model::{EncodedTrace, EventTrace};
+use hookplane_convert::{self as convert, InboundTrace};
+use hookplane_model::EventTrace;
 use hyper::HeaderMap;
 
 use crate::pipeline::redact::{REDACTED, Redactor};
@@ -89,8 +90,8 @@ mod tests {
     use hookplane::api::v1 as api;
     use std::sync::Arc;
 
-    use hookplane::convert::{connector_from_api, decode_trace};
-    use hookplane::model::Connector;
+    use hookplane_convert::{connector_from_api, decode_trace};
+    use hookplane_model::Connector;
     use hyper::header::{HeaderName, HeaderValue};
 
     use super::*;
@@ -118,8 +119,8 @@ mod tests {
             organization_id: "org_1".into(),
             spec,
             tokens: Vec::new(),
-            create_time: hookplane::model::now(),
-            update_time: hookplane::model::now(),
+            create_time: hookplane_model::now(),
+            update_time: hookplane_model::now(),
             revision: Default::default(),
         };
         Arc::new(DeployedConnector::prepare(connector, 1).unwrap())

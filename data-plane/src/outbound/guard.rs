@@ -12,7 +12,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use hookplane::egress::{EgressError, EgressPolicy};
+use hookplane_egress::{EgressError, EgressPolicy};
 use hyper_util::client::legacy::connect::dns::{GaiResolver, Name};
 
 /// A resolver that drops the addresses the policy refuses.

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use hookplane::egress::{EgressError, EgressPolicy};
+use hookplane_egress::{EgressError, EgressPolicy};
 use http_body_util::{BodyExt as _, Full};
 use hyper::{HeaderMap, Method, Request, StatusCode};
 use hyper_rustls::HttpsConnector;

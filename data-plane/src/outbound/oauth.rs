@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use bytes::Bytes;
-use hookplane::model::{OAuth2Grant, OAuth2Settings, SecretField};
+use hookplane_model::{OAuth2Grant, OAuth2Settings, SecretField};
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use hyper::{HeaderMap, Method};
 use serde::Deserialize;

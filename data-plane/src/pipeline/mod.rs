@@ -14,8 +14,8 @@ pub mod request;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use hookplane::expr::{self, Budget, Limits, Scope, SecretSource};
-use hookplane::model::{EventTrace, HttpExchangeTrace, OutboundAuth, Plan};
+use hookplane_expr::{self as expr, Budget, Limits, Scope, SecretSource};
+use hookplane_model::{EventTrace, HttpExchangeTrace, OutboundAuth, Plan};
 use hyper::StatusCode;
 use hyper::header::{AUTHORIZATION, HeaderValue, RETRY_AFTER};
 use rand::Rng as _;

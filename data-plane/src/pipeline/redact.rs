@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use hookplane::model::{EventTrace, HttpExchangeTrace};
+use hookplane_model::{EventTrace, HttpExchangeTrace};
 
 pub const REDACTED: &str = "[redacted]";
 /// The same in a URL's userinfo, where brackets would be percent-encoded.

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::Bytes;
-use hookplane::expr::{self, Budget, ProgramId, ProgramSet, Scope};
-use hookplane::model::{BodyType, FilePart, Perform};
+use hookplane_expr::{self as expr, Budget, ProgramId, ProgramSet, Scope};
+use hookplane_model::{BodyType, FilePart, Perform};
 use hyper::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use hyper::{HeaderMap, Method};
 use serde_json::{Map, Value};

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use hookplane::convert::{self, InboundTrace};
-use hookplane::model::{Event, EventStatus, EventTrace};
+use hookplane_convert::{self as convert, InboundTrace};
+use hookplane_model::{Event, EventStatus, EventTrace};
 use http_body_util::Full;
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::{HeaderMap, Response, StatusCode};
@@ -82,7 +82,7 @@ impl Ingress {
     async fn run_kept(&self, kept: AcceptedCall) {
         let (snapshot, deployed) = self.connector_for(&kept.connector_id).await;
         let received =
-            chrono::DateTime::from_timestamp_micros(kept.received_micros).unwrap_or_else(hookplane::model::now);
+            chrono::DateTime::from_timestamp_micros(kept.received_micros).unwrap_or_else(hookplane_model::now);
         let client_ip = kept.client_ip.parse().unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
         // Checked to be JSON, so UTF-8, when it was kept.
         let body = std::str::from_utf8(&kept.body).unwrap_or_default();
@@ -163,7 +163,7 @@ impl Ingress {
         kept: &AcceptedCall,
         client_ip: IpAddr,
         body: &str,
-        received: hookplane::model::Timestamp,
+        received: hookplane_model::Timestamp,
         error: String,
     ) -> Receipt {
         let headers: Vec<(&str, Cow<'_, str>)> =

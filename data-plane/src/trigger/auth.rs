@@ -7,7 +7,7 @@
 //! tell a wrong token from an expired one or a missing one.
 
 use base64::Engine as _;
-use hookplane::model::{HashedField, Timestamp, TokenKind};
+use hookplane_model::{HashedField, Timestamp, TokenKind};
 use hyper::HeaderMap;
 use hyper::header::{AUTHORIZATION, ORIGIN, REFERER};
 use sha2::{Digest, Sha256};
@@ -46,8 +46,8 @@ pub fn authenticate(
     }
     if let Some(api_key) = &auth.api_key {
         let presented = match api_key.location {
-            hookplane::model::ApiKeyLocation::Header => headers.get(api_key.name.as_str()).map(|v| v.as_bytes().into()),
-            hookplane::model::ApiKeyLocation::Query => query_param(query, &api_key.name),
+            hookplane_model::ApiKeyLocation::Header => headers.get(api_key.name.as_str()).map(|v| v.as_bytes().into()),
+            hookplane_model::ApiKeyLocation::Query => query_param(query, &api_key.name),
         };
         if presented.is_some_and(|key| accepts(TokenKind::ApiKey, &key)) {
             return Some("api_key");

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use hookplane::model::{self, Event, EventStatus, Plan, SecretField};
+use hookplane_model::{self as model, Event, EventStatus, Plan, SecretField};
 use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::CONTENT_LENGTH;

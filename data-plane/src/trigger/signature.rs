@@ -8,7 +8,7 @@
 
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
-use hookplane::model::{SignatureAlgorithm, SignatureEncoding, SignatureSettings};
+use hookplane_model::{SignatureAlgorithm, SignatureEncoding, SignatureSettings};
 use hyper::HeaderMap;
 
 use super::response::Refusal;
@@ -101,7 +101,7 @@ fn mac<M: Mac + hmac::digest::KeyInit>(secret: &[u8], parts: &[&[u8]]) -> Vec<u8
 
 #[cfg(test)]
 mod tests {
-    use hookplane::model::SecretField;
+    use hookplane_model::SecretField;
     use hyper::header::{HeaderName, HeaderValue};
 
     use super::*;

@@ -3,7 +3,7 @@
 use chrono::TimeZone;
 
 use super::Violations;
-use crate::model::Timestamp;
+use hookplane_model::Timestamp;
 
 /// Converts an API timestamp; out-of-range values are violations.
 pub fn timestamp_from_api(ts: &prost_types::Timestamp, field: &str, v: &mut Violations) -> Option<Timestamp> {

@@ -1,12 +1,13 @@
 //! Event and node conversions.
 
-use crate::api::v1 as api;
-use crate::model::{EncodedTrace, Event, EventFilter, EventStatus, EventTrace, HttpExchangeTrace, Node};
+use crate::EncodedTrace;
+use hookplane::api::v1 as api;
+use hookplane_model::{Event, EventFilter, EventStatus, EventTrace, HttpExchangeTrace, Node};
 
 use super::validate::{duration_to_api, timestamp_from_api, timestamp_to_api};
 use super::wire;
 use super::{ValidationError, Violations};
-use crate::model::InboundRequestTrace;
+use hookplane_model::InboundRequestTrace;
 
 /// Converts a list/stream filter.
 pub fn event_filter_from_api(f: Option<&api::EventFilter>, prefix: &str) -> Result<EventFilter, ValidationError> {

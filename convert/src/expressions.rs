@@ -2,8 +2,8 @@
 //! error becomes a field violation naming the field, with the position in
 //! the text, e.g. `connector.perform.url: 1:12: unknown reference ...`.
 
-use crate::expr::{self, Context, SourceKind};
-use crate::model::{ConnectorSpec, ExpressionKind};
+use hookplane_expr::{self as expr, Context, SourceKind};
+use hookplane_model::{ConnectorSpec, ExpressionKind};
 
 use super::Violations;
 
@@ -62,8 +62,8 @@ pub fn check_connector_expressions(spec: &ConnectorSpec, prefix: &str, v: &mut V
 
 #[cfg(test)]
 mod tests {
-    use crate::api::v1 as api;
-    use crate::convert::connector_from_api;
+    use crate::connector_from_api;
+    use hookplane::api::v1 as api;
 
     fn connector() -> api::Connector {
         api::Connector {
@@ -100,12 +100,13 @@ mod tests {
     #[test]
     fn sources_are_capped_where_they_enter() {
         let mut c = connector();
-        c.perform.as_mut().unwrap().url = format!("https://example.com/{}", "x".repeat(crate::expr::MAX_SOURCE_BYTES));
+        c.perform.as_mut().unwrap().url =
+            format!("https://example.com/{}", "x".repeat(hookplane_expr::MAX_SOURCE_BYTES));
         let err = connector_from_api(&c, "connector").unwrap_err();
         assert_eq!(err.violations[0].field, "connector.perform.url");
         assert!(err.violations[0].description.contains("at most 65536"), "{err}");
         let mut c = connector();
-        let long = "y".repeat(crate::expr::MAX_SOURCE_BYTES - 1);
+        let long = "y".repeat(hookplane_expr::MAX_SOURCE_BYTES - 1);
         c.mappings = (0..5).map(|i| api::FieldMapping { name: format!("m{i}"), expression: long.clone() }).collect();
         let err = connector_from_api(&c, "connector").unwrap_err();
         assert_eq!(err.violations[0].field, "connector");

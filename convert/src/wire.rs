@@ -39,7 +39,7 @@ pub enum WireError {
 /// compiled API on first use.
 pub fn event_trace() -> &'static WireSchema {
     static SCHEMA: LazyLock<WireSchema> = LazyLock::new(|| {
-        WireSchema::new(crate::api::FILE_DESCRIPTOR_SET, ".hookplane.v1.EventTrace")
+        WireSchema::new(hookplane::api::FILE_DESCRIPTOR_SET, ".hookplane.v1.EventTrace")
             .expect("the compiled API describes EventTrace")
     });
     &SCHEMA
@@ -254,7 +254,7 @@ mod tests {
     use prost::Message as _;
 
     use super::*;
-    use crate::api::v1 as api;
+    use hookplane::api::v1 as api;
 
     fn sample() -> Vec<u8> {
         api::EventTrace {

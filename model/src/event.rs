@@ -2,8 +2,6 @@
 
 use std::collections::BTreeMap;
 
-use bytes::Bytes;
-
 use serde::{Deserialize, Serialize};
 
 use super::Timestamp;
@@ -43,7 +41,7 @@ impl EventStatus {
 
 /// One execution of a connector. The trace is decoded ([`EventTrace`]),
 /// or, between a node's report and the store, kept as the bytes it came
-/// in ([`EncodedTrace`]).
+/// in (`hookplane_convert::EncodedTrace`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Event<Trace = EventTrace> {
     pub id: i64,
@@ -73,27 +71,6 @@ impl<Trace> Event<Trace> {
             duration_ms: self.duration_ms,
             trace: convert(self.trace),
         }
-    }
-}
-
-/// A trace in its stored form: the protobuf encoding of an `EventTrace`
-/// message, known to decode. Only the conversion layer makes one, after
-/// encoding a trace or checking bytes a node sent.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
-pub struct EncodedTrace(Bytes);
-
-impl EncodedTrace {
-    /// Wraps bytes the caller has encoded or checked.
-    pub(crate) fn new_unchecked(bytes: Bytes) -> EncodedTrace {
-        EncodedTrace(bytes)
-    }
-
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.0
-    }
-
-    pub fn into_bytes(self) -> Bytes {
-        self.0
     }
 }
 

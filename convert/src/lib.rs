@@ -3,10 +3,11 @@
 //! Conversions from the API validate shape and collect *every* problem as a
 //! [`FieldViolation`] whose `field` is the request path (`connector.perform.url`),
 //! so a caller learns everything wrong with a request at once. Conversions
-//! to the API never fail. Nothing outside this module touches generated
+//! to the API never fail. Nothing outside this crate touches generated
 //! message fields.
 
 mod connector;
+mod encoded;
 mod event;
 mod expressions;
 mod inbound_trace;
@@ -17,6 +18,7 @@ mod validate;
 mod wire;
 
 pub use connector::{CONNECTOR_MASK_PATHS, connector_from_api, connector_to_api, merge_connector_update};
+pub use encoded::EncodedTrace;
 pub use event::{
     decode_trace, encode_trace, event_filter_from_api, event_to_api, node_event_from_api, node_event_to_api,
     node_to_api,

@@ -1,9 +1,9 @@
 //! Connector conversions and update-mask merging.
 
-use crate::api::v1 as api;
-use crate::model::{
-    self, ApiKeyLocation, BodyType, Connector, ConnectorSpec, HashedField, IssuedCredential, OAuth2Grant, OutboundAuth,
-    SecretField, SignatureAlgorithm, SignatureEncoding, TokenKind,
+use hookplane::api::v1 as api;
+use hookplane_model::{
+    self as model, ApiKeyLocation, BodyType, Connector, ConnectorSpec, HashedField, IssuedCredential, OAuth2Grant,
+    OutboundAuth, SecretField, SignatureAlgorithm, SignatureEncoding, TokenKind,
 };
 
 use super::validate::{

@@ -1,7 +1,7 @@
 //! Secret conversions.
 
-use crate::api::v1 as api;
-use crate::model::{self, Secret, SecretField, SecretSpec};
+use hookplane::api::v1 as api;
+use hookplane_model::{self as model, Secret, SecretField, SecretSpec};
 
 use super::organization::mask_paths;
 use super::validate::{is_identifier, optional_text, timestamp_to_api};

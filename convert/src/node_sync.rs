@@ -4,10 +4,10 @@
 //! material opened; on the way in a node converts each connector on its own,
 //! so one invalid connector is rejected alone while the rest apply.
 
-use crate::api::v1 as api;
-use crate::model::{
-    self, ConfigDelta, Connector, ConnectorToken, DeployedOrganization, DeployedSecret, HashedField, OutboundAuth,
-    SecretField, TokenKind, Versioned,
+use hookplane::api::v1 as api;
+use hookplane_model::{
+    self as model, ConfigDelta, Connector, ConnectorToken, DeployedOrganization, DeployedSecret, HashedField,
+    OutboundAuth, SecretField, TokenKind, Versioned,
 };
 
 use super::connector::{connector_shape_from_api, token_kind_to_api};

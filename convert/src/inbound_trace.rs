@@ -18,7 +18,8 @@ use prost::Message as _;
 use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, key_len};
 
 use super::event::trace_into_api;
-use crate::model::{EncodedTrace, EventTrace};
+use crate::EncodedTrace;
+use hookplane_model::EventTrace;
 
 /// `EventTrace.request`, `EventTrace.payload`.
 const TRACE_REQUEST: u32 = 1;
@@ -181,8 +182,8 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::convert::{decode_trace, encode_trace};
-    use crate::model::{HttpExchangeTrace, InboundRequestTrace};
+    use crate::{decode_trace, encode_trace};
+    use hookplane_model::{HttpExchangeTrace, InboundRequestTrace};
 
     /// The owned trace the borrowed parts stand for.
     fn owned(inbound: &InboundTrace<'_>, rest: &EventTrace) -> EventTrace {

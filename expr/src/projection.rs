@@ -211,7 +211,7 @@ mod tests {
     use proptest::prelude::*;
     use serde_json::json;
 
-    use crate::expr::{Context, Limits, NoSecrets, ProgramId, ProgramSet, ProgramSetBuilder, Scope, SourceKind};
+    use crate::{Context, Limits, NoSecrets, ProgramId, ProgramSet, ProgramSetBuilder, Scope, SourceKind};
 
     fn set(sources: &[&str]) -> (ProgramSet, Vec<ProgramId>) {
         let mut builder = ProgramSetBuilder::new();

@@ -1,7 +1,7 @@
 //! The domain model: what hookplane is about, independent of the wire.
 //!
-//! Both planes and the SDK speak these types. They are produced from the
-//! generated API types by [`crate::convert`] (which validates shape and
+//! Both planes speak these types. They are produced from the
+//! generated API types by `hookplane_convert` (which validates shape and
 //! names the offending field) and serialised with serde for storage and for
 //! config snapshots. Secret-bearing fields use [`SecretField`] and
 //! [`HashedField`] so that plaintext can never be persisted by accident.
@@ -12,6 +12,7 @@ mod event;
 mod node;
 mod organization;
 mod protected;
+pub mod sealing;
 mod secret;
 
 pub use config::*;

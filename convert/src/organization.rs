@@ -1,7 +1,7 @@
 //! Organization, plan and API key conversions.
 
-use crate::api::v1 as api;
-use crate::model::{self, ApiKey, ApiKeySpec, Organization, OrganizationSpec, Plan, Role};
+use hookplane::api::v1 as api;
+use hookplane_model::{self as model, ApiKey, ApiKeySpec, Organization, OrganizationSpec, Plan, Role};
 
 use super::validate::{optional_text, required_text, timestamp_from_api, timestamp_to_api};
 use super::{ValidationError, Violations};
