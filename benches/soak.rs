@@ -14,7 +14,7 @@
 //! Run: `cargo bench --bench soak`. Knobs: `HOOKPLANE_SOAK_SECS` (default
 //! 600), `HOOKPLANE_SOAK_SAMPLE_SECS` (default 10).
 
-#[path = "../tests/support/mod.rs"]
+#[path = "../tests/it/support/mod.rs"]
 mod support;
 
 use std::sync::Arc;

@@ -29,7 +29,7 @@
 //! `HOOKPLANE_LOAD_CONNECTIONS` (default 32), `HOOKPLANE_LOAD_ONLY` (run
 //! the scenarios whose name contains it).
 
-#[path = "../../tests/support/mod.rs"]
+#[path = "../../tests/it/support/mod.rs"]
 mod support;
 
 mod baselines;

@@ -1,7 +1,7 @@
 //! Trigger execution end to end (SPEC §4, §7, §11): a real control plane, a
 //! real node and real target servers on loopback.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! The control plane serves gRPC health and reflection, so grpcurl, Postman
 //! and generated clients work without proto files.
 
-mod support;
+use crate::support;
 
 use futures::StreamExt as _;
 use support::{Backend, TestPlane};

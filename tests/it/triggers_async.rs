@@ -3,7 +3,7 @@
 //! that passed every check is answered 202 and kept on the node's disk
 //! until it ran, across restarts.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! connector with every kind of secret material is created and synced.
 //! (Its own test binary: it installs the process-wide log subscriber.)
 
-mod support;
+use crate::support;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};

@@ -1,7 +1,7 @@
 //! Conformance on both stores: tenancy, roles, credential hashing, secret
 //! sealing, restart survival and config-version bumps.
 
-mod support;
+use crate::support;
 
 use hookplane_control_plane::store::Store;
 use hookplane_convert::encode_trace;

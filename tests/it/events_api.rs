@@ -3,7 +3,7 @@
 //! plane's ingest path directly; the stream tests speak gRPC as a node
 //! does (nodes themselves are exercised in `triggers.rs`).
 
-mod support;
+use crate::support;
 
 use hookplane_convert::EncodedTrace;
 use std::time::Duration;

@@ -3,7 +3,7 @@
 //! custom-header auth, credential expiry and rotation grace, and a thousand
 //! snapshot swaps while triggers run.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

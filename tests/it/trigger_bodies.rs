@@ -3,7 +3,7 @@
 //! the target's own 429 with `Retry-After`. Real planes, real loopback
 //! servers.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

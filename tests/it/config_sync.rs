@@ -1,7 +1,7 @@
 //! Config sync end to end (SPEC §5): a real control plane and real nodes
 //! over the gRPC stream, all in-process on port 0.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! Conformance of the connector API on both stores: lifecycle, validation,
 //! pagination, optimistic concurrency, idempotency and credentials.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! Config sync over TLS, and mTLS node identity instead of a node token.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

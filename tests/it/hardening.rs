@@ -2,7 +2,7 @@
 //! found to crash or exhaust a plane, each tried again against the real
 //! control plane and a real node.
 
-mod support;
+use crate::support;
 
 use hookplane_sdk::api;
 use support::fixtures::{connector, create_connector};
