@@ -439,7 +439,7 @@ fn perform(p: &api::Perform, prefix: &str, v: &mut Violations) -> model::Perform
         query: named_templates(&p.query, &f("query"), false, v),
         body_type,
         body,
-        raw_body: p.raw_body.clone(),
+        raw_body: (body_type == BodyType::Raw).then(|| p.raw_body.clone()),
         raw_content_type: non_empty(&p.raw_content_type).unwrap_or_else(|| "text/plain".to_owned()),
         skip_null_values: p.skip_null_values,
         auth: outbound_auth(p.auth.as_ref(), &f("auth"), v),
@@ -625,7 +625,7 @@ fn perform_to_api(p: &model::Perform) -> api::Perform {
                 content_type: b.file.as_ref().map(|f| f.content_type.clone()).unwrap_or_default(),
             })
             .collect(),
-        raw_body: p.raw_body.clone(),
+        raw_body: p.raw_body.clone().unwrap_or_default(),
         raw_content_type: p.raw_content_type.clone(),
         skip_null_values: p.skip_null_values,
         auth: match &p.auth {

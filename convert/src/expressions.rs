@@ -1,40 +1,30 @@
-//! Compiling a connector's expressions when it is saved (SPEC §6): every
-//! error becomes a field violation naming the field, with the position in
-//! the text, e.g. `connector.perform.url: 1:12: unknown reference ...`.
+//! Checking a connector's expressions when it is saved (SPEC §6), with the
+//! same compiler nodes use (`hookplane_model::compile_connector`): every
+//! diagnostic becomes a field violation naming the field, with the
+//! position in the text, e.g. `connector.perform.url: 1:12: unknown
+//! reference ...`. Sources enter here, so their length is capped here.
 
-use hookplane_expr::{self as expr, Context, SourceKind};
-use hookplane_model::{ConnectorSpec, ExpressionKind};
+use hookplane_expr as expr;
+use hookplane_model::{ConnectorSpec, compile_connector};
 
 use super::Violations;
 
-/// Adds a violation for every compile error of `spec`'s expressions.
+/// Adds a violation for every problem of `spec`'s expressions.
 pub fn check_connector_expressions(spec: &ConnectorSpec, prefix: &str, v: &mut Violations) {
-    let sources: Vec<(&str, &str)> = spec.mappings.iter().map(|m| (m.name.as_str(), m.expression.as_str())).collect();
-    if let Err(errors) = expr::compile_mappings(&sources) {
-        for error in errors {
-            for e in error.errors.iter() {
-                v.add(format!("{prefix}.mappings[{}].expression", error.index), e.to_string());
-            }
-        }
-    }
-    // Sources enter here: their length is capped here, and what is in
-    // bounds compiles (nodes cap the operations, which printing keeps).
-    let fields = spec.expression_sources();
-    let named =
-        spec.mappings.iter().enumerate().map(|(i, m)| (format!("mappings[{i}].expression"), m.expression.len()));
-    let lengths: Vec<(String, usize)> = named.chain(fields.iter().map(|(f, s, _)| (f.clone(), s.len()))).collect();
-    for (field, length) in &lengths {
-        if *length > expr::MAX_SOURCE_BYTES {
+    let mut total = 0;
+    for (field, source) in spec.expressions() {
+        total += source.len();
+        if source.len() > expr::MAX_SOURCE_BYTES {
             v.add(
-                format!("{prefix}.{field}"),
+                format!("{prefix}.{}", field.path()),
                 format!(
-                    "is {length} bytes long; an expression or template may have at most {}",
+                    "is {} bytes long; an expression or template may have at most {}",
+                    source.len(),
                     expr::MAX_SOURCE_BYTES
                 ),
             );
         }
     }
-    let total: usize = lengths.iter().map(|(_, length)| length).sum();
     if total > expr::MAX_SET_SOURCE_BYTES {
         v.add(
             prefix.to_owned(),
@@ -44,18 +34,10 @@ pub fn check_connector_expressions(spec: &ConnectorSpec, prefix: &str, v: &mut V
             ),
         );
     }
-    let names: Vec<&str> = spec.mappings.iter().map(|m| m.name.as_str()).collect();
-    for (field, source, kind) in fields {
-        let kind = match kind {
-            ExpressionKind::Expression => SourceKind::Expression,
-            ExpressionKind::Template => SourceKind::Template,
-        };
-        // The condition runs before the mappings, so it cannot read them.
-        let processed: &[&str] = if field == "condition" { &[] } else { &names };
-        if let Err(errors) = expr::compile_in(source, kind, Context { processed: Some(processed) }) {
-            for e in errors.iter() {
-                v.add(format!("{prefix}.{field}"), e.to_string());
-            }
+    if let Err(diagnostics) = compile_connector(spec) {
+        for d in diagnostics {
+            let description = if d.line == 0 { d.message } else { format!("{}:{}: {}", d.line, d.column, d.message) };
+            v.add(format!("{prefix}.{}", d.field), description);
         }
     }
 }
@@ -87,9 +69,10 @@ mod tests {
             vec![api::NamedTemplate { name: "X-A".into(), value: "${ $processed.nope }".into() }];
         let err = connector_from_api(&c, "connector").unwrap_err();
         let found: Vec<_> = err.violations.iter().map(|v| (v.field.as_str(), v.description.as_str())).collect();
-        assert_eq!(found[0].0, "connector.mappings[0].expression");
-        assert!(found[0].1.starts_with("1:1: unknown function `uper`; did you mean `upper`?"));
-        assert_eq!(found[1], ("connector.condition", "1:18: expected an expression, found the end of the expression"));
+        // In evaluation order: the condition, the mappings, the perform.
+        assert_eq!(found[0], ("connector.condition", "1:18: expected an expression, found the end of the expression"));
+        assert_eq!(found[1].0, "connector.mappings[0].expression");
+        assert!(found[1].1.starts_with("1:1: unknown function `uper`; did you mean `upper`?"));
         assert_eq!(found[2].0, "connector.perform.url");
         assert!(found[2].1.contains("unknown reference `$paylod`"));
         assert_eq!(found[3].0, "connector.perform.headers[0].value");

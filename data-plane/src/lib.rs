@@ -4,7 +4,6 @@
 #![forbid(unsafe_code)]
 
 pub mod cache;
-pub mod compiled;
 pub mod events;
 mod http;
 pub mod inbox;

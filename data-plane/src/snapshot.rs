@@ -9,20 +9,21 @@ use std::sync::Arc;
 
 use hookplane_convert::Rejection;
 
-use crate::compiled::CompiledConnector;
+use hookplane_expr::ProgramSet;
 use hookplane_model::{
-    ConfigDelta, Connector, ConnectorToken, ContentHash, DeployedOrganization, DeployedSecret, Plan, Timestamp,
-    TokenKind, Versioned,
+    CompiledSpec, ConfigDelta, Connector, ConnectorToken, ContentHash, Deployed, DeployedOrganization, DeployedSecret,
+    Plan, SecretField, Timestamp, TokenKind, Versioned, compile_connector,
 };
 
-/// A connector ready to serve: its configuration plus what the fast path
-/// needs per request, prepared once (every expression compiled).
+/// A connector ready to serve: its configuration compiled and its secrets
+/// opened, once, when the snapshot is built (`hookplane_model`'s
+/// `compile_connector`, as the control plane checked it on save).
 #[derive(Debug)]
 pub struct DeployedConnector {
-    /// The configuration; its `tokens` are moved into `credentials` and its
-    /// expressions into `compiled`.
-    pub connector: Connector,
-    pub compiled: CompiledConnector,
+    /// The configuration: every expression a program of `programs`, every
+    /// secret opened. Its `tokens` are moved into `credentials`.
+    pub connector: Connector<Deployed>,
+    pub programs: ProgramSet,
     /// Accepted inbound credentials by digest, ready for comparison.
     pub credentials: Box<[Credential]>,
     /// Config version at which it last changed.
@@ -39,13 +40,18 @@ pub struct Credential {
 }
 
 impl DeployedConnector {
-    /// Prepares a connector; the error says why the node cannot serve it.
+    /// Prepares a connector; the error says why the node cannot serve it,
+    /// every problem of it at once.
     pub fn prepare(mut connector: Connector, version: i64) -> Result<DeployedConnector, String> {
         // What only people read stays on the control plane: a fleet holds
         // every connector in memory, so each byte here counts per node.
         connector.spec.description = String::new();
         connector.spec.sample_payload = None;
-        let compiled = CompiledConnector::take_from(&mut connector.spec)?;
+        let joined = |diagnostics: Vec<hookplane_model::Diagnostic>| {
+            diagnostics.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+        };
+        let CompiledSpec { programs, spec } =
+            compile_connector(&connector.spec).map_err(joined)?.open().map_err(joined)?;
         let credentials = std::mem::take(&mut connector.tokens)
             .into_iter()
             .map(|t| {
@@ -55,7 +61,16 @@ impl DeployedConnector {
                 Ok(Credential { kind: t.kind, sha256, expire_time: t.expire_time })
             })
             .collect::<Result<_, String>>()?;
-        Ok(DeployedConnector { connector, compiled, credentials, version })
+        let connector = Connector {
+            id: connector.id,
+            organization_id: connector.organization_id,
+            spec,
+            tokens: Vec::new(),
+            create_time: connector.create_time,
+            update_time: connector.update_time,
+            revision: connector.revision,
+        };
+        Ok(DeployedConnector { connector, programs, credentials, version })
     }
 
     /// The credential of `kind` whose SHA-256 is `sha256`. A connector has a
@@ -83,9 +98,28 @@ impl DeployedConnector {
                 superseded: false,
             })
             .collect();
-        let mut connector = Connector { tokens, ..self.connector.clone() };
-        self.compiled.restore(&mut connector.spec);
-        connector
+        let spec = hookplane_model::print_spec(&self.programs, &self.connector.spec, |_, opened| {
+            if opened.expose().is_empty() {
+                SecretField::Absent
+            } else {
+                SecretField::Plain(opened.expose().to_owned())
+            }
+        });
+        Connector {
+            id: self.connector.id.clone(),
+            organization_id: self.connector.organization_id.clone(),
+            spec,
+            tokens,
+            create_time: self.connector.create_time,
+            update_time: self.connector.update_time,
+            revision: self.connector.revision,
+        }
+    }
+
+    /// Every `$secret` name any of the connector's programs reads, for
+    /// redaction.
+    pub fn secret_names(&self) -> Vec<&str> {
+        self.programs.all_secrets()
     }
 }
 
@@ -201,7 +235,6 @@ impl Snapshot {
         for (id, deployed) in &self.connectors {
             let org = &deployed.connector.organization_id;
             let unavailable = deployed
-                .compiled
                 .secret_names()
                 .into_iter()
                 .find(|name| self.unavailable_secrets.contains(&(org.clone(), (*name).to_owned())));
@@ -284,6 +317,53 @@ mod tests {
     use hookplane_model::{ContentIndex, DeployedOrganization, Plan};
 
     use super::*;
+
+    #[test]
+    fn a_node_refuses_a_connector_with_what_the_control_plane_says_of_it() {
+        use hookplane::api::v1 as api;
+        let broken = api::Connector {
+            display_name: "broken".into(),
+            auth: Some(api::InboundAuth { bearer_token: true, ..Default::default() }),
+            condition: "$processed.a".into(),
+            mappings: vec![api::FieldMapping { name: "a".into(), expression: "lower(1, 2)".into() }],
+            perform: Some(api::Perform { url: "https://example.com/$paylod.id".into(), ..Default::default() }),
+            ..Default::default()
+        };
+        // What the control plane answers on save ...
+        let refused = hookplane_convert::connector_from_api(&broken, "connector").unwrap_err();
+        let said: Vec<String> = refused
+            .violations
+            .iter()
+            .map(|v| format!("{}: {}", v.field.trim_start_matches("connector."), v.description))
+            .collect();
+        assert_eq!(said.len(), 3, "every problem at once: {said:#?}");
+        // ... is what a node says of the same spec (stored by an older
+        // version, say): one compiler, one set of diagnostics.
+        let mut source = hookplane_convert::connector_from_api(
+            &api::Connector {
+                condition: String::new(),
+                mappings: Vec::new(),
+                perform: Some(api::Perform { url: "https://example.com/".into(), ..Default::default() }),
+                ..broken.clone()
+            },
+            "connector",
+        )
+        .unwrap();
+        source.condition = Some(broken.condition.clone());
+        source.mappings = vec![hookplane_model::FieldMapping { name: "a".into(), expression: "lower(1, 2)".into() }];
+        source.perform.url = "https://example.com/$paylod.id".into();
+        let connector = Connector {
+            id: "con_1".into(),
+            organization_id: "org".into(),
+            spec: source,
+            tokens: Vec::new(),
+            create_time: hookplane_model::now(),
+            update_time: hookplane_model::now(),
+            revision: 1,
+        };
+        let reason = DeployedConnector::prepare(connector, 1).unwrap_err();
+        assert_eq!(reason, said.join("; "));
+    }
 
     fn secret(name: &str, version: i64) -> Versioned<DeployedSecret> {
         Versioned {

@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use base64::Engine as _;
 use hookplane::api::v1 as api;
 use hookplane_model::{
-    Connector, ConnectorToken, HashedField, SecretField, SignatureAlgorithm, SignatureEncoding, TokenKind,
+    Connector, ConnectorToken, Deployed, HashedField, OpenedSecret, SignatureAlgorithm, SignatureEncoding, TokenKind,
 };
 use hookplane_data_plane::snapshot::DeployedConnector;
 use hookplane_data_plane::trigger::{auth, client_ip, signature};
@@ -113,8 +113,8 @@ fuzz_target!(|request: Request| {
     with_token.insert("authorization", HeaderValue::from_str(&format!("Basic {basic}")).unwrap());
     assert!(auth::authenticate(&deployed, &with_token, request.query.as_deref(), now).is_some());
 
-    let settings = hookplane_model::SignatureSettings {
-        secret: SecretField::Plain("whsec".into()),
+    let settings = hookplane_model::SignatureSettings::<Deployed> {
+        secret: OpenedSecret::new("whsec".into()),
         algorithm: [SignatureAlgorithm::Sha256, SignatureAlgorithm::Sha1, SignatureAlgorithm::Sha512, SignatureAlgorithm::Md5]
             [usize::from(request.algorithm % 4)],
         encoding: [SignatureEncoding::Hex, SignatureEncoding::Base64, SignatureEncoding::Base64Url]
@@ -124,7 +124,7 @@ fuzz_target!(|request: Request| {
         timestamp_header: request.timestamped.then(|| "x-webhook-timestamp".into()),
         timestamp_tolerance_secs: 300,
     };
-    let _ = signature::verify(&settings, b"whsec", &headers, &request.body, now.timestamp());
+    let _ = signature::verify(&settings, &headers, &request.body, now.timestamp());
 
     // The body as the endpoint takes it: UTF-8, JSON syntax, then the tree
     // of what the programs read. What validates must project.
@@ -134,7 +134,7 @@ fuzz_target!(|request: Request| {
         // Both parsers stop at serde_json's depth limit; what both read
         // must agree on every path a program reads.
         if let (Ok(projected), Ok(full)) =
-            (deployed.compiled.programs.read_payload(text), serde_json::from_str::<serde_json::Value>(text))
+            (deployed.programs.read_payload(text), serde_json::from_str::<serde_json::Value>(text))
         {
             for path in ["/status", "/customer/email", "/id", "/tags"] {
                 assert_eq!(projected.pointer(path), full.pointer(path), "{path} of {text:?}");

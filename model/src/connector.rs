@@ -1,22 +1,31 @@
 //! Connectors (SPEC §4, §7): who may trigger them and what they do.
+//!
+//! A connector's spec is one shape in several representations ([`Repr`]):
+//! as written ([`Source`]: expressions as text), compiled ([`Compiled`]:
+//! programs in a set), and deployed on a node ([`Deployed`]: secrets
+//! opened). The parts that hold expressions, names and secrets are generic
+//! over the representation; everything else is plain data shared by all.
+//! [`ConnectorSpec::map`](crate::ConnectorSpec) in `walk.rs` is the one
+//! place that knows where those parts are.
 
 use serde::{Deserialize, Serialize};
 
-use super::{HashedField, Revision, SecretField, Timestamp};
+use super::repr::{Repr, Source};
+use super::{HashedField, Revision, Timestamp};
 
 /// A stored connector: its spec plus server-owned state.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Connector {
+pub struct Connector<R: Repr = Source> {
     pub id: String,
     pub organization_id: String,
-    pub spec: ConnectorSpec,
+    pub spec: ConnectorSpec<R>,
     pub tokens: Vec<ConnectorToken>,
     pub create_time: Timestamp,
     pub update_time: Timestamp,
     pub revision: Revision,
 }
 
-impl Connector {
+impl<R: Repr> Connector<R> {
     /// The path of the trigger URL on every data-plane node.
     pub fn trigger_path(&self) -> String {
         format!("/api/v1/connectors/{}/trigger", self.id)
@@ -25,7 +34,11 @@ impl Connector {
 
 /// Everything a user configures on a connector.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ConnectorSpec {
+#[serde(bound(
+    serialize = "R::Expr: Serialize, R::Name: Serialize, R::Secret: Serialize",
+    deserialize = "R::Expr: Deserialize<'de>, R::Name: Deserialize<'de>, R::Secret: Deserialize<'de>"
+))]
+pub struct ConnectorSpec<R: Repr = Source> {
     pub display_name: String,
     pub description: String,
     pub enabled: bool,
@@ -34,11 +47,11 @@ pub struct ConnectorSpec {
     /// Normalised `scheme://host[:port]` origins.
     pub allowed_origins: Vec<String>,
     /// Boxed, as most connectors have none: nodes hold every connector.
-    pub signature: Option<Box<SignatureSettings>>,
-    pub condition: Option<String>,
-    pub lookup: Option<Box<Lookup>>,
-    pub mappings: Vec<FieldMapping>,
-    pub perform: Perform,
+    pub signature: Option<Box<SignatureSettings<R>>>,
+    pub condition: Option<R::Expr>,
+    pub lookup: Option<Box<Lookup<R>>>,
+    pub mappings: Vec<FieldMapping<R>>,
+    pub perform: Perform<R>,
     pub sample_payload: Option<String>,
 }
 
@@ -200,8 +213,12 @@ pub enum SignatureEncoding {
 
 /// Inbound HMAC signature verification (SPEC §4 item 7).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct SignatureSettings {
-    pub secret: SecretField,
+#[serde(bound(
+    serialize = "R::Expr: Serialize, R::Name: Serialize, R::Secret: Serialize",
+    deserialize = "R::Expr: Deserialize<'de>, R::Name: Deserialize<'de>, R::Secret: Deserialize<'de>"
+))]
+pub struct SignatureSettings<R: Repr = Source> {
+    pub secret: R::Secret,
     pub algorithm: SignatureAlgorithm,
     pub encoding: SignatureEncoding,
     /// Lowercase header name.
@@ -213,26 +230,38 @@ pub struct SignatureSettings {
 }
 
 /// A header or query parameter with a templated value.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NamedTemplate {
-    pub name: String,
-    pub value: String,
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(bound(
+    serialize = "R::Expr: Serialize, R::Name: Serialize, R::Secret: Serialize",
+    deserialize = "R::Expr: Deserialize<'de>, R::Name: Deserialize<'de>, R::Secret: Deserialize<'de>"
+))]
+pub struct NamedTemplate<R: Repr = Source> {
+    pub name: R::Name,
+    pub value: R::Expr,
 }
 
 /// The optional enrichment request.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Lookup {
-    pub url: String,
-    pub headers: Vec<NamedTemplate>,
-    pub query: Vec<NamedTemplate>,
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(bound(
+    serialize = "R::Expr: Serialize, R::Name: Serialize, R::Secret: Serialize",
+    deserialize = "R::Expr: Deserialize<'de>, R::Name: Deserialize<'de>, R::Secret: Deserialize<'de>"
+))]
+pub struct Lookup<R: Repr = Source> {
+    pub url: R::Expr,
+    pub headers: Vec<NamedTemplate<R>>,
+    pub query: Vec<NamedTemplate<R>>,
     pub timeout_ms: u64,
 }
 
 /// A named value of `$processed`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FieldMapping {
-    pub name: String,
-    pub expression: String,
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(bound(
+    serialize = "R::Expr: Serialize, R::Name: Serialize, R::Secret: Serialize",
+    deserialize = "R::Expr: Deserialize<'de>, R::Name: Deserialize<'de>, R::Secret: Deserialize<'de>"
+))]
+pub struct FieldMapping<R: Repr = Source> {
+    pub name: R::Name,
+    pub expression: R::Expr,
 }
 
 /// How the perform body is built.
@@ -247,10 +276,14 @@ pub enum BodyType {
 }
 
 /// One field of a structured body.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BodyField {
-    pub key: String,
-    pub value: String,
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(bound(
+    serialize = "R::Expr: Serialize, R::Name: Serialize, R::Secret: Serialize",
+    deserialize = "R::Expr: Deserialize<'de>, R::Name: Deserialize<'de>, R::Secret: Deserialize<'de>"
+))]
+pub struct BodyField<R: Repr = Source> {
+    pub key: R::Name,
+    pub value: R::Expr,
     /// Set when the value is a file (multipart bodies only); boxed because
     /// few fields are files and nodes hold every connector.
     pub file: Option<Box<FilePart>>,
@@ -287,97 +320,58 @@ pub enum OAuth2Grant {
 /// Authentication against the target.
 #[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum OutboundAuth {
+#[serde(bound(
+    serialize = "R::Expr: Serialize, R::Name: Serialize, R::Secret: Serialize",
+    deserialize = "R::Expr: Deserialize<'de>, R::Name: Deserialize<'de>, R::Secret: Deserialize<'de>"
+))]
+pub enum OutboundAuth<R: Repr = Source> {
     #[default]
     None,
     Bearer {
-        token: String,
+        token: R::Expr,
     },
     Basic {
-        username: String,
-        password: String,
+        username: R::Expr,
+        password: R::Expr,
     },
-    OAuth2(Box<OAuth2Settings>),
+    OAuth2(Box<OAuth2Settings<R>>),
 }
 
 /// OAuth 2.0 token acquisition.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct OAuth2Settings {
+#[serde(bound(
+    serialize = "R::Expr: Serialize, R::Name: Serialize, R::Secret: Serialize",
+    deserialize = "R::Expr: Deserialize<'de>, R::Name: Deserialize<'de>, R::Secret: Deserialize<'de>"
+))]
+pub struct OAuth2Settings<R: Repr = Source> {
     pub token_url: String,
     pub client_id: String,
-    pub client_secret: SecretField,
+    pub client_secret: R::Secret,
     pub scopes: Vec<String>,
     pub grant: OAuth2Grant,
-    pub refresh_token: SecretField,
+    pub refresh_token: R::Secret,
 }
 
 /// The request performed against the target API.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Perform {
+#[serde(bound(
+    serialize = "R::Expr: Serialize, R::Name: Serialize, R::Secret: Serialize",
+    deserialize = "R::Expr: Deserialize<'de>, R::Name: Deserialize<'de>, R::Secret: Deserialize<'de>"
+))]
+pub struct Perform<R: Repr = Source> {
     pub method: String,
-    pub url: String,
-    pub headers: Vec<NamedTemplate>,
-    pub query: Vec<NamedTemplate>,
+    pub url: R::Expr,
+    pub headers: Vec<NamedTemplate<R>>,
+    pub query: Vec<NamedTemplate<R>>,
     pub body_type: BodyType,
-    pub body: Vec<BodyField>,
-    pub raw_body: String,
+    pub body: Vec<BodyField<R>>,
+    /// The body template, for `BodyType::Raw` only. (Connectors stored
+    /// before it was optional hold `""` here whatever their body type.)
+    #[serde(default)]
+    pub raw_body: Option<R::Expr>,
     pub raw_content_type: String,
     pub skip_null_values: bool,
-    pub auth: OutboundAuth,
+    pub auth: OutboundAuth<R>,
     pub timeout_ms: u64,
     pub retry: RetryPolicy,
-}
-
-/// Where an expression or template sits in a connector, for compiling them
-/// all at save time and naming the field of each error.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ExpressionKind {
-    /// Must be a single expression (the condition).
-    Expression,
-    /// An expression or a template.
-    Template,
-}
-
-impl ConnectorSpec {
-    /// Every expression or template of the connector with its field path in
-    /// API terms (e.g. `perform.headers[1].value`), in evaluation order.
-    /// Mappings are listed separately because they compile as one program.
-    pub fn expression_sources(&self) -> Vec<(String, &str, ExpressionKind)> {
-        let mut out = Vec::new();
-        if let Some(condition) = &self.condition {
-            out.push(("condition".to_owned(), condition.as_str(), ExpressionKind::Expression));
-        }
-        if let Some(lookup) = &self.lookup {
-            out.push(("lookup.url".to_owned(), lookup.url.as_str(), ExpressionKind::Template));
-            push_named(&mut out, "lookup.headers", &lookup.headers);
-            push_named(&mut out, "lookup.query", &lookup.query);
-        }
-        let perform = &self.perform;
-        out.push(("perform.url".to_owned(), perform.url.as_str(), ExpressionKind::Template));
-        push_named(&mut out, "perform.headers", &perform.headers);
-        push_named(&mut out, "perform.query", &perform.query);
-        for (i, field) in perform.body.iter().enumerate() {
-            out.push((format!("perform.body[{i}].value"), field.value.as_str(), ExpressionKind::Template));
-        }
-        if perform.body_type == BodyType::Raw {
-            out.push(("perform.raw_body".to_owned(), perform.raw_body.as_str(), ExpressionKind::Template));
-        }
-        match &perform.auth {
-            OutboundAuth::Bearer { token } => {
-                out.push(("perform.auth.bearer.token".to_owned(), token.as_str(), ExpressionKind::Template));
-            }
-            OutboundAuth::Basic { username, password } => {
-                out.push(("perform.auth.basic.username".to_owned(), username.as_str(), ExpressionKind::Template));
-                out.push(("perform.auth.basic.password".to_owned(), password.as_str(), ExpressionKind::Template));
-            }
-            OutboundAuth::None | OutboundAuth::OAuth2(_) => {}
-        }
-        out
-    }
-}
-
-fn push_named<'a>(out: &mut Vec<(String, &'a str, ExpressionKind)>, prefix: &str, items: &'a [NamedTemplate]) {
-    for (i, item) in items.iter().enumerate() {
-        out.push((format!("{prefix}[{i}].value"), item.value.as_str(), ExpressionKind::Template));
-    }
 }

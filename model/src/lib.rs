@@ -6,22 +6,28 @@
 //! config snapshots. Secret-bearing fields use [`SecretField`] and
 //! [`HashedField`] so that plaintext can never be persisted by accident.
 
+mod compile;
 mod config;
 mod connector;
 mod event;
 mod node;
 mod organization;
 mod protected;
+mod repr;
 pub mod sealing;
 mod secret;
+mod walk;
 
+pub use compile::{CompiledSpec, Diagnostic, compile_connector, print_spec};
 pub use config::*;
 pub use connector::*;
 pub use event::*;
 pub use node::*;
 pub use organization::*;
 pub use protected::{HashedField, SecretField};
+pub use repr::{Compiled, Deployed, OpenedSecret, Repr, Source};
 pub use secret::*;
+pub use walk::{ExpressionField, ProcessedScope, SecretSlot, SpecVisitor};
 
 /// Point in time, always UTC.
 pub type Timestamp = chrono::DateTime<chrono::Utc>;

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use bytes::Bytes;
-use hookplane_model::{OAuth2Grant, OAuth2Settings, SecretField};
+use hookplane_model::{Deployed, OAuth2Grant, OAuth2Settings};
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use hyper::{HeaderMap, Method};
 use serde::Deserialize;
@@ -56,7 +56,7 @@ impl TokenCache {
         &self,
         outbound: &Outbound,
         connector: (&str, i64),
-        settings: &OAuth2Settings,
+        settings: &OAuth2Settings<Deployed>,
         timeout: Duration,
     ) -> Result<String, TokenError> {
         let key = (connector.0.to_owned(), connector.1);
@@ -74,16 +74,9 @@ impl TokenCache {
     }
 }
 
-fn plain(field: &SecretField) -> &str {
-    match field {
-        SecretField::Plain(text) => text,
-        SecretField::Absent | SecretField::Sealed(_) => "",
-    }
-}
-
 async fn fetch(
     outbound: &Outbound,
-    settings: &OAuth2Settings,
+    settings: &OAuth2Settings<Deployed>,
     timeout: Duration,
 ) -> Result<(String, Duration), TokenError> {
     let body = {
@@ -92,7 +85,7 @@ async fn fetch(
             OAuth2Grant::ClientCredentials => form.append_pair("grant_type", "client_credentials"),
             OAuth2Grant::RefreshToken => form
                 .append_pair("grant_type", "refresh_token")
-                .append_pair("refresh_token", plain(&settings.refresh_token)),
+                .append_pair("refresh_token", settings.refresh_token.expose()),
         };
         if !settings.scopes.is_empty() {
             form.append_pair("scope", &settings.scopes.join(" "));
@@ -102,7 +95,7 @@ async fn fetch(
     let credentials = base64::engine::general_purpose::STANDARD.encode(format!(
         "{}:{}",
         form_encode(&settings.client_id),
-        form_encode(plain(&settings.client_secret))
+        form_encode(settings.client_secret.expose())
     ));
     let mut headers = HeaderMap::new();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/x-www-form-urlencoded"));

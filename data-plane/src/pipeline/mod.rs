@@ -86,7 +86,7 @@ impl Executor {
     ) -> Execution {
         let secrets = OrgSecrets { snapshot, organization: &deployed.connector.organization_id };
         let mut redactor = Redactor::default();
-        for name in deployed.compiled.secret_names() {
+        for name in deployed.secret_names() {
             if let Some(value) = secrets.secret(name) {
                 redactor.add(value);
             }
@@ -117,14 +117,13 @@ impl Executor {
         run: &mut Run,
     ) -> Result<(Outcome, Option<i32>), Failure> {
         let spec = &deployed.connector.spec;
-        let compiled = &deployed.compiled;
+        let programs = &deployed.programs;
         let empty = Map::new();
         // Every program this execution evaluates draws on one budget.
         let mut budget = Budget::new(self.limits);
-        if let Some(condition) = compiled.condition {
+        if let Some(condition) = spec.condition {
             let scope = Scope { payload, lookup: None, processed: &empty, secrets };
-            let value = compiled
-                .programs
+            let value = programs
                 .eval_cow_in(condition, &scope, &mut budget)
                 .map_err(|e| Failure::new(format!("condition: {e}")))?;
             let passed = expr::truthy(&value);
@@ -133,10 +132,16 @@ impl Executor {
                 return Ok((Outcome::Skipped, None));
             }
         }
-        let lookup_value = match (&spec.lookup, &compiled.lookup) {
-            (Some(lookup), Some(program)) => {
+        let lookup_value = match &spec.lookup {
+            Some(lookup) => {
                 let scope = Scope { payload, lookup: None, processed: &empty, secrets };
-                let target = Target { programs: &compiled.programs, compiled: program, field: "lookup" };
+                let target = Target {
+                    programs,
+                    url: lookup.url,
+                    headers: &lookup.headers,
+                    query: &lookup.query,
+                    field: "lookup",
+                };
                 let (url, headers) = render_target(&target, &scope, &mut budget, depth)
                     .map_err(|e| Failure::new(format!("lookup failed: {e}")))?;
                 let timeout = Duration::from_millis(if lookup.timeout_ms == 0 { 30_000 } else { lookup.timeout_ms });
@@ -165,15 +170,21 @@ impl Executor {
                 run.trace.lookup = Some(exchange);
                 Some(parsed.map_err(Failure::new)?)
             }
-            _ => None,
+            None => None,
         };
-        let processed = compiled
-            .mappings
-            .eval(&compiled.programs, payload, lookup_value.as_ref(), secrets, &mut budget)
-            .map_err(|(i, e)| Failure::new(format!("mappings[{i}] ({}): {e}", compiled.mapping_name(i))))?;
+        // Mappings in order, each seeing those before it as `$processed`.
+        let mut processed = Map::new();
+        for (i, mapping) in spec.mappings.iter().enumerate() {
+            let name = programs.name(mapping.name);
+            let scope = Scope { payload, lookup: lookup_value.as_ref(), processed: &processed, secrets };
+            let value = programs
+                .eval_in(mapping.expression, &scope, &mut budget)
+                .map_err(|e| Failure::new(format!("mappings[{i}] ({name}): {e}")))?;
+            processed.insert(name.to_owned(), value);
+        }
         run.trace.processed = serde_json::to_string(&processed).unwrap_or_default();
         let scope = Scope { payload, lookup: lookup_value.as_ref(), processed: &processed, secrets };
-        let mut request = render_perform(&spec.perform, compiled, &scope, &mut budget, depth)
+        let mut request = render_perform(&spec.perform, programs, &scope, &mut budget, depth)
             .map_err(|e| Failure::new(format!("perform: {e}")))?;
         self.authorize(deployed, &scope, &mut budget, &mut request, &mut run.redactor).await?;
         self.perform(request, plan, deployed, run).await
@@ -189,24 +200,23 @@ impl Executor {
         redactor: &mut Redactor,
     ) -> Result<(), Failure> {
         let perform = &deployed.connector.spec.perform;
-        let compiled = &deployed.compiled;
-        let mut render = |i: usize, field: &str| {
-            compiled
+        let mut render = |program, field: &str| {
+            deployed
                 .programs
-                .eval_in(compiled.outbound_auth[i], scope, budget)
+                .eval_in(program, scope, budget)
                 .map(|v| expr::render(&v))
                 .map_err(|e| Failure::new(format!("{field}: {e}")))
         };
         let value = match &perform.auth {
             OutboundAuth::None => return Ok(()),
-            OutboundAuth::Bearer { .. } => {
-                let token = render(0, "perform.auth.bearer.token")?;
+            OutboundAuth::Bearer { token } => {
+                let token = render(*token, "perform.auth.bearer.token")?;
                 redactor.add(&token);
                 format!("Bearer {token}")
             }
-            OutboundAuth::Basic { .. } => {
-                let username = render(0, "perform.auth.basic.username")?;
-                let password = render(1, "perform.auth.basic.password")?;
+            OutboundAuth::Basic { username, password } => {
+                let username = render(*username, "perform.auth.basic.username")?;
+                let password = render(*password, "perform.auth.basic.password")?;
                 redactor.add(&password);
                 let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
                 redactor.add(&encoded);

@@ -6,12 +6,11 @@ use std::time::Duration;
 use base64::Engine as _;
 use bytes::Bytes;
 use hookplane_expr::{self as expr, Budget, ProgramId, ProgramSet, Scope};
-use hookplane_model::{BodyType, FilePart, Perform};
+use hookplane_model::{BodyField, BodyType, Deployed, FilePart, NamedTemplate, Perform};
 use hyper::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use hyper::{HeaderMap, Method};
 use serde_json::{Map, Value};
 
-use crate::compiled::{CompiledConnector, CompiledRequest};
 use crate::outbound::OutboundRequest;
 
 /// The header that counts hops between hookplane connectors (SPEC §4).
@@ -47,9 +46,11 @@ fn text(
 
 /// URL, query and headers shared by lookup and perform.
 pub struct Target<'a> {
-    /// The connector's programs, which `compiled` indexes.
+    /// The connector's programs, which the fields index.
     pub programs: &'a ProgramSet,
-    pub compiled: &'a CompiledRequest,
+    pub url: ProgramId,
+    pub headers: &'a [NamedTemplate<Deployed>],
+    pub query: &'a [NamedTemplate<Deployed>],
     pub field: &'static str,
 }
 
@@ -62,18 +63,17 @@ pub fn render_target(
 ) -> Result<(url::Url, HeaderMap), RenderError> {
     let field = target.field;
     let programs = target.programs;
-    let raw = text(programs, target.compiled.url, scope, budget, || format!("{field}.url"))?;
+    let raw = text(programs, target.url, scope, budget, || format!("{field}.url"))?;
     let mut url = url::Url::parse(raw.trim()).map_err(|e| format!("{field}.url: `{raw}` is not a valid URL ({e})"))?;
-    let compiled = target.compiled;
-    if !compiled.query.is_empty() {
+    if !target.query.is_empty() {
         let mut pairs = url.query_pairs_mut();
-        for (i, named) in compiled.query.iter().enumerate() {
+        for (i, named) in target.query.iter().enumerate() {
             let value = text(programs, named.value, scope, budget, || format!("{field}.query[{i}].value"))?;
             pairs.append_pair(programs.name(named.name), &value);
         }
     }
-    let mut headers = HeaderMap::with_capacity(compiled.headers.len() + 2);
-    for (i, named) in compiled.headers.iter().enumerate() {
+    let mut headers = HeaderMap::with_capacity(target.headers.len() + 2);
+    for (i, named) in target.headers.iter().enumerate() {
         let name = programs.name(named.name);
         let name = HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| format!("{field}.headers[{i}].name: `{name}` is not a header name"))?;
@@ -88,21 +88,21 @@ pub fn render_target(
 
 /// Renders the perform request without its outbound auth.
 pub fn render_perform(
-    perform: &Perform,
-    compiled: &CompiledConnector,
+    perform: &Perform<Deployed>,
+    programs: &ProgramSet,
     scope: &Scope<'_>,
     budget: &mut Budget,
     depth: u32,
 ) -> Result<OutboundRequest, RenderError> {
-    let programs = &compiled.programs;
     let method = Method::from_bytes(perform.method.as_bytes())
         .map_err(|_| format!("perform.method: `{}` is not an HTTP method", perform.method))?;
-    let target = Target { programs, compiled: &compiled.perform, field: "perform" };
+    let target =
+        Target { programs, url: perform.url, headers: &perform.headers, query: &perform.query, field: "perform" };
     let (url, mut headers) = render_target(&target, scope, budget, depth)?;
     let (content_type, body) = match perform.body_type {
         BodyType::None => (None, Bytes::new()),
         BodyType::Raw => {
-            let program = compiled.raw_body.ok_or("perform.raw_body: missing")?;
+            let program = perform.raw_body.ok_or("perform.raw_body: missing")?;
             let body = text(programs, program, scope, budget, || "perform.raw_body".to_owned())?;
             let content_type =
                 if perform.raw_content_type.is_empty() { "text/plain" } else { &perform.raw_content_type };
@@ -110,24 +110,23 @@ pub fn render_perform(
         }
         BodyType::Json => {
             let mut root = Map::new();
-            for (i, value) in field_values(perform, compiled, scope, budget)? {
-                insert_dotted(&mut root, programs.name(compiled.body[i].key), value);
+            for (_, field, value) in field_values(perform, programs, scope, budget)? {
+                insert_dotted(&mut root, programs.name(field.key), value);
             }
             let body = serde_json::to_vec(&Value::Object(root)).map_err(|e| format!("perform.body: {e}"))?;
             (Some("application/json".to_owned()), Bytes::from(body))
         }
         BodyType::FormUrlencoded => {
             let mut form = url::form_urlencoded::Serializer::new(String::new());
-            for (i, value) in field_values(perform, compiled, scope, budget)? {
-                form.append_pair(programs.name(compiled.body[i].key), &expr::render(&value));
+            for (_, field, value) in field_values(perform, programs, scope, budget)? {
+                form.append_pair(programs.name(field.key), &expr::render(&value));
             }
             (Some("application/x-www-form-urlencoded".to_owned()), Bytes::from(form.finish()))
         }
         BodyType::Multipart => {
             let boundary = format!("hookplane-{:032x}", rand::random::<u128>());
             let mut body = Vec::new();
-            for (i, value) in field_values(perform, compiled, scope, budget)? {
-                let field = &compiled.body[i];
+            for (i, field, value) in field_values(perform, programs, scope, budget)? {
                 write_part(&mut body, &boundary, programs.name(field.key), field.file.as_deref(), i, &value)?;
             }
             body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
@@ -144,18 +143,21 @@ pub fn render_perform(
     Ok(OutboundRequest { method, url, headers, body, timeout })
 }
 
-/// Each body field's value with its index, nulls left out when asked.
-fn field_values(
-    perform: &Perform,
-    compiled: &CompiledConnector,
+/// A body field's position, the field, and its value.
+type FieldValue<'p> = (usize, &'p BodyField<Deployed>, Value);
+
+/// Each body field with its index and value, nulls left out when asked.
+fn field_values<'p>(
+    perform: &'p Perform<Deployed>,
+    programs: &ProgramSet,
     scope: &Scope<'_>,
     budget: &mut Budget,
-) -> Result<Vec<(usize, Value)>, RenderError> {
-    let mut values = Vec::with_capacity(compiled.body.len());
-    for (i, field) in compiled.body.iter().enumerate() {
-        let value = eval(&compiled.programs, field.value, scope, budget, || format!("perform.body[{i}].value"))?;
+) -> Result<Vec<FieldValue<'p>>, RenderError> {
+    let mut values = Vec::with_capacity(perform.body.len());
+    for (i, field) in perform.body.iter().enumerate() {
+        let value = eval(programs, field.value, scope, budget, || format!("perform.body[{i}].value"))?;
         if !(perform.skip_null_values && value.is_null()) {
-            values.push((i, value));
+            values.push((i, field, value));
         }
     }
     Ok(values)

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use hookplane_model::{self as model, Event, EventStatus, Plan, SecretField};
+use hookplane_model::{self as model, Event, EventStatus, Plan};
 use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::CONTENT_LENGTH;
@@ -164,10 +164,7 @@ impl Ingress {
         }
         // 7. Signature.
         if let Some(settings) = &deployed.connector.spec.signature {
-            let SecretField::Plain(secret) = &settings.secret else {
-                return Err(Refusal::InvalidSignature);
-            };
-            signature::verify(settings, secret.as_bytes(), &parts.headers, &body, received.timestamp())?;
+            signature::verify(settings, &parts.headers, &body, received.timestamp())?;
         }
         // 8. Connector and organization limits: authenticated calls only.
         let connector = &deployed.connector;
@@ -214,7 +211,7 @@ impl Ingress {
     /// the connector's programs can read.
     async fn execute(&self, snapshot: &Snapshot, call: Call<'_>) -> Result<Ran, Refusal> {
         let Call { deployed, plan, headers, body, client_ip, auth_method, depth, event_id, received, started } = call;
-        let payload = deployed.compiled.programs.read_payload(body).map_err(|e| Refusal::InvalidJson(e.to_string()))?;
+        let payload = deployed.programs.read_payload(body).map_err(|e| Refusal::InvalidJson(e.to_string()))?;
         let execution = self.executor.execute(snapshot, deployed, plan, &payload, depth).await;
         let status = match execution.outcome {
             Outcome::Completed => EventStatus::Completed,

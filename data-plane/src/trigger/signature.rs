@@ -8,15 +8,14 @@
 
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
-use hookplane_model::{SignatureAlgorithm, SignatureEncoding, SignatureSettings};
+use hookplane_model::{Deployed, Repr, SignatureAlgorithm, SignatureEncoding, SignatureSettings};
 use hyper::HeaderMap;
 
 use super::response::Refusal;
 
-/// Verifies the call's signature with `secret`.
+/// Verifies the call's signature with the connector's (opened) secret.
 pub fn verify(
-    settings: &SignatureSettings,
-    secret: &[u8],
+    settings: &SignatureSettings<Deployed>,
     headers: &HeaderMap,
     body: &[u8],
     now_unix: i64,
@@ -41,6 +40,7 @@ pub fn verify(
         Some(ts) => [ts, b".", body],
         None => [body, b"", b""],
     };
+    let secret = settings.secret.expose().as_bytes();
     let valid = match settings.algorithm {
         SignatureAlgorithm::Sha256 => check::<Hmac<sha2::Sha256>>(secret, &parts, &signature),
         SignatureAlgorithm::Sha512 => check::<Hmac<sha2::Sha512>>(secret, &parts, &signature),
@@ -70,7 +70,7 @@ fn decode(encoding: SignatureEncoding, text: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// Signs `body` as a sender would: for tests, examples and benchmarks.
-pub fn sign(settings: &SignatureSettings, secret: &[u8], timestamp: Option<i64>, body: &[u8]) -> String {
+pub fn sign<R: Repr>(settings: &SignatureSettings<R>, secret: &[u8], timestamp: Option<i64>, body: &[u8]) -> String {
     use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
     let ts = timestamp.map(|t| t.to_string());
     let parts: [&[u8]; 3] = match &ts {
@@ -101,14 +101,19 @@ fn mac<M: Mac + hmac::digest::KeyInit>(secret: &[u8], parts: &[&[u8]]) -> Vec<u8
 
 #[cfg(test)]
 mod tests {
-    use hookplane_model::SecretField;
+    use hookplane_model::OpenedSecret;
     use hyper::header::{HeaderName, HeaderValue};
 
     use super::*;
 
-    fn settings(algorithm: SignatureAlgorithm, encoding: SignatureEncoding, prefix: &str) -> SignatureSettings {
+    fn settings(
+        algorithm: SignatureAlgorithm,
+        encoding: SignatureEncoding,
+        prefix: &str,
+        key: &str,
+    ) -> SignatureSettings<Deployed> {
         SignatureSettings {
-            secret: SecretField::Absent,
+            secret: OpenedSecret::new(key.into()),
             algorithm,
             encoding,
             header: "x-webhook-signature".into(),
@@ -132,42 +137,43 @@ mod tests {
             [SignatureAlgorithm::Sha256, SignatureAlgorithm::Sha1, SignatureAlgorithm::Sha512, SignatureAlgorithm::Md5]
         {
             for encoding in [SignatureEncoding::Hex, SignatureEncoding::Base64, SignatureEncoding::Base64Url] {
-                let s = settings(algorithm, encoding, "sha=");
+                let s = settings(algorithm, encoding, "sha=", "key");
                 let signature = sign(&s, b"key", None, body);
                 let ok = with(&[("x-webhook-signature", &signature)]);
-                assert_eq!(verify(&s, b"key", &ok, body, 0), Ok(()), "{algorithm:?} {encoding:?}");
-                assert_eq!(verify(&s, b"other", &ok, body, 0), Err(Refusal::InvalidSignature));
-                assert_eq!(verify(&s, b"key", &ok, br#"{"a":2}"#, 0), Err(Refusal::InvalidSignature));
+                assert_eq!(verify(&s, &ok, body, 0), Ok(()), "{algorithm:?} {encoding:?}");
+                let other = settings(algorithm, encoding, "sha=", "other");
+                assert_eq!(verify(&other, &ok, body, 0), Err(Refusal::InvalidSignature));
+                assert_eq!(verify(&s, &ok, br#"{"a":2}"#, 0), Err(Refusal::InvalidSignature));
             }
         }
     }
 
     #[test]
     fn empty_short_prefix_only_and_unprefixed_signatures_fail() {
-        let s = settings(SignatureAlgorithm::Sha256, SignatureEncoding::Hex, "sha256=");
+        let s = settings(SignatureAlgorithm::Sha256, SignatureEncoding::Hex, "sha256=", "key");
         let body = b"{}";
         let signature = sign(&s, b"key", None, body);
         let hex_part = signature.strip_prefix("sha256=").unwrap();
         for bad in ["", "sha256=", &signature[..signature.len() - 2], &signature[..20], hex_part, "sha256=zz"] {
             let headers = with(&[("x-webhook-signature", bad)]);
-            assert_eq!(verify(&s, b"key", &headers, body, 0), Err(Refusal::InvalidSignature), "{bad:?}");
+            assert_eq!(verify(&s, &headers, body, 0), Err(Refusal::InvalidSignature), "{bad:?}");
         }
-        assert_eq!(verify(&s, b"key", &with(&[]), body, 0), Err(Refusal::InvalidSignature));
+        assert_eq!(verify(&s, &with(&[]), body, 0), Err(Refusal::InvalidSignature));
     }
 
     #[test]
     fn a_signed_timestamp_must_be_fresh_and_part_of_the_signature() {
-        let mut s = settings(SignatureAlgorithm::Sha256, SignatureEncoding::Hex, "");
+        let mut s = settings(SignatureAlgorithm::Sha256, SignatureEncoding::Hex, "", "key");
         s.timestamp_header = Some("x-webhook-timestamp".into());
         let body = b"{}";
         let now = 1_700_000_000;
         let signature = sign(&s, b"key", Some(now), body);
         let fresh = with(&[("x-webhook-signature", &signature), ("x-webhook-timestamp", &now.to_string())]);
-        assert_eq!(verify(&s, b"key", &fresh, body, now + 299), Ok(()));
-        assert_eq!(verify(&s, b"key", &fresh, body, now + 301), Err(Refusal::StaleTimestamp));
+        assert_eq!(verify(&s, &fresh, body, now + 299), Ok(()));
+        assert_eq!(verify(&s, &fresh, body, now + 301), Err(Refusal::StaleTimestamp));
         let moved = with(&[("x-webhook-signature", &signature), ("x-webhook-timestamp", &(now + 1).to_string())]);
-        assert_eq!(verify(&s, b"key", &moved, body, now), Err(Refusal::InvalidSignature), "the timestamp is signed");
+        assert_eq!(verify(&s, &moved, body, now), Err(Refusal::InvalidSignature), "the timestamp is signed");
         let missing = with(&[("x-webhook-signature", &signature)]);
-        assert_eq!(verify(&s, b"key", &missing, body, now), Err(Refusal::StaleTimestamp));
+        assert_eq!(verify(&s, &missing, body, now), Err(Refusal::StaleTimestamp));
     }
 }
