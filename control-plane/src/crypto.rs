@@ -23,11 +23,6 @@ pub fn secret_owner(organization_id: &str, name: &str) -> String {
     format!("secret:{organization_id}:{name}")
 }
 
-/// The owner string of a secret field inside a connector.
-pub fn connector_field_owner(organization_id: &str, connector_id: &str, field: &str) -> String {
-    format!("connector:{organization_id}:{connector_id}:{field}")
-}
-
 /// Kinds of minted credentials, by prefix.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CredentialKind {

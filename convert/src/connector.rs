@@ -145,21 +145,15 @@ pub fn merge_connector_update(
     Ok(spec)
 }
 
-/// Carries stored secret material over fields an update left empty.
+/// Carries stored secret material over fields an update left empty, slot
+/// by slot.
 fn keep_stored_secrets(spec: &mut ConnectorSpec, stored: &ConnectorSpec) {
-    if let (Some(new), Some(old)) = (&mut spec.signature, &stored.signature)
-        && !new.secret.is_set()
-    {
-        new.secret = old.secret.clone();
-    }
-    if let (OutboundAuth::OAuth2(new), OutboundAuth::OAuth2(old)) = (&mut spec.perform.auth, &stored.perform.auth) {
-        if !new.client_secret.is_set() {
-            new.client_secret = old.client_secret.clone();
-        }
-        if !new.refresh_token.is_set() {
-            new.refresh_token = old.refresh_token.clone();
-        }
-    }
+    let kept = stored.secrets();
+    *spec = spec.with_secrets(|slot, new| match kept.iter().find(|(s, _)| *s == slot) {
+        Some((_, old)) if !new.is_set() => (*old).clone(),
+        _ => new.clone(),
+    });
+    // Custom header values are compared, not used: hashed, by header name.
     for header in &mut spec.auth.custom_headers {
         if header.value == HashedField::Absent
             && let Some(old) = stored.auth.custom_headers.iter().find(|h| h.name == header.name)

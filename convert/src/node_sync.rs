@@ -7,7 +7,7 @@
 use hookplane::api::v1 as api;
 use hookplane_model::{
     self as model, ConfigDelta, Connector, ConnectorToken, DeployedOrganization, DeployedSecret, HashedField,
-    OutboundAuth, SecretField, TokenKind, Versioned,
+    SecretField, SecretSlot, TokenKind, Versioned,
 };
 
 use super::connector::{connector_shape_from_api, token_kind_to_api};
@@ -79,10 +79,15 @@ fn plain(field: &SecretField) -> String {
 /// connector's own secret material, if it could not.
 fn node_connector_to_api(c: &Versioned<Connector>, unavailable_reason: Option<&String>) -> api::NodeConnector {
     let spec = &c.item.spec;
-    let (oauth_client_secret, oauth_refresh_token) = match &spec.perform.auth {
-        OutboundAuth::OAuth2(o) => (plain(&o.client_secret), plain(&o.refresh_token)),
-        _ => (String::new(), String::new()),
-    };
+    let (mut signature_secret, mut oauth_client_secret, mut oauth_refresh_token) = Default::default();
+    for (slot, secret) in spec.secrets() {
+        let field: &mut String = match slot {
+            SecretSlot::Signature => &mut signature_secret,
+            SecretSlot::OAuth2ClientSecret => &mut oauth_client_secret,
+            SecretSlot::OAuth2RefreshToken => &mut oauth_refresh_token,
+        };
+        *field = plain(secret);
+    }
     api::NodeConnector {
         organization_id: c.item.organization_id.clone(),
         connector: Some(connector_to_api(&c.item, &[])),
@@ -98,7 +103,7 @@ fn node_connector_to_api(c: &Versioned<Connector>, unavailable_reason: Option<&S
                 token_id: t.id.clone(),
             })
             .collect(),
-        signature_secret: spec.signature.as_ref().map(|s| plain(&s.secret)).unwrap_or_default(),
+        signature_secret,
         custom_header_hashes: spec
             .auth
             .custom_headers
@@ -187,14 +192,14 @@ fn node_connector_from_api(node: &api::NodeConnector) -> Result<Connector, Strin
         return Err(node.unavailable_reason.clone());
     }
     let api_connector = node.connector.as_ref().ok_or("connector is missing")?;
-    let mut spec = connector_shape_from_api(api_connector, "connector").map_err(|e| e.to_string())?;
-    if let Some(signature) = &mut spec.signature {
-        signature.secret = secret_field(&node.signature_secret);
-    }
-    if let OutboundAuth::OAuth2(oauth) = &mut spec.perform.auth {
-        oauth.client_secret = secret_field(&node.oauth_client_secret);
-        oauth.refresh_token = secret_field(&node.oauth_refresh_token);
-    }
+    let shape = connector_shape_from_api(api_connector, "connector").map_err(|e| e.to_string())?;
+    let mut spec = shape.with_secrets(|slot, _| {
+        secret_field(match slot {
+            SecretSlot::Signature => &node.signature_secret,
+            SecretSlot::OAuth2ClientSecret => &node.oauth_client_secret,
+            SecretSlot::OAuth2RefreshToken => &node.oauth_refresh_token,
+        })
+    });
     if node.custom_header_hashes.len() != spec.auth.custom_headers.len() {
         return Err("custom header hashes do not match the custom headers".to_owned());
     }

@@ -280,6 +280,29 @@ impl<A: Repr> ConnectorSpec<A> {
     pub fn secrets(&self) -> Vec<(SecretSlot, &A::Secret)> {
         self.read().secrets
     }
+
+    /// The same spec with every secret through `f`: how secrets are
+    /// sealed, opened and kept across updates, slot by slot.
+    pub fn with_secrets(&self, f: impl FnMut(SecretSlot, &A::Secret) -> A::Secret) -> ConnectorSpec<A> {
+        self.map(&mut Secrets(f))
+    }
+}
+
+/// Copies everything but the secrets, which go through the function.
+struct Secrets<F>(F);
+
+impl<'s, A: Repr, F: FnMut(SecretSlot, &A::Secret) -> A::Secret> SpecVisitor<'s, A, A> for Secrets<F> {
+    fn expression(&mut self, _: ExpressionField, expression: &'s A::Expr) -> A::Expr {
+        expression.clone()
+    }
+
+    fn name(&mut self, name: &'s A::Name) -> A::Name {
+        name.clone()
+    }
+
+    fn secret(&mut self, slot: SecretSlot, secret: &'s A::Secret) -> A::Secret {
+        (self.0)(slot, secret)
+    }
 }
 
 #[cfg(test)]

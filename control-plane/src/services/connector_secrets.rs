@@ -4,11 +4,11 @@
 use chrono::Duration;
 use hookplane_convert::{ValidationError, Violations};
 use hookplane_model::{
-    ConnectorSpec, ConnectorToken, HashedField, IssuedCredential, OAuth2Grant, OutboundAuth, SecretField, Timestamp,
-    TokenKind,
+    ConnectorSpec, ConnectorToken, HashedField, IssuedCredential, OAuth2Grant, OutboundAuth, SecretField, SecretSlot,
+    Timestamp, TokenKind,
 };
 
-use crate::crypto::{CredentialKind, SecretBox, connector_field_owner, hash_credential, mint, new_id};
+use crate::crypto::{CredentialKind, SecretBox, hash_credential, mint, new_id};
 
 /// Seals plaintext secrets and hashes compared values of `spec` in place,
 /// and checks that every secret the spec needs is present.
@@ -19,21 +19,23 @@ pub fn protect(
     connector_id: &str,
 ) -> Result<(), ValidationError> {
     let mut v = Violations::default();
-    let owner = |field: &str| connector_field_owner(organization_id, connector_id, field);
-    if let Some(signature) = &mut spec.signature {
-        seal(&mut signature.secret, secret_box, &owner("signature.secret"));
-        if !signature.secret.is_set() {
-            v.add("connector.signature.secret", "is required when signature verification is configured");
+    *spec = spec.with_secrets(|slot, secret| match secret {
+        SecretField::Plain(text) => {
+            SecretField::Sealed(secret_box.seal(&slot.owner(organization_id, connector_id), text.as_bytes()))
         }
-    }
-    if let OutboundAuth::OAuth2(oauth) = &mut spec.perform.auth {
-        seal(&mut oauth.client_secret, secret_box, &owner("perform.auth.oauth2.client_secret"));
-        seal(&mut oauth.refresh_token, secret_box, &owner("perform.auth.oauth2.refresh_token"));
-        if !oauth.client_secret.is_set() {
-            v.add("connector.perform.auth.oauth2.client_secret", "is required");
-        }
-        if oauth.grant == OAuth2Grant::RefreshToken && !oauth.refresh_token.is_set() {
-            v.add("connector.perform.auth.oauth2.refresh_token", "is required for the refresh_token grant");
+        other => other.clone(),
+    });
+    let refresh_grant =
+        matches!(&spec.perform.auth, OutboundAuth::OAuth2(oauth) if oauth.grant == OAuth2Grant::RefreshToken);
+    for (slot, secret) in spec.secrets() {
+        let required = match slot {
+            SecretSlot::Signature => "is required when signature verification is configured",
+            SecretSlot::OAuth2ClientSecret => "is required",
+            SecretSlot::OAuth2RefreshToken if refresh_grant => "is required for the refresh_token grant",
+            SecretSlot::OAuth2RefreshToken => continue,
+        };
+        if !secret.is_set() {
+            v.add(format!("connector.{}", slot.path()), required);
         }
     }
     for (i, header) in spec.auth.custom_headers.iter_mut().enumerate() {
@@ -44,12 +46,6 @@ pub fn protect(
         }
     }
     v.finish(())
-}
-
-fn seal(field: &mut SecretField, secret_box: &SecretBox, owner: &str) {
-    if let SecretField::Plain(text) = field {
-        *field = SecretField::Sealed(secret_box.seal(owner, text.as_bytes()));
-    }
 }
 
 /// Mints one credential per kind, expiring after `ttl_secs` if set.

@@ -8,9 +8,9 @@
 //! marked, and nodes hold the connectors that read it (SPEC §5: one
 //! invalid connector never blocks the others).
 
-use hookplane_model::{ConfigDelta, OutboundAuth, SecretField};
+use hookplane_model::{ConfigDelta, SecretField};
 
-use crate::crypto::{SecretBox, connector_field_owner, secret_owner};
+use crate::crypto::{SecretBox, secret_owner};
 
 /// Why a connector is sent unavailable. Says what to do, and nothing of
 /// the value.
@@ -31,25 +31,24 @@ pub struct Unopened {
 pub fn open_delta(delta: &mut ConfigDelta, secret_box: &SecretBox) -> Unopened {
     let mut unopened = Unopened::default();
     for connector in &mut delta.connectors {
-        let (org, id) = (connector.item.organization_id.clone(), connector.item.id.clone());
-        let spec = &mut connector.item.spec;
-        let mut fields: Vec<(&mut SecretField, &'static str)> = Vec::new();
-        if let Some(signature) = &mut spec.signature {
-            fields.push((&mut signature.secret, "signature.secret"));
-        }
-        if let OutboundAuth::OAuth2(oauth) = &mut spec.perform.auth {
-            fields.push((&mut oauth.client_secret, "perform.auth.oauth2.client_secret"));
-            fields.push((&mut oauth.refresh_token, "perform.auth.oauth2.refresh_token"));
-        }
-        let mut failed = false;
-        for (field, path) in fields {
-            if !open_field(field, secret_box, &connector_field_owner(&org, &id, path)) {
-                failed = true;
-                unopened.connector_fields.push((id.clone(), path));
-            }
-        }
-        if failed {
-            delta.unopened_connectors.insert(id, UNOPENED.to_owned());
+        let (org, id) = (&connector.item.organization_id, &connector.item.id);
+        let mut failed = Vec::new();
+        let opened = connector.item.spec.with_secrets(|slot, secret| match secret {
+            SecretField::Sealed(sealed) => match secret_box.open_text(&slot.owner(org, id), sealed) {
+                Ok(plain) => SecretField::Plain(plain.to_string()),
+                // Never left sealed, never sent: absent, and the connector
+                // marked.
+                Err(_) => {
+                    failed.push(slot.path());
+                    SecretField::Absent
+                }
+            },
+            other => other.clone(),
+        });
+        connector.item.spec = opened;
+        if !failed.is_empty() {
+            unopened.connector_fields.extend(failed.into_iter().map(|path| (id.clone(), path)));
+            delta.unopened_connectors.insert(id.clone(), UNOPENED.to_owned());
         }
     }
     for secret in &mut delta.secrets {
@@ -64,22 +63,6 @@ pub fn open_delta(delta: &mut ConfigDelta, secret_box: &SecretBox) -> Unopened {
         };
     }
     unopened
-}
-
-/// Opens a sealed field in place; false if it did not open (it is then
-/// absent, never left sealed).
-fn open_field(field: &mut SecretField, secret_box: &SecretBox, owner: &str) -> bool {
-    let SecretField::Sealed(sealed) = field else { return true };
-    match secret_box.open_text(owner, sealed) {
-        Ok(plain) => {
-            *field = SecretField::Plain(plain.to_string());
-            true
-        }
-        Err(_) => {
-            *field = SecretField::Absent;
-            false
-        }
-    }
 }
 
 #[cfg(test)]
