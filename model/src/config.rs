@@ -14,6 +14,25 @@ pub struct Versioned<T> {
     pub version: i64,
 }
 
+/// A `$secret` as the store keeps it and reads it into a delta: sealed for
+/// its owner. Opening it (`open_delta` on the control plane) makes a
+/// [`DeployedSecret`]; the two stages are two types.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SealedSecret {
+    pub organization_id: String,
+    pub name: String,
+    pub sealed: String,
+}
+
+impl std::fmt::Debug for SealedSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SealedSecret")
+            .field("organization_id", &self.organization_id)
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
 /// A secret as nodes need it: opened, for `$secret.NAME`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct DeployedSecret {
@@ -41,18 +60,21 @@ pub struct DeployedOrganization {
     pub plan: String,
 }
 
-/// A snapshot (`full`) or the changes from `base_version` to `version`.
+/// A snapshot (`full`) or the changes from `base_version` to `version`,
+/// its `$secret`s sealed as the store read them (`S` = [`SealedSecret`])
+/// or opened for nodes ([`DeployedSecret`], the default).
 ///
-/// Connectors carry their secret material opened (`SecretField::Plain`) and
-/// custom header values hashed, which is what a node needs to serve them.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct ConfigDelta {
+/// Connectors carry their secret material as the stage left it (sealed
+/// from the store, opened for nodes) and custom header values hashed,
+/// which is what a node needs to serve them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConfigDelta<S = DeployedSecret> {
     pub version: i64,
     pub full: bool,
     pub base_version: i64,
     pub connectors: Vec<Versioned<Connector>>,
     pub removed_connector_ids: Vec<String>,
-    pub secrets: Vec<Versioned<DeployedSecret>>,
+    pub secrets: Vec<Versioned<S>>,
     /// `(organization_id, name)` of deleted secrets.
     pub removed_secrets: Vec<(String, String)>,
     pub plans: Vec<Plan>,
@@ -65,7 +87,42 @@ pub struct ConfigDelta {
     pub unopened_connectors: BTreeMap<String, String>,
 }
 
-impl ConfigDelta {
+impl<S> Default for ConfigDelta<S> {
+    fn default() -> Self {
+        ConfigDelta {
+            version: 0,
+            full: false,
+            base_version: 0,
+            connectors: Vec::new(),
+            removed_connector_ids: Vec::new(),
+            secrets: Vec::new(),
+            removed_secrets: Vec::new(),
+            plans: Vec::new(),
+            organizations: Vec::new(),
+            content_hash: String::new(),
+            unopened_connectors: BTreeMap::new(),
+        }
+    }
+}
+
+impl<S> ConfigDelta<S> {
+    /// The same delta with its secrets through `f` (opening them).
+    pub fn with_secrets<T>(self, f: impl FnMut(Versioned<S>) -> Versioned<T>) -> ConfigDelta<T> {
+        ConfigDelta {
+            version: self.version,
+            full: self.full,
+            base_version: self.base_version,
+            connectors: self.connectors,
+            removed_connector_ids: self.removed_connector_ids,
+            secrets: self.secrets.into_iter().map(f).collect(),
+            removed_secrets: self.removed_secrets,
+            plans: self.plans,
+            organizations: self.organizations,
+            content_hash: self.content_hash,
+            unopened_connectors: self.unopened_connectors,
+        }
+    }
+
     /// Whether the delta changes nothing.
     pub fn is_empty(&self) -> bool {
         !self.full

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use hookplane_model::{ConfigDelta, ContentIndex, DeployedOrganization, DeployedSecret, Plan, SecretField, Versioned};
+use hookplane_model::{ConfigDelta, ContentIndex, DeployedOrganization, Plan, SealedSecret, SecretField, Versioned};
 use sqlx::Row;
 
 use super::connectors::{connector_from_row, token_from_row};
@@ -18,7 +18,7 @@ impl Store {
     ///
     /// Secrets come back sealed (`DeployedSecret::value` holds the sealed
     /// text); connectors' secret fields too. The caller opens them.
-    pub async fn config_delta(&self, since: i64) -> Result<ConfigDelta, StoreError> {
+    pub async fn config_delta(&self, since: i64) -> Result<ConfigDelta<SealedSecret>, StoreError> {
         // Held across the reads on purpose (this is the sync path, not the
         // trigger path): the transaction starts after the lock is taken, so
         // the cached index is never ahead of the snapshot read here.
@@ -78,7 +78,7 @@ impl Store {
             let secret = secret_from_row(row)?;
             let SecretField::Sealed(value) = secret.value else { unreachable!("secrets are read sealed") };
             Ok(Versioned {
-                item: DeployedSecret { organization_id: secret.organization_id, name: secret.name, value: Some(value) },
+                item: SealedSecret { organization_id: secret.organization_id, name: secret.name, sealed: value },
                 version: row.try_get("config_version")?,
             })
         })

@@ -8,7 +8,7 @@
 //! marked, and nodes hold the connectors that read it (SPEC §5: one
 //! invalid connector never blocks the others).
 
-use hookplane_model::{ConfigDelta, SecretField};
+use hookplane_model::{ConfigDelta, DeployedSecret, SealedSecret, SecretField, Versioned};
 
 use crate::crypto::{SecretBox, secret_owner};
 
@@ -26,10 +26,21 @@ pub struct Unopened {
     pub secrets: Vec<(String, String)>,
 }
 
-/// Replaces every sealed value in `delta` by its plaintext; what does not
-/// open is marked in the delta and returned.
-pub fn open_delta(delta: &mut ConfigDelta, secret_box: &SecretBox) -> Unopened {
+/// Opens every sealed value of `delta` for a node; what does not open is
+/// marked in the delta and returned.
+pub fn open_delta(delta: ConfigDelta<SealedSecret>, secret_box: &SecretBox) -> (ConfigDelta, Unopened) {
     let mut unopened = Unopened::default();
+    let mut delta = delta.with_secrets(|Versioned { item, version }| {
+        let owner = secret_owner(&item.organization_id, &item.name);
+        let value = match secret_box.open_text(&owner, &item.sealed) {
+            Ok(plain) => Some(plain.to_string()),
+            Err(_) => {
+                unopened.secrets.push((item.organization_id.clone(), item.name.clone()));
+                None
+            }
+        };
+        Versioned { item: DeployedSecret { organization_id: item.organization_id, name: item.name, value }, version }
+    });
     for connector in &mut delta.connectors {
         let (org, id) = (&connector.item.organization_id, &connector.item.id);
         let mut failed = Vec::new();
@@ -51,29 +62,16 @@ pub fn open_delta(delta: &mut ConfigDelta, secret_box: &SecretBox) -> Unopened {
             delta.unopened_connectors.insert(id.clone(), UNOPENED.to_owned());
         }
     }
-    for secret in &mut delta.secrets {
-        let owner = secret_owner(&secret.item.organization_id, &secret.item.name);
-        let opened = secret.item.value.as_deref().map(|sealed| secret_box.open_text(&owner, sealed));
-        secret.item.value = match opened {
-            Some(Ok(plain)) => Some(plain.to_string()),
-            Some(Err(_)) | None => {
-                unopened.secrets.push((secret.item.organization_id.clone(), secret.item.name.clone()));
-                None
-            }
-        };
-    }
-    unopened
+    (delta, unopened)
 }
 
 #[cfg(test)]
 mod tests {
-    use hookplane_model::{DeployedSecret, Versioned};
-
     use super::*;
 
-    fn secret(org: &str, name: &str, value: &str) -> Versioned<DeployedSecret> {
+    fn secret(org: &str, name: &str, sealed: &str) -> Versioned<SealedSecret> {
         Versioned {
-            item: DeployedSecret { organization_id: org.into(), name: name.into(), value: Some(value.into()) },
+            item: SealedSecret { organization_id: org.into(), name: name.into(), sealed: sealed.into() },
             version: 1,
         }
     }
@@ -88,11 +86,11 @@ mod tests {
             sealed[last] = if sealed[last] == b'A' { b'B' } else { b'A' };
             String::from_utf8(sealed).unwrap()
         };
-        let mut delta = ConfigDelta {
+        let delta = ConfigDelta {
             secrets: vec![secret("org_a", "GOOD", &good), secret("org_b", "BAD", &tampered)],
             ..Default::default()
         };
-        let unopened = open_delta(&mut delta, &key);
+        let (delta, unopened) = open_delta(delta, &key);
         assert_eq!(unopened.secrets, [("org_b".to_owned(), "BAD".to_owned())]);
         assert_eq!(delta.secrets[0].item.value.as_deref(), Some("plain"));
         assert_eq!(delta.secrets[1].item.value, None, "marked, never sent sealed");

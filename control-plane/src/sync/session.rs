@@ -100,8 +100,8 @@ impl Session {
         if current == self.sent {
             return Ok(());
         }
-        let mut delta = self.store.config_delta(self.sent).await?;
-        let unopened = open_delta(&mut delta, &self.secret_box);
+        let sealed = self.store.config_delta(self.sent).await?;
+        let (delta, unopened) = open_delta(sealed, &self.secret_box);
         for (connector, field) in &unopened.connector_fields {
             tracing::error!(
                 node = %self.node.id, connector = %connector, field,
