@@ -7,10 +7,11 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::{Method, Request, Response, StatusCode, header};
+use hyper::{Method, Request, Response, StatusCode};
 
 use crate::state::NodeState;
 use crate::trigger::Ingress;
+use crate::trigger::response::{Refusal, json_response};
 
 /// Answers one request.
 pub async fn handle(
@@ -22,29 +23,30 @@ pub async fn handle(
         (_, path) if Ingress::is_trigger_path(path) => ingress.handle(request, peer).await,
         (&Method::GET, "/healthz") => json(StatusCode::OK, r#"{"status":"ok"}"#.to_owned()),
         (&Method::GET, "/readyz") => readiness(&ingress.state),
-        _ => json(StatusCode::NOT_FOUND, r#"{"error":{"code":"not_found","message":"no such route"}}"#.to_owned()),
+        _ => Refusal::NoRoute.into_response(None),
     })
 }
 
 /// 200 with the applied config version once a snapshot is in place, 503
-/// before.
+/// before. Whether the node follows the control plane is shown, not
+/// judged: a node cut off from it still serves its snapshot.
 fn readiness(state: &NodeState) -> Response<Full<Bytes>> {
     if !state.is_ready() {
         return json(StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"starting"}"#.to_owned());
     }
     let snapshot = state.snapshot();
-    let body = format!(
-        r#"{{"status":"ready","config_version":{},"connected":{},"connectors":{}}}"#,
-        snapshot.version,
-        state.is_connected(),
-        snapshot.connectors.len()
-    );
-    json(StatusCode::OK, body)
+    let body = serde_json::json!({
+        "status": "ready",
+        "config_version": snapshot.version,
+        "connectors": snapshot.connectors.len(),
+        "connected": state.is_connected(),
+        "sync": if state.is_sync_restarting() { "restarting" } else { "following" },
+        "sync_errors": state.sync_errors(),
+        "last_sync_error": state.last_sync_error().as_deref(),
+    });
+    json(StatusCode::OK, body.to_string())
 }
 
 fn json(status: StatusCode, body: String) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(body)));
-    *response.status_mut() = status;
-    response.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
-    response
+    json_response(status, body.into_bytes(), None)
 }

@@ -30,6 +30,16 @@ pub struct DeployedConnector {
     pub version: i64,
 }
 
+/// Why a node cannot serve a connector; the text is the NACK's reason.
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    /// What the control plane would have said of it on save, all at once.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Invalid(Vec<hookplane_model::Diagnostic>),
+    #[error("credential {id} has a malformed hash")]
+    MalformedCredential { id: String },
+}
+
 /// An accepted inbound credential as the fast path needs it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Credential {
@@ -42,25 +52,22 @@ pub struct Credential {
 impl DeployedConnector {
     /// Prepares a connector; the error says why the node cannot serve it,
     /// every problem of it at once.
-    pub fn prepare(mut connector: Connector, version: i64) -> Result<DeployedConnector, String> {
+    pub fn prepare(mut connector: Connector, version: i64) -> Result<DeployedConnector, PrepareError> {
         // What only people read stays on the control plane: a fleet holds
         // every connector in memory, so each byte here counts per node.
         connector.spec.description = String::new();
         connector.spec.sample_payload = None;
-        let joined = |diagnostics: Vec<hookplane_model::Diagnostic>| {
-            diagnostics.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
-        };
         let CompiledSpec { programs, spec } =
-            compile_connector(&connector.spec).map_err(joined)?.open().map_err(joined)?;
+            compile_connector(&connector.spec).and_then(CompiledSpec::open).map_err(PrepareError::Invalid)?;
         let credentials = std::mem::take(&mut connector.tokens)
             .into_iter()
             .map(|t| {
                 let mut sha256 = [0u8; 32];
                 hex::decode_to_slice(&t.hash, &mut sha256)
-                    .map_err(|_| format!("credential {} has a malformed hash", t.id))?;
+                    .map_err(|_| PrepareError::MalformedCredential { id: t.id.clone() })?;
                 Ok(Credential { kind: t.kind, sha256, expire_time: t.expire_time })
             })
-            .collect::<Result<_, String>>()?;
+            .collect::<Result<_, PrepareError>>()?;
         let connector = Connector {
             id: connector.id,
             organization_id: connector.organization_id,
@@ -179,9 +186,9 @@ impl Snapshot {
                     next.hash.toggle_connector(&id, *version);
                     next.connectors.insert(id, Arc::new(deployed));
                 }
-                Err(reason) => {
+                Err(error) => {
                     next.reject(&id, *version);
-                    rejected.push(Rejection { connector_id: id, version: *version, reason });
+                    rejected.push(Rejection { connector_id: id, version: *version, reason: error.to_string() });
                 }
             }
         }
@@ -361,7 +368,7 @@ mod tests {
             update_time: hookplane_model::now(),
             revision: 1,
         };
-        let reason = DeployedConnector::prepare(connector, 1).unwrap_err();
+        let reason = DeployedConnector::prepare(connector, 1).unwrap_err().to_string();
         assert_eq!(reason, said.join("; "));
     }
 

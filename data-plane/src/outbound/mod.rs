@@ -44,25 +44,49 @@ pub struct OutboundResponse {
 }
 
 /// Why an exchange got no response.
+///
+/// The texts end up in events, so the client's errors are shown with
+/// their whole chain of causes (hyper's own text is only "client error").
 #[derive(Debug, thiserror::Error)]
 pub enum OutboundError {
     #[error("refused by the SSRF guard: {0}")]
     Egress(#[from] EgressError),
+    /// The name did not resolve (refused addresses are `Egress`).
     #[error("{0}")]
-    Resolve(String),
-    #[error("connection failed: {0}")]
-    Connect(String),
+    Resolve(ResolveError),
+    #[error("connection failed: {}", Chain(.0))]
+    Connect(hyper_util::client::legacy::Error),
+    #[error("connection failed: reading the response: {}", Chain(.0))]
+    Read(hyper::Error),
     #[error("no response within {0:?}")]
     Timeout(Duration),
     #[error("the request could not be built: {0}")]
-    Invalid(String),
+    Invalid(hyper::http::Error),
 }
 
 impl OutboundError {
     /// Whether trying again may help (SPEC §7: connection errors and
     /// timeouts are retried; refusals and malformed requests are not).
     pub fn is_transient(&self) -> bool {
-        matches!(self, OutboundError::Connect(_) | OutboundError::Timeout(_) | OutboundError::Resolve(_))
+        matches!(
+            self,
+            OutboundError::Connect(_) | OutboundError::Read(_) | OutboundError::Timeout(_) | OutboundError::Resolve(_)
+        )
+    }
+}
+
+/// An error followed by its causes: `a: b: c`.
+struct Chain<'e>(&'e dyn std::error::Error);
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cause = self.0.source();
+        while let Some(inner) = cause {
+            write!(f, ": {inner}")?;
+            cause = inner.source();
+        }
+        Ok(())
     }
 }
 
@@ -110,14 +134,14 @@ impl Outbound {
         if let Some(headers) = builder.headers_mut() {
             *headers = request.headers;
         }
-        let http_request = builder.body(Full::new(request.body)).map_err(|e| OutboundError::Invalid(e.to_string()))?;
+        let http_request = builder.body(Full::new(request.body)).map_err(OutboundError::Invalid)?;
         let exchange = async {
             let response = self.client.request(http_request).await.map_err(describe)?;
             let (parts, mut body) = response.into_parts();
             let mut collected = BytesMut::new();
             let mut truncated = false;
             while let Some(frame) = body.frame().await {
-                let frame = frame.map_err(|e| OutboundError::Connect(format!("reading the response: {e}")))?;
+                let frame = frame.map_err(OutboundError::Read)?;
                 if let Ok(data) = frame.into_data() {
                     let room = max_body - collected.len();
                     if data.len() > room {
@@ -135,23 +159,20 @@ impl Outbound {
 }
 
 /// Names what failed, looking through the client's error chain for the
-/// guard's refusal so it is reported as such.
+/// guard's answer so a refusal is reported as such.
 fn describe(err: hyper_util::client::legacy::Error) -> OutboundError {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
     while let Some(current) = source {
         if let Some(resolve) = current.downcast_ref::<ResolveError>() {
             return match resolve {
                 ResolveError::Refused { reason, .. } => OutboundError::Egress(reason.clone()),
-                ResolveError::Lookup { .. } => OutboundError::Resolve(resolve.to_string()),
+                ResolveError::Lookup { name, source } => OutboundError::Resolve(ResolveError::Lookup {
+                    name: name.clone(),
+                    source: std::io::Error::new(source.kind(), source.to_string()),
+                }),
             };
         }
         source = current.source();
     }
-    let mut message = err.to_string();
-    let mut cause = std::error::Error::source(&err);
-    while let Some(inner) = cause {
-        message = format!("{message}: {inner}");
-        cause = inner.source();
-    }
-    OutboundError::Connect(message)
+    OutboundError::Connect(err)
 }

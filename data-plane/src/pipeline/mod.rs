@@ -8,6 +8,7 @@
 //! request's part of the trace, which the endpoint writes from the
 //! request's buffers ([`crate::events::trace`]).
 
+pub mod error;
 pub mod redact;
 pub mod request;
 
@@ -26,6 +27,7 @@ use crate::outbound::oauth::TokenCache;
 use crate::outbound::{Outbound, OutboundRequest};
 use crate::snapshot::{DeployedConnector, Snapshot};
 use crate::trigger::response::Outcome;
+use error::{ExecutionError, LookupError};
 use redact::Redactor;
 use request::{Target, render_perform, render_target};
 
@@ -95,12 +97,14 @@ impl Executor {
         let result = self.run(deployed, plan, payload, depth, &secrets, &mut run).await;
         let Run { mut trace, redactor } = run;
         redactor.scrub_trace(&mut trace);
+        // The code of the last answer the target gave, whatever came after.
+        let response_code = trace.perform_attempts.iter().rev().find_map(|attempt| attempt.status);
         match result {
-            Ok((outcome, response_code)) => Execution { outcome, response_code, error: None, trace, redactor },
-            Err(failure) => Execution {
+            Ok(outcome) => Execution { outcome, response_code, error: None, trace, redactor },
+            Err(error) => Execution {
                 outcome: Outcome::Failed,
-                response_code: failure.response_code,
-                error: Some(redactor.scrub(&failure.message).into_owned()),
+                response_code,
+                error: Some(redactor.scrub(&error.to_string()).into_owned()),
                 trace,
                 redactor,
             },
@@ -115,7 +119,7 @@ impl Executor {
         depth: u32,
         secrets: &OrgSecrets<'_>,
         run: &mut Run,
-    ) -> Result<(Outcome, Option<i32>), Failure> {
+    ) -> Result<Outcome, ExecutionError> {
         let spec = &deployed.connector.spec;
         let programs = &deployed.programs;
         let empty = Map::new();
@@ -123,13 +127,11 @@ impl Executor {
         let mut budget = Budget::new(self.limits);
         if let Some(condition) = spec.condition {
             let scope = Scope { payload, lookup: None, processed: &empty, secrets };
-            let value = programs
-                .eval_cow_in(condition, &scope, &mut budget)
-                .map_err(|e| Failure::new(format!("condition: {e}")))?;
+            let value = programs.eval_cow_in(condition, &scope, &mut budget).map_err(ExecutionError::Condition)?;
             let passed = expr::truthy(&value);
             run.trace.condition_result = Some(passed);
             if !passed {
-                return Ok((Outcome::Skipped, None));
+                return Ok(Outcome::Skipped);
             }
         }
         let lookup_value = match &spec.lookup {
@@ -142,8 +144,7 @@ impl Executor {
                     query: &lookup.query,
                     field: "lookup",
                 };
-                let (url, headers) = render_target(&target, &scope, &mut budget, depth)
-                    .map_err(|e| Failure::new(format!("lookup failed: {e}")))?;
+                let (url, headers) = render_target(&target, &scope, &mut budget, depth).map_err(LookupError::Render)?;
                 let timeout = Duration::from_millis(if lookup.timeout_ms == 0 { 30_000 } else { lookup.timeout_ms });
                 let request =
                     OutboundRequest { method: hyper::Method::GET, url, headers, body: Default::default(), timeout };
@@ -156,19 +157,18 @@ impl Executor {
                         exchange.status = Some(i32::from(response.status.as_u16()));
                         exchange.response_excerpt = excerpt(&response.body);
                         if !response.status.is_success() {
-                            Err(format!("lookup failed: the lookup URL answered {}", response.status.as_u16()))
+                            Err(LookupError::Status(response.status.as_u16()))
                         } else {
-                            serde_json::from_slice::<Value>(&response.body)
-                                .map_err(|e| format!("lookup failed: the answer is not JSON ({e})"))
+                            serde_json::from_slice::<Value>(&response.body).map_err(LookupError::NotJson)
                         }
                     }
                     Err(err) => {
                         exchange.error = err.to_string();
-                        Err(format!("lookup failed: {err}"))
+                        Err(LookupError::Exchange(err))
                     }
                 };
                 run.trace.lookup = Some(exchange);
-                Some(parsed.map_err(Failure::new)?)
+                Some(parsed?)
             }
             None => None,
         };
@@ -179,13 +179,13 @@ impl Executor {
             let scope = Scope { payload, lookup: lookup_value.as_ref(), processed: &processed, secrets };
             let value = programs
                 .eval_in(mapping.expression, &scope, &mut budget)
-                .map_err(|e| Failure::new(format!("mappings[{i}] ({name}): {e}")))?;
+                .map_err(|error| ExecutionError::Mapping { index: i, name: name.to_owned(), error })?;
             processed.insert(name.to_owned(), value);
         }
         run.trace.processed = serde_json::to_string(&processed).unwrap_or_default();
         let scope = Scope { payload, lookup: lookup_value.as_ref(), processed: &processed, secrets };
-        let mut request = render_perform(&spec.perform, programs, &scope, &mut budget, depth)
-            .map_err(|e| Failure::new(format!("perform: {e}")))?;
+        let mut request =
+            render_perform(&spec.perform, programs, &scope, &mut budget, depth).map_err(ExecutionError::Render)?;
         self.authorize(deployed, &scope, &mut budget, &mut request, &mut run.redactor).await?;
         self.perform(request, plan, deployed, run).await
     }
@@ -198,14 +198,14 @@ impl Executor {
         budget: &mut Budget,
         request: &mut OutboundRequest,
         redactor: &mut Redactor,
-    ) -> Result<(), Failure> {
+    ) -> Result<(), ExecutionError> {
         let perform = &deployed.connector.spec.perform;
-        let mut render = |program, field: &str| {
+        let mut render = |program, field: &'static str| {
             deployed
                 .programs
                 .eval_in(program, scope, budget)
                 .map(|v| expr::render(&v))
-                .map_err(|e| Failure::new(format!("{field}: {e}")))
+                .map_err(|error| ExecutionError::Credential { field, error })
         };
         let value = match &perform.auth {
             OutboundAuth::None => return Ok(()),
@@ -227,13 +227,12 @@ impl Executor {
                     .tokens
                     .token(&self.outbound, (&deployed.connector.id, deployed.version), settings, request.timeout)
                     .await
-                    .map_err(|e| Failure::new(format!("perform.auth.oauth2: {e}")))?;
+                    .map_err(ExecutionError::OAuth2)?;
                 redactor.add(&token);
                 format!("Bearer {token}")
             }
         };
-        let mut header = HeaderValue::from_str(&value)
-            .map_err(|_| Failure::new("perform.auth: the credential is not a valid header value"))?;
+        let mut header = HeaderValue::from_str(&value).map_err(|_| ExecutionError::CredentialHeader)?;
         header.set_sensitive(true);
         request.headers.insert(AUTHORIZATION, header);
         Ok(())
@@ -247,7 +246,7 @@ impl Executor {
         plan: &Plan,
         deployed: &DeployedConnector,
         run: &mut Run,
-    ) -> Result<(Outcome, Option<i32>), Failure> {
+    ) -> Result<Outcome, ExecutionError> {
         let retry = deployed.connector.spec.perform.retry;
         let attempts = if plan.retries_enabled { retry.max_attempts.max(1) } else { 1 };
         let base = if retry.initial_backoff_ms == 0 {
@@ -256,11 +255,11 @@ impl Executor {
             Duration::from_millis(retry.initial_backoff_ms)
         };
         let target = breaker_key(&request.url);
-        let mut last_code = None;
-        let mut last_error = String::new();
-        for attempt in 1..=attempts {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
             if self.breakers.admit(&target) == Admission::Refused {
-                return Err(Failure { message: "circuit_open".into(), response_code: last_code });
+                return Err(ExecutionError::CircuitOpen);
             }
             let mut exchange = exchange_trace(&request);
             let started = Instant::now();
@@ -274,45 +273,43 @@ impl Executor {
             let result = self.outbound.send(copy, MAX_EXCERPT).await;
             exchange.duration_ms = started.elapsed().as_millis() as u64;
             let mut wait = None;
-            let (retryable, healthy) = match &result {
+            let (error, retryable, healthy) = match result {
                 Ok(response) => {
                     let status = response.status;
-                    last_code = Some(i32::from(status.as_u16()));
-                    exchange.status = last_code;
+                    exchange.status = Some(i32::from(status.as_u16()));
                     exchange.response_excerpt = excerpt(&response.body);
                     if status.is_success() {
                         run.trace.perform_attempts.push(exchange);
                         self.breakers.record(&target, true);
-                        return Ok((Outcome::Completed, last_code));
+                        return Ok(Outcome::Completed);
                     }
-                    last_error = format!("the target answered {}", status.as_u16());
                     if status == StatusCode::TOO_MANY_REQUESTS {
                         wait = response.headers.get(RETRY_AFTER).and_then(retry_after);
                     }
                     let server_error = matches!(status.as_u16(), 500 | 502 | 503 | 504);
-                    (server_error || status == StatusCode::TOO_MANY_REQUESTS, !server_error)
+                    let retryable = server_error || status == StatusCode::TOO_MANY_REQUESTS;
+                    (ExecutionError::TargetStatus(status.as_u16()), retryable, !server_error)
                 }
                 Err(err) => {
                     exchange.error = err.to_string();
-                    last_error = err.to_string();
-                    (err.is_transient(), !err.is_transient())
+                    let transient = err.is_transient();
+                    (ExecutionError::Exchange(err), transient, !transient)
                 }
             };
             run.trace.perform_attempts.push(exchange);
             if self.breakers.record(&target, healthy) == Transition::Opened {
                 tracing::warn!(connector = %deployed.connector.id, target = %target, "circuit opened");
             }
-            if !retryable || attempt == attempts {
-                break;
+            if !retryable || attempt >= attempts {
+                return Err(error);
             }
             let delay = match wait {
-                Some(wait) if wait > MAX_RETRY_AFTER => break,
+                Some(wait) if wait > MAX_RETRY_AFTER => return Err(error),
                 Some(wait) => wait,
                 None => backoff(base, attempt),
             };
             tokio::time::sleep(delay).await;
         }
-        Err(Failure { message: last_error, response_code: last_code })
     }
 }
 
@@ -320,18 +317,6 @@ impl Executor {
 struct Run {
     trace: EventTrace,
     redactor: Redactor,
-}
-
-/// Why an execution failed.
-struct Failure {
-    message: String,
-    response_code: Option<i32>,
-}
-
-impl Failure {
-    fn new(message: impl Into<String>) -> Failure {
-        Failure { message: message.into(), response_code: None }
-    }
 }
 
 /// Breakers are per target URL: scheme, host, port and path, not query.

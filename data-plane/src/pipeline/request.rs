@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::Bytes;
-use hookplane_expr::{self as expr, Budget, ProgramId, ProgramSet, Scope};
+use hookplane_expr::{self as expr, Budget, EvalError, ProgramId, ProgramSet, Scope};
 use hookplane_model::{BodyField, BodyType, Deployed, FilePart, NamedTemplate, Perform};
 use hyper::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use hyper::{HeaderMap, Method};
@@ -16,8 +16,29 @@ use crate::outbound::OutboundRequest;
 /// The header that counts hops between hookplane connectors (SPEC §4).
 pub static DEPTH_HEADER: HeaderName = HeaderName::from_static("x-hookplane-depth");
 
-/// Why a request could not be rendered; names the field.
-pub type RenderError = String;
+/// Why a request could not be rendered; each names the field, by its path
+/// in the connector (`perform.headers[2].value`).
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("{field}: {error}")]
+    Eval { field: String, error: EvalError },
+    #[error("{field}: `{text}` is not a valid URL ({error})")]
+    Url { field: String, text: String, error: url::ParseError },
+    #[error("{field}: `{name}` is not a header name")]
+    HeaderName { field: String, name: String },
+    #[error("{field}: the rendered value is not a valid header value")]
+    HeaderValue { field: String },
+    #[error("perform.method: `{0}` is not an HTTP method")]
+    Method(String),
+    #[error("perform.raw_body: missing")]
+    MissingRawBody,
+    #[error("perform.body: {0}")]
+    Json(serde_json::Error),
+    #[error("{field}: a file must be base64 text")]
+    FileNotBase64 { field: String },
+    #[error("perform.raw_content_type: not a valid header")]
+    ContentType,
+}
 
 /// Evaluates one program of `programs`. The field is named only on error,
 /// so the success path formats nothing.
@@ -28,7 +49,7 @@ fn eval(
     budget: &mut Budget,
     field: impl FnOnce() -> String,
 ) -> Result<Value, RenderError> {
-    programs.eval_in(program, scope, budget).map_err(|e| format!("{}: {e}", field()))
+    programs.eval_in(program, scope, budget).map_err(|error| RenderError::Eval { field: field(), error })
 }
 
 /// Evaluates one program to text, rendering a borrowed result in place
@@ -40,7 +61,8 @@ fn text(
     budget: &mut Budget,
     field: impl FnOnce() -> String,
 ) -> Result<String, RenderError> {
-    let value = programs.eval_cow_in(program, scope, budget).map_err(|e| format!("{}: {e}", field()))?;
+    let value =
+        programs.eval_cow_in(program, scope, budget).map_err(|error| RenderError::Eval { field: field(), error })?;
     Ok(expr::render(&value))
 }
 
@@ -64,7 +86,11 @@ pub fn render_target(
     let field = target.field;
     let programs = target.programs;
     let raw = text(programs, target.url, scope, budget, || format!("{field}.url"))?;
-    let mut url = url::Url::parse(raw.trim()).map_err(|e| format!("{field}.url: `{raw}` is not a valid URL ({e})"))?;
+    let mut url = url::Url::parse(raw.trim()).map_err(|error| RenderError::Url {
+        field: format!("{field}.url"),
+        text: raw.clone(),
+        error,
+    })?;
     if !target.query.is_empty() {
         let mut pairs = url.query_pairs_mut();
         for (i, named) in target.query.iter().enumerate() {
@@ -75,11 +101,13 @@ pub fn render_target(
     let mut headers = HeaderMap::with_capacity(target.headers.len() + 2);
     for (i, named) in target.headers.iter().enumerate() {
         let name = programs.name(named.name);
-        let name = HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| format!("{field}.headers[{i}].name: `{name}` is not a header name"))?;
+        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| RenderError::HeaderName {
+            field: format!("{field}.headers[{i}].name"),
+            name: name.to_owned(),
+        })?;
         let value = text(programs, named.value, scope, budget, || format!("{field}.headers[{i}].value"))?;
         let value = HeaderValue::from_str(&value)
-            .map_err(|_| format!("{field}.headers[{i}].value: the rendered value is not a valid header value"))?;
+            .map_err(|_| RenderError::HeaderValue { field: format!("{field}.headers[{i}].value") })?;
         headers.append(name, value);
     }
     headers.insert(DEPTH_HEADER.clone(), HeaderValue::from(depth + 1));
@@ -94,15 +122,15 @@ pub fn render_perform(
     budget: &mut Budget,
     depth: u32,
 ) -> Result<OutboundRequest, RenderError> {
-    let method = Method::from_bytes(perform.method.as_bytes())
-        .map_err(|_| format!("perform.method: `{}` is not an HTTP method", perform.method))?;
+    let method =
+        Method::from_bytes(perform.method.as_bytes()).map_err(|_| RenderError::Method(perform.method.clone()))?;
     let target =
         Target { programs, url: perform.url, headers: &perform.headers, query: &perform.query, field: "perform" };
     let (url, mut headers) = render_target(&target, scope, budget, depth)?;
     let (content_type, body) = match perform.body_type {
         BodyType::None => (None, Bytes::new()),
         BodyType::Raw => {
-            let program = perform.raw_body.ok_or("perform.raw_body: missing")?;
+            let program = perform.raw_body.ok_or(RenderError::MissingRawBody)?;
             let body = text(programs, program, scope, budget, || "perform.raw_body".to_owned())?;
             let content_type =
                 if perform.raw_content_type.is_empty() { "text/plain" } else { &perform.raw_content_type };
@@ -113,7 +141,7 @@ pub fn render_perform(
             for (_, field, value) in field_values(perform, programs, scope, budget)? {
                 insert_dotted(&mut root, programs.name(field.key), value);
             }
-            let body = serde_json::to_vec(&Value::Object(root)).map_err(|e| format!("perform.body: {e}"))?;
+            let body = serde_json::to_vec(&Value::Object(root)).map_err(RenderError::Json)?;
             (Some("application/json".to_owned()), Bytes::from(body))
         }
         BodyType::FormUrlencoded => {
@@ -136,7 +164,7 @@ pub fn render_perform(
     if let Some(content_type) = content_type
         && !headers.contains_key(CONTENT_TYPE)
     {
-        let value = HeaderValue::from_str(&content_type).map_err(|_| "perform.raw_content_type: not a valid header")?;
+        let value = HeaderValue::from_str(&content_type).map_err(|_| RenderError::ContentType)?;
         headers.insert(CONTENT_TYPE, value);
     }
     let timeout = Duration::from_millis(if perform.timeout_ms == 0 { 30_000 } else { perform.timeout_ms });
@@ -205,10 +233,9 @@ fn write_part(
         single => vec![single],
     };
     for (n, item) in files.into_iter().enumerate() {
-        let encoded = item.as_str().ok_or_else(|| format!("perform.body[{i}].value: a file must be base64 text"))?;
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(encoded.trim())
-            .map_err(|_| format!("perform.body[{i}].value: a file must be base64 text"))?;
+        let not_base64 = || RenderError::FileNotBase64 { field: format!("perform.body[{i}].value") };
+        let encoded = item.as_str().ok_or_else(not_base64)?;
+        let bytes = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).map_err(|_| not_base64())?;
         let filename = numbered(&file.filename, n);
         let content_type = if file.content_type.is_empty() { "application/octet-stream" } else { &file.content_type };
         body.extend_from_slice(

@@ -11,18 +11,16 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use hookplane_convert::{self as convert, InboundTrace};
 use hookplane_model::{Event, EventStatus, EventTrace};
-use http_body_util::Full;
+use hyper::HeaderMap;
 use hyper::header::{HeaderName, HeaderValue};
-use hyper::{HeaderMap, Response, StatusCode};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
-use super::response::{Refusal, json_response};
+use super::response::Refusal;
 use super::{Call, Ingress, plan_of};
 use crate::events::trace::is_credential;
 use crate::events::{EventLost, Receipt};
 use crate::inbox::{AcceptedCall, InboxError, StoredHeader};
-use crate::limits::RateStatus;
 use crate::pipeline::redact::REDACTED;
 use crate::snapshot::{DeployedConnector, Snapshot};
 
@@ -34,12 +32,6 @@ const RETRY_LATER: Duration = Duration::from_secs(30);
 /// How long calls a previous run kept wait for the control plane's
 /// current snapshot before they run on the cached one.
 const LEFT_CALLS_SYNC_WAIT: Duration = Duration::from_secs(10);
-
-/// The answer to a kept call: 202 `{"status":"accepted","event_id":N}`.
-pub fn response(event_id: i64, rate: Option<RateStatus>) -> Response<Full<Bytes>> {
-    let body = format!(r#"{{"status":"accepted","event_id":{event_id}}}"#).into_bytes();
-    json_response(StatusCode::ACCEPTED, body, rate)
-}
 
 impl Ingress {
     /// Keeps a checked call on the node's disk until it runs.

@@ -11,6 +11,8 @@
 
 pub mod accepted;
 pub mod auth;
+#[cfg(test)]
+mod check_order;
 pub mod response;
 pub mod signature;
 
@@ -21,7 +23,6 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use hookplane_model::{self as model, Event, EventStatus, Plan};
 use http_body_util::{BodyExt as _, Full, Limited};
-use hyper::body::Incoming;
 use hyper::header::CONTENT_LENGTH;
 use hyper::{HeaderMap, Method, Request, Response};
 use ipnet::IpNet;
@@ -99,8 +100,9 @@ impl Ingress {
         path.starts_with(TRIGGER_PREFIX) && path.ends_with(TRIGGER_SUFFIX)
     }
 
-    /// Answers one trigger call.
-    pub async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
+    /// Answers one trigger call. Generic over the body so the checks can
+    /// be exercised on requests built in memory.
+    pub async fn handle<B: TriggerBody>(&self, request: Request<B>, peer: SocketAddr) -> Response<Full<Bytes>> {
         let mut rate = None;
         match self.accept(request, peer, &mut rate).await {
             Ok(response) => response,
@@ -108,9 +110,9 @@ impl Ingress {
         }
     }
 
-    async fn accept(
+    async fn accept<B: TriggerBody>(
         &self,
-        request: Request<Incoming>,
+        request: Request<B>,
         peer: SocketAddr,
         rate: &mut Option<RateStatus>,
     ) -> Result<Response<Full<Bytes>>, Refusal> {
@@ -199,7 +201,7 @@ impl Ingress {
         };
         if deployed.connector.spec.async_mode {
             self.keep_for_later(&call).await?;
-            return Ok(accepted::response(event_id, *rate));
+            return Ok(Executed::accepted(event_id).into_response(*rate));
         }
         let ran = self.execute(&snapshot, call).await?;
         Ok(Executed { status: ran.outcome, event_id, response_code: ran.response_code, error: ran.error.as_deref() }
@@ -250,7 +252,7 @@ impl Ingress {
     }
 
     /// Reads the body within the size limit and the body timeout.
-    async fn read_body(&self, headers: &HeaderMap, body: Incoming) -> Result<Bytes, Refusal> {
+    async fn read_body<B: TriggerBody>(&self, headers: &HeaderMap, body: B) -> Result<Bytes, Refusal> {
         let limit = self.settings.max_body_bytes;
         let declared = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         if declared.is_some_and(|length| length > limit as u64) {
@@ -265,6 +267,13 @@ impl Ingress {
         }
     }
 }
+
+/// A request body the endpoint can read: hyper's, or one built in memory.
+pub trait TriggerBody: hyper::body::Body<Data = Bytes, Error: Into<BoxError>> + Send {}
+
+impl<B: hyper::body::Body<Data = Bytes, Error: Into<BoxError>> + Send> TriggerBody for B {}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A call that passed every check, ready to run now or later.
 struct Call<'a> {

@@ -163,16 +163,31 @@ pub struct Executed<'a> {
     pub error: Option<&'a str>,
 }
 
+/// The body of an accepted call, which has no response yet.
+#[derive(Serialize)]
+struct AcceptedBody {
+    status: Outcome,
+    event_id: i64,
+}
+
 impl Executed<'_> {
-    /// 200 for completed and skipped, 500 for failed, 202 for accepted.
+    /// The answer to a call kept to run later.
+    pub fn accepted(event_id: i64) -> Executed<'static> {
+        Executed { status: Outcome::Accepted, event_id, response_code: None, error: None }
+    }
+
+    /// 200 for completed and skipped, 500 for failed; 202
+    /// `{"status":"accepted","event_id":N}` for accepted.
     pub fn into_response(self, rate: Option<RateStatus>) -> Response<Full<Bytes>> {
-        let status = match self.status {
-            Outcome::Completed | Outcome::Skipped => StatusCode::OK,
-            Outcome::Failed => StatusCode::INTERNAL_SERVER_ERROR,
-            Outcome::Accepted => StatusCode::ACCEPTED,
+        let (status, body) = match self.status {
+            Outcome::Completed | Outcome::Skipped => (StatusCode::OK, serde_json::to_vec(&self)),
+            Outcome::Failed => (StatusCode::INTERNAL_SERVER_ERROR, serde_json::to_vec(&self)),
+            Outcome::Accepted => (
+                StatusCode::ACCEPTED,
+                serde_json::to_vec(&AcceptedBody { status: self.status, event_id: self.event_id }),
+            ),
         };
-        let body = serde_json::to_vec(&self).expect("a struct of plain fields serialises");
-        json_response(status, body, rate)
+        json_response(status, body.expect("a struct of plain fields serialises"), rate)
     }
 }
 
@@ -198,6 +213,25 @@ pub fn json_response(status: StatusCode, body: Vec<u8>, rate: Option<RateStatus>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_outcome_has_its_status_and_body() {
+        let body = |response: Response<Full<Bytes>>| format!("{:?}", response.into_body());
+        let accepted = Executed::accepted(7).into_response(None);
+        assert_eq!(accepted.status(), StatusCode::ACCEPTED);
+        assert!(body(accepted).contains(r#"{\"status\":\"accepted\",\"event_id\":7}"#));
+        let failed = Executed { status: Outcome::Failed, event_id: 8, response_code: Some(502), error: Some("x") };
+        let failed = failed.into_response(None);
+        assert_eq!(failed.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(body(failed).contains(r#"\"response_code\":502,\"error\":\"x\""#));
+        let skipped = Executed { status: Outcome::Skipped, event_id: 9, response_code: None, error: None };
+        let skipped = skipped.into_response(None);
+        assert_eq!(skipped.status(), StatusCode::OK);
+        assert!(body(skipped).contains(r#"\"response_code\":null}"#));
+        let unknown = Refusal::NoRoute.into_response(None);
+        assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+        assert!(body(unknown).contains("not_found"));
+    }
 
     #[test]
     fn refusals_carry_the_json_shape_and_retry_after() {
