@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 
 use crate::events::ids::EventIds;
 use crate::snapshot::Snapshot;
@@ -24,6 +24,11 @@ pub struct NodeState {
     synced: AtomicBool,
     connected: AtomicBool,
     sync_errors: AtomicU64,
+    /// Why the last sync session ended, for `/readyz`.
+    last_sync_error: ArcSwapOption<String>,
+    /// True from a crash of the sync task until a session of the
+    /// restarted task connects.
+    sync_restarting: AtomicBool,
     full_updates: AtomicU64,
     delta_updates: AtomicU64,
     /// Encoded size of the last update received.
@@ -45,6 +50,8 @@ impl NodeState {
             synced: AtomicBool::new(false),
             connected: AtomicBool::new(false),
             sync_errors: AtomicU64::new(0),
+            last_sync_error: ArcSwapOption::empty(),
+            sync_restarting: AtomicBool::new(false),
             full_updates: AtomicU64::new(0),
             delta_updates: AtomicU64::new(0),
             last_update_bytes: AtomicU64::new(0),
@@ -101,14 +108,37 @@ impl NodeState {
 
     pub(crate) fn set_connected(&self, connected: bool) {
         self.connected.store(connected, Ordering::Relaxed);
+        if connected {
+            self.sync_restarting.store(false, Ordering::Relaxed);
+        }
     }
 
-    pub(crate) fn record_sync_error(&self, _err: &crate::sync::SyncError) {
+    /// Counts a sync session that ended, and why.
+    pub(crate) fn record_sync_error(&self, message: String) {
         self.sync_errors.fetch_add(1, Ordering::Relaxed);
+        self.last_sync_error.store(Some(Arc::new(message)));
     }
 
+    /// Notes that the sync task itself crashed and is being restarted.
+    pub(crate) fn record_sync_crash(&self, message: String) {
+        self.connected.store(false, Ordering::Relaxed);
+        self.sync_restarting.store(true, Ordering::Relaxed);
+        self.record_sync_error(message);
+    }
+
+    /// Sync sessions that ended, for whatever reason.
     pub fn sync_errors(&self) -> u64 {
         self.sync_errors.load(Ordering::Relaxed)
+    }
+
+    /// Why the last sync session ended, if one did.
+    pub fn last_sync_error(&self) -> Option<Arc<String>> {
+        self.last_sync_error.load_full()
+    }
+
+    /// Whether the sync task crashed and has not connected again since.
+    pub fn is_sync_restarting(&self) -> bool {
+        self.sync_restarting.load(Ordering::Relaxed)
     }
 
     pub(crate) fn record_update(&self, full: bool, bytes: usize) {

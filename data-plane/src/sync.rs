@@ -1,5 +1,10 @@
 //! Following the control plane: one `Sync` stream, reconnected with
 //! jittered exponential backoff, resuming from the applied version.
+//!
+//! The task that does so is supervised: should it ever crash, the crash
+//! is counted and shown (`/readyz`, and the control plane's node list via
+//! the next hello) and the task restarts with backoff, instead of the node
+//! silently serving an ever older snapshot.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,30 +34,91 @@ pub enum SyncError {
     OutOfOrder { base: i64, current: i64 },
     #[error("snapshot at version {0} does not match the control plane's content hash; resyncing in full")]
     HashMismatch(i64),
+    #[error("building the snapshot failed: {0}")]
+    Build(tokio::task::JoinError),
     #[error("the sync stream closed")]
     Closed,
 }
 
-/// Runs sync sessions until `shutdown` turns true.
+impl SyncError {
+    /// Whether the node's own state is in doubt, not the control plane or
+    /// the network at fault: the next session starts from a whole
+    /// snapshot and tells the control plane, so the node list shows it.
+    fn is_node_side(&self) -> bool {
+        matches!(self, SyncError::OutOfOrder { .. } | SyncError::HashMismatch(_) | SyncError::Build(_))
+    }
+}
+
+/// Follows the control plane until `shutdown` turns true, restarting the
+/// follower with backoff if it crashes.
 pub async fn follow(
     config: Arc<NodeConfig>,
     state: Arc<NodeState>,
     cache: Option<watch::Sender<Option<Arc<Snapshot>>>>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let cache = cache.map(Arc::new);
+    let crash_state = state.clone();
+    supervise(shutdown.clone(), move |crash| {
+        if let Some(message) = &crash {
+            crash_state.record_sync_crash(message.clone());
+        }
+        follow_sessions(config.clone(), state.clone(), cache.clone(), shutdown.clone(), crash)
+    })
+    .await;
+}
+
+/// Runs the task `start` makes until it returns; when it panics, logs the
+/// panic and, after a backoff, starts it again, telling it what happened.
+async fn supervise<F, T>(mut shutdown: watch::Receiver<bool>, mut start: F)
+where
+    F: FnMut(Option<String>) -> T,
+    T: Future<Output = ()> + Send + 'static,
+{
+    let mut backoff = BACKOFF_START;
+    let mut crash = None;
+    loop {
+        let Err(failure) = tokio::spawn(start(crash.take())).await else { return };
+        let message = format!("the sync task crashed: {failure}");
+        tracing::error!(error = %message, retry_in_ms = backoff.as_millis() as u64, "restarting config sync");
+        crash = Some(message);
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            _ = shutdown.wait_for(|closing| *closing) => return,
+        }
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+/// Runs sync sessions until `shutdown` turns true. `crash` is why the
+/// previous follower stopped, if it crashed.
+async fn follow_sessions(
+    config: Arc<NodeConfig>,
+    state: Arc<NodeState>,
+    cache: Option<Arc<watch::Sender<Option<Arc<Snapshot>>>>>,
     mut shutdown: watch::Receiver<bool>,
+    crash: Option<String>,
 ) {
     let mut backoff = BACKOFF_START;
-    let mut force_full = false;
+    // A crash may have left anything half done: start from a whole snapshot.
+    let mut force_full = crash.is_some();
+    let mut failure = crash;
     loop {
+        let cache = cache.as_deref();
         let outcome = tokio::select! {
-            outcome = session(&config, &state, cache.as_ref(), force_full) => outcome,
+            outcome = session(&config, &state, cache, force_full, failure.as_deref()) => outcome,
             _ = shutdown.wait_for(|closing| *closing) => return,
         };
         let (progressed, err) = outcome;
-        force_full = matches!(err, SyncError::OutOfOrder { .. } | SyncError::HashMismatch(_));
+        force_full = err.is_node_side();
         if progressed {
             backoff = BACKOFF_START;
+            failure = None;
         }
-        state.record_sync_error(&err);
+        if err.is_node_side() {
+            failure = Some(err.to_string());
+        }
+        state.record_sync_error(err.to_string());
         tracing::warn!(error = %err, retry_in_ms = backoff.as_millis() as u64, "config sync interrupted; serving the current snapshot");
         // Jitter (half to all of the backoff): a fleet that lost the control
         // plane together does not come back in lockstep.
@@ -72,9 +138,10 @@ async fn session(
     state: &NodeState,
     cache: Option<&watch::Sender<Option<Arc<Snapshot>>>>,
     force_full: bool,
+    failure: Option<&str>,
 ) -> (bool, SyncError) {
     let mut progressed = false;
-    let err = match run_session(config, state, cache, force_full, &mut progressed).await {
+    let err = match run_session(config, state, cache, force_full, failure, &mut progressed).await {
         Ok(()) => SyncError::Closed,
         Err(err) => err,
     };
@@ -86,6 +153,7 @@ async fn run_session(
     state: &NodeState,
     cache: Option<&watch::Sender<Option<Arc<Snapshot>>>>,
     force_full: bool,
+    failure: Option<&str>,
     progressed: &mut bool,
 ) -> Result<(), SyncError> {
     let mut client = NodeSyncServiceClient::new(connect(config).await?);
@@ -98,12 +166,13 @@ async fn run_session(
         applied_version: if force_full { 0 } else { current.version },
         content_hash: current.content_hash.clone(),
         address: config.advertise_address.clone(),
+        previous_failure: failure.unwrap_or_default().to_owned(),
     };
     outbound.send(api::SyncRequest { message: Some(Message::Hello(hello)) }).await.map_err(|_| SyncError::Closed)?;
     let request = authorized(config, ReceiverStream::new(outbound_rx))?;
     let mut inbound = client.sync(request).await?.into_inner();
-    state.set_connected(true);
-    let result = async {
+    let _connected = Connected::new(state);
+    async {
         let mut pending: Option<api::ConfigUpdate> = None;
         while let Some(message) = inbound.message().await? {
             if let Some(registration) = message.registration {
@@ -137,9 +206,23 @@ async fn run_session(
         }
         Ok(())
     }
-    .await;
-    state.set_connected(false);
-    result
+    .await
+}
+
+/// Marks the node connected while alive, however the session ends.
+struct Connected<'s>(&'s NodeState);
+
+impl Connected<'_> {
+    fn new(state: &NodeState) -> Connected<'_> {
+        state.set_connected(true);
+        Connected(state)
+    }
+}
+
+impl Drop for Connected<'_> {
+    fn drop(&mut self) {
+        self.0.set_connected(false);
+    }
 }
 
 /// A channel to the control plane, with TLS when configured and HTTP/2
@@ -193,7 +276,7 @@ async fn apply(
         current.apply(&delta, conversion_rejections)
     })
     .await
-    .expect("snapshot build does not panic");
+    .map_err(SyncError::Build)?;
     let version = next.version;
     if next.content_hash != expected_hash {
         // A missed or misapplied change: keep serving the current snapshot
@@ -227,4 +310,42 @@ async fn apply(
         })
     };
     Ok(api::SyncRequest { message: Some(message) })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_crashed_task_restarts_knowing_why() {
+        let (_stop, shutdown) = watch::channel(false);
+        let starts = Arc::new(Mutex::new(Vec::new()));
+        let seen = starts.clone();
+        supervise(shutdown, move |crash: Option<String>| {
+            let mut starts = seen.lock().unwrap();
+            starts.push(crash);
+            let run = starts.len();
+            async move {
+                assert!(run > 2, "run {run} crashes");
+            }
+        })
+        .await;
+        let starts = starts.lock().unwrap();
+        assert_eq!(starts.len(), 3, "two crashes, then a run that returns");
+        assert_eq!(starts[0], None);
+        let crash = starts[1].as_deref().unwrap();
+        assert!(crash.starts_with("the sync task crashed: task") && crash.contains("run 1 crashes"), "{crash}");
+        assert!(starts[2].as_deref().unwrap().contains("run 2 crashes"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_ends_the_backoff_after_a_crash() {
+        let (stop, shutdown) = watch::channel(false);
+        let supervisor = tokio::spawn(supervise(shutdown, |_| async { panic!("always") }));
+        tokio::task::yield_now().await;
+        stop.send_replace(true);
+        supervisor.await.expect("the supervisor returns instead of restarting forever");
+    }
 }

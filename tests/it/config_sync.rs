@@ -202,3 +202,36 @@ async fn a_node_with_a_wrong_token_gets_nothing() {
     intruder.shutdown().await;
     plane.finish().await;
 }
+
+/// A node whose previous session failed on its side (a snapshot it could
+/// not build, its sync task crashing) says so in its next hello, and the
+/// node list shows it; a node is never the only one to know it is stuck.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_reported_sync_failure_is_listed() {
+    use api::node_sync_service_client::NodeSyncServiceClient;
+    use api::sync_request::Message;
+    use tokio_stream::StreamExt as _;
+
+    let plane = TestPlane::start(Backend::Sqlite).await;
+    let mut client = NodeSyncServiceClient::connect(plane.url()).await.unwrap();
+    let hello = api::NodeHello {
+        node_id: "crashed-node".into(),
+        build_version: "test".into(),
+        previous_failure: "the sync task crashed: task 7 panicked".into(),
+        ..Default::default()
+    };
+    let first = api::SyncRequest { message: Some(Message::Hello(hello)) };
+    let mut request = tonic::Request::new(tokio_stream::iter([first]).chain(tokio_stream::pending()));
+    request.metadata_mut().insert("authorization", format!("Bearer {}", support::NODE_TOKEN).parse().unwrap());
+    let mut updates = client.sync(request).await.unwrap().into_inner();
+    assert!(updates.message().await.unwrap().unwrap().registration.is_some());
+    let listed = eventually(Duration::from_secs(10), "the node to be listed", || async {
+        let nodes = plane.admin.nodes().list_nodes(api::ListNodesRequest::default()).await.unwrap().into_inner();
+        nodes.nodes.into_iter().find(|n| n.id == "crashed-node")
+    })
+    .await;
+    assert_eq!(listed.sync_errors, 1);
+    assert_eq!(listed.last_error, "node: the sync task crashed: task 7 panicked");
+    drop(updates);
+    plane.finish().await;
+}

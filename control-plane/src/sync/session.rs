@@ -11,10 +11,15 @@ use super::{COALESCE, POLL};
 use crate::crypto::SecretBox;
 use crate::store::{Store, StoreError};
 
+/// Characters of a node's reported failure that are kept.
+const MAX_FAILURE_CHARS: usize = 1024;
+
 pub(super) struct Session {
     store: Store,
     secret_box: SecretBox,
     node: Node,
+    /// What the node said failed on its side before this session.
+    previous_failure: String,
     /// The last version sent; every delta starts here.
     sent: i64,
     sender: mpsc::Sender<Result<api::SyncResponse, Status>>,
@@ -46,12 +51,24 @@ impl Session {
             sync_errors: 0,
             last_error: String::new(),
         };
-        Session { store, secret_box, node, sent: hello.applied_version, sender }
+        Session {
+            store,
+            secret_box,
+            node,
+            previous_failure: hello.previous_failure.trim().chars().take(MAX_FAILURE_CHARS).collect(),
+            sent: hello.applied_version,
+            sender,
+        }
     }
 
     pub(super) async fn run(mut self, mut inbound: Streaming<api::SyncRequest>, mut shutdown: watch::Receiver<bool>) {
         if let Ok(Some(known)) = self.store.get_node(&self.node.id).await {
             self.node.sync_errors = known.sync_errors;
+        }
+        if !self.previous_failure.is_empty() {
+            self.node.sync_errors += 1;
+            self.node.last_error = format!("node: {}", self.previous_failure);
+            tracing::warn!(node = %self.node.id, failure = %self.node.last_error, "node reports a sync failure");
         }
         let mut commits = self.store.config_commits();
         let mut poll = tokio::time::interval(POLL);
