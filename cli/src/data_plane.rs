@@ -1,7 +1,7 @@
 //! `hookplane data-plane`: one node of the fleet.
 
 use anyhow::Context as _;
-use hookplane_data_plane::{ClientTls, DataPlane, NodeConfig};
+use hookplane_data_plane::{ClientTls, NodeConfig};
 use hookplane_model::sealing::SecretBox;
 
 use crate::config::Settings;
@@ -51,11 +51,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         .transpose()?;
     config.tls = tls;
     apply_node_settings(&mut config, &settings, false)?;
-    let node = DataPlane::start(config).await.context("starting the data-plane node")?;
-    tracing::info!(address = %node.http_address(), "data plane serving");
-    shutdown_signal().await;
-    node.shutdown().await;
-    Ok(())
+    let listener = tokio::net::TcpListener::bind(settings.http_listen)
+        .await
+        .with_context(|| format!("binding the HTTP listener on {}", settings.http_listen))?;
+    hookplane_data_plane::run(config, listener, shutdown_signal()).await.context("running the data-plane node")
 }
 
 /// Applies the trigger and egress settings; `dev` also opens loopback.

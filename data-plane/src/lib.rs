@@ -145,10 +145,33 @@ pub struct DataPlane {
     reporter: JoinHandle<()>,
 }
 
+/// Serves triggers on `listener` and follows the control plane until
+/// `shutdown` completes, then stops without losing an answered call's
+/// event ([`DataPlane::shutdown`]). What a binary or an embedder runs.
+pub async fn run(
+    config: NodeConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), StartError> {
+    let node = DataPlane::start_on(config, listener).await?;
+    tracing::info!(address = %node.http_address(), "data plane serving");
+    shutdown.await;
+    node.shutdown().await;
+    Ok(())
+}
+
 impl DataPlane {
-    /// Loads the cached snapshot (if any), binds the HTTP listener and
+    /// Binds `config.http_listen`, then starts as [`DataPlane::start_on`].
+    pub async fn start(config: NodeConfig) -> Result<DataPlane, StartError> {
+        let listener = TcpListener::bind(config.http_listen)
+            .await
+            .map_err(|source| StartError::Bind { address: config.http_listen, source })?;
+        DataPlane::start_on(config, listener).await
+    }
+
+    /// Loads the cached snapshot (if any), serves HTTP on `listener` and
     /// starts following the control plane.
-    pub async fn start(mut config: NodeConfig) -> Result<DataPlane, StartError> {
+    pub async fn start_on(mut config: NodeConfig, listener: TcpListener) -> Result<DataPlane, StartError> {
         let cached = match (&config.cache_dir, &config.snapshot_key) {
             (Some(dir), Some(key)) => {
                 cache::forget_unsealed(dir, true);
@@ -180,9 +203,6 @@ impl DataPlane {
         if let Some(ordinal) = config.cache_dir.as_deref().and_then(cache::load_ordinal) {
             state.event_ids().set_ordinal(ordinal);
         }
-        let listener = TcpListener::bind(config.http_listen)
-            .await
-            .map_err(|source| StartError::Bind { address: config.http_listen, source })?;
         let http_address =
             listener.local_addr().map_err(|source| StartError::Bind { address: config.http_listen, source })?;
         if config.advertise_address.is_empty() {

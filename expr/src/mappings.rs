@@ -28,10 +28,7 @@ impl Mappings {
     /// A mapping may read `$processed` of the mappings before it only;
     /// reading itself, a later one or an unknown one is an error. Every
     /// mapping's errors are returned.
-    pub(crate) fn compile(
-        builder: &mut ProgramSetBuilder,
-        mappings: &[(&str, &str)],
-    ) -> Result<Mappings, Vec<MappingError>> {
+    pub fn compile(builder: &mut ProgramSetBuilder, mappings: &[(&str, &str)]) -> Result<Mappings, Vec<MappingError>> {
         let mut entries = Vec::with_capacity(mappings.len());
         let mut errors = Vec::new();
         let names: Vec<&str> = mappings.iter().map(|(name, _)| *name).collect();
@@ -87,7 +84,7 @@ pub struct MappingProgram {
 /// Compiles `(name, source)` mappings on their own (see [`Mappings`]).
 pub fn compile_mappings(mappings: &[(&str, &str)]) -> Result<MappingProgram, Vec<MappingError>> {
     let mut builder = ProgramSetBuilder::new();
-    let mappings = builder.compile_mappings(mappings)?;
+    let mappings = Mappings::compile(&mut builder, mappings)?;
     Ok(MappingProgram { set: builder.finish(), mappings })
 }
 

@@ -12,7 +12,6 @@ use super::error::{CompileError, CompileErrors, EvalError};
 use super::eval::{Evaluator, Scope};
 use super::functions;
 use super::lexer::is_ident_continue;
-use super::mappings::{MappingError, Mappings};
 use super::{SourceKind, parser, template};
 
 /// Longest source of one expression or template a connector may be saved
@@ -103,11 +102,6 @@ impl ProgramSetBuilder {
             return Err(CompileErrors(errors));
         }
         Ok(ProgramId(root))
-    }
-
-    /// Compiles `(name, source)` mappings; see [`super::compile_mappings`].
-    pub fn compile_mappings(&mut self, mappings: &[(&str, &str)]) -> Result<Mappings, Vec<MappingError>> {
-        Mappings::compile(self, mappings)
     }
 
     /// Stores a name (a header, a body key …) with the programs, so a
