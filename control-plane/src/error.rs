@@ -35,6 +35,12 @@ pub enum ApiError {
     /// Sealed material did not open: wrong key in config or tampered data.
     #[error(transparent)]
     Crypto(#[from] CryptoError),
+    /// A live stream's reader fell this many items behind and was cut off.
+    #[error("the stream fell {0} events behind; use ListEvents to catch up and stream again")]
+    StreamLagged(u64),
+    /// The call could not be served now; trying again later may succeed.
+    #[error("{0}")]
+    Unavailable(&'static str),
 }
 
 impl ApiError {
@@ -69,6 +75,8 @@ impl From<ApiError> for Status {
                     Status::internal("internal storage error; see the control plane's log")
                 }
             },
+            ApiError::StreamLagged(_) => Status::resource_exhausted(err.to_string()),
+            ApiError::Unavailable(msg) => Status::unavailable(msg),
             ApiError::Crypto(crypto) => {
                 tracing::error!(error = %crypto, "sealed data did not open; is the configured secret key right?");
                 Status::internal("stored secret material could not be opened; see the control plane's log")
@@ -123,6 +131,14 @@ mod tests {
         assert_eq!(code(StoreError::NotFound("connector")), Code::NotFound);
         assert_eq!(code(StoreError::Conflict("connector")), Code::Aborted);
         assert_eq!(code(StoreError::AlreadyExists("secret")), Code::AlreadyExists);
+    }
+
+    #[test]
+    fn streams_end_with_codes_a_client_can_act_on() {
+        let lagged = Status::from(ApiError::StreamLagged(12));
+        assert_eq!(lagged.code(), Code::ResourceExhausted);
+        assert!(lagged.message().contains("12 events behind") && lagged.message().contains("ListEvents"));
+        assert_eq!(Status::from(ApiError::Unavailable("later")).code(), Code::Unavailable);
     }
 
     #[test]

@@ -66,9 +66,7 @@ impl EventApi {
                     }
                     Ok(_) => {}
                     Err(RecvError::Lagged(missed)) => {
-                        yield Err(Status::resource_exhausted(format!(
-                            "the stream fell {missed} events behind; use ListEvents to catch up and stream again"
-                        )));
+                        yield Err(ApiError::StreamLagged(missed).into());
                         break;
                     }
                     Err(RecvError::Closed) => break,

@@ -9,6 +9,7 @@ use tonic::{Status, Streaming};
 use super::open::open_delta;
 use super::{COALESCE, POLL};
 use crate::crypto::SecretBox;
+use crate::error::ApiError;
 use crate::store::{Store, StoreError};
 
 /// Characters of a node's reported failure that are kept.
@@ -102,7 +103,7 @@ impl Session {
                 tracing::warn!(node = %self.node.id, error = %err, "node sync stream failed");
                 let _ = self
                     .sender
-                    .send(Err(Status::unavailable("the control plane could not serve the sync stream")))
+                    .send(Err(ApiError::Unavailable("the control plane could not serve the sync stream").into()))
                     .await;
             }
         }
