@@ -149,7 +149,7 @@ pub fn merge_connector_update(
 /// by slot.
 fn keep_stored_secrets(spec: &mut ConnectorSpec, stored: &ConnectorSpec) {
     let kept = stored.secrets();
-    *spec = spec.with_secrets(|slot, new| match kept.iter().find(|(s, _)| *s == slot) {
+    spec.update_secrets(|slot, new| match kept.iter().find(|(s, _)| *s == slot) {
         Some((_, old)) if !new.is_set() => (*old).clone(),
         _ => new.clone(),
     });

@@ -193,7 +193,8 @@ fn node_connector_from_api(node: &api::NodeConnector) -> Result<Connector, Strin
     }
     let api_connector = node.connector.as_ref().ok_or("connector is missing")?;
     let shape = connector_shape_from_api(api_connector, "connector").map_err(|e| e.to_string())?;
-    let mut spec = shape.with_secrets(|slot, _| {
+    let mut spec = shape;
+    spec.update_secrets(|slot, _| {
         secret_field(match slot {
             SecretSlot::Signature => &node.signature_secret,
             SecretSlot::OAuth2ClientSecret => &node.oauth_client_secret,

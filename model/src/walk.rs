@@ -108,6 +108,25 @@ impl SecretSlot {
     }
 }
 
+/// Where a spec's secrets are, borrowed with `$borrow` (`&` or `&mut`):
+/// one list for both borrows. [`ConnectorSpec::map`] visits the same slots
+/// in the same order (a test holds the two together). A spec without
+/// secrets allocates nothing here.
+macro_rules! secret_slots {
+    ($spec:expr, $($borrow:tt)+) => {{
+        let spec = $spec;
+        let mut slots = Vec::new();
+        if let Some(signature) = $($borrow)+ spec.signature {
+            slots.push((SecretSlot::Signature, $($borrow)+ signature.secret));
+        }
+        if let OutboundAuth::OAuth2(oauth) = $($borrow)+ spec.perform.auth {
+            slots.push((SecretSlot::OAuth2ClientSecret, $($borrow)+ oauth.client_secret));
+            slots.push((SecretSlot::OAuth2RefreshToken, $($borrow)+ oauth.refresh_token));
+        }
+        slots
+    }};
+}
+
 /// Turns a spec's representation `A` into `B`, one part at a time; the
 /// parts are borrowed from a spec that lives for `'s`.
 pub trait SpecVisitor<'s, A: Repr, B: Repr> {
@@ -246,10 +265,10 @@ impl Repr for Nothing {
     type Secret = ();
 }
 
-/// Collects references to the parts of a spec as the walk passes them.
+/// Collects references to the expressions of a spec as the walk passes
+/// them.
 struct Reader<'s, A: Repr> {
     expressions: Vec<(ExpressionField, &'s A::Expr)>,
-    secrets: Vec<(SecretSlot, &'s A::Secret)>,
 }
 
 impl<'s, A: Repr> SpecVisitor<'s, A, Nothing> for Reader<'s, A> {
@@ -259,49 +278,35 @@ impl<'s, A: Repr> SpecVisitor<'s, A, Nothing> for Reader<'s, A> {
 
     fn name(&mut self, _: &'s A::Name) {}
 
-    fn secret(&mut self, slot: SecretSlot, secret: &'s A::Secret) {
-        self.secrets.push((slot, secret));
-    }
+    fn secret(&mut self, _: SecretSlot, _: &'s A::Secret) {}
 }
 
 impl<A: Repr> ConnectorSpec<A> {
-    fn read(&self) -> Reader<'_, A> {
-        let mut reader = Reader { expressions: Vec::new(), secrets: Vec::new() };
-        self.map(&mut reader);
-        reader
-    }
-
     /// Every expression with its field, in evaluation order.
     pub fn expressions(&self) -> Vec<(ExpressionField, &A::Expr)> {
-        self.read().expressions
+        let mut reader = Reader { expressions: Vec::new() };
+        self.map(&mut reader);
+        reader.expressions
     }
 
     /// Every secret with its slot.
     pub fn secrets(&self) -> Vec<(SecretSlot, &A::Secret)> {
-        self.read().secrets
+        secret_slots!(self, &)
     }
 
-    /// The same spec with every secret through `f`: how secrets are
-    /// sealed, opened and kept across updates, slot by slot.
-    pub fn with_secrets(&self, f: impl FnMut(SecretSlot, &A::Secret) -> A::Secret) -> ConnectorSpec<A> {
-        self.map(&mut Secrets(f))
-    }
-}
-
-/// Copies everything but the secrets, which go through the function.
-struct Secrets<F>(F);
-
-impl<'s, A: Repr, F: FnMut(SecretSlot, &A::Secret) -> A::Secret> SpecVisitor<'s, A, A> for Secrets<F> {
-    fn expression(&mut self, _: ExpressionField, expression: &'s A::Expr) -> A::Expr {
-        expression.clone()
+    /// Every secret with its slot, to change in place.
+    pub fn secrets_mut(&mut self) -> Vec<(SecretSlot, &mut A::Secret)> {
+        secret_slots!(self, &mut)
     }
 
-    fn name(&mut self, name: &'s A::Name) -> A::Name {
-        name.clone()
-    }
-
-    fn secret(&mut self, slot: SecretSlot, secret: &'s A::Secret) -> A::Secret {
-        (self.0)(slot, secret)
+    /// Every secret through `f`, in place: how secrets are sealed, opened
+    /// and kept across updates, slot by slot. Nothing else is touched, so
+    /// a delta of 100 000 connectors is opened without copying them (a
+    /// copy through [`ConnectorSpec::map`] made a full sync 20 % slower).
+    pub fn update_secrets(&mut self, mut f: impl FnMut(SecretSlot, &A::Secret) -> A::Secret) {
+        for (slot, secret) in self.secrets_mut() {
+            *secret = f(slot, secret);
+        }
     }
 }
 
@@ -384,6 +389,32 @@ mod tests {
             ["signature.secret", "perform.auth.oauth2.client_secret", "perform.auth.oauth2.refresh_token"]
         );
         assert_eq!(SecretSlot::Signature.owner("org", "con"), "connector:org:con:signature.secret");
+        // The walk visits the slots the list names, in its order.
+        struct Slots(Vec<SecretSlot>);
+        impl<'s> SpecVisitor<'s, Source, Source> for Slots {
+            fn expression(&mut self, _: ExpressionField, e: &'s String) -> String {
+                e.clone()
+            }
+            fn name(&mut self, n: &'s String) -> String {
+                n.clone()
+            }
+            fn secret(&mut self, slot: SecretSlot, secret: &'s SecretField) -> SecretField {
+                self.0.push(slot);
+                secret.clone()
+            }
+        }
+        let mut without_oauth = every_part();
+        without_oauth.perform.auth = OutboundAuth::None;
+        let mut without_signature = every_part();
+        without_signature.signature = None;
+        for mut spec in [every_part(), without_oauth, without_signature] {
+            let mut walked = Slots(Vec::new());
+            spec.map(&mut walked);
+            let listed: Vec<SecretSlot> = spec.secrets().into_iter().map(|(slot, _)| slot).collect();
+            assert_eq!(walked.0, listed);
+            spec.update_secrets(|slot, _| SecretField::Sealed(slot.path().to_owned()));
+            assert!(spec.secrets().iter().all(|(slot, s)| **s == SecretField::Sealed(slot.path().to_owned())));
+        }
         let mut basic = every_part();
         basic.perform.auth = OutboundAuth::Basic { username: "u".into(), password: "p".into() };
         basic.perform.body_type = BodyType::Json;

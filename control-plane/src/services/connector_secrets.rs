@@ -19,7 +19,7 @@ pub fn protect(
     connector_id: &str,
 ) -> Result<(), ValidationError> {
     let mut v = Violations::default();
-    *spec = spec.with_secrets(|slot, secret| match secret {
+    spec.update_secrets(|slot, secret| match secret {
         SecretField::Plain(text) => {
             SecretField::Sealed(secret_box.seal(&slot.owner(organization_id, connector_id), text.as_bytes()))
         }

@@ -44,7 +44,7 @@ pub fn open_delta(delta: ConfigDelta<SealedSecret>, secret_box: &SecretBox) -> (
     for connector in &mut delta.connectors {
         let (org, id) = (&connector.item.organization_id, &connector.item.id);
         let mut failed = Vec::new();
-        let opened = connector.item.spec.with_secrets(|slot, secret| match secret {
+        connector.item.spec.update_secrets(|slot, secret| match secret {
             SecretField::Sealed(sealed) => match secret_box.open_text(&slot.owner(org, id), sealed) {
                 Ok(plain) => SecretField::Plain(plain.to_string()),
                 // Never left sealed, never sent: absent, and the connector
@@ -56,7 +56,6 @@ pub fn open_delta(delta: ConfigDelta<SealedSecret>, secret_box: &SecretBox) -> (
             },
             other => other.clone(),
         });
-        connector.item.spec = opened;
         if !failed.is_empty() {
             unopened.connector_fields.extend(failed.into_iter().map(|path| (id.clone(), path)));
             delta.unopened_connectors.insert(id.clone(), UNOPENED.to_owned());
