@@ -67,6 +67,16 @@ pub fn mint(kind: CredentialKind) -> MintedCredential {
     }
 }
 
+/// A new inbound signing secret: `whsec_` + base64 of 32 random bytes, the
+/// Standard Webhooks format, which every signature preset can use.
+pub fn new_signing_secret() -> Zeroizing<String> {
+    use base64::Engine as _;
+    let key: Zeroizing<[u8; 32]> = Zeroizing::new(rand::random());
+    let mut secret = Zeroizing::new(String::from("whsec_"));
+    base64::engine::general_purpose::STANDARD.encode_string(key.as_slice(), &mut secret);
+    secret
+}
+
 /// Lowercase hex SHA-256: how credentials and compared values are stored.
 pub fn hash_credential(plaintext: &str) -> String {
     hex::encode(Sha256::digest(plaintext.as_bytes()))
@@ -83,6 +93,14 @@ pub fn new_id(prefix: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn generated_signing_secrets_are_standard_webhooks_secrets() {
+        let secret = new_signing_secret();
+        let key = hookplane_model::SignaturePreset::StandardWebhooks.signing_key(&secret).unwrap();
+        assert_eq!(key.len(), 32);
+        assert_ne!(*secret, *new_signing_secret());
+    }
 
     #[test]
     fn minted_credentials_are_prefixed_unique_and_hashed() {

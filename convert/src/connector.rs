@@ -3,9 +3,10 @@
 use hookplane::api::v1 as api;
 use hookplane_model::{
     self as model, ApiKeyLocation, BodyType, Connector, ConnectorSpec, HashedField, IssuedCredential, OAuth2Grant,
-    OutboundAuth, SecretField, SignatureAlgorithm, SignatureEncoding, TokenKind,
+    OutboundAuth, SecretField, TokenKind,
 };
 
+use super::signature::{signature_from_api, signature_to_api};
 use super::validate::{
     duration_from_api, duration_to_api, http_url, is_header_name, is_identifier, is_method_token, optional_text,
     required_text, timestamp_to_api,
@@ -60,7 +61,7 @@ fn connector_spec(c: &api::Connector, prefix: &str, check_expressions: bool) -> 
         }
     };
     let allowed_origins = origins(&c.allowed_origins, &f("allowed_origins"), &mut v);
-    let signature = c.signature.as_ref().map(|s| Box::new(signature(s, &f("signature"), &mut v)));
+    let signature = c.signature.as_ref().map(|s| Box::new(signature_from_api(s, &f("signature"), &mut v)));
     // Kept verbatim so error positions match the text the user sent.
     let condition = (!c.condition.trim().is_empty()).then(|| c.condition.clone());
     let lookup = c.lookup.as_ref().map(|l| Box::new(lookup(l, &f("lookup"), &mut v)));
@@ -146,8 +147,15 @@ pub fn merge_connector_update(
 }
 
 /// Carries stored secret material over fields an update left empty, slot
-/// by slot.
+/// by slot. A rotation's previous signing secret stays while the current
+/// one is kept and its overlap lasts; a new secret set by an update
+/// replaces both at once.
 fn keep_stored_secrets(spec: &mut ConnectorSpec, stored: &ConnectorSpec) {
+    if let (Some(new), Some(old)) = (spec.signature.as_mut(), stored.signature.as_ref())
+        && !new.secret.is_set()
+    {
+        new.previous = old.previous.clone().filter(|p| p.expire_time > model::now());
+    }
     let kept = stored.secrets();
     spec.update_secrets(|slot, new| match kept.iter().find(|(s, _)| *s == slot) {
         Some((_, old)) if !new.is_set() => (*old).clone(),
@@ -243,67 +251,6 @@ fn origins(list: &[String], field: &str, v: &mut Violations) -> Vec<String> {
         }
     }
     out
-}
-
-fn signature(s: &api::SignatureSettings, prefix: &str, v: &mut Violations) -> model::SignatureSettings {
-    let secret = if s.secret.is_empty() {
-        SecretField::Absent
-    } else {
-        if !(8..=512).contains(&s.secret.len()) {
-            v.add(format!("{prefix}.secret"), "must be 8 to 512 bytes");
-        }
-        SecretField::Plain(s.secret.clone())
-    };
-    let algorithm = match api::SignatureAlgorithm::try_from(s.algorithm) {
-        Ok(api::SignatureAlgorithm::Unspecified | api::SignatureAlgorithm::Sha256) => SignatureAlgorithm::Sha256,
-        Ok(api::SignatureAlgorithm::Sha1) => SignatureAlgorithm::Sha1,
-        Ok(api::SignatureAlgorithm::Sha512) => SignatureAlgorithm::Sha512,
-        Ok(api::SignatureAlgorithm::Md5) => SignatureAlgorithm::Md5,
-        Err(_) => {
-            v.add(format!("{prefix}.algorithm"), "unknown algorithm");
-            SignatureAlgorithm::Sha256
-        }
-    };
-    let encoding = match api::SignatureEncoding::try_from(s.encoding) {
-        Ok(api::SignatureEncoding::Unspecified | api::SignatureEncoding::Hex) => SignatureEncoding::Hex,
-        Ok(api::SignatureEncoding::Base64) => SignatureEncoding::Base64,
-        Ok(api::SignatureEncoding::Base64url) => SignatureEncoding::Base64Url,
-        Err(_) => {
-            v.add(format!("{prefix}.encoding"), "unknown encoding");
-            SignatureEncoding::Hex
-        }
-    };
-    let header = header_or_default(&s.header, "x-webhook-signature", &format!("{prefix}.header"), v);
-    let timestamp_header =
-        non_empty(&s.timestamp_header).map(|h| header_or_default(&h, "", &format!("{prefix}.timestamp_header"), v));
-    let tolerance = s
-        .timestamp_tolerance
-        .as_ref()
-        .and_then(|d| duration_from_api(d, &format!("{prefix}.timestamp_tolerance"), 3_600_000, v))
-        .map_or(300, |ms| ms.div_ceil(1000));
-    if s.prefix.len() > 64 {
-        v.add(format!("{prefix}.prefix"), "must be at most 64 characters");
-    }
-    model::SignatureSettings {
-        secret,
-        algorithm,
-        encoding,
-        header,
-        prefix: s.prefix.clone(),
-        timestamp_header,
-        timestamp_tolerance_secs: tolerance,
-    }
-}
-
-fn header_or_default(name: &str, default: &str, field: &str, v: &mut Violations) -> String {
-    let name = name.trim();
-    if name.is_empty() {
-        return default.to_owned();
-    }
-    if !is_header_name(name) {
-        v.add(field, "must be a valid header name");
-    }
-    name.to_ascii_lowercase()
 }
 
 fn named_templates(
@@ -557,25 +504,7 @@ fn spec_to_api(s: &ConnectorSpec) -> api::Connector {
             token_ttl: s.auth.token_ttl_secs.map(|secs| duration_to_api(secs * 1000)),
         }),
         allowed_origins: s.allowed_origins.clone(),
-        signature: s.signature.as_ref().map(|sig| api::SignatureSettings {
-            secret: String::new(),
-            secret_set: sig.secret.is_set(),
-            algorithm: match sig.algorithm {
-                SignatureAlgorithm::Sha256 => api::SignatureAlgorithm::Sha256,
-                SignatureAlgorithm::Sha1 => api::SignatureAlgorithm::Sha1,
-                SignatureAlgorithm::Sha512 => api::SignatureAlgorithm::Sha512,
-                SignatureAlgorithm::Md5 => api::SignatureAlgorithm::Md5,
-            } as i32,
-            encoding: match sig.encoding {
-                SignatureEncoding::Hex => api::SignatureEncoding::Hex,
-                SignatureEncoding::Base64 => api::SignatureEncoding::Base64,
-                SignatureEncoding::Base64Url => api::SignatureEncoding::Base64url,
-            } as i32,
-            header: sig.header.clone(),
-            prefix: sig.prefix.clone(),
-            timestamp_header: sig.timestamp_header.clone().unwrap_or_default(),
-            timestamp_tolerance: Some(duration_to_api(sig.timestamp_tolerance_secs * 1000)),
-        }),
+        signature: s.signature.as_deref().map(signature_to_api),
         condition: s.condition.clone().unwrap_or_default(),
         lookup: s.lookup.as_ref().map(|l| api::Lookup {
             url: l.url.clone(),

@@ -14,6 +14,7 @@ mod inbound_trace;
 mod node_sync;
 mod organization;
 mod secret;
+mod signature;
 mod validate;
 mod wire;
 

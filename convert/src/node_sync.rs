@@ -79,10 +79,12 @@ fn plain(field: &SecretField) -> String {
 /// connector's own secret material, if it could not.
 fn node_connector_to_api(c: &Versioned<Connector>, unavailable_reason: Option<&String>) -> api::NodeConnector {
     let spec = &c.item.spec;
-    let (mut signature_secret, mut oauth_client_secret, mut oauth_refresh_token) = Default::default();
+    let (mut signature_secret, mut previous_signature_secret) = Default::default();
+    let (mut oauth_client_secret, mut oauth_refresh_token) = Default::default();
     for (slot, secret) in spec.secrets() {
         let field: &mut String = match slot {
             SecretSlot::Signature => &mut signature_secret,
+            SecretSlot::PreviousSignature => &mut previous_signature_secret,
             SecretSlot::OAuth2ClientSecret => &mut oauth_client_secret,
             SecretSlot::OAuth2RefreshToken => &mut oauth_refresh_token,
         };
@@ -116,6 +118,7 @@ fn node_connector_to_api(c: &Versioned<Connector>, unavailable_reason: Option<&S
         oauth_client_secret,
         oauth_refresh_token,
         unavailable_reason: unavailable_reason.cloned().unwrap_or_default(),
+        previous_signature_secret,
     }
 }
 
@@ -194,9 +197,19 @@ fn node_connector_from_api(node: &api::NodeConnector) -> Result<Connector, Strin
     let api_connector = node.connector.as_ref().ok_or("connector is missing")?;
     let shape = connector_shape_from_api(api_connector, "connector").map_err(|e| e.to_string())?;
     let mut spec = shape;
+    let mut v = Violations::default();
+    // The previous secret is output only in the API; a node learns of it
+    // from its expiry, and its value from the node's own field.
+    if let (Some(signature), Some(api_signature)) = (spec.signature.as_mut(), api_connector.signature.as_ref())
+        && let Some(expiry) = &api_signature.previous_secret_expire_time
+        && let Some(expire_time) = timestamp_from_api(expiry, "signature.previous_secret_expire_time", &mut v)
+    {
+        signature.previous = Some(model::PreviousSecret { secret: SecretField::Absent, expire_time });
+    }
     spec.update_secrets(|slot, _| {
         secret_field(match slot {
             SecretSlot::Signature => &node.signature_secret,
+            SecretSlot::PreviousSignature => &node.previous_signature_secret,
             SecretSlot::OAuth2ClientSecret => &node.oauth_client_secret,
             SecretSlot::OAuth2RefreshToken => &node.oauth_refresh_token,
         })
@@ -207,7 +220,6 @@ fn node_connector_from_api(node: &api::NodeConnector) -> Result<Connector, Strin
     for (header, hash) in spec.auth.custom_headers.iter_mut().zip(&node.custom_header_hashes) {
         header.value = HashedField::Sha256(hash.clone());
     }
-    let mut v = Violations::default();
     let tokens = node
         .credentials
         .iter()

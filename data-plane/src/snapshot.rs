@@ -12,7 +12,7 @@ use hookplane_convert::Rejection;
 use hookplane_expr::ProgramSet;
 use hookplane_model::{
     CompiledSpec, ConfigDelta, Connector, ConnectorToken, ContentHash, Deployed, DeployedOrganization, DeployedSecret,
-    Plan, SecretField, Timestamp, TokenKind, Versioned, compile_connector,
+    Plan, SecretField, SecretSlot, SigningSecretError, Timestamp, TokenKind, Versioned, compile_connector,
 };
 
 /// A connector ready to serve: its configuration compiled and its secrets
@@ -38,6 +38,8 @@ pub enum PrepareError {
     Invalid(Vec<hookplane_model::Diagnostic>),
     #[error("credential {id} has a malformed hash")]
     MalformedCredential { id: String },
+    #[error("{field}: {reason}")]
+    SigningSecret { field: &'static str, reason: SigningSecretError },
 }
 
 /// An accepted inbound credential as the fast path needs it.
@@ -59,6 +61,18 @@ impl DeployedConnector {
         connector.spec.sample_payload = None;
         let CompiledSpec { programs, spec } =
             compile_connector(&connector.spec).and_then(CompiledSpec::open).map_err(PrepareError::Invalid)?;
+        if let Some(signature) = &spec.signature {
+            // Keys are decoded per call, without allocating; whether they
+            // decode at all is settled here, once.
+            let mut secrets = vec![(SecretSlot::Signature, &signature.secret)];
+            secrets.extend(signature.previous.as_ref().map(|p| (SecretSlot::PreviousSignature, &p.secret)));
+            for (slot, secret) in secrets {
+                signature
+                    .preset
+                    .signing_key(secret.expose())
+                    .map_err(|reason| PrepareError::SigningSecret { field: slot.path(), reason })?;
+            }
+        }
         let credentials = std::mem::take(&mut connector.tokens)
             .into_iter()
             .map(|t| {

@@ -192,7 +192,9 @@ impl<'s> SpecVisitor<'s, Compiled, Deployed> for Opener {
     fn secret(&mut self, slot: SecretSlot, secret: &'s SecretField) -> OpenedSecret {
         let problem = match secret {
             SecretField::Plain(plain) => return OpenedSecret::new(plain.clone()),
-            SecretField::Absent if slot != SecretSlot::Signature => return OpenedSecret::new(String::new()),
+            SecretField::Absent if !matches!(slot, SecretSlot::Signature | SecretSlot::PreviousSignature) => {
+                return OpenedSecret::new(String::new());
+            }
             SecretField::Absent => "is missing",
             SecretField::Sealed(_) => "arrived sealed: the control plane did not open it",
         };
@@ -294,6 +296,8 @@ mod tests {
     fn only_opened_secrets_deploy() {
         let mut signed = spec();
         signed.signature = Some(Box::new(crate::SignatureSettings {
+            preset: crate::SignaturePreset::Custom,
+            previous: None,
             secret: SecretField::Sealed("v1.x".into()),
             algorithm: crate::SignatureAlgorithm::Sha256,
             encoding: crate::SignatureEncoding::Hex,

@@ -11,7 +11,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::repr::{Repr, Source};
-use super::{HashedField, Revision, Timestamp};
+use super::{HashedField, Revision, SignatureSettings, Timestamp};
 
 /// A stored connector: its spec plus server-owned state.
 #[derive(Clone, Debug, PartialEq)]
@@ -190,43 +190,6 @@ impl std::fmt::Debug for IssuedCredential {
             .field("expire_time", &self.expire_time)
             .finish()
     }
-}
-
-/// HMAC algorithms.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SignatureAlgorithm {
-    Sha256,
-    Sha1,
-    Sha512,
-    Md5,
-}
-
-/// Signature encodings.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SignatureEncoding {
-    Hex,
-    Base64,
-    Base64Url,
-}
-
-/// Inbound HMAC signature verification (SPEC §4 item 7).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(bound(
-    serialize = "R::Expr: Serialize, R::Name: Serialize, R::Secret: Serialize",
-    deserialize = "R::Expr: Deserialize<'de>, R::Name: Deserialize<'de>, R::Secret: Deserialize<'de>"
-))]
-pub struct SignatureSettings<R: Repr = Source> {
-    pub secret: R::Secret,
-    pub algorithm: SignatureAlgorithm,
-    pub encoding: SignatureEncoding,
-    /// Lowercase header name.
-    pub header: String,
-    pub prefix: String,
-    /// Lowercase header name; `None` disables replay protection.
-    pub timestamp_header: Option<String>,
-    pub timestamp_tolerance_secs: u64,
 }
 
 /// A header or query parameter with a templated value.

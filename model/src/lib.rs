@@ -16,6 +16,7 @@ mod protected;
 mod repr;
 pub mod sealing;
 mod secret;
+mod signature;
 mod walk;
 
 pub use compile::{CompiledSpec, Diagnostic, compile_connector, print_spec};
@@ -27,6 +28,7 @@ pub use organization::*;
 pub use protected::{HashedField, SecretField};
 pub use repr::{Compiled, Deployed, OpenedSecret, Repr, Source};
 pub use secret::*;
+pub use signature::*;
 pub use walk::{ExpressionField, ProcessedScope, SecretSlot, SpecVisitor};
 
 /// Point in time, always UTC.

@@ -87,6 +87,8 @@ impl ExpressionField {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SecretSlot {
     Signature,
+    /// The signing secret a rotation replaced, during its overlap.
+    PreviousSignature,
     OAuth2ClientSecret,
     OAuth2RefreshToken,
 }
@@ -96,6 +98,7 @@ impl SecretSlot {
     pub fn path(self) -> &'static str {
         match self {
             SecretSlot::Signature => "signature.secret",
+            SecretSlot::PreviousSignature => "signature.previous_secret",
             SecretSlot::OAuth2ClientSecret => "perform.auth.oauth2.client_secret",
             SecretSlot::OAuth2RefreshToken => "perform.auth.oauth2.refresh_token",
         }
@@ -118,6 +121,9 @@ macro_rules! secret_slots {
         let mut slots = Vec::new();
         if let Some(signature) = $($borrow)+ spec.signature {
             slots.push((SecretSlot::Signature, $($borrow)+ signature.secret));
+            if let Some(previous) = $($borrow)+ signature.previous {
+                slots.push((SecretSlot::PreviousSignature, $($borrow)+ previous.secret));
+            }
         }
         if let OutboundAuth::OAuth2(oauth) = $($borrow)+ spec.perform.auth {
             slots.push((SecretSlot::OAuth2ClientSecret, $($borrow)+ oauth.client_secret));
@@ -160,7 +166,12 @@ impl<A: Repr> ConnectorSpec<A> {
             .collect();
         let signature = self.signature.as_ref().map(|s| {
             Box::new(super::SignatureSettings {
+                preset: s.preset,
                 secret: visitor.secret(SecretSlot::Signature, &s.secret),
+                previous: s.previous.as_ref().map(|p| super::PreviousSecret {
+                    secret: visitor.secret(SecretSlot::PreviousSignature, &p.secret),
+                    expire_time: p.expire_time,
+                }),
                 algorithm: s.algorithm,
                 encoding: s.encoding,
                 header: s.header.clone(),
@@ -325,6 +336,11 @@ mod tests {
             auth: InboundAuth { bearer_token: true, ..Default::default() },
             allowed_origins: Vec::new(),
             signature: Some(Box::new(crate::SignatureSettings {
+                preset: crate::SignaturePreset::Custom,
+                previous: Some(crate::PreviousSecret {
+                    secret: SecretField::Sealed("old".into()),
+                    expire_time: crate::now(),
+                }),
                 secret: SecretField::Sealed("sig".into()),
                 algorithm: crate::SignatureAlgorithm::Sha256,
                 encoding: crate::SignatureEncoding::Hex,
@@ -386,7 +402,12 @@ mod tests {
         let secrets: Vec<&str> = spec.secrets().into_iter().map(|(slot, _)| slot.path()).collect();
         assert_eq!(
             secrets,
-            ["signature.secret", "perform.auth.oauth2.client_secret", "perform.auth.oauth2.refresh_token"]
+            [
+                "signature.secret",
+                "signature.previous_secret",
+                "perform.auth.oauth2.client_secret",
+                "perform.auth.oauth2.refresh_token"
+            ]
         );
         assert_eq!(SecretSlot::Signature.owner("org", "con"), "connector:org:con:signature.secret");
         // The walk visits the slots the list names, in its order.

@@ -4,11 +4,12 @@
 use chrono::Duration;
 use hookplane_convert::{ValidationError, Violations};
 use hookplane_model::{
-    ConnectorSpec, ConnectorToken, HashedField, IssuedCredential, OAuth2Grant, OutboundAuth, SecretField, SecretSlot,
-    Timestamp, TokenKind,
+    Connector, ConnectorSpec, ConnectorToken, HashedField, IssuedCredential, OAuth2Grant, OutboundAuth, PreviousSecret,
+    SecretField, SecretSlot, Timestamp, TokenKind,
 };
 
 use crate::crypto::{CredentialKind, SecretBox, hash_credential, mint, new_id};
+use crate::error::{ApiError, ApiResult};
 
 /// Seals plaintext secrets and hashes compared values of `spec` in place,
 /// and checks that every secret the spec needs is present.
@@ -30,6 +31,7 @@ pub fn protect(
     for (slot, secret) in spec.secrets() {
         let required = match slot {
             SecretSlot::Signature => "is required when signature verification is configured",
+            SecretSlot::PreviousSignature => "is required during the overlap of a rotation",
             SecretSlot::OAuth2ClientSecret => "is required",
             SecretSlot::OAuth2RefreshToken if refresh_grant => "is required for the refresh_token grant",
             SecretSlot::OAuth2RefreshToken => continue,
@@ -46,6 +48,50 @@ pub fn protect(
         }
     }
     v.finish(())
+}
+
+/// `stored`'s spec with `secret` as its signing secret (in plaintext, for
+/// [`protect`] to seal). With an `overlap_end`, the replaced secret is
+/// opened and kept, to be sealed again as the previous secret: a sealed
+/// value is bound to its field and would not open in another.
+pub fn rotate_signing_secret(
+    stored: &Connector,
+    secret: &str,
+    overlap_end: Option<Timestamp>,
+    secret_box: &SecretBox,
+) -> ApiResult<ConnectorSpec> {
+    let mut spec = stored.spec.clone();
+    let Some(signature) = spec.signature.as_mut() else {
+        return Err(ApiError::FailedPrecondition(
+            "the connector does not verify signatures; set connector.signature with UpdateConnector first",
+        ));
+    };
+    if !(8..=512).contains(&secret.len()) {
+        return Err(ApiError::invalid("secret", "must be 8 to 512 bytes"));
+    }
+    if let Err(reason) = signature.preset.signing_key(secret) {
+        return Err(ApiError::invalid("secret", format!("{reason} (the connector's preset)")));
+    }
+    signature.previous = match (overlap_end, &signature.secret) {
+        (None, _) | (_, SecretField::Absent) => None,
+        (Some(expire_time), SecretField::Sealed(sealed)) => {
+            let owner = SecretSlot::Signature.owner(&stored.organization_id, &stored.id);
+            let opened = secret_box.open(&owner, sealed).map_err(|_| {
+                ApiError::FailedPrecondition(
+                    "the current signing secret cannot be opened, so it cannot overlap; rotate without an overlap",
+                )
+            })?;
+            let opened = String::from_utf8(opened.to_vec()).map_err(|_| {
+                ApiError::FailedPrecondition("the current signing secret is not text; rotate without an overlap")
+            })?;
+            Some(PreviousSecret { secret: SecretField::Plain(opened), expire_time })
+        }
+        (Some(expire_time), SecretField::Plain(plain)) => {
+            Some(PreviousSecret { secret: SecretField::Plain(plain.clone()), expire_time })
+        }
+    };
+    signature.secret = SecretField::Plain(secret.to_owned());
+    Ok(spec)
 }
 
 /// Mints one credential per kind, expiring after `ttl_secs` if set.

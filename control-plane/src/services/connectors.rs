@@ -1,4 +1,5 @@
-//! `ConnectorService`: connector CRUD, activation and token rotation.
+//! `ConnectorService`: connector CRUD, activation, and rotation of tokens
+//! and signing secrets.
 
 use chrono::Duration;
 use hookplane::api::v1::{self as api, connector_service_server::ConnectorService};
@@ -7,13 +8,14 @@ use hookplane_model as model;
 use hookplane_model::{Connector, IssuedCredential, Revision};
 use tonic::{Request, Response, Status};
 
-use super::connector_secrets::{mint_tokens, protect};
+use super::connector_secrets::{mint_tokens, protect, rotate_signing_secret};
 use super::{SharedCore, check_request_id, expected_revision, required, required_id};
-use crate::crypto::new_id;
+use crate::crypto::{new_id, new_signing_secret};
 use crate::error::{ApiError, ApiResult};
 use crate::store::{StoreError, TokenChanges};
 
-/// The longest grace period a rotation may give the replaced credentials.
+/// The longest grace period (or overlap) a rotation may give the replaced
+/// credentials (or signing secret).
 const MAX_GRACE_MS: u64 = 30 * 24 * 3600 * 1000;
 /// Attempts of an update without an etag before giving up on contention.
 const UPDATE_ATTEMPTS: usize = 5;
@@ -114,14 +116,7 @@ impl ConnectorApi {
         let caller = self.core.caller(&request).await?;
         let org = caller.writable_organization()?;
         let req = request.get_ref();
-        let grace_ms = match &req.grace_period {
-            Some(d) if d.seconds != 0 || d.nanos != 0 => {
-                let mut v = Violations::default();
-                let ms = convert::duration_from_api(d, "grace_period", MAX_GRACE_MS, &mut v);
-                v.finish(ms.unwrap_or(0))?
-            }
-            _ => 0,
-        };
+        let grace_ms = grace_ms(req.grace_period.as_ref(), "grace_period")?;
         self.modify(org, &req.id, None, |stored| {
             let kinds = stored.spec.auth.token_kinds();
             if kinds.is_empty() {
@@ -136,6 +131,31 @@ impl ConnectorApi {
             Ok(Some((Connector { update_time: now, ..stored.clone() }, changes, issued)))
         })
         .await
+    }
+
+    async fn rotate_signing(
+        &self,
+        request: Request<api::RotateSigningSecretRequest>,
+    ) -> ApiResult<api::RotateSigningSecretResponse> {
+        let caller = self.core.caller(&request).await?;
+        let org = caller.writable_organization()?;
+        let req = request.get_ref();
+        let overlap_ms = grace_ms(req.overlap.as_ref(), "overlap")?;
+        let generated = req.secret.is_empty().then(new_signing_secret);
+        let secret = generated.as_deref().map_or(req.secret.as_str(), String::as_str);
+        let connector = self
+            .modify(org, &req.id, None, |stored| {
+                let now = model::now();
+                let overlap_end = (overlap_ms > 0).then(|| now + Duration::milliseconds(overlap_ms as i64));
+                let mut spec = rotate_signing_secret(stored, secret, overlap_end, &self.core.secret_box)?;
+                protect(&mut spec, &self.core.secret_box, org, &stored.id)?;
+                Ok(Some((Connector { spec, update_time: now, ..stored.clone() }, TokenChanges::default(), Vec::new())))
+            })
+            .await?;
+        Ok(api::RotateSigningSecretResponse {
+            connector: Some(connector),
+            generated_secret: generated.map(|s| s.to_string()).unwrap_or_default(),
+        })
     }
 
     async fn delete(&self, request: Request<api::DeleteConnectorRequest>) -> ApiResult<()> {
@@ -176,6 +196,18 @@ impl ConnectorApi {
                 Err(err) => return Err(err.into()),
             }
         }
+    }
+}
+
+/// A rotation's grace period or overlap in milliseconds; unset or zero: none.
+fn grace_ms(period: Option<&prost_types::Duration>, field: &str) -> ApiResult<u64> {
+    match period {
+        Some(d) if d.seconds != 0 || d.nanos != 0 => {
+            let mut v = Violations::default();
+            let ms = convert::duration_from_api(d, field, MAX_GRACE_MS, &mut v);
+            Ok(v.finish(ms.unwrap_or(0))?)
+        }
+        _ => Ok(0),
     }
 }
 
@@ -233,5 +265,12 @@ impl ConnectorService for ConnectorApi {
         r: Request<api::RotateConnectorTokensRequest>,
     ) -> Result<Response<api::Connector>, Status> {
         Ok(Response::new(self.rotate(r).await?))
+    }
+
+    async fn rotate_signing_secret(
+        &self,
+        r: Request<api::RotateSigningSecretRequest>,
+    ) -> Result<Response<api::RotateSigningSecretResponse>, Status> {
+        Ok(Response::new(self.rotate_signing(r).await?))
     }
 }

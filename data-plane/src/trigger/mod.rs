@@ -13,6 +13,7 @@ pub mod accepted;
 pub mod auth;
 #[cfg(test)]
 mod check_order;
+pub mod deliveries;
 pub mod response;
 pub mod signature;
 
@@ -37,6 +38,7 @@ use crate::pipeline::Executor;
 use crate::pipeline::request::DEPTH_HEADER;
 use crate::snapshot::{DeployedConnector, Snapshot};
 use crate::state::NodeState;
+use deliveries::{Claim, SeenDeliveries};
 use response::{Executed, LimitScope, Outcome, Refusal};
 
 const TRIGGER_PREFIX: &str = "/api/v1/connectors/";
@@ -78,6 +80,8 @@ pub struct Ingress {
     pub node_id: String,
     /// Calls of asynchronous connectors, kept until they ran.
     pub inbox: Inbox,
+    /// Delivery ids seen lately, for replay protection.
+    pub deliveries: SeenDeliveries,
     in_flight: Semaphore,
 }
 
@@ -92,7 +96,18 @@ impl Ingress {
         inbox: Inbox,
     ) -> Ingress {
         let in_flight = Semaphore::new(settings.max_in_flight);
-        Ingress { state, settings, limiters: Limiters::default(), executor, events, ids, node_id, inbox, in_flight }
+        Ingress {
+            state,
+            settings,
+            limiters: Limiters::default(),
+            executor,
+            events,
+            ids,
+            node_id,
+            inbox,
+            deliveries: SeenDeliveries::default(),
+            in_flight,
+        }
     }
 
     /// Whether `path` is a trigger URL (possibly a malformed one).
@@ -165,9 +180,16 @@ impl Ingress {
             return Err(Refusal::OriginNotAllowed);
         }
         // 7. Signature.
-        if let Some(settings) = &deployed.connector.spec.signature {
-            signature::verify(settings, &parts.headers, &body, received.timestamp())?;
-        }
+        let delivery_id = match &deployed.connector.spec.signature {
+            None => None,
+            Some(settings) => {
+                let verified = signature::verify(settings, &parts.headers, &body, received).map_err(|reason| {
+                    tracing::debug!(connector = %deployed.connector.id, %reason, "signature refused");
+                    Refusal::InvalidSignature
+                })?;
+                verified.delivery_id.map(|id| (id, Duration::from_secs(settings.timestamp_tolerance_secs)))
+            }
+        };
         // 8. Connector and organization limits: authenticated calls only.
         let connector = &deployed.connector;
         count(
@@ -187,6 +209,15 @@ impl Ingress {
             return Err(Refusal::ConnectorUnavailable);
         }
         let event_id = self.ids.next().ok_or(Refusal::NotReady)?;
+        // A delivery seen within the tolerance ran (or runs) already.
+        let claim = match delivery_id {
+            None => None,
+            Some((delivery, keep_for)) => match self.deliveries.claim(&connector.id, delivery, event_id, keep_for) {
+                Claim::Duplicate { event_id: first } => return Ok(response::duplicate(first, *rate)),
+                Claim::New(claimed) => Some(claimed),
+                Claim::Unrecorded => None,
+            },
+        };
         let call = Call {
             deployed: &deployed,
             plan: &plan,
@@ -201,9 +232,19 @@ impl Ingress {
         };
         if deployed.connector.spec.async_mode {
             self.keep_for_later(&call).await?;
+            if let Some(claimed) = claim {
+                claimed.keep();
+            }
             return Ok(Executed::accepted(event_id).into_response(*rate));
         }
         let ran = self.execute(&snapshot, call).await?;
+        // A failed call's claim is released (dropped): the sender retries
+        // it with the same id so that it runs again.
+        if let Some(claimed) = claim
+            && ran.outcome != Outcome::Failed
+        {
+            claimed.keep();
+        }
         Ok(Executed { status: ran.outcome, event_id, response_code: ran.response_code, error: ran.error.as_deref() }
             .into_response(*rate))
     }

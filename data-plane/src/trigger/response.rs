@@ -40,10 +40,10 @@ pub enum Refusal {
     Unauthenticated,
     #[error("the request's Origin (or Referer) is not allowed for this connector")]
     OriginNotAllowed,
-    #[error("the signature is missing, malformed or does not match the body")]
+    /// One answer for every signature failure, as for credentials: which
+    /// part failed is logged at debug level only.
+    #[error("the signature is missing, malformed, stale or does not match the body")]
     InvalidSignature,
-    #[error("the signed timestamp is missing or outside the allowed tolerance")]
-    StaleTimestamp,
     #[error("the node is at capacity; retry shortly")]
     Overloaded,
     #[error("the node has not registered with the control plane yet; retry shortly")]
@@ -77,7 +77,7 @@ impl Refusal {
             Refusal::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Refusal::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Refusal::LoopDetected { .. } | Refusal::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Refusal::Unauthenticated | Refusal::InvalidSignature | Refusal::StaleTimestamp => StatusCode::UNAUTHORIZED,
+            Refusal::Unauthenticated | Refusal::InvalidSignature => StatusCode::UNAUTHORIZED,
             Refusal::OriginNotAllowed => StatusCode::FORBIDDEN,
             Refusal::Overloaded
             | Refusal::NotReady
@@ -107,7 +107,6 @@ impl Refusal {
             Refusal::Unauthenticated => "unauthenticated",
             Refusal::OriginNotAllowed => "origin_not_allowed",
             Refusal::InvalidSignature => "invalid_signature",
-            Refusal::StaleTimestamp => "stale_timestamp",
             Refusal::Overloaded => "overloaded",
             Refusal::NotReady => "node_not_ready",
             Refusal::InboxFull(_) => "accepted_calls_full",
@@ -163,11 +162,19 @@ pub struct Executed<'a> {
     pub error: Option<&'a str>,
 }
 
-/// The body of an accepted call, which has no response yet.
+/// The body of an accepted call, which has no response yet, and of a
+/// duplicate delivery, which has the first call's.
 #[derive(Serialize)]
-struct AcceptedBody {
-    status: Outcome,
+struct EventOnlyBody {
+    status: &'static str,
     event_id: i64,
+}
+
+/// 200 `{"status":"duplicate","event_id":N}`: a delivery the connector has
+/// seen, with the event of its first call; nothing ran again.
+pub fn duplicate(first_event_id: i64, rate: Option<RateStatus>) -> Response<Full<Bytes>> {
+    let body = serde_json::to_vec(&EventOnlyBody { status: "duplicate", event_id: first_event_id });
+    json_response(StatusCode::OK, body.expect("a struct of plain fields serialises"), rate)
 }
 
 impl Executed<'_> {
@@ -184,7 +191,7 @@ impl Executed<'_> {
             Outcome::Failed => (StatusCode::INTERNAL_SERVER_ERROR, serde_json::to_vec(&self)),
             Outcome::Accepted => (
                 StatusCode::ACCEPTED,
-                serde_json::to_vec(&AcceptedBody { status: self.status, event_id: self.event_id }),
+                serde_json::to_vec(&EventOnlyBody { status: "accepted", event_id: self.event_id }),
             ),
         };
         json_response(status, body.expect("a struct of plain fields serialises"), rate)
@@ -228,6 +235,9 @@ mod tests {
         let skipped = skipped.into_response(None);
         assert_eq!(skipped.status(), StatusCode::OK);
         assert!(body(skipped).contains(r#"\"response_code\":null}"#));
+        let duplicate = duplicate(6, None);
+        assert_eq!(duplicate.status(), StatusCode::OK);
+        assert!(body(duplicate).contains(r#"{\"status\":\"duplicate\",\"event_id\":6}"#));
         let unknown = Refusal::NoRoute.into_response(None);
         assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
         assert!(body(unknown).contains("not_found"));
