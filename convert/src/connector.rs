@@ -53,15 +53,18 @@ fn connector_spec(c: &api::Connector, prefix: &str, check_expressions: bool) -> 
 
     let display_name = required_text(&c.display_name, &f("display_name"), 200, &mut v);
     let description = optional_text(&c.description, &f("description"), 2000, &mut v);
-    let auth = match &c.auth {
-        Some(auth) => inbound_auth(auth, &f("auth"), &mut v),
-        None => {
-            v.add(f("auth"), "is required: configure at least one authentication method");
-            model::InboundAuth::default()
-        }
-    };
+    let auth = c.auth.as_ref().map(|auth| inbound_auth(auth, &f("auth"), &mut v)).unwrap_or_default();
     let allowed_origins = origins(&c.allowed_origins, &f("allowed_origins"), &mut v);
     let signature = c.signature.as_ref().map(|s| Box::new(signature_from_api(s, &f("signature"), &mut v)));
+    // A verified signature authenticates a call by itself: senders such as
+    // GitHub or Stripe can send no credential of ours.
+    if !auth.has_any_method() && signature.is_none() {
+        v.add(
+            f("auth"),
+            "configure at least one method (bearer_token, secret_token, api_key, basic or custom_headers), \
+             or a signature, which then authenticates calls alone",
+        );
+    }
     // Kept verbatim so error positions match the text the user sent.
     let condition = (!c.condition.trim().is_empty()).then(|| c.condition.clone());
     let lookup = c.lookup.as_ref().map(|l| Box::new(lookup(l, &f("lookup"), &mut v)));
@@ -230,9 +233,6 @@ fn inbound_auth(a: &api::InboundAuth, prefix: &str, v: &mut Violations) -> model
         custom_headers,
         token_ttl_secs,
     };
-    if !auth.has_any_method() {
-        v.add(prefix, "configure at least one method: bearer_token, secret_token, api_key, basic or custom_headers");
-    }
     auth
 }
 

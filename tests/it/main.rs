@@ -12,6 +12,7 @@ mod connectors_api;
 mod events_api;
 mod grpc_services;
 mod hardening;
+mod signature_presets;
 mod sync_logs;
 mod sync_tls;
 mod trigger_access;

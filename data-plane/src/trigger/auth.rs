@@ -68,6 +68,11 @@ pub fn authenticate(
     if !auth.custom_headers.is_empty() && custom_headers_match(connector, headers) {
         return Some("custom_headers");
     }
+    // No credential of ours is asked for: the signature, checked next,
+    // authenticates the call alone (conversion allows no method only then).
+    if !auth.has_any_method() && connector.connector.spec.signature.is_some() {
+        return Some("signature");
+    }
     None
 }
 
