@@ -10,7 +10,8 @@ use std::net::IpAddr;
 use base64::Engine as _;
 use hookplane::api::v1 as api;
 use hookplane_model::{
-    Connector, ConnectorToken, Deployed, HashedField, OpenedSecret, SignatureAlgorithm, SignatureEncoding, TokenKind,
+    Connector, ConnectorToken, Deployed, HashedField, OpenedSecret, PreviousSecret, SignatureAlgorithm,
+    SignatureEncoding, SignaturePreset, TokenKind,
 };
 use hookplane_data_plane::snapshot::DeployedConnector;
 use hookplane_data_plane::trigger::{auth, client_ip, signature};
@@ -28,6 +29,8 @@ struct Request {
     algorithm: u8,
     encoding: u8,
     timestamped: bool,
+    preset: u8,
+    rotating: bool,
 }
 
 const TOKEN: &str = "hpt_fuzzfuzzfuzzfuzzfuzzfuzzfuzzfuzz";
@@ -113,8 +116,17 @@ fuzz_target!(|request: Request| {
     with_token.insert("authorization", HeaderValue::from_str(&format!("Basic {basic}")).unwrap());
     assert!(auth::authenticate(&deployed, &with_token, request.query.as_deref(), now).is_some());
 
-    let settings = hookplane_model::SignatureSettings::<Deployed> {
-        secret: OpenedSecret::new("whsec".into()),
+    // Every scheme, with a previous secret in overlap or not; a custom
+    // scheme with any algorithm and encoding.
+    let preset = SignaturePreset::ALL[usize::from(request.preset) % SignaturePreset::ALL.len()];
+    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let mut settings = hookplane_model::SignatureSettings::<Deployed> {
+        preset,
+        secret: OpenedSecret::new(secret.into()),
+        previous: request.rotating.then(|| PreviousSecret {
+            secret: OpenedSecret::new(secret.into()),
+            expire_time: now + chrono::Duration::seconds(60),
+        }),
         algorithm: [SignatureAlgorithm::Sha256, SignatureAlgorithm::Sha1, SignatureAlgorithm::Sha512, SignatureAlgorithm::Md5]
             [usize::from(request.algorithm % 4)],
         encoding: [SignatureEncoding::Hex, SignatureEncoding::Base64, SignatureEncoding::Base64Url]
@@ -124,7 +136,14 @@ fuzz_target!(|request: Request| {
         timestamp_header: request.timestamped.then(|| "x-webhook-timestamp".into()),
         timestamp_tolerance_secs: 300,
     };
-    let _ = signature::verify(&settings, &headers, &request.body, now.timestamp());
+    if let Some(fields) = preset.fields() {
+        settings.algorithm = fields.algorithm;
+        settings.encoding = fields.encoding;
+        settings.header = fields.header.into();
+        settings.prefix = fields.prefix.into();
+        settings.timestamp_header = fields.timestamp_header.map(Into::into);
+    }
+    let _ = signature::verify(&settings, &headers, &request.body, now);
 
     // The body as the endpoint takes it: UTF-8, JSON syntax, then the tree
     // of what the programs read. What validates must project.

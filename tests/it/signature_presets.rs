@@ -10,7 +10,7 @@ use hookplane_sdk::{Error, api};
 use support::nodes::{applied, current_version, start_dev_node};
 use support::senders::{Signing, sign};
 use support::targets::{Answer, Behaviour, Target, post, trigger_path};
-use support::triggers::{ORDER, create, mapped_connector, use_plan};
+use support::triggers::{ORDER, create, event, mapped_connector, use_plan};
 use support::{Backend, TestPlane, eventually};
 use tonic::Code;
 
@@ -33,6 +33,16 @@ fn signed_connector(target: &Target, preset: api::SignaturePreset, secret: &str)
 async fn call(node: &hookplane_data_plane::DataPlane, id: &str, headers: &[(String, String)], body: &str) -> Answer {
     let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     post(node.http_address(), &trigger_path(id), &headers, body.to_owned()).await
+}
+
+fn preset_header(preset: api::SignaturePreset) -> &'static str {
+    match preset {
+        api::SignaturePreset::Stripe => "stripe-signature",
+        api::SignaturePreset::Github => "x-hub-signature-256",
+        api::SignaturePreset::Shopify => "x-shopify-hmac-sha256",
+        api::SignaturePreset::Slack => "x-slack-signature",
+        _ => "webhook-signature",
+    }
 }
 
 fn now() -> i64 {
@@ -72,6 +82,11 @@ async fn every_preset_accepts_its_senders_signature_and_refuses_every_bad_one_al
         let [valid, stale, foreign] = [&signed[3 * i], &signed[3 * i + 1], &signed[3 * i + 2]];
         let answer = call(&node, id, valid, ORDER).await;
         assert_eq!((answer.status, answer.body["status"].as_str()), (200, Some("completed")), "{name}: {answer:?}");
+        let recorded = event(&plane, answer.body["event_id"].as_i64().unwrap()).await;
+        let inbound = recorded.trace.unwrap().request.unwrap();
+        assert_eq!(inbound.auth_method, "signature", "{name}: the signature authenticated the call");
+        let signature_header = preset_header(preset);
+        assert_eq!(inbound.headers[signature_header], "[redacted]", "{name}: a stored event cannot be sent again");
         let mut bad = vec![
             ("tampered body", call(&node, id, valid, TAMPERED).await),
             ("another secret", call(&node, id, foreign, ORDER).await),

@@ -80,7 +80,11 @@ impl InboundRequest<'_> {
 /// credential of `connector` or of any caller.
 pub(crate) fn is_credential(connector: &DeployedConnector, name: &str) -> bool {
     let auth = &connector.connector.spec.auth;
+    // A signature with its body is a call anyone reading the event could
+    // send again: GitHub's and Shopify's never go stale.
+    let signature = connector.connector.spec.signature.as_ref();
     CREDENTIAL_HEADERS.contains(&name)
+        || signature.is_some_and(|s| s.header.eq_ignore_ascii_case(name))
         || auth.api_key.as_ref().is_some_and(|key| key.name.eq_ignore_ascii_case(name))
         || auth.custom_headers.iter().any(|header| header.name.eq_ignore_ascii_case(name))
 }
