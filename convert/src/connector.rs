@@ -145,6 +145,20 @@ pub fn merge_connector_update(
     }
     v.finish(())?;
     let mut spec = connector_from_api(&merged, "connector")?;
+    // A secret is the sender's: another sender's scheme needs its own.
+    if let (Some(new), Some(old)) = (&spec.signature, &stored.signature)
+        && new.preset != old.preset
+        && !new.secret.is_set()
+    {
+        return Err(ValidationError::one(
+            "connector.signature.secret",
+            format!(
+                "is required when the preset changes (from `{}` to `{}`): the stored secret is the old sender's",
+                old.preset.name(),
+                new.preset.name()
+            ),
+        ));
+    }
     keep_stored_secrets(&mut spec, stored);
     Ok(spec)
 }
@@ -225,15 +239,14 @@ fn inbound_auth(a: &api::InboundAuth, prefix: &str, v: &mut Violations) -> model
         .as_ref()
         .and_then(|d| duration_from_api(d, &format!("{prefix}.token_ttl"), MAX_TOKEN_TTL_MS, v))
         .map(|ms| ms.div_ceil(1000));
-    let auth = model::InboundAuth {
+    model::InboundAuth {
         bearer_token: a.bearer_token,
         secret_token: a.secret_token,
         api_key,
         basic,
         custom_headers,
         token_ttl_secs,
-    };
-    auth
+    }
 }
 
 fn origins(list: &[String], field: &str, v: &mut Violations) -> Vec<String> {

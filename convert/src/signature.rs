@@ -69,11 +69,16 @@ pub(super) fn signature_from_api(
     if s.prefix.len() > 64 {
         v.add(field("prefix"), "must be at most 64 characters");
     }
-    let timestamp_tolerance_secs = s
-        .timestamp_tolerance
-        .as_ref()
-        .and_then(|d| duration_from_api(d, &field("timestamp_tolerance"), MAX_TOLERANCE_MS, v))
-        .map_or(DEFAULT_TOLERANCE_SECS, |ms| ms.div_ceil(1000));
+    let timestamp_tolerance_secs = match s.timestamp_tolerance.as_ref() {
+        None => DEFAULT_TOLERANCE_SECS,
+        Some(d) => match duration_from_api(d, &field("timestamp_tolerance"), MAX_TOLERANCE_MS, v) {
+            Some(0) => {
+                v.add(field("timestamp_tolerance"), "must be at least 1 second (unset: 5 minutes)");
+                DEFAULT_TOLERANCE_SECS
+            }
+            ms => ms.map_or(DEFAULT_TOLERANCE_SECS, |ms| ms.div_ceil(1000)),
+        },
+    };
     let chosen = Chosen { algorithm, encoding, header, prefix: &s.prefix, timestamp_header };
     let (algorithm, encoding, header, prefix, timestamp_header) = match preset.fields() {
         None => (
@@ -191,7 +196,10 @@ pub(super) fn signature_to_api(s: &model::SignatureSettings) -> api::SignatureSe
             SignaturePreset::Slack => api::SignaturePreset::Slack,
             SignaturePreset::StandardWebhooks => api::SignaturePreset::StandardWebhooks,
         } as i32,
-        previous_secret_expire_time: s.previous.as_ref().map(|p| timestamp_to_api(p.expire_time)),
+        previous_secret_expire_time: s
+            .previous_at(model::now())
+            .and(s.previous.as_ref())
+            .map(|p| timestamp_to_api(p.expire_time)),
     }
 }
 
@@ -259,6 +267,23 @@ mod tests {
             assert_eq!(errors[0].0, "connector.signature.secret");
             assert!(!errors[0].1.contains(bad), "the message does not echo the secret");
         }
+    }
+
+    #[test]
+    fn a_previous_secret_is_shown_only_during_its_overlap() {
+        let mut settings = convert(preset(api::SignaturePreset::Github, "a-github-secret")).unwrap();
+        let now = model::now();
+        let previous =
+            |expire_time| Some(model::PreviousSecret { secret: SecretField::Sealed("x".into()), expire_time });
+        settings.previous = previous(now + chrono::Duration::seconds(60));
+        assert!(signature_to_api(&settings).previous_secret_expire_time.is_some());
+        settings.previous = previous(now - chrono::Duration::seconds(1));
+        assert_eq!(signature_to_api(&settings).previous_secret_expire_time, None, "over: verifies nothing");
+        let zero = api::SignatureSettings {
+            timestamp_tolerance: Some(Default::default()),
+            ..preset(api::SignaturePreset::Github, "a-github-secret")
+        };
+        assert_eq!(convert(zero).unwrap_err()[0].0, "connector.signature.timestamp_tolerance");
     }
 
     #[test]

@@ -298,7 +298,7 @@ impl DataPlane {
     }
 }
 
-/// Drops idle limiter and breaker state now and then.
+/// Drops idle limiter, breaker and delivery state now and then.
 async fn evict_idle(ingress: Arc<Ingress>, mut shutdown: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     loop {
@@ -306,6 +306,7 @@ async fn evict_idle(ingress: Arc<Ingress>, mut shutdown: watch::Receiver<bool>) 
             _ = tick.tick() => {
                 ingress.limiters.evict_idle();
                 ingress.executor.breakers.evict_idle();
+                ingress.deliveries.sweep();
             }
             _ = shutdown.wait_for(|closing| *closing) => return,
         }

@@ -127,6 +127,12 @@ impl SignaturePreset {
         }
     }
 
+    /// Whether the receiver chooses the secret (and hookplane may generate
+    /// it); Stripe, Shopify and Slack issue theirs.
+    pub fn receiver_chooses_secret(self) -> bool {
+        matches!(self, SignaturePreset::Custom | SignaturePreset::GitHub | SignaturePreset::StandardWebhooks)
+    }
+
     /// Whether the scheme signs a timestamp (and so has a tolerance).
     pub fn signs_timestamp(self) -> bool {
         matches!(self, SignaturePreset::Stripe | SignaturePreset::Slack | SignaturePreset::StandardWebhooks)
@@ -169,10 +175,12 @@ pub struct SignatureSettings<R: Repr = Source> {
     /// Lowercase header name.
     pub header: String,
     pub prefix: String,
-    /// Lowercase header name; `None` disables replay protection.
+    /// Lowercase name of a header holding a signed timestamp; `None`
+    /// when there is none (Stripe's is inside its signature header).
     pub timestamp_header: Option<String>,
     /// How far a signed timestamp may be from the node's clock, and how
-    /// long a delivery id is remembered.
+    /// long a delivery id is remembered (twice that when the timestamp is
+    /// signed too).
     pub timestamp_tolerance_secs: u64,
 }
 

@@ -4,9 +4,11 @@
 
 use crate::support;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use hookplane_sdk::{Error, api};
+use support::fixtures::mask;
 use support::nodes::{applied, current_version, start_dev_node};
 use support::senders::{Signing, sign};
 use support::targets::{Answer, Behaviour, Target, post, trigger_path};
@@ -227,6 +229,41 @@ async fn a_failed_delivery_runs_again_when_the_sender_retries_it() {
     plane.finish().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_still_running_is_not_answered_as_a_duplicate() {
+    let plane = TestPlane::start(Backend::Sqlite).await;
+    let target = Target::start(Behaviour::Hang).await;
+    let mut connector = signed_connector(&target, api::SignaturePreset::StandardWebhooks, SW_SECRET);
+    let perform = connector.perform.as_mut().unwrap();
+    perform.timeout = Some(prost_types::Duration { seconds: 1, nanos: 0 });
+    perform.retry = None;
+    let (id, _) = create(&plane, connector).await;
+    let node = Arc::new(start_dev_node(&plane, "node-1").await);
+    let signing = Signing {
+        preset: "standard_webhooks",
+        secrets: vec![SW_SECRET],
+        timestamp: now(),
+        body: ORDER,
+        id: "msg_slow",
+    };
+    let signed = Arc::new(sign(vec![signing]).await.remove(0));
+    let first = tokio::spawn({
+        let (node, id, signed) = (node.clone(), id.clone(), signed.clone());
+        async move { call(&node, &id, &signed, ORDER).await }
+    });
+    target.wait_for(1).await;
+    let meanwhile = call(&node, &id, &signed, ORDER).await;
+    assert_eq!((meanwhile.status, meanwhile.code()), (409, "delivery_in_progress"), "{meanwhile:?}");
+    assert_eq!(meanwhile.headers["retry-after"], "1");
+    let first = first.await.unwrap();
+    assert_eq!(first.body["status"], "failed", "the first call timed out: {first:?}");
+    target.set(Behaviour::Ok);
+    let retried = call(&node, &id, &signed, ORDER).await;
+    assert_eq!(retried.body["status"], "completed", "a failed delivery's retry runs: {retried:?}");
+    Arc::into_inner(node).expect("the first call is done").shutdown().await;
+    plane.finish().await;
+}
+
 async fn rotation_overlap_accepts_both_secrets_then_only_the_new_one(backend: Backend) {
     let plane = TestPlane::start(backend).await;
     let target = Target::start(Behaviour::Ok).await;
@@ -268,15 +305,23 @@ async fn rotation_overlap_accepts_both_secrets_then_only_the_new_one(backend: Ba
         assert!(!dump.contains(secret), "a signing secret is stored in plaintext");
     }
 
-    // A generated secret is shown once and verifies; the one it replaced
-    // stops at once without an overlap.
-    let generated = rotate("", None).await.unwrap().generated_secret;
+    // Stripe issues its secrets: hookplane does not make one up for it.
+    assert_eq!(rotate("", None).await.unwrap_err().code(), Code::FailedPrecondition);
+    // For a sender whose secret the receiver chooses, a generated secret
+    // is shown once and verifies; the one it replaced stops at once
+    // without an overlap.
+    let (sw, _) = create(&plane, signed_connector(&target, api::SignaturePreset::StandardWebhooks, SW_SECRET)).await;
+    let request = api::RotateSigningSecretRequest { id: sw.clone(), ..Default::default() };
+    let generated =
+        plane.admin.connectors().rotate_signing_secret(request).await.unwrap().into_inner().generated_secret;
     assert!(generated.starts_with("whsec_"), "{generated}");
     applied(&node, current_version(&plane).await).await;
-    let leaked: &'static str = Box::leak(generated.into_boxed_str());
-    let signed = sign(vec![stripe(leaked)]).await;
-    assert_eq!(call(&node, &id, &signed[0], ORDER).await.status, 200);
-    assert_eq!(call(&node, &id, new, ORDER).await.status, 401);
+    let generated: &'static str = Box::leak(generated.into_boxed_str());
+    let signing =
+        |secret, id| Signing { preset: "standard_webhooks", secrets: vec![secret], timestamp: now, body: ORDER, id };
+    let signed = sign(vec![signing(generated, "msg_generated"), signing(SW_SECRET, "msg_replaced")]).await;
+    assert_eq!(call(&node, &sw, &signed[0], ORDER).await.status, 200);
+    assert_eq!(call(&node, &sw, &signed[1], ORDER).await.status, 401);
 
     // Bad rotations change nothing.
     let too_long = rotate("whsec_x", Some(Duration::from_secs(31 * 86_400))).await.unwrap_err();
@@ -312,6 +357,12 @@ async fn bad_preset_config_is_invalid_argument_naming_the_field() {
         assert_eq!(err.violations().iter().map(|v| v.field.as_str()).collect::<Vec<_>>(), [field], "{err:?}");
     }
     let (id, _) = create(&plane, signed_connector(&target, api::SignaturePreset::StandardWebhooks, SW_SECRET)).await;
+    // Another sender's scheme needs that sender's secret.
+    let mut switched = signed_connector(&target, api::SignaturePreset::Github, "");
+    switched.id = id.clone();
+    let update = api::UpdateConnectorRequest { connector: Some(switched), update_mask: mask(&["signature"]) };
+    let refused = Error::from(plane.admin.connectors().update_connector(update).await.unwrap_err());
+    assert_eq!(refused.violations()[0].field, "connector.signature.secret", "{refused:?}");
     let refused = plane
         .admin
         .connectors()

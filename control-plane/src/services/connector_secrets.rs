@@ -53,7 +53,8 @@ pub fn protect(
 /// `stored`'s spec with `secret` as its signing secret (in plaintext, for
 /// [`protect`] to seal). With an `overlap_end`, the replaced secret is
 /// opened and kept, to be sealed again as the previous secret: a sealed
-/// value is bound to its field and would not open in another.
+/// value is bound to its field and would not open in another. There is
+/// one previous slot: rotating again during an overlap ends the older one.
 pub fn rotate_signing_secret(
     stored: &Connector,
     secret: &str,
@@ -76,15 +77,13 @@ pub fn rotate_signing_secret(
         (None, _) | (_, SecretField::Absent) => None,
         (Some(expire_time), SecretField::Sealed(sealed)) => {
             let owner = SecretSlot::Signature.owner(&stored.organization_id, &stored.id);
-            let opened = secret_box.open(&owner, sealed).map_err(|_| {
+            let opened = secret_box.open_text(&owner, sealed).map_err(|_| {
                 ApiError::FailedPrecondition(
                     "the current signing secret cannot be opened, so it cannot overlap; rotate without an overlap",
                 )
             })?;
-            let opened = String::from_utf8(opened.to_vec()).map_err(|_| {
-                ApiError::FailedPrecondition("the current signing secret is not text; rotate without an overlap")
-            })?;
-            Some(PreviousSecret { secret: SecretField::Plain(opened), expire_time })
+            // Sealed again by `protect`, for the previous secret's field.
+            Some(PreviousSecret { secret: SecretField::Plain(opened.to_string()), expire_time })
         }
         (Some(expire_time), SecretField::Plain(plain)) => {
             Some(PreviousSecret { secret: SecretField::Plain(plain.clone()), expire_time })

@@ -145,6 +145,12 @@ impl ConnectorApi {
         let secret = generated.as_deref().map_or(req.secret.as_str(), String::as_str);
         let connector = self
             .modify(org, &req.id, None, |stored| {
+                let preset = stored.spec.signature.as_ref().map(|s| s.preset);
+                if generated.is_some() && preset.is_some_and(|p| !p.receiver_chooses_secret()) {
+                    return Err(ApiError::FailedPrecondition(
+                        "this sender issues its own signing secret (Stripe, Shopify, Slack): pass the new one it shows as `secret`",
+                    ));
+                }
                 let now = model::now();
                 let overlap_end = (overlap_ms > 0).then(|| now + Duration::milliseconds(overlap_ms as i64));
                 let mut spec = rotate_signing_secret(stored, secret, overlap_end, &self.core.secret_box)?;

@@ -41,7 +41,15 @@ pub fn open_delta(delta: ConfigDelta<SealedSecret>, secret_box: &SecretBox) -> (
         };
         Versioned { item: DeployedSecret { organization_id: item.organization_id, name: item.name, value }, version }
     });
+    let now = hookplane_model::now();
     for connector in &mut delta.connectors {
+        // A previous signing secret past its overlap verifies nothing: it
+        // is neither opened nor sent.
+        if let Some(signature) = connector.item.spec.signature.as_mut()
+            && signature.previous_at(now).is_none()
+        {
+            signature.previous = None;
+        }
         let (org, id) = (&connector.item.organization_id, &connector.item.id);
         let mut failed = Vec::new();
         connector.item.spec.update_secrets(|slot, secret| match secret {

@@ -1,33 +1,49 @@
-//! Replay protection by delivery id (SPEC §4 item 7): a delivery id a
-//! connector has seen within its tolerance is answered as a duplicate
-//! instead of running again.
+//! Replay protection by delivery id (SPEC §4 item 7): a delivery a
+//! connector has seen lately is answered as a duplicate instead of running
+//! again.
 //!
-//! An id is claimed once its call passed every check, and kept when the
-//! call ran (or was accepted to run later) and its event exists. A call
-//! that failed, or whose event could not be kept, releases its claim: the
-//! sender retries such calls with the same id exactly so that they run
-//! again. Memory is bounded per connector and per node; a connector over
-//! its bound forgets its own oldest ids, never another tenant's.
+//! A delivery is its id *and* its body: GitHub and Shopify do not sign
+//! their ids, so anyone holding one signed body could otherwise claim a
+//! real delivery's id with it, or dodge the check with a new id. Both go
+//! into a 128-bit keyed hash, so no id text is kept.
+//!
+//! A delivery is claimed once its call passed every check, and kept when
+//! the call ran (or was kept to run later). A call that failed, or whose
+//! event could not be kept, releases its claim: the sender retries it with
+//! the same id exactly so that it runs again. While the first call runs, a
+//! second one is told to retry shortly ([`Claim::InFlight`]), not that it
+//! is a duplicate: the first may still fail.
+//!
+//! Memory is bounded per connector and per shard of connectors. A
+//! connector over its bound forgets its own oldest deliveries; a full
+//! shard takes from the connector holding the most, so a tenant flooding
+//! its own connectors with ids costs others nothing until it holds no more
+//! than they do. Idle windows are dropped by [`SeenDeliveries::sweep`].
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher as _, RandomState};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-/// Ids one connector remembers at most: 33 deliveries a second over the
+/// Deliveries one connector remembers at most: 33 a second over the
 /// default 5-minute window. Past it the oldest are forgotten first.
 pub const PER_CONNECTOR: usize = 10_000;
-/// Ids a node remembers at most, over all connectors: with ids of UUID
-/// size about 150 MB at worst (two copies, map and queue overhead).
+/// Deliveries a node remembers at most, over all connectors: about 64 MB
+/// at worst (a key, its time and event id twice over, in maps at most
+/// half empty).
 pub const PER_NODE: usize = 1_000_000;
 /// Locks, so connectors rarely wait on each other's claims.
 const SHARDS: usize = 16;
 
-/// The delivery ids each connector saw lately, on this node.
+/// A delivery: its id and body, hashed with the node's random keys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Delivery(u128);
+
+/// The deliveries each connector saw lately, on this node.
 #[derive(Debug)]
 pub struct SeenDeliveries {
     shards: Box<[Mutex<Shard>]>,
-    hasher: RandomState,
+    keys: (RandomState, RandomState),
     per_connector: usize,
     per_shard: usize,
 }
@@ -35,15 +51,15 @@ pub struct SeenDeliveries {
 #[derive(Debug, Default)]
 struct Shard {
     connectors: HashMap<Box<str>, Window>,
-    /// Entries of every queue in this shard.
+    /// Entries of every window's queue in this shard.
     len: usize,
 }
 
-/// One connector's ids, in the order they arrived.
+/// One connector's deliveries, in the order they arrived.
 #[derive(Debug)]
 struct Window {
-    order: VecDeque<(Instant, Arc<str>)>,
-    ids: HashMap<Arc<str>, Seen>,
+    order: VecDeque<(Instant, Delivery)>,
+    seen: HashMap<Delivery, Seen>,
     keep_for: Duration,
 }
 
@@ -51,48 +67,60 @@ struct Window {
 struct Seen {
     event_id: i64,
     at: Instant,
+    /// The call ran or is kept to run; until then it may still fail.
+    kept: bool,
 }
 
-/// The outcome of claiming a delivery id.
+/// The outcome of claiming a delivery.
 #[must_use]
 #[derive(Debug)]
 pub enum Claim<'a> {
     /// First seen now: run the call, then keep or release the claim.
     New(Claimed<'a>),
-    /// Seen within the window: the first call's event.
+    /// Seen within the window, and it ran: the first call's event.
     Duplicate { event_id: i64 },
-    /// Not remembered: the node's bound is reached by other connectors and
-    /// this one has nothing of its own to forget. The call runs.
-    Unrecorded,
+    /// The first call of this delivery is still running.
+    InFlight,
 }
 
-/// A claimed id; released when dropped unless kept.
+/// A claimed delivery; released when dropped unless kept.
 #[derive(Debug)]
 pub struct Claimed<'a> {
     deliveries: &'a SeenDeliveries,
     connector: &'a str,
-    id: &'a str,
+    delivery: Delivery,
     at: Instant,
     kept: bool,
 }
 
 impl Claimed<'_> {
-    /// The call ran or is kept to run: its id stays seen.
+    /// The call ran or is kept to run: its delivery stays seen.
     pub fn keep(mut self) {
         self.kept = true;
+        self.settle(|window, delivery| {
+            if let Some(seen) = window.seen.get_mut(&delivery) {
+                seen.kept = true;
+            }
+        });
+    }
+
+    /// Runs `change` on this claim's entry, if it is still this claim's
+    /// (a later claim of the same delivery is left alone).
+    fn settle(&self, change: impl FnOnce(&mut Window, Delivery)) {
+        let mut shard = self.deliveries.shard(self.connector);
+        let Some(window) = shard.connectors.get_mut(self.connector) else { return };
+        if window.seen.get(&self.delivery).is_some_and(|seen| seen.at == self.at) {
+            change(window, self.delivery);
+        }
     }
 }
 
 impl Drop for Claimed<'_> {
     fn drop(&mut self) {
-        if self.kept {
-            return;
-        }
-        let mut shard = self.deliveries.shard(self.connector);
-        let Some(window) = shard.connectors.get_mut(self.connector) else { return };
-        // Only this claim's entry: a later claim of the same id stays.
-        if window.ids.get(self.id).is_some_and(|seen| seen.at == self.at) {
-            window.ids.remove(self.id);
+        if !self.kept {
+            self.settle(|window, delivery| {
+                window.seen.remove(&delivery);
+            });
         }
     }
 }
@@ -107,62 +135,87 @@ impl SeenDeliveries {
     pub fn with_bounds(per_connector: usize, per_node: usize) -> SeenDeliveries {
         SeenDeliveries {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
-            hasher: RandomState::new(),
+            keys: (RandomState::new(), RandomState::new()),
             per_connector: per_connector.max(1),
             per_shard: per_node.div_ceil(SHARDS).max(1),
         }
     }
 
-    /// Claims `id` for `connector`'s call that will be event `event_id`;
-    /// ids are remembered for `keep_for`.
-    pub fn claim<'a>(&'a self, connector: &'a str, id: &'a str, event_id: i64, keep_for: Duration) -> Claim<'a> {
+    /// The delivery named `id` carrying `body`.
+    pub fn delivery(&self, id: &str, body: &[u8]) -> Delivery {
+        let (a, b) = (&self.keys.0, &self.keys.1);
+        Delivery(u128::from(a.hash_one((id, body))) << 64 | u128::from(b.hash_one((id, body))))
+    }
+
+    /// Claims `delivery` for `connector`'s call that will be event
+    /// `event_id`; deliveries are remembered for `keep_for`.
+    pub fn claim<'a>(&'a self, connector: &'a str, delivery: Delivery, event_id: i64, keep_for: Duration) -> Claim<'a> {
         let now = Instant::now();
         let mut guard = self.shard(connector);
         let shard = &mut *guard;
         let window = shard.connectors.entry(connector.into()).or_insert_with(|| Window::new(keep_for));
         window.keep_for = keep_for;
         shard.len -= window.expire(now);
-        if let Some(seen) = window.ids.get(id) {
-            return Claim::Duplicate { event_id: seen.event_id };
+        match window.seen.get(&delivery) {
+            Some(seen) if seen.kept => return Claim::Duplicate { event_id: seen.event_id },
+            Some(_) => return Claim::InFlight,
+            None => {}
         }
         if window.order.len() >= self.per_connector {
             shard.len -= window.forget_oldest();
         }
         if shard.len >= self.per_shard {
-            shard.len -= shard.connectors.values_mut().map(|w| w.expire(now)).sum::<usize>();
-            shard.connectors.retain(|_, w| !w.order.is_empty() || !w.ids.is_empty());
-        }
-        let has_own = shard.connectors.get(connector).is_some_and(|w| !w.order.is_empty());
-        if shard.len >= self.per_shard {
-            if !has_own {
-                shard.connectors.remove(connector);
-                return Claim::Unrecorded;
-            }
-            let own = shard.connectors.get_mut(connector).expect("has ids of its own");
-            shard.len -= own.forget_oldest();
+            shard.len -= shard.forget_from_the_largest(connector);
         }
         let window = shard.connectors.entry(connector.into()).or_insert_with(|| Window::new(keep_for));
-        let id_key: Arc<str> = id.into();
-        window.order.push_back((now, id_key.clone()));
-        window.ids.insert(id_key, Seen { event_id, at: now });
+        window.order.push_back((now, delivery));
+        window.seen.insert(delivery, Seen { event_id, at: now, kept: false });
         shard.len += 1;
-        Claim::New(Claimed { deliveries: self, connector, id, at: now, kept: false })
+        Claim::New(Claimed { deliveries: self, connector, delivery, at: now, kept: false })
+    }
+
+    /// Forgets expired deliveries everywhere and drops empty windows (of
+    /// idle or deleted connectors), giving their memory back.
+    pub fn sweep(&self) {
+        let now = Instant::now();
+        for shard in self.shards.iter() {
+            let mut guard = shard.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let shard = &mut *guard;
+            let mut gone = 0;
+            shard.connectors.retain(|_, window| {
+                gone += window.expire(now);
+                window.shrink();
+                !window.order.is_empty()
+            });
+            shard.len -= gone;
+            shard.connectors.shrink_to_fit();
+        }
     }
 
     fn shard(&self, connector: &str) -> MutexGuard<'_, Shard> {
-        let index = self.hasher.hash_one(connector) as usize % self.shards.len();
-        // A panic while holding the lock leaves a consistent map (each
-        // mutation is one call), so a poisoned lock is still usable.
+        let index = self.keys.0.hash_one(connector) as usize % self.shards.len();
+        // Each mutation is complete before the lock is released, so a
+        // poisoned lock still guards a consistent map.
         self.shards[index].lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Shard {
+    /// Forgets the oldest delivery of the connector holding the most; of
+    /// several holding as much, the claiming one's.
+    fn forget_from_the_largest(&mut self, claiming: &str) -> usize {
+        let largest =
+            self.connectors.iter_mut().max_by_key(|(name, window)| (window.order.len(), &***name == claiming));
+        largest.map_or(0, |(_, window)| window.forget_oldest())
     }
 }
 
 impl Window {
     fn new(keep_for: Duration) -> Window {
-        Window { order: VecDeque::new(), ids: HashMap::new(), keep_for }
+        Window { order: VecDeque::new(), seen: HashMap::new(), keep_for }
     }
 
-    /// Forgets ids older than the window; returns how many entries went.
+    /// Forgets deliveries older than the window; returns how many went.
     fn expire(&mut self, now: Instant) -> usize {
         let mut gone = 0;
         while self.order.front().is_some_and(|(at, _)| now.duration_since(*at) >= self.keep_for) {
@@ -172,11 +225,19 @@ impl Window {
     }
 
     fn forget_oldest(&mut self) -> usize {
-        let Some((at, id)) = self.order.pop_front() else { return 0 };
-        if self.ids.get(&id).is_some_and(|seen| seen.at == at) {
-            self.ids.remove(&id);
+        let Some((at, delivery)) = self.order.pop_front() else { return 0 };
+        if self.seen.get(&delivery).is_some_and(|seen| seen.at == at) {
+            self.seen.remove(&delivery);
         }
         1
+    }
+
+    /// Gives back capacity a burst left behind.
+    fn shrink(&mut self) {
+        if self.order.capacity() > 4 * self.order.len() + 64 {
+            self.order.shrink_to_fit();
+            self.seen.shrink_to_fit();
+        }
     }
 }
 
@@ -186,67 +247,88 @@ mod tests {
 
     const MINUTES: Duration = Duration::from_secs(300);
 
+    fn keep(claim: Claim<'_>) {
+        match claim {
+            Claim::New(claimed) => claimed.keep(),
+            other => panic!("expected a new claim, got {other:?}"),
+        }
+    }
+
     #[test]
-    fn a_kept_id_is_a_duplicate_of_its_first_event_per_connector() {
+    fn a_kept_delivery_is_a_duplicate_of_its_first_event_per_connector() {
         let seen = SeenDeliveries::default();
-        let Claim::New(first) = seen.claim("con_a", "msg_1", 7, MINUTES) else { panic!("first claim") };
-        assert!(matches!(seen.claim("con_a", "msg_1", 8, MINUTES), Claim::Duplicate { event_id: 7 }), "in flight");
+        let delivery = seen.delivery("msg_1", b"{}");
+        let Claim::New(first) = seen.claim("con_a", delivery, 7, MINUTES) else { panic!("first claim") };
+        assert!(matches!(seen.claim("con_a", delivery, 8, MINUTES), Claim::InFlight), "still running");
         first.keep();
-        assert!(matches!(seen.claim("con_a", "msg_1", 9, MINUTES), Claim::Duplicate { event_id: 7 }));
-        assert!(matches!(seen.claim("con_b", "msg_1", 9, MINUTES), Claim::New(_)), "another connector's id");
+        assert!(matches!(seen.claim("con_a", delivery, 9, MINUTES), Claim::Duplicate { event_id: 7 }));
+        assert!(matches!(seen.claim("con_b", delivery, 9, MINUTES), Claim::New(_)), "another connector's");
+    }
+
+    #[test]
+    fn the_same_id_with_another_body_is_another_delivery() {
+        let seen = SeenDeliveries::default();
+        keep(seen.claim("con_a", seen.delivery("72d3162e", br#"{"a":1}"#), 1, MINUTES));
+        assert!(matches!(seen.claim("con_a", seen.delivery("72d3162e", br#"{"a":2}"#), 2, MINUTES), Claim::New(_)));
+        assert_ne!(seen.delivery("ab", b"c"), seen.delivery("a", b"bc"), "id and body stay apart");
     }
 
     #[test]
     fn a_released_claim_lets_the_retry_run() {
         let seen = SeenDeliveries::default();
-        drop(seen.claim("con_a", "msg_1", 7, MINUTES));
-        let Claim::New(retry) = seen.claim("con_a", "msg_1", 8, MINUTES) else { panic!("a retry runs again") };
-        retry.keep();
-        assert!(matches!(seen.claim("con_a", "msg_1", 9, MINUTES), Claim::Duplicate { event_id: 8 }));
+        let delivery = seen.delivery("msg_1", b"{}");
+        drop(seen.claim("con_a", delivery, 7, MINUTES));
+        keep(seen.claim("con_a", delivery, 8, MINUTES));
+        assert!(matches!(seen.claim("con_a", delivery, 9, MINUTES), Claim::Duplicate { event_id: 8 }));
     }
 
     #[test]
-    fn ids_are_forgotten_after_the_window() {
+    fn deliveries_are_forgotten_after_the_window_and_swept_windows_go() {
         let seen = SeenDeliveries::default();
-        if let Claim::New(c) = seen.claim("con_a", "msg_1", 7, Duration::ZERO) {
-            c.keep();
-        }
-        assert!(matches!(seen.claim("con_a", "msg_1", 8, Duration::ZERO), Claim::New(_)));
+        let delivery = seen.delivery("msg_1", b"{}");
+        keep(seen.claim("con_a", delivery, 7, Duration::ZERO));
+        assert!(matches!(seen.claim("con_a", delivery, 8, Duration::ZERO), Claim::New(_)));
+        seen.sweep();
+        let left: usize = seen.shards.iter().map(|s| s.lock().unwrap().connectors.len()).sum();
+        let len: usize = seen.shards.iter().map(|s| s.lock().unwrap().len).sum();
+        assert_eq!((left, len), (0, 0), "nothing is kept for an idle connector");
     }
 
     #[test]
-    fn a_connector_over_its_bound_forgets_only_its_own_oldest_ids() {
-        let seen = SeenDeliveries::with_bounds(3, SHARDS * 4);
-        let keep = |claim: Claim<'_>| match claim {
-            Claim::New(c) => c.keep(),
-            other => panic!("{other:?}"),
-        };
-        keep(seen.claim("quiet", "q1", 1, MINUTES));
-        let ids: Vec<String> = (0..10).map(|i| format!("loud{i}")).collect();
-        for (i, id) in ids.iter().enumerate() {
-            keep(seen.claim("loud", id, i as i64, MINUTES));
+    fn a_connector_over_its_bound_forgets_only_its_own_oldest() {
+        let seen = SeenDeliveries::with_bounds(3, PER_NODE);
+        keep(seen.claim("quiet", seen.delivery("q1", b""), 1, MINUTES));
+        for i in 0..10 {
+            keep(seen.claim("loud", seen.delivery(&format!("loud{i}"), b""), i, MINUTES));
         }
-        assert!(matches!(seen.claim("loud", "loud9", 0, MINUTES), Claim::Duplicate { event_id: 9 }));
-        assert!(matches!(seen.claim("loud", "loud0", 0, MINUTES), Claim::New(_)), "forgotten: over its bound");
-        assert!(matches!(seen.claim("quiet", "q1", 0, MINUTES), Claim::Duplicate { event_id: 1 }), "untouched");
+        assert!(matches!(
+            seen.claim("loud", seen.delivery("loud9", b""), 0, MINUTES),
+            Claim::Duplicate { event_id: 9 }
+        ));
+        assert!(matches!(seen.claim("loud", seen.delivery("loud0", b""), 0, MINUTES), Claim::New(_)), "forgotten");
+        assert!(matches!(seen.claim("quiet", seen.delivery("q1", b""), 0, MINUTES), Claim::Duplicate { event_id: 1 }));
     }
 
     #[test]
-    fn a_full_node_records_nothing_new_for_a_connector_without_ids_of_its_own() {
-        // One entry per shard: every connector fills its shard alone.
-        let seen = SeenDeliveries::with_bounds(10, SHARDS);
-        let names: Vec<String> = (0..1000).map(|i| format!("con_{i}")).collect();
-        let mut unrecorded = 0;
-        for name in &names {
-            match seen.claim(name, "msg", 1, MINUTES) {
-                Claim::New(c) => c.keep(),
-                Claim::Unrecorded => unrecorded += 1,
-                Claim::Duplicate { .. } => panic!("never seen"),
-            }
+    fn a_full_shard_takes_from_the_connector_holding_the_most() {
+        // Room for 4 deliveries per shard; three quiet connectors share the
+        // flooding one's shard.
+        let seen = SeenDeliveries::with_bounds(PER_CONNECTOR, 4 * SHARDS);
+        let shard_of = |name: &str| seen.keys.0.hash_one(name) as usize % SHARDS;
+        let quiet: Vec<String> =
+            (0..).map(|i| format!("quiet_{i}")).filter(|n| shard_of(n) == shard_of("flood")).take(3).collect();
+        for name in &quiet {
+            keep(seen.claim(name, seen.delivery("mine", b""), 1, MINUTES));
         }
-        assert_eq!(unrecorded, 1000 - SHARDS, "one remembered id per shard, the rest run unrecorded");
-        let total: usize = seen.shards.iter().map(|s| s.lock().unwrap().len).sum();
-        let windows: usize = seen.shards.iter().map(|s| s.lock().unwrap().connectors.len()).sum();
-        assert_eq!((total, windows), (SHARDS, SHARDS), "nothing is kept for the unrecorded");
+        for i in 0..1_000 {
+            keep(seen.claim("flood", seen.delivery(&format!("f{i}"), b""), 2, MINUTES));
+        }
+        assert_eq!(seen.shards[shard_of("flood")].lock().unwrap().len, 4, "bounded");
+        for name in &quiet {
+            let again = seen.claim(name, seen.delivery("mine", b""), 0, MINUTES);
+            assert!(matches!(again, Claim::Duplicate { event_id: 1 }), "{name} kept its delivery: {again:?}");
+        }
+        let last = seen.claim("flood", seen.delivery("f999", b""), 0, MINUTES);
+        assert!(matches!(last, Claim::Duplicate { event_id: 2 }), "the flood keeps only its newest");
     }
 }

@@ -187,7 +187,11 @@ impl Ingress {
                     tracing::debug!(connector = %deployed.connector.id, %reason, "signature refused");
                     Refusal::InvalidSignature
                 })?;
-                verified.delivery_id.map(|id| (id, Duration::from_secs(settings.timestamp_tolerance_secs)))
+                // A signed timestamp up to the tolerance ahead of this
+                // node's clock stays valid for twice the tolerance.
+                let tolerance = Duration::from_secs(settings.timestamp_tolerance_secs);
+                let keep_for = if settings.preset.signs_timestamp() { 2 * tolerance } else { tolerance };
+                verified.delivery_id.map(|id| (id, keep_for))
             }
         };
         // 8. Connector and organization limits: authenticated calls only.
@@ -212,11 +216,14 @@ impl Ingress {
         // A delivery seen within the tolerance ran (or runs) already.
         let claim = match delivery_id {
             None => None,
-            Some((delivery, keep_for)) => match self.deliveries.claim(&connector.id, delivery, event_id, keep_for) {
-                Claim::Duplicate { event_id: first } => return Ok(response::duplicate(first, *rate)),
-                Claim::New(claimed) => Some(claimed),
-                Claim::Unrecorded => None,
-            },
+            Some((id, keep_for)) => {
+                let delivery = self.deliveries.delivery(id, &body);
+                match self.deliveries.claim(&connector.id, delivery, event_id, keep_for) {
+                    Claim::New(claimed) => Some(claimed),
+                    Claim::Duplicate { event_id: first } => return Ok(response::duplicate(first, *rate)),
+                    Claim::InFlight => return Err(Refusal::DeliveryInProgress),
+                }
+            }
         };
         let call = Call {
             deployed: &deployed,

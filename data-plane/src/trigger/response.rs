@@ -56,6 +56,8 @@ pub enum Refusal {
     ConnectorUnavailable,
     #[error("the call ran, but the node could not keep its event; a retry runs it again")]
     EventNotKept,
+    #[error("the first call of this delivery is still running; retry shortly")]
+    DeliveryInProgress,
 }
 
 /// Which limit refused a call.
@@ -79,6 +81,7 @@ impl Refusal {
             Refusal::LoopDetected { .. } | Refusal::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Refusal::Unauthenticated | Refusal::InvalidSignature => StatusCode::UNAUTHORIZED,
             Refusal::OriginNotAllowed => StatusCode::FORBIDDEN,
+            Refusal::DeliveryInProgress => StatusCode::CONFLICT,
             Refusal::Overloaded
             | Refusal::NotReady
             | Refusal::InboxFull(_)
@@ -113,6 +116,7 @@ impl Refusal {
             Refusal::NotKept => "not_kept",
             Refusal::ConnectorUnavailable => "connector_unavailable",
             Refusal::EventNotKept => "event_not_kept",
+            Refusal::DeliveryInProgress => "delivery_in_progress",
         }
     }
 
@@ -131,8 +135,14 @@ impl Refusal {
         let body = serde_json::to_vec(&Body { error: Detail { code: self.code(), message: &message } })
             .expect("a struct of strings serialises");
         let mut response = json_response(self.status(), body, rate);
-        if let Refusal::RateLimited { retry_after, .. } = self {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs(retry_after)));
+        match self {
+            Refusal::RateLimited { retry_after, .. } => {
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs(retry_after)));
+            }
+            Refusal::DeliveryInProgress => {
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            _ => {}
         }
         response
     }

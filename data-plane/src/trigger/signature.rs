@@ -21,7 +21,7 @@ use subtle::ConstantTimeEq as _;
 /// Candidates of one call looked at; more are ignored, so a header of
 /// thousands of entries costs no more than this many comparisons.
 const MAX_CANDIDATES: usize = 16;
-/// Longest delivery id remembered; real ones are UUIDs or `msg_` + 27.
+/// Longest delivery id looked at; real ones are UUIDs or `msg_` + 27.
 pub const MAX_DELIVERY_ID_BYTES: usize = 256;
 /// Room for the largest MAC (SHA-512), and for its base64 decoded with
 /// the decoder's estimate of 3 bytes per 4 characters.
