@@ -1,26 +1,30 @@
-//! Rate limits, `local` policy (SPEC §9): GCRA buckets per client IP, per
-//! connector and per organization (minute, hour and day), kept on this node.
+//! Rate limits, `local` policy (SPEC §9): fixed windows aligned to the
+//! Unix epoch (UTC), counted on this node.
 //!
-//! Limiter state lives outside the snapshot, keyed by stable ids, so a
-//! config swap never resets a bucket. Buckets are grouped by quota: a plan
-//! change moves keys to the family of the new quota. Keys that have been
-//! idle long enough to be full again are evicted by [`Limiters::evict_idle`].
-//! Connector and organization ids are keyed by a 64-bit hash with a
-//! per-process random key: no allocation per call, and a collision (two ids
-//! sharing a bucket) is a 1-in-10^9 event even at a million ids.
+//! A limit of N per minute, hour or day admits at most N calls in each
+//! window of that length: 60 calls in a minute's last second and 60 more
+//! in the next minute's first are both allowed, but never 61 in one
+//! minute. (A bucket that refills continuously, as this module once used,
+//! admits up to 2N − 1 in a minute.) A counter is one `AtomicU64` holding
+//! its window's index and its count, moved forward with compare-and-swap:
+//! no lock on the request path beyond the map shard's read lock.
+//!
+//! The limits of one check (a connector's and its organization's three)
+//! are counted together: a call refused by one is taken back from those
+//! that had counted it, so a refused call uses up no other quota.
+//!
+//! Counter state lives outside the snapshot, keyed by stable ids, so a
+//! config swap never resets a window. Connector and organization ids are
+//! keyed by a 64-bit hash with a per-process random key: no allocation per
+//! call, and a collision (two ids sharing a counter) is a 1-in-10^9 event
+//! even at a million ids.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, RandomState};
+use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
-use std::num::NonZeroU32;
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use std::time::Duration;
-
-use governor::clock::{Clock, DefaultClock};
-use governor::middleware::StateInformationMiddleware;
-use governor::state::keyed::DefaultKeyedStateStore;
-use governor::{Quota, RateLimiter};
+use dashmap::DashMap;
 
 /// The period a limit counts over.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -31,13 +35,21 @@ pub enum Window {
 }
 
 impl Window {
-    fn period(self) -> Duration {
-        Duration::from_secs(match self {
+    fn seconds(self) -> u64 {
+        match self {
             Window::Minute => 60,
             Window::Hour => 3_600,
             Window::Day => 86_400,
-        })
+        }
     }
+}
+
+/// Which limit refused a call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LimitScope {
+    ClientIp,
+    Connector,
+    Organization,
 }
 
 /// A limit's state after a call was counted: what `X-RateLimit-*` report.
@@ -45,17 +57,15 @@ impl Window {
 pub struct RateStatus {
     pub limit: u32,
     pub remaining: u32,
-    /// Until the bucket is full again.
-    pub reset_after: Duration,
+    /// Unix seconds at which the window ends.
+    pub reset_at: u64,
 }
 
 impl RateStatus {
     /// The more restrictive of two statuses: fewer calls left, then the
     /// later reset.
     pub fn tighter(self, other: RateStatus) -> RateStatus {
-        if (other.remaining, std::cmp::Reverse(other.reset_after))
-            < (self.remaining, std::cmp::Reverse(self.reset_after))
-        {
+        if (other.remaining, std::cmp::Reverse(other.reset_at)) < (self.remaining, std::cmp::Reverse(self.reset_at)) {
             other
         } else {
             self
@@ -66,157 +76,250 @@ impl RateStatus {
 /// A call over a limit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Exceeded {
+    pub scope: LimitScope,
     pub status: RateStatus,
-    /// When the next call would be allowed.
+    /// Until the refusing window ends.
     pub retry_after: Duration,
 }
 
-type Keyed<K> = RateLimiter<K, DefaultKeyedStateStore<K>, DefaultClock, StateInformationMiddleware>;
+/// What one check counted: the tightest status, if any limit applied.
+pub type Counted = Result<Option<RateStatus>, Exceeded>;
 
-/// A quota: so many calls per window.
-type QuotaKey = (u32, Window);
-
-/// Limiters of one key type, one per distinct quota.
-struct Family<K: Hash + Eq + Clone> {
-    by_quota: RwLock<HashMap<QuotaKey, Arc<Keyed<K>>>>,
+/// One counter: a scope, a key in it and a window length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct CounterKey {
+    scope: LimitScope,
+    key: u64,
+    window: Window,
 }
 
-impl<K: Hash + Eq + Clone> Default for Family<K> {
-    fn default() -> Self {
-        Family { by_quota: RwLock::default() }
-    }
+/// One limit of a check: count against `counter`, at most `limit`.
+#[derive(Clone, Copy, Debug)]
+struct Limit {
+    counter: CounterKey,
+    limit: u32,
 }
 
-impl<K: Hash + Eq + Clone> Family<K> {
-    fn limiter(&self, count: NonZeroU32, window: Window) -> Arc<Keyed<K>> {
-        let key = (count.get(), window);
-        if let Some(limiter) = self.by_quota.read().unwrap_or_else(|p| p.into_inner()).get(&key) {
-            return limiter.clone();
-        }
-        let mut families = self.by_quota.write().unwrap_or_else(|p| p.into_inner());
-        families
-            .entry(key)
-            .or_insert_with(|| {
-                let quota = Quota::with_period(window.period() / count.get())
-                    .expect("a window divided by a u32 is never zero")
-                    .allow_burst(count);
-                Arc::new(RateLimiter::dashmap_with_clock(quota, DefaultClock::default()).with_middleware())
-            })
-            .clone()
-    }
-
-    fn evict_idle(&self) {
-        let families = self.by_quota.read().unwrap_or_else(|p| p.into_inner());
-        for limiter in families.values() {
-            limiter.retain_recent();
-            limiter.shrink_to_fit();
-        }
-    }
-}
-
-/// Every limiter of a node.
+/// Every counter of a node.
 #[derive(Default)]
 pub struct Limiters {
-    clock: DefaultClock,
     hasher: RandomState,
-    per_ip: Family<IpAddr>,
-    per_connector: Family<u64>,
-    per_organization: Family<u64>,
+    counters: DashMap<CounterKey, AtomicU64>,
 }
 
 impl std::fmt::Debug for Limiters {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Limiters").finish_non_exhaustive()
+        f.debug_struct("Limiters").field("counters", &self.counters.len()).finish_non_exhaustive()
     }
 }
 
 impl Limiters {
     /// Counts a call from `ip` against `per_minute` (0: unlimited).
-    pub fn check_ip(&self, ip: IpAddr, per_minute: u32) -> Result<Option<RateStatus>, Exceeded> {
-        check(&self.clock, &self.per_ip, &ip, per_minute, Window::Minute)
+    pub fn check_ip(&self, ip: IpAddr, per_minute: u32) -> Counted {
+        let key = self.hasher.hash_one(ip);
+        self.check(&[self.limit(LimitScope::ClientIp, key, per_minute, Window::Minute)], unix_now())
     }
 
-    /// Counts a call to a connector.
-    pub fn check_connector(&self, connector: &str, per_minute: u32) -> Result<Option<RateStatus>, Exceeded> {
-        let key = self.hasher.hash_one(connector);
-        check(&self.clock, &self.per_connector, &key, per_minute, Window::Minute)
+    /// Counts an authenticated call against its connector's limit and its
+    /// organization's three, together.
+    pub fn check_authenticated(&self, connector: &str, organization: &str, plan: &hookplane_model::Plan) -> Counted {
+        let (connector, organization) = (self.hasher.hash_one(connector), self.hasher.hash_one(organization));
+        let limits = [
+            self.limit(LimitScope::Connector, connector, plan.per_connector_per_minute, Window::Minute),
+            self.limit(LimitScope::Organization, organization, plan.org_per_minute, Window::Minute),
+            self.limit(LimitScope::Organization, organization, plan.org_per_hour, Window::Hour),
+            self.limit(LimitScope::Organization, organization, plan.org_per_day, Window::Day),
+        ];
+        self.check(&limits, unix_now())
     }
 
-    /// Counts a call against an organization's limit over `window`.
-    pub fn check_organization(
-        &self,
-        organization: &str,
-        count: u32,
-        window: Window,
-    ) -> Result<Option<RateStatus>, Exceeded> {
-        let key = self.hasher.hash_one(organization);
-        check(&self.clock, &self.per_organization, &key, count, window)
-    }
-
-    /// Drops the state of keys whose buckets are full again.
+    /// Drops counters of windows that have ended.
     pub fn evict_idle(&self) {
-        self.per_ip.evict_idle();
-        self.per_connector.evict_idle();
-        self.per_organization.evict_idle();
+        let now = unix_now();
+        self.counters.retain(|key, counter| unpack(counter.load(Ordering::Relaxed)).0 == now / key.window.seconds());
+        self.counters.shrink_to_fit();
+    }
+
+    fn limit(&self, scope: LimitScope, key: u64, limit: u32, window: Window) -> Limit {
+        Limit { counter: CounterKey { scope, key, window }, limit }
+    }
+
+    /// Counts a call against every limit at `now` (Unix seconds), or
+    /// against none when one refuses it. A limit of 0 is no limit.
+    fn check(&self, limits: &[Limit], now: u64) -> Counted {
+        let mut tightest: Option<RateStatus> = None;
+        for (i, limit) in limits.iter().enumerate() {
+            if limit.limit == 0 {
+                continue;
+            }
+            let window = limit.counter.window.seconds();
+            let (index, reset_at) = (now / window, (now / window + 1) * window);
+            match self.admit(limit.counter, index, limit.limit) {
+                Ok(count) => {
+                    let status = RateStatus { limit: limit.limit, remaining: limit.limit - count, reset_at };
+                    tightest = Some(tightest.map_or(status, |t| t.tighter(status)));
+                }
+                Err(()) => {
+                    for earlier in limits[..i].iter().filter(|l| l.limit != 0) {
+                        self.take_back(earlier.counter, now / earlier.counter.window.seconds());
+                    }
+                    return Err(Exceeded {
+                        scope: limit.counter.scope,
+                        status: RateStatus { limit: limit.limit, remaining: 0, reset_at },
+                        retry_after: Duration::from_secs(reset_at - now),
+                    });
+                }
+            }
+        }
+        Ok(tightest)
+    }
+
+    /// Counts one call in window `index` if fewer than `limit` were;
+    /// returns the new count.
+    fn admit(&self, key: CounterKey, index: u64, limit: u32) -> Result<u32, ()> {
+        let update = |counter: &AtomicU64| {
+            let mut current = counter.load(Ordering::Relaxed);
+            loop {
+                let (at, count) = unpack(current);
+                // A counter of an earlier window starts over; one of a later
+                // window (a clock stepped back) counts on where it is.
+                let count = if at < index { 0 } else { count };
+                if count >= limit {
+                    return Err(());
+                }
+                let next = pack(at.max(index), count + 1);
+                match counter.compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Relaxed) {
+                    Ok(_) => return Ok(count + 1),
+                    Err(seen) => current = seen,
+                }
+            }
+        };
+        if let Some(counter) = self.counters.get(&key) {
+            return update(&counter);
+        }
+        update(&self.counters.entry(key).or_insert_with(|| AtomicU64::new(pack(index, 0))).downgrade())
+    }
+
+    /// Takes back a call counted in window `index`, if that window is
+    /// still the counter's.
+    fn take_back(&self, key: CounterKey, index: u64) {
+        if let Some(counter) = self.counters.get(&key) {
+            let _ = counter.fetch_update(Ordering::AcqRel, Ordering::Relaxed, |current| {
+                let (at, count) = unpack(current);
+                (at == index && count > 0).then(|| pack(at, count - 1))
+            });
+        }
     }
 }
 
-fn check<K: Hash + Eq + Clone>(
-    clock: &DefaultClock,
-    family: &Family<K>,
-    key: &K,
-    count: u32,
-    window: Window,
-) -> Result<Option<RateStatus>, Exceeded> {
-    let Some(count) = NonZeroU32::new(count) else {
-        return Ok(None);
-    };
-    let limiter = family.limiter(count, window);
-    let interval = window.period() / count.get();
-    match limiter.check_key(key) {
-        Ok(state) => {
-            let remaining = state.remaining_burst_capacity();
-            Ok(Some(RateStatus { limit: count.get(), remaining, reset_after: interval * (count.get() - remaining) }))
-        }
-        Err(denied) => {
-            let retry_after = denied.wait_time_from(clock.now());
-            Err(Exceeded {
-                status: RateStatus { limit: count.get(), remaining: 0, reset_after: interval * count.get() },
-                retry_after,
-            })
-        }
-    }
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// A window index (minutes since the epoch fit 32 bits until the year
+/// 10 136) and a count, in one word.
+fn pack(index: u64, count: u32) -> u64 {
+    (index << 32) | u64::from(count)
+}
+
+fn unpack(word: u64) -> (u64, u32) {
+    (word >> 32, word as u32)
 }
 
 #[cfg(test)]
 mod tests {
+    use hookplane_model::Plan;
+
     use super::*;
 
-    #[test]
-    fn a_bucket_allows_its_burst_then_refuses_with_a_wait() {
-        let limiters = Limiters::default();
-        let ip: IpAddr = "192.0.2.1".parse().unwrap();
-        for expected_remaining in (0..3).rev() {
-            let status = limiters.check_ip(ip, 3).unwrap().unwrap();
-            assert_eq!((status.limit, status.remaining), (3, expected_remaining));
-        }
-        let exceeded = limiters.check_ip(ip, 3).unwrap_err();
-        assert!(exceeded.retry_after > Duration::from_secs(15) && exceeded.retry_after <= Duration::from_secs(20));
-        let other: IpAddr = "192.0.2.2".parse().unwrap();
-        assert!(limiters.check_ip(other, 3).is_ok(), "keys have their own buckets");
-        assert_eq!(limiters.check_ip(ip, 0), Ok(None), "zero means unlimited");
+    /// 12:00:00 UTC on some day: a minute, an hour and a day boundary.
+    const NOON: u64 = 1_699_963_200;
+
+    fn ip(limiters: &Limiters, per_minute: u32, now: u64) -> Counted {
+        let key = limiters.hasher.hash_one("192.0.2.1");
+        limiters.check(&[limiters.limit(LimitScope::ClientIp, key, per_minute, Window::Minute)], now)
     }
 
     #[test]
-    fn windows_are_separate_buckets_and_the_tighter_status_wins() {
+    fn a_limit_admits_at_most_its_number_in_each_fixed_window() {
         let limiters = Limiters::default();
-        let org = "org_1";
-        let minute = limiters.check_organization(org, 200, Window::Minute).unwrap().unwrap();
-        let day = limiters.check_organization(org, 2, Window::Day).unwrap().unwrap();
-        assert_eq!(day.remaining, 1);
-        assert_eq!(minute.tighter(day), day);
-        assert!(limiters.check_organization(org, 2, Window::Day).is_ok());
-        assert!(limiters.check_organization(org, 2, Window::Day).is_err());
-        assert!(limiters.check_organization(org, 200, Window::Minute).is_ok());
+        for (i, remaining) in (0..60).rev().enumerate() {
+            let status = ip(&limiters, 60, NOON + 59 - (i as u64 % 2)).unwrap().unwrap();
+            assert_eq!((status.limit, status.remaining, status.reset_at), (60, remaining, NOON + 60));
+        }
+        let refused = ip(&limiters, 60, NOON + 59).unwrap_err();
+        assert_eq!((refused.retry_after, refused.status.remaining), (Duration::from_secs(1), 0));
+        // The next window starts over at its first second.
+        assert_eq!(ip(&limiters, 60, NOON + 60).unwrap().unwrap().remaining, 59);
+        assert_eq!(ip(&limiters, 0, NOON), Ok(None), "zero means unlimited");
+    }
+
+    #[test]
+    fn the_issue_s_bursts_are_refused_until_the_window_ends() {
+        // 60 calls in the first 50 ms of a minute, then 3 more 2.2 s later:
+        // all three are refused, to the end of that minute.
+        let limiters = Limiters::default();
+        (0..60).for_each(|_| assert!(ip(&limiters, 60, NOON).is_ok()));
+        for _ in 0..3 {
+            let refused = ip(&limiters, 60, NOON + 2).unwrap_err();
+            assert_eq!(refused.retry_after, Duration::from_secs(58));
+        }
+    }
+
+    #[test]
+    fn a_call_refused_by_one_limit_uses_up_no_other() {
+        let limiters = Limiters::default();
+        let plan = Plan {
+            per_connector_per_minute: 30,
+            org_per_minute: 200,
+            org_per_hour: 1_000,
+            org_per_day: 2,
+            ..Plan::free()
+        };
+        let (c, o) = (limiters.hasher.hash_one("con_1"), limiters.hasher.hash_one("org_1"));
+        let limits = [
+            limiters.limit(LimitScope::Connector, c, plan.per_connector_per_minute, Window::Minute),
+            limiters.limit(LimitScope::Organization, o, plan.org_per_minute, Window::Minute),
+            limiters.limit(LimitScope::Organization, o, plan.org_per_hour, Window::Hour),
+            limiters.limit(LimitScope::Organization, o, plan.org_per_day, Window::Day),
+        ];
+        let first = limiters.check(&limits, NOON).unwrap().unwrap();
+        assert_eq!(
+            (first.limit, first.remaining, first.reset_at),
+            (2, 1, NOON + 43_200),
+            "the day is tightest; it ends at midnight UTC"
+        );
+        assert!(limiters.check(&limits, NOON).is_ok());
+        for _ in 0..5 {
+            let refused = limiters.check(&limits, NOON + 1).unwrap_err();
+            assert_eq!((refused.scope, refused.retry_after), (LimitScope::Organization, Duration::from_secs(43_199)));
+        }
+        let connector = limits[0];
+        let (_, counted) = unpack(limiters.counters.get(&connector.counter).unwrap().load(Ordering::Relaxed));
+        assert_eq!(counted, 2, "the refused calls were taken back from the connector's minute");
+    }
+
+    #[test]
+    fn ended_windows_are_evicted() {
+        let limiters = Limiters::default();
+        assert!(ip(&limiters, 5, 60).is_ok(), "a window of 1970");
+        assert!(limiters.check_ip("192.0.2.9".parse().unwrap(), 5).is_ok());
+        limiters.evict_idle();
+        assert_eq!(limiters.counters.len(), 1, "only the current window's counter stays");
+    }
+
+    #[test]
+    fn concurrent_calls_never_exceed_the_limit() {
+        let limiters = std::sync::Arc::new(Limiters::default());
+        let admitted: usize = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..4)
+                .map(|_| {
+                    let limiters = limiters.clone();
+                    scope.spawn(move || (0..500).filter(|_| ip(&limiters, 1_000, NOON).is_ok()).count())
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).sum()
+        });
+        assert_eq!(admitted, 1_000);
     }
 }

@@ -47,6 +47,7 @@ async fn per_ip_limits_follow_the_trusted_proxy_and_org_limits_span_connectors()
 
     // The per-IP limit counts every call from a client, authenticated or
     // not, across connectors.
+    support::early_in_a_minute().await;
     assert_eq!(call(&first, "wrong", "203.0.113.7").await.status, 401);
     assert_eq!(call(&first, &first_token, "203.0.113.7").await.status, 200);
     assert_eq!(call(&second, &second_token, "203.0.113.7").await.status, 200);
@@ -70,6 +71,7 @@ async fn per_ip_limits_follow_the_trusted_proxy_and_org_limits_span_connectors()
     // every call is the loopback peer's.
     let plain = start_dev_node(&plane, "node-2").await;
     let path = trigger_path(&first);
+    support::early_in_a_minute().await;
     for (n, client) in ["198.51.100.1", "198.51.100.2", "198.51.100.3", "198.51.100.4"].into_iter().enumerate() {
         let answer = post(plain.http_address(), &path, &[("x-forwarded-for", client)], ORDER).await;
         let expected = if n < 3 { 401 } else { 429 };

@@ -288,6 +288,7 @@ async fn connector_limits_answer_429_with_retry_after_and_count_only_authenticat
     let node = start_dev_node(&plane, "node-1").await;
     let path = trigger_path(&id);
     let bearer = format!("Bearer {token}");
+    support::early_in_a_minute().await;
     for _ in 0..5 {
         let refused = post(node.http_address(), &path, &[("authorization", "Bearer wrong")], ORDER).await;
         assert_eq!(refused.status, 401);
@@ -300,9 +301,13 @@ async fn connector_limits_answer_429_with_retry_after_and_count_only_authenticat
     }
     let limited = post(node.http_address(), &path, &[("authorization", &bearer)], ORDER).await;
     assert_eq!((limited.status, limited.code()), (429, "connector_rate_limited"));
+    // Fixed windows: the refusal lasts to the end of this minute.
     let retry_after: u64 = limited.headers["retry-after"].parse().unwrap();
-    assert!((1..=30).contains(&retry_after), "{retry_after}");
-    assert!(limited.headers["x-ratelimit-reset"].parse::<u64>().unwrap() > 1_700_000_000);
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    let reset: u64 = limited.headers["x-ratelimit-reset"].parse().unwrap();
+    assert_eq!(reset % 60, 0, "the window ends on a minute of the clock");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    assert!(reset.abs_diff(now + retry_after) <= 1, "Retry-After counts down to the reset");
     node.shutdown().await;
     plane.finish().await;
 }

@@ -33,13 +33,13 @@ use crate::events::EventSink;
 use crate::events::ids::EventIds;
 use crate::events::trace::InboundRequest;
 use crate::inbox::Inbox;
-use crate::limits::{Exceeded, Limiters, RateStatus, Window};
+use crate::limits::{Counted, Exceeded, Limiters, RateStatus};
 use crate::pipeline::Executor;
 use crate::pipeline::request::DEPTH_HEADER;
 use crate::snapshot::{DeployedConnector, Snapshot};
 use crate::state::NodeState;
 use deliveries::{Claim, SeenDeliveries};
-use response::{Executed, LimitScope, Outcome, Refusal};
+use response::{Executed, Outcome, Refusal};
 
 const TRIGGER_PREFIX: &str = "/api/v1/connectors/";
 const TRIGGER_SUFFIX: &str = "/trigger";
@@ -171,7 +171,7 @@ impl Ingress {
         // 4. Per-client-IP limit, before credentials are looked at.
         let plan = plan_of(&snapshot, &deployed);
         let client_ip = client_ip(peer.ip(), &parts.headers, &self.settings.trusted_proxies);
-        count(rate, self.limiters.check_ip(client_ip, plan.per_ip_per_minute), LimitScope::ClientIp)?;
+        count(rate, self.limiters.check_ip(client_ip, plan.per_ip_per_minute))?;
         // 5. Authentication.
         let method = auth::authenticate(&deployed, &parts.headers, parts.uri.query(), received)
             .ok_or(Refusal::Unauthenticated)?;
@@ -196,17 +196,7 @@ impl Ingress {
         };
         // 8. Connector and organization limits: authenticated calls only.
         let connector = &deployed.connector;
-        count(
-            rate,
-            self.limiters.check_connector(&connector.id, plan.per_connector_per_minute),
-            LimitScope::Connector,
-        )?;
-        let org = connector.organization_id.as_str();
-        for (limit, window) in
-            [(plan.org_per_minute, Window::Minute), (plan.org_per_hour, Window::Hour), (plan.org_per_day, Window::Day)]
-        {
-            count(rate, self.limiters.check_organization(org, limit, window), LimitScope::Organization)?;
-        }
+        count(rate, self.limiters.check_authenticated(&connector.id, &connector.organization_id, &plan))?;
         // A connector held for a secret the control plane could not open
         // cannot run; asking again later may find the secret set again.
         if snapshot.held.contains_key(&connector.id) {
@@ -345,19 +335,16 @@ struct Ran {
     error: Option<String>,
 }
 
-/// Counts a call against one limit, keeping the tightest status so far.
-fn count(
-    rate: &mut Option<RateStatus>,
-    result: Result<Option<RateStatus>, Exceeded>,
-    scope: LimitScope,
-) -> Result<(), Refusal> {
-    match result {
+/// Keeps the tightest status so far; a refusal's status is the one its
+/// answer reports.
+fn count(rate: &mut Option<RateStatus>, counted: Counted) -> Result<(), Refusal> {
+    match counted {
         Ok(None) => Ok(()),
         Ok(Some(status)) => {
             *rate = Some(rate.map_or(status, |r| r.tighter(status)));
             Ok(())
         }
-        Err(Exceeded { status, retry_after }) => {
+        Err(Exceeded { scope, status, retry_after }) => {
             *rate = Some(status);
             Err(Refusal::RateLimited { scope, retry_after })
         }

@@ -1,7 +1,7 @@
 //! The one place trigger outcomes become HTTP responses (SPEC §4): the JSON
 //! error shape, the result shape and the `X-RateLimit-*` headers.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -9,6 +9,7 @@ use hyper::header::{self, HeaderName, HeaderValue};
 use hyper::{Response, StatusCode};
 use serde::Serialize;
 
+pub use crate::limits::LimitScope;
 use crate::limits::RateStatus;
 
 /// Why a trigger call was refused before its pipeline ran.
@@ -58,14 +59,6 @@ pub enum Refusal {
     EventNotKept,
     #[error("the first call of this delivery is still running; retry shortly")]
     DeliveryInProgress,
-}
-
-/// Which limit refused a call.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LimitScope {
-    ClientIp,
-    Connector,
-    Organization,
 }
 
 impl Refusal {
@@ -219,10 +212,9 @@ pub fn json_response(status: StatusCode, body: Vec<u8>, rate: Option<RateStatus>
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     if let Some(rate) = rate {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
         headers.insert(LIMIT.clone(), HeaderValue::from(rate.limit));
         headers.insert(REMAINING.clone(), HeaderValue::from(rate.remaining));
-        headers.insert(RESET.clone(), HeaderValue::from(retry_after_secs(now + rate.reset_after)));
+        headers.insert(RESET.clone(), HeaderValue::from(rate.reset_at));
     }
     response
 }
@@ -255,13 +247,14 @@ mod tests {
 
     #[test]
     fn refusals_carry_the_json_shape_and_retry_after() {
-        let rate = RateStatus { limit: 60, remaining: 0, reset_after: Duration::from_secs(60) };
+        let rate = RateStatus { limit: 60, remaining: 0, reset_at: 1_700_000_040 };
         let response = Refusal::RateLimited { scope: LimitScope::ClientIp, retry_after: Duration::from_millis(1500) }
             .into_response(Some(rate));
         assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(response.headers()["retry-after"], "2");
         assert_eq!(response.headers()["x-ratelimit-limit"], "60");
         assert_eq!(response.headers()["x-ratelimit-remaining"], "0");
+        assert_eq!(response.headers()["x-ratelimit-reset"], "1700000040", "the window's end, in Unix seconds");
         let body = format!("{:?}", response.body());
         assert!(body.contains("ip_rate_limited"), "{body}");
     }

@@ -52,6 +52,18 @@ where
     }
 }
 
+/// Waits, if need be, until a minute has at least 15 seconds left: limits
+/// count in fixed minutes of the clock (SPEC §9), and a test counting
+/// calls against one must not see it start over halfway.
+pub async fn early_in_a_minute() {
+    let seconds_into_minute =
+        || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970").as_secs() % 60;
+    eventually(Duration::from_secs(20), "a minute with 15 seconds left", || async {
+        (seconds_into_minute() < 45).then_some(())
+    })
+    .await;
+}
+
 /// The database a test plane lives on; kept across restarts.
 pub struct Database {
     pub url: String,
