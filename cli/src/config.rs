@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use figment::Figment;
 use figment::providers::{Env, Format as _, Serialized, Toml};
-use hookplane_model::Plan;
+use hookplane_model::{LimitingPolicy, Plan, RedisPolicy};
 use serde::{Deserialize, Serialize};
 
 /// Settings shared by `dev` and `control-plane`.
@@ -92,6 +92,53 @@ pub struct Settings {
     /// Log filter in `tracing` syntax, e.g. `info,hookplane=debug`.
     #[serde(default = "default_log")]
     pub log: String,
+    /// Control plane: where nodes count limits and remember deliveries,
+    /// `local` (each node) or `redis` (fleet-wide, exact).
+    #[serde(default)]
+    pub limiting_policy: LimitingKind,
+    /// Control plane, `redis` policy: `redis://[user:password@]host:port[/db]`.
+    pub redis_url: Option<String>,
+    /// Control plane, `redis` policy: refuse calls (503) while Redis cannot
+    /// answer, instead of counting on each node meanwhile.
+    #[serde(default)]
+    pub redis_fail_closed: bool,
+    /// Control plane, `redis` policy: prefix of every key.
+    #[serde(default = "default_redis_key_prefix")]
+    pub redis_key_prefix: String,
+}
+
+/// `limiting_policy` (SPEC §9).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitingKind {
+    #[default]
+    Local,
+    Redis,
+}
+
+fn default_redis_key_prefix() -> String {
+    "hookplane".to_owned()
+}
+
+impl Settings {
+    /// The limiting policy the control plane sends its nodes.
+    pub fn limiting(&self) -> anyhow::Result<LimitingPolicy> {
+        match self.limiting_policy {
+            LimitingKind::Local => Ok(LimitingPolicy::Local),
+            LimitingKind::Redis => {
+                let url = self.redis_url.clone().context("redis_url is required with limiting_policy = \"redis\"")?;
+                anyhow::ensure!(
+                    ["redis://", "rediss://", "unix://", "redis+unix://"].iter().any(|scheme| url.starts_with(scheme)),
+                    "redis_url must start with redis://, rediss:// or unix://"
+                );
+                Ok(LimitingPolicy::Redis(RedisPolicy {
+                    url,
+                    fail_closed: self.redis_fail_closed,
+                    key_prefix: self.redis_key_prefix.clone(),
+                }))
+            }
+        }
+    }
 }
 
 fn default_max_body_bytes() -> usize {

@@ -25,6 +25,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         plans: settings.plans.iter().map(|p| p.to_plan()).collect(),
         node_token_hashes: settings.node_token_hashes.clone(),
         tls: server_tls(&settings)?,
+        limiting: settings.limiting()?,
     };
     if config.tls.is_none() && !settings.grpc_listen.ip().is_loopback() {
         tracing::warn!(

@@ -46,6 +46,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         // A laptop setup on loopback; production control planes configure
         // TLS (see `control-plane`).
         tls: None,
+        limiting: settings.limiting()?,
     };
     let control_plane = ControlPlane::open(&config).await.context("starting the control plane")?;
     let admin_key_path = dir.join("admin-key");

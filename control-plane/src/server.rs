@@ -11,7 +11,7 @@ use hookplane::api::v1::{
     node_sync_service_server::NodeSyncServiceServer, organization_service_server::OrganizationServiceServer,
     plan_service_server::PlanServiceServer, secret_service_server::SecretServiceServer,
 };
-use hookplane_model::Plan;
+use hookplane_model::{LimitingPolicy, Plan};
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
@@ -44,6 +44,9 @@ pub struct ControlPlaneConfig {
     pub node_token_hashes: Vec<String>,
     /// Serve TLS (and accept node client certificates) when set.
     pub tls: Option<ServerTls>,
+    /// How nodes count limits and remember deliveries; sent to each node
+    /// when its sync stream opens.
+    pub limiting: LimitingPolicy,
 }
 
 /// TLS for the gRPC listener, as PEM.
@@ -84,6 +87,7 @@ pub struct ControlPlane {
     core: SharedCore,
     node_token_hashes: Vec<String>,
     tls: Option<ServerTls>,
+    limiting: LimitingPolicy,
 }
 
 impl ControlPlane {
@@ -110,6 +114,7 @@ impl ControlPlane {
             core: Arc::new(core),
             node_token_hashes: config.node_token_hashes.clone(),
             tls: config.tls.clone(),
+            limiting: config.limiting.clone(),
         })
     }
 
@@ -165,6 +170,7 @@ impl ControlPlane {
             core.store.clone(),
             core.secret_box.clone(),
             &self.node_token_hashes,
+            self.limiting.clone(),
             core.events.clone(),
             closing_watch,
         );

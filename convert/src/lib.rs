@@ -25,7 +25,9 @@ pub use event::{
     node_to_api,
 };
 pub use inbound_trace::{InboundTrace, encode_trace_with_inbound};
-pub use node_sync::{Rejection, config_delta_from_api, config_delta_to_api, merge_update_parts};
+pub use node_sync::{
+    Rejection, config_delta_from_api, config_delta_to_api, limiting_from_api, limiting_to_api, merge_update_parts,
+};
 pub use organization::{
     api_key_spec_from_api, api_key_to_api, merge_organization_update, merge_plan_update, organization_spec_from_api,
     organization_to_api, plan_from_api, plan_to_api,

@@ -13,7 +13,7 @@ use hookplane_model::{
 use super::connector::{connector_shape_from_api, token_kind_to_api};
 use super::organization::{plan_from_api, plan_to_api};
 use super::validate::{timestamp_from_api, timestamp_to_api};
-use super::{Violations, connector_to_api};
+use super::{ValidationError, Violations, connector_to_api};
 
 /// A connector a node could not take, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -263,4 +263,37 @@ fn node_connector_from_api(node: &api::NodeConnector) -> Result<Connector, Strin
 
 fn secret_field(text: &str) -> SecretField {
     if text.is_empty() { SecretField::Absent } else { SecretField::Plain(text.to_owned()) }
+}
+
+/// The limiting policy as nodes receive it.
+pub fn limiting_to_api(policy: &model::LimitingPolicy) -> api::LimitingPolicy {
+    use api::limiting_policy::Kind;
+    match policy {
+        model::LimitingPolicy::Local => api::LimitingPolicy { kind: Kind::Local as i32, ..Default::default() },
+        model::LimitingPolicy::Redis(redis) => api::LimitingPolicy {
+            kind: Kind::Redis as i32,
+            redis_url: redis.url.clone(),
+            fail_closed: redis.fail_closed,
+            key_prefix: redis.key_prefix.clone(),
+        },
+    }
+}
+
+/// The limiting policy a node received; absent (an older control plane)
+/// is `local`.
+pub fn limiting_from_api(policy: Option<&api::LimitingPolicy>) -> Result<model::LimitingPolicy, ValidationError> {
+    use api::limiting_policy::Kind;
+    let Some(policy) = policy else { return Ok(model::LimitingPolicy::Local) };
+    match Kind::try_from(policy.kind) {
+        Ok(Kind::Unspecified | Kind::Local) => Ok(model::LimitingPolicy::Local),
+        Ok(Kind::Redis) if policy.redis_url.is_empty() => {
+            Err(ValidationError::one("limiting.redis_url", "is required with the redis policy"))
+        }
+        Ok(Kind::Redis) => Ok(model::LimitingPolicy::Redis(model::RedisPolicy {
+            url: policy.redis_url.clone(),
+            fail_closed: policy.fail_closed,
+            key_prefix: if policy.key_prefix.is_empty() { "hookplane".to_owned() } else { policy.key_prefix.clone() },
+        })),
+        Err(_) => Err(ValidationError::one("limiting.kind", "unknown limiting policy")),
+    }
 }

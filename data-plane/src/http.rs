@@ -43,8 +43,25 @@ fn readiness(state: &NodeState) -> Response<Full<Bytes>> {
         "sync": if state.is_sync_restarting() { "restarting" } else { "following" },
         "sync_errors": state.sync_errors(),
         "last_sync_error": state.last_sync_error().as_deref(),
+        "limiting": limiting(state),
     });
     json(StatusCode::OK, body.to_string())
+}
+
+/// The limiting policy the node follows, and how its Redis fares.
+fn limiting(state: &NodeState) -> serde_json::Value {
+    match state.fleet() {
+        None => serde_json::json!({"policy": "local"}),
+        Some(fleet) => {
+            let (failures, last_error) = fleet.failures();
+            serde_json::json!({
+                "policy": "redis",
+                "fail_closed": fleet.policy().fail_closed,
+                "redis_failures": failures,
+                "last_redis_error": last_error,
+            })
+        }
+    }
 }
 
 fn json(status: StatusCode, body: String) -> Response<Full<Bytes>> {

@@ -5,6 +5,7 @@
 
 pub mod cache;
 pub mod events;
+pub mod fleet;
 mod http;
 pub mod inbox;
 pub mod limits;

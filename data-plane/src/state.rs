@@ -5,7 +5,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 
+use hookplane_model::LimitingPolicy;
+
 use crate::events::ids::EventIds;
+use crate::fleet::Fleet;
 use crate::snapshot::Snapshot;
 
 /// The node's current snapshot and sync status.
@@ -37,6 +40,9 @@ pub struct NodeState {
     applied: tokio::sync::watch::Sender<i64>,
     /// Mints event ids once the control plane assigned an ordinal.
     event_ids: Arc<EventIds>,
+    /// The fleet's Redis under the `redis` limiting policy (set when a
+    /// sync stream opens); none under `local`.
+    fleet: ArcSwapOption<Fleet>,
 }
 
 impl NodeState {
@@ -56,6 +62,34 @@ impl NodeState {
             delta_updates: AtomicU64::new(0),
             last_update_bytes: AtomicU64::new(0),
             event_ids: Arc::default(),
+            fleet: ArcSwapOption::empty(),
+        }
+    }
+
+    /// The fleet's Redis, under the `redis` limiting policy.
+    pub fn fleet(&self) -> Option<Arc<Fleet>> {
+        self.fleet.load_full()
+    }
+
+    /// Follows the limiting policy the control plane sent; a connection
+    /// already open to the same Redis is kept.
+    pub fn set_limiting(&self, policy: &LimitingPolicy) {
+        let LimitingPolicy::Redis(redis) = policy else {
+            self.fleet.store(None);
+            return;
+        };
+        if self.fleet.load().as_ref().is_some_and(|fleet| fleet.policy() == redis) {
+            return;
+        }
+        match Fleet::new(redis.clone()) {
+            Ok(fleet) => {
+                tracing::info!(fail_closed = redis.fail_closed, "counting limits and deliveries in the fleet's Redis");
+                self.fleet.store(Some(Arc::new(fleet)));
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "the redis limiting policy's URL does not open; counting on this node");
+                self.fleet.store(None);
+            }
         }
     }
 

@@ -183,6 +183,12 @@ async fn run_session(
                 {
                     tracing::warn!(error = %err, "could not remember the node's ordinal");
                 }
+                match convert::limiting_from_api(registration.limiting.as_ref()) {
+                    Ok(policy) => state.set_limiting(&policy),
+                    Err(err) => {
+                        tracing::error!(error = %err, "the control plane sent a limiting policy this node cannot use")
+                    }
+                }
                 // Nothing newer to come: what the node holds is current.
                 if registration.config_version <= state.snapshot().version {
                     state.mark_synced();

@@ -14,3 +14,35 @@ pub struct Node {
     pub sync_errors: u64,
     pub last_error: String,
 }
+
+/// Where a fleet counts rate limits and remembers deliveries (SPEC §9).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum LimitingPolicy {
+    /// Each node counts its own calls.
+    #[default]
+    Local,
+    /// Every node counts in one Redis server.
+    Redis(RedisPolicy),
+}
+
+/// The `redis` limiting policy's settings.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisPolicy {
+    /// `redis://…`; may hold a password, so it is never printed.
+    pub url: String,
+    /// Refuse calls (503) while Redis cannot answer, instead of counting on
+    /// the node meanwhile.
+    pub fail_closed: bool,
+    /// Prefix of every key.
+    pub key_prefix: String,
+}
+
+impl std::fmt::Debug for RedisPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisPolicy")
+            .field("url", &"<redacted>")
+            .field("fail_closed", &self.fail_closed)
+            .field("key_prefix", &self.key_prefix)
+            .finish()
+    }
+}

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use futures::Stream;
 use hookplane::api::v1::{self as api, node_sync_service_server::NodeSyncService};
+use hookplane_model::LimitingPolicy;
 use subtle::ConstantTimeEq;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -36,6 +37,7 @@ pub struct NodeSyncApi {
     secret_box: SecretBox,
     /// SHA-256 of each accepted node token.
     node_token_hashes: Arc<Vec<[u8; 32]>>,
+    limiting: Arc<LimitingPolicy>,
     events: EventHub,
     shutdown: tokio::sync::watch::Receiver<bool>,
 }
@@ -52,6 +54,7 @@ impl NodeSyncApi {
         store: Store,
         secret_box: SecretBox,
         node_token_hashes: &[String],
+        limiting: LimitingPolicy,
         events: EventHub,
         shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> NodeSyncApi {
@@ -60,7 +63,14 @@ impl NodeSyncApi {
             .filter_map(|h| hex::decode(h.trim()).ok())
             .filter_map(|bytes| <[u8; 32]>::try_from(bytes).ok())
             .collect();
-        NodeSyncApi { store, secret_box, node_token_hashes: Arc::new(hashes), events, shutdown }
+        NodeSyncApi {
+            store,
+            secret_box,
+            node_token_hashes: Arc::new(hashes),
+            limiting: Arc::new(limiting),
+            events,
+            shutdown,
+        }
     }
 
     /// Accepts a node with a client certificate verified against the
@@ -103,7 +113,8 @@ impl NodeSyncService for NodeSyncApi {
             return Err(ApiError::invalid("hello.node_id", "is required, at most 200 characters").into());
         }
         let (sender, receiver) = tokio::sync::mpsc::channel(4);
-        let session = session::Session::new(self.store.clone(), self.secret_box.clone(), hello, sender);
+        let session =
+            session::Session::new(self.store.clone(), self.secret_box.clone(), self.limiting.clone(), hello, sender);
         tokio::spawn(session.run(inbound, self.shutdown.clone()));
         Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(receiver))))
     }

@@ -2,7 +2,9 @@
 
 use hookplane::api::v1::{self as api, sync_request::Message};
 use hookplane_convert as convert;
-use hookplane_model::{self as model, Node};
+use std::sync::Arc;
+
+use hookplane_model::{self as model, LimitingPolicy, Node};
 use tokio::sync::{mpsc, watch};
 use tonic::{Status, Streaming};
 
@@ -18,6 +20,7 @@ const MAX_FAILURE_CHARS: usize = 1024;
 pub(super) struct Session {
     store: Store,
     secret_box: SecretBox,
+    limiting: Arc<LimitingPolicy>,
     node: Node,
     /// What the node said failed on its side before this session.
     previous_failure: String,
@@ -39,6 +42,7 @@ impl Session {
     pub(super) fn new(
         store: Store,
         secret_box: SecretBox,
+        limiting: Arc<LimitingPolicy>,
         hello: api::NodeHello,
         sender: mpsc::Sender<Result<api::SyncResponse, Status>>,
     ) -> Session {
@@ -55,6 +59,7 @@ impl Session {
         Session {
             store,
             secret_box,
+            limiting,
             node,
             previous_failure: hello.previous_failure.trim().chars().take(MAX_FAILURE_CHARS).collect(),
             sent: hello.applied_version,
@@ -77,7 +82,11 @@ impl Session {
             self.store.upsert_node(&self.node).await?;
             let ordinal = self.store.node_ordinal(&self.node.id).await?;
             let config_version = self.store.config_version().await?;
-            let registration = api::NodeRegistration { ordinal: ordinal as i32, config_version };
+            let registration = api::NodeRegistration {
+                ordinal: ordinal as i32,
+                config_version,
+                limiting: Some(convert::limiting_to_api(&self.limiting)),
+            };
             let hello = api::SyncResponse { update: None, registration: Some(registration) };
             self.sender.send(Ok(hello)).await.map_err(|_| SessionError::Gone)?;
             loop {

@@ -5,7 +5,11 @@
 //! A delivery is its id *and* its body: GitHub and Shopify do not sign
 //! their ids, so anyone holding one signed body could otherwise claim a
 //! real delivery's id with it, or dodge the check with a new id. Both go
-//! into a 128-bit keyed hash, so no id text is kept.
+//! into 128 bits of SHA-256, the same on every node, so no id text is
+//! kept. Under the `redis` limiting policy deliveries are claimed in the
+//! fleet's Redis ([`crate::fleet`]), so a retry that reaches another node
+//! is a duplicate there too; while Redis fails, a fail-open policy claims
+//! on the node and a fail-closed one refuses the call.
 //!
 //! A delivery is claimed once its call passed every check, and kept when
 //! the call ran (or was kept to run later). A call that failed, or whose
@@ -22,8 +26,13 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher as _, RandomState};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+
+use sha2::{Digest as _, Sha256};
+
+use crate::fleet::{Fleet, SeenDelivery};
+use crate::limits::LimitsUnavailable;
 
 /// Deliveries one connector remembers at most: 33 a second over the
 /// default 5-minute window. Past it the oldest are forgotten first.
@@ -35,15 +44,28 @@ pub const PER_NODE: usize = 1_000_000;
 /// Locks, so connectors rarely wait on each other's claims.
 const SHARDS: usize = 16;
 
-/// A delivery: its id and body, hashed with the node's random keys.
+/// A delivery: 128 bits of the SHA-256 of its id and body.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Delivery(u128);
+
+impl Delivery {
+    /// The delivery named `id` carrying `body`.
+    pub fn of(id: &str, body: &[u8]) -> Delivery {
+        let digest =
+            Sha256::new().chain_update((id.len() as u64).to_be_bytes()).chain_update(id).chain_update(body).finalize();
+        Delivery(u128::from_be_bytes(digest[..16].try_into().expect("a SHA-256 has 32 bytes")))
+    }
+
+    fn hex(self) -> String {
+        format!("{:032x}", self.0)
+    }
+}
 
 /// The deliveries each connector saw lately, on this node.
 #[derive(Debug)]
 pub struct SeenDeliveries {
     shards: Box<[Mutex<Shard>]>,
-    keys: (RandomState, RandomState),
+    hasher: RandomState,
     per_connector: usize,
     per_shard: usize,
 }
@@ -85,7 +107,24 @@ pub enum Claim<'a> {
 
 /// A claimed delivery; released when dropped unless kept.
 #[derive(Debug)]
-pub struct Claimed<'a> {
+pub enum Claimed<'a> {
+    Local(LocalClaim<'a>),
+    Fleet(FleetClaim),
+}
+
+impl Claimed<'_> {
+    /// The call ran or is kept to run: its delivery stays seen.
+    pub async fn keep(self) {
+        match self {
+            Claimed::Local(claim) => claim.keep(),
+            Claimed::Fleet(claim) => claim.keep().await,
+        }
+    }
+}
+
+/// A delivery claimed on this node.
+#[derive(Debug)]
+pub struct LocalClaim<'a> {
     deliveries: &'a SeenDeliveries,
     connector: &'a str,
     delivery: Delivery,
@@ -93,9 +132,8 @@ pub struct Claimed<'a> {
     kept: bool,
 }
 
-impl Claimed<'_> {
-    /// The call ran or is kept to run: its delivery stays seen.
-    pub fn keep(mut self) {
+impl LocalClaim<'_> {
+    fn keep(mut self) {
         self.kept = true;
         self.settle(|window, delivery| {
             if let Some(seen) = window.seen.get_mut(&delivery) {
@@ -115,11 +153,54 @@ impl Claimed<'_> {
     }
 }
 
-impl Drop for Claimed<'_> {
+impl Drop for LocalClaim<'_> {
     fn drop(&mut self) {
         if !self.kept {
             self.settle(|window, delivery| {
                 window.seen.remove(&delivery);
+            });
+        }
+    }
+}
+
+/// A delivery claimed in the fleet's Redis.
+#[derive(Debug)]
+pub struct FleetClaim {
+    fleet: Arc<Fleet>,
+    connector: String,
+    delivery: String,
+    event_id: i64,
+    kept: bool,
+}
+
+impl FleetClaim {
+    /// Awaited before the answer, so the sender's next retry, on any node,
+    /// finds the delivery done. If Redis fails here the claim stays in
+    /// flight until it expires: retries are told to wait, never run twice.
+    async fn keep(mut self) {
+        self.kept = true;
+        if let Err(error) = self.fleet.keep(&self.connector, &self.delivery, self.event_id).await {
+            self.fleet.failed(&error);
+        }
+    }
+}
+
+impl Drop for FleetClaim {
+    fn drop(&mut self) {
+        if self.kept {
+            return;
+        }
+        let (fleet, connector, delivery, event_id) = (
+            self.fleet.clone(),
+            std::mem::take(&mut self.connector),
+            std::mem::take(&mut self.delivery),
+            self.event_id,
+        );
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(error) = fleet.release(&connector, &delivery, event_id).await {
+                    fleet.failed(&error);
+                }
             });
         }
     }
@@ -135,21 +216,52 @@ impl SeenDeliveries {
     pub fn with_bounds(per_connector: usize, per_node: usize) -> SeenDeliveries {
         SeenDeliveries {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
-            keys: (RandomState::new(), RandomState::new()),
+            hasher: RandomState::new(),
             per_connector: per_connector.max(1),
             per_shard: per_node.div_ceil(SHARDS).max(1),
         }
     }
 
-    /// The delivery named `id` carrying `body`.
-    pub fn delivery(&self, id: &str, body: &[u8]) -> Delivery {
-        let (a, b) = (&self.keys.0, &self.keys.1);
-        Delivery(u128::from(a.hash_one((id, body))) << 64 | u128::from(b.hash_one((id, body))))
+    /// Claims `delivery` for `connector`'s call that will be event
+    /// `event_id`, in the fleet's Redis when there is one; deliveries are
+    /// remembered for `keep_for`.
+    pub async fn claim<'a>(
+        &'a self,
+        fleet: Option<Arc<Fleet>>,
+        connector: &'a str,
+        delivery: Delivery,
+        event_id: i64,
+        keep_for: Duration,
+    ) -> Result<Claim<'a>, LimitsUnavailable> {
+        let Some(fleet) = fleet else { return Ok(self.claim_here(connector, delivery, event_id, keep_for)) };
+        match fleet.claim(connector, &delivery.hex(), event_id, keep_for).await {
+            Ok(SeenDelivery::New) => Ok(Claim::New(Claimed::Fleet(FleetClaim {
+                fleet,
+                connector: connector.to_owned(),
+                delivery: delivery.hex(),
+                event_id,
+                kept: false,
+            }))),
+            Ok(SeenDelivery::Earlier { event_id, kept: true }) => Ok(Claim::Duplicate { event_id }),
+            Ok(SeenDelivery::Earlier { kept: false, .. }) => Ok(Claim::InFlight),
+            Err(error) => {
+                fleet.failed(&error);
+                if fleet.policy().fail_closed {
+                    return Err(LimitsUnavailable);
+                }
+                Ok(self.claim_here(connector, delivery, event_id, keep_for))
+            }
+        }
     }
 
-    /// Claims `delivery` for `connector`'s call that will be event
-    /// `event_id`; deliveries are remembered for `keep_for`.
-    pub fn claim<'a>(&'a self, connector: &'a str, delivery: Delivery, event_id: i64, keep_for: Duration) -> Claim<'a> {
+    /// Claims `delivery` on this node.
+    fn claim_here<'a>(
+        &'a self,
+        connector: &'a str,
+        delivery: Delivery,
+        event_id: i64,
+        keep_for: Duration,
+    ) -> Claim<'a> {
         let now = Instant::now();
         let mut guard = self.shard(connector);
         let shard = &mut *guard;
@@ -171,7 +283,7 @@ impl SeenDeliveries {
         window.order.push_back((now, delivery));
         window.seen.insert(delivery, Seen { event_id, at: now, kept: false });
         shard.len += 1;
-        Claim::New(Claimed { deliveries: self, connector, delivery, at: now, kept: false })
+        Claim::New(Claimed::Local(LocalClaim { deliveries: self, connector, delivery, at: now, kept: false }))
     }
 
     /// Forgets expired deliveries everywhere and drops empty windows (of
@@ -193,7 +305,7 @@ impl SeenDeliveries {
     }
 
     fn shard(&self, connector: &str) -> MutexGuard<'_, Shard> {
-        let index = self.keys.0.hash_one(connector) as usize % self.shards.len();
+        let index = self.hasher.hash_one(connector) as usize % self.shards.len();
         // Each mutation is complete before the lock is released, so a
         // poisoned lock still guards a consistent map.
         self.shards[index].lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -249,7 +361,7 @@ mod tests {
 
     fn keep(claim: Claim<'_>) {
         match claim {
-            Claim::New(claimed) => claimed.keep(),
+            Claim::New(Claimed::Local(claimed)) => claimed.keep(),
             other => panic!("expected a new claim, got {other:?}"),
         }
     }
@@ -257,37 +369,39 @@ mod tests {
     #[test]
     fn a_kept_delivery_is_a_duplicate_of_its_first_event_per_connector() {
         let seen = SeenDeliveries::default();
-        let delivery = seen.delivery("msg_1", b"{}");
-        let Claim::New(first) = seen.claim("con_a", delivery, 7, MINUTES) else { panic!("first claim") };
-        assert!(matches!(seen.claim("con_a", delivery, 8, MINUTES), Claim::InFlight), "still running");
+        let delivery = Delivery::of("msg_1", b"{}");
+        let Claim::New(Claimed::Local(first)) = seen.claim_here("con_a", delivery, 7, MINUTES) else {
+            panic!("first claim")
+        };
+        assert!(matches!(seen.claim_here("con_a", delivery, 8, MINUTES), Claim::InFlight), "still running");
         first.keep();
-        assert!(matches!(seen.claim("con_a", delivery, 9, MINUTES), Claim::Duplicate { event_id: 7 }));
-        assert!(matches!(seen.claim("con_b", delivery, 9, MINUTES), Claim::New(_)), "another connector's");
+        assert!(matches!(seen.claim_here("con_a", delivery, 9, MINUTES), Claim::Duplicate { event_id: 7 }));
+        assert!(matches!(seen.claim_here("con_b", delivery, 9, MINUTES), Claim::New(_)), "another connector's");
     }
 
     #[test]
     fn the_same_id_with_another_body_is_another_delivery() {
         let seen = SeenDeliveries::default();
-        keep(seen.claim("con_a", seen.delivery("72d3162e", br#"{"a":1}"#), 1, MINUTES));
-        assert!(matches!(seen.claim("con_a", seen.delivery("72d3162e", br#"{"a":2}"#), 2, MINUTES), Claim::New(_)));
-        assert_ne!(seen.delivery("ab", b"c"), seen.delivery("a", b"bc"), "id and body stay apart");
+        keep(seen.claim_here("con_a", Delivery::of("72d3162e", br#"{"a":1}"#), 1, MINUTES));
+        assert!(matches!(seen.claim_here("con_a", Delivery::of("72d3162e", br#"{"a":2}"#), 2, MINUTES), Claim::New(_)));
+        assert_ne!(Delivery::of("ab", b"c"), Delivery::of("a", b"bc"), "id and body stay apart");
     }
 
     #[test]
     fn a_released_claim_lets_the_retry_run() {
         let seen = SeenDeliveries::default();
-        let delivery = seen.delivery("msg_1", b"{}");
-        drop(seen.claim("con_a", delivery, 7, MINUTES));
-        keep(seen.claim("con_a", delivery, 8, MINUTES));
-        assert!(matches!(seen.claim("con_a", delivery, 9, MINUTES), Claim::Duplicate { event_id: 8 }));
+        let delivery = Delivery::of("msg_1", b"{}");
+        drop(seen.claim_here("con_a", delivery, 7, MINUTES));
+        keep(seen.claim_here("con_a", delivery, 8, MINUTES));
+        assert!(matches!(seen.claim_here("con_a", delivery, 9, MINUTES), Claim::Duplicate { event_id: 8 }));
     }
 
     #[test]
     fn deliveries_are_forgotten_after_the_window_and_swept_windows_go() {
         let seen = SeenDeliveries::default();
-        let delivery = seen.delivery("msg_1", b"{}");
-        keep(seen.claim("con_a", delivery, 7, Duration::ZERO));
-        assert!(matches!(seen.claim("con_a", delivery, 8, Duration::ZERO), Claim::New(_)));
+        let delivery = Delivery::of("msg_1", b"{}");
+        keep(seen.claim_here("con_a", delivery, 7, Duration::ZERO));
+        assert!(matches!(seen.claim_here("con_a", delivery, 8, Duration::ZERO), Claim::New(_)));
         seen.sweep();
         let left: usize = seen.shards.iter().map(|s| s.lock().unwrap().connectors.len()).sum();
         let len: usize = seen.shards.iter().map(|s| s.lock().unwrap().len).sum();
@@ -297,16 +411,19 @@ mod tests {
     #[test]
     fn a_connector_over_its_bound_forgets_only_its_own_oldest() {
         let seen = SeenDeliveries::with_bounds(3, PER_NODE);
-        keep(seen.claim("quiet", seen.delivery("q1", b""), 1, MINUTES));
+        keep(seen.claim_here("quiet", Delivery::of("q1", b""), 1, MINUTES));
         for i in 0..10 {
-            keep(seen.claim("loud", seen.delivery(&format!("loud{i}"), b""), i, MINUTES));
+            keep(seen.claim_here("loud", Delivery::of(&format!("loud{i}"), b""), i, MINUTES));
         }
         assert!(matches!(
-            seen.claim("loud", seen.delivery("loud9", b""), 0, MINUTES),
+            seen.claim_here("loud", Delivery::of("loud9", b""), 0, MINUTES),
             Claim::Duplicate { event_id: 9 }
         ));
-        assert!(matches!(seen.claim("loud", seen.delivery("loud0", b""), 0, MINUTES), Claim::New(_)), "forgotten");
-        assert!(matches!(seen.claim("quiet", seen.delivery("q1", b""), 0, MINUTES), Claim::Duplicate { event_id: 1 }));
+        assert!(matches!(seen.claim_here("loud", Delivery::of("loud0", b""), 0, MINUTES), Claim::New(_)), "forgotten");
+        assert!(matches!(
+            seen.claim_here("quiet", Delivery::of("q1", b""), 0, MINUTES),
+            Claim::Duplicate { event_id: 1 }
+        ));
     }
 
     #[test]
@@ -314,21 +431,21 @@ mod tests {
         // Room for 4 deliveries per shard; three quiet connectors share the
         // flooding one's shard.
         let seen = SeenDeliveries::with_bounds(PER_CONNECTOR, 4 * SHARDS);
-        let shard_of = |name: &str| seen.keys.0.hash_one(name) as usize % SHARDS;
+        let shard_of = |name: &str| seen.hasher.hash_one(name) as usize % SHARDS;
         let quiet: Vec<String> =
             (0..).map(|i| format!("quiet_{i}")).filter(|n| shard_of(n) == shard_of("flood")).take(3).collect();
         for name in &quiet {
-            keep(seen.claim(name, seen.delivery("mine", b""), 1, MINUTES));
+            keep(seen.claim_here(name, Delivery::of("mine", b""), 1, MINUTES));
         }
         for i in 0..1_000 {
-            keep(seen.claim("flood", seen.delivery(&format!("f{i}"), b""), 2, MINUTES));
+            keep(seen.claim_here("flood", Delivery::of(&format!("f{i}"), b""), 2, MINUTES));
         }
         assert_eq!(seen.shards[shard_of("flood")].lock().unwrap().len, 4, "bounded");
         for name in &quiet {
-            let again = seen.claim(name, seen.delivery("mine", b""), 0, MINUTES);
+            let again = seen.claim_here(name, Delivery::of("mine", b""), 0, MINUTES);
             assert!(matches!(again, Claim::Duplicate { event_id: 1 }), "{name} kept its delivery: {again:?}");
         }
-        let last = seen.claim("flood", seen.delivery("f999", b""), 0, MINUTES);
+        let last = seen.claim_here("flood", Delivery::of("f999", b""), 0, MINUTES);
         assert!(matches!(last, Claim::Duplicate { event_id: 2 }), "the flood keeps only its newest");
     }
 }

@@ -38,7 +38,7 @@ use crate::pipeline::Executor;
 use crate::pipeline::request::DEPTH_HEADER;
 use crate::snapshot::{DeployedConnector, Snapshot};
 use crate::state::NodeState;
-use deliveries::{Claim, SeenDeliveries};
+use deliveries::{Claim, Delivery, SeenDeliveries};
 use response::{Executed, Outcome, Refusal};
 
 const TRIGGER_PREFIX: &str = "/api/v1/connectors/";
@@ -171,7 +171,9 @@ impl Ingress {
         // 4. Per-client-IP limit, before credentials are looked at.
         let plan = plan_of(&snapshot, &deployed);
         let client_ip = client_ip(peer.ip(), &parts.headers, &self.settings.trusted_proxies);
-        count(rate, self.limiters.check_ip(client_ip, plan.per_ip_per_minute))?;
+        let fleet = self.state.fleet();
+        let counted = self.limiters.check_ip(fleet.as_deref(), client_ip, plan.per_ip_per_minute).await;
+        count(rate, counted.map_err(|_| Refusal::LimitsUnavailable)?)?;
         // 5. Authentication.
         let method = auth::authenticate(&deployed, &parts.headers, parts.uri.query(), received)
             .ok_or(Refusal::Unauthenticated)?;
@@ -196,7 +198,9 @@ impl Ingress {
         };
         // 8. Connector and organization limits: authenticated calls only.
         let connector = &deployed.connector;
-        count(rate, self.limiters.check_authenticated(&connector.id, &connector.organization_id, &plan))?;
+        let counted =
+            self.limiters.check_authenticated(fleet.as_deref(), &connector.id, &connector.organization_id, &plan).await;
+        count(rate, counted.map_err(|_| Refusal::LimitsUnavailable)?)?;
         // A connector held for a secret the control plane could not open
         // cannot run; asking again later may find the secret set again.
         if snapshot.held.contains_key(&connector.id) {
@@ -207,8 +211,9 @@ impl Ingress {
         let claim = match delivery_id {
             None => None,
             Some((id, keep_for)) => {
-                let delivery = self.deliveries.delivery(id, &body);
-                match self.deliveries.claim(&connector.id, delivery, event_id, keep_for) {
+                let delivery = Delivery::of(id, &body);
+                let claim = self.deliveries.claim(fleet, &connector.id, delivery, event_id, keep_for).await;
+                match claim.map_err(|_| Refusal::LimitsUnavailable)? {
                     Claim::New(claimed) => Some(claimed),
                     Claim::Duplicate { event_id: first } => return Ok(response::duplicate(first, *rate)),
                     Claim::InFlight => return Err(Refusal::DeliveryInProgress),
@@ -230,7 +235,7 @@ impl Ingress {
         if deployed.connector.spec.async_mode {
             self.keep_for_later(&call).await?;
             if let Some(claimed) = claim {
-                claimed.keep();
+                claimed.keep().await;
             }
             return Ok(Executed::accepted(event_id).into_response(*rate));
         }
@@ -240,7 +245,7 @@ impl Ingress {
         if let Some(claimed) = claim
             && ran.outcome != Outcome::Failed
         {
-            claimed.keep();
+            claimed.keep().await;
         }
         Ok(Executed { status: ran.outcome, event_id, response_code: ran.response_code, error: ran.error.as_deref() }
             .into_response(*rate))

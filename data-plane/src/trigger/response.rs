@@ -59,6 +59,8 @@ pub enum Refusal {
     EventNotKept,
     #[error("the first call of this delivery is still running; retry shortly")]
     DeliveryInProgress,
+    #[error("rate limits cannot be counted right now; retry shortly")]
+    LimitsUnavailable,
 }
 
 impl Refusal {
@@ -80,7 +82,8 @@ impl Refusal {
             | Refusal::InboxFull(_)
             | Refusal::NotKept
             | Refusal::ConnectorUnavailable
-            | Refusal::EventNotKept => StatusCode::SERVICE_UNAVAILABLE,
+            | Refusal::EventNotKept
+            | Refusal::LimitsUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -110,6 +113,7 @@ impl Refusal {
             Refusal::ConnectorUnavailable => "connector_unavailable",
             Refusal::EventNotKept => "event_not_kept",
             Refusal::DeliveryInProgress => "delivery_in_progress",
+            Refusal::LimitsUnavailable => "limits_unavailable",
         }
     }
 

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use hookplane_control_plane::crypto::{CredentialKind, SecretBox, hash_credential, mint};
 use hookplane_control_plane::{ControlPlane, ControlPlaneConfig, ServerTls, bootstrap};
+use hookplane_model::LimitingPolicy;
 use hookplane_sdk::{Client, api};
 use sqlx::{Connection as _, Executor as _};
 use tokio::net::TcpListener;
@@ -151,6 +152,7 @@ pub struct TestPlane {
     pub admin_key: String,
     secret_key: String,
     operator_key: String,
+    limiting: LimitingPolicy,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
 }
@@ -160,7 +162,15 @@ impl TestPlane {
         let database = Database::create(backend).await;
         let secret_key = SecretBox::generate_key_hex().to_string();
         let operator_key = mint(CredentialKind::OperatorKey).plaintext.to_string();
-        TestPlane::boot(database, secret_key, operator_key, None, "127.0.0.1:0", None).await
+        TestPlane::boot(database, secret_key, operator_key, None, "127.0.0.1:0", None, LimitingPolicy::Local).await
+    }
+
+    /// A plane whose nodes count limits and deliveries as `limiting` says.
+    pub async fn start_limiting(backend: Backend, limiting: LimitingPolicy) -> TestPlane {
+        let database = Database::create(backend).await;
+        let secret_key = SecretBox::generate_key_hex().to_string();
+        let operator_key = mint(CredentialKind::OperatorKey).plaintext.to_string();
+        TestPlane::boot(database, secret_key, operator_key, None, "127.0.0.1:0", None, limiting).await
     }
 
     /// A plane serving TLS with `tls`; its own clients trust `client_ca_pem`.
@@ -169,7 +179,8 @@ impl TestPlane {
         let secret_key = SecretBox::generate_key_hex().to_string();
         let operator_key = mint(CredentialKind::OperatorKey).plaintext.to_string();
         let client_tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca_pem));
-        TestPlane::boot(database, secret_key, operator_key, None, "127.0.0.1:0", Some((tls, client_tls))).await
+        let tls = Some((tls, client_tls));
+        TestPlane::boot(database, secret_key, operator_key, None, "127.0.0.1:0", tls, LimitingPolicy::Local).await
     }
 
     async fn boot(
@@ -179,6 +190,7 @@ impl TestPlane {
         admin: Option<(String, String)>,
         bind: &str,
         tls: Option<(ServerTls, ClientTlsConfig)>,
+        limiting: LimitingPolicy,
     ) -> TestPlane {
         let config = ControlPlaneConfig {
             database_url: database.url.clone(),
@@ -188,6 +200,7 @@ impl TestPlane {
             plans: Vec::new(),
             node_token_hashes: vec![hash_credential(NODE_TOKEN)],
             tls: tls.as_ref().map(|(server, _)| server.clone()),
+            limiting: limiting.clone(),
         };
         let control_plane = ControlPlane::open(&config).await.expect("control plane opens");
         let (organization_id, admin_key) = match admin {
@@ -236,6 +249,7 @@ impl TestPlane {
             admin_key,
             secret_key,
             operator_key,
+            limiting,
             shutdown: Some(shutdown),
             server: Some(server),
         }
@@ -256,6 +270,7 @@ impl TestPlane {
             database,
             secret_key: self.secret_key.clone(),
             operator_key: self.operator_key.clone(),
+            limiting: self.limiting.clone(),
             admin,
             address: self.address,
         }
@@ -344,6 +359,7 @@ pub struct StoppedPlane {
     database: Database,
     secret_key: String,
     operator_key: String,
+    limiting: LimitingPolicy,
     admin: (String, String),
     address: SocketAddr,
 }
@@ -357,7 +373,8 @@ impl StoppedPlane {
     /// Serves again on the same address, database and keys.
     pub async fn start_again(self) -> TestPlane {
         let bind = self.address.to_string();
-        TestPlane::boot(self.database, self.secret_key, self.operator_key, Some(self.admin), &bind, None).await
+        let admin = Some(self.admin);
+        TestPlane::boot(self.database, self.secret_key, self.operator_key, admin, &bind, None, self.limiting).await
     }
 }
 
