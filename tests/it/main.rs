@@ -10,6 +10,7 @@ mod access_and_storage;
 mod config_sync;
 mod connectors_api;
 mod events_api;
+mod fleet_limits;
 mod grpc_services;
 mod hardening;
 mod signature_presets;
