@@ -105,6 +105,14 @@ pub struct Settings {
     /// Control plane, `redis` policy: prefix of every key.
     #[serde(default = "default_redis_key_prefix")]
     pub redis_key_prefix: String,
+    /// Control plane, `redis` policy: milliseconds a node waits for Redis
+    /// before the failure mode applies.
+    #[serde(default = "default_redis_timeout_ms")]
+    pub redis_timeout_ms: u64,
+}
+
+fn default_redis_timeout_ms() -> u64 {
+    RedisPolicy::DEFAULT_TIMEOUT.as_millis() as u64
 }
 
 /// `limiting_policy` (SPEC §9).
@@ -127,14 +135,13 @@ impl Settings {
             LimitingKind::Local => Ok(LimitingPolicy::Local),
             LimitingKind::Redis => {
                 let url = self.redis_url.clone().context("redis_url is required with limiting_policy = \"redis\"")?;
-                anyhow::ensure!(
-                    ["redis://", "rediss://", "unix://", "redis+unix://"].iter().any(|scheme| url.starts_with(scheme)),
-                    "redis_url must start with redis://, rediss:// or unix://"
-                );
+                hookplane_data_plane::fleet::check_url(&url).context("redis_url")?;
+                anyhow::ensure!((1..=60_000).contains(&self.redis_timeout_ms), "redis_timeout_ms must be 1 to 60000");
                 Ok(LimitingPolicy::Redis(RedisPolicy {
                     url,
                     fail_closed: self.redis_fail_closed,
                     key_prefix: self.redis_key_prefix.clone(),
+                    timeout: std::time::Duration::from_millis(self.redis_timeout_ms),
                 }))
             }
         }

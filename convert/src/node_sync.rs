@@ -275,6 +275,7 @@ pub fn limiting_to_api(policy: &model::LimitingPolicy) -> api::LimitingPolicy {
             redis_url: redis.url.clone(),
             fail_closed: redis.fail_closed,
             key_prefix: redis.key_prefix.clone(),
+            timeout_ms: redis.timeout.as_millis().min(u128::from(u32::MAX)) as u32,
         },
     }
 }
@@ -293,6 +294,10 @@ pub fn limiting_from_api(policy: Option<&api::LimitingPolicy>) -> Result<model::
             url: policy.redis_url.clone(),
             fail_closed: policy.fail_closed,
             key_prefix: if policy.key_prefix.is_empty() { "hookplane".to_owned() } else { policy.key_prefix.clone() },
+            timeout: match policy.timeout_ms {
+                0 => model::RedisPolicy::DEFAULT_TIMEOUT,
+                ms => std::time::Duration::from_millis(u64::from(ms)),
+            },
         })),
         Err(_) => Err(ValidationError::one("limiting.kind", "unknown limiting policy")),
     }

@@ -6,35 +6,41 @@
 //! Each check is one round trip: a Lua script reads every counter of the
 //! check and, only if none is full, increments them all, atomically (Redis
 //! runs one script at a time). Counter keys name their window
-//! (`{prefix}:rl:{scope}:{id}:{seconds}:{index}`) and expire just after
-//! it. A delivery is one key holding the first call's event id and whether
-//! it ran (`{event}:0` or `{event}:1`), expiring with its window.
+//! (`{prefix}:rl:{scope}:{id}:{seconds}:{index}`, the index from the
+//! node's clock, which NTP keeps within milliseconds of the others') and
+//! expire a minute after it, relative to Redis's own clock. A delivery is
+//! one key holding the first call's event id and whether it ran
+//! (`{event}:0` or `{event}:1`); only the claiming call turns or drops it.
 //!
-//! Redis failing or slower than [`TIMEOUT`] is the caller's to handle, by
-//! the policy's fail-open or fail-closed choice; every failure is counted
-//! and logged (at most once per [`LOG_EVERY`]). The connection manager
-//! reconnects by itself, so the node recovers when Redis does.
+//! Redis failing, or slower than the policy's timeout, is the caller's to
+//! handle by the policy's fail-open or fail-closed choice. Every failure
+//! is counted and logged (at most once per [`LOG_EVERY`]) and starts a
+//! [`COOL_OFF`] in which calls skip Redis at once instead of each waiting
+//! out the timeout; the first call after it probes Redis again. A timeout
+//! also replaces the connection: a silent peer (a partition, a failover to
+//! another address) is not noticed by the socket for minutes.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use hookplane_model::RedisPolicy;
 use redis::Script;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use crate::limits::{Counted, Exceeded, Limit, RateStatus};
 
-/// Longest a call waits for Redis before its policy's failure mode applies.
-pub const TIMEOUT: Duration = Duration::from_millis(200);
 /// How often a continuing Redis failure is logged.
 const LOG_EVERY: Duration = Duration::from_secs(10);
+/// After a failure, how long calls skip Redis before one tries it again.
+pub const COOL_OFF: Duration = Duration::from_secs(1);
 /// Counters outlive their window by this much, for nodes whose clocks
 /// differ slightly.
 const EXPIRY_SLACK_SECS: u64 = 60;
 
 /// Counts every limit of a check if none is full. KEYS: the counters;
-/// ARGV: per counter its limit and expiry (Unix seconds). Returns
+/// ARGV: per counter its limit and its lifetime in seconds. Returns
 /// `{0, count…}` when counted, or `{i, count}` for the first full one.
 const COUNT: &str = r"
 for i, key in ipairs(KEYS) do
@@ -47,7 +53,7 @@ local counts = {0}
 for i, key in ipairs(KEYS) do
   local count = redis.call('INCR', key)
   if count == 1 then
-    redis.call('EXPIREAT', key, ARGV[2 * i])
+    redis.call('EXPIRE', key, ARGV[2 * i])
   end
   counts[i + 1] = count
 end
@@ -63,6 +69,19 @@ if seen then
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return false
+";
+
+/// Marks a delivery as run (`ARGV[2]`) if it still holds this call's
+/// claim (`ARGV[1]`), keeping its expiry (PTTL: Redis 2.6 and later).
+const KEEP: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  local ttl = redis.call('PTTL', KEYS[1])
+  if ttl > 0 then
+    redis.call('SET', KEYS[1], ARGV[2], 'PX', ttl)
+  end
+  return 1
+end
+return 0
 ";
 
 /// Releases a delivery if it still holds this call's claim.
@@ -82,6 +101,19 @@ pub enum FleetError {
     Redis(#[from] redis::RedisError),
     #[error("Redis answered {0:?}, not what the script returns")]
     Unexpected(String),
+    #[error("Redis failed moments ago; it is tried again after {COOL_OFF:?}")]
+    CoolingOff,
+    #[error("redis_url does not open: {0}")]
+    BadUrl(String),
+}
+
+/// Whether `url` is one this node can connect to (`redis://`, or a Unix
+/// socket; TLS to Redis is not built in: tunnel it).
+pub fn check_url(url: &str) -> Result<(), FleetError> {
+    if url.starts_with("rediss://") {
+        return Err(FleetError::BadUrl("TLS (rediss://) is not built in; reach Redis through a TLS tunnel".into()));
+    }
+    redis::Client::open(url).map(drop).map_err(|err| FleetError::BadUrl(err.to_string()))
 }
 
 /// What Redis holds for a delivery.
@@ -96,11 +128,18 @@ pub enum SeenDelivery {
 /// A node's connection to the fleet's Redis.
 pub struct Fleet {
     policy: RedisPolicy,
-    connection: ConnectionManager,
+    /// `None` when the URL does not open: every call fails, so a
+    /// fail-closed policy still refuses rather than counting locally.
+    client: Option<redis::Client>,
+    connection: Option<ArcSwap<ConnectionManager>>,
     count: Script,
     claim: Script,
+    keep: Script,
     release: Script,
     failures: AtomicU64,
+    /// Nanoseconds after `started` until which calls skip Redis.
+    cool_off_until: AtomicU64,
+    started: Instant,
     last_error: Mutex<Option<(Instant, String)>>,
 }
 
@@ -113,22 +152,40 @@ impl std::fmt::Debug for Fleet {
 impl Fleet {
     /// A fleet store for `policy`; it connects on first use, so a node
     /// starts while Redis is down.
-    pub fn new(policy: RedisPolicy) -> Result<Fleet, FleetError> {
-        let client = redis::Client::open(policy.url.as_str())?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(TIMEOUT))
-            .set_response_timeout(Some(TIMEOUT))
-            .set_number_of_retries(2);
-        let connection = client.get_connection_manager_lazy(config)?;
-        Ok(Fleet {
+    pub fn new(policy: RedisPolicy) -> Fleet {
+        let (client, connection, problem) = match check_url(&policy.url)
+            .and_then(|()| redis::Client::open(policy.url.as_str()).map_err(FleetError::from))
+            .and_then(|client| Ok((Self::connect(&client, policy.timeout)?, client)))
+        {
+            Ok((connection, client)) => (Some(client), Some(ArcSwap::from_pointee(connection)), None),
+            Err(err) => (None, None, Some(err.to_string())),
+        };
+        let fleet = Fleet {
             policy,
+            client,
             connection,
             count: Script::new(COUNT),
             claim: Script::new(CLAIM),
+            keep: Script::new(KEEP),
             release: Script::new(RELEASE),
             failures: AtomicU64::new(0),
+            cool_off_until: AtomicU64::new(0),
+            started: Instant::now(),
             last_error: Mutex::new(None),
-        })
+        };
+        if let Some(problem) = problem {
+            tracing::error!(error = %problem, "the redis limiting policy cannot be followed; every check fails over");
+            *fleet.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), problem));
+        }
+        fleet
+    }
+
+    fn connect(client: &redis::Client, timeout: Duration) -> Result<ConnectionManager, FleetError> {
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(1);
+        Ok(client.get_connection_manager_lazy(config)?)
     }
 
     pub fn policy(&self) -> &RedisPolicy {
@@ -147,10 +204,10 @@ impl Fleet {
             let (index, reset_at) = limit.window.at(now);
             let seconds = limit.window.seconds();
             invocation.key(format!("{}:rl:{}:{seconds}:{index}", self.policy.key_prefix, limit.id));
-            invocation.arg(limit.limit).arg(reset_at + EXPIRY_SLACK_SECS);
+            invocation.arg(limit.limit).arg(reset_at - now + EXPIRY_SLACK_SECS);
         }
-        let mut connection = self.connection.clone();
-        let answer: Vec<i64> = self.within(invocation.invoke_async(&mut connection)).await?;
+        let answer: Vec<i64> =
+            self.run(|mut connection| async move { invocation.invoke_async(&mut connection).await }).await?;
         let (&first, counts) = answer.split_first().ok_or_else(|| FleetError::Unexpected(format!("{answer:?}")))?;
         if first > 0 {
             let limit =
@@ -182,20 +239,20 @@ impl Fleet {
         let mut invocation = self.claim.prepare_invoke();
         invocation.key(self.delivery_key(connector, delivery));
         invocation.arg(format!("{event_id}:0")).arg(keep_for.as_millis().max(1) as u64);
-        let mut connection = self.connection.clone();
-        let seen: Option<String> = self.within(invocation.invoke_async(&mut connection)).await?;
+        let seen: Option<String> =
+            self.run(|mut connection| async move { invocation.invoke_async(&mut connection).await }).await?;
         let Some(seen) = seen else { return Ok(SeenDelivery::New) };
         let parsed = seen.split_once(':').and_then(|(id, kept)| Some((id.parse().ok()?, kept == "1")));
         let (event_id, kept) = parsed.ok_or(FleetError::Unexpected(seen))?;
         Ok(SeenDelivery::Earlier { event_id, kept })
     }
 
-    /// Marks a claimed delivery as run, keeping its expiry.
+    /// Marks this call's claim of a delivery as run, keeping its expiry.
     pub async fn keep(&self, connector: &str, delivery: &str, event_id: i64) -> Result<(), FleetError> {
-        let mut command = redis::cmd("SET");
-        command.arg(self.delivery_key(connector, delivery)).arg(format!("{event_id}:1")).arg("XX").arg("KEEPTTL");
-        let mut connection = self.connection.clone();
-        let _: Option<String> = self.within(command.query_async(&mut connection)).await?;
+        let mut invocation = self.keep.prepare_invoke();
+        invocation.key(self.delivery_key(connector, delivery));
+        invocation.arg(format!("{event_id}:0")).arg(format!("{event_id}:1"));
+        let _: i64 = self.run(|mut connection| async move { invocation.invoke_async(&mut connection).await }).await?;
         Ok(())
     }
 
@@ -203,14 +260,24 @@ impl Fleet {
     pub async fn release(&self, connector: &str, delivery: &str, event_id: i64) -> Result<(), FleetError> {
         let mut invocation = self.release.prepare_invoke();
         invocation.key(self.delivery_key(connector, delivery)).arg(format!("{event_id}:0"));
-        let mut connection = self.connection.clone();
-        let _: i64 = self.within(invocation.invoke_async(&mut connection)).await?;
+        let _: i64 = self.run(|mut connection| async move { invocation.invoke_async(&mut connection).await }).await?;
         Ok(())
     }
 
     /// Counts and logs a failure; what the call does is the caller's.
+    /// Starts a cool-off, and after a timeout replaces the connection.
     pub fn failed(&self, error: &FleetError) {
+        if matches!(error, FleetError::CoolingOff) {
+            return;
+        }
         self.failures.fetch_add(1, Ordering::Relaxed);
+        let until = self.started.elapsed() + COOL_OFF;
+        self.cool_off_until.fetch_max(until.as_nanos() as u64, Ordering::Relaxed);
+        if let (FleetError::Timeout(_), Some(client), Some(connection)) = (error, &self.client, &self.connection)
+            && let Ok(fresh) = Self::connect(client, self.policy.timeout)
+        {
+            connection.store(std::sync::Arc::new(fresh));
+        }
         let mut last = self.last_error.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let due = last.as_ref().is_none_or(|(at, _)| at.elapsed() >= LOG_EVERY);
         if due {
@@ -235,10 +302,23 @@ impl Fleet {
         format!("{}:dl:{connector}:{delivery}", self.policy.key_prefix)
     }
 
-    async fn within<T>(&self, request: impl Future<Output = redis::RedisResult<T>>) -> Result<T, FleetError> {
-        match tokio::time::timeout(TIMEOUT, request).await {
+    /// Runs one request on the current connection within the timeout,
+    /// unless a recent failure's cool-off is still on.
+    async fn run<T, F, Fut>(&self, request: F) -> Result<T, FleetError>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
+        let Some(connection) = &self.connection else {
+            return Err(FleetError::BadUrl("see the node's log".into()));
+        };
+        if (self.started.elapsed().as_nanos() as u64) < self.cool_off_until.load(Ordering::Relaxed) {
+            return Err(FleetError::CoolingOff);
+        }
+        let connection = ConnectionManager::clone(&connection.load());
+        match tokio::time::timeout(self.policy.timeout, request(connection)).await {
             Ok(answer) => Ok(answer?),
-            Err(_) => Err(FleetError::Timeout(TIMEOUT)),
+            Err(_) => Err(FleetError::Timeout(self.policy.timeout)),
         }
     }
 }
@@ -258,6 +338,8 @@ mod tests {
             fail_closed,
             // Every test on its own keys, however often the suite runs.
             key_prefix: format!("hookplane-test-{:x}", rand::random::<u64>()),
+            // A busy CI machine must not fail a test over a slow answer.
+            timeout: Duration::from_secs(5),
         }
     }
 
@@ -272,7 +354,7 @@ mod tests {
     async fn a_limit_is_exact_across_nodes_and_a_refused_call_counts_nowhere() {
         let hour = next_hour();
         let policy = policy(false);
-        let nodes = [Fleet::new(policy.clone()).unwrap(), Fleet::new(policy).unwrap()];
+        let nodes = [Fleet::new(policy.clone()), Fleet::new(policy)];
         let (connector, org) = (LimitId::Connector("con_1"), LimitId::Organization("org_1"));
         let limits = [
             Limit { id: connector, limit: 5, window: Window::Minute },
@@ -305,7 +387,7 @@ mod tests {
     #[tokio::test]
     async fn a_delivery_is_claimed_once_across_nodes_until_released() {
         let policy = policy(false);
-        let (a, b) = (Fleet::new(policy.clone()).unwrap(), Fleet::new(policy).unwrap());
+        let (a, b) = (Fleet::new(policy.clone()), Fleet::new(policy));
         let keep_for = Duration::from_secs(60);
         assert_eq!(a.claim("con_1", "d1", 7, keep_for).await.unwrap(), SeenDelivery::New);
         assert_eq!(
@@ -330,17 +412,36 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_unreachable_redis_fails_fast_and_is_counted() {
+    async fn an_unreachable_redis_fails_fast_then_cools_off_and_names_no_credential() {
         // A port nothing listens on: bound, then released.
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let fleet = Fleet::new(RedisPolicy { url: format!("redis://127.0.0.1:{port}"), ..policy(true) }).unwrap();
+        let url = format!("redis://hookplane:s3cret-pass@127.0.0.1:{port}");
+        let fleet = Fleet::new(RedisPolicy { url, ..policy(true) });
         let limits = [Limit { id: LimitId::Connector("con_1"), limit: 5, window: Window::Minute }];
         let started = Instant::now();
         let error = fleet.count(&limits, next_hour()).await.unwrap_err();
-        assert!(started.elapsed() < 2 * TIMEOUT + Duration::from_millis(500), "{:?}", started.elapsed());
+        assert!(started.elapsed() < Duration::from_secs(2), "refused at once: {:?}", started.elapsed());
         fleet.failed(&error);
+        // Within the cool-off, calls skip Redis without waiting.
+        let skipped = fleet.count(&limits, next_hour()).await.unwrap_err();
+        assert!(matches!(skipped, FleetError::CoolingOff), "{skipped}");
+        fleet.failed(&skipped);
         let (failures, last) = fleet.failures();
-        assert_eq!(failures, 1);
-        assert!(!last.unwrap().contains("password"), "the error names no credential");
+        assert_eq!(failures, 1, "a skipped call is no new failure");
+        let last = last.unwrap();
+        assert!(!last.contains("s3cret") && !format!("{fleet:?}").contains("s3cret"), "{last}");
+    }
+
+    #[test]
+    fn urls_a_node_cannot_use_are_refused_by_name() {
+        assert!(check_url("redis://127.0.0.1:6379/2").is_ok());
+        assert!(check_url("unix:///run/redis.sock").is_ok());
+        assert!(check_url("rediss://cache.internal:6380").unwrap_err().to_string().contains("TLS"));
+        assert!(check_url("http://cache.internal").is_err());
+        // A fleet on such a URL fails every check, so fail-closed holds.
+        let fleet = Fleet::new(RedisPolicy { url: "rediss://cache.internal".into(), ..policy(true) });
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let limits = [Limit { id: LimitId::Connector("con_1"), limit: 5, window: Window::Minute }];
+        assert!(matches!(runtime.block_on(fleet.count(&limits, next_hour())), Err(FleetError::BadUrl(_))));
     }
 }

@@ -81,16 +81,8 @@ impl NodeState {
         if self.fleet.load().as_ref().is_some_and(|fleet| fleet.policy() == redis) {
             return;
         }
-        match Fleet::new(redis.clone()) {
-            Ok(fleet) => {
-                tracing::info!(fail_closed = redis.fail_closed, "counting limits and deliveries in the fleet's Redis");
-                self.fleet.store(Some(Arc::new(fleet)));
-            }
-            Err(err) => {
-                tracing::error!(error = %err, "the redis limiting policy's URL does not open; counting on this node");
-                self.fleet.store(None);
-            }
-        }
+        tracing::info!(fail_closed = redis.fail_closed, "counting limits and deliveries in the fleet's Redis");
+        self.fleet.store(Some(Arc::new(Fleet::new(redis.clone()))));
     }
 
     /// The node's event id minter.

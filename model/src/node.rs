@@ -35,6 +35,15 @@ pub struct RedisPolicy {
     pub fail_closed: bool,
     /// Prefix of every key.
     pub key_prefix: String,
+    /// Longest a call waits for Redis before the failure mode applies.
+    pub timeout: std::time::Duration,
+}
+
+impl RedisPolicy {
+    /// How long a node waits for Redis when the policy does not say: well
+    /// above a round trip in one data centre, well below a sender's
+    /// patience.
+    pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(200);
 }
 
 impl std::fmt::Debug for RedisPolicy {
@@ -43,6 +52,7 @@ impl std::fmt::Debug for RedisPolicy {
             .field("url", &"<redacted>")
             .field("fail_closed", &self.fail_closed)
             .field("key_prefix", &self.key_prefix)
+            .field("timeout", &self.timeout)
             .finish()
     }
 }

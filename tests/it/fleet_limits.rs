@@ -4,7 +4,6 @@
 
 use crate::support;
 
-use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -25,6 +24,8 @@ fn redis_policy(url: &str, fail_closed: bool) -> LimitingPolicy {
         fail_closed,
         // Keys of their own: suites run at once on one Redis.
         key_prefix: format!("hookplane-it-{}", uuid::Uuid::new_v4().simple()),
+        // A busy CI machine must not turn a slow answer into a failure.
+        timeout: Duration::from_secs(5),
     })
 }
 
@@ -49,7 +50,8 @@ async fn send(node: &DataPlane, id: &str, headers: &[(String, String)]) -> Answe
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limits_are_exact_across_nodes_and_a_delivery_is_a_duplicate_on_every_node() {
-    let plane = TestPlane::start_limiting(Backend::Sqlite, redis_policy(&shared_redis(), false)).await;
+    // Fail closed: a Redis failure cannot pass for a local count here.
+    let plane = TestPlane::start_limiting(Backend::Sqlite, redis_policy(&shared_redis(), true)).await;
     let four = api::Plan { name: "four".into(), per_connector_per_minute: 4, ..Default::default() };
     use_plan(&plane, four).await;
     let target = Target::start(Behaviour::Ok).await;
@@ -102,40 +104,48 @@ async fn limits_are_exact_across_nodes_and_a_delivery_is_a_duplicate_on_every_no
     assert_eq!(answers[2].code(), "connector_rate_limited");
     assert_eq!(answers[1].headers["x-ratelimit-remaining"], "0", "the count is the fleet's");
     assert_eq!(target.count(), 3, "the duplicate did not run");
+    for node in &nodes {
+        assert_eq!(follows_redis(node).await["redis_failures"], 0);
+    }
     for node in nodes {
         node.shutdown().await;
     }
     plane.finish().await;
 }
 
-/// A Redis server of the test's own, on a free port, to stop and start.
+/// A Redis server of the test's own, on a Unix socket in a directory of
+/// its own (no port another test could take between stop and start).
 struct OwnRedis {
-    port: u16,
+    dir: tempfile::TempDir,
     process: Option<Child>,
 }
 
 impl OwnRedis {
     async fn start() -> OwnRedis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut redis = OwnRedis { port, process: None };
+        let mut redis = OwnRedis { dir: tempfile::tempdir().unwrap(), process: None };
         redis.restart().await;
         redis
     }
 
+    fn socket(&self) -> std::path::PathBuf {
+        self.dir.path().join("redis.sock")
+    }
+
     fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        format!("unix://{}", self.socket().display())
     }
 
     async fn restart(&mut self) {
+        let socket = self.socket();
         let process = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--port", "0", "--save", "", "--appendonly", "no", "--unixsocket"])
+            .arg(&socket)
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server runs (Debian's redis-server package)");
         self.process = Some(process);
-        let address: SocketAddr = ([127, 0, 0, 1], self.port).into();
         eventually(Duration::from_secs(10), "redis-server to listen", || async {
-            tokio::net::TcpStream::connect(address).await.ok().map(drop)
+            tokio::net::UnixStream::connect(&socket).await.ok().map(drop)
         })
         .await;
     }

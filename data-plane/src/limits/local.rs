@@ -42,7 +42,6 @@ impl LocalCounters {
     /// Drops counters of windows that ended before `now` (Unix seconds).
     pub fn evict_idle(&self, now: u64) {
         self.counters.retain(|key, counter| unpack(counter.load(Ordering::Relaxed)).0 >= now / key.window.seconds());
-        self.counters.shrink_to_fit();
     }
 
     fn key(&self, limit: &Limit<'_>) -> CounterKey {
@@ -53,19 +52,22 @@ impl LocalCounters {
     /// against none when one refuses it. A limit of 0 is no limit.
     pub fn check(&self, limits: &[Limit<'_>], now: u64) -> Counted {
         let mut tightest: Option<RateStatus> = None;
-        for (i, limit) in limits.iter().enumerate() {
+        // Where each limit counted the call, to take it back from there.
+        let mut counted: Vec<(CounterKey, u64)> = Vec::with_capacity(limits.len());
+        for limit in limits {
             if limit.limit == 0 {
                 continue;
             }
             let (index, reset_at) = limit.window.at(now);
             match self.admit(self.key(limit), index, limit.limit) {
-                Ok(count) => {
+                Ok((counted_in, count)) => {
+                    counted.push((self.key(limit), counted_in));
                     let status = RateStatus { limit: limit.limit, remaining: limit.limit - count, reset_at };
                     tightest = Some(tightest.map_or(status, |t| t.tighter(status)));
                 }
                 Err(()) => {
-                    for earlier in limits[..i].iter().filter(|l| l.limit != 0) {
-                        self.take_back(self.key(earlier), earlier.window.at(now).0);
+                    for &(key, counted_in) in &counted {
+                        self.take_back(key, counted_in);
                     }
                     return Err(Exceeded {
                         scope: limit.id.scope(),
@@ -79,8 +81,8 @@ impl LocalCounters {
     }
 
     /// Counts one call in window `index` if fewer than `limit` were;
-    /// returns the new count.
-    fn admit(&self, key: CounterKey, index: u64, limit: u32) -> Result<u32, ()> {
+    /// returns the window it counted in and the new count.
+    fn admit(&self, key: CounterKey, index: u64, limit: u32) -> Result<(u64, u32), ()> {
         let update = |counter: &AtomicU64| {
             let mut current = counter.load(Ordering::Relaxed);
             loop {
@@ -91,9 +93,10 @@ impl LocalCounters {
                 if count >= limit {
                     return Err(());
                 }
-                let next = pack(at.max(index), count + 1);
+                let window = at.max(index);
+                let next = pack(window, count + 1);
                 match counter.compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Relaxed) {
-                    Ok(_) => return Ok(count + 1),
+                    Ok(_) => return Ok((window, count + 1)),
                     Err(seen) => current = seen,
                 }
             }
@@ -195,12 +198,13 @@ mod tests {
     #[test]
     fn ended_windows_are_evicted() {
         let counters = LocalCounters::default();
-        assert!(ip(&counters, 5, 60).is_ok(), "a window of 1970");
-        assert!(ip(&counters, 5, NOON).is_ok());
-        let other = Limit { id: LimitId::Connector("con_1"), limit: 5, window: Window::Minute };
-        assert!(counters.check(&[other], NOON).is_ok());
+        let old = Limit { id: LimitId::Connector("con_old"), limit: 5, window: Window::Minute };
+        let current = Limit { id: LimitId::Connector("con_1"), limit: 5, window: Window::Minute };
+        assert!(counters.check(&[old], NOON - 60).is_ok(), "the minute before");
+        assert!(counters.check(&[current], NOON).is_ok());
         counters.evict_idle(NOON);
-        assert_eq!(counters.counters.len(), 2, "only counters of the current window stay");
+        assert_eq!(counters.counters.len(), 1, "only counters of the current window stay");
+        assert!(counters.counters.contains_key(&counters.key(&current)));
     }
 
     #[test]

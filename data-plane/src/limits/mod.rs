@@ -14,9 +14,11 @@
 mod local;
 
 use std::fmt;
+use std::hash::{BuildHasher as _, RandomState};
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use dashmap::DashMap;
 use hookplane_model::Plan;
 
 use crate::fleet::Fleet;
@@ -136,6 +138,11 @@ pub struct LimitsUnavailable;
 #[derive(Debug, Default)]
 pub struct Limiters {
     pub local: LocalCounters,
+    /// Limits the fleet's Redis refused, until their window ends: a caller
+    /// already over its limit costs no Redis round trip, so a flood from
+    /// one address does not slow other tenants' checks.
+    refused: DashMap<u64, u64>,
+    hasher: RandomState,
 }
 
 impl Limiters {
@@ -171,27 +178,104 @@ impl Limiters {
     /// In the fleet's Redis when there is one; on this node when there is
     /// none, or while it fails and the policy fails open.
     async fn check(&self, fleet: Option<&Fleet>, limits: &[Limit<'_>]) -> Result<Counted, LimitsUnavailable> {
+        let Some(fleet) = fleet else { return Ok(self.local.check(limits, unix_now())) };
         let now = unix_now();
-        if let Some(fleet) = fleet {
-            match fleet.count(limits, now).await {
-                Ok(counted) => return Ok(counted),
-                Err(error) => {
-                    fleet.failed(&error);
-                    if fleet.policy().fail_closed {
-                        return Err(LimitsUnavailable);
-                    }
+        if let Some(known) = self.known_refusal(limits, now) {
+            return Ok(Err(known));
+        }
+        match fleet.count(limits, now).await {
+            Ok(Err(exceeded)) => {
+                self.remember_refusal(limits, &exceeded, now);
+                Ok(Err(exceeded))
+            }
+            Ok(counted) => Ok(counted),
+            Err(error) => {
+                fleet.failed(&error);
+                if fleet.policy().fail_closed {
+                    return Err(LimitsUnavailable);
                 }
+                Ok(self.local.check(limits, unix_now()))
             }
         }
-        Ok(self.local.check(limits, now))
     }
 
-    /// Drops counters of windows that have ended.
+    fn refusal_key(&self, limit: &Limit<'_>) -> u64 {
+        self.hasher.hash_one((limit.id, limit.window, limit.limit))
+    }
+
+    /// A refusal the fleet gave one of `limits` in the window holding `now`.
+    fn known_refusal(&self, limits: &[Limit<'_>], now: u64) -> Option<Exceeded> {
+        limits.iter().filter(|l| l.limit != 0).find_map(|limit| {
+            let reset_at = *self.refused.get(&self.refusal_key(limit)).filter(|reset_at| **reset_at > now)?;
+            Some(Exceeded {
+                scope: limit.id.scope(),
+                status: RateStatus { limit: limit.limit, remaining: 0, reset_at },
+                retry_after: Duration::from_secs(reset_at - now),
+            })
+        })
+    }
+
+    fn remember_refusal(&self, limits: &[Limit<'_>], exceeded: &Exceeded, now: u64) {
+        let refusing = limits.iter().find(|l| {
+            l.id.scope() == exceeded.scope
+                && l.limit == exceeded.status.limit
+                && l.window.at(now).1 == exceeded.status.reset_at
+        });
+        if let Some(limit) = refusing {
+            self.refused.insert(self.refusal_key(limit), exceeded.status.reset_at);
+        }
+    }
+
+    /// Drops counters and refusals of windows that have ended.
     pub fn evict_idle(&self) {
-        self.local.evict_idle(unix_now());
+        let now = unix_now();
+        self.local.evict_idle(now);
+        self.refused.retain(|_, reset_at| *reset_at > now);
     }
 }
 
 fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use hookplane_model::RedisPolicy;
+
+    use super::*;
+
+    fn broken_fleet(fail_closed: bool) -> Fleet {
+        let url = "rediss://cache.invalid".to_owned();
+        Fleet::new(RedisPolicy { url, fail_closed, key_prefix: "t".into(), timeout: Duration::from_secs(1) })
+    }
+
+    #[tokio::test]
+    async fn a_failing_fleet_fails_closed_or_counts_here() {
+        let limiters = Limiters::default();
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        assert_eq!(limiters.check_ip(Some(&broken_fleet(true)), ip, 5).await, Err(LimitsUnavailable));
+        let open = limiters.check_ip(Some(&broken_fleet(false)), ip, 5).await.unwrap().unwrap().unwrap();
+        assert_eq!(open.remaining, 4, "counted on this node");
+    }
+
+    #[tokio::test]
+    async fn a_refusal_the_fleet_gave_holds_to_its_window_end_without_asking_again() {
+        let limiters = Limiters::default();
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let limits = [Limit { id: LimitId::Ip(ip), limit: 5, window: Window::Minute }];
+        let now = unix_now();
+        let (_, reset_at) = Window::Minute.at(now);
+        let exceeded = Exceeded {
+            scope: LimitScope::ClientIp,
+            status: RateStatus { limit: 5, remaining: 0, reset_at },
+            retry_after: Duration::from_secs(reset_at - now),
+        };
+        limiters.remember_refusal(&limits, &exceeded, now);
+        // A fail-closed fleet that cannot answer is not even asked.
+        let known = limiters.check_ip(Some(&broken_fleet(true)), ip, 5).await.unwrap().unwrap_err();
+        assert_eq!((known.scope, known.status.reset_at), (LimitScope::ClientIp, reset_at));
+        let other: IpAddr = "192.0.2.2".parse().unwrap();
+        assert_eq!(limiters.check_ip(Some(&broken_fleet(true)), other, 5).await, Err(LimitsUnavailable));
+        assert!(limiters.known_refusal(&limits, reset_at).is_none(), "over when the window is");
+    }
 }

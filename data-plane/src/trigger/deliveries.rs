@@ -120,6 +120,20 @@ impl Claimed<'_> {
             Claimed::Fleet(claim) => claim.keep().await,
         }
     }
+
+    /// The call failed: its delivery is forgotten before the answer, so
+    /// the sender's retry, on any node, runs it again.
+    pub async fn release(self) {
+        match self {
+            Claimed::Local(claim) => drop(claim),
+            Claimed::Fleet(mut claim) => {
+                claim.kept = true;
+                if let Err(error) = claim.fleet.release(&claim.connector, &claim.delivery, claim.event_id).await {
+                    claim.fleet.failed(&error);
+                }
+            }
+        }
+    }
 }
 
 /// A delivery claimed on this node.
@@ -246,6 +260,13 @@ impl SeenDeliveries {
             Ok(SeenDelivery::Earlier { kept: false, .. }) => Ok(Claim::InFlight),
             Err(error) => {
                 fleet.failed(&error);
+                // The claim may have reached Redis though its answer did
+                // not come back: drop it, or retries would wait for it to
+                // expire. Only this call's claim is ever dropped.
+                let (fleet_for_release, connector_id, hex) = (fleet.clone(), connector.to_owned(), delivery.hex());
+                tokio::spawn(async move {
+                    let _ = fleet_for_release.release(&connector_id, &hex, event_id).await;
+                });
                 if fleet.policy().fail_closed {
                     return Err(LimitsUnavailable);
                 }

@@ -240,12 +240,13 @@ impl Ingress {
             return Ok(Executed::accepted(event_id).into_response(*rate));
         }
         let ran = self.execute(&snapshot, call).await?;
-        // A failed call's claim is released (dropped): the sender retries
-        // it with the same id so that it runs again.
-        if let Some(claimed) = claim
-            && ran.outcome != Outcome::Failed
-        {
-            claimed.keep().await;
+        // A failed call's claim is released: the sender retries it with the
+        // same id so that it runs again.
+        if let Some(claimed) = claim {
+            match ran.outcome {
+                Outcome::Failed => claimed.release().await,
+                _ => claimed.keep().await,
+            }
         }
         Ok(Executed { status: ran.outcome, event_id, response_code: ran.response_code, error: ran.error.as_deref() }
             .into_response(*rate))
