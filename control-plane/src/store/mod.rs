@@ -16,6 +16,7 @@
 //! - Secret material arrives sealed or hashed; the store never sees plaintext.
 
 mod api_keys;
+mod commits;
 mod connectors;
 mod events;
 mod idempotency;
@@ -79,9 +80,12 @@ pub enum Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
-    /// The latest config version this process committed; config streams
-    /// wait on it (and poll, for changes made by other replicas).
+    /// The latest config version this process committed, or (on
+    /// PostgreSQL) another replica did and notified; config streams wait
+    /// on it, and poll for notifications lost.
     committed: Arc<watch::Sender<i64>>,
+    /// Set by [`Store::close`]: ends the notification listener.
+    closed: Arc<watch::Sender<bool>>,
     /// The content index at some version, advanced by each config read so
     /// no read rescans the whole configuration (see `sync.rs`).
     content: Arc<tokio::sync::Mutex<(i64, hookplane_model::ContentIndex)>>,
@@ -173,8 +177,12 @@ impl Store {
             .connect_with(options)
             .await?;
         Migrator::new(BackendMigrations::of(backend)).await?.run(&pool).await?;
-        let (committed, _) = watch::channel(0);
-        Ok(Store { pool, backend, committed: Arc::new(committed), content: Arc::default() })
+        let committed = Arc::new(watch::channel(0).0);
+        let closed = Arc::new(watch::channel(false).0);
+        if backend == Backend::Postgres {
+            commits::listen(url.to_owned(), Arc::downgrade(&committed), closed.subscribe());
+        }
+        Ok(Store { pool, backend, committed, closed, content: Arc::default() })
     }
 
     /// Begins a write transaction. On SQLite it takes the write lock at once
@@ -189,19 +197,30 @@ impl Store {
 
     /// Commits a transaction that bumped the config version to `version` and
     /// wakes the config streams.
-    async fn commit_config(&self, tx: sqlx::Transaction<'static, sqlx::Any>, version: i64) -> Result<(), StoreError> {
+    async fn commit_config(
+        &self,
+        mut tx: sqlx::Transaction<'static, sqlx::Any>,
+        version: i64,
+    ) -> Result<(), StoreError> {
+        if self.backend == Backend::Postgres {
+            // Delivered to the other replicas when, and only if, this commits.
+            let notify = format!("NOTIFY {}, '{version}'", commits::CHANNEL);
+            sqlx::query(sqlx::AssertSqlSafe(notify)).execute(&mut *tx).await?;
+        }
         tx.commit().await?;
         self.committed.send_modify(|latest| *latest = (*latest).max(version));
         Ok(())
     }
 
-    /// A receiver that changes whenever this process commits a config change.
+    /// A receiver that changes whenever this process, or another replica
+    /// on the same PostgreSQL, commits a config change.
     pub fn config_commits(&self) -> watch::Receiver<i64> {
         self.committed.subscribe()
     }
 
     /// Closes every connection; later calls fail.
     pub async fn close(&self) {
+        self.closed.send_replace(true);
         self.pool.close().await;
     }
 

@@ -281,6 +281,30 @@ impl TestPlane {
         format!("http://{}", self.address)
     }
 
+    /// Another control plane on this one's database and keys, serving on
+    /// a port of its own, as a second replica would.
+    pub async fn replica(&self) -> Replica {
+        let config = ControlPlaneConfig {
+            database_url: self.database.url.clone(),
+            secret_key_hex: self.secret_key.clone().into(),
+            operator_key_hash: Some(hash_credential(&self.operator_key)),
+            default_plan: "free".to_owned(),
+            plans: Vec::new(),
+            node_token_hashes: vec![hash_credential(NODE_TOKEN)],
+            tls: None,
+            limiting: self.limiting.clone(),
+        };
+        let control_plane = ControlPlane::open(&config).await.expect("the replica opens");
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let (shutdown, signal) = oneshot::channel::<()>();
+        let serving = control_plane.clone();
+        let server = tokio::spawn(async move {
+            serving.serve(listener, async { drop(signal.await) }).await.expect("the replica serves");
+        });
+        Replica { control_plane, address, shutdown, server }
+    }
+
     async fn stop(&mut self) {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
@@ -351,6 +375,26 @@ impl TestPlane {
 
     pub async fn config_version(&self) -> i64 {
         self.control_plane.store().config_version().await.unwrap()
+    }
+}
+
+/// A second control plane on a [`TestPlane`]'s database.
+pub struct Replica {
+    pub control_plane: ControlPlane,
+    pub address: SocketAddr,
+    shutdown: oneshot::Sender<()>,
+    server: JoinHandle<()>,
+}
+
+impl Replica {
+    pub fn url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(());
+        self.server.await.expect("replica task");
+        self.control_plane.store().close().await;
     }
 }
 
