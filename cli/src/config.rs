@@ -89,6 +89,10 @@ pub struct Settings {
     /// Data plane: seconds calls in flight get to finish on SIGTERM.
     #[serde(default = "default_drain_timeout_secs")]
     pub drain_timeout_secs: u64,
+    /// Data plane: seconds `/readyz` answers 503 on SIGTERM before the
+    /// listener closes, so a load balancer stops sending first; 5 by
+    /// default, 0 for `dev`.
+    pub drain_delay_secs: Option<u64>,
     /// Log filter in `tracing` syntax, e.g. `info,hookplane=debug`.
     #[serde(default = "default_log")]
     pub log: String,

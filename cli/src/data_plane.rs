@@ -57,6 +57,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     hookplane_data_plane::run(config, listener, shutdown_signal()).await.context("running the data-plane node")
 }
 
+/// `/readyz` answers 503 this long before a stopping node's listener
+/// closes: two health checks of a load balancer probing every 2 s.
+const DRAIN_DELAY_SECS: u64 = 5;
+
 /// Applies the trigger and egress settings; `dev` also opens loopback.
 pub fn apply_node_settings(config: &mut NodeConfig, settings: &Settings, dev: bool) -> anyhow::Result<()> {
     let egress = hookplane_egress::EgressPolicy::allowing(&settings.egress_allowed_networks)
@@ -73,6 +77,10 @@ pub fn apply_node_settings(config: &mut NodeConfig, settings: &Settings, dev: bo
     config.max_queued_events = settings.max_queued_events;
     config.connections.max_connections_per_ip = settings.max_connections_per_ip;
     config.connections.drain_timeout = std::time::Duration::from_secs(settings.drain_timeout_secs);
+    // A fleet sits behind a load balancer that must see /readyz fail
+    // before the listener goes; `dev` has none to wait for.
+    let drain_delay = settings.drain_delay_secs.unwrap_or(if dev { 0 } else { DRAIN_DELAY_SECS });
+    config.connections.drain_delay = std::time::Duration::from_secs(drain_delay);
     config.max_accepted_calls = settings.max_accepted_calls;
     Ok(())
 }

@@ -28,11 +28,14 @@ pub async fn handle(
 }
 
 /// 200 with the applied config version once a snapshot is in place, 503
-/// before. Whether the node follows the control plane is shown, not
+/// before, and 503 again once the node began to stop. Whether the node follows the control plane is shown, not
 /// judged: a node cut off from it still serves its snapshot.
 fn readiness(state: &NodeState) -> Response<Full<Bytes>> {
     if !state.is_ready() {
         return json(StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"starting"}"#.to_owned());
+    }
+    if state.is_draining() {
+        return json(StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"draining"}"#.to_owned());
     }
     let snapshot = state.snapshot();
     let body = serde_json::json!({

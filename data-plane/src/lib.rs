@@ -136,6 +136,8 @@ pub struct DataPlane {
     state: Arc<NodeState>,
     http_address: SocketAddr,
     pending_events: Arc<AtomicUsize>,
+    /// How long `/readyz` answers 503 before the listener closes.
+    drain_delay: Duration,
     stop_http: watch::Sender<bool>,
     http: JoinHandle<()>,
     stop_kept_calls: watch::Sender<bool>,
@@ -251,6 +253,7 @@ impl DataPlane {
             state,
             http_address,
             pending_events,
+            drain_delay: config.connections.drain_delay,
             stop_http,
             http,
             stop_kept_calls,
@@ -283,12 +286,19 @@ impl DataPlane {
     }
 
     /// Stops the node without losing an answered call's event (SPEC §4):
-    /// the listener closes and the calls in flight finish, each answering
-    /// only once its event is kept (up to the drain timeout); kept calls
-    /// still running stop, to run again on the next start; then, with no
-    /// one left to record an event, the reporter delivers or spools what
-    /// is queued and ends.
+    /// `/readyz` answers 503 `draining` for the drain delay while calls are
+    /// still served, so a load balancer stops sending; then the listener
+    /// closes and the calls in flight finish, each answering only once its
+    /// event is kept (up to the drain timeout); kept calls still running
+    /// stop, to run again on the next start; then, with no one left to
+    /// record an event, the reporter delivers or spools what is queued and
+    /// ends.
     pub async fn shutdown(mut self) {
+        self.state.start_draining();
+        if !self.drain_delay.is_zero() {
+            tracing::info!(delay = ?self.drain_delay, "draining: /readyz answers 503 before the listener closes");
+            tokio::time::sleep(self.drain_delay).await;
+        }
         self.stop_http.send_replace(true);
         let _ = self.http.await;
         self.stop_kept_calls.send_replace(true);

@@ -47,6 +47,10 @@ pub struct ConnectionSettings {
     pub idle_timeout: Duration,
     /// Time calls in flight get to finish when the node stops.
     pub drain_timeout: Duration,
+    /// Time between `/readyz` turning 503 and the listener closing, when
+    /// the node stops: a load balancer's health checks notice and stop
+    /// sending, while calls already on their way are still served.
+    pub drain_delay: Duration,
 }
 
 impl Default for ConnectionSettings {
@@ -58,6 +62,7 @@ impl Default for ConnectionSettings {
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             drain_timeout: Duration::from_secs(30),
+            drain_delay: Duration::ZERO,
         }
     }
 }

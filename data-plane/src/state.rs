@@ -43,6 +43,8 @@ pub struct NodeState {
     /// The fleet's Redis under the `redis` limiting policy (set when a
     /// sync stream opens); none under `local`.
     fleet: ArcSwapOption<Fleet>,
+    /// True once the node began to stop: `/readyz` answers 503.
+    draining: AtomicBool,
 }
 
 impl NodeState {
@@ -63,7 +65,17 @@ impl NodeState {
             last_update_bytes: AtomicU64::new(0),
             event_ids: Arc::default(),
             fleet: ArcSwapOption::empty(),
+            draining: AtomicBool::new(false),
         }
+    }
+
+    /// The node began to stop; load balancers are told by `/readyz`.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
     }
 
     /// The fleet's Redis, under the `redis` limiting policy.

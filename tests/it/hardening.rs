@@ -256,6 +256,36 @@ async fn stopping_a_node_under_load_keeps_every_answered_event() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_node_fails_readiness_first_and_serves_until_its_listener_closes() {
+    use std::time::Duration;
+    use support::nodes::{http_get, start_node_configured};
+    use support::triggers::{ORDER, mapped_connector};
+    let plane = TestPlane::start(Backend::Sqlite).await;
+    let target = Target::start(Behaviour::Ok).await;
+    let (id, token) = create(&plane, mapped_connector(&target.url(""))).await;
+    let node = start_node_configured(&plane, "node-1", None, |c| {
+        c.egress = hookplane_egress::EgressPolicy::public_only().with_loopback();
+        c.connections.drain_delay = Duration::from_secs(5);
+    })
+    .await;
+    let address = node.http_address();
+    assert_eq!(http_get(address, "/readyz").await.0, 200);
+    let stopping = tokio::spawn(node.shutdown());
+    let (_, body) = support::eventually(Duration::from_secs(5), "/readyz to fail first", || async {
+        let answer = http_get(address, "/readyz").await;
+        (answer.0 == 503).then_some(answer)
+    })
+    .await;
+    assert_eq!(body, r#"{"status":"draining"}"#);
+    // A load balancer has not noticed yet: calls still on their way are served.
+    let late = post(address, &trigger_path(&id), &[("authorization", &format!("Bearer {token}"))], ORDER).await;
+    assert_eq!((late.status, late.body["status"].as_str()), (200, Some("completed")), "{late:?}");
+    stopping.await.unwrap();
+    assert!(tokio::net::TcpStream::connect(address).await.is_err(), "the listener is closed once stopped");
+    plane.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_connections_cannot_hold_the_node() {
     use std::time::Duration;
     use support::nodes::{http_get, start_node_configured};

@@ -145,7 +145,8 @@ impl Split {
         std::fs::write(
             dir.join("hookplane.toml"),
             format!(
-                "operator_key_hash = \"{}\"\nnode_token_hashes = [\"{}\"]\negress_allowed_networks = [\"127.0.0.0/8\"]\n",
+                "operator_key_hash = \"{}\"\nnode_token_hashes = [\"{}\"]\negress_allowed_networks = [\"127.0.0.0/8\"]\n\
+                 drain_delay_secs = 1\n",
                 sha(operator_key),
                 sha(node_token)
             ),
