@@ -55,20 +55,40 @@ async fn limits_are_exact_across_nodes_and_a_delivery_is_a_duplicate_on_every_no
     let four = api::Plan { name: "four".into(), per_connector_per_minute: 4, ..Default::default() };
     use_plan(&plane, four).await;
     let target = Target::start(Behaviour::Ok).await;
-    let mut connector = mapped_connector(&target.url(""));
-    connector.auth = None;
-    connector.signature = Some(api::SignatureSettings {
-        preset: api::SignaturePreset::StandardWebhooks as i32,
-        secret: SW_SECRET.into(),
-        ..Default::default()
-    });
-    let (id, _) = create(&plane, connector).await;
-    let nodes = [start_dev_node(&plane, "node-a").await, start_dev_node(&plane, "node-b").await];
+    let signed_connector = || {
+        let mut connector = mapped_connector(&target.url(""));
+        connector.auth = None;
+        connector.signature = Some(api::SignatureSettings {
+            preset: api::SignaturePreset::StandardWebhooks as i32,
+            secret: SW_SECRET.into(),
+            ..Default::default()
+        });
+        connector
+    };
+    let (id, _) = create(&plane, signed_connector()).await;
+    // Another tenant's connector on the same fleet and plan.
+    let (other_org, other_admin) = plane.new_organization("Other tenant").await;
+    plane
+        .operator
+        .organizations()
+        .update_organization(api::UpdateOrganizationRequest {
+            organization: Some(api::Organization { id: other_org.clone(), plan: "four".into(), ..Default::default() }),
+            update_mask: Some(prost_types::FieldMask { paths: vec!["plan".into()] }),
+        })
+        .await
+        .unwrap();
+    let request = support::fixtures::create_connector(signed_connector());
+    let other = other_admin.connectors().create_connector(request).await.unwrap().into_inner().id;
+    let nodes = [
+        start_dev_node(&plane, "node-a").await,
+        start_dev_node(&plane, "node-b").await,
+        start_dev_node(&plane, "node-c").await,
+    ];
     for node in &nodes {
         follows_redis(node).await;
     }
     let now = chrono::Utc::now().timestamp();
-    let ids = ["msg_0", "msg_1", "msg_2", "msg_3", "msg_4"];
+    let ids = ["msg_0", "msg_1", "msg_2", "msg_3", "msg_4", "msg_5", "msg_other"];
     let signed = sign(
         ids.iter()
             .map(|&id| Signing {
@@ -83,7 +103,7 @@ async fn limits_are_exact_across_nodes_and_a_delivery_is_a_duplicate_on_every_no
     .await;
     support::early_in_a_minute().await;
 
-    // A delivery run by node A is a duplicate on node B.
+    // A delivery run by node A is a duplicate on nodes B and C.
     let first = send(&nodes[0], &id, &signed[0]).await;
     assert_eq!(first.body["status"], "completed", "{first:?}");
     let replayed = send(&nodes[1], &id, &signed[0]).await;
@@ -92,18 +112,19 @@ async fn limits_are_exact_across_nodes_and_a_delivery_is_a_duplicate_on_every_no
         (Some("duplicate"), &first.body["event_id"])
     );
     // Four calls a minute for the connector, wherever they land: the two
-    // above, two more, then refusals on either node.
-    let answers = [
-        send(&nodes[0], &id, &signed[1]).await,
-        send(&nodes[1], &id, &signed[2]).await,
-        send(&nodes[0], &id, &signed[3]).await,
-        send(&nodes[1], &id, &signed[4]).await,
-    ];
+    // above, two more, then refusals on every node.
+    let mut answers = Vec::new();
+    for (i, headers) in signed[1..6].iter().enumerate() {
+        answers.push(send(&nodes[i % 3], &id, headers).await);
+    }
     let statuses: Vec<u16> = answers.iter().map(|a| a.status).collect();
-    assert_eq!(statuses, [200, 200, 429, 429], "{answers:?}");
+    assert_eq!(statuses, [200, 200, 429, 429, 429], "{answers:?}");
     assert_eq!(answers[2].code(), "connector_rate_limited");
     assert_eq!(answers[1].headers["x-ratelimit-remaining"], "0", "the count is the fleet's");
-    assert_eq!(target.count(), 3, "the duplicate did not run");
+    // The other tenant's connector has its own four.
+    let theirs = send(&nodes[2], &other, &signed[6]).await;
+    assert_eq!((theirs.status, theirs.headers["x-ratelimit-remaining"].as_str()), (200, "3"), "{theirs:?}");
+    assert_eq!(target.count(), 4, "the duplicate did not run");
     for node in &nodes {
         assert_eq!(follows_redis(node).await["redis_failures"], 0);
     }
