@@ -186,6 +186,13 @@ pub struct PlanSettings {
     pub org_per_day: u32,
     #[serde(default)]
     pub retries_enabled: bool,
+    /// Days events are kept; 0 keeps them forever.
+    #[serde(default = "default_event_retention_days")]
+    pub event_retention_days: u32,
+}
+
+fn default_event_retention_days() -> u32 {
+    30
 }
 
 impl PlanSettings {
@@ -199,6 +206,7 @@ impl PlanSettings {
             org_per_hour: self.org_per_hour,
             org_per_day: self.org_per_day,
             retries_enabled: self.retries_enabled,
+            event_retention_days: self.event_retention_days,
             revision: 1,
         }
     }

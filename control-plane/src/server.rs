@@ -166,6 +166,7 @@ impl ControlPlane {
             hub.close();
             closing.send_replace(true);
         };
+        tokio::spawn(prune_events_now_and_then(core.store.clone(), closing_watch.clone()));
         let node_sync = NodeSyncApi::new(
             core.store.clone(),
             core.secret_box.clone(),
@@ -200,5 +201,28 @@ impl ControlPlane {
             .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), shutdown)
             .await?;
         Ok(())
+    }
+}
+
+/// How often events past their plan's retention are deleted. The first
+/// run waits one period too: a control plane restarting in a loop must
+/// not spend its starts pruning.
+const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Deletes events past their plan's retention every [`PRUNE_EVERY`] until
+/// the server shuts down.
+async fn prune_events_now_and_then(store: Store, mut closing: tokio::sync::watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + PRUNE_EVERY, PRUNE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = closing.wait_for(|closing| *closing) => return,
+        }
+        match store.prune_events(hookplane_model::now()).await {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(deleted, "deleted events past their plan's retention"),
+            Err(err) => tracing::warn!(error = %err, "pruning events failed; trying again later"),
+        }
     }
 }

@@ -15,6 +15,7 @@ const PLAN_MASK_PATHS: &[&str] = &[
     "org_per_hour",
     "org_per_day",
     "retries_enabled",
+    "event_retention_days",
 ];
 
 /// Converts an organization from a create request.
@@ -118,6 +119,9 @@ pub fn organization_to_api(o: &Organization) -> api::Organization {
     }
 }
 
+/// Longest event retention a plan may set.
+const MAX_RETENTION_DAYS: u32 = 3_650;
+
 /// Converts a plan from a create request.
 pub fn plan_from_api(p: &api::Plan, prefix: &str) -> Result<Plan, ValidationError> {
     let mut v = Violations::default();
@@ -126,6 +130,9 @@ pub fn plan_from_api(p: &api::Plan, prefix: &str) -> Result<Plan, ValidationErro
         v.add(format!("{prefix}.name"), "must match [a-z][a-z0-9-]{0,62}");
     }
     let display_name = optional_text(&p.display_name, &format!("{prefix}.display_name"), 200, &mut v);
+    if p.event_retention_days > MAX_RETENTION_DAYS {
+        v.add(format!("{prefix}.event_retention_days"), "must be at most 3650 (ten years); 0 keeps events forever");
+    }
     v.finish(Plan {
         display_name: if display_name.is_empty() { name.clone() } else { display_name },
         name,
@@ -135,6 +142,7 @@ pub fn plan_from_api(p: &api::Plan, prefix: &str) -> Result<Plan, ValidationErro
         org_per_hour: p.org_per_hour,
         org_per_day: p.org_per_day,
         retries_enabled: p.retries_enabled,
+        event_retention_days: p.event_retention_days,
         revision: 0,
     })
 }
@@ -155,6 +163,7 @@ pub fn merge_plan_update(
             "org_per_hour" => merged.org_per_hour = patch.org_per_hour,
             "org_per_day" => merged.org_per_day = patch.org_per_day,
             "retries_enabled" => merged.retries_enabled = patch.retries_enabled,
+            "event_retention_days" => merged.event_retention_days = patch.event_retention_days,
             _ => unreachable!("mask_paths only returns known paths"),
         }
     }
@@ -175,6 +184,7 @@ pub fn plan_to_api(p: &Plan) -> api::Plan {
         org_per_day: p.org_per_day,
         retries_enabled: p.retries_enabled,
         etag: model::etag_of(p.revision),
+        event_retention_days: p.event_retention_days,
     }
 }
 

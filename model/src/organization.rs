@@ -36,6 +36,10 @@ pub struct Plan {
     pub org_per_hour: u32,
     pub org_per_day: u32,
     pub retries_enabled: bool,
+    /// Days an organization's events are kept; 0 keeps them forever.
+    /// Plans stored before retention existed read as 0.
+    #[serde(default)]
+    pub event_retention_days: u32,
     #[serde(default)]
     pub revision: Revision,
 }
@@ -52,13 +56,20 @@ impl Plan {
             org_per_hour: 1_000,
             org_per_day: 5_000,
             retries_enabled: false,
+            event_retention_days: 7,
             revision: 1,
         }
     }
 
     /// The `starter` plan of SPEC §9: default limits, with retries.
     pub fn starter() -> Plan {
-        Plan { name: "starter".into(), display_name: "Starter".into(), retries_enabled: true, ..Plan::free() }
+        Plan {
+            name: "starter".into(),
+            display_name: "Starter".into(),
+            retries_enabled: true,
+            event_retention_days: 30,
+            ..Plan::free()
+        }
     }
 }
 

@@ -23,6 +23,7 @@ on_both_stores!(
     events_of_other_organizations_are_invisible,
     reported_traces_are_checked_and_stored_in_either_form,
     a_batch_overlapping_stored_events_adds_and_streams_only_the_new_ones,
+    events_past_their_plans_retention_are_deleted_and_no_others,
 );
 
 fn event(id: i64, organization_id: &str, connector_id: &str, status: EventStatus, minute: u32) -> Event<EncodedTrace> {
@@ -243,5 +244,72 @@ async fn reported_traces_are_checked_and_stored_in_either_form(backend: Backend)
     }
     let stored: Vec<i64> = plane.admin.list_all_events(None).await.unwrap().iter().map(|e| e.id).collect();
     assert_eq!(stored, [203, 202, 201], "the malformed events alone are left out");
+    plane.finish().await;
+}
+
+async fn events_past_their_plans_retention_are_deleted_and_no_others(backend: Backend) {
+    let plane = TestPlane::start(backend).await;
+    let forever = api::Plan { name: "forever".into(), event_retention_days: 0, ..Default::default() };
+    plane.operator.plans().create_plan(api::CreatePlanRequest { plan: Some(forever) }).await.unwrap();
+    let (other_org, other_admin) = plane.new_organization("Keeps everything").await;
+    let move_to = api::Organization { id: other_org.clone(), plan: "forever".into(), ..Default::default() };
+    let update =
+        api::UpdateOrganizationRequest { organization: Some(move_to), update_mask: support::fixtures::mask(&["plan"]) };
+    plane.operator.organizations().update_organization(update).await.unwrap();
+    let now = hookplane_model::now();
+    let at = |days: i64, mut event: Event<EncodedTrace>| {
+        event.create_time = now - chrono::Duration::days(days);
+        event
+    };
+    let org = plane.organization_id.clone();
+    let batch = vec![
+        at(8, event(1, &org, "con_1", EventStatus::Completed, 0)),
+        at(6, event(2, &org, "con_1", EventStatus::Completed, 0)),
+        at(400, event(3, &other_org, "con_2", EventStatus::Completed, 0)),
+    ];
+    plane.control_plane.events().ingest(&batch).await.unwrap();
+    let store = plane.control_plane.store();
+    assert_eq!(store.prune_events(now).await.unwrap(), 1, "free keeps 7 days; the other plan keeps everything");
+    let kept: Vec<i64> = plane.admin.list_all_events(None).await.unwrap().iter().map(|e| e.id).collect();
+    assert_eq!(kept, [2]);
+    let theirs: Vec<i64> = other_admin.list_all_events(None).await.unwrap().iter().map(|e| e.id).collect();
+    assert_eq!(theirs, [3]);
+    assert_eq!(store.prune_events(now).await.unwrap(), 0);
+
+    // Retention is a plan's setting, bounded.
+    let too_long = api::Plan { name: "forever".into(), event_retention_days: 4_000, ..Default::default() };
+    let update = api::UpdatePlanRequest {
+        plan: Some(too_long),
+        update_mask: support::fixtures::mask(&["event_retention_days"]),
+    };
+    let refused = Error::from(plane.operator.plans().update_plan(update).await.unwrap_err());
+    assert_eq!(refused.violations()[0].field, "plan.event_retention_days");
+    plane.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pruning_gives_sqlite_space_back_in_batches() {
+    use sqlx::{Connection as _, Row as _};
+    let plane = TestPlane::start(Backend::Sqlite).await;
+    let org = plane.organization_id.clone();
+    let old = hookplane_model::now() - chrono::Duration::days(30);
+    // 2 500 events of 4 KiB: three batches of deletion.
+    let batch: Vec<_> = (1..=2_500)
+        .map(|i| {
+            let mut event = event(i, &org, "con_1", EventStatus::Completed, 0);
+            event.create_time = old;
+            let trace = EventTrace { payload: format!("{{\"pad\":\"{}\"}}", "x".repeat(4_096)), ..Default::default() };
+            event.trace = encode_trace(trace);
+            event
+        })
+        .collect();
+    for chunk in batch.chunks(500) {
+        plane.control_plane.events().ingest(chunk).await.unwrap();
+    }
+    let mut db = sqlx::SqliteConnection::connect(&plane.database.url).await.unwrap();
+    let before: i64 = sqlx::query("PRAGMA page_count").fetch_one(&mut db).await.unwrap().get(0);
+    assert_eq!(plane.control_plane.store().prune_events(hookplane_model::now()).await.unwrap(), 2_500);
+    let after: i64 = sqlx::query("PRAGMA page_count").fetch_one(&mut db).await.unwrap().get(0);
+    assert!(after * 4 < before, "the file shrank: {before} pages before, {after} after");
     plane.finish().await;
 }

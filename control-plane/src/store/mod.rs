@@ -23,6 +23,7 @@ mod idempotency;
 mod nodes;
 mod organizations;
 mod plans;
+mod retention;
 mod secrets;
 mod sync;
 
@@ -165,6 +166,10 @@ impl Store {
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
+                        // Before the first table exists this makes deleted
+                        // events' pages returnable (`retention.rs`); on an
+                        // older database it changes nothing.
+                        conn.execute("PRAGMA auto_vacuum = INCREMENTAL").await?;
                         // WAL lets readers run beside the writer; the busy
                         // timeout makes writers queue instead of failing.
                         conn.execute("PRAGMA journal_mode = WAL").await?;
