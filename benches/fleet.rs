@@ -2,7 +2,8 @@
 //! Redis, and event ingest with retention pruning running against without.
 //!
 //! 1. **Redis checks.** Checks per second of `Fleet::count` (the Lua
-//!    script: read every counter of a check, then increment them all)
+//!    script: increment every counter of a check, taking the call back
+//!    from all of them if one goes over)
 //!    against the baseline a hand-written fixed-window limiter sends, a
 //!    pipelined `INCR` + `EXPIRE` per counter, in the same run, on the
 //!    same multiplexed connection, with the same concurrency; for a

@@ -3,9 +3,10 @@
 //! exact however a load balancer spreads the calls, and a delivery one
 //! node ran is a duplicate on every other.
 //!
-//! Each check is one round trip: a Lua script reads every counter of the
-//! check and, only if none is full, increments them all, atomically (Redis
-//! runs one script at a time). Counter keys name their window
+//! Each check is one round trip: a Lua script increments every counter of
+//! the check and, if one goes over its limit, takes the call back from all
+//! of them, atomically (Redis runs one script at a time): a call counts in
+//! all of a check's counters or in none. Counter keys name their window
 //! (`{prefix}:rl:{scope}:{id}:{seconds}:{index}`, the index from the
 //! node's clock, which NTP keeps within milliseconds of the others') and
 //! expire a minute after it, relative to Redis's own clock. A delivery is

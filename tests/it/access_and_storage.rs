@@ -475,7 +475,10 @@ async fn events_stored_before_binary_traces_are_still_read(backend: Backend) {
                 .fetch_one(&pool)
                 .await
                 .unwrap();
-        assert_eq!(indexes, 2, "the id is the rowid: no separate key index, only the two lookup indexes");
+        assert_eq!(
+            indexes, 3,
+            "the id is the rowid: no separate key index, only the two lookup indexes and retention's by time"
+        );
     }
     store.close().await;
 }
