@@ -9,6 +9,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 
+use crate::metrics::Levels;
 use crate::state::NodeState;
 use crate::trigger::Ingress;
 use crate::trigger::response::{Refusal, json_response};
@@ -23,6 +24,7 @@ pub async fn handle(
         (_, path) if Ingress::is_trigger_path(path) => ingress.handle(request, peer).await,
         (&Method::GET, "/healthz") => json(StatusCode::OK, r#"{"status":"ok"}"#.to_owned()),
         (&Method::GET, "/readyz") => readiness(&ingress.state),
+        (&Method::GET, "/metrics") => metrics(&ingress),
         _ => Refusal::NoRoute.into_response(None),
     })
 }
@@ -49,6 +51,27 @@ fn readiness(state: &NodeState) -> Response<Full<Bytes>> {
         "limiting": limiting(state),
     });
     json(StatusCode::OK, body.to_string())
+}
+
+/// Every metric, in the OpenMetrics text format Prometheus scrapes.
+fn metrics(ingress: &Ingress) -> Response<Full<Bytes>> {
+    let state = &ingress.state;
+    let snapshot = state.snapshot();
+    let levels = Levels {
+        config_version: snapshot.version,
+        connectors: snapshot.connectors.len() as i64,
+        queued_events: ingress.events.pending() as i64,
+        waiting_calls: ingress.inbox.waiting() as i64,
+        sync_errors: state.sync_errors() as i64,
+        connected: state.is_connected(),
+        redis_failures: state.fleet().map_or(0, |fleet| fleet.failures().0 as i64),
+    };
+    let mut response = Response::new(Full::new(Bytes::from(ingress.metrics.render(levels))));
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    response
 }
 
 /// The limiting policy the node follows, and how its Redis fares.

@@ -10,6 +10,7 @@ mod http;
 pub mod inbox;
 pub mod limits;
 pub mod listener;
+pub mod metrics;
 pub mod outbound;
 pub mod pipeline;
 pub mod snapshot;

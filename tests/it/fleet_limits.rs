@@ -11,7 +11,7 @@ use hookplane_data_plane::DataPlane;
 use hookplane_model::{LimitingPolicy, RedisPolicy};
 use hookplane_sdk::api;
 use support::nodes::{http_get, start_dev_node};
-use support::senders::{Signing, sign};
+use support::python::{Signing, sign};
 use support::targets::{Answer, Behaviour, Target, post, trigger_path};
 use support::triggers::{ORDER, create, mapped_connector, use_plan};
 use support::{Backend, TestPlane, eventually};

@@ -13,6 +13,7 @@ mod events_api;
 mod fleet_limits;
 mod grpc_services;
 mod hardening;
+mod metrics;
 mod replicas;
 mod signature_presets;
 mod sync_logs;

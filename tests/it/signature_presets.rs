@@ -1,5 +1,5 @@
 //! Named senders end to end (SPEC §4 item 7): calls signed by the senders'
-//! own libraries (`support::senders`) against a real node, replay
+//! own libraries (`support::python`) against a real node, replay
 //! protection by delivery id, and signing-secret rotation on both stores.
 
 use crate::support;
@@ -10,7 +10,7 @@ use std::time::Duration;
 use hookplane_sdk::{Error, api};
 use support::fixtures::mask;
 use support::nodes::{applied, current_version, start_dev_node};
-use support::senders::{Signing, sign};
+use support::python::{Signing, sign};
 use support::targets::{Answer, Behaviour, Target, post, trigger_path};
 use support::triggers::{ORDER, create, event, mapped_connector, use_plan};
 use support::{Backend, TestPlane, eventually};

@@ -34,6 +34,7 @@ use crate::events::ids::EventIds;
 use crate::events::trace::InboundRequest;
 use crate::inbox::Inbox;
 use crate::limits::{Counted, Exceeded, Limiters, RateStatus};
+use crate::metrics::NodeMetrics;
 use crate::pipeline::Executor;
 use crate::pipeline::request::DEPTH_HEADER;
 use crate::snapshot::{DeployedConnector, Snapshot};
@@ -82,6 +83,8 @@ pub struct Ingress {
     pub inbox: Inbox,
     /// Delivery ids seen lately, for replay protection.
     pub deliveries: SeenDeliveries,
+    /// What `/metrics` shows.
+    pub metrics: NodeMetrics,
     in_flight: Semaphore,
 }
 
@@ -106,6 +109,7 @@ impl Ingress {
             node_id,
             inbox,
             deliveries: SeenDeliveries::default(),
+            metrics: NodeMetrics::default(),
             in_flight,
         }
     }
@@ -118,10 +122,17 @@ impl Ingress {
     /// Answers one trigger call. Generic over the body so the checks can
     /// be exercised on requests built in memory.
     pub async fn handle<B: TriggerBody>(&self, request: Request<B>, peer: SocketAddr) -> Response<Full<Bytes>> {
+        let started = Instant::now();
         let mut rate = None;
         match self.accept(request, peer, &mut rate).await {
-            Ok(response) => response,
-            Err(refusal) => refusal.into_response(rate),
+            Ok((response, outcome)) => {
+                self.metrics.answered(outcome, None, started.elapsed());
+                response
+            }
+            Err(refusal) => {
+                self.metrics.answered("refused", Some(refusal.code()), started.elapsed());
+                refusal.into_response(rate)
+            }
         }
     }
 
@@ -130,7 +141,7 @@ impl Ingress {
         request: Request<B>,
         peer: SocketAddr,
         rate: &mut Option<RateStatus>,
-    ) -> Result<Response<Full<Bytes>>, Refusal> {
+    ) -> Result<(Response<Full<Bytes>>, &'static str), Refusal> {
         let received = model::now();
         let started = Instant::now();
         let _permit = self.in_flight.try_acquire().map_err(|_| Refusal::Overloaded)?;
@@ -173,7 +184,9 @@ impl Ingress {
         let client_ip = client_ip(peer.ip(), &parts.headers, &self.settings.trusted_proxies);
         let fleet = self.state.fleet();
         let counted = self.limiters.check_ip(fleet.as_deref(), client_ip, plan.per_ip_per_minute).await;
-        count(rate, counted.map_err(|_| Refusal::LimitsUnavailable)?)?;
+        let counted = counted.map_err(|_| Refusal::LimitsUnavailable)?;
+        self.metrics.limited(counted.as_ref().err().map(|e| e.scope), "client_ip");
+        count(rate, counted)?;
         // 5. Authentication.
         let method = auth::authenticate(&deployed, &parts.headers, parts.uri.query(), received)
             .ok_or(Refusal::Unauthenticated)?;
@@ -200,7 +213,9 @@ impl Ingress {
         let connector = &deployed.connector;
         let counted =
             self.limiters.check_authenticated(fleet.as_deref(), &connector.id, &connector.organization_id, &plan).await;
-        count(rate, counted.map_err(|_| Refusal::LimitsUnavailable)?)?;
+        let counted = counted.map_err(|_| Refusal::LimitsUnavailable)?;
+        self.metrics.limited(counted.as_ref().err().map(|e| e.scope), "connector_and_organization");
+        count(rate, counted)?;
         // A connector held for a secret the control plane could not open
         // cannot run; asking again later may find the secret set again.
         if snapshot.held.contains_key(&connector.id) {
@@ -215,7 +230,9 @@ impl Ingress {
                 let claim = self.deliveries.claim(fleet, &connector.id, delivery, event_id, keep_for).await;
                 match claim.map_err(|_| Refusal::LimitsUnavailable)? {
                     Claim::New(claimed) => Some(claimed),
-                    Claim::Duplicate { event_id: first } => return Ok(response::duplicate(first, *rate)),
+                    Claim::Duplicate { event_id: first } => {
+                        return Ok((response::duplicate(first, *rate), "duplicate"));
+                    }
                     Claim::InFlight => return Err(Refusal::DeliveryInProgress),
                 }
             }
@@ -237,7 +254,7 @@ impl Ingress {
             if let Some(claimed) = claim {
                 claimed.keep().await;
             }
-            return Ok(Executed::accepted(event_id).into_response(*rate));
+            return Ok((Executed::accepted(event_id).into_response(*rate), Outcome::Accepted.name()));
         }
         let ran = self.execute(&snapshot, call).await?;
         // A failed call's claim is released: the sender retries it with the
@@ -248,8 +265,9 @@ impl Ingress {
                 _ => claimed.keep().await,
             }
         }
-        Ok(Executed { status: ran.outcome, event_id, response_code: ran.response_code, error: ran.error.as_deref() }
-            .into_response(*rate))
+        let executed =
+            Executed { status: ran.outcome, event_id, response_code: ran.response_code, error: ran.error.as_deref() };
+        Ok((executed.into_response(*rate), ran.outcome.name()))
     }
 
     /// Runs the pipeline on a call that passed every check and records its
@@ -259,6 +277,9 @@ impl Ingress {
         let Call { deployed, plan, headers, body, client_ip, auth_method, depth, event_id, received, started } = call;
         let payload = deployed.programs.read_payload(body).map_err(|e| Refusal::InvalidJson(e.to_string()))?;
         let execution = self.executor.execute(snapshot, deployed, plan, &payload, depth).await;
+        for attempt in &execution.trace.perform_attempts {
+            self.metrics.performed(attempt.status);
+        }
         let status = match execution.outcome {
             Outcome::Completed => EventStatus::Completed,
             Outcome::Skipped => EventStatus::Skipped,

@@ -159,6 +159,18 @@ pub enum Outcome {
     Accepted,
 }
 
+impl Outcome {
+    /// As the answer's `status` names it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Completed => "completed",
+            Outcome::Skipped => "skipped",
+            Outcome::Failed => "failed",
+            Outcome::Accepted => "accepted",
+        }
+    }
+}
+
 /// The result body of an executed (or accepted) trigger.
 #[derive(Debug, Serialize)]
 pub struct Executed<'a> {

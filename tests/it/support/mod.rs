@@ -5,7 +5,7 @@
 
 pub mod fixtures;
 pub mod nodes;
-pub mod senders;
+pub mod python;
 pub mod targets;
 pub mod triggers;
 

@@ -1,7 +1,8 @@
-//! Signatures made by the senders' own libraries (`tests/senders/sign.py`),
-//! in a Python environment the suite provisions itself from the pinned
-//! `tests/senders/requirements.txt`: a fresh machine needs only `python3`
-//! and PyPI.
+//! Python's part of the suite, in an environment it provisions itself from
+//! the pinned `tests/python/requirements.txt` (a fresh machine needs only
+//! `python3` and PyPI): signatures made by the senders' own libraries
+//! (`sign.py`), and metrics read by Prometheus's own parser
+//! (`parse_metrics.py`).
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -23,8 +24,8 @@ pub struct Signing<'a> {
     pub id: &'a str,
 }
 
-fn senders_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/senders")
+fn scripts_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python")
 }
 
 fn run(command: &mut Command) {
@@ -37,9 +38,9 @@ fn run(command: &mut Command) {
 fn python() -> &'static Path {
     static PYTHON: OnceLock<PathBuf> = OnceLock::new();
     PYTHON.get_or_init(|| {
-        let requirements = senders_dir().join("requirements.txt");
+        let requirements = scripts_dir().join("requirements.txt");
         let wanted = std::fs::read_to_string(&requirements).expect("requirements file");
-        let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("senders-venv");
+        let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("python-venv");
         let marker = venv.join("installed-requirements.txt");
         if std::fs::read_to_string(&marker).ok().as_deref() != Some(wanted.as_str()) {
             let _ = std::fs::remove_dir_all(&venv);
@@ -60,7 +61,7 @@ pub async fn sign(calls: Vec<Signing<'static>>) -> Vec<Vec<(String, String)>> {
 
 fn sign_blocking(calls: &[Signing<'_>]) -> Vec<Vec<(String, String)>> {
     let mut child = Command::new(python())
-        .arg(senders_dir().join("sign.py"))
+        .arg(scripts_dir().join("sign.py"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -79,4 +80,38 @@ fn sign_blocking(calls: &[Signing<'_>]) -> Vec<Vec<(String, String)>> {
     assert!(output.status.success(), "sign.py failed with {}", output.status);
     let signed: Vec<HashMap<String, String>> = serde_json::from_slice(&output.stdout).expect("sign.py's JSON");
     signed.into_iter().map(|headers| headers.into_iter().collect()).collect()
+}
+
+/// One sample of a metrics text.
+#[derive(Debug)]
+pub struct Sample {
+    pub name: String,
+    pub labels: HashMap<String, String>,
+    pub value: f64,
+}
+
+/// `text` parsed by Prometheus's own parser; panics if it refuses it.
+pub async fn parse_metrics(text: String) -> Vec<Sample> {
+    tokio::task::spawn_blocking(move || {
+        let mut child = Command::new(python())
+            .arg(scripts_dir().join("parse_metrics.py"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start parse_metrics.py");
+        child.stdin.take().expect("stdin").write_all(text.as_bytes()).expect("write the text");
+        let output = child.wait_with_output().expect("parse_metrics.py ran");
+        assert!(output.status.success(), "Prometheus's parser refused the text:\n{text}");
+        let samples: Vec<serde_json::Value> = serde_json::from_slice(&output.stdout).expect("the samples' JSON");
+        samples
+            .into_iter()
+            .map(|s| Sample {
+                name: s["name"].as_str().unwrap().to_owned(),
+                labels: serde_json::from_value(s["labels"].clone()).unwrap(),
+                value: s["value"].as_f64().unwrap(),
+            })
+            .collect()
+    })
+    .await
+    .expect("parsing ran")
 }

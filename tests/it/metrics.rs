@@ -1,0 +1,55 @@
+//! A node's `/metrics` after known traffic, read by Prometheus's own
+//! parser (`support::python::parse_metrics`), with the counts asserted.
+
+use crate::support;
+
+use hookplane_sdk::api;
+use support::nodes::{current_version, http_get, start_dev_node};
+use support::python::{Sample, parse_metrics};
+use support::targets::{Behaviour, Target, post, trigger_path};
+use support::triggers::{ORDER, create, mapped_connector, use_plan};
+use support::{Backend, TestPlane};
+
+fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
+    samples
+        .iter()
+        .find(|s| s.name == name && labels.iter().all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v)))
+        .unwrap_or_else(|| panic!("no sample {name} {labels:?} in {samples:#?}"))
+        .value
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_s_metrics_count_its_traffic_and_parse_as_prometheus_reads_them() {
+    let plane = TestPlane::start(Backend::Sqlite).await;
+    let two = api::Plan { name: "two".into(), per_connector_per_minute: 2, ..Default::default() };
+    use_plan(&plane, two).await;
+    let target = Target::start(Behaviour::Ok).await;
+    let (id, token) = create(&plane, mapped_connector(&target.url(""))).await;
+    let node = start_dev_node(&plane, "node-1").await;
+    let (address, path, bearer) = (node.http_address(), trigger_path(&id), format!("Bearer {token}"));
+    support::early_in_a_minute().await;
+    for _ in 0..3 {
+        post(address, &path, &[("authorization", &bearer)], ORDER).await;
+    }
+    post(address, &path, &[("authorization", "Bearer wrong")], ORDER).await;
+    post(address, "/api/v1/connectors/con_nope/trigger", &[], ORDER).await;
+
+    let (status, text) = http_get(address, "/metrics").await;
+    assert_eq!(status, 200);
+    let samples = parse_metrics(text).await;
+    let answers = "hookplane_trigger_requests_total";
+    assert_eq!(value(&samples, answers, &[("outcome", "completed"), ("code", "none")]), 2.0);
+    assert_eq!(value(&samples, answers, &[("outcome", "refused"), ("code", "connector_rate_limited")]), 1.0);
+    assert_eq!(value(&samples, answers, &[("outcome", "refused"), ("code", "unauthenticated")]), 1.0);
+    assert_eq!(value(&samples, answers, &[("outcome", "refused"), ("code", "connector_not_found")]), 1.0);
+    let decisions = "hookplane_limit_decisions_total";
+    assert_eq!(value(&samples, decisions, &[("scope", "client_ip"), ("decision", "admitted")]), 4.0);
+    assert_eq!(value(&samples, decisions, &[("scope", "connector"), ("decision", "refused")]), 1.0);
+    assert_eq!(value(&samples, "hookplane_perform_attempts_total", &[("status", "2xx")]), 2.0);
+    assert_eq!(value(&samples, "hookplane_trigger_duration_seconds_count", &[("outcome", "completed")]), 2.0);
+    assert_eq!(value(&samples, "hookplane_config_version", &[]), current_version(&plane).await as f64);
+    assert_eq!(value(&samples, "hookplane_connectors", &[]), 1.0);
+    assert_eq!(value(&samples, "hookplane_connected", &[]), 1.0);
+    node.shutdown().await;
+    plane.finish().await;
+}
