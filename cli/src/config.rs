@@ -96,6 +96,9 @@ pub struct Settings {
     /// Log filter in `tracing` syntax, e.g. `info,hookplane=debug`.
     #[serde(default = "default_log")]
     pub log: String,
+    /// Control plane: address of its Prometheus `/metrics` (an HTTP port
+    /// of its own); none by default. Nodes serve theirs on `http_listen`.
+    pub metrics_listen: Option<SocketAddr>,
     /// Control plane: where nodes count limits and remember deliveries,
     /// `local` (each node) or `redis` (fleet-wide, exact).
     #[serde(default)]

@@ -44,7 +44,25 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding the gRPC listener on {}", settings.grpc_listen))?;
     tracing::info!(address = %listener.local_addr()?, "control plane serving gRPC");
+    let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+    let metrics = match settings.metrics_listen {
+        None => None,
+        Some(address) => {
+            let metrics_listener = TcpListener::bind(address)
+                .await
+                .with_context(|| format!("binding the metrics listener on {address}"))?;
+            tracing::info!(address = %metrics_listener.local_addr()?, "control plane serving /metrics");
+            let serving = control_plane.clone();
+            Some(tokio::spawn(async move {
+                serving.serve_metrics(metrics_listener, async { drop(metrics_stopped.await) }).await;
+            }))
+        }
+    };
     control_plane.serve(listener, shutdown_signal()).await?;
+    let _ = stop_metrics.send(());
+    if let Some(metrics) = metrics {
+        let _ = metrics.await;
+    }
     Ok(())
 }
 

@@ -25,13 +25,20 @@ pub struct EventHub {
     /// Flips to `true` when the server shuts down, ending every live
     /// stream so a graceful shutdown does not wait on them forever.
     closing: Arc<watch::Sender<bool>>,
+    /// Events stored, for `/metrics`.
+    ingested: prometheus_client::metrics::counter::Counter,
 }
 
 impl EventHub {
     pub fn new(store: Store) -> EventHub {
         let (sender, _) = broadcast::channel(CHANNEL_CAPACITY);
         let (closing, _) = watch::channel(false);
-        EventHub { store, sender, closing: Arc::new(closing) }
+        EventHub { store, sender, closing: Arc::new(closing), ingested: Default::default() }
+    }
+
+    /// The count of events stored, as `/metrics` shows it.
+    pub fn ingested(&self) -> prometheus_client::metrics::counter::Counter {
+        self.ingested.clone()
     }
 
     /// Stores a batch of events (ids unique across the fleet) and publishes
@@ -48,6 +55,7 @@ impl EventHub {
                 let _ = self.sender.send(Arc::new(event));
             }
         }
+        self.ingested.inc_by(inserted.len() as u64);
         Ok(inserted.len())
     }
 

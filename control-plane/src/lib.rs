@@ -7,6 +7,7 @@ pub mod bootstrap;
 pub mod crypto;
 pub mod error;
 pub mod events;
+pub mod metrics;
 pub mod page_token;
 mod server;
 pub mod services;

@@ -12,6 +12,7 @@ use hookplane::api::v1::{
     plan_service_server::PlanServiceServer, secret_service_server::SecretServiceServer,
 };
 use hookplane_model::{LimitingPolicy, Plan};
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
@@ -20,6 +21,7 @@ use zeroize::Zeroizing;
 use crate::auth::Authenticator;
 use crate::crypto::{CryptoError, SecretBox};
 use crate::events::EventHub;
+use crate::metrics::Metrics;
 use crate::page_token::PageTokens;
 use crate::services::{
     ApiKeyApi, ConnectorApi, Core, EventApi, NodeApi, OrganizationApi, PlanApi, SecretApi, SharedCore,
@@ -88,6 +90,9 @@ pub struct ControlPlane {
     node_token_hashes: Vec<String>,
     tls: Option<ServerTls>,
     limiting: LimitingPolicy,
+    /// Node sync streams open, counted by the sync service.
+    sync_streams: Gauge,
+    metrics: Arc<Metrics>,
 }
 
 impl ControlPlane {
@@ -102,9 +107,12 @@ impl ControlPlane {
             return Err(StartError::UnknownDefaultPlan(config.default_plan.clone()));
         }
         store.ensure_plans(&plans).await?;
+        let events = EventHub::new(store.clone());
+        let sync_streams = Gauge::default();
+        let metrics = Arc::new(Metrics::new(events.ingested(), sync_streams.clone()));
         let core = Core {
             auth: Authenticator::new(store.clone(), config.operator_key_hash.as_deref()),
-            events: EventHub::new(store.clone()),
+            events,
             pages: PageTokens::new(secret_box.clone()),
             secret_box,
             default_plan: config.default_plan.clone(),
@@ -115,6 +123,8 @@ impl ControlPlane {
             node_token_hashes: config.node_token_hashes.clone(),
             tls: config.tls.clone(),
             limiting: config.limiting.clone(),
+            sync_streams,
+            metrics,
         })
     }
 
@@ -127,6 +137,11 @@ impl ControlPlane {
     /// Where events enter and are fanned out to live streams.
     pub fn events(&self) -> &EventHub {
         &self.core.events
+    }
+
+    /// Serves `GET /metrics` on `listener` until `shutdown` completes.
+    pub async fn serve_metrics(&self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+        crate::metrics::serve(listener, self.metrics.clone(), self.core.store.clone(), shutdown).await;
     }
 
     /// The box that seals and opens secrets.
@@ -172,6 +187,7 @@ impl ControlPlane {
             core.secret_box.clone(),
             &self.node_token_hashes,
             self.limiting.clone(),
+            self.sync_streams.clone(),
             core.events.clone(),
             closing_watch,
         );

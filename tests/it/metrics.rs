@@ -1,5 +1,6 @@
-//! A node's `/metrics` after known traffic, read by Prometheus's own
-//! parser (`support::python::parse_metrics`), with the counts asserted.
+//! A node's `/metrics` and its control plane's after known traffic, read
+//! by Prometheus's own parser (`support::python::parse_metrics`), with the
+//! counts asserted.
 
 use crate::support;
 
@@ -19,7 +20,7 @@ fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_s_metrics_count_its_traffic_and_parse_as_prometheus_reads_them() {
+async fn metrics_count_the_traffic_and_parse_as_prometheus_reads_them() {
     let plane = TestPlane::start(Backend::Sqlite).await;
     let two = api::Plan { name: "two".into(), per_connector_per_minute: 2, ..Default::default() };
     use_plan(&plane, two).await;
@@ -50,6 +51,26 @@ async fn a_node_s_metrics_count_its_traffic_and_parse_as_prometheus_reads_them()
     assert_eq!(value(&samples, "hookplane_config_version", &[]), current_version(&plane).await as f64);
     assert_eq!(value(&samples, "hookplane_connectors", &[]), 1.0);
     assert_eq!(value(&samples, "hookplane_connected", &[]), 1.0);
+
+    // The control plane's, on a port of their own.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let metrics_address = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = plane.control_plane.clone();
+    let server = tokio::spawn(async move { serving.serve_metrics(listener, async { drop(stopped.await) }).await });
+    let version = current_version(&plane).await as f64;
+    let samples = support::eventually(std::time::Duration::from_secs(10), "the node to be current", || async {
+        let samples = parse_metrics(http_get(metrics_address, "/metrics").await.1).await;
+        (value(&samples, "hookplane_node_lag", &[("node", "node-1")]) == 0.0).then_some(samples)
+    })
+    .await;
+    assert_eq!(value(&samples, "hookplane_events_ingested_total", &[]), 2.0, "the two completed calls' events");
+    assert_eq!(value(&samples, "hookplane_sync_streams", &[]), 1.0);
+    assert_eq!(value(&samples, "hookplane_nodes_connected", &[]), 1.0);
+    assert_eq!(value(&samples, "hookplane_config_version", &[]), version);
+    assert_eq!(http_get(metrics_address, "/other").await.0, 404);
+    let _ = stop.send(());
+    server.await.unwrap();
     node.shutdown().await;
     plane.finish().await;
 }

@@ -17,6 +17,7 @@ use std::time::Duration;
 use futures::Stream;
 use hookplane::api::v1::{self as api, node_sync_service_server::NodeSyncService};
 use hookplane_model::LimitingPolicy;
+use prometheus_client::metrics::gauge::Gauge;
 use subtle::ConstantTimeEq;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -38,6 +39,8 @@ pub struct NodeSyncApi {
     /// SHA-256 of each accepted node token.
     node_token_hashes: Arc<Vec<[u8; 32]>>,
     limiting: Arc<LimitingPolicy>,
+    /// Streams open now, for `/metrics`.
+    streams: Gauge,
     events: EventHub,
     shutdown: tokio::sync::watch::Receiver<bool>,
 }
@@ -55,6 +58,7 @@ impl NodeSyncApi {
         secret_box: SecretBox,
         node_token_hashes: &[String],
         limiting: LimitingPolicy,
+        streams: Gauge,
         events: EventHub,
         shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> NodeSyncApi {
@@ -68,6 +72,7 @@ impl NodeSyncApi {
             secret_box,
             node_token_hashes: Arc::new(hashes),
             limiting: Arc::new(limiting),
+            streams,
             events,
             shutdown,
         }
@@ -115,7 +120,13 @@ impl NodeSyncService for NodeSyncApi {
         let (sender, receiver) = tokio::sync::mpsc::channel(4);
         let session =
             session::Session::new(self.store.clone(), self.secret_box.clone(), self.limiting.clone(), hello, sender);
-        tokio::spawn(session.run(inbound, self.shutdown.clone()));
+        let streams = self.streams.clone();
+        streams.inc();
+        let shutdown = self.shutdown.clone();
+        tokio::spawn(async move {
+            session.run(inbound, shutdown).await;
+            streams.dec();
+        });
         Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(receiver))))
     }
 

@@ -1,0 +1,120 @@
+//! The control plane's Prometheus metrics (SPEC §12), on an HTTP port of
+//! their own (`metrics_listen`), apart from the gRPC API: sync streams
+//! open, events ingested, the config version, and each node's lag behind
+//! it. Node ids are the only free label, and an operator's fleet bounds
+//! them.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+
+use crate::store::{Store, StoreError};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NodeLabel {
+    node: String,
+}
+
+/// Every metric of a control plane.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    config_version: Gauge,
+    nodes_connected: Gauge,
+    node_lag: Family<NodeLabel, Gauge>,
+}
+
+impl Metrics {
+    /// `events_ingested` and `sync_streams` are counted where those
+    /// happen (`EventHub`, the sync service).
+    pub fn new(events_ingested: Counter, sync_streams: Gauge) -> Metrics {
+        let mut registry = Registry::with_prefix("hookplane");
+        registry.register("events_ingested", "Events stored from nodes' reports", events_ingested);
+        registry.register("sync_streams", "Node sync streams open on this control plane", sync_streams);
+        let config_version = Gauge::default();
+        registry.register("config_version", "The committed config version", config_version.clone());
+        let nodes_connected = Gauge::default();
+        registry.register("nodes_connected", "Nodes with a sync stream open to any replica", nodes_connected.clone());
+        let node_lag = Family::<NodeLabel, Gauge>::default();
+        registry.register("node_lag", "Config versions a node is behind", node_lag.clone());
+        Metrics { registry, config_version, nodes_connected, node_lag }
+    }
+
+    /// The OpenMetrics text, with levels read from the store now.
+    pub async fn render(&self, store: &Store) -> Result<String, StoreError> {
+        let version = store.config_version().await?;
+        self.config_version.set(version);
+        self.node_lag.clear();
+        let (mut after, mut connected) = (String::new(), 0);
+        loop {
+            let nodes = store.list_nodes(&after, 1_000).await?;
+            for node in &nodes {
+                connected += i64::from(node.connected);
+                let lag = (version - node.applied_config_version).max(0);
+                self.node_lag.get_or_create(&NodeLabel { node: node.id.clone() }).set(lag);
+            }
+            match nodes.last() {
+                Some(last) if nodes.len() == 1_000 => after = last.id.clone(),
+                _ => break,
+            }
+        }
+        self.nodes_connected.set(connected);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry).expect("writing to a String cannot fail");
+        Ok(text)
+    }
+}
+
+/// Serves `GET /metrics` on `listener` until `shutdown` completes.
+pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, store: Store, shutdown: impl Future<Output = ()>) {
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(err) => {
+                    tracing::warn!(error = %err, "metrics listener failed to accept");
+                    continue;
+                }
+            },
+            () = &mut shutdown => return,
+        };
+        let (metrics, store) = (metrics.clone(), store.clone());
+        let service = hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
+            let (metrics, store) = (metrics.clone(), store.clone());
+            async move { Ok::<_, std::convert::Infallible>(answer(&request, &metrics, &store).await) }
+        });
+        tokio::spawn(async move {
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            if let Err(err) = builder.serve_connection(TokioIo::new(stream), service).await {
+                tracing::debug!(error = %err, "metrics connection ended with an error");
+            }
+        });
+    }
+}
+
+async fn answer(request: &Request<hyper::body::Incoming>, metrics: &Metrics, store: &Store) -> Response<Full<Bytes>> {
+    let (status, content_type, body) = match (request.method(), request.uri().path()) {
+        (&Method::GET, "/metrics") => match metrics.render(store).await {
+            Ok(text) => (StatusCode::OK, "application/openmetrics-text; version=1.0.0; charset=utf-8", text),
+            Err(err) => {
+                tracing::warn!(error = %err, "metrics could not be read from the store");
+                (StatusCode::SERVICE_UNAVAILABLE, "text/plain", "the store did not answer\n".to_owned())
+            }
+        },
+        _ => (StatusCode::NOT_FOUND, "text/plain", "metrics are at GET /metrics\n".to_owned()),
+    };
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static(content_type));
+    response
+}
