@@ -54,7 +54,8 @@ enum ExprCommand {
 
 #[derive(Args)]
 struct DataPlaneArgs {
-    /// The control plane's gRPC URL, e.g. `http://10.0.0.5:50051`.
+    /// The control plane's gRPC URL, e.g. `http://10.0.0.5:50051`, or
+    /// several replicas' separated by commas.
     #[arg(long = "control-plane")]
     control_plane_url: Option<String>,
     /// The node token. Visible in the process list: prefer

@@ -139,6 +139,11 @@ impl ControlPlane {
         &self.core.events
     }
 
+    /// Node sync streams open on this control plane now.
+    pub fn sync_streams(&self) -> i64 {
+        self.sync_streams.get()
+    }
+
     /// Serves `GET /metrics` on `listener` until `shutdown` completes.
     pub async fn serve_metrics(&self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
         crate::metrics::serve(listener, self.metrics.clone(), self.core.store.clone(), shutdown).await;

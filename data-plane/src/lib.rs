@@ -48,7 +48,10 @@ use trigger::Ingress;
 pub struct NodeConfig {
     /// Stable id of this node in the fleet.
     pub node_id: String,
-    /// The control plane's gRPC URL, e.g. `http://127.0.0.1:50051`.
+    /// The control plane's gRPC URL, e.g. `http://127.0.0.1:50051`, or
+    /// several replicas' separated by commas: the node connects to the
+    /// first that answers, starting from one its id picks, so a fleet
+    /// spreads over the replicas and moves to another when one goes.
     pub control_plane_url: String,
     /// This node's token (`hpn_…`).
     pub node_token: String,

@@ -231,10 +231,36 @@ impl Drop for Connected<'_> {
     }
 }
 
-/// A channel to the control plane, with TLS when configured and HTTP/2
-/// keepalives so a dead peer is noticed.
+/// A channel to the control plane: the first of its replicas that answers,
+/// starting from the one this node's id picks (the same one every time,
+/// different ones across a fleet), then the others in turn.
 pub(crate) async fn connect(config: &NodeConfig) -> Result<tonic::transport::Channel, tonic::transport::Error> {
-    let mut endpoint = Endpoint::from_shared(config.control_plane_url.clone())?;
+    let urls: Vec<&str> = config.control_plane_url.split(',').map(str::trim).filter(|u| !u.is_empty()).collect();
+    let Some(&first) = urls.first() else { return connect_to(config, &config.control_plane_url).await };
+    // FNV-1a: stable across processes and builds, unlike std's hasher.
+    let picked =
+        config.node_id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    let start = (picked % urls.len() as u64) as usize;
+    let mut last_error = None;
+    for url in urls.iter().cycle().skip(start).take(urls.len()) {
+        match connect_to(config, url).await {
+            Ok(channel) => return Ok(channel),
+            Err(err) => {
+                tracing::debug!(url, error = %err, "control-plane replica did not answer; trying the next");
+                last_error = Some(err);
+            }
+        }
+    }
+    match last_error {
+        Some(err) => Err(err),
+        None => connect_to(config, first).await,
+    }
+}
+
+/// A channel to one control-plane URL, with TLS when configured and HTTP/2
+/// keepalives so a dead peer is noticed.
+async fn connect_to(config: &NodeConfig, url: &str) -> Result<tonic::transport::Channel, tonic::transport::Error> {
+    let mut endpoint = Endpoint::from_shared(url.to_owned())?;
     if let Some(tls) = &config.tls {
         let mut tls_config = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&tls.ca_pem));
         if let Some((cert, key)) = &tls.identity {

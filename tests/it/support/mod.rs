@@ -409,6 +409,11 @@ pub struct StoppedPlane {
 }
 
 impl StoppedPlane {
+    /// The default organization's admin key.
+    pub fn admin_key(&self) -> &str {
+        &self.admin.1
+    }
+
     /// The gRPC URL the plane will serve on again.
     pub fn url(&self) -> String {
         format!("http://{}", self.address)
