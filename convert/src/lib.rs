@@ -7,6 +7,7 @@
 //! message fields.
 
 mod connector;
+mod connector_update;
 mod encoded;
 mod event;
 mod expressions;
@@ -18,7 +19,8 @@ mod signature;
 mod validate;
 mod wire;
 
-pub use connector::{CONNECTOR_MASK_PATHS, connector_from_api, connector_to_api, merge_connector_update};
+pub use connector::{connector_from_api, connector_to_api};
+pub use connector_update::{CONNECTOR_MASK_PATHS, merge_connector_update};
 pub use encoded::EncodedTrace;
 pub use event::{
     decode_trace, encode_trace, event_filter_from_api, event_to_api, node_event_from_api, node_event_to_api,
