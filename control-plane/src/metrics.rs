@@ -1,8 +1,8 @@
 //! The control plane's Prometheus metrics (SPEC §12), on an HTTP port of
 //! their own (`metrics_listen`), apart from the gRPC API: sync streams
-//! open, events ingested, the config version, and each node's lag behind
-//! it. Node ids are the only free label, and an operator's fleet bounds
-//! them.
+//! open, events ingested, the config version, and each connected node's
+//! lag behind it. Node ids are the only free label, of connected nodes
+//! only, so the live fleet bounds them (nodes gone stay in the store).
 
 use std::sync::Arc;
 
@@ -31,6 +31,8 @@ pub struct Metrics {
     config_version: Gauge,
     nodes_connected: Gauge,
     node_lag: Family<NodeLabel, Gauge>,
+    /// One scrape at a time: a scrape clears and refills `node_lag`.
+    rendering: tokio::sync::Mutex<()>,
 }
 
 impl Metrics {
@@ -46,19 +48,20 @@ impl Metrics {
         registry.register("nodes_connected", "Nodes with a sync stream open to any replica", nodes_connected.clone());
         let node_lag = Family::<NodeLabel, Gauge>::default();
         registry.register("node_lag", "Config versions a node is behind", node_lag.clone());
-        Metrics { registry, config_version, nodes_connected, node_lag }
+        Metrics { registry, config_version, nodes_connected, node_lag, rendering: tokio::sync::Mutex::new(()) }
     }
 
     /// The OpenMetrics text, with levels read from the store now.
     pub async fn render(&self, store: &Store) -> Result<String, StoreError> {
+        let _one_at_a_time = self.rendering.lock().await;
         let version = store.config_version().await?;
         self.config_version.set(version);
         self.node_lag.clear();
         let (mut after, mut connected) = (String::new(), 0);
         loop {
             let nodes = store.list_nodes(&after, 1_000).await?;
-            for node in &nodes {
-                connected += i64::from(node.connected);
+            for node in nodes.iter().filter(|node| node.connected) {
+                connected += 1;
                 let lag = (version - node.applied_config_version).max(0);
                 self.node_lag.get_or_create(&NodeLabel { node: node.id.clone() }).set(lag);
             }
@@ -77,23 +80,31 @@ impl Metrics {
 /// Serves `GET /metrics` on `listener` until `shutdown` completes.
 pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, store: Store, shutdown: impl Future<Output = ()>) {
     let mut shutdown = std::pin::pin!(shutdown);
+    // Scrapers' keep-alive connections end with the server.
+    let mut connections = tokio::task::JoinSet::new();
     loop {
+        while connections.try_join_next().is_some() {}
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
                 Err(err) => {
+                    // Out of descriptors, say: wait rather than spin.
                     tracing::warn!(error = %err, "metrics listener failed to accept");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                     continue;
                 }
             },
-            () = &mut shutdown => return,
+            () = &mut shutdown => {
+                connections.abort_all();
+                return;
+            }
         };
         let (metrics, store) = (metrics.clone(), store.clone());
         let service = hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
             let (metrics, store) = (metrics.clone(), store.clone());
             async move { Ok::<_, std::convert::Infallible>(answer(&request, &metrics, &store).await) }
         });
-        tokio::spawn(async move {
+        connections.spawn(async move {
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             if let Err(err) = builder.serve_connection(TokioIo::new(stream), service).await {
                 tracing::debug!(error = %err, "metrics connection ended with an error");

@@ -59,11 +59,14 @@ async fn metrics_count_the_traffic_and_parse_as_prometheus_reads_them() {
     let serving = plane.control_plane.clone();
     let server = tokio::spawn(async move { serving.serve_metrics(listener, async { drop(stopped.await) }).await });
     let version = current_version(&plane).await as f64;
-    let samples = support::eventually(std::time::Duration::from_secs(10), "the node to be current", || async {
-        let samples = parse_metrics(http_get(metrics_address, "/metrics").await.1).await;
-        (value(&samples, "hookplane_node_lag", &[("node", "node-1")]) == 0.0).then_some(samples)
-    })
-    .await;
+    // Events may have been spooled and reported later: wait for both.
+    let samples =
+        support::eventually(std::time::Duration::from_secs(20), "the node current, its events in", || async {
+            let samples = parse_metrics(http_get(metrics_address, "/metrics").await.1).await;
+            let current = value(&samples, "hookplane_node_lag", &[("node", "node-1")]) == 0.0;
+            (current && value(&samples, "hookplane_events_ingested_total", &[]) >= 2.0).then_some(samples)
+        })
+        .await;
     assert_eq!(value(&samples, "hookplane_events_ingested_total", &[]), 2.0, "the two completed calls' events");
     assert_eq!(value(&samples, "hookplane_sync_streams", &[]), 1.0);
     assert_eq!(value(&samples, "hookplane_nodes_connected", &[]), 1.0);

@@ -24,32 +24,67 @@ impl Store {
     pub async fn prune_events(&self, now: Timestamp) -> Result<u64, StoreError> {
         let mut deleted = 0;
         for plan in self.list_plans().await? {
-            if plan.event_retention_days == 0 {
+            let days = chrono::Duration::try_days(i64::from(plan.event_retention_days));
+            // 0 keeps forever; a cutoff before the epoch keeps everything.
+            let Some(cutoff) = days.filter(|_| plan.event_retention_days > 0).and_then(|d| now.checked_sub_signed(d))
+            else {
                 continue;
-            }
-            let cutoff = micros(now - chrono::Duration::days(i64::from(plan.event_retention_days)));
-            loop {
-                let batch = sqlx::query(
-                    "DELETE FROM events WHERE id IN (SELECT e.id FROM events e \
-                     JOIN organizations o ON o.id = e.organization_id \
-                     WHERE o.plan = $1 AND e.create_time < $2 LIMIT $3)",
-                )
+            };
+            let organizations: Vec<String> = sqlx::query_scalar("SELECT id FROM organizations WHERE plan = $1")
                 .bind(&plan.name)
-                .bind(cutoff)
-                .bind(BATCH)
-                .execute(&self.pool)
-                .await?
-                .rows_affected();
-                deleted += batch;
-                if batch < BATCH as u64 {
-                    break;
-                }
-                tokio::time::sleep(PAUSE).await;
+                .fetch_all(&self.pool)
+                .await?;
+            for organization in organizations {
+                deleted += self.prune_organization(&organization, micros(cutoff)).await?;
             }
         }
         if deleted > 0 && self.backend == Backend::Sqlite {
-            sqlx::query("PRAGMA incremental_vacuum").execute(&self.pool).await?;
+            self.give_space_back().await?;
         }
         Ok(deleted)
+    }
+
+    /// Deletes one organization's events stored before `cutoff` (µs), a
+    /// batch at a time; each batch reads, by the `(organization_id,
+    /// create_time)` index, only the rows it deletes.
+    async fn prune_organization(&self, organization: &str, cutoff: i64) -> Result<u64, StoreError> {
+        let mut deleted = 0;
+        loop {
+            let batch = sqlx::query(
+                "DELETE FROM events WHERE id IN (SELECT id FROM events \
+                 WHERE organization_id = $1 AND create_time < $2 LIMIT $3)",
+            )
+            .bind(organization)
+            .bind(cutoff)
+            .bind(BATCH)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+            deleted += batch;
+            if batch < BATCH as u64 {
+                return Ok(deleted);
+            }
+            tokio::time::sleep(PAUSE).await;
+        }
+    }
+
+    /// Returns SQLite's free pages to the file system a few at a time, so
+    /// no one statement holds the write lock for long.
+    async fn give_space_back(&self) -> Result<(), StoreError> {
+        // 2 = INCREMENTAL; a file made before it reuses its free pages.
+        let mode: i64 = sqlx::query_scalar("PRAGMA auto_vacuum").fetch_one(&self.pool).await?;
+        if mode != 2 {
+            return Ok(());
+        }
+        let mut free = i64::MAX;
+        loop {
+            sqlx::query("PRAGMA incremental_vacuum(2000)").execute(&self.pool).await?;
+            let left: i64 = sqlx::query_scalar("PRAGMA freelist_count").fetch_one(&self.pool).await?;
+            if left == 0 || left >= free {
+                return Ok(());
+            }
+            free = left;
+            tokio::time::sleep(PAUSE).await;
+        }
     }
 }

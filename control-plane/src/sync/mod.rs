@@ -120,12 +120,11 @@ impl NodeSyncService for NodeSyncApi {
         let (sender, receiver) = tokio::sync::mpsc::channel(4);
         let session =
             session::Session::new(self.store.clone(), self.secret_box.clone(), self.limiting.clone(), hello, sender);
-        let streams = self.streams.clone();
-        streams.inc();
+        let open = OpenStream::new(self.streams.clone());
         let shutdown = self.shutdown.clone();
         tokio::spawn(async move {
+            let _open = open;
             session.run(inbound, shutdown).await;
-            streams.dec();
         });
         Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(receiver))))
     }
@@ -163,5 +162,21 @@ impl NodeSyncService for NodeSyncApi {
             }
         };
         Ok(Response::new(Box::pin(acks)))
+    }
+}
+
+/// Counts a sync stream as open until dropped, however its session ends.
+struct OpenStream(Gauge);
+
+impl OpenStream {
+    fn new(streams: Gauge) -> OpenStream {
+        streams.inc();
+        OpenStream(streams)
+    }
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
