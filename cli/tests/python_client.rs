@@ -28,22 +28,13 @@ fn run(command: &mut Command) {
     assert!(status.success(), "{command:?} failed with {status}");
 }
 
-/// A virtualenv with the pinned client requirements, reused across runs
-/// while the requirements file is unchanged.
+#[path = "../../tests/shared/python_venv.rs"]
+mod python_venv;
+
+/// A virtualenv with the pinned client requirements.
 fn python_env() -> PathBuf {
-    let requirements = repo_root().join("clients/python/requirements.txt");
-    let wanted = std::fs::read_to_string(&requirements).expect("requirements file");
     let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("python-client-venv");
-    let marker = venv.join("installed-requirements.txt");
-    if std::fs::read_to_string(&marker).ok().as_deref() != Some(wanted.as_str()) {
-        let _ = std::fs::remove_dir_all(&venv);
-        run(Command::new("python3").args(["-m", "venv"]).arg(&venv));
-        run(Command::new(venv.join("bin/pip"))
-            .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
-            .arg(&requirements));
-        std::fs::write(&marker, wanted).expect("marker");
-    }
-    venv.join("bin/python")
+    python_venv::python_env(&repo_root().join("clients/python/requirements.txt"), &venv)
 }
 
 #[test]

@@ -47,6 +47,28 @@ fn preset_header(preset: api::SignaturePreset) -> &'static str {
     }
 }
 
+/// Each sender, as `sign.py` names it, with a secret of the kind it issues.
+const SENDERS: [(&str, api::SignaturePreset, &str); 5] = [
+    ("stripe", api::SignaturePreset::Stripe, "whsec_stripeEndpointSecret"),
+    ("github", api::SignaturePreset::Github, "a GitHub webhook secret"),
+    ("shopify", api::SignaturePreset::Shopify, "shpss_shopifyAppSecret"),
+    ("slack", api::SignaturePreset::Slack, "8f742231b10e8888abcd99yyyzzz85a5"),
+    ("standard_webhooks", api::SignaturePreset::StandardWebhooks, SW_SECRET),
+];
+
+/// A connector verifying each of `senders`; their ids, in order.
+async fn create_each(
+    plane: &TestPlane,
+    target: &Target,
+    senders: &[(&str, api::SignaturePreset, &str)],
+) -> Vec<String> {
+    let mut connectors = Vec::new();
+    for &(_, preset, secret) in senders {
+        connectors.push(create(plane, signed_connector(target, preset, secret)).await.0);
+    }
+    connectors
+}
+
 fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
@@ -55,17 +77,8 @@ fn now() -> i64 {
 async fn every_preset_accepts_its_senders_signature_and_refuses_every_bad_one_alike() {
     let plane = TestPlane::start(Backend::Sqlite).await;
     let target = Target::start(Behaviour::Ok).await;
-    let presets = [
-        ("stripe", api::SignaturePreset::Stripe, "whsec_stripeEndpointSecret"),
-        ("github", api::SignaturePreset::Github, "a GitHub webhook secret"),
-        ("shopify", api::SignaturePreset::Shopify, "shpss_shopifyAppSecret"),
-        ("slack", api::SignaturePreset::Slack, "8f742231b10e8888abcd99yyyzzz85a5"),
-        ("standard_webhooks", api::SignaturePreset::StandardWebhooks, SW_SECRET),
-    ];
-    let mut connectors = Vec::new();
-    for (_, preset, secret) in presets {
-        connectors.push(create(&plane, signed_connector(&target, preset, secret)).await.0);
-    }
+    let presets = SENDERS;
+    let connectors = create_each(&plane, &target, &presets).await;
     let node = start_dev_node(&plane, "node-1").await;
     let now = now();
     // Per preset: valid, stale, signed with another secret.
@@ -161,15 +174,9 @@ async fn several_signatures_where_one_matches_are_accepted() {
 async fn a_replayed_delivery_id_runs_once_and_answers_with_the_first_event() {
     let plane = TestPlane::start(Backend::Sqlite).await;
     let target = Target::start(Behaviour::Ok).await;
-    let presets = [
-        ("github", api::SignaturePreset::Github, "a GitHub webhook secret"),
-        ("shopify", api::SignaturePreset::Shopify, "shpss_shopifyAppSecret"),
-        ("standard_webhooks", api::SignaturePreset::StandardWebhooks, SW_SECRET),
-    ];
-    let mut connectors = Vec::new();
-    for (_, preset, secret) in presets {
-        connectors.push(create(&plane, signed_connector(&target, preset, secret)).await.0);
-    }
+    // The senders that name their deliveries.
+    let presets = [SENDERS[1], SENDERS[2], SENDERS[4]];
+    let connectors = create_each(&plane, &target, &presets).await;
     let node = start_dev_node(&plane, "node-1").await;
     let now = now();
     let mut calls = Vec::new();

@@ -28,30 +28,31 @@ fn scripts_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python")
 }
 
-fn run(command: &mut Command) {
-    let status = command.status().unwrap_or_else(|err| panic!("running {command:?}: {err}"));
-    assert!(status.success(), "{command:?} failed with {status}");
-}
+#[path = "../../shared/python_venv.rs"]
+mod python_venv;
 
-/// The environment's Python, made once per run of the suite and reused
-/// across runs while the requirements are unchanged.
+/// The environment's Python, made once per run of the suite.
 fn python() -> &'static Path {
     static PYTHON: OnceLock<PathBuf> = OnceLock::new();
     PYTHON.get_or_init(|| {
-        let requirements = scripts_dir().join("requirements.txt");
-        let wanted = std::fs::read_to_string(&requirements).expect("requirements file");
         let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("python-venv");
-        let marker = venv.join("installed-requirements.txt");
-        if std::fs::read_to_string(&marker).ok().as_deref() != Some(wanted.as_str()) {
-            let _ = std::fs::remove_dir_all(&venv);
-            run(Command::new("python3").args(["-m", "venv"]).arg(&venv));
-            run(Command::new(venv.join("bin/pip"))
-                .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
-                .arg(&requirements));
-            std::fs::write(&marker, wanted).expect("marker");
-        }
-        venv.join("bin/python")
+        python_venv::python_env(&scripts_dir().join("requirements.txt"), &venv)
     })
+}
+
+/// Runs `script` of `tests/python` with `input` on stdin; its stdout.
+/// `refused` says what a failing script means.
+fn run_script(script: &str, input: &[u8], refused: &dyn Fn() -> String) -> Vec<u8> {
+    let mut child = Command::new(python())
+        .arg(scripts_dir().join(script))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|err| panic!("starting {script}: {err}"));
+    child.stdin.take().expect("stdin").write_all(input).expect("write the script's input");
+    let output = child.wait_with_output().unwrap_or_else(|err| panic!("running {script}: {err}"));
+    assert!(output.status.success(), "{script} failed with {}: {}", output.status, refused());
+    output.stdout
 }
 
 /// The headers each sender would send with each call, in order.
@@ -60,12 +61,6 @@ pub async fn sign(calls: Vec<Signing<'static>>) -> Vec<Vec<(String, String)>> {
 }
 
 fn sign_blocking(calls: &[Signing<'_>]) -> Vec<Vec<(String, String)>> {
-    let mut child = Command::new(python())
-        .arg(scripts_dir().join("sign.py"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start sign.py");
     let calls: Vec<serde_json::Value> = calls
         .iter()
         .map(|c| {
@@ -75,10 +70,8 @@ fn sign_blocking(calls: &[Signing<'_>]) -> Vec<Vec<(String, String)>> {
         })
         .collect();
     let input = serde_json::to_vec(&calls).expect("calls serialise");
-    child.stdin.take().expect("stdin").write_all(&input).expect("write the calls");
-    let output = child.wait_with_output().expect("sign.py ran");
-    assert!(output.status.success(), "sign.py failed with {}", output.status);
-    let signed: Vec<HashMap<String, String>> = serde_json::from_slice(&output.stdout).expect("sign.py's JSON");
+    let output = run_script("sign.py", &input, &|| "see its error above".to_owned());
+    let signed: Vec<HashMap<String, String>> = serde_json::from_slice(&output).expect("sign.py's JSON");
     signed.into_iter().map(|headers| headers.into_iter().collect()).collect()
 }
 
@@ -93,16 +86,9 @@ pub struct Sample {
 /// `text` parsed by Prometheus's own parser; panics if it refuses it.
 pub async fn parse_metrics(text: String) -> Vec<Sample> {
     tokio::task::spawn_blocking(move || {
-        let mut child = Command::new(python())
-            .arg(scripts_dir().join("parse_metrics.py"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start parse_metrics.py");
-        child.stdin.take().expect("stdin").write_all(text.as_bytes()).expect("write the text");
-        let output = child.wait_with_output().expect("parse_metrics.py ran");
-        assert!(output.status.success(), "Prometheus's parser refused the text:\n{text}");
-        let samples: Vec<serde_json::Value> = serde_json::from_slice(&output.stdout).expect("the samples' JSON");
+        let refused = || format!("Prometheus's parser refused the text:\n{text}");
+        let output = run_script("parse_metrics.py", text.as_bytes(), &refused);
+        let samples: Vec<serde_json::Value> = serde_json::from_slice(&output).expect("the samples' JSON");
         samples
             .into_iter()
             .map(|s| Sample {
