@@ -234,6 +234,18 @@ impl Store {
         let row = sqlx::query("SELECT version FROM config_state WHERE id = 1").fetch_one(&self.pool).await?;
         Ok(row.try_get::<i64, _>(0)?)
     }
+
+    /// Reads the current config version and raises [`Store::config_commits`]
+    /// to it: how a process learns of commits whose notification it missed.
+    pub async fn refresh_config_version(&self) -> Result<i64, StoreError> {
+        let version = self.config_version().await?;
+        self.committed.send_if_modified(|latest| {
+            let raised = version > *latest;
+            *latest = (*latest).max(version);
+            raised
+        });
+        Ok(version)
+    }
 }
 
 /// Bumps the config version inside `tx` and returns the new one.

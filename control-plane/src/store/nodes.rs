@@ -18,26 +18,42 @@ fn node_from_row(row: &AnyRow) -> Result<Node, StoreError> {
     })
 }
 
+async fn upsert(conn: &mut sqlx::AnyConnection, node: &Node) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO nodes (id, address, build_version, applied_config_version, connected, last_seen_time, sync_errors, last_error) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO UPDATE SET address = excluded.address, \
+         build_version = excluded.build_version, applied_config_version = excluded.applied_config_version, \
+         connected = excluded.connected, last_seen_time = excluded.last_seen_time, \
+         sync_errors = excluded.sync_errors, last_error = excluded.last_error",
+    )
+    .bind(&node.id)
+    .bind(&node.address)
+    .bind(&node.build_version)
+    .bind(node.applied_config_version)
+    .bind(i64::from(node.connected))
+    .bind(micros(node.last_seen_time))
+    .bind(node.sync_errors.min(i64::MAX as u64) as i64)
+    .bind(&node.last_error)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 impl Store {
     /// Records a node's latest state.
     pub async fn upsert_node(&self, node: &Node) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO nodes (id, address, build_version, applied_config_version, connected, last_seen_time, sync_errors, last_error) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO UPDATE SET address = excluded.address, \
-             build_version = excluded.build_version, applied_config_version = excluded.applied_config_version, \
-             connected = excluded.connected, last_seen_time = excluded.last_seen_time, \
-             sync_errors = excluded.sync_errors, last_error = excluded.last_error",
-        )
-        .bind(&node.id)
-        .bind(&node.address)
-        .bind(&node.build_version)
-        .bind(node.applied_config_version)
-        .bind(i64::from(node.connected))
-        .bind(micros(node.last_seen_time))
-        .bind(node.sync_errors.min(i64::MAX as u64) as i64)
-        .bind(&node.last_error)
-        .execute(&self.pool)
-        .await?;
+        let mut conn = self.pool.acquire().await?;
+        upsert(&mut conn, node).await
+    }
+
+    /// Records the latest state of many nodes in one transaction: how the
+    /// sync sessions' acknowledgements and heartbeats reach the store.
+    pub async fn upsert_nodes(&self, nodes: &[Node]) -> Result<(), StoreError> {
+        let mut tx = self.write_tx().await?;
+        for node in nodes {
+            upsert(&mut tx, node).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 

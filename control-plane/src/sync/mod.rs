@@ -2,12 +2,20 @@
 //!
 //! Each node holds one `Sync` stream. After the node's hello the session
 //! sends the changes since the node's version (a full snapshot when it has
-//! none), then waits for commits — woken by this process's commits and
-//! polling for other replicas' — and sends each new delta, coalescing bursts.
-//! Deltas always start at the last version sent, so a NACKed version is never
-//! sent again; the node keeps what it rejected out until it changes.
+//! none), then waits for the current version to grow — by this process's
+//! commits, other replicas' notifications, or the feed's poll — and sends
+//! each new delta, coalescing bursts. Deltas always start at the last
+//! version sent, so a NACKed version is never sent again; the node keeps
+//! what it rejected out until it changes.
+//!
+//! What the sessions share lives beside them: the [`feed`] reads each
+//! change once for every session, and [`presence`] writes what nodes
+//! acknowledge in batches. A session itself touches the store only when
+//! its node connects.
 
+mod feed;
 mod open;
+mod presence;
 mod session;
 
 use std::pin::Pin;
@@ -28,14 +36,13 @@ use crate::store::Store;
 
 /// How long a session waits after a commit for more commits to coalesce.
 const COALESCE: Duration = Duration::from_millis(2);
-/// How often a session looks for commits made by other control planes.
-const POLL: Duration = Duration::from_secs(1);
 
 /// Serves `hookplane.v1.NodeSyncService`.
 #[derive(Clone, Debug)]
 pub struct NodeSyncApi {
     store: Store,
-    secret_box: SecretBox,
+    feed: feed::ConfigFeed,
+    presence: presence::Presence,
     /// SHA-256 of each accepted node token.
     node_token_hashes: Arc<Vec<[u8; 32]>>,
     limiting: Arc<LimitingPolicy>,
@@ -68,8 +75,9 @@ impl NodeSyncApi {
             .filter_map(|bytes| <[u8; 32]>::try_from(bytes).ok())
             .collect();
         NodeSyncApi {
+            feed: feed::ConfigFeed::new(store.clone(), secret_box, shutdown.clone()),
+            presence: presence::Presence::new(store.clone(), shutdown.clone()),
             store,
-            secret_box,
             node_token_hashes: Arc::new(hashes),
             limiting: Arc::new(limiting),
             streams,
@@ -118,8 +126,14 @@ impl NodeSyncService for NodeSyncApi {
             return Err(ApiError::invalid("hello.node_id", "is required, at most 200 characters").into());
         }
         let (sender, receiver) = tokio::sync::mpsc::channel(4);
-        let session =
-            session::Session::new(self.store.clone(), self.secret_box.clone(), self.limiting.clone(), hello, sender);
+        let session = session::Session::new(
+            self.store.clone(),
+            self.feed.clone(),
+            self.presence.clone(),
+            self.limiting.clone(),
+            hello,
+            sender,
+        );
         let open = OpenStream::new(self.streams.clone());
         let shutdown = self.shutdown.clone();
         tokio::spawn(async move {

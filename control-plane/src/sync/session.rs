@@ -1,25 +1,31 @@
 //! One node's sync stream on the control plane.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use hookplane::api::v1::{self as api, sync_request::Message};
 use hookplane_convert as convert;
-use std::sync::Arc;
-
 use hookplane_model::{self as model, LimitingPolicy, Node};
 use tokio::sync::{mpsc, watch};
 use tonic::{Status, Streaming};
 
-use super::open::open_delta;
-use super::{COALESCE, POLL};
-use crate::crypto::SecretBox;
+use super::COALESCE;
+use super::feed::ConfigFeed;
+use super::presence::Presence;
 use crate::error::ApiError;
 use crate::store::{Store, StoreError};
+
+/// How often a connected node's `last_seen_time` is refreshed when it
+/// says nothing.
+const HEARTBEAT: Duration = Duration::from_secs(10);
 
 /// Characters of a node's reported failure that are kept.
 const MAX_FAILURE_CHARS: usize = 1024;
 
 pub(super) struct Session {
     store: Store,
-    secret_box: SecretBox,
+    feed: ConfigFeed,
+    presence: Presence,
     limiting: Arc<LimitingPolicy>,
     node: Node,
     /// What the node said failed on its side before this session.
@@ -41,7 +47,8 @@ enum SessionError {
 impl Session {
     pub(super) fn new(
         store: Store,
-        secret_box: SecretBox,
+        feed: ConfigFeed,
+        presence: Presence,
         limiting: Arc<LimitingPolicy>,
         hello: api::NodeHello,
         sender: mpsc::Sender<Result<api::SyncResponse, Status>>,
@@ -58,7 +65,8 @@ impl Session {
         };
         Session {
             store,
-            secret_box,
+            feed,
+            presence,
             limiting,
             node,
             previous_failure: hello.previous_failure.trim().chars().take(MAX_FAILURE_CHARS).collect(),
@@ -76,8 +84,8 @@ impl Session {
             self.node.last_error = format!("node: {}", self.previous_failure);
             tracing::warn!(node = %self.node.id, failure = %self.node.last_error, "node reports a sync failure");
         }
-        let mut commits = self.store.config_commits();
-        let mut poll = tokio::time::interval(POLL);
+        let mut current = self.feed.current();
+        let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + HEARTBEAT, HEARTBEAT);
         let result: Result<(), SessionError> = async {
             self.store.upsert_node(&self.node).await?;
             let ordinal = self.store.node_ordinal(&self.node.id).await?;
@@ -89,17 +97,22 @@ impl Session {
             };
             let hello = api::SyncResponse { update: None, registration: Some(registration) };
             self.sender.send(Ok(hello)).await.map_err(|_| SessionError::Gone)?;
+            // Always once: a node may hold a version this store never
+            // reached (another database), which only a read can tell.
+            self.send_changes().await?;
             loop {
-                self.send_changes().await?;
+                if *current.borrow_and_update() > self.sent {
+                    self.send_changes().await?;
+                }
                 tokio::select! {
                     message = inbound.message() => match message {
-                        Ok(Some(message)) => self.handle(message).await?,
+                        Ok(Some(message)) => self.handle(message),
                         Ok(None) | Err(_) => return Err(SessionError::Gone),
                     },
-                    _ = commits.changed() => tokio::time::sleep(COALESCE).await,
-                    _ = poll.tick() => {
+                    _ = current.changed() => tokio::time::sleep(COALESCE).await,
+                    _ = heartbeat.tick() => {
                         self.node.last_seen_time = model::now();
-                        self.store.upsert_node(&self.node).await?;
+                        self.presence.record(&self.node);
                     }
                     () = closing(&mut shutdown) => return Ok(()),
                 }
@@ -118,45 +131,32 @@ impl Session {
         }
         self.node.connected = false;
         self.node.last_seen_time = model::now();
-        let _ = self.store.upsert_node(&self.node).await;
+        if let Err(err) = self.presence.record_now(&self.node).await {
+            tracing::warn!(node = %self.node.id, error = %err, "recording that a node left failed");
+        }
     }
 
     /// Sends the changes after the last version sent, if there are any.
     async fn send_changes(&mut self) -> Result<(), SessionError> {
-        let current = self.store.config_version().await?;
-        if current == self.sent {
+        let changes = self.feed.changes_since(self.sent).await?;
+        if changes.version == self.sent {
             return Ok(());
         }
-        let sealed = self.store.config_delta(self.sent).await?;
-        let (delta, unopened) = open_delta(sealed, &self.secret_box);
-        for (connector, field) in &unopened.connector_fields {
-            tracing::error!(
-                node = %self.node.id, connector = %connector, field,
-                "a connector's sealed secret does not open with this key; nodes reject the connector until the field is set again"
-            );
-        }
-        for (organization, name) in &unopened.secrets {
-            tracing::error!(
-                node = %self.node.id, organization = %organization, secret = %name,
-                "a sealed secret does not open with this key; nodes hold the connectors that read it until it is set again"
-            );
-        }
-        let update = convert::config_delta_to_api(&delta);
         tracing::debug!(
-            node = %self.node.id, from = self.sent, to = delta.version, full = delta.full,
-            connectors = delta.connectors.len(), "sending config update"
+            node = %self.node.id, from = self.sent, to = changes.version, full = changes.full,
+            connectors = changes.connectors, "sending config update"
         );
-        for part in split_into_parts(update) {
+        for part in &changes.parts {
             self.sender
-                .send(Ok(api::SyncResponse { update: Some(part), registration: None }))
+                .send(Ok(api::SyncResponse { update: Some(part.clone()), registration: None }))
                 .await
                 .map_err(|_| SessionError::Gone)?;
         }
-        self.sent = delta.version;
+        self.sent = changes.version;
         Ok(())
     }
 
-    async fn handle(&mut self, message: api::SyncRequest) -> Result<(), SessionError> {
+    fn handle(&mut self, message: api::SyncRequest) {
         self.node.last_seen_time = model::now();
         match message.message {
             Some(Message::Ack(ack)) => {
@@ -175,74 +175,11 @@ impl Session {
             }
             Some(Message::Hello(_)) | None => {}
         }
-        self.store.upsert_node(&self.node).await?;
-        Ok(())
+        self.presence.record(&self.node);
     }
-}
-
-/// Connectors per part of a large update: keeps every message far below
-/// gRPC's message size limit and lets the node start decoding early.
-const CONNECTORS_PER_PART: usize = 500;
-
-/// Splits an update into parts of at most [`CONNECTORS_PER_PART`]
-/// connectors; everything else travels in the first part.
-fn split_into_parts(mut update: api::ConfigUpdate) -> Vec<api::ConfigUpdate> {
-    if update.connectors.len() <= CONNECTORS_PER_PART {
-        return vec![update];
-    }
-    let connectors = std::mem::take(&mut update.connectors);
-    let header = api::ConfigUpdate {
-        version: update.version,
-        full: update.full,
-        base_version: update.base_version,
-        ..Default::default()
-    };
-    let mut parts: Vec<_> = connectors
-        .chunks(CONNECTORS_PER_PART)
-        .map(|chunk| api::ConfigUpdate { connectors: chunk.to_vec(), more_parts: true, ..header.clone() })
-        .collect();
-    let first = &mut parts[0];
-    first.removed_connector_ids = std::mem::take(&mut update.removed_connector_ids);
-    first.secrets = std::mem::take(&mut update.secrets);
-    first.removed_secrets = std::mem::take(&mut update.removed_secrets);
-    first.plans = std::mem::take(&mut update.plans);
-    first.organizations = std::mem::take(&mut update.organizations);
-    let last = parts.last_mut().expect("at least one part");
-    last.more_parts = false;
-    last.content_hash = update.content_hash;
-    parts
 }
 
 /// Completes when the server starts shutting down.
 async fn closing(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|closing| *closing).await;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn large_updates_split_into_parts_that_merge_back() {
-        let update = api::ConfigUpdate {
-            version: 9,
-            full: true,
-            connectors: (0..1201).map(|i| api::NodeConnector { item_version: i, ..Default::default() }).collect(),
-            removed_connector_ids: vec!["con_gone".into()],
-            content_hash: "h".into(),
-            ..Default::default()
-        };
-        let parts = split_into_parts(update.clone());
-        assert_eq!(parts.iter().map(|p| p.connectors.len()).collect::<Vec<_>>(), [500, 500, 201]);
-        assert!(parts[..2].iter().all(|p| p.more_parts && p.version == 9 && p.full));
-        assert!(!parts[2].more_parts);
-        assert_eq!(parts[2].content_hash, "h");
-        assert_eq!(parts[0].removed_connector_ids, ["con_gone"]);
-        let mut merged = parts[0].clone();
-        for part in &parts[1..] {
-            hookplane_convert::merge_update_parts(&mut merged, part.clone());
-        }
-        assert_eq!(merged, update);
-        assert_eq!(split_into_parts(api::ConfigUpdate::default()).len(), 1);
-    }
 }
