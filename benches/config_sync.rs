@@ -13,8 +13,12 @@
 #[path = "../tests/it/support/mod.rs"]
 mod support;
 
+#[path = "shared/connectors.rs"]
+mod connectors;
+
 use std::time::{Duration, Instant};
 
+use connectors::realistic_connector;
 use hookplane_convert as convert;
 use hookplane_data_plane::Snapshot;
 use hookplane_model::{self as model, ConfigDelta, Connector, Versioned};
@@ -30,35 +34,6 @@ const UPDATES: usize = 200;
 /// of through RSS, which keeps freed decoding buffers.
 #[global_allocator]
 static HEAP: &stats_alloc::StatsAlloc<std::alloc::System> = &stats_alloc::INSTRUMENTED_SYSTEM;
-
-fn realistic_connector() -> api::Connector {
-    let named = |name: &str, value: &str| api::NamedTemplate { name: name.into(), value: value.into() };
-    api::Connector {
-        display_name: "New orders to the ERP".into(),
-        description: "Forwards paid orders".into(),
-        auth: Some(api::InboundAuth { bearer_token: true, ..Default::default() }),
-        condition: "$payload.status == \"paid\"".into(),
-        mappings: vec![
-            api::FieldMapping { name: "order_id".into(), expression: "$payload.id".into() },
-            api::FieldMapping { name: "email".into(), expression: "lower($payload.customer.email)".into() },
-            api::FieldMapping { name: "total".into(), expression: "$payload.amount / 100".into() },
-        ],
-        perform: Some(api::Perform {
-            method: "POST".into(),
-            url: "https://erp.example.com/api/orders/$processed.order_id".into(),
-            headers: vec![named("Authorization", "Bearer $secret.ERP_TOKEN"), named("X-Source", "hookplane")],
-            body: (0..5)
-                .map(|i| api::BodyField {
-                    key: format!("field_{i}"),
-                    value: "$processed.order_id".to_owned(),
-                    ..Default::default()
-                })
-                .collect(),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
 
 fn resident_bytes() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();

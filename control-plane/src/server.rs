@@ -8,8 +8,8 @@ use hookplane::api::FILE_DESCRIPTOR_SET;
 use hookplane::api::v1::{
     api_key_service_server::ApiKeyServiceServer, connector_service_server::ConnectorServiceServer,
     event_service_server::EventServiceServer, node_service_server::NodeServiceServer,
-    node_sync_service_server::NodeSyncServiceServer, organization_service_server::OrganizationServiceServer,
-    plan_service_server::PlanServiceServer, secret_service_server::SecretServiceServer,
+    organization_service_server::OrganizationServiceServer, plan_service_server::PlanServiceServer,
+    secret_service_server::SecretServiceServer,
 };
 use hookplane_model::{LimitingPolicy, Plan};
 use prometheus_client::metrics::gauge::Gauge;
@@ -27,7 +27,7 @@ use crate::services::{
     ApiKeyApi, ConnectorApi, Core, EventApi, NodeApi, OrganizationApi, PlanApi, SecretApi, SharedCore,
 };
 use crate::store::{Store, StoreError};
-use crate::sync::NodeSyncApi;
+use crate::sync::{NodeSyncApi, NodeSyncServer};
 
 /// Everything the control plane needs to start.
 #[derive(Clone, Debug)]
@@ -217,7 +217,7 @@ impl ControlPlane {
             .add_service(PlanServiceServer::new(PlanApi::new(core.clone())))
             .add_service(ApiKeyServiceServer::new(ApiKeyApi::new(core.clone())))
             .add_service(NodeServiceServer::new(NodeApi::new(core.clone())))
-            .add_service(NodeSyncServiceServer::new(node_sync))
+            .add_service(NodeSyncServer::new(node_sync))
             // Without TCP_NODELAY small frames wait on delayed ACKs (~40 ms).
             .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), shutdown)
             .await?;

@@ -159,8 +159,13 @@ async fn a_secret_that_does_not_open_holds_only_its_connectors() {
     assert_eq!((held.status, held.code()), (503, "connector_unavailable"));
     let rejected = call(signed.id.clone(), signed.issued_credentials[0].token.clone()).await;
     assert_eq!((rejected.status, rejected.code()), (404, "connector_not_found"));
-    let nodes = plane.operator.nodes().list_nodes(api::ListNodesRequest::default()).await.unwrap().into_inner();
-    let last_error = &nodes.nodes[0].last_error;
+    // What nodes acknowledge is written in batches, within a second.
+    let last_error =
+        support::eventually(std::time::Duration::from_secs(5), "the node's rejection is listed", || async {
+            let nodes = plane.operator.nodes().list_nodes(api::ListNodesRequest::default()).await.unwrap().into_inner();
+            Some(nodes.nodes[0].last_error.clone()).filter(|error| !error.is_empty())
+        })
+        .await;
     assert!(last_error.contains(&format!("{}: reads $secret.TOKEN", theirs.id)), "{last_error}");
     assert!(last_error.contains(&format!("{}: the control plane could not open", signed.id)), "{last_error}");
     assert!(!last_error.contains("secret-value"));

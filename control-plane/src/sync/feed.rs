@@ -20,17 +20,25 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use bytes::Bytes;
 use hookplane::api::v1 as api;
 use hookplane_convert as convert;
-use tokio::sync::{OnceCell, watch};
+use tokio::sync::{OnceCell, OwnedSemaphorePermit, Semaphore, watch};
 
 use super::open::open_delta;
+use super::routes::encode;
 use crate::crypto::SecretBox;
 use crate::store::{Store, StoreError};
 
 /// How often the feed reads the current version itself, for commits whose
 /// notification was lost (SQLite's single writer never needs it).
 const POLL: Duration = Duration::from_secs(1);
+
+/// Full snapshots on their way to nodes at once. Each costs its
+/// transport's buffers (a 1 000-connector snapshot is 1 MiB); 1 000 empty
+/// nodes connecting at once took 1 GiB without this bound
+/// (`benches/fleet_sync.rs`).
+const FULL_SNAPSHOTS_IN_FLIGHT: usize = 32;
 
 /// Connectors per part of a large update: keeps every message far below
 /// gRPC's message size limit and lets the node start decoding early.
@@ -43,7 +51,8 @@ pub(super) struct Changes {
     pub version: i64,
     pub full: bool,
     pub connectors: usize,
-    pub parts: Vec<api::ConfigUpdate>,
+    /// Each an encoded `SyncResponse` carrying one part of the update.
+    pub parts: Vec<Bytes>,
 }
 
 /// One starting version's changes, read once.
@@ -65,13 +74,20 @@ pub(super) struct ConfigFeed {
     /// version are dropped as soon as anyone asks again; sessions still
     /// sending one hold it until they are done.
     pending: Arc<Mutex<HashMap<i64, Pending>>>,
+    full_snapshots: Arc<Semaphore>,
 }
 
 impl ConfigFeed {
     /// A feed over `store`; polls the current version until `closing`.
     pub(super) fn new(store: Store, secret_box: SecretBox, closing: watch::Receiver<bool>) -> ConfigFeed {
         tokio::spawn(poll_current_version(store.clone(), closing));
-        ConfigFeed { current: store.config_commits(), store, secret_box, pending: Arc::default() }
+        ConfigFeed {
+            current: store.config_commits(),
+            store,
+            secret_box,
+            pending: Arc::default(),
+            full_snapshots: Arc::new(Semaphore::new(FULL_SNAPSHOTS_IN_FLIGHT)),
+        }
     }
 
     /// The current version as this process knows it; changes whenever it
@@ -98,6 +114,13 @@ impl ConfigFeed {
         cell.get_or_try_init(|| self.read(since)).await.cloned()
     }
 
+    /// A place for one full snapshot on its way to a node, to hold until
+    /// the node answers it: bounds what a storm of empty nodes costs in
+    /// memory, and serves them in turn.
+    pub(super) async fn admit_full_snapshot(&self) -> OwnedSemaphorePermit {
+        self.full_snapshots.clone().acquire_owned().await.expect("the semaphore is never closed")
+    }
+
     async fn read(&self, since: i64) -> Result<Arc<Changes>, StoreError> {
         let sealed = self.store.config_delta(since).await?;
         let (delta, unopened) = open_delta(sealed, &self.secret_box);
@@ -113,7 +136,10 @@ impl ConfigFeed {
                 "a sealed secret does not open with this key; nodes hold the connectors that read it until it is set again"
             );
         }
-        let parts = split_into_parts(convert::config_delta_to_api(&delta));
+        let parts = split_into_parts(convert::config_delta_to_api(&delta))
+            .into_iter()
+            .map(|part| encode(&api::SyncResponse { update: Some(part), registration: None }))
+            .collect();
         tracing::debug!(
             from = since,
             to = delta.version,
@@ -201,6 +227,11 @@ mod tests {
         store.create_secret(&secret, None).await.unwrap();
     }
 
+    fn update(changes: &Changes, part: usize) -> api::ConfigUpdate {
+        let response: api::SyncResponse = prost::Message::decode(changes.parts[part].clone()).unwrap();
+        response.update.unwrap()
+    }
+
     #[tokio::test]
     async fn sessions_asking_for_the_same_changes_share_one_read() {
         let dir = tempfile::tempdir().unwrap();
@@ -215,7 +246,7 @@ mod tests {
         let (a, b) = (a.unwrap(), b.unwrap());
         assert!(Arc::ptr_eq(&a, &b), "one full snapshot for both");
         assert!(a.full && a.version == first);
-        assert_eq!(a.parts[0].secrets.len(), 1);
+        assert_eq!(update(&a, 0).secrets.len(), 1);
         assert!(Arc::ptr_eq(&a, &feed.changes_since(0).await.unwrap()), "still current: kept");
 
         add_secret(&store, &key, &org, "SECOND").await;
@@ -224,7 +255,7 @@ mod tests {
         let (c, d) = (c.unwrap(), d.unwrap());
         assert!(Arc::ptr_eq(&c, &d), "one delta for both");
         assert!(!c.full && c.version == second);
-        assert_eq!(c.parts[0].secrets.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["SECOND"]);
+        assert_eq!(update(&c, 0).secrets.iter().map(|s| s.name.clone()).collect::<Vec<_>>(), ["SECOND"]);
         let e = feed.changes_since(0).await.unwrap();
         assert!(!Arc::ptr_eq(&a, &e) && e.version == second, "a commit retires the older snapshot");
         assert_eq!(feed.pending.lock().unwrap().len(), 2, "only entries reaching the current version are kept");

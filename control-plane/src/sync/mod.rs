@@ -16,14 +16,18 @@
 mod feed;
 mod open;
 mod presence;
+mod routes;
 mod session;
+
+pub use routes::NodeSyncServer;
 
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures::Stream;
-use hookplane::api::v1::{self as api, node_sync_service_server::NodeSyncService};
+use hookplane::api::v1 as api;
 use hookplane_model::LimitingPolicy;
 use prometheus_client::metrics::gauge::Gauge;
 use subtle::ConstantTimeEq;
@@ -52,7 +56,8 @@ pub struct NodeSyncApi {
     shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
-type UpdateStream = Pin<Box<dyn Stream<Item = Result<api::SyncResponse, Status>> + Send>>;
+/// Encoded `SyncResponse`s (see `routes.rs`).
+type UpdateStream = Pin<Box<dyn Stream<Item = Result<Bytes, Status>> + Send>>;
 type EventAckStream = Pin<Box<dyn Stream<Item = Result<api::ReportEventsResponse, Status>> + Send>>;
 
 /// Events per reported batch: bounds one store transaction.
@@ -108,11 +113,8 @@ impl NodeSyncApi {
     }
 }
 
-#[tonic::async_trait]
-impl NodeSyncService for NodeSyncApi {
-    type SyncStream = UpdateStream;
-    type ReportEventsStream = EventAckStream;
-
+impl NodeSyncApi {
+    /// `Sync`: the node's hello, then its config updates.
     async fn sync(&self, request: Request<Streaming<api::SyncRequest>>) -> Result<Response<UpdateStream>, Status> {
         self.authenticate(&request)?;
         let mut inbound = request.into_inner();
@@ -143,6 +145,8 @@ impl NodeSyncService for NodeSyncApi {
         Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(receiver))))
     }
 
+    /// `ReportEvents`: stores each batch of the node's events, then
+    /// acknowledges it.
     async fn report_events(
         &self,
         request: Request<Streaming<api::ReportEventsRequest>>,

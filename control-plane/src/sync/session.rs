@@ -3,21 +3,26 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use hookplane::api::v1::{self as api, sync_request::Message};
 use hookplane_convert as convert;
 use hookplane_model::{self as model, LimitingPolicy, Node};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
 use tonic::{Status, Streaming};
 
 use super::COALESCE;
 use super::feed::ConfigFeed;
 use super::presence::Presence;
+use super::routes::encode;
 use crate::error::ApiError;
 use crate::store::{Store, StoreError};
 
 /// How often a connected node's `last_seen_time` is refreshed when it
 /// says nothing.
 const HEARTBEAT: Duration = Duration::from_secs(10);
+/// How long a node may take to answer a full snapshot before its place
+/// goes to another node's.
+const SNAPSHOT_ANSWER: Duration = Duration::from_secs(30);
 
 /// Characters of a node's reported failure that are kept.
 const MAX_FAILURE_CHARS: usize = 1024;
@@ -32,7 +37,10 @@ pub(super) struct Session {
     previous_failure: String,
     /// The last version sent; every delta starts here.
     sent: i64,
-    sender: mpsc::Sender<Result<api::SyncResponse, Status>>,
+    /// Held from sending a full snapshot until the node answers it (or
+    /// [`SNAPSHOT_ANSWER`] passes): see [`ConfigFeed::admit_full_snapshot`].
+    snapshot_in_flight: Option<(OwnedSemaphorePermit, tokio::time::Instant)>,
+    sender: mpsc::Sender<Result<Bytes, Status>>,
 }
 
 /// Why a session ended early.
@@ -51,7 +59,7 @@ impl Session {
         presence: Presence,
         limiting: Arc<LimitingPolicy>,
         hello: api::NodeHello,
-        sender: mpsc::Sender<Result<api::SyncResponse, Status>>,
+        sender: mpsc::Sender<Result<Bytes, Status>>,
     ) -> Session {
         let node = Node {
             id: hello.node_id.trim().to_owned(),
@@ -71,6 +79,7 @@ impl Session {
             node,
             previous_failure: hello.previous_failure.trim().chars().take(MAX_FAILURE_CHARS).collect(),
             sent: hello.applied_version,
+            snapshot_in_flight: None,
             sender,
         }
     }
@@ -96,7 +105,7 @@ impl Session {
                 limiting: Some(convert::limiting_to_api(&self.limiting)),
             };
             let hello = api::SyncResponse { update: None, registration: Some(registration) };
-            self.sender.send(Ok(hello)).await.map_err(|_| SessionError::Gone)?;
+            self.sender.send(Ok(encode(&hello))).await.map_err(|_| SessionError::Gone)?;
             // Always once: a node may hold a version this store never
             // reached (another database), which only a read can tell.
             self.send_changes().await?;
@@ -113,6 +122,9 @@ impl Session {
                     _ = heartbeat.tick() => {
                         self.node.last_seen_time = model::now();
                         self.presence.record(&self.node);
+                        if self.snapshot_in_flight.as_ref().is_some_and(|(_, since)| since.elapsed() > SNAPSHOT_ANSWER) {
+                            self.snapshot_in_flight = None;
+                        }
                     }
                     () = closing(&mut shutdown) => return Ok(()),
                 }
@@ -142,15 +154,18 @@ impl Session {
         if changes.version == self.sent {
             return Ok(());
         }
+        if changes.full {
+            // Any earlier one is answered or abandoned by now.
+            self.snapshot_in_flight = None;
+            let permit = self.feed.admit_full_snapshot().await;
+            self.snapshot_in_flight = Some((permit, tokio::time::Instant::now()));
+        }
         tracing::debug!(
             node = %self.node.id, from = self.sent, to = changes.version, full = changes.full,
             connectors = changes.connectors, "sending config update"
         );
         for part in &changes.parts {
-            self.sender
-                .send(Ok(api::SyncResponse { update: Some(part.clone()), registration: None }))
-                .await
-                .map_err(|_| SessionError::Gone)?;
+            self.sender.send(Ok(part.clone())).await.map_err(|_| SessionError::Gone)?;
         }
         self.sent = changes.version;
         Ok(())
@@ -161,9 +176,11 @@ impl Session {
         match message.message {
             Some(Message::Ack(ack)) => {
                 self.node.applied_config_version = ack.version;
+                self.snapshot_in_flight = None;
             }
             Some(Message::Nack(nack)) => {
                 self.node.applied_config_version = nack.version;
+                self.snapshot_in_flight = None;
                 self.node.sync_errors += 1;
                 self.node.last_error = nack
                     .rejected
