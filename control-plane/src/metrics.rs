@@ -1,8 +1,9 @@
 //! The control plane's Prometheus metrics (SPEC §12), on an HTTP port of
 //! their own (`metrics_listen`), apart from the gRPC API: sync streams
-//! open, events ingested, the config version, and each connected node's
-//! lag behind it. Node ids are the only free label, of connected nodes
-//! only, so the live fleet bounds them (nodes gone stay in the store).
+//! open, events ingested, the config version, each connected node's lag
+//! behind it, and how long the store's operations take. Node ids are the
+//! only free label, of connected nodes only, so the live fleet bounds them
+//! (nodes gone stay in the store).
 
 use std::sync::Arc;
 
@@ -38,8 +39,9 @@ pub struct Metrics {
 impl Metrics {
     /// `events_ingested` and `sync_streams` are counted where those
     /// happen (`EventHub`, the sync service).
-    pub fn new(events_ingested: Counter, sync_streams: Gauge) -> Metrics {
+    pub fn new(events_ingested: Counter, sync_streams: Gauge, store: &Store) -> Metrics {
         let mut registry = Registry::with_prefix("hookplane");
+        registry.register("store_operation_seconds", "Time the store took, by operation", store.latency());
         registry.register("events_ingested", "Events stored from nodes' reports", events_ingested);
         registry.register("sync_streams", "Node sync streams open on this control plane", sync_streams);
         let config_version = Gauge::default();

@@ -109,7 +109,7 @@ impl ControlPlane {
         store.ensure_plans(&plans).await?;
         let events = EventHub::new(store.clone());
         let sync_streams = Gauge::default();
-        let metrics = Arc::new(Metrics::new(events.ingested(), sync_streams.clone()));
+        let metrics = Arc::new(Metrics::new(events.ingested(), sync_streams.clone(), &store));
         let core = Core {
             auth: Authenticator::new(store.clone(), config.operator_key_hash.as_deref()),
             events,

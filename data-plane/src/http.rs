@@ -65,6 +65,7 @@ fn metrics(ingress: &Ingress) -> Response<Full<Bytes>> {
         sync_errors: state.sync_errors() as i64,
         connected: state.is_connected(),
         redis_failures: state.fleet().map_or(0, |fleet| fleet.failures().0 as i64),
+        circuits_open: ingress.executor.breakers.open_now() as i64,
     };
     let mut response = Response::new(Full::new(Bytes::from(ingress.metrics.render(levels))));
     response.headers_mut().insert(

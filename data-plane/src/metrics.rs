@@ -3,7 +3,9 @@
 //!
 //! Labels are closed sets (outcomes, refusal codes, limit scopes, status
 //! classes), never a tenant's ids or target hosts: the series a node
-//! exposes stay bounded whatever its tenants configure. Counters are
+//! exposes stay bounded whatever its tenants configure. Circuit breakers,
+//! one per target URL, are therefore counted (open now, opened, closed),
+//! not listed; the event of a refused call names its target. Counters are
 //! counted where things happen; levels kept elsewhere (queues, the
 //! snapshot, Redis failures) are read when scraped. Each node has a
 //! registry of its own, so nodes sharing a process keep theirs apart.
@@ -18,6 +20,8 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::limits::LimitScope;
+use crate::outbound::breaker::Breakers;
+use crate::state::NodeState;
 
 /// How a trigger call was answered.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -58,6 +62,7 @@ pub struct NodeMetrics {
     latency: Family<Outcome, Histogram>,
     limits: Family<Decision, Counter>,
     performs: Family<Perform, Counter>,
+    retries: Counter,
     config_version: Gauge,
     connectors: Gauge,
     queued_events: Gauge,
@@ -65,6 +70,7 @@ pub struct NodeMetrics {
     sync_errors: Gauge,
     connected: Gauge,
     redis_failures: Gauge,
+    circuits_open: Gauge,
 }
 
 /// What the node holds when scraped.
@@ -77,10 +83,13 @@ pub struct Levels {
     pub sync_errors: i64,
     pub connected: bool,
     pub redis_failures: i64,
+    pub circuits_open: i64,
 }
 
-impl Default for NodeMetrics {
-    fn default() -> Self {
+impl NodeMetrics {
+    /// Registers what `state` and `breakers` count themselves beside the
+    /// node's own metrics.
+    pub fn new(state: &NodeState, breakers: &Breakers) -> NodeMetrics {
         let mut registry = Registry::with_prefix("hookplane");
         let answers = Family::<Answer, Counter>::default();
         registry.register("trigger_requests", "Trigger calls answered, by outcome and refusal code", answers.clone());
@@ -92,6 +101,15 @@ impl Default for NodeMetrics {
         registry.register("limit_decisions", "Rate-limit checks, by scope and decision", limits.clone());
         let performs = Family::<Perform, Counter>::default();
         registry.register("perform_attempts", "Perform requests sent, by the class of their answer", performs.clone());
+        let retries = Counter::default();
+        registry.register("perform_retries", "Perform attempts after a call's first", retries.clone());
+        registry.register(
+            "config_apply_seconds",
+            "Time from a config update's arrival to its snapshot serving",
+            state.apply_seconds.clone(),
+        );
+        registry.register("circuits_opened", "Circuit breakers opened (per target URL)", breakers.opened.clone());
+        registry.register("circuits_closed", "Circuit breakers closed again by a probe", breakers.closed.clone());
         let gauge = |registry: &mut Registry, name: &str, help: &str| {
             let gauge = Gauge::default();
             registry.register(name, help, gauge.clone());
@@ -121,16 +139,16 @@ impl Default for NodeMetrics {
                 "redis_failures",
                 "Redis failures under the redis limiting policy so far",
             ),
+            circuits_open: gauge(&mut registry, "circuits_open", "Target URLs whose circuit breaker is open now"),
             registry,
             answers,
             latency,
             limits,
             performs,
+            retries,
         }
     }
-}
 
-impl NodeMetrics {
     /// A call answered with `outcome` (and `code` if refused), after `took`.
     pub fn answered(&self, outcome: &'static str, code: Option<&'static str>, took: Duration) {
         self.answers.get_or_create(&Answer { outcome, code: code.unwrap_or("none") }).inc();
@@ -159,6 +177,11 @@ impl NodeMetrics {
         self.performs.get_or_create(&Perform { status }).inc();
     }
 
+    /// A call's perform was attempted `attempts` times.
+    pub fn attempted(&self, attempts: usize) {
+        self.retries.inc_by(attempts.saturating_sub(1) as u64);
+    }
+
     /// The OpenMetrics text of every metric, `levels` as scraped.
     pub fn render(&self, levels: Levels) -> String {
         self.config_version.set(levels.config_version);
@@ -168,6 +191,7 @@ impl NodeMetrics {
         self.sync_errors.set(levels.sync_errors);
         self.connected.set(i64::from(levels.connected));
         self.redis_failures.set(levels.redis_failures);
+        self.circuits_open.set(levels.circuits_open);
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry).expect("writing to a String cannot fail");
         text
@@ -188,12 +212,25 @@ mod tests {
 
     #[test]
     fn counts_and_levels_are_rendered_as_openmetrics() {
-        let metrics = NodeMetrics::default();
+        let (state, breakers) = (NodeState::new(None), Breakers::default());
+        let metrics = NodeMetrics::new(&state, &breakers);
         metrics.answered("completed", None, Duration::from_millis(3));
         metrics.answered("refused", Some("unauthenticated"), Duration::from_micros(40));
         metrics.limited(Some(LimitScope::ClientIp), "client_ip");
         metrics.performed(Some(503));
-        let text = metrics.render(Levels { config_version: 7, connected: true, ..Levels::default() });
+        metrics.attempted(3);
+        breakers.opened.inc();
+        state.apply_seconds.observe(0.002);
+        let text = metrics.render(Levels { config_version: 7, connected: true, circuits_open: 1, ..Levels::default() });
+        for line in [
+            "hookplane_perform_retries_total 2",
+            "hookplane_circuits_opened_total 1",
+            "hookplane_circuits_closed_total 0",
+            "hookplane_circuits_open 1",
+            "hookplane_config_apply_seconds_count 1",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
         assert!(text.contains(r#"hookplane_trigger_requests_total{outcome="completed",code="none"} 1"#), "{text}");
         assert!(text.contains(r#"hookplane_trigger_requests_total{outcome="refused",code="unauthenticated"} 1"#));
         assert!(text.contains(r#"hookplane_limit_decisions_total{scope="client_ip",decision="refused"} 1"#));

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use arc_swap::{ArcSwap, ArcSwapOption};
 
 use hookplane_model::LimitingPolicy;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 
 use crate::events::ids::EventIds;
 use crate::fleet::Fleet;
@@ -45,6 +46,8 @@ pub struct NodeState {
     fleet: ArcSwapOption<Fleet>,
     /// True once the node began to stop: `/readyz` answers 503.
     draining: AtomicBool,
+    /// How long each update took from arrival to swap, for `/metrics`.
+    pub apply_seconds: Histogram,
 }
 
 impl NodeState {
@@ -66,6 +69,9 @@ impl NodeState {
             event_ids: Arc::default(),
             fleet: ArcSwapOption::empty(),
             draining: AtomicBool::new(false),
+            // 100 µs (a one-connector delta) to ~6.5 s (a 100 000-connector
+            // snapshot builds in about 2 s on this machine's cores).
+            apply_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 17)),
         }
     }
 

@@ -317,6 +317,7 @@ async fn apply(
     }
     let next = Arc::new(next);
     state.swap(next.clone());
+    state.apply_seconds.observe(started.elapsed().as_secs_f64());
     tracing::info!(
         version,
         rejected = rejected.len(),

@@ -22,9 +22,11 @@ fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_the_traffic_and_parse_as_prometheus_reads_them() {
     let plane = TestPlane::start(Backend::Sqlite).await;
-    let two = api::Plan { name: "two".into(), per_connector_per_minute: 2, ..Default::default() };
+    let two =
+        api::Plan { name: "two".into(), per_connector_per_minute: 2, retries_enabled: true, ..Default::default() };
     use_plan(&plane, two).await;
-    let target = Target::start(Behaviour::Ok).await;
+    // The first perform is answered 503 and retried.
+    let target = Target::start(Behaviour::FailFirst(1)).await;
     let (id, token) = create(&plane, mapped_connector(&target.url(""))).await;
     let node = start_dev_node(&plane, "node-1").await;
     let (address, path, bearer) = (node.http_address(), trigger_path(&id), format!("Bearer {token}"));
@@ -47,6 +49,12 @@ async fn metrics_count_the_traffic_and_parse_as_prometheus_reads_them() {
     assert_eq!(value(&samples, decisions, &[("scope", "client_ip"), ("decision", "admitted")]), 4.0);
     assert_eq!(value(&samples, decisions, &[("scope", "connector"), ("decision", "refused")]), 1.0);
     assert_eq!(value(&samples, "hookplane_perform_attempts_total", &[("status", "2xx")]), 2.0);
+    assert_eq!(value(&samples, "hookplane_perform_attempts_total", &[("status", "5xx")]), 1.0);
+    assert_eq!(value(&samples, "hookplane_perform_retries_total", &[]), 1.0);
+    // One failure in ten calls' window opens nothing.
+    assert_eq!(value(&samples, "hookplane_circuits_open", &[]), 0.0);
+    assert_eq!(value(&samples, "hookplane_circuits_opened_total", &[]), 0.0);
+    assert!(value(&samples, "hookplane_config_apply_seconds_count", &[]) >= 1.0, "the first snapshot at least");
     assert_eq!(value(&samples, "hookplane_trigger_duration_seconds_count", &[("outcome", "completed")]), 2.0);
     assert_eq!(value(&samples, "hookplane_config_version", &[]), current_version(&plane).await as f64);
     assert_eq!(value(&samples, "hookplane_connectors", &[]), 1.0);
@@ -71,6 +79,9 @@ async fn metrics_count_the_traffic_and_parse_as_prometheus_reads_them() {
     assert_eq!(value(&samples, "hookplane_sync_streams", &[]), 1.0);
     assert_eq!(value(&samples, "hookplane_nodes_connected", &[]), 1.0);
     assert_eq!(value(&samples, "hookplane_config_version", &[]), version);
+    let timed = "hookplane_store_operation_seconds_count";
+    assert!(value(&samples, timed, &[("operation", "insert_events")]) >= 1.0);
+    assert!(value(&samples, timed, &[("operation", "config_delta")]) >= 1.0, "the node's first update");
     assert_eq!(http_get(metrics_address, "/other").await.0, 404);
     let _ = stop.send(());
     server.await.unwrap();

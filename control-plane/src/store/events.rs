@@ -115,6 +115,10 @@ impl Store {
     /// multi-row statements: one round trip per [`INSERT_CHUNK`] events
     /// instead of one per event.
     pub async fn insert_events(&self, events: &[Event<EncodedTrace>]) -> Result<Vec<i64>, StoreError> {
+        self.timed("insert_events", self.insert_events_untimed(events)).await
+    }
+
+    async fn insert_events_untimed(&self, events: &[Event<EncodedTrace>]) -> Result<Vec<i64>, StoreError> {
         // A statement's count of inserted rows says which are new when it is
         // all or none of them, as it is for a fresh batch and for one resent
         // whole. Only a batch overlapping what is stored is inserted again

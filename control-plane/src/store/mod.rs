@@ -30,6 +30,9 @@ mod sync;
 use std::{str::FromStr, sync::Arc, time::Duration};
 
 use hookplane_model::Timestamp;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::{Migration, MigrationSource, Migrator};
 use sqlx::{AnyPool, Executor, Row};
@@ -90,6 +93,19 @@ pub struct Store {
     /// The content index at some version, advanced by each config read so
     /// no read rescans the whole configuration (see `sync.rs`).
     content: Arc<tokio::sync::Mutex<(i64, hookplane_model::ContentIndex)>>,
+    /// How long the operations the fleet waits on take, for `/metrics`.
+    latency: Family<StoreOperation, Histogram, fn() -> Histogram>,
+}
+
+/// A store operation timed for `/metrics`: a closed set of names.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StoreOperation {
+    operation: &'static str,
+}
+
+/// 100 µs to ~3.3 s.
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0001, 2.0, 16))
 }
 
 /// Portable migrations, and each backend's own where portable SQL cannot
@@ -187,7 +203,8 @@ impl Store {
         if backend == Backend::Postgres {
             commits::listen(url.to_owned(), Arc::downgrade(&committed), closed.subscribe());
         }
-        Ok(Store { pool, backend, committed, closed, content: Arc::default() })
+        let latency = Family::new_with_constructor(latency_histogram as fn() -> Histogram);
+        Ok(Store { pool, backend, committed, closed, content: Arc::default(), latency })
     }
 
     /// Begins a write transaction. On SQLite it takes the write lock at once
@@ -221,6 +238,20 @@ impl Store {
     /// on the same PostgreSQL, commits a config change.
     pub fn config_commits(&self) -> watch::Receiver<i64> {
         self.committed.subscribe()
+    }
+
+    /// How long the timed operations took (`insert_events`, `config_delta`,
+    /// `upsert_nodes`, `prune_events`), by operation.
+    pub fn latency(&self) -> Family<StoreOperation, Histogram, fn() -> Histogram> {
+        self.latency.clone()
+    }
+
+    /// Runs `operation`, timing it as `name`.
+    async fn timed<T>(&self, name: &'static str, operation: impl Future<Output = T>) -> T {
+        let started = std::time::Instant::now();
+        let result = operation.await;
+        self.latency.get_or_create(&StoreOperation { operation: name }).observe(started.elapsed().as_secs_f64());
+        result
     }
 
     /// Closes every connection; later calls fail.

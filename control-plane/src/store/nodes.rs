@@ -49,6 +49,10 @@ impl Store {
     /// Records the latest state of many nodes in one transaction: how the
     /// sync sessions' acknowledgements and heartbeats reach the store.
     pub async fn upsert_nodes(&self, nodes: &[Node]) -> Result<(), StoreError> {
+        self.timed("upsert_nodes", self.upsert_nodes_untimed(nodes)).await
+    }
+
+    async fn upsert_nodes_untimed(&self, nodes: &[Node]) -> Result<(), StoreError> {
         let mut tx = self.write_tx().await?;
         for node in nodes {
             upsert(&mut tx, node).await?;

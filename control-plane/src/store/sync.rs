@@ -19,6 +19,10 @@ impl Store {
     /// Secrets come back sealed (`DeployedSecret::value` holds the sealed
     /// text); connectors' secret fields too. The caller opens them.
     pub async fn config_delta(&self, since: i64) -> Result<ConfigDelta<SealedSecret>, StoreError> {
+        self.timed("config_delta", self.config_delta_untimed(since)).await
+    }
+
+    async fn config_delta_untimed(&self, since: i64) -> Result<ConfigDelta<SealedSecret>, StoreError> {
         // Held across the reads on purpose (this is the sync path, not the
         // trigger path): the transaction starts after the lock is taken, so
         // the cached index is never ahead of the snapshot read here.

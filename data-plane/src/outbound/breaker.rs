@@ -11,6 +11,8 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use prometheus_client::metrics::counter::Counter;
+
 /// When breakers open and how long they stay open.
 #[derive(Clone, Copy, Debug)]
 pub struct BreakerSettings {
@@ -68,11 +70,20 @@ pub enum Transition {
 pub struct Breakers {
     settings: BreakerSettings,
     states: Mutex<HashMap<String, State>>,
+    /// Breakers opened and closed so far, for `/metrics`.
+    pub opened: Counter,
+    pub closed: Counter,
 }
 
 impl Breakers {
     pub fn new(settings: BreakerSettings) -> Breakers {
-        Breakers { settings, states: Mutex::default() }
+        Breakers { settings, ..Breakers::default() }
+    }
+
+    /// Breakers open now (refusing, or letting their one probe through).
+    pub fn open_now(&self) -> usize {
+        let states = self.states.lock().unwrap_or_else(|p| p.into_inner());
+        states.values().filter(|state| !matches!(state, State::Closed { .. })).count()
     }
 
     /// Whether a call to `target` may go out now.
@@ -96,6 +107,17 @@ impl Breakers {
 
     /// Records a call's outcome.
     pub fn record(&self, target: &str, success: bool) -> Transition {
+        let transition = self.transition(target, success);
+        let counter = match transition {
+            Transition::Opened => &self.opened,
+            Transition::Closed => &self.closed,
+            Transition::None => return transition,
+        };
+        counter.inc();
+        transition
+    }
+
+    fn transition(&self, target: &str, success: bool) -> Transition {
         let now = Instant::now();
         let settings = self.settings;
         let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
@@ -179,6 +201,23 @@ mod tests {
         assert_eq!(breakers.admit(target), Admission::Probe);
         assert_eq!(breakers.record(target, true), Transition::Closed);
         assert_eq!(breakers.admit(target), Admission::Allowed);
+        assert_eq!((breakers.opened.get(), breakers.closed.get(), breakers.open_now()), (2, 1, 0));
+    }
+
+    #[test]
+    fn open_breakers_are_counted_until_they_close() {
+        let breakers = quick();
+        for _ in 0..4 {
+            breakers.record("a", false);
+            breakers.record("b", false);
+        }
+        breakers.record("c", false);
+        assert_eq!((breakers.open_now(), breakers.opened.get()), (2, 2), "c is closed, failing below the minimum");
+        std::thread::sleep(Duration::from_millis(40));
+        assert_eq!(breakers.admit("a"), Admission::Probe);
+        assert_eq!(breakers.open_now(), 2, "probing is not closed");
+        breakers.record("a", true);
+        assert_eq!((breakers.open_now(), breakers.closed.get()), (1, 1));
     }
 
     #[test]

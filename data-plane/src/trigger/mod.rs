@@ -99,6 +99,7 @@ impl Ingress {
         inbox: Inbox,
     ) -> Ingress {
         let in_flight = Semaphore::new(settings.max_in_flight);
+        let metrics = NodeMetrics::new(&state, &executor.breakers);
         Ingress {
             state,
             settings,
@@ -109,7 +110,7 @@ impl Ingress {
             node_id,
             inbox,
             deliveries: SeenDeliveries::default(),
-            metrics: NodeMetrics::default(),
+            metrics,
             in_flight,
         }
     }
@@ -280,6 +281,7 @@ impl Ingress {
         for attempt in &execution.trace.perform_attempts {
             self.metrics.performed(attempt.status);
         }
+        self.metrics.attempted(execution.trace.perform_attempts.len());
         let status = match execution.outcome {
             Outcome::Completed => EventStatus::Completed,
             Outcome::Skipped => EventStatus::Skipped,
