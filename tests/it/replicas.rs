@@ -158,3 +158,26 @@ impl Stopped {
         }
     }
 }
+
+/// Background work (pruning, and what else one replica must do alone) is
+/// claimed through a lease: replicas claiming at once on PostgreSQL never
+/// both win, and the work moves when its holder lets go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_claiming_one_lease_at_once_never_both_hold_it() {
+    let plane = TestPlane::start(Backend::Postgres).await;
+    let replica = Store::connect(&plane.database.url).await.unwrap();
+    let stores = [plane.control_plane.store().clone(), replica.clone()];
+    let lease = Duration::from_secs(60);
+    for round in 0..20 {
+        let name = format!("work-{round}");
+        let (a, b) = tokio::join!(stores[0].claim_lease(&name, "a", lease), stores[1].claim_lease(&name, "b", lease));
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert!(a != b, "round {round}: exactly one replica holds the lease (a: {a}, b: {b})");
+        let (holder, other, other_name) = if a { (&stores[0], &stores[1], "b") } else { (&stores[1], &stores[0], "a") };
+        assert!(!other.claim_lease(&name, other_name, lease).await.unwrap(), "still held");
+        holder.release_lease(&name, if a { "a" } else { "b" }).await.unwrap();
+        assert!(other.claim_lease(&name, other_name, lease).await.unwrap(), "let go: the other takes it");
+    }
+    replica.close().await;
+    plane.finish().await;
+}

@@ -20,6 +20,7 @@ mod commits;
 mod connectors;
 mod events;
 mod idempotency;
+mod leases;
 mod nodes;
 mod organizations;
 mod plans;

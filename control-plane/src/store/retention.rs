@@ -4,8 +4,9 @@
 //! behind the pruner for long. SQLite then gives the freed pages back to
 //! the file system (`incremental_vacuum`; databases created before this
 //! version keep reusing them instead, until a manual `VACUUM`).
-//! Replicas on one PostgreSQL may prune at once: a row deleted twice is
-//! deleted once.
+//! Replicas on one PostgreSQL prune one at a time, the holder of the
+//! `prune_events` lease (`leases.rs`, claimed in `server.rs`); were two to
+//! prune at once, a row deleted twice is deleted once.
 
 use std::time::Duration;
 
