@@ -2,7 +2,8 @@
 //! SSRF guard, shared by every outbound path (lookup, perform, OAuth token
 //! requests, platform webhooks).
 //!
-//! This module decides; it does no I/O. The HTTP client applies it twice:
+//! This module decides; it does no I/O. The HTTP client ([`client`])
+//! applies it twice:
 //! to every address the resolver returns and again to the address a socket
 //! actually connects to, so neither DNS rebinding nor an IP literal slips
 //! past. Only `http` and `https` are allowed. Addresses that are not on the
@@ -11,6 +12,9 @@
 //! reserved ranges, in IPv4 and IPv6, including IPv6 forms that embed an
 //! IPv4 address (mapped, compatible, NAT64, 6to4) — unless an allow-list of
 //! networks opens them (`hookplane dev` opens loopback).
+
+pub mod client;
+pub mod resolver;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 

@@ -4,7 +4,7 @@
 //! against the egress policy; the connector only ever sees (and connects to)
 //! addresses that passed, so a name that resolves to a private address, or
 //! re-resolves to one later (DNS rebinding), is refused. IP literals never
-//! reach a resolver: [`super::Outbound`] checks them before connecting.
+//! reach a resolver: [`crate::client::Outbound`] checks them before connecting.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -12,7 +12,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use hookplane_egress::{EgressError, EgressPolicy};
+use crate::{EgressError, EgressPolicy};
 use hyper_util::client::legacy::connect::dns::{GaiResolver, Name};
 
 /// A resolver that drops the addresses the policy refuses.

@@ -1,0 +1,177 @@
+//! The one outbound HTTP client of every path that calls what tenants
+//! configure (a node's lookups, performs and OAuth token calls; the
+//! control plane's platform webhooks): pooled connections, rustls, the
+//! SSRF guard, no proxies, no redirects.
+//!
+//! `hyper-util`'s client reads no proxy environment variables and follows
+//! no redirects, which is what SPEC §11 asks for. The egress policy is
+//! applied to IP literals here and to resolved names in
+//! [`crate::resolver`].
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::{EgressError, EgressPolicy};
+use bytes::{Bytes, BytesMut};
+use http_body_util::{BodyExt as _, Full};
+use hyper::{HeaderMap, Method, Request, StatusCode};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+use crate::resolver::{GuardedResolver, ResolveError};
+
+/// A request ready to send.
+#[derive(Debug)]
+pub struct OutboundRequest {
+    pub method: Method,
+    pub url: url::Url,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub timeout: Duration,
+}
+
+/// A response, its body read up to a cap.
+#[derive(Debug)]
+pub struct OutboundResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    /// True when the body was longer than the cap and cut.
+    pub truncated: bool,
+}
+
+/// Why an exchange got no response.
+///
+/// The texts end up in events, so the client's errors are shown with
+/// their whole chain of causes (hyper's own text is only "client error").
+#[derive(Debug, thiserror::Error)]
+pub enum OutboundError {
+    #[error("refused by the SSRF guard: {0}")]
+    Egress(#[from] EgressError),
+    /// The name did not resolve (refused addresses are `Egress`).
+    #[error("{0}")]
+    Resolve(ResolveError),
+    #[error("connection failed: {}", Chain(.0))]
+    Connect(hyper_util::client::legacy::Error),
+    #[error("connection failed: reading the response: {}", Chain(.0))]
+    Read(hyper::Error),
+    #[error("no response within {0:?}")]
+    Timeout(Duration),
+    #[error("the request could not be built: {0}")]
+    Invalid(hyper::http::Error),
+}
+
+impl OutboundError {
+    /// Whether trying again may help (SPEC §7: connection errors and
+    /// timeouts are retried; refusals and malformed requests are not).
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            OutboundError::Connect(_) | OutboundError::Read(_) | OutboundError::Timeout(_) | OutboundError::Resolve(_)
+        )
+    }
+}
+
+/// An error followed by its causes: `a: b: c`.
+struct Chain<'e>(&'e dyn std::error::Error);
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cause = self.0.source();
+        while let Some(inner) = cause {
+            write!(f, ": {inner}")?;
+            cause = inner.source();
+        }
+        Ok(())
+    }
+}
+
+type Connector = HttpsConnector<HttpConnector<GuardedResolver>>;
+
+/// The shared client.
+#[derive(Clone)]
+pub struct Outbound {
+    client: Client<Connector, Full<Bytes>>,
+    policy: Arc<EgressPolicy>,
+}
+
+impl std::fmt::Debug for Outbound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbound").field("policy", &self.policy).finish_non_exhaustive()
+    }
+}
+
+impl Outbound {
+    /// A client that calls only what `policy` allows.
+    pub fn new(policy: EgressPolicy) -> Outbound {
+        let policy = Arc::new(policy);
+        let mut http = HttpConnector::new_with_resolver(GuardedResolver::new(policy.clone()));
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(Duration::from_secs(10)));
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_webpki_roots()
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(64)
+            .build(https);
+        Outbound { client, policy }
+    }
+
+    /// Sends `request` and reads up to `max_body` bytes of the answer.
+    pub async fn send(&self, request: OutboundRequest, max_body: usize) -> Result<OutboundResponse, OutboundError> {
+        self.policy.check_url(&request.url)?;
+        let deadline = Instant::now() + request.timeout;
+        let mut builder = Request::builder().method(request.method).uri(request.url.as_str());
+        if let Some(headers) = builder.headers_mut() {
+            *headers = request.headers;
+        }
+        let http_request = builder.body(Full::new(request.body)).map_err(OutboundError::Invalid)?;
+        let exchange = async {
+            let response = self.client.request(http_request).await.map_err(describe)?;
+            let (parts, mut body) = response.into_parts();
+            let mut collected = BytesMut::new();
+            let mut truncated = false;
+            while let Some(frame) = body.frame().await {
+                let frame = frame.map_err(OutboundError::Read)?;
+                if let Ok(data) = frame.into_data() {
+                    let room = max_body - collected.len();
+                    if data.len() > room {
+                        collected.extend_from_slice(&data[..room]);
+                        truncated = true;
+                        break;
+                    }
+                    collected.extend_from_slice(&data);
+                }
+            }
+            Ok(OutboundResponse { status: parts.status, headers: parts.headers, body: collected.freeze(), truncated })
+        };
+        tokio::time::timeout_at(deadline.into(), exchange).await.map_err(|_| OutboundError::Timeout(request.timeout))?
+    }
+}
+
+/// Names what failed, looking through the client's error chain for the
+/// guard's answer so a refusal is reported as such.
+fn describe(err: hyper_util::client::legacy::Error) -> OutboundError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
+    while let Some(current) = source {
+        if let Some(resolve) = current.downcast_ref::<ResolveError>() {
+            return match resolve {
+                ResolveError::Refused { reason, .. } => OutboundError::Egress(reason.clone()),
+                ResolveError::Lookup { name, source } => OutboundError::Resolve(ResolveError::Lookup {
+                    name: name.clone(),
+                    source: std::io::Error::new(source.kind(), source.to_string()),
+                }),
+            };
+        }
+        source = current.source();
+    }
+    OutboundError::Connect(err)
+}
