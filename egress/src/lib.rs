@@ -15,6 +15,7 @@
 
 pub mod client;
 pub mod resolver;
+pub mod retry;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 

@@ -19,7 +19,6 @@ use hookplane_expr::{self as expr, Budget, Limits, Scope, SecretSource};
 use hookplane_model::{EventTrace, HttpExchangeTrace, OutboundAuth, Plan};
 use hyper::StatusCode;
 use hyper::header::{AUTHORIZATION, HeaderValue, RETRY_AFTER};
-use rand::Rng as _;
 use serde_json::{Map, Value};
 
 use crate::outbound::breaker::{Admission, Breakers, Transition};
@@ -284,7 +283,7 @@ impl Executor {
                         return Ok(Outcome::Completed);
                     }
                     if status == StatusCode::TOO_MANY_REQUESTS {
-                        wait = response.headers.get(RETRY_AFTER).and_then(retry_after);
+                        wait = response.headers.get(RETRY_AFTER).and_then(hookplane_egress::retry::retry_after);
                     }
                     let server_error = matches!(status.as_u16(), 500 | 502 | 503 | 504);
                     let retryable = server_error || status == StatusCode::TOO_MANY_REQUESTS;
@@ -306,7 +305,7 @@ impl Executor {
             let delay = match wait {
                 Some(wait) if wait > MAX_RETRY_AFTER => return Err(error),
                 Some(wait) => wait,
-                None => backoff(base, attempt),
+                None => hookplane_egress::retry::backoff(base, attempt),
             };
             tokio::time::sleep(delay).await;
         }
@@ -327,26 +326,6 @@ fn breaker_key(url: &url::Url) -> String {
     let _ = key.set_username("");
     let _ = key.set_password(None);
     key.into()
-}
-
-/// Exponential backoff: the documented delay (`base`, then doubling) plus
-/// up to a quarter more at random, so retries from many triggers spread
-/// out. Jitter only adds: a target is never called again sooner than the
-/// documentation promises its owner.
-fn backoff(base: Duration, attempt: u32) -> Duration {
-    let documented = base.saturating_mul(1 << (attempt - 1).min(16));
-    documented + rand::rng().random_range(Duration::ZERO..=documented / 4)
-}
-
-/// `Retry-After` as delay seconds or an HTTP date (RFC 9110 §10.2.3); a
-/// value that is neither is ignored and the backoff applies.
-fn retry_after(value: &HeaderValue) -> Option<Duration> {
-    let text = value.to_str().ok()?.trim();
-    if let Ok(secs) = text.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = httpdate::parse_http_date(text).ok()?;
-    Some(at.duration_since(std::time::SystemTime::now()).unwrap_or(Duration::ZERO))
 }
 
 fn exchange_trace(request: &OutboundRequest) -> HttpExchangeTrace {
@@ -387,35 +366,7 @@ fn excerpt(body: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::time::SystemTime;
-
     use super::*;
-
-    #[test]
-    fn retry_after_takes_seconds_or_an_http_date() {
-        assert_eq!(retry_after(&HeaderValue::from_static(" 7 ")), Some(Duration::from_secs(7)));
-        let soon = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(20));
-        let wait = retry_after(&HeaderValue::from_str(&soon).unwrap()).unwrap();
-        assert!(wait > Duration::from_secs(18) && wait <= Duration::from_secs(20), "{wait:?}");
-        let past = httpdate::fmt_http_date(SystemTime::now() - Duration::from_secs(60));
-        assert_eq!(retry_after(&HeaderValue::from_str(&past).unwrap()), Some(Duration::ZERO));
-        assert_eq!(retry_after(&HeaderValue::from_static("soon")), None);
-        assert_eq!(retry_after(&HeaderValue::from_static("-3")), None);
-    }
-
-    #[test]
-    fn backoff_doubles_and_jitter_only_adds() {
-        // Seed 001: 500 ms before the first retry, 1 000 ms before the
-        // second; the first retry used to leave after 250-500 ms.
-        let base = Duration::from_millis(500);
-        for attempt in 1..=4 {
-            let documented = base * (1 << (attempt - 1));
-            for _ in 0..200 {
-                let delay = backoff(base, attempt);
-                assert!(delay >= documented && delay <= documented * 5 / 4, "attempt {attempt}: {delay:?}");
-            }
-        }
-    }
 
     #[test]
     fn traced_urls_hide_their_userinfo() {
