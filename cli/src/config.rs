@@ -136,6 +136,14 @@ fn default_redis_key_prefix() -> String {
 }
 
 impl Settings {
+    /// Which addresses outbound calls may reach: public ones and
+    /// `egress_allowed_networks`; `dev` also opens loopback.
+    pub fn egress_policy(&self, dev: bool) -> anyhow::Result<hookplane_egress::EgressPolicy> {
+        let egress = hookplane_egress::EgressPolicy::allowing(&self.egress_allowed_networks)
+            .context("egress_allowed_networks")?;
+        Ok(if dev { egress.with_loopback() } else { egress })
+    }
+
     /// The limiting policy the control plane sends its nodes.
     pub fn limiting(&self) -> anyhow::Result<LimitingPolicy> {
         match self.limiting_policy {

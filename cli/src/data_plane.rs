@@ -63,9 +63,7 @@ const DRAIN_DELAY_SECS: u64 = 5;
 
 /// Applies the trigger and egress settings; `dev` also opens loopback.
 pub fn apply_node_settings(config: &mut NodeConfig, settings: &Settings, dev: bool) -> anyhow::Result<()> {
-    let egress = hookplane_egress::EgressPolicy::allowing(&settings.egress_allowed_networks)
-        .context("egress_allowed_networks")?;
-    config.egress = if dev { egress.with_loopback() } else { egress };
+    config.egress = settings.egress_policy(dev)?;
     config.ingress.trusted_proxies = settings
         .trusted_proxies
         .iter()

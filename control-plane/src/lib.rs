@@ -13,5 +13,6 @@ mod server;
 pub mod services;
 pub mod store;
 pub mod sync;
+pub mod webhooks;
 
 pub use server::{ControlPlane, ControlPlaneConfig, ServerTls, StartError};

@@ -9,7 +9,7 @@ use hookplane::api::v1::{
     api_key_service_server::ApiKeyServiceServer, connector_service_server::ConnectorServiceServer,
     event_service_server::EventServiceServer, node_service_server::NodeServiceServer,
     organization_service_server::OrganizationServiceServer, plan_service_server::PlanServiceServer,
-    secret_service_server::SecretServiceServer,
+    secret_service_server::SecretServiceServer, subscription_service_server::SubscriptionServiceServer,
 };
 use hookplane_model::{LimitingPolicy, Plan};
 use prometheus_client::metrics::gauge::Gauge;
@@ -24,10 +24,11 @@ use crate::events::EventHub;
 use crate::metrics::Metrics;
 use crate::page_token::PageTokens;
 use crate::services::{
-    ApiKeyApi, ConnectorApi, Core, EventApi, NodeApi, OrganizationApi, PlanApi, SecretApi, SharedCore,
+    ApiKeyApi, ConnectorApi, Core, EventApi, NodeApi, OrganizationApi, PlanApi, SecretApi, SharedCore, SubscriptionApi,
 };
 use crate::store::{Store, StoreError};
 use crate::sync::{NodeSyncApi, NodeSyncServer};
+use crate::webhooks::WebhookSettings;
 
 /// Everything the control plane needs to start.
 #[derive(Clone, Debug)]
@@ -49,6 +50,8 @@ pub struct ControlPlaneConfig {
     /// How nodes count limits and remember deliveries; sent to each node
     /// when its sync stream opens.
     pub limiting: LimitingPolicy,
+    /// How platform webhooks are delivered.
+    pub webhooks: WebhookSettings,
 }
 
 /// TLS for the gRPC listener, as PEM.
@@ -116,6 +119,8 @@ impl ControlPlane {
             pages: PageTokens::new(secret_box.clone()),
             secret_box,
             default_plan: config.default_plan.clone(),
+            webhooks: Arc::new(config.webhooks.clone()),
+            wake_webhooks: Arc::default(),
             store,
         };
         Ok(ControlPlane {
@@ -176,6 +181,7 @@ impl ControlPlane {
         health.set_serving::<PlanServiceServer<PlanApi>>().await;
         health.set_serving::<ApiKeyServiceServer<ApiKeyApi>>().await;
         health.set_serving::<NodeServiceServer<NodeApi>>().await;
+        health.set_serving::<SubscriptionServiceServer<SubscriptionApi>>().await;
         let core = &self.core;
         let hub = core.events.clone();
         let (closing, closing_watch) = tokio::sync::watch::channel(false);
@@ -186,6 +192,13 @@ impl ControlPlane {
             hub.close();
             closing.send_replace(true);
         };
+        tokio::spawn(crate::webhooks::dispatch(
+            core.store.clone(),
+            core.secret_box.clone(),
+            core.webhooks.clone(),
+            core.wake_webhooks.clone(),
+            closing_watch.clone(),
+        ));
         let replica = format!("replica-{:016x}", rand::random::<u64>());
         tokio::spawn(prune_events_now_and_then(core.store.clone(), replica, closing_watch.clone()));
         let node_sync = NodeSyncApi::new(
@@ -218,6 +231,7 @@ impl ControlPlane {
             .add_service(PlanServiceServer::new(PlanApi::new(core.clone())))
             .add_service(ApiKeyServiceServer::new(ApiKeyApi::new(core.clone())))
             .add_service(NodeServiceServer::new(NodeApi::new(core.clone())))
+            .add_service(SubscriptionServiceServer::new(SubscriptionApi::new(core.clone())))
             .add_service(NodeSyncServer::new(node_sync))
             // Without TCP_NODELAY small frames wait on delayed ACKs (~40 ms).
             .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), shutdown)

@@ -16,6 +16,7 @@ mod node_sync;
 mod organization;
 mod secret;
 mod signature;
+mod subscription;
 mod validate;
 mod wire;
 
@@ -35,6 +36,11 @@ pub use organization::{
     organization_to_api, plan_from_api, plan_to_api,
 };
 pub use secret::{merge_secret_update, secret_spec_from_api, secret_to_api};
+pub use subscription::{
+    MAX_SUBSCRIPTION_OVERLAP_MS, SUBSCRIPTION_MASK_PATHS, delivery_status_from_api, delivery_to_api,
+    event_type_filter_from_api, merge_subscription_update, subscription_overlap_from_api, subscription_spec_from_api,
+    subscription_to_api,
+};
 pub use validate::{check_request_id, duration_from_api, duration_to_api, timestamp_from_api, timestamp_to_api};
 pub use wire::WireError;
 

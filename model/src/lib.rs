@@ -17,6 +17,7 @@ mod repr;
 pub mod sealing;
 mod secret;
 mod signature;
+mod subscription;
 mod walk;
 
 pub use compile::{CompiledSpec, Diagnostic, compile_connector, print_spec};
@@ -29,6 +30,7 @@ pub use protected::{HashedField, SecretField};
 pub use repr::{Compiled, Deployed, OpenedSecret, Repr, Source};
 pub use secret::*;
 pub use signature::*;
+pub use subscription::*;
 pub use walk::{ExpressionField, ProcessedScope, SecretSlot, SpecVisitor};
 
 /// Point in time, always UTC.

@@ -28,7 +28,7 @@ use api::{
     api_key_service_client::ApiKeyServiceClient, connector_service_client::ConnectorServiceClient,
     event_service_client::EventServiceClient, node_service_client::NodeServiceClient,
     organization_service_client::OrganizationServiceClient, plan_service_client::PlanServiceClient,
-    secret_service_client::SecretServiceClient,
+    secret_service_client::SecretServiceClient, subscription_service_client::SubscriptionServiceClient,
 };
 
 /// Adds the API key to every call.
@@ -113,6 +113,11 @@ impl Client {
 
     pub fn nodes(&self) -> NodeServiceClient<AuthedChannel> {
         NodeServiceClient::new(self.authed())
+    }
+
+    /// Platform-webhook subscriptions and their delivery log.
+    pub fn subscriptions(&self) -> SubscriptionServiceClient<AuthedChannel> {
+        SubscriptionServiceClient::new(self.authed())
     }
 
     /// Every connector of the key's organization, page by page.

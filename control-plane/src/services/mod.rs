@@ -13,6 +13,7 @@ mod nodes;
 mod organizations;
 mod plans;
 mod secrets;
+mod subscriptions;
 
 use std::sync::Arc;
 
@@ -25,6 +26,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::events::EventHub;
 use crate::page_token::PageTokens;
 use crate::store::{Creation, IdempotencyKey, Store};
+use crate::webhooks::WebhookSettings;
 
 pub use api_keys::ApiKeyApi;
 pub use connectors::ConnectorApi;
@@ -33,6 +35,7 @@ pub use nodes::NodeApi;
 pub use organizations::OrganizationApi;
 pub use plans::PlanApi;
 pub use secrets::SecretApi;
+pub use subscriptions::SubscriptionApi;
 
 /// What every service shares.
 #[derive(Debug)]
@@ -44,6 +47,11 @@ pub struct Core {
     pub events: EventHub,
     /// Plan of organizations created without one.
     pub default_plan: String,
+    /// How platform webhooks are delivered (the egress policy checks
+    /// subscription URLs on the way in).
+    pub webhooks: Arc<WebhookSettings>,
+    /// Wakes the webhook dispatcher (a resend is due now).
+    pub wake_webhooks: Arc<tokio::sync::Notify>,
 }
 
 impl Core {

@@ -1,9 +1,10 @@
 //! Connectors and their inbound credentials.
 
-use hookplane_model::{Connector, ConnectorSpec, ConnectorToken, Revision, Timestamp, TokenKind};
+use hookplane_model::{Connector, ConnectorSpec, ConnectorToken, PlatformEventType, Revision, Timestamp, TokenKind};
 use sqlx::{Row, any::AnyRow};
 
 use super::idempotency::{Creation, IdempotencyKey, claim};
+use super::outbox;
 use super::{
     Store, StoreError, bump_config_version, clear_tombstone, decode_json, encode_json, from_micros, micros, tombstone,
 };
@@ -108,6 +109,7 @@ impl Store {
         .await?;
         insert_tokens(&mut tx, &connector.id, &connector.tokens).await?;
         clear_tombstone(&mut tx, "connector", &connector.organization_id, &connector.id).await?;
+        outbox::record(&mut tx, &outbox::connector_event(PlatformEventType::ConnectorCreated, connector)).await?;
         self.commit_config(tx, version).await?;
         Ok(Creation::Created(connector.clone()))
     }
@@ -223,8 +225,15 @@ impl Store {
             .await?;
         insert_tokens(&mut tx, &connector.id, &changes.insert).await?;
         let tokens = load_tokens(&mut tx, &connector.id).await?;
+        let updated = Connector { tokens, revision: expected + 1, ..connector.clone() };
+        let event_type = if changes.supersede_at.is_some() || !changes.insert.is_empty() {
+            PlatformEventType::ConnectorTokensRotated
+        } else {
+            PlatformEventType::ConnectorUpdated
+        };
+        outbox::record(&mut tx, &outbox::connector_event(event_type, &updated)).await?;
         self.commit_config(tx, version).await?;
-        Ok(Connector { tokens, revision: expected + 1, ..connector.clone() })
+        Ok(updated)
     }
 
     /// Deletes a connector and its credentials; with `expected`, only at
@@ -250,6 +259,9 @@ impl Store {
         }
         sqlx::query("DELETE FROM connector_tokens WHERE connector_id = $1").bind(id).execute(&mut *tx).await?;
         tombstone(&mut tx, "connector", organization_id, id, version).await?;
+        let data = serde_json::json!({ "connector": { "id": id } });
+        outbox::record(&mut tx, &outbox::platform_event(PlatformEventType::ConnectorDeleted, organization_id, data))
+            .await?;
         self.commit_config(tx, version).await?;
         Ok(())
     }

@@ -18,14 +18,17 @@
 mod api_keys;
 mod commits;
 mod connectors;
+mod deliveries;
 mod events;
 mod idempotency;
 mod leases;
 mod nodes;
 mod organizations;
+mod outbox;
 mod plans;
 mod retention;
 mod secrets;
+mod subscriptions;
 mod sync;
 
 use std::{str::FromStr, sync::Arc, time::Duration};
@@ -40,6 +43,7 @@ use sqlx::{AnyPool, Executor, Row};
 use tokio::sync::watch;
 
 pub use connectors::TokenChanges;
+pub use deliveries::{DeliveryFilter, DueDelivery, NextStep};
 pub use idempotency::{Creation, IdempotencyKey};
 
 /// What went wrong in the store.

@@ -14,6 +14,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use hookplane_control_plane::crypto::{CredentialKind, SecretBox, hash_credential, mint};
+use hookplane_control_plane::webhooks::WebhookSettings;
 use hookplane_control_plane::{ControlPlane, ControlPlaneConfig, ServerTls, bootstrap};
 use hookplane_model::LimitingPolicy;
 use hookplane_sdk::{Client, api};
@@ -29,6 +30,19 @@ const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres"
 
 /// The node token test planes accept.
 pub const NODE_TOKEN: &str = "hpn_testNodeTokenForTheEndToEndSuite0";
+
+/// Platform webhooks as tests deliver them: to receivers on loopback,
+/// retried after 100 ms (then 200 ms), waiting at most 2 s on a
+/// `Retry-After`, each attempt given 3 s.
+pub fn test_webhooks() -> WebhookSettings {
+    WebhookSettings {
+        egress: hookplane_egress::EgressPolicy::public_only().with_loopback(),
+        attempts: 3,
+        retry_base: Duration::from_millis(100),
+        max_retry_after: Duration::from_secs(2),
+        attempt_timeout: Duration::from_secs(3),
+    }
+}
 
 /// Which store a test runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -201,6 +215,7 @@ impl TestPlane {
             node_token_hashes: vec![hash_credential(NODE_TOKEN)],
             tls: tls.as_ref().map(|(server, _)| server.clone()),
             limiting: limiting.clone(),
+            webhooks: test_webhooks(),
         };
         let control_plane = ControlPlane::open(&config).await.expect("control plane opens");
         let (organization_id, admin_key) = match admin {
@@ -293,6 +308,7 @@ impl TestPlane {
             node_token_hashes: vec![hash_credential(NODE_TOKEN)],
             tls: None,
             limiting: self.limiting.clone(),
+            webhooks: test_webhooks(),
         };
         let control_plane = ControlPlane::open(&config).await.expect("the replica opens");
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

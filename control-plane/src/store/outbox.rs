@@ -1,0 +1,141 @@
+//! The platform-event outbox (SPEC §8).
+//!
+//! A change that causes a platform event writes the event here in its own
+//! transaction ([`record`]), so the event exists exactly when the change
+//! does. The dispatcher then fans each event out ([`Store::fan_out`]):
+//! one delivery per enabled subscription of the organization that wants
+//! its type, and the event deleted, in one transaction, so an event is
+//! fanned out once however many replicas try (PostgreSQL: rows are claimed
+//! with `FOR UPDATE SKIP LOCKED`; SQLite has one writer).
+
+use hookplane_model::{Connector, DeliveryStatus, PlatformEvent, PlatformEventType};
+use sqlx::Row;
+
+use super::subscriptions::subscription_from_row;
+use super::{Backend, Store, StoreError, from_micros, micros};
+
+/// Writes `event` in the transaction of the change that caused it.
+pub(super) async fn record(tx: &mut sqlx::AnyConnection, event: &PlatformEvent) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO platform_outbox (id, organization_id, event_type, data, create_time) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(&event.id)
+    .bind(&event.organization_id)
+    .bind(event.event_type.name())
+    .bind(&event.data)
+    .bind(micros(event.create_time))
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// The platform event of a connector change: what subscribers learn of a
+/// connector is its id, name and revision, never its spec (which names
+/// secrets and targets).
+pub(super) fn connector_event(event_type: PlatformEventType, connector: &Connector) -> PlatformEvent {
+    let data = serde_json::json!({
+        "connector": {
+            "id": connector.id,
+            "display_name": connector.spec.display_name,
+            "etag": hookplane_model::etag_of(connector.revision),
+        }
+    });
+    platform_event(event_type, &connector.organization_id, data)
+}
+
+/// A platform event happening now.
+pub(super) fn platform_event(
+    event_type: PlatformEventType,
+    organization_id: &str,
+    data: serde_json::Value,
+) -> PlatformEvent {
+    PlatformEvent {
+        id: crate::crypto::new_id("pev_"),
+        organization_id: organization_id.to_owned(),
+        event_type,
+        data: data.to_string(),
+        create_time: hookplane_model::now(),
+    }
+}
+
+/// The body every delivery of `event` sends, byte for byte.
+fn body(event: &PlatformEvent) -> Result<String, StoreError> {
+    let data: serde_json::Value = serde_json::from_str(&event.data)
+        .map_err(|source| StoreError::Corrupt { what: "platform event", source: source.into() })?;
+    Ok(serde_json::json!({
+        "id": event.id,
+        "type": event.event_type.name(),
+        "timestamp": event.create_time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        "organization_id": event.organization_id,
+        "data": data,
+    })
+    .to_string())
+}
+
+impl Store {
+    /// Fans up to `limit` outbox events out into deliveries; returns how
+    /// many events it took.
+    pub async fn fan_out(&self, limit: u32) -> Result<usize, StoreError> {
+        let mut tx = self.write_tx().await?;
+        let claim = match self.backend {
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT id, organization_id, event_type, data, create_time FROM platform_outbox \
+             ORDER BY create_time, id LIMIT $1{claim}"
+        )))
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await?;
+        for row in &rows {
+            let id: String = row.try_get("id")?;
+            let type_name: String = row.try_get("event_type")?;
+            let event = PlatformEvent {
+                id: id.clone(),
+                organization_id: row.try_get("organization_id")?,
+                event_type: PlatformEventType::from_name(&type_name).ok_or_else(|| StoreError::Corrupt {
+                    what: "platform event",
+                    source: format!("unknown type {type_name}").into(),
+                })?,
+                data: row.try_get("data")?,
+                create_time: from_micros(row.try_get("create_time")?),
+            };
+            let payload = body(&event)?;
+            let subscriptions =
+                sqlx::query("SELECT * FROM subscriptions WHERE organization_id = $1 AND enabled = 1 ORDER BY id")
+                    .bind(&event.organization_id)
+                    .fetch_all(&mut *tx)
+                    .await?;
+            for subscription in subscriptions.iter().map(subscription_from_row) {
+                let subscription = subscription?;
+                if !subscription.spec.wants(event.event_type) {
+                    continue;
+                }
+                sqlx::query(
+                    "INSERT INTO deliveries (id, organization_id, subscription_id, webhook_id, event_type, status, \
+                     payload, series_attempts, next_attempt_time, claimed_until, create_time) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, 0, $8)",
+                )
+                .bind(crate::crypto::new_id("dlv_"))
+                .bind(&event.organization_id)
+                .bind(&subscription.id)
+                .bind(&event.id)
+                .bind(event.event_type.name())
+                .bind(DeliveryStatus::Pending.name())
+                .bind(&payload)
+                .bind(micros(event.create_time))
+                .execute(&mut *tx)
+                .await?;
+            }
+            sqlx::query("DELETE FROM platform_outbox WHERE id = $1").bind(&id).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(rows.len())
+    }
+
+    /// Platform events not fanned out yet, for `/metrics`.
+    pub async fn outbox_depth(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query("SELECT COUNT(*) FROM platform_outbox").fetch_one(&self.pool).await?.try_get(0)?)
+    }
+}

@@ -1,0 +1,191 @@
+//! Platform webhooks (SPEC §8): the dispatcher that turns the outbox into
+//! signed deliveries.
+//!
+//! One loop per control plane: fan the outbox out into deliveries, claim
+//! the deliveries that are due, attempt them all at once, record each
+//! outcome; then sleep until the next is due, a change commits, or a
+//! resend wakes it. Everything it knows lives in the store, so a control
+//! plane killed at any point resumes where the store says (an attempt in
+//! flight is made again once its claim lapses: at least once). Replicas
+//! on one PostgreSQL share the work through row claims.
+
+mod attempt;
+mod sign;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hookplane_egress::EgressPolicy;
+use hookplane_egress::client::Outbound;
+use hookplane_model::{SecretField, Subscription, Timestamp};
+use tokio::sync::{Notify, watch};
+use zeroize::Zeroizing;
+
+use crate::crypto::{CryptoError, SecretBox};
+use crate::store::Store;
+
+/// How deliveries are made.
+#[derive(Clone, Debug)]
+pub struct WebhookSettings {
+    /// Which endpoints may be called.
+    pub egress: EgressPolicy,
+    /// Attempts per delivery (a resend starts a new series).
+    pub attempts: u32,
+    /// Delay before the first retry; doubles after each.
+    pub retry_base: Duration,
+    /// The longest `Retry-After` honoured as given; longer waits this long.
+    pub max_retry_after: Duration,
+    /// How long an attempt may take.
+    pub attempt_timeout: Duration,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        WebhookSettings {
+            egress: EgressPolicy::public_only(),
+            attempts: 3,
+            retry_base: Duration::from_secs(30),
+            max_retry_after: Duration::from_secs(600),
+            attempt_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Deliveries attempted at once.
+const BATCH: u32 = 64;
+/// Outbox events fanned out per transaction.
+const FAN_OUT_BATCH: u32 = 100;
+/// The longest sleep: how soon work another replica scheduled is seen.
+const POLL: Duration = Duration::from_secs(1);
+
+/// The owner a subscription's current secret is sealed for.
+pub fn secret_owner(organization_id: &str, id: &str) -> String {
+    format!("subscription:{organization_id}:{id}")
+}
+
+/// The owner a subscription's previous secret is sealed for.
+pub fn previous_secret_owner(organization_id: &str, id: &str) -> String {
+    format!("subscription-previous:{organization_id}:{id}")
+}
+
+/// The secrets a delivery is signed with at `now`: the current one, then
+/// the previous one while its overlap lasts.
+fn open_secrets(
+    secret_box: &SecretBox,
+    subscription: &Subscription,
+    now: Timestamp,
+) -> Result<Vec<Zeroizing<String>>, CryptoError> {
+    let open = |secret: &SecretField, owner: String| match secret {
+        SecretField::Sealed(sealed) => secret_box.open_text(&owner, sealed),
+        SecretField::Plain(_) | SecretField::Absent => Err(CryptoError::Malformed),
+    };
+    let (org, id) = (&subscription.organization_id, &subscription.id);
+    let mut secrets = vec![open(&subscription.secret, secret_owner(org, id))?];
+    if let Some(previous) = subscription.previous_at(now) {
+        secrets.push(open(&previous.secret, previous_secret_owner(org, id))?);
+    }
+    Ok(secrets)
+}
+
+/// Runs the dispatcher until `closing`; `wake` makes it look at once.
+pub async fn dispatch(
+    store: Store,
+    secret_box: SecretBox,
+    settings: Arc<WebhookSettings>,
+    wake: Arc<Notify>,
+    mut closing: watch::Receiver<bool>,
+) {
+    let outbound = Outbound::new(settings.egress.clone());
+    let mut commits = store.config_commits();
+    loop {
+        if *closing.borrow() {
+            return;
+        }
+        let sleep = match round(&store, &secret_box, &settings, &outbound).await {
+            Ok(Some(next_due)) => next_due,
+            Ok(None) => continue,
+            Err(err) => {
+                tracing::warn!(error = %err, "platform webhooks: the store failed; trying again");
+                POLL
+            }
+        };
+        tokio::select! {
+            () = tokio::time::sleep(sleep) => {}
+            _ = commits.changed() => {}
+            () = wake.notified() => {}
+            _ = closing.wait_for(|closing| *closing) => return,
+        }
+    }
+}
+
+/// One round: fans the outbox out and attempts what is due. `None` when
+/// there may be more to do at once; otherwise how long until the next
+/// delivery is due (at most [`POLL`]).
+async fn round(
+    store: &Store,
+    secret_box: &SecretBox,
+    settings: &WebhookSettings,
+    outbound: &Outbound,
+) -> Result<Option<Duration>, crate::store::StoreError> {
+    while store.fan_out(FAN_OUT_BATCH).await? == FAN_OUT_BATCH as usize {}
+    let now = hookplane_model::now();
+    // A claim outlives the attempt it is for; a replica killed mid-attempt
+    // leaves one that lapses, and the attempt is made again.
+    let hold = settings.attempt_timeout + Duration::from_secs(5);
+    let until = now + chrono::TimeDelta::from_std(hold).unwrap_or(chrono::TimeDelta::minutes(1));
+    let due = store.claim_due_deliveries(now, until, BATCH).await?;
+    if !due.is_empty() {
+        let attempts = due.iter().map(|due| async move {
+            let (made, next) = attempt::attempt(outbound, settings, secret_box, due).await;
+            tracing::debug!(delivery = %due.delivery.id, status = ?made.status_code, next = ?next, "delivery attempted");
+            if let Err(err) = store.record_attempt(&due.delivery, &made, &next).await {
+                // The claim lapses and the attempt is made again.
+                tracing::warn!(delivery = %due.delivery.id, error = %err, "recording a delivery attempt failed");
+            }
+        });
+        futures::future::join_all(attempts).await;
+        return Ok(None);
+    }
+    let next = store.next_delivery_due().await?;
+    let now = hookplane_model::now();
+    Ok(Some(match next {
+        Some(at) if at <= now => Duration::from_millis(10),
+        Some(at) => (at - now).to_std().unwrap_or(POLL).min(POLL),
+        None => POLL,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hookplane_model::{ExpiringSecret, SubscriptionSpec};
+
+    #[test]
+    fn the_previous_secret_signs_only_during_its_overlap() {
+        let key = SecretBox::new(&[3; 32]);
+        let now = hookplane_model::now();
+        let sealed = |owner: String, text: &str| SecretField::Sealed(key.seal(&owner, text.as_bytes()));
+        let subscription = Subscription {
+            id: "sub_1".into(),
+            organization_id: "org_1".into(),
+            spec: SubscriptionSpec::default(),
+            secret: sealed(secret_owner("org_1", "sub_1"), "whsec_new"),
+            previous_secret: Some(ExpiringSecret {
+                secret: sealed(previous_secret_owner("org_1", "sub_1"), "whsec_old"),
+                expire_time: now + chrono::TimeDelta::seconds(60),
+            }),
+            enabled: true,
+            disabled_reason: String::new(),
+            create_time: now,
+            update_time: now,
+            revision: 1,
+        };
+        let during: Vec<String> =
+            open_secrets(&key, &subscription, now).unwrap().iter().map(|s| s.to_string()).collect();
+        assert_eq!(during, ["whsec_new", "whsec_old"]);
+        let after = open_secrets(&key, &subscription, now + chrono::TimeDelta::seconds(61)).unwrap();
+        assert_eq!(after.len(), 1);
+        let swapped = Subscription { secret: sealed(previous_secret_owner("org_1", "sub_1"), "x"), ..subscription };
+        assert!(open_secrets(&key, &swapped, now).is_err(), "a secret sealed for another field does not open");
+    }
+}
