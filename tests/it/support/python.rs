@@ -101,3 +101,30 @@ pub async fn parse_metrics(text: String) -> Vec<Sample> {
     .await
     .expect("parsing ran")
 }
+
+/// One delivery as a receiver gets it.
+#[derive(Clone, Debug)]
+pub struct Received<'a> {
+    /// `hookplane` or `standard_webhooks`.
+    pub scheme: &'a str,
+    pub secret: &'a str,
+    pub body: &'a str,
+    pub headers: &'a HashMap<String, String>,
+}
+
+/// Verifies each delivery as a receiver would (`verify_webhooks.py`: the
+/// official `standardwebhooks` library, or Python's `hmac`): `None` when
+/// it verifies, else why not.
+pub async fn verify_webhooks(deliveries: &[Received<'_>]) -> Vec<Option<String>> {
+    let items: Vec<serde_json::Value> = deliveries
+        .iter()
+        .map(|d| serde_json::json!({ "scheme": d.scheme, "secret": d.secret, "body": d.body, "headers": d.headers }))
+        .collect();
+    let input = serde_json::to_vec(&items).expect("deliveries serialise");
+    tokio::task::spawn_blocking(move || {
+        let output = run_script("verify_webhooks.py", &input, &|| "see its error above".to_owned());
+        serde_json::from_slice(&output).expect("verify_webhooks.py's JSON")
+    })
+    .await
+    .expect("verifying ran")
+}

@@ -26,6 +26,8 @@ pub enum Behaviour {
     TooManyFirst { n: u32, retry_after_secs: u32 },
     /// Never answers.
     Hang,
+    /// Always this status, with a short body.
+    Status(u16),
     /// 200 with `{"tier":"gold","customer":{"name":"Ada"}}` (for lookups).
     Lookup,
     /// An OAuth 2.0 token endpoint: 200 with `{"access_token":"at-N",...}`,
@@ -114,6 +116,7 @@ impl Target {
                             }
                             Behaviour::TooManyFirst { .. } => (200, None, ok()),
                             Behaviour::Hang => std::future::pending().await,
+                            Behaviour::Status(code) => (code, None, format!("status {code}")),
                             Behaviour::Lookup => (200, None, r#"{"tier":"gold","customer":{"name":"Ada"}}"#.into()),
                             Behaviour::TokenEndpoint => (
                                 200,
