@@ -376,3 +376,42 @@ async fn replicas_on_postgres_deliver_each_attempt_once() {
     replica.stop().await;
     plane.finish().await;
 }
+
+/// A call that fails on a node becomes `event.failed` once its event is
+/// stored; one that completes does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_call_is_delivered_as_event_failed() {
+    use support::nodes::start_dev_node;
+    use support::targets::{post, trigger_path};
+    use support::triggers::ORDER;
+    let plane = TestPlane::start(Backend::Sqlite).await;
+    let receiver = Target::start(Behaviour::Ok).await;
+    let (id, secret) =
+        subscribe(&plane.admin, receiver.url("/"), api::SignatureScheme::Hookplane, &["event.failed"]).await;
+    let broken = Target::start(Behaviour::AlwaysFail).await;
+    let working = Target::start(Behaviour::Ok).await;
+    let (failing, failing_token) = create(&plane, mapped_connector(&broken.url(""))).await;
+    let (fine, fine_token) = create(&plane, mapped_connector(&working.url(""))).await;
+    let node = start_dev_node(&plane, "node-1").await;
+    let call = |connector: String, token: String| {
+        let address = node.http_address();
+        async move {
+            post(address, &trigger_path(&connector), &[("authorization", &format!("Bearer {token}"))], ORDER).await
+        }
+    };
+    assert_eq!(call(fine, fine_token).await.status, 200);
+    let failed = call(failing.clone(), failing_token).await;
+    assert_eq!(failed.body["status"], "failed", "{:?}", failed.body);
+
+    receiver.wait_for(1).await;
+    let delivered = &receiver.received()[0];
+    let body = delivered.json();
+    assert_eq!(body["type"], "event.failed");
+    assert_eq!(body["data"]["event"]["connector_id"], failing.as_str());
+    assert_eq!(body["data"]["event"]["id"], failed.body["event_id"].to_string().trim_matches('"'));
+    assert_eq!(body["data"]["event"]["response_code"], 500);
+    assert!(verify_webhooks(&[verified("hookplane", &secret, delivered)]).await[0].is_none());
+    assert_eq!(settled(&plane.admin, &id, 1).await.len(), 1, "only the failed call");
+    node.shutdown().await;
+    plane.finish().await;
+}

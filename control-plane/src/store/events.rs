@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 
 use sqlx::{Row, any::AnyRow};
 
-use super::{Backend, Store, StoreError, decode_json, from_micros, micros};
+use super::{Backend, Store, StoreError, decode_json, from_micros, micros, outbox};
 
 /// Events per `INSERT` statement: 10 parameters each, far below SQLite's
 /// and PostgreSQL's parameter limits.
@@ -170,6 +170,13 @@ impl Store {
                 // Dropping the transaction rolls the batch back.
                 _ => return Ok(None),
             }
+        }
+        // New failed events become `event.failed` platform events, in the
+        // transaction that stores them.
+        if events.iter().any(|e| e.status == EventStatus::Failed) {
+            let new: std::collections::HashSet<i64> = inserted.iter().copied().collect();
+            let failed = events.iter().filter(|e| e.status == EventStatus::Failed && new.contains(&e.id));
+            outbox::record_failed_events(&mut tx, failed).await?;
         }
         tx.commit().await?;
         Ok(Some(inserted))

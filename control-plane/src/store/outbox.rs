@@ -8,7 +8,10 @@
 //! fanned out once however many replicas try (PostgreSQL: rows are claimed
 //! with `FOR UPDATE SKIP LOCKED`; SQLite has one writer).
 
-use hookplane_model::{Connector, DeliveryStatus, PlatformEvent, PlatformEventType};
+use std::collections::HashMap;
+
+use hookplane_convert::EncodedTrace;
+use hookplane_model::{Connector, DeliveryStatus, Event, PlatformEvent, PlatformEventType};
 use sqlx::Row;
 
 use super::subscriptions::subscription_from_row;
@@ -41,6 +44,46 @@ pub(super) fn connector_event(event_type: PlatformEventType, connector: &Connect
         }
     });
     platform_event(event_type, &connector.organization_id, data)
+}
+
+/// Records `event.failed` for each of `failed` whose organization has an
+/// enabled subscription (without one nobody could receive it, and a
+/// failing connector's traffic would only fill the outbox).
+pub(super) async fn record_failed_events<'a>(
+    tx: &mut sqlx::AnyConnection,
+    failed: impl Iterator<Item = &'a Event<EncodedTrace>>,
+) -> Result<(), StoreError> {
+    let mut subscribed: HashMap<&str, bool> = HashMap::new();
+    for event in failed {
+        let organization = event.organization_id.as_str();
+        let wanted = match subscribed.get(organization) {
+            Some(known) => *known,
+            None => {
+                let any = sqlx::query("SELECT 1 FROM subscriptions WHERE organization_id = $1 AND enabled = 1 LIMIT 1")
+                    .bind(organization)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .is_some();
+                *subscribed.entry(organization).or_insert(any)
+            }
+        };
+        if !wanted {
+            continue;
+        }
+        // Event ids pass 2^53: a string, so JavaScript reads them whole.
+        let data = serde_json::json!({
+            "event": {
+                "id": event.id.to_string(),
+                "connector_id": event.connector_id,
+                "status": event.status.as_str(),
+                "response_code": event.response_code,
+                "error": event.error,
+                "create_time": event.create_time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            }
+        });
+        record(tx, &platform_event(PlatformEventType::EventFailed, organization, data)).await?;
+    }
+    Ok(())
 }
 
 /// A platform event happening now.
