@@ -1,7 +1,8 @@
 //! The control plane's Prometheus metrics (SPEC §12), on an HTTP port of
 //! their own (`metrics_listen`), apart from the gRPC API: sync streams
 //! open, events ingested, the config version, each connected node's lag
-//! behind it, and how long the store's operations take. Node ids are the
+//! behind it, how long the store's operations take, the platform-event
+//! outbox's depth and webhook attempts by outcome. Node ids are the
 //! only free label, of connected nodes only, so the live fleet bounds them
 //! (nodes gone stay in the store).
 
@@ -25,6 +26,13 @@ struct NodeLabel {
     node: String,
 }
 
+/// What a platform-webhook attempt led to.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeliveryOutcome {
+    /// `succeeded`, `retrying` or `failed`.
+    pub outcome: &'static str,
+}
+
 /// Every metric of a control plane.
 #[derive(Debug)]
 pub struct Metrics {
@@ -32,6 +40,9 @@ pub struct Metrics {
     config_version: Gauge,
     nodes_connected: Gauge,
     node_lag: Family<NodeLabel, Gauge>,
+    outbox_depth: Gauge,
+    /// Platform-webhook attempts, counted by the dispatcher.
+    pub webhook_attempts: Family<DeliveryOutcome, Counter>,
     /// One scrape at a time: a scrape clears and refills `node_lag`.
     rendering: tokio::sync::Mutex<()>,
 }
@@ -50,7 +61,23 @@ impl Metrics {
         registry.register("nodes_connected", "Nodes with a sync stream open to any replica", nodes_connected.clone());
         let node_lag = Family::<NodeLabel, Gauge>::default();
         registry.register("node_lag", "Config versions a node is behind", node_lag.clone());
-        Metrics { registry, config_version, nodes_connected, node_lag, rendering: tokio::sync::Mutex::new(()) }
+        let outbox_depth = Gauge::default();
+        registry.register("outbox_depth", "Platform events not fanned out into deliveries yet", outbox_depth.clone());
+        let webhook_attempts = Family::<DeliveryOutcome, Counter>::default();
+        registry.register(
+            "webhook_attempts",
+            "Platform-webhook delivery attempts made here, by what they led to",
+            webhook_attempts.clone(),
+        );
+        Metrics {
+            registry,
+            config_version,
+            nodes_connected,
+            node_lag,
+            outbox_depth,
+            webhook_attempts,
+            rendering: tokio::sync::Mutex::new(()),
+        }
     }
 
     /// The OpenMetrics text, with levels read from the store now.
@@ -58,6 +85,7 @@ impl Metrics {
         let _one_at_a_time = self.rendering.lock().await;
         let version = store.config_version().await?;
         self.config_version.set(version);
+        self.outbox_depth.set(store.outbox_depth().await?);
         self.node_lag.clear();
         let (mut after, mut connected) = (String::new(), 0);
         loop {

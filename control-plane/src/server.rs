@@ -197,6 +197,7 @@ impl ControlPlane {
             core.secret_box.clone(),
             core.webhooks.clone(),
             core.wake_webhooks.clone(),
+            self.metrics.webhook_attempts.clone(),
             closing_watch.clone(),
         ));
         let replica = format!("replica-{:016x}", rand::random::<u64>());

@@ -169,6 +169,27 @@ async fn retries_keep_the_webhook_id_and_honour_retry_after() {
     assert_eq!(log[0].status, api::DeliveryStatus::Failed as i32);
     assert_eq!(log[0].attempts.len(), 3, "connection refused is retried, 3 attempts in all");
     assert!(log[0].attempts.iter().all(|a| a.status_code == 0 && a.error.contains("connection")), "{log:?}");
+
+    // The control plane's metrics count each attempt by what it led to.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = plane.control_plane.clone();
+    let server = tokio::spawn(async move { serving.serve_metrics(listener, async { drop(stopped.await) }).await });
+    let text = support::nodes::http_get(address, "/metrics").await.1;
+    let samples = support::python::parse_metrics(text).await;
+    let count = |name: &str, outcome: Option<&str>| {
+        samples
+            .iter()
+            .find(|s| s.name == name && outcome.is_none_or(|o| s.labels.get("outcome").map(String::as_str) == Some(o)))
+            .map_or(0.0, |s| s.value)
+    };
+    assert_eq!(count("hookplane_webhook_attempts_total", Some("succeeded")), 2.0);
+    assert_eq!(count("hookplane_webhook_attempts_total", Some("retrying")), 5.0, "2 + 1 + 2");
+    assert_eq!(count("hookplane_webhook_attempts_total", Some("failed")), 1.0);
+    assert_eq!(count("hookplane_outbox_depth", None), 0.0);
+    let _ = stop.send(());
+    server.await.unwrap();
     plane.finish().await;
 }
 

@@ -18,11 +18,14 @@ use std::time::Duration;
 use hookplane_egress::EgressPolicy;
 use hookplane_egress::client::Outbound;
 use hookplane_model::{SecretField, Subscription, Timestamp};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use tokio::sync::{Notify, watch};
 use zeroize::Zeroizing;
 
 use crate::crypto::{CryptoError, SecretBox};
-use crate::store::Store;
+use crate::metrics::DeliveryOutcome;
+use crate::store::{NextStep, Store};
 
 /// How deliveries are made.
 #[derive(Clone, Debug)]
@@ -87,12 +90,14 @@ fn open_secrets(
     Ok(secrets)
 }
 
-/// Runs the dispatcher until `closing`; `wake` makes it look at once.
+/// Runs the dispatcher until `closing`; `wake` makes it look at once;
+/// `outcomes` counts attempts for `/metrics`.
 pub async fn dispatch(
     store: Store,
     secret_box: SecretBox,
     settings: Arc<WebhookSettings>,
     wake: Arc<Notify>,
+    outcomes: Family<DeliveryOutcome, Counter>,
     mut closing: watch::Receiver<bool>,
 ) {
     let outbound = Outbound::new(settings.egress.clone());
@@ -101,7 +106,7 @@ pub async fn dispatch(
         if *closing.borrow() {
             return;
         }
-        let sleep = match round(&store, &secret_box, &settings, &outbound).await {
+        let sleep = match round(&store, &secret_box, &settings, &outbound, &outcomes).await {
             Ok(Some(next_due)) => next_due,
             Ok(None) => continue,
             Err(err) => {
@@ -126,6 +131,7 @@ async fn round(
     secret_box: &SecretBox,
     settings: &WebhookSettings,
     outbound: &Outbound,
+    outcomes: &Family<DeliveryOutcome, Counter>,
 ) -> Result<Option<Duration>, crate::store::StoreError> {
     while store.fan_out(FAN_OUT_BATCH).await? == FAN_OUT_BATCH as usize {}
     let now = hookplane_model::now();
@@ -138,6 +144,12 @@ async fn round(
         let attempts = due.iter().map(|due| async move {
             let (made, next) = attempt::attempt(outbound, settings, secret_box, due).await;
             tracing::debug!(delivery = %due.delivery.id, status = ?made.status_code, next = ?next, "delivery attempted");
+            let outcome = match next {
+                NextStep::Succeeded => "succeeded",
+                NextStep::RetryAt(_) => "retrying",
+                NextStep::Failed | NextStep::FailedAndDisable(_) => "failed",
+            };
+            outcomes.get_or_create(&DeliveryOutcome { outcome }).inc();
             if let Err(err) = store.record_attempt(&due.delivery, &made, &next).await {
                 // The claim lapses and the attempt is made again.
                 tracing::warn!(delivery = %due.delivery.id, error = %err, "recording a delivery attempt failed");
