@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use figment::Figment;
 use figment::providers::{Env, Format as _, Serialized, Toml};
+use hookplane_control_plane::webhooks::WebhookSettings;
 use hookplane_model::{LimitingPolicy, Plan, RedisPolicy};
 use serde::{Deserialize, Serialize};
 
@@ -116,6 +117,21 @@ pub struct Settings {
     /// before the failure mode applies.
     #[serde(default = "default_redis_timeout_ms")]
     pub redis_timeout_ms: u64,
+    /// Control plane: milliseconds before a platform webhook's first
+    /// retry (doubling after each, with jitter).
+    #[serde(default = "default_webhook_retry_base_ms")]
+    pub webhook_retry_base_ms: u64,
+    /// Control plane: milliseconds a platform-webhook attempt may take.
+    #[serde(default = "default_webhook_timeout_ms")]
+    pub webhook_timeout_ms: u64,
+}
+
+fn default_webhook_retry_base_ms() -> u64 {
+    WebhookSettings::default().retry_base.as_millis() as u64
+}
+
+fn default_webhook_timeout_ms() -> u64 {
+    WebhookSettings::default().attempt_timeout.as_millis() as u64
 }
 
 fn default_redis_timeout_ms() -> u64 {
@@ -142,6 +158,22 @@ impl Settings {
         let egress = hookplane_egress::EgressPolicy::allowing(&self.egress_allowed_networks)
             .context("egress_allowed_networks")?;
         Ok(if dev { egress.with_loopback() } else { egress })
+    }
+
+    /// How the control plane delivers platform webhooks; `dev` may also
+    /// deliver to loopback receivers.
+    pub fn webhooks(&self, dev: bool) -> anyhow::Result<WebhookSettings> {
+        anyhow::ensure!(self.webhook_retry_base_ms > 0, "webhook_retry_base_ms must be at least 1");
+        anyhow::ensure!(
+            (1..=60_000).contains(&self.webhook_timeout_ms),
+            "webhook_timeout_ms must be between 1 and 60000"
+        );
+        Ok(WebhookSettings {
+            egress: self.egress_policy(dev)?,
+            retry_base: std::time::Duration::from_millis(self.webhook_retry_base_ms),
+            attempt_timeout: std::time::Duration::from_millis(self.webhook_timeout_ms),
+            ..WebhookSettings::default()
+        })
     }
 
     /// The limiting policy the control plane sends its nodes.

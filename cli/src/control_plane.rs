@@ -1,7 +1,6 @@
 //! `hookplane control-plane`: the gRPC API on a configured database.
 
 use anyhow::Context as _;
-use hookplane_control_plane::webhooks::WebhookSettings;
 use hookplane_control_plane::{ControlPlane, ControlPlaneConfig, ServerTls};
 use tokio::net::TcpListener;
 
@@ -27,7 +26,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         node_token_hashes: settings.node_token_hashes.clone(),
         tls: server_tls(&settings)?,
         limiting: settings.limiting()?,
-        webhooks: WebhookSettings { egress: settings.egress_policy(false)?, ..WebhookSettings::default() },
+        webhooks: settings.webhooks(false)?,
     };
     if config.tls.is_none() && !settings.grpc_listen.ip().is_loopback() {
         tracing::warn!(

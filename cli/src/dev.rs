@@ -6,7 +6,6 @@ use std::path::Path;
 
 use anyhow::Context as _;
 use hookplane_control_plane::crypto::{CredentialKind, SecretBox, hash_credential, mint};
-use hookplane_control_plane::webhooks::WebhookSettings;
 use hookplane_control_plane::{ControlPlane, ControlPlaneConfig, bootstrap};
 use hookplane_data_plane::{DataPlane, NodeConfig};
 use tokio::net::TcpListener;
@@ -48,7 +47,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         // TLS (see `control-plane`).
         tls: None,
         limiting: settings.limiting()?,
-        webhooks: WebhookSettings { egress: settings.egress_policy(true)?, ..WebhookSettings::default() },
+        webhooks: settings.webhooks(true)?,
     };
     let control_plane = ControlPlane::open(&config).await.context("starting the control plane")?;
     let admin_key_path = dir.join("admin-key");

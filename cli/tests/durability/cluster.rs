@@ -77,10 +77,16 @@ pub struct Dev {
 
 impl Dev {
     pub fn start(dir: &Path) -> Dev {
+        Dev::start_with(dir, &[])
+    }
+
+    /// `hookplane dev` with extra `HOOKPLANE_*` settings in its environment.
+    pub fn start_with(dir: &Path, settings: &[(&str, &str)]) -> Dev {
         let (grpc, http) = (free_port(), free_port());
         let (process, lines) = Process::spawn(
             "hookplane dev",
             Command::new(binary())
+                .envs(settings.iter().copied())
                 .arg("dev")
                 .args(["--grpc-listen", &format!("127.0.0.1:{grpc}"), "--http-listen", &format!("127.0.0.1:{http}")])
                 .arg("--data-dir")

@@ -6,6 +6,7 @@
 
 mod cluster;
 mod load;
+mod receiver;
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -195,4 +196,56 @@ async fn a_node_stopped_with_sigterm_under_load_keeps_every_answered_event() {
     assert_eq!(spooled, 0, "a node stopped with the control plane up leaves no spooled batch");
     every_answered_event_is_stored(&admin, &sync_id, &answered).await;
     control_plane.terminate();
+}
+
+/// Platform webhooks survive `kill -9` of the control plane between two
+/// attempts and in the middle of one: the delivery, the attempts made and
+/// the next one due are in the store, and the same webhook id arrives
+/// until one attempt succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn platform_webhooks_survive_kill_9_between_and_during_attempts() {
+    use receiver::{Answer, Receiver};
+    let dir = tempfile::tempdir().unwrap();
+    let settings = [("HOOKPLANE_WEBHOOK_RETRY_BASE_MS", "300"), ("HOOKPLANE_WEBHOOK_TIMEOUT_MS", "1000")];
+    let receiver = Receiver::start(Answer::Unavailable).await;
+    let dev = Dev::start_with(dir.path(), &settings);
+    let (admin, _) = dev.clients(dir.path()).await;
+    let subscription =
+        api::Subscription { url: receiver.url(), event_types: vec!["connector.created".into()], ..Default::default() };
+    let request = api::CreateSubscriptionRequest { subscription: Some(subscription), request_id: String::new() };
+    let subscription = admin.subscriptions().create_subscription(request).await.unwrap().into_inner();
+    let subscription_id = subscription.subscription.unwrap().id;
+    connector(&admin, &Target::start().await, false).await;
+
+    // Between attempts: the first was answered 503, the next is due.
+    receiver.requests(1).await;
+    dev.process.kill();
+    receiver.answer(Answer::Hang);
+    let dev = Dev::start_with(dir.path(), &settings);
+    // During an attempt: the receiver holds the request when the process dies.
+    receiver.requests(2).await;
+    dev.process.kill();
+    receiver.answer(Answer::Ok);
+    let dev = Dev::start_with(dir.path(), &settings);
+    let (admin, _) = dev.clients(dir.path()).await;
+
+    let request = api::ListDeliveriesRequest { subscription_id, ..Default::default() };
+    let mut delivery = None;
+    for _ in 0..600 {
+        let listed = admin.subscriptions().list_deliveries(request.clone()).await.unwrap().into_inner();
+        if listed.deliveries.iter().any(|d| d.status == api::DeliveryStatus::Succeeded as i32) {
+            delivery = listed.deliveries.into_iter().next();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let delivery = delivery.expect("the delivery succeeds after the restarts");
+    let seen = receiver.seen();
+    assert!(seen.iter().all(|(id, _)| *id == delivery.webhook_id), "one webhook id throughout: {seen:?}");
+    assert_eq!(seen.last().unwrap().1, Answer::Ok);
+    assert!(seen.len() >= 3, "503, the attempt cut short, then 200: {seen:?}");
+    let codes: Vec<i32> = delivery.attempts.iter().map(|a| a.status_code).collect();
+    assert_eq!(codes.first(), Some(&503));
+    assert_eq!(codes.last(), Some(&200));
+    dev.process.terminate();
 }
