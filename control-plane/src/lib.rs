@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+mod background;
 pub mod bootstrap;
 pub mod crypto;
 pub mod error;

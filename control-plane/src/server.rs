@@ -200,8 +200,7 @@ impl ControlPlane {
             self.metrics.webhook_attempts.clone(),
             closing_watch.clone(),
         ));
-        let replica = format!("replica-{:016x}", rand::random::<u64>());
-        tokio::spawn(prune_events_now_and_then(core.store.clone(), replica, closing_watch.clone()));
+        crate::background::start(&core.store, &core.webhooks, &closing_watch);
         let node_sync = NodeSyncApi::new(
             core.store.clone(),
             core.secret_box.clone(),
@@ -238,45 +237,5 @@ impl ControlPlane {
             .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), shutdown)
             .await?;
         Ok(())
-    }
-}
-
-/// How often events past their plan's retention are deleted. The first
-/// run waits one period too: a control plane restarting in a loop must
-/// not spend its starts pruning.
-const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
-
-/// The lease that makes one replica prune at a time; held for two periods,
-/// so the holder renews it every period and a replica that died hands the
-/// work over within two.
-const PRUNE_LEASE: &str = "prune_events";
-
-/// Deletes events past their plan's retention every [`PRUNE_EVERY`], when
-/// this replica (`holder`) holds the pruning lease, until the server shuts
-/// down.
-async fn prune_events_now_and_then(store: Store, holder: String, mut closing: tokio::sync::watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + PRUNE_EVERY, PRUNE_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = closing.wait_for(|closing| *closing) => break,
-        }
-        match store.claim_lease(PRUNE_LEASE, &holder, 2 * PRUNE_EVERY).await {
-            Ok(true) => {}
-            Ok(false) => continue,
-            Err(err) => {
-                tracing::warn!(error = %err, "claiming the pruning lease failed; trying again later");
-                continue;
-            }
-        }
-        match store.prune_events(hookplane_model::now()).await {
-            Ok(0) => {}
-            Ok(deleted) => tracing::info!(deleted, "deleted events past their plan's retention"),
-            Err(err) => tracing::warn!(error = %err, "pruning events failed; trying again later"),
-        }
-    }
-    if let Err(err) = store.release_lease(PRUNE_LEASE, &holder).await {
-        tracing::debug!(error = %err, "releasing the pruning lease failed; it expires by itself");
     }
 }

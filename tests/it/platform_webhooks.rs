@@ -436,3 +436,43 @@ async fn a_failed_call_is_delivered_as_event_failed() {
     node.shutdown().await;
     plane.finish().await;
 }
+
+/// Credentials expiring within 7 days are told of once each, across
+/// restarts; ones further out, and ones a rotation superseded, are not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expiring_credentials_are_told_of_once() {
+    let plane = TestPlane::start(Backend::Sqlite).await;
+    let receiver = Target::start(Behaviour::Ok).await;
+    let types = ["connector.token_expiring"];
+    subscribe(&plane.admin, receiver.url("/"), api::SignatureScheme::Hookplane, &types).await;
+    let expiring = |days: i64| {
+        let mut connector = mapped_connector("https://erp.example.com");
+        connector.auth.as_mut().unwrap().token_ttl = Some(prost_types::Duration { seconds: days * 86_400, nanos: 0 });
+        connector
+    };
+    let (soon, _) = create(&plane, expiring(2)).await;
+    create(&plane, expiring(30)).await;
+    receiver.wait_for(1).await;
+    let body = receiver.received()[0].json();
+    assert_eq!(body["type"], "connector.token_expiring");
+    assert_eq!(body["data"]["connector"]["id"], soon.as_str());
+    assert!(body["data"]["token"]["hint"].as_str().unwrap().starts_with("hpt_"), "{body}");
+    chrono::DateTime::parse_from_rfc3339(body["data"]["token"]["expire_time"].as_str().unwrap()).unwrap();
+
+    // Rotating with a grace period supersedes the told-of credential (not
+    // told again) and mints one expiring in 2 days (told of).
+    let grace = Some(prost_types::Duration { seconds: 3600, nanos: 0 });
+    let rotate = api::RotateConnectorTokensRequest { id: soon.clone(), grace_period: grace };
+    plane.admin.connectors().rotate_connector_tokens(rotate).await.unwrap();
+    receiver.wait_for(2).await;
+    let plane = plane.restart().await;
+    let (later, _) = create(&plane, expiring(3)).await;
+    receiver.wait_for(3).await;
+    let received = receiver.received();
+    assert_eq!(received[2].json()["data"]["connector"]["id"], later.as_str());
+    let tokens: HashSet<String> =
+        received.iter().map(|r| r.json()["data"]["token"]["id"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(tokens.len(), 3, "each credential once, the restart notwithstanding");
+    assert_eq!(receiver.count(), 3);
+    plane.finish().await;
+}

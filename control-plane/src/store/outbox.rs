@@ -116,6 +116,54 @@ fn body(event: &PlatformEvent) -> Result<String, StoreError> {
 }
 
 impl Store {
+    /// Emits `connector.token_expiring` for up to `limit` live credentials
+    /// expiring after `now` and within `horizon`, each once ever: the
+    /// credential is marked in the transaction that writes its event.
+    /// Credentials a rotation superseded are on their way out on purpose
+    /// and are not told of. Returns how many were.
+    pub async fn emit_expiring_tokens(
+        &self,
+        now: hookplane_model::Timestamp,
+        horizon: chrono::TimeDelta,
+        limit: u32,
+    ) -> Result<usize, StoreError> {
+        let mut tx = self.write_tx().await?;
+        let rows = sqlx::query(
+            "SELECT t.id, t.kind, t.hint, t.expire_time, c.id AS connector_id, c.organization_id, c.spec \
+             FROM connector_tokens t JOIN connectors c ON c.id = t.connector_id \
+             WHERE t.expiry_notified = 0 AND t.superseded = 0 AND t.expire_time > $1 AND t.expire_time <= $2 \
+             ORDER BY t.expire_time LIMIT $3",
+        )
+        .bind(micros(now))
+        .bind(micros(now + horizon))
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await?;
+        for row in &rows {
+            let token_id: String = row.try_get("id")?;
+            let spec: hookplane_model::ConnectorSpec =
+                super::decode_json("connector", &row.try_get::<String, _>("spec")?)?;
+            let expire_time = from_micros(row.try_get("expire_time")?);
+            let data = serde_json::json!({
+                "connector": { "id": row.try_get::<String, _>("connector_id")?, "display_name": spec.display_name },
+                "token": {
+                    "id": token_id,
+                    "kind": row.try_get::<String, _>("kind")?,
+                    "hint": row.try_get::<String, _>("hint")?,
+                    "expire_time": expire_time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                },
+            });
+            let organization: String = row.try_get("organization_id")?;
+            record(&mut tx, &platform_event(PlatformEventType::ConnectorTokenExpiring, &organization, data)).await?;
+            sqlx::query("UPDATE connector_tokens SET expiry_notified = 1 WHERE id = $1")
+                .bind(&token_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(rows.len())
+    }
+
     /// Fans up to `limit` outbox events out into deliveries; returns how
     /// many events it took.
     pub async fn fan_out(&self, limit: u32) -> Result<usize, StoreError> {

@@ -40,6 +40,8 @@ pub struct WebhookSettings {
     pub max_retry_after: Duration,
     /// How long an attempt may take.
     pub attempt_timeout: Duration,
+    /// How often credentials about to expire are looked for.
+    pub expiry_scan_every: Duration,
 }
 
 impl Default for WebhookSettings {
@@ -50,6 +52,7 @@ impl Default for WebhookSettings {
             retry_base: Duration::from_secs(30),
             max_retry_after: Duration::from_secs(600),
             attempt_timeout: Duration::from_secs(10),
+            expiry_scan_every: Duration::from_secs(60),
         }
     }
 }

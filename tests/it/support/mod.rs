@@ -33,7 +33,8 @@ pub const NODE_TOKEN: &str = "hpn_testNodeTokenForTheEndToEndSuite0";
 
 /// Platform webhooks as tests deliver them: to receivers on loopback,
 /// retried after 100 ms (then 200 ms), waiting at most 2 s on a
-/// `Retry-After`, each attempt given 3 s.
+/// `Retry-After`, each attempt given 3 s; expiring credentials looked for
+/// every 200 ms.
 pub fn test_webhooks() -> WebhookSettings {
     WebhookSettings {
         egress: hookplane_egress::EgressPolicy::public_only().with_loopback(),
@@ -41,6 +42,7 @@ pub fn test_webhooks() -> WebhookSettings {
         retry_base: Duration::from_millis(100),
         max_retry_after: Duration::from_secs(2),
         attempt_timeout: Duration::from_secs(3),
+        expiry_scan_every: Duration::from_millis(200),
     }
 }
 
