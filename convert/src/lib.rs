@@ -37,9 +37,9 @@ pub use organization::{
 };
 pub use secret::{merge_secret_update, secret_spec_from_api, secret_to_api};
 pub use subscription::{
-    MAX_SUBSCRIPTION_OVERLAP_MS, SUBSCRIPTION_MASK_PATHS, delivery_status_from_api, delivery_to_api,
-    event_type_filter_from_api, merge_subscription_update, subscription_overlap_from_api, subscription_spec_from_api,
-    subscription_to_api,
+    MAX_CIRCUIT_TRANSITIONS, MAX_SUBSCRIPTION_OVERLAP_MS, SUBSCRIPTION_MASK_PATHS, circuit_transition_to_api,
+    circuit_transitions_from_api, delivery_status_from_api, delivery_to_api, event_type_filter_from_api,
+    merge_subscription_update, subscription_overlap_from_api, subscription_spec_from_api, subscription_to_api,
 };
 pub use validate::{check_request_id, duration_from_api, duration_to_api, timestamp_from_api, timestamp_to_api};
 pub use wire::WireError;

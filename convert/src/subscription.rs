@@ -128,6 +128,58 @@ fn scheme(value: i32, field: &str, v: &mut Violations) -> SignatureScheme {
     }
 }
 
+/// Transitions in one report, at most.
+pub const MAX_CIRCUIT_TRANSITIONS: usize = 1000;
+
+/// Converts a node's breaker transitions; each problem names its index.
+pub fn circuit_transitions_from_api(
+    report: &api::CircuitTransitions,
+) -> Result<Vec<model::CircuitTransition>, ValidationError> {
+    let mut v = Violations::default();
+    if report.transitions.len() > MAX_CIRCUIT_TRANSITIONS {
+        v.add("circuits.transitions", format!("at most {MAX_CIRCUIT_TRANSITIONS} per report"));
+        return v.finish(Vec::new());
+    }
+    let mut out = Vec::with_capacity(report.transitions.len());
+    for (i, t) in report.transitions.iter().enumerate() {
+        let field = |name: &str| format!("circuits.transitions[{i}].{name}");
+        for (value, name) in [(&t.organization_id, "organization_id"), (&t.connector_id, "connector_id")] {
+            if value.is_empty() || value.len() > 64 {
+                v.add(field(name), "is required, at most 64 characters");
+            }
+        }
+        if t.target.is_empty() || t.target.len() > MAX_URL_CHARS {
+            v.add(field("target"), format!("is required, at most {MAX_URL_CHARS} characters"));
+        }
+        let time = match &t.time {
+            Some(time) => super::validate::timestamp_from_api(time, &field("time"), &mut v),
+            None => {
+                v.add(field("time"), "is required");
+                None
+            }
+        };
+        out.push(model::CircuitTransition {
+            organization_id: t.organization_id.clone(),
+            connector_id: t.connector_id.clone(),
+            target: t.target.clone(),
+            opened: t.opened,
+            time: time.unwrap_or_default(),
+        });
+    }
+    v.finish(out)
+}
+
+/// Converts a breaker transition for the control plane.
+pub fn circuit_transition_to_api(t: &model::CircuitTransition) -> api::CircuitTransition {
+    api::CircuitTransition {
+        organization_id: t.organization_id.clone(),
+        connector_id: t.connector_id.clone(),
+        target: t.target.clone(),
+        opened: t.opened,
+        time: Some(timestamp_to_api(t.time)),
+    }
+}
+
 /// Converts a subscription to the API, never with a secret.
 pub fn subscription_to_api(s: &Subscription, now: model::Timestamp) -> api::Subscription {
     api::Subscription {
@@ -229,6 +281,28 @@ mod tests {
         assert_eq!((merged.url.as_str(), merged.description.as_str()), ("https://b.example.com/", "a"));
         let unknown = prost_types::FieldMask { paths: vec!["secret".into()] };
         assert_eq!(fields(merge_subscription_update(&stored, &patch, Some(&unknown)).unwrap_err()), ["update_mask"]);
+    }
+
+    #[test]
+    fn circuit_reports_are_checked_field_by_field() {
+        let good = api::CircuitTransition {
+            organization_id: "org_1".into(),
+            connector_id: "con_1".into(),
+            target: "https://api.example.com/hook".into(),
+            opened: true,
+            time: Some(prost_types::Timestamp { seconds: 1_700_000_000, nanos: 0 }),
+        };
+        let bad = api::CircuitTransition { organization_id: String::new(), time: None, ..good.clone() };
+        let report = api::CircuitTransitions { transitions: vec![good.clone(), bad] };
+        assert_eq!(
+            fields(circuit_transitions_from_api(&report).unwrap_err()),
+            ["circuits.transitions[1].organization_id", "circuits.transitions[1].time"]
+        );
+        let report = api::CircuitTransitions { transitions: vec![good.clone()] };
+        let parsed = circuit_transitions_from_api(&report).unwrap();
+        assert_eq!(circuit_transition_to_api(&parsed[0]), good, "round trip");
+        let flood = api::CircuitTransitions { transitions: vec![good; MAX_CIRCUIT_TRANSITIONS + 1] };
+        assert_eq!(fields(circuit_transitions_from_api(&flood).unwrap_err()), ["circuits.transitions"]);
     }
 
     #[test]

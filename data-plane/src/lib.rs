@@ -228,6 +228,7 @@ impl DataPlane {
         let executor = Executor {
             outbound: Outbound::new(config.egress.clone()),
             breakers: outbound::breaker::Breakers::new(config.breaker),
+            circuits: state.circuits.clone(),
             tokens: Default::default(),
             retry_base: config.retry_base,
             limits: Default::default(),

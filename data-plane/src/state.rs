@@ -10,6 +10,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 
 use crate::events::ids::EventIds;
 use crate::fleet::Fleet;
+use crate::outbound::circuits::CircuitNotices;
 use crate::snapshot::Snapshot;
 
 /// The node's current snapshot and sync status.
@@ -48,6 +49,8 @@ pub struct NodeState {
     draining: AtomicBool,
     /// How long each update took from arrival to swap, for `/metrics`.
     pub apply_seconds: Histogram,
+    /// Breaker transitions the sync stream tells the control plane of.
+    pub circuits: Arc<CircuitNotices>,
 }
 
 impl NodeState {
@@ -72,6 +75,7 @@ impl NodeState {
             // 100 µs (a one-connector delta) to ~6.5 s (a 100 000-connector
             // snapshot builds in about 2 s on this machine's cores).
             apply_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 17)),
+            circuits: Arc::default(),
         }
     }
 

@@ -174,7 +174,23 @@ async fn run_session(
     let _connected = Connected::new(state);
     async {
         let mut pending: Option<api::ConfigUpdate> = None;
-        while let Some(message) = inbound.message().await? {
+        loop {
+            // Breaker transitions go out as they happen (and those kept
+            // while the stream was down, first).
+            let circuits = state.circuits.take();
+            if !circuits.is_empty() {
+                let transitions = circuits.iter().map(convert::circuit_transition_to_api).collect();
+                let message = Message::Circuits(api::CircuitTransitions { transitions });
+                if outbound.send(api::SyncRequest { message: Some(message) }).await.is_err() {
+                    state.circuits.put_back(circuits);
+                    return Err(SyncError::Closed);
+                }
+            }
+            let message = tokio::select! {
+                message = inbound.message() => message?,
+                () = state.circuits.added() => continue,
+            };
+            let Some(message) = message else { break };
             if let Some(registration) = message.registration {
                 let ordinal = i64::from(registration.ordinal);
                 state.event_ids().set_ordinal(ordinal);

@@ -130,6 +130,18 @@ pub struct PlatformEvent {
     pub create_time: Timestamp,
 }
 
+/// A circuit breaker that opened or closed on a node, for the platform
+/// event it becomes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CircuitTransition {
+    pub organization_id: String,
+    pub connector_id: String,
+    /// The perform URL without query or credentials.
+    pub target: String,
+    pub opened: bool,
+    pub time: Timestamp,
+}
+
 /// Where a delivery stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -476,3 +476,56 @@ async fn expiring_credentials_are_told_of_once() {
     assert_eq!(receiver.count(), 3);
     plane.finish().await;
 }
+
+/// A breaker opening on a node, and a probe closing it, reach the
+/// connector's organization as `circuit.opened` and `circuit.closed`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn breaker_transitions_on_a_node_are_delivered() {
+    use hookplane_data_plane::BreakerSettings;
+    use support::nodes::start_node_configured;
+    use support::targets::{post, trigger_path};
+    use support::triggers::ORDER;
+    let plane = TestPlane::start(Backend::Sqlite).await;
+    let receiver = Target::start(Behaviour::Ok).await;
+    let types = ["circuit.opened", "circuit.closed"];
+    let (id, _) = subscribe(&plane.admin, receiver.url("/"), api::SignatureScheme::Hookplane, &types).await;
+    let target = Target::start(Behaviour::AlwaysFail).await;
+    let (connector, token) = create(&plane, mapped_connector(&target.url(""))).await;
+    let node = start_node_configured(&plane, "node-1", None, |config| {
+        config.egress = hookplane_egress::EgressPolicy::public_only().with_loopback();
+        config.breaker = BreakerSettings {
+            window: Duration::from_secs(60),
+            min_requests: 2,
+            failure_rate: 0.5,
+            cooldown: Duration::from_millis(300),
+        };
+    })
+    .await;
+    let (address, path, bearer) = (node.http_address(), trigger_path(&connector), format!("Bearer {token}"));
+    let call = || {
+        let (path, bearer) = (path.clone(), bearer.clone());
+        async move { post(address, &path, &[("authorization", bearer.as_str())], ORDER).await }
+    };
+    call().await;
+    call().await;
+    receiver.wait_for(1).await;
+    let opened = receiver.received()[0].json();
+    assert_eq!(opened["type"], "circuit.opened");
+    assert_eq!(opened["data"]["circuit"]["connector_id"], connector.as_str());
+    assert_eq!(opened["data"]["circuit"]["state"], "open");
+    let url = opened["data"]["circuit"]["target"].as_str().unwrap().to_owned();
+    assert!(url.starts_with(&target.url("/orders/")) && !url.contains('?'), "the breaker's key, no query: {url}");
+
+    target.set(Behaviour::Ok);
+    eventually(Duration::from_secs(10), "a probe closes the breaker", || async {
+        (call().await.body["status"] == "completed").then_some(())
+    })
+    .await;
+    receiver.wait_for(2).await;
+    let closed = receiver.received()[1].json();
+    assert_eq!(closed["type"], "circuit.closed");
+    assert_eq!(closed["data"]["circuit"]["target"], url.as_str());
+    assert_eq!(settled(&plane.admin, &id, 2).await.len(), 2);
+    node.shutdown().await;
+    plane.finish().await;
+}

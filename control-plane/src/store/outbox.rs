@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 
 use hookplane_convert::EncodedTrace;
-use hookplane_model::{Connector, DeliveryStatus, Event, PlatformEvent, PlatformEventType};
+use hookplane_model::{CircuitTransition, Connector, DeliveryStatus, Event, PlatformEvent, PlatformEventType};
 use sqlx::Row;
 
 use super::subscriptions::subscription_from_row;
@@ -46,28 +46,36 @@ pub(super) fn connector_event(event_type: PlatformEventType, connector: &Connect
     platform_event(event_type, &connector.organization_id, data)
 }
 
+/// Whether organizations have an enabled subscription, asked once each
+/// per transaction: without one nobody could receive their events, and a
+/// failing connector's traffic would only fill the outbox.
+#[derive(Default)]
+struct Subscribed<'a>(HashMap<&'a str, bool>);
+
+impl<'a> Subscribed<'a> {
+    async fn any(&mut self, tx: &mut sqlx::AnyConnection, organization: &'a str) -> Result<bool, StoreError> {
+        if let Some(known) = self.0.get(organization) {
+            return Ok(*known);
+        }
+        let any = sqlx::query("SELECT 1 FROM subscriptions WHERE organization_id = $1 AND enabled = 1 LIMIT 1")
+            .bind(organization)
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_some();
+        self.0.insert(organization, any);
+        Ok(any)
+    }
+}
+
 /// Records `event.failed` for each of `failed` whose organization has an
-/// enabled subscription (without one nobody could receive it, and a
-/// failing connector's traffic would only fill the outbox).
+/// enabled subscription.
 pub(super) async fn record_failed_events<'a>(
     tx: &mut sqlx::AnyConnection,
     failed: impl Iterator<Item = &'a Event<EncodedTrace>>,
 ) -> Result<(), StoreError> {
-    let mut subscribed: HashMap<&str, bool> = HashMap::new();
+    let mut subscribed = Subscribed::default();
     for event in failed {
-        let organization = event.organization_id.as_str();
-        let wanted = match subscribed.get(organization) {
-            Some(known) => *known,
-            None => {
-                let any = sqlx::query("SELECT 1 FROM subscriptions WHERE organization_id = $1 AND enabled = 1 LIMIT 1")
-                    .bind(organization)
-                    .fetch_optional(&mut *tx)
-                    .await?
-                    .is_some();
-                *subscribed.entry(organization).or_insert(any)
-            }
-        };
-        if !wanted {
+        if !subscribed.any(tx, &event.organization_id).await? {
             continue;
         }
         // Event ids pass 2^53: a string, so JavaScript reads them whole.
@@ -81,7 +89,7 @@ pub(super) async fn record_failed_events<'a>(
                 "create_time": event.create_time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
             }
         });
-        record(tx, &platform_event(PlatformEventType::EventFailed, organization, data)).await?;
+        record(tx, &platform_event(PlatformEventType::EventFailed, &event.organization_id, data)).await?;
     }
     Ok(())
 }
@@ -223,6 +231,34 @@ impl Store {
         }
         tx.commit().await?;
         Ok(rows.len())
+    }
+
+    /// Records `circuit.opened` / `circuit.closed` for breaker transitions
+    /// a node reported, for organizations with an enabled subscription.
+    pub async fn record_circuit_transitions(&self, transitions: &[CircuitTransition]) -> Result<(), StoreError> {
+        let mut tx = self.write_tx().await?;
+        let mut subscribed = Subscribed::default();
+        for t in transitions {
+            if !subscribed.any(&mut tx, &t.organization_id).await? {
+                continue;
+            }
+            let (event_type, state) = if t.opened {
+                (PlatformEventType::CircuitOpened, "open")
+            } else {
+                (PlatformEventType::CircuitClosed, "closed")
+            };
+            let data = serde_json::json!({
+                "circuit": {
+                    "target": t.target,
+                    "state": state,
+                    "connector_id": t.connector_id,
+                    "time": t.time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                }
+            });
+            record(&mut tx, &platform_event(event_type, &t.organization_id, data)).await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Platform events not fanned out yet, for `/metrics`.

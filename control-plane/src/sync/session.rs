@@ -115,7 +115,7 @@ impl Session {
                 }
                 tokio::select! {
                     message = inbound.message() => match message {
-                        Ok(Some(message)) => self.handle(message),
+                        Ok(Some(message)) => self.handle(message).await,
                         Ok(None) | Err(_) => return Err(SessionError::Gone),
                     },
                     _ = current.changed() => tokio::time::sleep(COALESCE).await,
@@ -171,7 +171,7 @@ impl Session {
         Ok(())
     }
 
-    fn handle(&mut self, message: api::SyncRequest) {
+    async fn handle(&mut self, message: api::SyncRequest) {
         self.node.last_seen_time = model::now();
         match message.message {
             Some(Message::Ack(ack)) => {
@@ -189,6 +189,21 @@ impl Session {
                     .collect::<Vec<_>>()
                     .join("; ");
                 tracing::warn!(node = %self.node.id, version = nack.version, rejected = %self.node.last_error, "node rejected connectors");
+            }
+            Some(Message::Circuits(report)) => {
+                // A node's news of its breakers; nothing here is worth
+                // ending its config stream for.
+                match convert::circuit_transitions_from_api(&report) {
+                    Ok(transitions) => {
+                        if let Err(err) = self.store.record_circuit_transitions(&transitions).await {
+                            tracing::warn!(node = %self.node.id, error = %err, "recording circuit transitions failed");
+                        }
+                    }
+                    Err(err) => {
+                        tracing::warn!(node = %self.node.id, error = %err, "a node reported malformed circuit transitions")
+                    }
+                }
+                return;
             }
             Some(Message::Hello(_)) | None => {}
         }

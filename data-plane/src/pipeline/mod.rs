@@ -12,16 +12,18 @@ pub mod error;
 pub mod redact;
 pub mod request;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use hookplane_expr::{self as expr, Budget, Limits, Scope, SecretSource};
-use hookplane_model::{EventTrace, HttpExchangeTrace, OutboundAuth, Plan};
+use hookplane_model::{CircuitTransition, EventTrace, HttpExchangeTrace, OutboundAuth, Plan};
 use hyper::StatusCode;
 use hyper::header::{AUTHORIZATION, HeaderValue, RETRY_AFTER};
 use serde_json::{Map, Value};
 
 use crate::outbound::breaker::{Admission, Breakers, Transition};
+use crate::outbound::circuits::CircuitNotices;
 use crate::outbound::oauth::TokenCache;
 use crate::outbound::{Outbound, OutboundRequest};
 use crate::snapshot::{DeployedConnector, Snapshot};
@@ -42,6 +44,8 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
 pub struct Executor {
     pub outbound: Outbound,
     pub breakers: Breakers,
+    /// Breaker transitions for the control plane to tell of.
+    pub circuits: Arc<CircuitNotices>,
     pub tokens: TokenCache,
     /// Delay before the second attempt; doubles per attempt.
     pub retry_base: Duration,
@@ -237,6 +241,26 @@ impl Executor {
         Ok(())
     }
 
+    /// Records an attempt's outcome in its target's breaker; a breaker that
+    /// opens or closes is logged and kept for the control plane, in the
+    /// name of the connector whose call changed it.
+    fn record_outcome(&self, target: &str, healthy: bool, deployed: &DeployedConnector) {
+        let opened = match self.breakers.record(target, healthy) {
+            Transition::None => return,
+            Transition::Opened => true,
+            Transition::Closed => false,
+        };
+        let connector = &deployed.connector;
+        tracing::warn!(connector = %connector.id, target = %target, opened, "circuit changed");
+        self.circuits.push(CircuitTransition {
+            organization_id: connector.organization_id.clone(),
+            connector_id: connector.id.clone(),
+            target: target.to_owned(),
+            opened,
+            time: hookplane_model::now(),
+        });
+    }
+
     /// Sends the perform request with the plan's retries, through the
     /// target's circuit breaker.
     async fn perform(
@@ -279,7 +303,7 @@ impl Executor {
                     exchange.response_excerpt = excerpt(&response.body);
                     if status.is_success() {
                         run.trace.perform_attempts.push(exchange);
-                        self.breakers.record(&target, true);
+                        self.record_outcome(&target, true, deployed);
                         return Ok(Outcome::Completed);
                     }
                     if status == StatusCode::TOO_MANY_REQUESTS {
@@ -296,9 +320,7 @@ impl Executor {
                 }
             };
             run.trace.perform_attempts.push(exchange);
-            if self.breakers.record(&target, healthy) == Transition::Opened {
-                tracing::warn!(connector = %deployed.connector.id, target = %target, "circuit opened");
-            }
+            self.record_outcome(&target, healthy, deployed);
             if !retryable || attempt >= attempts {
                 return Err(error);
             }

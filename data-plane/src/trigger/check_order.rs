@@ -91,6 +91,7 @@ fn ingress() -> Ingress {
     let executor = Executor {
         outbound: Outbound::new(EgressPolicy::public_only()),
         breakers: Breakers::new(BreakerSettings::default()),
+        circuits: Default::default(),
         tokens: Default::default(),
         retry_base: std::time::Duration::from_millis(10),
         limits: Default::default(),
