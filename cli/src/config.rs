@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use figment::Figment;
 use figment::providers::{Env, Format as _, Serialized, Toml};
+use hookplane_control_plane::notify::{MailSettings, SmtpTls};
 use hookplane_control_plane::webhooks::WebhookSettings;
 use hookplane_model::{LimitingPolicy, Plan, RedisPolicy};
 use serde::{Deserialize, Serialize};
@@ -124,6 +125,40 @@ pub struct Settings {
     /// Control plane: milliseconds a platform-webhook attempt may take.
     #[serde(default = "default_webhook_timeout_ms")]
     pub webhook_timeout_ms: u64,
+    /// Control plane: the SMTP server notification mail goes through; none
+    /// logs notifications instead.
+    pub smtp_host: Option<String>,
+    /// Control plane: its port; 587 for `starttls`, 465 for `tls`, 25 for
+    /// `none` by default.
+    pub smtp_port: Option<u16>,
+    /// Control plane: `starttls` (default), `tls` or `none`.
+    #[serde(default)]
+    pub smtp_tls: SmtpTlsSetting,
+    /// Control plane: SMTP user name, when the server wants one.
+    pub smtp_username: Option<String>,
+    /// Control plane: file holding the SMTP password (mode 0600).
+    pub smtp_password_file: Option<PathBuf>,
+    /// Control plane: the sender of notification mail, e.g.
+    /// `hookplane <alerts@example.com>`; required with `smtp_host`.
+    pub smtp_from: Option<String>,
+    /// Control plane: milliseconds before a notification mail's first
+    /// retry (doubling after each; 5 sends in all).
+    #[serde(default = "default_smtp_retry_base_ms")]
+    pub smtp_retry_base_ms: u64,
+}
+
+/// `smtp_tls`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SmtpTlsSetting {
+    #[default]
+    Starttls,
+    Tls,
+    None,
+}
+
+fn default_smtp_retry_base_ms() -> u64 {
+    30_000
 }
 
 fn default_webhook_retry_base_ms() -> u64 {
@@ -174,6 +209,36 @@ impl Settings {
             attempt_timeout: std::time::Duration::from_millis(self.webhook_timeout_ms),
             ..WebhookSettings::default()
         })
+    }
+
+    /// Where notification mail goes; `None` without `smtp_host`.
+    pub fn mail(&self) -> anyhow::Result<Option<MailSettings>> {
+        let Some(host) = self.smtp_host.clone() else { return Ok(None) };
+        let from = self.smtp_from.clone().context("smtp_from is required with smtp_host")?;
+        let tls = match self.smtp_tls {
+            SmtpTlsSetting::Starttls => SmtpTls::StartTls,
+            SmtpTlsSetting::Tls => SmtpTls::Tls,
+            SmtpTlsSetting::None => SmtpTls::None,
+        };
+        let port = self.smtp_port.unwrap_or(match tls {
+            SmtpTls::StartTls => 587,
+            SmtpTls::Tls => 465,
+            SmtpTls::None => 25,
+        });
+        let password = match &self.smtp_password_file {
+            Some(path) => Some(crate::files::read_private_file(path)?.trim().to_owned().into()),
+            None => None,
+        };
+        anyhow::ensure!(self.smtp_retry_base_ms > 0, "smtp_retry_base_ms must be at least 1");
+        Ok(Some(MailSettings {
+            host,
+            port,
+            tls,
+            username: self.smtp_username.clone(),
+            password,
+            from,
+            retry_base: std::time::Duration::from_millis(self.smtp_retry_base_ms),
+        }))
     }
 
     /// The limiting policy the control plane sends its nodes.

@@ -27,6 +27,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         tls: server_tls(&settings)?,
         limiting: settings.limiting()?,
         webhooks: settings.webhooks(false)?,
+        mail: settings.mail()?,
     };
     if config.tls.is_none() && !settings.grpc_listen.ip().is_loopback() {
         tracing::warn!(

@@ -48,6 +48,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         tls: None,
         limiting: settings.limiting()?,
         webhooks: settings.webhooks(true)?,
+        mail: settings.mail()?,
     };
     let control_plane = ControlPlane::open(&config).await.context("starting the control plane")?;
     let admin_key_path = dir.join("admin-key");

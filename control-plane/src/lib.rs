@@ -9,6 +9,7 @@ pub mod crypto;
 pub mod error;
 pub mod events;
 pub mod metrics;
+pub mod notify;
 pub mod page_token;
 mod server;
 pub mod services;

@@ -22,6 +22,7 @@ use crate::auth::Authenticator;
 use crate::crypto::{CryptoError, SecretBox};
 use crate::events::EventHub;
 use crate::metrics::Metrics;
+use crate::notify::MailSettings;
 use crate::page_token::PageTokens;
 use crate::services::{
     ApiKeyApi, ConnectorApi, Core, EventApi, NodeApi, OrganizationApi, PlanApi, SecretApi, SharedCore, SubscriptionApi,
@@ -52,6 +53,8 @@ pub struct ControlPlaneConfig {
     pub limiting: LimitingPolicy,
     /// How platform webhooks are delivered.
     pub webhooks: WebhookSettings,
+    /// Where notification mail goes; `None` logs notifications instead.
+    pub mail: Option<MailSettings>,
 }
 
 /// TLS for the gRPC listener, as PEM.
@@ -93,6 +96,7 @@ pub struct ControlPlane {
     node_token_hashes: Vec<String>,
     tls: Option<ServerTls>,
     limiting: LimitingPolicy,
+    mail: Option<MailSettings>,
     /// Node sync streams open, counted by the sync service.
     sync_streams: Gauge,
     metrics: Arc<Metrics>,
@@ -128,6 +132,7 @@ impl ControlPlane {
             node_token_hashes: config.node_token_hashes.clone(),
             tls: config.tls.clone(),
             limiting: config.limiting.clone(),
+            mail: config.mail.clone(),
             sync_streams,
             metrics,
         })
@@ -201,6 +206,7 @@ impl ControlPlane {
             closing_watch.clone(),
         ));
         crate::background::start(&core.store, &core.webhooks, &closing_watch);
+        tokio::spawn(crate::notify::run(core.store.clone(), self.mail.clone(), closing_watch.clone()));
         let node_sync = NodeSyncApi::new(
             core.store.clone(),
             core.secret_box.clone(),

@@ -14,6 +14,7 @@ mod fleet_limits;
 mod grpc_services;
 mod hardening;
 mod metrics;
+mod notifications;
 mod platform_webhooks;
 mod replicas;
 mod signature_presets;

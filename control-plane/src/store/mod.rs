@@ -22,6 +22,7 @@ mod deliveries;
 mod events;
 mod idempotency;
 mod leases;
+mod mails;
 mod nodes;
 mod organizations;
 mod outbox;
@@ -45,6 +46,7 @@ use tokio::sync::watch;
 pub use connectors::TokenChanges;
 pub use deliveries::{DeliveryFilter, DueDelivery, NextStep};
 pub use idempotency::{Creation, IdempotencyKey};
+pub use mails::{MAILED, Mail, MailOutcome};
 
 /// What went wrong in the store.
 #[derive(Debug, thiserror::Error)]

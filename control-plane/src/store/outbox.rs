@@ -4,7 +4,8 @@
 //! transaction ([`record`]), so the event exists exactly when the change
 //! does. The dispatcher then fans each event out ([`Store::fan_out`]):
 //! one delivery per enabled subscription of the organization that wants
-//! its type, and the event deleted, in one transaction, so an event is
+//! its type, a mail to its admins for the types they are mailed about
+//! (`mails.rs`), and the event deleted, in one transaction, so an event is
 //! fanned out once however many replicas try (PostgreSQL: rows are claimed
 //! with `FOR UPDATE SKIP LOCKED`; SQLite has one writer).
 
@@ -46,36 +47,49 @@ pub(super) fn connector_event(event_type: PlatformEventType, connector: &Connect
     platform_event(event_type, &connector.organization_id, data)
 }
 
-/// Whether organizations have an enabled subscription, asked once each
-/// per transaction: without one nobody could receive their events, and a
+/// Whether anyone would hear of an organization's events, asked once per
+/// organization and transaction: an enabled subscription, or admin
+/// addresses for the types admins are mailed about. Without either, a
 /// failing connector's traffic would only fill the outbox.
 #[derive(Default)]
-struct Subscribed<'a>(HashMap<&'a str, bool>);
+struct Listeners<'a>(HashMap<&'a str, (bool, bool)>);
 
-impl<'a> Subscribed<'a> {
-    async fn any(&mut self, tx: &mut sqlx::AnyConnection, organization: &'a str) -> Result<bool, StoreError> {
-        if let Some(known) = self.0.get(organization) {
-            return Ok(*known);
-        }
-        let any = sqlx::query("SELECT 1 FROM subscriptions WHERE organization_id = $1 AND enabled = 1 LIMIT 1")
-            .bind(organization)
-            .fetch_optional(&mut *tx)
-            .await?
-            .is_some();
-        self.0.insert(organization, any);
-        Ok(any)
+impl<'a> Listeners<'a> {
+    async fn any(
+        &mut self,
+        tx: &mut sqlx::AnyConnection,
+        organization: &'a str,
+        event_type: PlatformEventType,
+    ) -> Result<bool, StoreError> {
+        let (subscribed, mailed) = match self.0.get(organization) {
+            Some(known) => *known,
+            None => {
+                let subscribed =
+                    sqlx::query("SELECT 1 FROM subscriptions WHERE organization_id = $1 AND enabled = 1 LIMIT 1")
+                        .bind(organization)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                        .is_some();
+                let mailed = sqlx::query("SELECT 1 FROM organizations WHERE id = $1 AND admin_emails <> '[]'")
+                    .bind(organization)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .is_some();
+                *self.0.entry(organization).or_insert((subscribed, mailed))
+            }
+        };
+        Ok(subscribed || (mailed && super::mails::MAILED.contains(&event_type)))
     }
 }
 
-/// Records `event.failed` for each of `failed` whose organization has an
-/// enabled subscription.
+/// Records `event.failed` for each of `failed` someone would hear of.
 pub(super) async fn record_failed_events<'a>(
     tx: &mut sqlx::AnyConnection,
     failed: impl Iterator<Item = &'a Event<EncodedTrace>>,
 ) -> Result<(), StoreError> {
-    let mut subscribed = Subscribed::default();
+    let mut listeners = Listeners::default();
     for event in failed {
-        if !subscribed.any(tx, &event.organization_id).await? {
+        if !listeners.any(tx, &event.organization_id, PlatformEventType::EventFailed).await? {
             continue;
         }
         // Event ids pass 2^53: a string, so JavaScript reads them whole.
@@ -227,6 +241,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             }
+            super::mails::queue(&mut tx, &event).await?;
             sqlx::query("DELETE FROM platform_outbox WHERE id = $1").bind(&id).execute(&mut *tx).await?;
         }
         tx.commit().await?;
@@ -234,19 +249,19 @@ impl Store {
     }
 
     /// Records `circuit.opened` / `circuit.closed` for breaker transitions
-    /// a node reported, for organizations with an enabled subscription.
+    /// a node reported that someone would hear of.
     pub async fn record_circuit_transitions(&self, transitions: &[CircuitTransition]) -> Result<(), StoreError> {
         let mut tx = self.write_tx().await?;
-        let mut subscribed = Subscribed::default();
+        let mut listeners = Listeners::default();
         for t in transitions {
-            if !subscribed.any(&mut tx, &t.organization_id).await? {
-                continue;
-            }
             let (event_type, state) = if t.opened {
                 (PlatformEventType::CircuitOpened, "open")
             } else {
                 (PlatformEventType::CircuitClosed, "closed")
             };
+            if !listeners.any(&mut tx, &t.organization_id, event_type).await? {
+                continue;
+            }
             let data = serde_json::json!({
                 "circuit": {
                     "target": t.target,

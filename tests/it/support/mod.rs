@@ -14,6 +14,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use hookplane_control_plane::crypto::{CredentialKind, SecretBox, hash_credential, mint};
+use hookplane_control_plane::notify::MailSettings;
 use hookplane_control_plane::webhooks::WebhookSettings;
 use hookplane_control_plane::{ControlPlane, ControlPlaneConfig, ServerTls, bootstrap};
 use hookplane_model::LimitingPolicy;
@@ -44,6 +45,13 @@ pub fn test_webhooks() -> WebhookSettings {
         attempt_timeout: Duration::from_secs(3),
         expiry_scan_every: Duration::from_millis(200),
     }
+}
+
+/// What a test plane is started with besides its store and keys.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    pub limiting: LimitingPolicy,
+    pub mail: Option<MailSettings>,
 }
 
 /// Which store a test runs on.
@@ -168,7 +176,7 @@ pub struct TestPlane {
     pub admin_key: String,
     secret_key: String,
     operator_key: String,
-    limiting: LimitingPolicy,
+    options: Options,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
 }
@@ -178,7 +186,16 @@ impl TestPlane {
         let database = Database::create(backend).await;
         let secret_key = SecretBox::generate_key_hex().to_string();
         let operator_key = mint(CredentialKind::OperatorKey).plaintext.to_string();
-        TestPlane::boot(database, secret_key, operator_key, None, "127.0.0.1:0", None, LimitingPolicy::Local).await
+        TestPlane::boot(database, secret_key, operator_key, None, "127.0.0.1:0", None, Options::default()).await
+    }
+
+    /// A plane sending notification mail as `mail` says.
+    pub async fn start_mailing(backend: Backend, mail: MailSettings) -> TestPlane {
+        let database = Database::create(backend).await;
+        let secret_key = SecretBox::generate_key_hex().to_string();
+        let operator_key = mint(CredentialKind::OperatorKey).plaintext.to_string();
+        let options = Options { mail: Some(mail), ..Options::default() };
+        TestPlane::boot(database, secret_key, operator_key, None, "127.0.0.1:0", None, options).await
     }
 
     /// A plane whose nodes count limits and deliveries as `limiting` says.
@@ -186,7 +203,8 @@ impl TestPlane {
         let database = Database::create(backend).await;
         let secret_key = SecretBox::generate_key_hex().to_string();
         let operator_key = mint(CredentialKind::OperatorKey).plaintext.to_string();
-        TestPlane::boot(database, secret_key, operator_key, None, "127.0.0.1:0", None, limiting).await
+        let options = Options { limiting, ..Options::default() };
+        TestPlane::boot(database, secret_key, operator_key, None, "127.0.0.1:0", None, options).await
     }
 
     /// A plane serving TLS with `tls`; its own clients trust `client_ca_pem`.
@@ -196,7 +214,7 @@ impl TestPlane {
         let operator_key = mint(CredentialKind::OperatorKey).plaintext.to_string();
         let client_tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca_pem));
         let tls = Some((tls, client_tls));
-        TestPlane::boot(database, secret_key, operator_key, None, "127.0.0.1:0", tls, LimitingPolicy::Local).await
+        TestPlane::boot(database, secret_key, operator_key, None, "127.0.0.1:0", tls, Options::default()).await
     }
 
     async fn boot(
@@ -206,7 +224,7 @@ impl TestPlane {
         admin: Option<(String, String)>,
         bind: &str,
         tls: Option<(ServerTls, ClientTlsConfig)>,
-        limiting: LimitingPolicy,
+        options: Options,
     ) -> TestPlane {
         let config = ControlPlaneConfig {
             database_url: database.url.clone(),
@@ -216,8 +234,9 @@ impl TestPlane {
             plans: Vec::new(),
             node_token_hashes: vec![hash_credential(NODE_TOKEN)],
             tls: tls.as_ref().map(|(server, _)| server.clone()),
-            limiting: limiting.clone(),
+            limiting: options.limiting.clone(),
             webhooks: test_webhooks(),
+            mail: options.mail.clone(),
         };
         let control_plane = ControlPlane::open(&config).await.expect("control plane opens");
         let (organization_id, admin_key) = match admin {
@@ -266,7 +285,7 @@ impl TestPlane {
             admin_key,
             secret_key,
             operator_key,
-            limiting,
+            options,
             shutdown: Some(shutdown),
             server: Some(server),
         }
@@ -287,7 +306,7 @@ impl TestPlane {
             database,
             secret_key: self.secret_key.clone(),
             operator_key: self.operator_key.clone(),
-            limiting: self.limiting.clone(),
+            options: self.options.clone(),
             admin,
             address: self.address,
         }
@@ -309,8 +328,9 @@ impl TestPlane {
             plans: Vec::new(),
             node_token_hashes: vec![hash_credential(NODE_TOKEN)],
             tls: None,
-            limiting: self.limiting.clone(),
+            limiting: self.options.limiting.clone(),
             webhooks: test_webhooks(),
+            mail: self.options.mail.clone(),
         };
         let control_plane = ControlPlane::open(&config).await.expect("the replica opens");
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -421,7 +441,7 @@ pub struct StoppedPlane {
     database: Database,
     secret_key: String,
     operator_key: String,
-    limiting: LimitingPolicy,
+    options: Options,
     admin: (String, String),
     address: SocketAddr,
 }
@@ -441,7 +461,7 @@ impl StoppedPlane {
     pub async fn start_again(self) -> TestPlane {
         let bind = self.address.to_string();
         let admin = Some(self.admin);
-        TestPlane::boot(self.database, self.secret_key, self.operator_key, admin, &bind, None, self.limiting).await
+        TestPlane::boot(self.database, self.secret_key, self.operator_key, admin, &bind, None, self.options).await
     }
 }
 

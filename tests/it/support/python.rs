@@ -128,3 +128,63 @@ pub async fn verify_webhooks(deliveries: &[Received<'_>]) -> Vec<Option<String>>
     .await
     .expect("verifying ran")
 }
+
+/// A real SMTP server (`smtp_sink.py`, aiosmtpd) on a loopback port,
+/// stopped when dropped.
+pub struct SmtpSink {
+    pub port: u16,
+    child: std::process::Child,
+    mails: std::sync::Mutex<std::sync::mpsc::Receiver<serde_json::Value>>,
+}
+
+impl SmtpSink {
+    pub fn start() -> SmtpSink {
+        // Let go of before the server binds it.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        SmtpSink::start_on(port)
+    }
+
+    /// Serves on `port`, which nothing else may hold.
+    pub fn start_on(port: u16) -> SmtpSink {
+        let mut child = Command::new(python())
+            .arg(scripts_dir().join("smtp_sink.py"))
+            .arg(port.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("starting smtp_sink.py");
+        let stdout = child.stdout.take().expect("stdout");
+        let (sender, mails) = std::sync::mpsc::channel::<serde_json::Value>();
+        std::thread::spawn(move || {
+            use std::io::BufRead as _;
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = sender.send(serde_json::from_str(&line).expect("smtp_sink.py prints JSON"));
+            }
+        });
+        let ready = mails.recv_timeout(std::time::Duration::from_secs(60)).expect("the SMTP server starts");
+        assert_eq!(ready["ready"], true);
+        SmtpSink { port, child, mails: std::sync::Mutex::new(mails) }
+    }
+
+    /// The next mail the server accepted, waiting up to `timeout`.
+    pub async fn next(&self, timeout: std::time::Duration) -> Option<serde_json::Value> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Ok(mail) = self.mails.lock().unwrap().try_recv() {
+                return Some(mail);
+            }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
