@@ -125,6 +125,10 @@ pub struct Settings {
     /// Control plane: milliseconds a platform-webhook attempt may take.
     #[serde(default = "default_webhook_timeout_ms")]
     pub webhook_timeout_ms: u64,
+    /// Control plane: days settled deliveries (and sent mail) stay in the
+    /// delivery log; 0 keeps them forever.
+    #[serde(default = "default_delivery_retention_days")]
+    pub delivery_retention_days: u32,
     /// Control plane: the SMTP server notification mail goes through; none
     /// logs notifications instead.
     pub smtp_host: Option<String>,
@@ -163,6 +167,10 @@ fn default_smtp_retry_base_ms() -> u64 {
 
 fn default_webhook_retry_base_ms() -> u64 {
     WebhookSettings::default().retry_base.as_millis() as u64
+}
+
+fn default_delivery_retention_days() -> u32 {
+    30
 }
 
 fn default_webhook_timeout_ms() -> u64 {
@@ -207,6 +215,10 @@ impl Settings {
             egress: self.egress_policy(dev)?,
             retry_base: std::time::Duration::from_millis(self.webhook_retry_base_ms),
             attempt_timeout: std::time::Duration::from_millis(self.webhook_timeout_ms),
+            delivery_retention: match self.delivery_retention_days {
+                0 => std::time::Duration::MAX,
+                days => std::time::Duration::from_secs(u64::from(days) * 86_400),
+            },
             ..WebhookSettings::default()
         })
     }

@@ -1,5 +1,6 @@
 //! Background work one replica does at a time: pruning events past their
-//! plan's retention, and finding credentials about to expire. Each runs
+//! plan's retention and the delivery log past its own, and finding
+//! credentials about to expire. Each runs
 //! on its period on the replica holding its lease (`store/leases.rs`),
 //! held for two periods and renewed every period, so a replica that died
 //! hands the work over within two; a replica stopping releases its leases.
@@ -26,14 +27,28 @@ const EXPIRY_BATCH: u32 = 500;
 pub fn start(store: &Store, webhooks: &WebhookSettings, closing: &watch::Receiver<bool>) {
     let holder = format!("replica-{:016x}", rand::random::<u64>());
     let pruning = store.clone();
+    let keep_deliveries = chrono::TimeDelta::from_std(webhooks.delivery_retention).unwrap_or(chrono::TimeDelta::MAX);
     tokio::spawn(run_leased(
         store.clone(),
         holder.clone(),
-        Work { lease: "prune_events", every: PRUNE_EVERY, first_after: PRUNE_EVERY, what: "pruning events" },
+        Work {
+            lease: "prune_events",
+            every: PRUNE_EVERY,
+            first_after: PRUNE_EVERY,
+            what: "pruning events and deliveries",
+        },
         closing.clone(),
         move || {
             let store = pruning.clone();
-            async move { store.prune_events(hookplane_model::now()).await }
+            async move {
+                let now = hookplane_model::now();
+                let events = store.prune_events(now).await?;
+                let deliveries = match now.checked_sub_signed(keep_deliveries) {
+                    Some(cutoff) => store.prune_deliveries(cutoff).await?,
+                    None => 0,
+                };
+                Ok(events + deliveries)
+            }
         },
     ));
     let scanning = store.clone();

@@ -375,6 +375,22 @@ async fn the_delivery_log_pages_filters_and_resends() {
     })
     .await;
     assert_eq!(after.attempts[1].status_code, 200);
+
+    // Retention: settled deliveries older than the cutoff leave the log,
+    // their attempts with them; a pending one stays whatever its age.
+    let store = plane.control_plane.store();
+    assert_eq!(store.prune_deliveries(hookplane_model::now() - chrono::TimeDelta::hours(1)).await.unwrap(), 0);
+    let pending = Target::start(Behaviour::Hang).await;
+    let (hanging, _) = subscribe(&plane.admin, pending.url("/"), api::SignatureScheme::Hookplane, &[]).await;
+    create(&plane, mapped_connector("https://erp.example.com")).await;
+    pending.wait_for(1).await;
+    settled(&plane.admin, &id, 5).await;
+    let pruned = store.prune_deliveries(hookplane_model::now() + chrono::TimeDelta::seconds(1)).await.unwrap();
+    assert_eq!(pruned, 5, "the four settled deliveries of the first subscription and its new one");
+    assert!(deliveries(&plane.admin, &id).await.is_empty());
+    let get = api::GetDeliveryRequest { id: updated[0].id.clone() };
+    assert_eq!(plane.admin.subscriptions().get_delivery(get).await.unwrap_err().code(), Code::NotFound);
+    assert_eq!(deliveries(&plane.admin, &hanging).await.len(), 1, "the pending delivery stays");
     plane.finish().await;
 }
 

@@ -49,6 +49,38 @@ impl Store {
         Ok(deleted)
     }
 
+    /// Deletes settled deliveries (their attempts with them) and mails
+    /// made before `cutoff`, a batch at a time; pending ones stay whatever
+    /// their age. Returns how many deliveries and mails went.
+    pub async fn prune_deliveries(&self, cutoff: Timestamp) -> Result<u64, StoreError> {
+        let mut deleted = 0;
+        loop {
+            let mut tx = self.write_tx().await?;
+            let ids: Vec<String> =
+                sqlx::query_scalar("SELECT id FROM deliveries WHERE status <> 'pending' AND create_time < $1 LIMIT $2")
+                    .bind(micros(cutoff))
+                    .bind(BATCH)
+                    .fetch_all(&mut *tx)
+                    .await?;
+            for id in &ids {
+                sqlx::query("DELETE FROM delivery_attempts WHERE delivery_id = $1").bind(id).execute(&mut *tx).await?;
+                sqlx::query("DELETE FROM deliveries WHERE id = $1").bind(id).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            deleted += ids.len() as u64;
+            if ids.len() < BATCH as usize {
+                break;
+            }
+            tokio::time::sleep(PAUSE).await;
+        }
+        deleted += sqlx::query("DELETE FROM mails WHERE status <> 'pending' AND create_time < $1")
+            .bind(micros(cutoff))
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(deleted)
+    }
+
     /// Deletes one organization's events stored before `cutoff` (µs), a
     /// batch at a time; each batch reads, by the `(organization_id,
     /// create_time)` index, only the rows it deletes.

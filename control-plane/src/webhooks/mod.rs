@@ -42,6 +42,8 @@ pub struct WebhookSettings {
     pub attempt_timeout: Duration,
     /// How often credentials about to expire are looked for.
     pub expiry_scan_every: Duration,
+    /// How long settled deliveries (and sent mail) stay in the log.
+    pub delivery_retention: Duration,
 }
 
 impl Default for WebhookSettings {
@@ -53,6 +55,7 @@ impl Default for WebhookSettings {
             max_retry_after: Duration::from_secs(600),
             attempt_timeout: Duration::from_secs(10),
             expiry_scan_every: Duration::from_secs(60),
+            delivery_retention: Duration::from_secs(30 * 86_400),
         }
     }
 }

@@ -44,6 +44,7 @@ pub fn test_webhooks() -> WebhookSettings {
         max_retry_after: Duration::from_secs(2),
         attempt_timeout: Duration::from_secs(3),
         expiry_scan_every: Duration::from_millis(200),
+        ..WebhookSettings::default()
     }
 }
 
