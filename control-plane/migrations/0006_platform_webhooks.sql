@@ -46,9 +46,11 @@ CREATE TABLE deliveries (
 CREATE INDEX deliveries_due ON deliveries (status, next_attempt_time);
 CREATE INDEX deliveries_by_subscription ON deliveries (subscription_id, create_time, id);
 
+-- `seq` is the attempt's time in microseconds: a delivery's attempts are
+-- made one after another.
 CREATE TABLE delivery_attempts (
     delivery_id TEXT NOT NULL,
-    seq INTEGER NOT NULL,
+    seq BIGINT NOT NULL,
     attempt_time BIGINT NOT NULL,
     status_code INTEGER,
     duration_ms BIGINT NOT NULL,

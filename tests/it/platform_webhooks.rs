@@ -217,6 +217,11 @@ async fn answers_not_worth_retrying_fail_at_once_and_410_disables() {
     let disable = api::DisableSubscriptionRequest { id: bad_id.clone() };
     assert!(!plane.admin.subscriptions().disable_subscription(disable).await.unwrap().into_inner().enabled);
     create(&plane, mapped_connector("https://erp.example.com")).await;
+    let store = plane.control_plane.store();
+    eventually(Duration::from_secs(10), "the event is fanned out", || async {
+        (store.outbox_depth().await.unwrap() == 0).then_some(())
+    })
+    .await;
     let resend = api::ResendDeliveryRequest { id: log[0].id.clone() };
     let refused = plane.admin.subscriptions().resend_delivery(resend.clone()).await.unwrap_err();
     assert_eq!(refused.code(), Code::FailedPrecondition);

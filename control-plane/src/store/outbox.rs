@@ -12,11 +12,14 @@
 use std::collections::HashMap;
 
 use hookplane_convert::EncodedTrace;
-use hookplane_model::{CircuitTransition, Connector, DeliveryStatus, Event, PlatformEvent, PlatformEventType};
+use hookplane_model::{CircuitTransition, Connector, Event, PlatformEvent, PlatformEventType};
 use sqlx::Row;
 
 use super::subscriptions::subscription_from_row;
 use super::{Backend, Store, StoreError, from_micros, micros};
+
+/// Deliveries per multi-row `INSERT` (2 values each, beside 5 shared).
+const DELIVERIES_PER_INSERT: usize = 500;
 
 /// Writes `event` in the transaction of the change that caused it.
 pub(super) async fn record(tx: &mut sqlx::AnyConnection, event: &PlatformEvent) -> Result<(), StoreError> {
@@ -220,26 +223,37 @@ impl Store {
                     .bind(&event.organization_id)
                     .fetch_all(&mut *tx)
                     .await?;
+            let mut wanting = Vec::with_capacity(subscriptions.len());
             for subscription in subscriptions.iter().map(subscription_from_row) {
                 let subscription = subscription?;
-                if !subscription.spec.wants(event.event_type) {
-                    continue;
+                // A subscription hears of what happens from its creation on.
+                if subscription.spec.wants(event.event_type) && subscription.create_time <= event.create_time {
+                    wanting.push(subscription.id);
                 }
-                sqlx::query(
+            }
+            // One statement per chunk: a fan-out to hundreds of
+            // subscriptions is a few statements, not hundreds.
+            for chunk in wanting.chunks(DELIVERIES_PER_INSERT) {
+                let rows = (0..chunk.len())
+                    .map(|i| {
+                        let at = 6 + i * 2;
+                        format!("(${at}, $1, ${}, $2, $3, 'pending', $4, 0, $5, 0, $5)", at + 1)
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let mut insert = sqlx::query(sqlx::AssertSqlSafe(format!(
                     "INSERT INTO deliveries (id, organization_id, subscription_id, webhook_id, event_type, status, \
-                     payload, series_attempts, next_attempt_time, claimed_until, create_time) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, 0, $8)",
-                )
-                .bind(crate::crypto::new_id("dlv_"))
+                     payload, series_attempts, next_attempt_time, claimed_until, create_time) VALUES {rows}"
+                )))
                 .bind(&event.organization_id)
-                .bind(&subscription.id)
                 .bind(&event.id)
                 .bind(event.event_type.name())
-                .bind(DeliveryStatus::Pending.name())
                 .bind(&payload)
-                .bind(micros(event.create_time))
-                .execute(&mut *tx)
-                .await?;
+                .bind(micros(event.create_time));
+                for subscription in chunk {
+                    insert = insert.bind(crate::crypto::new_id("dlv_")).bind(subscription);
+                }
+                insert.execute(&mut *tx).await?;
             }
             super::mails::queue(&mut tx, &event).await?;
             sqlx::query("DELETE FROM platform_outbox WHERE id = $1").bind(&id).execute(&mut *tx).await?;

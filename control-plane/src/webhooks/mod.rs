@@ -1,31 +1,28 @@
 //! Platform webhooks (SPEC §8): the dispatcher that turns the outbox into
 //! signed deliveries.
 //!
-//! One loop per control plane: fan the outbox out into deliveries, claim
-//! the deliveries that are due, attempt them all at once, record each
-//! outcome; then sleep until the next is due, a change commits, or a
-//! resend wakes it. Everything it knows lives in the store, so a control
+//! One loop per control plane (`dispatch.rs`): fan the outbox out into
+//! deliveries, keep up to 256 attempts in flight (at most 8 per
+//! subscription, so one slow endpoint cannot take every slot), record
+//! finished attempts in batches, and sleep until the next delivery is
+//! due, a change commits, or a resend wakes it. Everything it knows lives in the store, so a control
 //! plane killed at any point resumes where the store says (an attempt in
 //! flight is made again once its claim lapses: at least once). Replicas
 //! on one PostgreSQL share the work through row claims.
 
 mod attempt;
+mod dispatch;
 mod sign;
 
-use std::sync::Arc;
+pub use dispatch::dispatch;
+
 use std::time::Duration;
 
 use hookplane_egress::EgressPolicy;
-use hookplane_egress::client::Outbound;
 use hookplane_model::{SecretField, Subscription, Timestamp};
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use tokio::sync::{Notify, watch};
 use zeroize::Zeroizing;
 
 use crate::crypto::{CryptoError, SecretBox};
-use crate::metrics::DeliveryOutcome;
-use crate::store::{NextStep, Store};
 
 /// How deliveries are made.
 #[derive(Clone, Debug)]
@@ -60,13 +57,6 @@ impl Default for WebhookSettings {
     }
 }
 
-/// Deliveries attempted at once.
-const BATCH: u32 = 64;
-/// Outbox events fanned out per transaction.
-const FAN_OUT_BATCH: u32 = 100;
-/// The longest sleep: how soon work another replica scheduled is seen.
-const POLL: Duration = Duration::from_secs(1);
-
 /// The owner a subscription's current secret is sealed for.
 pub fn secret_owner(organization_id: &str, id: &str) -> String {
     format!("subscription:{organization_id}:{id}")
@@ -94,83 +84,6 @@ fn open_secrets(
         secrets.push(open(&previous.secret, previous_secret_owner(org, id))?);
     }
     Ok(secrets)
-}
-
-/// Runs the dispatcher until `closing`; `wake` makes it look at once;
-/// `outcomes` counts attempts for `/metrics`.
-pub async fn dispatch(
-    store: Store,
-    secret_box: SecretBox,
-    settings: Arc<WebhookSettings>,
-    wake: Arc<Notify>,
-    outcomes: Family<DeliveryOutcome, Counter>,
-    mut closing: watch::Receiver<bool>,
-) {
-    let outbound = Outbound::new(settings.egress.clone());
-    let mut commits = store.config_commits();
-    loop {
-        if *closing.borrow() {
-            return;
-        }
-        let sleep = match round(&store, &secret_box, &settings, &outbound, &outcomes).await {
-            Ok(Some(next_due)) => next_due,
-            Ok(None) => continue,
-            Err(err) => {
-                tracing::warn!(error = %err, "platform webhooks: the store failed; trying again");
-                POLL
-            }
-        };
-        tokio::select! {
-            () = tokio::time::sleep(sleep) => {}
-            _ = commits.changed() => {}
-            () = wake.notified() => {}
-            _ = closing.wait_for(|closing| *closing) => return,
-        }
-    }
-}
-
-/// One round: fans the outbox out and attempts what is due. `None` when
-/// there may be more to do at once; otherwise how long until the next
-/// delivery is due (at most [`POLL`]).
-async fn round(
-    store: &Store,
-    secret_box: &SecretBox,
-    settings: &WebhookSettings,
-    outbound: &Outbound,
-    outcomes: &Family<DeliveryOutcome, Counter>,
-) -> Result<Option<Duration>, crate::store::StoreError> {
-    while store.fan_out(FAN_OUT_BATCH).await? == FAN_OUT_BATCH as usize {}
-    let now = hookplane_model::now();
-    // A claim outlives the attempt it is for; a replica killed mid-attempt
-    // leaves one that lapses, and the attempt is made again.
-    let hold = settings.attempt_timeout + Duration::from_secs(5);
-    let until = now + chrono::TimeDelta::from_std(hold).unwrap_or(chrono::TimeDelta::minutes(1));
-    let due = store.claim_due_deliveries(now, until, BATCH).await?;
-    if !due.is_empty() {
-        let attempts = due.iter().map(|due| async move {
-            let (made, next) = attempt::attempt(outbound, settings, secret_box, due).await;
-            tracing::debug!(delivery = %due.delivery.id, status = ?made.status_code, next = ?next, "delivery attempted");
-            let outcome = match next {
-                NextStep::Succeeded => "succeeded",
-                NextStep::RetryAt(_) => "retrying",
-                NextStep::Failed | NextStep::FailedAndDisable(_) => "failed",
-            };
-            outcomes.get_or_create(&DeliveryOutcome { outcome }).inc();
-            if let Err(err) = store.record_attempt(&due.delivery, &made, &next).await {
-                // The claim lapses and the attempt is made again.
-                tracing::warn!(delivery = %due.delivery.id, error = %err, "recording a delivery attempt failed");
-            }
-        });
-        futures::future::join_all(attempts).await;
-        return Ok(None);
-    }
-    let next = store.next_delivery_due().await?;
-    let now = hookplane_model::now();
-    Ok(Some(match next {
-        Some(at) if at <= now => Duration::from_millis(10),
-        Some(at) => (at - now).to_std().unwrap_or(POLL).min(POLL),
-        None => POLL,
-    }))
 }
 
 #[cfg(test)]
