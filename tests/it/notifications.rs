@@ -128,7 +128,9 @@ async fn without_smtp_notifications_are_logged() {
         .with_ansi(false)
         .with_max_level(tracing_subscriber::filter::LevelFilter::INFO)
         .finish();
-    let _guard = tracing_subscriber::util::SubscriberInitExt::set_default(subscriber);
+    // `tracing`'s own, not tracing-subscriber's, which would also install
+    // the process-wide `log` bridge `sync_logs` installs.
+    let _guard = tracing::subscriber::set_default(subscriber);
     let plane = TestPlane::start(Backend::Sqlite).await;
     set_admins(&plane).await;
     let (connector, _) = create(&plane, expiring_in_two_days("orders")).await;
