@@ -92,21 +92,8 @@ fn build_phase(size: usize) -> (Duration, usize, f64, f64) {
 async fn sync_phase(size: usize) -> (Duration, Vec<Duration>, u64, Vec<Duration>) {
     let plane = TestPlane::start(Backend::Sqlite).await;
     let store = plane.control_plane.store().clone();
-    let spec = convert::connector_from_api(&realistic_connector(), "connector").unwrap();
-    let now = model::now();
     let mut raw_inserts = Vec::new();
-    for i in 0..size {
-        let connector = Connector {
-            id: format!("con_{i:022}"),
-            organization_id: plane.organization_id.clone(),
-            spec: spec.clone(),
-            tokens: Vec::new(),
-            create_time: now,
-            update_time: now,
-            revision: 1,
-        };
-        store.create_connector(&connector, None).await.unwrap();
-    }
+    connectors::deploy(&store, &plane.organization_id, size).await;
     // Baseline: one raw single-row insert and commit on the same database.
     let pool = sqlx::AnyPool::connect(&plane.database.url).await.unwrap();
     sqlx::query("CREATE TABLE bench_raw (id INTEGER PRIMARY KEY, body TEXT NOT NULL)").execute(&pool).await.unwrap();

@@ -34,8 +34,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use hookplane_convert as convert;
-use hookplane_model::{self as model, Connector};
 use hookplane_sdk::api;
 use prost::Message as _;
 use support::fixtures::mask;
@@ -226,23 +224,6 @@ fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1e3)
 }
 
-async fn deploy(plane: &TestPlane, connectors: usize) {
-    let spec = convert::connector_from_api(&connectors::realistic_connector(), "connector").expect("valid");
-    let now = model::now();
-    for i in 0..connectors {
-        let connector = Connector {
-            id: format!("con_{i:022}"),
-            organization_id: plane.organization_id.clone(),
-            spec: spec.clone(),
-            tokens: Vec::new(),
-            create_time: now,
-            update_time: now,
-            revision: 1,
-        };
-        plane.control_plane.store().create_connector(&connector, None).await.unwrap();
-    }
-}
-
 /// Renames one connector through the API; the version it committed.
 async fn change(plane: &TestPlane, connectors: usize, i: usize) -> i64 {
     let update = api::UpdateConnectorRequest {
@@ -282,7 +263,7 @@ fn main() {
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (nodes, connectors) in fleets {
         let plane = plane_rt.block_on(TestPlane::start(Backend::Sqlite));
-        plane_rt.block_on(deploy(&plane, connectors));
+        plane_rt.block_on(connectors::deploy(plane.control_plane.store(), &plane.organization_id, connectors));
         let url = plane.url();
         let fleet = Fleet::new(nodes);
 

@@ -2,7 +2,28 @@
 //! three mappings, a perform with a templated URL, two headers (one reading
 //! a secret) and a five-field body, as a typical production connector.
 
+use hookplane_control_plane::store::Store;
+use hookplane_model::Connector;
 use hookplane_sdk::api;
+
+/// Stores `count` realistic connectors of `organization` directly (ids
+/// `con_` + 22 digits), as a large deployment would hold.
+pub async fn deploy(store: &Store, organization: &str, count: usize) {
+    let spec = hookplane_convert::connector_from_api(&realistic_connector(), "connector").expect("a valid connector");
+    let now = hookplane_model::now();
+    for i in 0..count {
+        let connector = Connector {
+            id: format!("con_{i:022}"),
+            organization_id: organization.to_owned(),
+            spec: spec.clone(),
+            tokens: Vec::new(),
+            create_time: now,
+            update_time: now,
+            revision: 1,
+        };
+        store.create_connector(&connector, None).await.expect("stored");
+    }
+}
 
 pub fn realistic_connector() -> api::Connector {
     let named = |name: &str, value: &str| api::NamedTemplate { name: name.into(), value: value.into() };

@@ -6,8 +6,12 @@ use sqlx::{Row, any::AnyRow};
 use super::idempotency::{Creation, IdempotencyKey, claim};
 use super::outbox;
 use super::{
-    Store, StoreError, bump_config_version, clear_tombstone, decode_json, encode_json, from_micros, micros, tombstone,
+    Store, StoreError, bump_config_version, clear_tombstone, decode_json, encode_json, from_micros, micros,
+    missing_or_conflict, tombstone,
 };
+
+/// How [`missing_or_conflict`] finds a connector.
+const ROW: (&str, &str, &str) = ("connectors", "id", "connector");
 
 /// How an update changes a connector's credentials.
 #[derive(Clone, Debug, Default)]
@@ -197,7 +201,7 @@ impl Store {
         .await?
         .rows_affected();
         if updated == 0 {
-            return Err(self.missing_or_conflict(&mut tx, &connector.organization_id, &connector.id).await?);
+            return Err(missing_or_conflict(&mut tx, ROW, &connector.organization_id, &connector.id).await?);
         }
         for kind in &changes.remove_kinds {
             sqlx::query("DELETE FROM connector_tokens WHERE connector_id = $1 AND kind = $2")
@@ -255,7 +259,7 @@ impl Store {
                 .await?
                 .rows_affected();
         if deleted == 0 {
-            return Err(self.missing_or_conflict(&mut tx, organization_id, id).await?);
+            return Err(missing_or_conflict(&mut tx, ROW, organization_id, id).await?);
         }
         sqlx::query("DELETE FROM connector_tokens WHERE connector_id = $1").bind(id).execute(&mut *tx).await?;
         tombstone(&mut tx, "connector", organization_id, id, version).await?;
@@ -264,20 +268,5 @@ impl Store {
             .await?;
         self.commit_config(tx, version).await?;
         Ok(())
-    }
-
-    async fn missing_or_conflict(
-        &self,
-        tx: &mut sqlx::AnyConnection,
-        organization_id: &str,
-        id: &str,
-    ) -> Result<StoreError, StoreError> {
-        let exists = sqlx::query("SELECT 1 FROM connectors WHERE organization_id = $1 AND id = $2")
-            .bind(organization_id)
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .is_some();
-        Ok(if exists { StoreError::Conflict("connector") } else { StoreError::NotFound("connector") })
     }
 }

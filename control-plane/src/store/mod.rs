@@ -286,6 +286,25 @@ impl Store {
     }
 }
 
+/// A row an update or delete at an expected revision did not match: the
+/// row is gone (NotFound) or changed since (Conflict). `table` and `key`
+/// name the row; `what` names it to the caller.
+async fn missing_or_conflict(
+    tx: &mut sqlx::AnyConnection,
+    (table, key, what): (&'static str, &'static str, &'static str),
+    organization_id: &str,
+    id: &str,
+) -> Result<StoreError, StoreError> {
+    let exists =
+        sqlx::query(sqlx::AssertSqlSafe(format!("SELECT 1 FROM {table} WHERE organization_id = $1 AND {key} = $2")))
+            .bind(organization_id)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_some();
+    Ok(if exists { StoreError::Conflict(what) } else { StoreError::NotFound(what) })
+}
+
 /// Bumps the config version inside `tx` and returns the new one.
 async fn bump_config_version(tx: &mut sqlx::AnyConnection) -> Result<i64, StoreError> {
     let row = sqlx::query("UPDATE config_state SET version = version + 1 WHERE id = 1 RETURNING version")

@@ -5,7 +5,8 @@ use sqlx::{Row, any::AnyRow};
 
 use super::idempotency::{Creation, IdempotencyKey, claim};
 use super::{
-    Store, StoreError, bump_config_version, clear_tombstone, from_micros, is_unique_violation, micros, tombstone,
+    Store, StoreError, bump_config_version, clear_tombstone, from_micros, is_unique_violation, micros,
+    missing_or_conflict, tombstone,
 };
 
 pub(super) fn secret_from_row(row: &AnyRow) -> Result<Secret, StoreError> {
@@ -118,7 +119,13 @@ impl Store {
         .await?
         .rows_affected();
         if updated == 0 {
-            return Err(self.secret_missing_or_conflict(&mut tx, &secret.organization_id, &secret.name).await?);
+            return Err(missing_or_conflict(
+                &mut tx,
+                ("secrets", "name", "secret"),
+                &secret.organization_id,
+                &secret.name,
+            )
+            .await?);
         }
         self.commit_config(tx, version).await?;
         Ok(Secret { revision: expected + 1, ..secret.clone() })
@@ -142,25 +149,10 @@ impl Store {
                 .await?
                 .rows_affected();
         if deleted == 0 {
-            return Err(self.secret_missing_or_conflict(&mut tx, organization_id, name).await?);
+            return Err(missing_or_conflict(&mut tx, ("secrets", "name", "secret"), organization_id, name).await?);
         }
         tombstone(&mut tx, "secret", organization_id, name, version).await?;
         self.commit_config(tx, version).await?;
         Ok(())
-    }
-
-    async fn secret_missing_or_conflict(
-        &self,
-        tx: &mut sqlx::AnyConnection,
-        organization_id: &str,
-        name: &str,
-    ) -> Result<StoreError, StoreError> {
-        let exists = sqlx::query("SELECT 1 FROM secrets WHERE organization_id = $1 AND name = $2")
-            .bind(organization_id)
-            .bind(name)
-            .fetch_optional(&mut *tx)
-            .await?
-            .is_some();
-        Ok(if exists { StoreError::Conflict("secret") } else { StoreError::NotFound("secret") })
     }
 }

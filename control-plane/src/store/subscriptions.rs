@@ -4,7 +4,10 @@ use hookplane_model::{ExpiringSecret, Revision, SecretField, Subscription};
 use sqlx::{Row, any::AnyRow};
 
 use super::idempotency::{Creation, IdempotencyKey, claim};
-use super::{Store, StoreError, decode_json, encode_json, from_micros, micros};
+use super::{Store, StoreError, decode_json, encode_json, from_micros, micros, missing_or_conflict};
+
+/// How [`missing_or_conflict`] finds a subscription.
+const ROW: (&str, &str, &str) = ("subscriptions", "id", "subscription");
 
 const COLUMNS: &str = "id, organization_id, spec, sealed_secret, previous_sealed_secret, previous_expire_time, \
                        enabled, disabled_reason, create_time, update_time, revision";
@@ -144,7 +147,7 @@ impl Store {
         .await?
         .rows_affected();
         if updated == 0 {
-            return Err(missing_or_conflict(&mut tx, &subscription.organization_id, &subscription.id).await?);
+            return Err(missing_or_conflict(&mut tx, ROW, &subscription.organization_id, &subscription.id).await?);
         }
         if !subscription.enabled {
             fail_pending(&mut tx, &subscription.id).await?;
@@ -172,7 +175,7 @@ impl Store {
         .await?
         .rows_affected();
         if deleted == 0 {
-            return Err(missing_or_conflict(&mut tx, organization_id, id).await?);
+            return Err(missing_or_conflict(&mut tx, ROW, organization_id, id).await?);
         }
         sqlx::query(
             "DELETE FROM delivery_attempts WHERE delivery_id IN (SELECT id FROM deliveries WHERE subscription_id = $1)",
@@ -193,18 +196,4 @@ pub(super) async fn fail_pending(tx: &mut sqlx::AnyConnection, subscription_id: 
         .execute(&mut *tx)
         .await?;
     Ok(())
-}
-
-async fn missing_or_conflict(
-    tx: &mut sqlx::AnyConnection,
-    organization_id: &str,
-    id: &str,
-) -> Result<StoreError, StoreError> {
-    let exists = sqlx::query("SELECT 1 FROM subscriptions WHERE organization_id = $1 AND id = $2")
-        .bind(organization_id)
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .is_some();
-    Ok(if exists { StoreError::Conflict("subscription") } else { StoreError::NotFound("subscription") })
 }
