@@ -208,8 +208,12 @@ impl Settings {
     pub fn webhooks(&self, dev: bool) -> anyhow::Result<WebhookSettings> {
         anyhow::ensure!(self.webhook_retry_base_ms > 0, "webhook_retry_base_ms must be at least 1");
         anyhow::ensure!(
-            (1..=60_000).contains(&self.webhook_timeout_ms),
-            "webhook_timeout_ms must be between 1 and 60000"
+            (100..=60_000).contains(&self.webhook_timeout_ms),
+            "webhook_timeout_ms must be between 100 and 60000"
+        );
+        anyhow::ensure!(
+            self.webhook_retry_base_ms <= 86_400_000,
+            "webhook_retry_base_ms must be at most 86400000 (a day)"
         );
         Ok(WebhookSettings {
             egress: self.egress_policy(dev)?,
@@ -241,7 +245,14 @@ impl Settings {
             Some(path) => Some(crate::files::read_private_file(path)?.trim().to_owned().into()),
             None => None,
         };
-        anyhow::ensure!(self.smtp_retry_base_ms > 0, "smtp_retry_base_ms must be at least 1");
+        anyhow::ensure!(
+            (1..=86_400_000).contains(&self.smtp_retry_base_ms),
+            "smtp_retry_base_ms must be between 1 and 86400000"
+        );
+        anyhow::ensure!(
+            tls != SmtpTls::None || self.smtp_username.is_none(),
+            "smtp_tls = \"none\" would send smtp_username's password in the clear; use starttls or tls"
+        );
         Ok(Some(MailSettings {
             host,
             port,

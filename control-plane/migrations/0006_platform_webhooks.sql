@@ -45,6 +45,8 @@ CREATE TABLE deliveries (
 );
 CREATE INDEX deliveries_due ON deliveries (status, next_attempt_time);
 CREATE INDEX deliveries_by_subscription ON deliveries (subscription_id, create_time, id);
+-- For retention: the oldest deliveries, without reading the rest.
+CREATE INDEX deliveries_by_time ON deliveries (create_time);
 
 -- `seq` is the attempt's time in microseconds: a delivery's attempts are
 -- made one after another.

@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 
 use crate::store::{Store, StoreError};
 use crate::webhooks::WebhookSettings;
@@ -23,12 +24,14 @@ const EXPIRY_HORIZON: chrono::TimeDelta = chrono::TimeDelta::days(7);
 /// Credentials told of per transaction.
 const EXPIRY_BATCH: u32 = 500;
 
-/// Starts every piece of background work, until `closing`.
-pub fn start(store: &Store, webhooks: &WebhookSettings, closing: &watch::Receiver<bool>) {
+/// Starts every piece of background work, until `closing`; the set ends
+/// once each has released its lease.
+pub fn start(store: &Store, webhooks: &WebhookSettings, closing: &watch::Receiver<bool>) -> JoinSet<()> {
+    let mut tasks = JoinSet::new();
     let holder = format!("replica-{:016x}", rand::random::<u64>());
     let pruning = store.clone();
     let keep_deliveries = chrono::TimeDelta::from_std(webhooks.delivery_retention).unwrap_or(chrono::TimeDelta::MAX);
-    tokio::spawn(run_leased(
+    tasks.spawn(run_leased(
         store.clone(),
         holder.clone(),
         Work {
@@ -52,7 +55,7 @@ pub fn start(store: &Store, webhooks: &WebhookSettings, closing: &watch::Receive
         },
     ));
     let scanning = store.clone();
-    tokio::spawn(run_leased(
+    tasks.spawn(run_leased(
         store.clone(),
         holder,
         Work {
@@ -77,6 +80,7 @@ pub fn start(store: &Store, webhooks: &WebhookSettings, closing: &watch::Receive
             }
         },
     ));
+    tasks
 }
 
 /// A periodic piece of work and its lease.

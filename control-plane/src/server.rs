@@ -197,7 +197,10 @@ impl ControlPlane {
             hub.close();
             closing.send_replace(true);
         };
-        tokio::spawn(crate::webhooks::dispatch(
+        // Waited for after the server stops: attempts in flight are
+        // recorded and leases released, not cut off.
+        let mut background = crate::background::start(&core.store, &core.webhooks, &closing_watch);
+        background.spawn(crate::webhooks::dispatch(
             core.store.clone(),
             core.secret_box.clone(),
             core.webhooks.clone(),
@@ -205,8 +208,8 @@ impl ControlPlane {
             self.metrics.webhook_attempts.clone(),
             closing_watch.clone(),
         ));
-        crate::background::start(&core.store, &core.webhooks, &closing_watch);
-        tokio::spawn(crate::notify::run(core.store.clone(), self.mail.clone(), closing_watch.clone()));
+        background.spawn(crate::notify::run(core.store.clone(), self.mail.clone(), closing_watch.clone()));
+        let background_deadline = core.webhooks.attempt_timeout + std::time::Duration::from_secs(2);
         let node_sync = NodeSyncApi::new(
             core.store.clone(),
             core.secret_box.clone(),
@@ -242,6 +245,11 @@ impl ControlPlane {
             // Without TCP_NODELAY small frames wait on delayed ACKs (~40 ms).
             .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), shutdown)
             .await?;
+        // An attempt takes at most its timeout; beyond, the rest is cut off
+        // (their claims lapse and they are made again).
+        if tokio::time::timeout(background_deadline, background.join_all()).await.is_err() {
+            tracing::warn!("background work did not end in time; it was cut off");
+        }
         Ok(())
     }
 }

@@ -511,7 +511,12 @@ async fn breaker_transitions_on_a_node_are_delivered() {
     let types = ["circuit.opened", "circuit.closed"];
     let (id, _) = subscribe(&plane.admin, receiver.url("/"), api::SignatureScheme::Hookplane, &types).await;
     let target = Target::start(Behaviour::AlwaysFail).await;
-    let (connector, token) = create(&plane, mapped_connector(&target.url(""))).await;
+    // A bot token in the path, as chat APIs take it: never in the notice.
+    let bot = support::fixtures::secret("BOT", "bot-token-1234567890");
+    plane.admin.secrets().create_secret(bot).await.unwrap();
+    let mut failing = mapped_connector(&target.url("/bot$secret.BOT"));
+    failing.perform.as_mut().unwrap().url = target.url("/bot$secret.BOT/orders/$payload.id");
+    let (connector, token) = create(&plane, failing).await;
     let node = start_node_configured(&plane, "node-1", None, |config| {
         config.egress = hookplane_egress::EgressPolicy::public_only().with_loopback();
         config.breaker = BreakerSettings {
@@ -535,7 +540,8 @@ async fn breaker_transitions_on_a_node_are_delivered() {
     assert_eq!(opened["data"]["circuit"]["connector_id"], connector.as_str());
     assert_eq!(opened["data"]["circuit"]["state"], "open");
     let url = opened["data"]["circuit"]["target"].as_str().unwrap().to_owned();
-    assert!(url.starts_with(&target.url("/orders/")) && !url.contains('?'), "the breaker's key, no query: {url}");
+    assert!(url.starts_with(&target.url("/bot")) && !url.contains('?'), "the breaker's key, no query: {url}");
+    assert!(!url.contains("bot-token-1234567890") && url.contains("redacted"), "the secret is redacted: {url}");
 
     target.set(Behaviour::Ok);
     eventually(Duration::from_secs(10), "a probe closes the breaker", || async {
@@ -548,5 +554,24 @@ async fn breaker_transitions_on_a_node_are_delivered() {
     assert_eq!(closed["data"]["circuit"]["target"], url.as_str());
     assert_eq!(settled(&plane.admin, &id, 2).await.len(), 2);
     node.shutdown().await;
+    plane.finish().await;
+}
+
+/// A subscription whose endpoint hangs holds its own 8 slots and nothing
+/// more: another subscription's deliveries go out meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_endpoint_delays_only_its_own_deliveries() {
+    let plane = TestPlane::start(Backend::Sqlite).await;
+    let (hanging, healthy) = (Target::start(Behaviour::Hang).await, Target::start(Behaviour::Ok).await);
+    subscribe(&plane.admin, hanging.url("/"), api::SignatureScheme::Hookplane, &[]).await;
+    let (id, _) = subscribe(&plane.admin, healthy.url("/"), api::SignatureScheme::Hookplane, &[]).await;
+    for _ in 0..6 {
+        change_a_connector(&plane).await;
+    }
+    // 24 deliveries each; the healthy endpoint gets all of its own while
+    // the hanging one's first 8 attempts are still waiting on it.
+    tokio::time::timeout(Duration::from_secs(2), healthy.wait_for(24)).await.expect("not held up by the other");
+    assert!(hanging.count() <= 8, "at most 8 attempts in flight to one subscription: {}", hanging.count());
+    assert_eq!(settled(&plane.admin, &id, 24).await.len(), 24);
     plane.finish().await;
 }

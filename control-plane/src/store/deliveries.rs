@@ -23,6 +23,11 @@ use super::{Store, StoreError, from_micros, micros};
 pub struct DueDelivery {
     pub delivery: Delivery,
     pub subscription: Subscription,
+    /// The claim (its expiry, in µs): an attempt's outcome is recorded
+    /// only while the claim it was made under still holds, so an attempt
+    /// whose claim lapsed, or that a resend overtook, leaves its attempt
+    /// in the log and the delivery to its new owner.
+    pub claim: i64,
 }
 
 /// What an attempt leads to.
@@ -82,10 +87,11 @@ const ATTEMPTS_PER_INSERT: usize = 256;
 
 /// Records attempts and their next steps in `tx`, releasing the claims:
 /// the attempts in multi-row inserts, the deliveries that settled in one
-/// update per outcome, those retried one by one (each has its own time).
+/// update per outcome and claim, those retried one by one (each has its
+/// own time). A delivery whose claim no longer holds is left as it is.
 async fn record(
     tx: &mut sqlx::AnyConnection,
-    attempts: &[(&Delivery, &DeliveryAttempt, &NextStep)],
+    attempts: &[(&DueDelivery, &DeliveryAttempt, &NextStep)],
     now: Timestamp,
 ) -> Result<(), StoreError> {
     for chunk in attempts.chunks(ATTEMPTS_PER_INSERT) {
@@ -94,9 +100,9 @@ async fn record(
             "INSERT INTO delivery_attempts (delivery_id, seq, attempt_time, status_code, duration_ms, \
              response_excerpt, error) VALUES {rows}"
         )));
-        for (delivery, attempt, _) in chunk {
+        for (due, attempt, _) in chunk {
             insert = insert
-                .bind(&delivery.id)
+                .bind(&due.delivery.id)
                 .bind(micros(attempt.time))
                 .bind(micros(attempt.time))
                 .bind(attempt.status_code.map(i64::from))
@@ -106,42 +112,45 @@ async fn record(
         }
         insert.execute(&mut *tx).await?;
     }
-    for status in [DeliveryStatus::Succeeded, DeliveryStatus::Failed] {
-        let settled: Vec<&str> = attempts
-            .iter()
-            .filter(|(_, _, next)| match next {
-                NextStep::Succeeded => status == DeliveryStatus::Succeeded,
-                NextStep::Failed | NextStep::FailedAndDisable(_) => status == DeliveryStatus::Failed,
-                NextStep::RetryAt(_) => false,
-            })
-            .map(|(delivery, _, _)| delivery.id.as_str())
-            .collect();
-        for chunk in settled.chunks(ATTEMPTS_PER_INSERT) {
-            let list = placeholders(3, chunk.len());
+    let mut settled: HashMap<(DeliveryStatus, i64), Vec<&str>> = HashMap::new();
+    for (due, _, next) in attempts {
+        let status = match next {
+            NextStep::Succeeded => DeliveryStatus::Succeeded,
+            NextStep::Failed | NextStep::FailedAndDisable(_) => DeliveryStatus::Failed,
+            NextStep::RetryAt(_) => continue,
+        };
+        settled.entry((status, due.claim)).or_default().push(due.delivery.id.as_str());
+    }
+    for ((status, claim), ids) in &settled {
+        for chunk in ids.chunks(ATTEMPTS_PER_INSERT) {
+            let list = placeholders(4, chunk.len());
             let mut update = sqlx::query(sqlx::AssertSqlSafe(format!(
                 "UPDATE deliveries SET status = $1, series_attempts = series_attempts + 1, next_attempt_time = $2, \
-                 claimed_until = 0 WHERE id IN ({list})"
+                 claimed_until = 0 WHERE claimed_until = $3 AND id IN ({list})"
             )))
             .bind(status.name())
-            .bind(micros(now));
+            .bind(micros(now))
+            .bind(*claim);
             for id in chunk {
                 update = update.bind(*id);
             }
             update.execute(&mut *tx).await?;
         }
     }
-    for (delivery, _, next) in attempts {
+    for (due, _, next) in attempts {
         match next {
             NextStep::RetryAt(at) => {
                 sqlx::query(
                     "UPDATE deliveries SET series_attempts = series_attempts + 1, next_attempt_time = $1, \
-                     claimed_until = 0 WHERE id = $2",
+                     claimed_until = 0 WHERE id = $2 AND claimed_until = $3",
                 )
                 .bind(micros(*at))
-                .bind(&delivery.id)
+                .bind(&due.delivery.id)
+                .bind(due.claim)
                 .execute(&mut *tx)
                 .await?;
             }
+            // The endpoint said it is gone, whoever asked.
             NextStep::FailedAndDisable(reason) => {
                 sqlx::query(
                     "UPDATE subscriptions SET enabled = 0, disabled_reason = $1, update_time = $2, \
@@ -149,14 +158,32 @@ async fn record(
                 )
                 .bind(reason)
                 .bind(micros(now))
-                .bind(&delivery.subscription_id)
+                .bind(&due.delivery.subscription_id)
                 .execute(&mut *tx)
                 .await?;
-                super::subscriptions::fail_pending(&mut *tx, &delivery.subscription_id).await?;
+                super::subscriptions::fail_pending(&mut *tx, &due.delivery.subscription_id).await?;
             }
             NextStep::Succeeded | NextStep::Failed => {}
         }
     }
+    Ok(())
+}
+
+/// Fails deliveries that can never be attempted (their row does not
+/// decode, their subscription is gone or disabled), so they leave the
+/// queue instead of being claimed forever.
+async fn fail_unattemptable(tx: &mut sqlx::AnyConnection, ids: &[String]) -> Result<(), StoreError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let list = placeholders(1, ids.len());
+    let mut update = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE deliveries SET status = 'failed', claimed_until = 0 WHERE id IN ({list})"
+    )));
+    for id in ids {
+        update = update.bind(id);
+    }
+    update.execute(&mut *tx).await?;
     Ok(())
 }
 
@@ -165,38 +192,53 @@ const DELIVERY_COLUMNS: &str = "d.id, d.organization_id, d.subscription_id, d.we
 
 impl Store {
     /// Claims up to `limit` deliveries due at `now` until `until`, with
-    /// their (enabled) subscriptions, at most `per_subscription` of each
-    /// subscription's, oldest first. The claim re-checks each row under
-    /// its lock, so replicas claiming at once never both get one.
+    /// their (enabled) subscriptions, oldest first, so that no subscription
+    /// has more than `per_subscription` in flight counting `in_flight` (what
+    /// this replica has out already, by subscription). The claim re-checks
+    /// each row under its lock, so replicas claiming at once never both
+    /// get one.
     pub async fn claim_due_deliveries(
         &self,
         now: Timestamp,
         until: Timestamp,
         limit: u32,
         per_subscription: u32,
+        in_flight: &HashMap<String, usize>,
     ) -> Result<Vec<DueDelivery>, StoreError> {
-        // The oldest due rows, by the `(status, next_attempt_time)` index,
-        // a few times more than wanted; of each subscription's, its
-        // oldest `per_subscription`. Bounded work however long the queue.
-        // No join: the planner then walks the index in order and stops at
-        // the limit (joined, SQLite sorted every pending row: 10 ms a claim
-        // with 20 000 pending). A disabled subscription has no pending
-        // deliveries (disabling fails them); one disabled meanwhile is
-        // skipped below.
-        let rows = sqlx::query(
+        // The oldest due rows by the `(status, next_attempt_time)` index,
+        // a few times more than wanted, leaving out subscriptions whose
+        // slots are full: one subscription's backlog never fills the
+        // window. No join: the planner then walks the index in order and
+        // stops at the limit (joined, SQLite sorted every pending row:
+        // 10 ms a claim with 20 000 pending).
+        let saturated: Vec<&str> = in_flight
+            .iter()
+            .filter(|(_, count)| **count >= per_subscription as usize)
+            .map(|(id, _)| id.as_str())
+            .collect();
+        let skip = if saturated.is_empty() {
+            String::new()
+        } else {
+            format!(" AND subscription_id NOT IN ({})", placeholders(3, saturated.len()))
+        };
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT id, subscription_id FROM deliveries \
-             WHERE status = 'pending' AND next_attempt_time <= $1 AND claimed_until <= $1 \
-             ORDER BY next_attempt_time LIMIT $2",
-        )
+             WHERE status = 'pending' AND next_attempt_time <= $1 AND claimed_until <= $1{skip} \
+             ORDER BY next_attempt_time LIMIT $2"
+        )))
         .bind(micros(now))
-        .bind(i64::from(limit.saturating_mul(4).max(256)))
-        .fetch_all(&self.pool)
-        .await?;
-        let mut turns: HashMap<String, u32> = HashMap::new();
+        .bind(i64::from(limit.saturating_mul(4).max(256)));
+        for id in &saturated {
+            query = query.bind(*id);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        let mut turns: HashMap<String, usize> = HashMap::new();
         let mut candidates = Vec::with_capacity(limit as usize);
         for row in &rows {
-            let turn = turns.entry(row.try_get("subscription_id")?).or_default();
-            if *turn < per_subscription {
+            let subscription: String = row.try_get("subscription_id")?;
+            let out = in_flight.get(&subscription).copied().unwrap_or(0);
+            let turn = turns.entry(subscription).or_insert(out);
+            if *turn < per_subscription as usize {
                 *turn += 1;
                 candidates.push(row.try_get::<String, _>("id")?);
                 if candidates.len() == limit as usize {
@@ -228,53 +270,55 @@ impl Store {
             for id in &claimed {
                 rows = rows.bind(id);
             }
-            let deliveries =
-                rows.fetch_all(&mut *tx).await?.iter().map(delivery_from_row).collect::<Result<Vec<_>, _>>()?;
+            let mut unattemptable = Vec::new();
+            let mut deliveries = Vec::with_capacity(claimed.len());
+            for row in rows.fetch_all(&mut *tx).await? {
+                match delivery_from_row(&row) {
+                    Ok(delivery) => deliveries.push(delivery),
+                    Err(err) => {
+                        let id: String = row.try_get("id")?;
+                        tracing::error!(delivery = %id, error = %err, "a delivery row does not decode; failing it");
+                        unattemptable.push(id);
+                    }
+                }
+            }
             // Their subscriptions, in one read.
             let mut wanted: Vec<&str> = deliveries.iter().map(|d| d.subscription_id.as_str()).collect();
             wanted.sort_unstable();
             wanted.dedup();
-            let list = placeholders(1, wanted.len());
-            let mut rows =
-                sqlx::query(sqlx::AssertSqlSafe(format!("SELECT * FROM subscriptions WHERE id IN ({list})")));
-            for id in &wanted {
-                rows = rows.bind(*id);
-            }
             let mut subscriptions = HashMap::with_capacity(wanted.len());
-            for row in rows.fetch_all(&mut *tx).await? {
-                let subscription = subscription_from_row(&row)?;
-                subscriptions.insert(subscription.id.clone(), subscription);
+            if !wanted.is_empty() {
+                let list = placeholders(1, wanted.len());
+                let mut rows =
+                    sqlx::query(sqlx::AssertSqlSafe(format!("SELECT * FROM subscriptions WHERE id IN ({list})")));
+                for id in &wanted {
+                    rows = rows.bind(*id);
+                }
+                for row in rows.fetch_all(&mut *tx).await? {
+                    let subscription = subscription_from_row(&row)?;
+                    subscriptions.insert(subscription.id.clone(), subscription);
+                }
             }
             for delivery in deliveries {
-                // Deleted meanwhile (its deliveries go with it), or disabled
-                // meanwhile (its claim lapses, and disabling failed it).
-                let Some(subscription) = subscriptions.get(&delivery.subscription_id).filter(|s| s.enabled) else {
-                    continue;
-                };
-                due.push(DueDelivery { subscription: subscription.clone(), delivery });
+                // Deleted or disabled since the delivery was made.
+                match subscriptions.get(&delivery.subscription_id).filter(|s| s.enabled) {
+                    Some(subscription) => {
+                        due.push(DueDelivery { subscription: subscription.clone(), delivery, claim: micros(until) })
+                    }
+                    None => unattemptable.push(delivery.id),
+                }
             }
+            fail_unattemptable(&mut tx, &unattemptable).await?;
         }
         tx.commit().await?;
         Ok(due)
-    }
-
-    /// Gives claims back unattempted (their subscription's slots are full).
-    pub async fn release_claims(&self, ids: &[String]) -> Result<(), StoreError> {
-        let list = placeholders(1, ids.len());
-        let mut release =
-            sqlx::query(sqlx::AssertSqlSafe(format!("UPDATE deliveries SET claimed_until = 0 WHERE id IN ({list})")));
-        for id in ids {
-            release = release.bind(id);
-        }
-        release.execute(&self.pool).await?;
-        Ok(())
     }
 
     /// Records attempts and their next steps, releasing the claims, in one
     /// transaction.
     pub async fn record_attempts(
         &self,
-        attempts: &[(&Delivery, &DeliveryAttempt, &NextStep)],
+        attempts: &[(&DueDelivery, &DeliveryAttempt, &NextStep)],
     ) -> Result<(), StoreError> {
         if attempts.is_empty() {
             return Ok(());

@@ -126,6 +126,20 @@ pub(super) fn platform_event(
     }
 }
 
+fn event_from_row(row: &sqlx::any::AnyRow) -> Result<PlatformEvent, StoreError> {
+    let type_name: String = row.try_get("event_type")?;
+    Ok(PlatformEvent {
+        id: row.try_get("id")?,
+        organization_id: row.try_get("organization_id")?,
+        event_type: PlatformEventType::from_name(&type_name).ok_or_else(|| StoreError::Corrupt {
+            what: "platform event",
+            source: format!("unknown type {type_name}").into(),
+        })?,
+        data: row.try_get("data")?,
+        create_time: from_micros(row.try_get("create_time")?),
+    })
+}
+
 /// The body every delivery of `event` sends, byte for byte.
 fn body(event: &PlatformEvent) -> Result<String, StoreError> {
     let data: serde_json::Value = serde_json::from_str(&event.data)
@@ -179,11 +193,18 @@ impl Store {
                 },
             });
             let organization: String = row.try_get("organization_id")?;
-            record(&mut tx, &platform_event(PlatformEventType::ConnectorTokenExpiring, &organization, data)).await?;
-            sqlx::query("UPDATE connector_tokens SET expiry_notified = 1 WHERE id = $1")
-                .bind(&token_id)
-                .execute(&mut *tx)
-                .await?;
+            // Marked first, and told of only by the transaction that marked
+            // it: two scans at once (a lease handed over mid-scan) tell once.
+            let marked =
+                sqlx::query("UPDATE connector_tokens SET expiry_notified = 1 WHERE id = $1 AND expiry_notified = 0")
+                    .bind(&token_id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+            if marked == 1 {
+                record(&mut tx, &platform_event(PlatformEventType::ConnectorTokenExpiring, &organization, data))
+                    .await?;
+            }
         }
         tx.commit().await?;
         Ok(rows.len())
@@ -206,18 +227,17 @@ impl Store {
         .await?;
         for row in &rows {
             let id: String = row.try_get("id")?;
-            let type_name: String = row.try_get("event_type")?;
-            let event = PlatformEvent {
-                id: id.clone(),
-                organization_id: row.try_get("organization_id")?,
-                event_type: PlatformEventType::from_name(&type_name).ok_or_else(|| StoreError::Corrupt {
-                    what: "platform event",
-                    source: format!("unknown type {type_name}").into(),
-                })?,
-                data: row.try_get("data")?,
-                create_time: from_micros(row.try_get("create_time")?),
+            let decoded = event_from_row(row).and_then(|event| Ok((body(&event)?, event)));
+            let (payload, event) = match decoded {
+                Ok(decoded) => decoded,
+                // An event this version cannot read would stop the queue
+                // behind it on every replica: it is dropped, and logged.
+                Err(err) => {
+                    tracing::error!(event = %id, error = %err, "dropping a platform event this version cannot read");
+                    sqlx::query("DELETE FROM platform_outbox WHERE id = $1").bind(&id).execute(&mut *tx).await?;
+                    continue;
+                }
             };
-            let payload = body(&event)?;
             let subscriptions =
                 sqlx::query("SELECT * FROM subscriptions WHERE organization_id = $1 AND enabled = 1 ORDER BY id")
                     .bind(&event.organization_id)
@@ -268,6 +288,14 @@ impl Store {
         let mut tx = self.write_tx().await?;
         let mut listeners = Listeners::default();
         for t in transitions {
+            // A node says whose connector it was; the store knows.
+            let owner: Option<String> = sqlx::query_scalar("SELECT organization_id FROM connectors WHERE id = $1")
+                .bind(&t.connector_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if owner.as_deref() != Some(t.organization_id.as_str()) {
+                continue;
+            }
             let (event_type, state) = if t.opened {
                 (PlatformEventType::CircuitOpened, "open")
             } else {
@@ -288,6 +316,12 @@ impl Store {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Whether any platform event waits to be fanned out (a read; the
+    /// dispatcher asks before it takes a write lock).
+    pub async fn outbox_has_events(&self) -> Result<bool, StoreError> {
+        Ok(sqlx::query("SELECT 1 FROM platform_outbox LIMIT 1").fetch_optional(&self.pool).await?.is_some())
     }
 
     /// Platform events not fanned out yet, for `/metrics`.

@@ -55,19 +55,35 @@ impl Store {
     pub async fn prune_deliveries(&self, cutoff: Timestamp) -> Result<u64, StoreError> {
         let mut deleted = 0;
         loop {
-            let mut tx = self.write_tx().await?;
-            let ids: Vec<String> =
-                sqlx::query_scalar("SELECT id FROM deliveries WHERE status <> 'pending' AND create_time < $1 LIMIT $2")
-                    .bind(micros(cutoff))
-                    .bind(BATCH)
-                    .fetch_all(&mut *tx)
-                    .await?;
-            for id in &ids {
-                sqlx::query("DELETE FROM delivery_attempts WHERE delivery_id = $1").bind(id).execute(&mut *tx).await?;
-                sqlx::query("DELETE FROM deliveries WHERE id = $1").bind(id).execute(&mut *tx).await?;
+            // Chosen by the time index before the write lock is taken; the
+            // deletes re-check the status, which may have moved meanwhile.
+            let ids: Vec<String> = sqlx::query_scalar(
+                "SELECT id FROM deliveries WHERE create_time < $1 AND status <> 'pending' ORDER BY create_time LIMIT $2",
+            )
+            .bind(micros(cutoff))
+            .bind(BATCH)
+            .fetch_all(&self.pool)
+            .await?;
+            if !ids.is_empty() {
+                let list = (2..ids.len() + 2).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+                let mut tx = self.write_tx().await?;
+                let mut attempts = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DELETE FROM delivery_attempts WHERE delivery_id IN (SELECT id FROM deliveries \
+                     WHERE status <> $1 AND id IN ({list}))"
+                )))
+                .bind("pending");
+                let mut rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DELETE FROM deliveries WHERE status <> $1 AND id IN ({list})"
+                )))
+                .bind("pending");
+                for id in &ids {
+                    attempts = attempts.bind(id);
+                    rows = rows.bind(id);
+                }
+                attempts.execute(&mut *tx).await?;
+                deleted += rows.execute(&mut *tx).await?.rows_affected();
+                tx.commit().await?;
             }
-            tx.commit().await?;
-            deleted += ids.len() as u64;
             if ids.len() < BATCH as usize {
                 break;
             }

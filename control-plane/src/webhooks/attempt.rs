@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use hookplane_egress::client::{Outbound, OutboundRequest};
+use hookplane_egress::client::{Outbound, OutboundError, OutboundRequest};
 use hookplane_egress::retry::{backoff, retry_after};
 use hookplane_model::{DeliveryAttempt, Timestamp};
 use hyper::{Method, StatusCode, header::RETRY_AFTER};
@@ -101,12 +101,22 @@ async fn send(
         body: Bytes::from(delivery.payload.clone()),
         timeout: settings.attempt_timeout,
     };
-    let response =
-        outbound.send(request, MAX_EXCERPT).await.map_err(|e| Failure::Exchange(e.to_string(), e.is_transient()))?;
+    let response = outbound.send(request, MAX_EXCERPT).await.map_err(|e| match e {
+        // The log a tenant reads says no more than that: which private
+        // address a name resolved to is the operator's to know.
+        OutboundError::Egress(detail) => {
+            tracing::info!(subscription = %subscription.id, refused = %detail, "a delivery's address was refused");
+            Failure::Exchange("refused: the endpoint's address is not one hookplane may call".to_owned(), false)
+        }
+        other => Failure::Exchange(other.to_string(), other.is_transient()),
+    })?;
     let wait = response.headers.get(RETRY_AFTER).and_then(retry_after);
     Ok((response.status, String::from_utf8_lossy(&response.body).into_owned(), wait))
 }
 
 fn later(time: Timestamp, delay: Duration) -> Timestamp {
-    time + chrono::TimeDelta::from_std(delay).unwrap_or(chrono::TimeDelta::hours(1))
+    chrono::TimeDelta::from_std(delay)
+        .ok()
+        .and_then(|delay| time.checked_add_signed(delay))
+        .unwrap_or(time + chrono::TimeDelta::hours(1))
 }

@@ -48,9 +48,12 @@ const COALESCE: Duration = Duration::from_millis(5);
 /// An attempt made, to record.
 type Attempted = (DueDelivery, DeliveryAttempt, NextStep);
 
+/// An attempt's task, ended.
+type Finished = Result<(tokio::task::Id, Attempted), tokio::task::JoinError>;
+
 /// What woke the loop.
 enum Woke {
-    Finished(Result<Attempted, tokio::task::JoinError>),
+    Finished(Finished),
     /// A change committed: the outbox may have grown.
     Committed,
     /// Something may be due.
@@ -65,6 +68,9 @@ struct Dispatcher {
     outbound: Arc<Outbound>,
     outcomes: Family<DeliveryOutcome, Counter>,
     in_flight: JoinSet<Attempted>,
+    /// Each attempt's subscription, by task: a slot comes back even from
+    /// an attempt that panicked.
+    tasks: HashMap<tokio::task::Id, String>,
     per_subscription: HashMap<String, usize>,
 }
 
@@ -88,6 +94,7 @@ pub async fn dispatch(
         outbound,
         outcomes,
         in_flight: JoinSet::new(),
+        tasks: HashMap::new(),
         per_subscription: HashMap::new(),
     };
     loop {
@@ -103,7 +110,9 @@ pub async fn dispatch(
             }
         };
         let woke = tokio::select! {
-            Some(done) = dispatcher.in_flight.join_next(), if !dispatcher.in_flight.is_empty() => Woke::Finished(done),
+            Some(done) = dispatcher.in_flight.join_next_with_id(), if !dispatcher.in_flight.is_empty() => {
+                Woke::Finished(done)
+            }
             () = tokio::time::sleep(wait) => Woke::Due,
             _ = commits.changed() => Woke::Committed,
             () = wake.notified() => Woke::Due,
@@ -115,7 +124,7 @@ pub async fn dispatch(
             Woke::Due => {}
         }
     }
-    while let Some(done) = dispatcher.in_flight.join_next().await {
+    while let Some(done) = dispatcher.in_flight.join_next_with_id().await {
         dispatcher.finished(done).await;
     }
 }
@@ -125,53 +134,49 @@ impl Dispatcher {
     /// allow; how long the loop may sleep.
     async fn step(&mut self) -> Result<Duration, StoreError> {
         // Reads first: an idle dispatcher takes no write lock.
-        if self.store.outbox_depth().await? > 0 {
-            while self.store.fan_out(FAN_OUT_BATCH).await? == FAN_OUT_BATCH as usize {}
-        }
+        // One batch a step: finished attempts get recorded between
+        // batches of a long outbox, before their claims lapse.
+        let more_to_fan_out =
+            self.store.outbox_has_events().await? && self.store.fan_out(FAN_OUT_BATCH).await? == FAN_OUT_BATCH as usize;
         let free = MAX_IN_FLIGHT - self.in_flight.len();
         if free < CLAIM_AT_LEAST && !self.in_flight.is_empty() {
             // A claim reads every due delivery: it is made for many slots
             // at once. A finishing attempt wakes the loop.
-            return Ok(POLL);
+            return Ok(if more_to_fan_out { Duration::ZERO } else { POLL });
         }
         let now = hookplane_model::now();
         let next = self.store.next_delivery_due().await?;
         if next.is_none_or(|at| at > now) {
-            return Ok(until(next, now));
+            return Ok(if more_to_fan_out { Duration::ZERO } else { until(next, now) });
         }
         // A claim outlives the attempt it is for; a replica killed
         // mid-attempt leaves one that lapses, and the attempt is made again.
         let hold = self.settings.attempt_timeout + Duration::from_secs(5);
         let claim_until = now + chrono::TimeDelta::from_std(hold).unwrap_or(chrono::TimeDelta::minutes(1));
-        let due = self.store.claim_due_deliveries(now, claim_until, free as u32, PER_SUBSCRIPTION as u32).await?;
-        let mut released = Vec::new();
-        let mut started = 0;
+        let due = self
+            .store
+            .claim_due_deliveries(now, claim_until, free as u32, PER_SUBSCRIPTION as u32, &self.per_subscription)
+            .await?;
+        let started = due.len();
         for due in due {
-            let count = self.per_subscription.entry(due.subscription.id.clone()).or_default();
-            if *count >= PER_SUBSCRIPTION {
-                released.push(due.delivery.id);
-                continue;
-            }
-            *count += 1;
-            started += 1;
+            *self.per_subscription.entry(due.subscription.id.clone()).or_default() += 1;
             let (outbound, settings, secret_box) =
                 (self.outbound.clone(), self.settings.clone(), self.secret_box.clone());
-            self.in_flight.spawn(async move {
+            let subscription = due.subscription.id.clone();
+            let task = self.in_flight.spawn(async move {
                 let (made, next) = attempt(&outbound, &settings, &secret_box, &due).await;
                 (due, made, next)
             });
-        }
-        if !released.is_empty() {
-            self.store.release_claims(&released).await?;
+            self.tasks.insert(task.id(), subscription);
         }
         // Claimed some: there may be more at once. Otherwise what is due
         // waits on slots its subscriptions hold; they end by the timeout.
-        Ok(if started > 0 { Duration::ZERO } else { POLL.min(self.settings.attempt_timeout) })
+        Ok(if started > 0 || more_to_fan_out { Duration::ZERO } else { POLL.min(self.settings.attempt_timeout) })
     }
 
     /// Records `done` and every other attempt finished meanwhile, in one
     /// transaction.
-    async fn finished(&mut self, done: Result<Attempted, tokio::task::JoinError>) {
+    async fn finished(&mut self, done: Finished) {
         let mut batch = Vec::new();
         let mut next = Some(done);
         // Attempts finishing within a few milliseconds of each other are
@@ -179,26 +184,34 @@ impl Dispatcher {
         // dispatcher's bottleneck on SQLite's one writer.
         let deadline = tokio::time::Instant::now() + RECORD_WITHIN;
         while let Some(done) = next {
-            match done {
-                Ok(attempted) => batch.push(attempted),
+            let task = match done {
+                Ok((task, attempted)) => {
+                    batch.push(attempted);
+                    task
+                }
                 // Its claim lapses and the attempt is made again.
-                Err(err) => tracing::error!(error = %err, "a delivery attempt failed to finish"),
+                Err(err) => {
+                    tracing::error!(error = %err, "a delivery attempt failed to finish");
+                    err.id()
+                }
+            };
+            if let Some(subscription) = self.tasks.remove(&task)
+                && let Some(count) = self.per_subscription.get_mut(&subscription)
+            {
+                *count -= 1;
+                if *count == 0 {
+                    self.per_subscription.remove(&subscription);
+                }
             }
-            next = match self.in_flight.try_join_next() {
+            next = match self.in_flight.try_join_next_with_id() {
                 Some(done) => Some(done),
                 None if batch.len() < RECORD_BATCH && !self.in_flight.is_empty() => {
-                    tokio::time::timeout_at(deadline, self.in_flight.join_next()).await.ok().flatten()
+                    tokio::time::timeout_at(deadline, self.in_flight.join_next_with_id()).await.ok().flatten()
                 }
                 None => None,
             };
         }
         for (due, made, next) in &batch {
-            if let Some(count) = self.per_subscription.get_mut(&due.subscription.id) {
-                *count -= 1;
-                if *count == 0 {
-                    self.per_subscription.remove(&due.subscription.id);
-                }
-            }
             let outcome = match next {
                 NextStep::Succeeded => "succeeded",
                 NextStep::RetryAt(_) => "retrying",
@@ -207,7 +220,7 @@ impl Dispatcher {
             self.outcomes.get_or_create(&DeliveryOutcome { outcome }).inc();
             tracing::debug!(delivery = %due.delivery.id, status = ?made.status_code, next = ?next, "delivery attempted");
         }
-        let records: Vec<_> = batch.iter().map(|(due, made, next)| (&due.delivery, made, next)).collect();
+        let records: Vec<_> = batch.iter().map(|(due, made, next)| (due, made, next)).collect();
         if let Err(err) = self.store.record_attempts(&records).await {
             // The claims lapse and the attempts are made again.
             tracing::warn!(attempts = records.len(), error = %err, "recording delivery attempts failed");

@@ -62,6 +62,8 @@ pub enum Admission {
 pub enum Transition {
     None,
     Opened,
+    /// A probe failed: open again, as it was before the probe. Not news.
+    Reopened,
     Closed,
 }
 
@@ -111,7 +113,7 @@ impl Breakers {
         let counter = match transition {
             Transition::Opened => &self.opened,
             Transition::Closed => &self.closed,
-            Transition::None => return transition,
+            Transition::None | Transition::Reopened => return transition,
         };
         counter.inc();
         transition
@@ -133,7 +135,7 @@ impl Breakers {
             }
             State::Probing => {
                 *state = State::Open { until: now + settings.cooldown };
-                Transition::Opened
+                Transition::Reopened
             }
             // An outcome of a call admitted before the breaker opened.
             State::Open { .. } => Transition::None,
@@ -196,12 +198,16 @@ mod tests {
         std::thread::sleep(Duration::from_millis(40));
         assert_eq!(breakers.admit(target), Admission::Probe);
         assert_eq!(breakers.admit(target), Admission::Refused, "one probe at a time");
-        assert_eq!(breakers.record(target, false), Transition::Opened, "a failed probe opens it again");
+        assert_eq!(breakers.record(target, false), Transition::Reopened, "a failed probe opens it again");
         std::thread::sleep(Duration::from_millis(40));
         assert_eq!(breakers.admit(target), Admission::Probe);
         assert_eq!(breakers.record(target, true), Transition::Closed);
         assert_eq!(breakers.admit(target), Admission::Allowed);
-        assert_eq!((breakers.opened.get(), breakers.closed.get(), breakers.open_now()), (2, 1, 0));
+        assert_eq!(
+            (breakers.opened.get(), breakers.closed.get(), breakers.open_now()),
+            (1, 1, 0),
+            "reopening is not counted"
+        );
     }
 
     #[test]

@@ -244,18 +244,21 @@ impl Executor {
     /// Records an attempt's outcome in its target's breaker; a breaker that
     /// opens or closes is logged and kept for the control plane, in the
     /// name of the connector whose call changed it.
-    fn record_outcome(&self, target: &str, healthy: bool, deployed: &DeployedConnector) {
+    fn record_outcome(&self, target: &str, healthy: bool, deployed: &DeployedConnector, redactor: &Redactor) {
         let opened = match self.breakers.record(target, healthy) {
-            Transition::None => return,
+            Transition::None | Transition::Reopened => return,
             Transition::Opened => true,
             Transition::Closed => false,
         };
+        // The key is the rendered URL: a `$secret` in its path (a bot
+        // token, a webhook URL's key) must not leave in the notice.
+        let target = redactor.scrub(target);
         let connector = &deployed.connector;
         tracing::warn!(connector = %connector.id, target = %target, opened, "circuit changed");
         self.circuits.push(CircuitTransition {
             organization_id: connector.organization_id.clone(),
             connector_id: connector.id.clone(),
-            target: target.to_owned(),
+            target: target.into_owned(),
             opened,
             time: hookplane_model::now(),
         });
@@ -303,7 +306,7 @@ impl Executor {
                     exchange.response_excerpt = excerpt(&response.body);
                     if status.is_success() {
                         run.trace.perform_attempts.push(exchange);
-                        self.record_outcome(&target, true, deployed);
+                        self.record_outcome(&target, true, deployed, &run.redactor);
                         return Ok(Outcome::Completed);
                     }
                     if status == StatusCode::TOO_MANY_REQUESTS {
@@ -320,7 +323,7 @@ impl Executor {
                 }
             };
             run.trace.perform_attempts.push(exchange);
-            self.record_outcome(&target, healthy, deployed);
+            self.record_outcome(&target, healthy, deployed, &run.redactor);
             if !retryable || attempt >= attempts {
                 return Err(error);
             }
