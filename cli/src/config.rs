@@ -99,8 +99,11 @@ pub struct Settings {
     #[serde(default = "default_log")]
     pub log: String,
     /// Control plane: address of its Prometheus `/metrics` (an HTTP port
-    /// of its own); none by default. Nodes serve theirs on `http_listen`.
+    /// of its own); none by default.
     pub metrics_listen: Option<SocketAddr>,
+    /// Data plane: address of the node's Prometheus `/metrics`, a port of
+    /// its own (never the trigger port); none by default.
+    pub node_metrics_listen: Option<SocketAddr>,
     /// Control plane: where nodes count limits and remember deliveries,
     /// `local` (each node) or `redis` (fleet-wide, exact).
     #[serde(default)]

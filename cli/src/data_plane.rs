@@ -64,6 +64,7 @@ const DRAIN_DELAY_SECS: u64 = 5;
 /// Applies the trigger and egress settings; `dev` also opens loopback.
 pub fn apply_node_settings(config: &mut NodeConfig, settings: &Settings, dev: bool) -> anyhow::Result<()> {
     config.egress = settings.egress_policy(dev)?;
+    config.metrics_listen = settings.node_metrics_listen;
     config.ingress.trusted_proxies = settings
         .trusted_proxies
         .iter()

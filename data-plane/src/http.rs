@@ -1,4 +1,5 @@
-//! The node's HTTP routes: probes and the trigger endpoint.
+//! The node's HTTP routes: probes and the trigger endpoint on the trigger
+//! port; `GET /metrics` on a port of its own ([`serve_metrics`]).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -8,6 +9,8 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
+
+use tokio::sync::watch;
 
 use crate::metrics::Levels;
 use crate::state::NodeState;
@@ -24,7 +27,6 @@ pub async fn handle(
         (_, path) if Ingress::is_trigger_path(path) => ingress.handle(request, peer).await,
         (&Method::GET, "/healthz") => json(StatusCode::OK, r#"{"status":"ok"}"#.to_owned()),
         (&Method::GET, "/readyz") => readiness(&ingress.state),
-        (&Method::GET, "/metrics") => metrics(&ingress),
         _ => Refusal::NoRoute.into_response(None),
     })
 }
@@ -93,4 +95,42 @@ fn limiting(state: &NodeState) -> serde_json::Value {
 
 fn json(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     json_response(status, body.into_bytes(), None)
+}
+
+/// Serves `GET /metrics` (and nothing else) on `listener` until `stop`:
+/// the operator's port, apart from the senders'.
+pub async fn serve_metrics(listener: tokio::net::TcpListener, ingress: Arc<Ingress>, mut stop: watch::Receiver<bool>) {
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        while connections.try_join_next().is_some() {}
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(err) => {
+                    // Out of descriptors, say: wait rather than spin.
+                    tracing::warn!(error = %err, "metrics listener failed to accept");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = async { drop(stop.wait_for(|stop| *stop).await) } => {
+                connections.abort_all();
+                return;
+            }
+        };
+        let ingress = ingress.clone();
+        let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+            let response = match (request.method(), request.uri().path()) {
+                (&Method::GET, "/metrics") => metrics(&ingress),
+                _ => json(StatusCode::NOT_FOUND, r#"{"error":"metrics are at GET /metrics"}"#.to_owned()),
+            };
+            async move { Ok::<_, Infallible>(response) }
+        });
+        connections.spawn(async move {
+            let builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+            if let Err(err) = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service).await {
+                tracing::debug!(error = %err, "metrics connection ended with an error");
+            }
+        });
+    }
 }

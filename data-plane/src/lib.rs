@@ -85,6 +85,10 @@ pub struct NodeConfig {
     /// Calls of asynchronous connectors accepted and not run yet; beyond,
     /// such calls are shed with 503.
     pub max_accepted_calls: usize,
+    /// Where `GET /metrics` is served, a port of its own; `None` serves
+    /// no metrics. Never the trigger port: what a node's traffic looks
+    /// like is the operator's to see, not every sender's.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl NodeConfig {
@@ -106,6 +110,7 @@ impl NodeConfig {
             connections: ConnectionSettings::default(),
             breaker: BreakerSettings::default(),
             retry_base: Duration::from_millis(500),
+            metrics_listen: None,
         }
     }
 }
@@ -132,6 +137,8 @@ pub enum StartError {
     Bind { address: SocketAddr, source: std::io::Error },
     #[error(transparent)]
     Cache(#[from] cache::CacheError),
+    #[error("binding the metrics listener: {0}")]
+    MetricsListen(std::io::Error),
 }
 
 /// A running node.
@@ -139,6 +146,7 @@ pub enum StartError {
 pub struct DataPlane {
     state: Arc<NodeState>,
     http_address: SocketAddr,
+    metrics_address: Option<SocketAddr>,
     pending_events: Arc<AtomicUsize>,
     /// How long `/readyz` answers 503 before the listener closes.
     drain_delay: Duration,
@@ -251,12 +259,22 @@ impl DataPlane {
         let kept_calls =
             tokio::spawn(trigger::accepted::run_kept_calls(ingress.clone(), left_calls, kept_calls, stop_watch));
         background.spawn(sync::follow(config.clone(), state.clone(), cache, background_watch.clone()));
+        let metrics_address = match config.metrics_listen {
+            None => None,
+            Some(address) => {
+                let metrics = TcpListener::bind(address).await.map_err(StartError::MetricsListen)?;
+                let bound = metrics.local_addr().map_err(StartError::MetricsListen)?;
+                background.spawn(http::serve_metrics(metrics, ingress.clone(), background_watch.clone()));
+                Some(bound)
+            }
+        };
         background.spawn(evict_idle(ingress.clone(), background_watch));
         let (stop_http, http_watch) = watch::channel(false);
         let http = tokio::spawn(listener::serve(listener, ingress, config.connections.clone(), http_watch));
         Ok(DataPlane {
             state,
             http_address,
+            metrics_address,
             pending_events,
             drain_delay: config.connections.drain_delay,
             stop_http,
@@ -288,6 +306,11 @@ impl DataPlane {
     /// The bound HTTP address.
     pub fn http_address(&self) -> SocketAddr {
         self.http_address
+    }
+
+    /// Where `/metrics` is served, when `metrics_listen` is set.
+    pub fn metrics_address(&self) -> Option<SocketAddr> {
+        self.metrics_address
     }
 
     /// Stops the node without losing an answered call's event (SPEC §4):

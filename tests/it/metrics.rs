@@ -5,7 +5,7 @@
 use crate::support;
 
 use hookplane_sdk::api;
-use support::nodes::{current_version, http_get, start_dev_node};
+use support::nodes::{current_version, http_get};
 use support::python::{Sample, parse_metrics};
 use support::targets::{Behaviour, Target, post, trigger_path};
 use support::triggers::{ORDER, create, mapped_connector, use_plan};
@@ -28,7 +28,11 @@ async fn metrics_count_the_traffic_and_parse_as_prometheus_reads_them() {
     // The first perform is answered 503 and retried.
     let target = Target::start(Behaviour::FailFirst(1)).await;
     let (id, token) = create(&plane, mapped_connector(&target.url(""))).await;
-    let node = start_dev_node(&plane, "node-1").await;
+    let node = support::nodes::start_node_configured(&plane, "node-1", None, |config| {
+        config.egress = hookplane_egress::EgressPolicy::public_only().with_loopback();
+        config.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await;
     let (address, path, bearer) = (node.http_address(), trigger_path(&id), format!("Bearer {token}"));
     support::early_in_a_minute().await;
     for _ in 0..3 {
@@ -37,7 +41,8 @@ async fn metrics_count_the_traffic_and_parse_as_prometheus_reads_them() {
     post(address, &path, &[("authorization", "Bearer wrong")], ORDER).await;
     post(address, "/api/v1/connectors/con_nope/trigger", &[], ORDER).await;
 
-    let (status, text) = http_get(address, "/metrics").await;
+    assert_eq!(http_get(address, "/metrics").await.0, 404, "never on the senders' port");
+    let (status, text) = http_get(node.metrics_address().expect("a metrics port"), "/metrics").await;
     assert_eq!(status, 200);
     let samples = parse_metrics(text).await;
     let answers = "hookplane_trigger_requests_total";
