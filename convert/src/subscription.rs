@@ -103,6 +103,10 @@ fn event_types(names: &[String], field: &str, v: &mut Violations) -> Vec<Platfor
     let mut types = Vec::with_capacity(names.len());
     for (i, name) in names.iter().enumerate() {
         match PlatformEventType::from_name(name.trim()) {
+            Some(PlatformEventType::WebhookTest) => v.add(
+                format!("{field}[{i}]"),
+                "`webhook.test` is sent with SendTestEvent, to one subscription; it is not subscribed to",
+            ),
             Some(t) if !types.contains(&t) => types.push(t),
             Some(_) => {}
             None => v.add(format!("{field}[{i}]"), unknown_type(name)),

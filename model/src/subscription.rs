@@ -24,9 +24,14 @@ pub enum PlatformEventType {
     CircuitOpened,
     #[serde(rename = "circuit.closed")]
     CircuitClosed,
+    /// Sent to one subscription on request (`SendTestEvent`); not a type
+    /// subscriptions choose.
+    #[serde(rename = "webhook.test")]
+    WebhookTest,
 }
 
 impl PlatformEventType {
+    /// The types subscriptions choose from.
     pub const ALL: [PlatformEventType; 8] = [
         PlatformEventType::ConnectorCreated,
         PlatformEventType::ConnectorUpdated,
@@ -49,12 +54,13 @@ impl PlatformEventType {
             PlatformEventType::EventFailed => "event.failed",
             PlatformEventType::CircuitOpened => "circuit.opened",
             PlatformEventType::CircuitClosed => "circuit.closed",
+            PlatformEventType::WebhookTest => "webhook.test",
         }
     }
 
     /// The type named `name`, if there is one.
     pub fn from_name(name: &str) -> Option<PlatformEventType> {
-        PlatformEventType::ALL.into_iter().find(|t| t.name() == name)
+        PlatformEventType::ALL.into_iter().chain([PlatformEventType::WebhookTest]).find(|t| t.name() == name)
     }
 }
 

@@ -575,3 +575,34 @@ async fn a_hanging_endpoint_delays_only_its_own_deliveries() {
     assert_eq!(settled(&plane.admin, &id, 24).await.len(), 24);
     plane.finish().await;
 }
+
+/// `SendTestEvent` delivers `webhook.test` to one subscription, whatever
+/// the types it chose, signed and logged like any other delivery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_test_event_reaches_one_subscription() {
+    let plane = TestPlane::start(Backend::Sqlite).await;
+    let (receiver, other) = (Target::start(Behaviour::Ok).await, Target::start(Behaviour::Ok).await);
+    let created = ["connector.created"];
+    let (id, secret) =
+        subscribe(&plane.admin, receiver.url("/"), api::SignatureScheme::StandardWebhooks, &created).await;
+    subscribe(&plane.admin, other.url("/"), api::SignatureScheme::Hookplane, &[]).await;
+    let mut subscriptions = plane.admin.subscriptions();
+    let sent = subscriptions.send_test_event(api::SendTestEventRequest { id: id.clone() }).await.unwrap().into_inner();
+    assert_eq!((sent.event_type.as_str(), sent.subscription_id.as_str()), ("webhook.test", id.as_str()));
+    receiver.wait_for(1).await;
+    let delivered = &receiver.received()[0];
+    assert_eq!(delivered.json()["type"], "webhook.test");
+    assert_eq!(delivered.json()["data"]["subscription_id"], id.as_str());
+    assert!(verify_webhooks(&[verified("standard_webhooks", &secret, delivered)]).await[0].is_none());
+    assert_eq!(settled(&plane.admin, &id, 1).await[0].status, api::DeliveryStatus::Succeeded as i32);
+    assert_eq!(other.count(), 0, "to that subscription alone");
+
+    let mut request = subscription(receiver.url("/"), api::SignatureScheme::Hookplane, &["webhook.test"]);
+    request.request_id.clear();
+    let refused = subscriptions.create_subscription(request).await.unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument, "webhook.test is not subscribed to");
+    subscriptions.disable_subscription(api::DisableSubscriptionRequest { id: id.clone() }).await.unwrap();
+    let disabled = subscriptions.send_test_event(api::SendTestEventRequest { id }).await.unwrap_err();
+    assert_eq!(disabled.code(), Code::FailedPrecondition);
+    plane.finish().await;
+}

@@ -235,6 +235,23 @@ impl SubscriptionApi {
         self.core.wake_webhooks.notify_one();
         Ok(convert::delivery_to_api(&self.core.store.get_delivery(org, id).await?))
     }
+
+    async fn send_test(&self, request: Request<api::SendTestEventRequest>) -> ApiResult<api::Delivery> {
+        let caller = self.core.caller(&request).await?;
+        let org = caller.writable_organization()?;
+        let subscription = self.core.store.get_subscription(org, required_id(&request.get_ref().id, "id")?).await?;
+        if !subscription.enabled {
+            return Err(ApiError::FailedPrecondition("the subscription is disabled: enable it before testing it"));
+        }
+        let data = serde_json::json!({
+            "message": "A test event from hookplane: this endpoint receives and verifies platform webhooks.",
+            "subscription_id": subscription.id,
+        });
+        let event = crate::store::platform_event(hookplane_model::PlatformEventType::WebhookTest, org, data);
+        let delivery = self.core.store.create_delivery(&subscription, &event).await?;
+        self.core.wake_webhooks.notify_one();
+        Ok(convert::delivery_to_api(&delivery))
+    }
 }
 
 #[tonic::async_trait]
@@ -307,5 +324,9 @@ impl SubscriptionService for SubscriptionApi {
 
     async fn resend_delivery(&self, r: Request<api::ResendDeliveryRequest>) -> Result<Response<api::Delivery>, Status> {
         Ok(Response::new(self.resend(r).await?))
+    }
+
+    async fn send_test_event(&self, r: Request<api::SendTestEventRequest>) -> Result<Response<api::Delivery>, Status> {
+        Ok(Response::new(self.send_test(r).await?))
     }
 }

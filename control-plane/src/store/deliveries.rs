@@ -409,6 +409,32 @@ impl Store {
         Ok(next.map(from_micros))
     }
 
+    /// A delivery of `event` to `subscription` alone, due now (a test
+    /// event: no outbox, no fan-out).
+    pub async fn create_delivery(
+        &self,
+        subscription: &Subscription,
+        event: &hookplane_model::PlatformEvent,
+    ) -> Result<Delivery, StoreError> {
+        let payload = super::outbox::body(event)?;
+        let id = crate::crypto::new_id("dlv_");
+        sqlx::query(
+            "INSERT INTO deliveries (id, organization_id, subscription_id, webhook_id, event_type, status, payload, \
+             series_attempts, next_attempt_time, claimed_until, create_time) \
+             VALUES ($1, $2, $3, $4, $5, 'pending', $6, 0, $7, 0, $7)",
+        )
+        .bind(&id)
+        .bind(&subscription.organization_id)
+        .bind(&subscription.id)
+        .bind(&event.id)
+        .bind(event.event_type.name())
+        .bind(&payload)
+        .bind(micros(event.create_time))
+        .execute(&self.pool)
+        .await?;
+        self.get_delivery(&subscription.organization_id, &id).await
+    }
+
     async fn attempts_of(&self, delivery_id: &str) -> Result<Vec<DeliveryAttempt>, StoreError> {
         let rows = sqlx::query("SELECT * FROM delivery_attempts WHERE delivery_id = $1 ORDER BY seq")
             .bind(delivery_id)

@@ -47,6 +47,7 @@ pub use connectors::TokenChanges;
 pub use deliveries::{DeliveryFilter, DueDelivery, NextStep};
 pub use idempotency::{Creation, IdempotencyKey};
 pub use mails::{MAILED, Mail, MailOutcome};
+pub use outbox::platform_event;
 
 /// What went wrong in the store.
 #[derive(Debug, thiserror::Error)]

@@ -112,11 +112,7 @@ pub(super) async fn record_failed_events<'a>(
 }
 
 /// A platform event happening now.
-pub(super) fn platform_event(
-    event_type: PlatformEventType,
-    organization_id: &str,
-    data: serde_json::Value,
-) -> PlatformEvent {
+pub fn platform_event(event_type: PlatformEventType, organization_id: &str, data: serde_json::Value) -> PlatformEvent {
     PlatformEvent {
         id: crate::crypto::new_id("pev_"),
         organization_id: organization_id.to_owned(),
@@ -141,7 +137,7 @@ fn event_from_row(row: &sqlx::any::AnyRow) -> Result<PlatformEvent, StoreError> 
 }
 
 /// The body every delivery of `event` sends, byte for byte.
-fn body(event: &PlatformEvent) -> Result<String, StoreError> {
+pub(super) fn body(event: &PlatformEvent) -> Result<String, StoreError> {
     let data: serde_json::Value = serde_json::from_str(&event.data)
         .map_err(|source| StoreError::Corrupt { what: "platform event", source: source.into() })?;
     Ok(serde_json::json!({
