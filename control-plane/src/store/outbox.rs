@@ -50,12 +50,13 @@ pub(super) fn connector_event(event_type: PlatformEventType, connector: &Connect
     platform_event(event_type, &connector.organization_id, data)
 }
 
-/// Whether anyone would hear of an organization's events, asked once per
-/// organization and transaction: an enabled subscription, or admin
-/// addresses for the types admins are mailed about. Without either, a
-/// failing connector's traffic would only fill the outbox.
+/// Whether anyone would hear of an organization's events of a type, read
+/// once per organization and transaction: an enabled subscription that
+/// wants the type, or admin addresses for the types admins are mailed
+/// about. Without either, a failing connector's traffic would only fill
+/// the outbox.
 #[derive(Default)]
-struct Listeners<'a>(HashMap<&'a str, (bool, bool)>);
+struct Listeners<'a>(HashMap<&'a str, (Vec<hookplane_model::SubscriptionSpec>, bool)>);
 
 impl<'a> Listeners<'a> {
     async fn any(
@@ -64,24 +65,25 @@ impl<'a> Listeners<'a> {
         organization: &'a str,
         event_type: PlatformEventType,
     ) -> Result<bool, StoreError> {
-        let (subscribed, mailed) = match self.0.get(organization) {
-            Some(known) => *known,
-            None => {
-                let subscribed =
-                    sqlx::query("SELECT 1 FROM subscriptions WHERE organization_id = $1 AND enabled = 1 LIMIT 1")
-                        .bind(organization)
-                        .fetch_optional(&mut *tx)
-                        .await?
-                        .is_some();
-                let mailed = sqlx::query("SELECT 1 FROM organizations WHERE id = $1 AND admin_emails <> '[]'")
-                    .bind(organization)
-                    .fetch_optional(&mut *tx)
-                    .await?
-                    .is_some();
-                *self.0.entry(organization).or_insert((subscribed, mailed))
-            }
-        };
-        Ok(subscribed || (mailed && super::mails::MAILED.contains(&event_type)))
+        if !self.0.contains_key(organization) {
+            let specs = sqlx::query_scalar::<_, String>(
+                "SELECT spec FROM subscriptions WHERE organization_id = $1 AND enabled = 1",
+            )
+            .bind(organization)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|spec| super::decode_json("subscription", spec))
+            .collect::<Result<Vec<_>, _>>()?;
+            let mailed = sqlx::query("SELECT 1 FROM organizations WHERE id = $1 AND admin_emails <> '[]'")
+                .bind(organization)
+                .fetch_optional(&mut *tx)
+                .await?
+                .is_some();
+            self.0.insert(organization, (specs, mailed));
+        }
+        let (specs, mailed) = &self.0[organization];
+        Ok(specs.iter().any(|spec| spec.wants(event_type)) || (*mailed && super::mails::MAILED.contains(&event_type)))
     }
 }
 
