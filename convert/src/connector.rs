@@ -9,7 +9,7 @@ use hookplane_model::{
 use super::signature::{signature_from_api, signature_to_api};
 use super::validate::{
     duration_from_api, duration_to_api, http_url, is_header_name, is_identifier, is_method_token, optional_text,
-    required_text, timestamp_to_api,
+    required_text, timestamp_from_api, timestamp_to_api,
 };
 use super::{ValidationError, Violations};
 
@@ -140,6 +140,10 @@ fn inbound_auth(a: &api::InboundAuth, prefix: &str, v: &mut Violations) -> model
         .as_ref()
         .and_then(|d| duration_from_api(d, &format!("{prefix}.token_ttl"), MAX_TOKEN_TTL_MS, v))
         .map(|ms| ms.div_ceil(1000));
+    // Whether it lies in the future is the control plane's to judge, when
+    // it is set: a stored date that has passed still converts.
+    let token_expire_time =
+        a.token_expire_time.as_ref().and_then(|t| timestamp_from_api(t, &format!("{prefix}.token_expire_time"), v));
     model::InboundAuth {
         bearer_token: a.bearer_token,
         secret_token: a.secret_token,
@@ -147,6 +151,7 @@ fn inbound_auth(a: &api::InboundAuth, prefix: &str, v: &mut Violations) -> model
         basic,
         custom_headers,
         token_ttl_secs,
+        token_expire_time,
     }
 }
 
@@ -416,6 +421,7 @@ pub(super) fn spec_to_api(s: &ConnectorSpec) -> api::Connector {
                 .map(|h| api::CustomHeader { name: h.name.clone(), value: String::new() })
                 .collect(),
             token_ttl: s.auth.token_ttl_secs.map(|secs| duration_to_api(secs * 1000)),
+            token_expire_time: s.auth.token_expire_time.map(timestamp_to_api),
         }),
         allowed_origins: s.allowed_origins.clone(),
         signature: s.signature.as_deref().map(signature_to_api),

@@ -65,6 +65,10 @@ pub struct InboundAuth {
     pub custom_headers: Vec<CustomHeader>,
     /// Lifetime of minted credentials; `None` never expires.
     pub token_ttl_secs: Option<u64>,
+    /// An absolute end for minted credentials, whichever comes first with
+    /// the lifetime. Absent from specs stored before it existed.
+    #[serde(default)]
+    pub token_expire_time: Option<Timestamp>,
 }
 
 impl InboundAuth {

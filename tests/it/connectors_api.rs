@@ -358,3 +358,45 @@ async fn enabling_an_auth_method_mints_its_credential_once(backend: Backend) {
     assert_eq!(again.tokens.len(), 2);
     tokio::time::timeout(Duration::from_secs(5), plane.finish()).await.unwrap();
 }
+
+/// Credentials can end on a date (seed 000), whichever comes first with a
+/// lifetime; a date that passed stops rotation, not other changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_expire_on_a_date() {
+    let plane = TestPlane::start(Backend::Sqlite).await;
+    let mut connectors = plane.admin.connectors();
+    let at = |from_now: i64| prost_types::Timestamp { seconds: chrono::Utc::now().timestamp() + from_now, nanos: 0 };
+    let with_date = |end: prost_types::Timestamp, ttl: Option<i64>| {
+        let mut c = connector("dated");
+        let auth = c.auth.get_or_insert_with(Default::default);
+        auth.token_expire_time = Some(end);
+        auth.token_ttl = ttl.map(|seconds| prost_types::Duration { seconds, nanos: 0 });
+        create_connector(c)
+    };
+    let created = connectors.create_connector(with_date(at(86_400), None)).await.unwrap().into_inner();
+    assert_eq!(created.auth.as_ref().unwrap().token_expire_time, Some(at(86_400)));
+    assert_eq!(created.issued_credentials[0].expire_time, Some(at(86_400)));
+    let sooner = connectors.create_connector(with_date(at(86_400), Some(3600))).await.unwrap().into_inner();
+    let expires = sooner.issued_credentials[0].expire_time.unwrap().seconds;
+    assert!((expires - at(3600).seconds).abs() <= 2, "the lifetime ends first");
+
+    let err = connectors.create_connector(with_date(at(-60), None)).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert_eq!(Error::from(err).violations()[0].field, "connector.auth.token_expire_time");
+
+    // A date about to pass: once it has, rotating is refused, renaming not.
+    let brief = connectors.create_connector(with_date(at(2), None)).await.unwrap().into_inner();
+    support::eventually(Duration::from_secs(10), "rotation refused once the date passed", || {
+        let (mut connectors, id) = (plane.admin.connectors(), brief.id.clone());
+        async move {
+            let rotate = api::RotateConnectorTokensRequest { id, grace_period: None };
+            let refused = connectors.rotate_connector_tokens(rotate).await.err().map(|status| status.code());
+            (refused == Some(Code::FailedPrecondition)).then_some(())
+        }
+    })
+    .await;
+    let patch = api::Connector { id: brief.id.clone(), display_name: "renamed".into(), ..Default::default() };
+    let rename = api::UpdateConnectorRequest { connector: Some(patch), update_mask: mask(&["display_name"]) };
+    assert_eq!(connectors.update_connector(rename).await.unwrap().into_inner().display_name, "renamed");
+    plane.finish().await;
+}

@@ -4,8 +4,8 @@
 use chrono::Duration;
 use hookplane_convert::{ValidationError, Violations};
 use hookplane_model::{
-    Connector, ConnectorSpec, ConnectorToken, HashedField, IssuedCredential, OAuth2Grant, OutboundAuth, PreviousSecret,
-    SecretField, SecretSlot, Timestamp, TokenKind,
+    Connector, ConnectorSpec, ConnectorToken, HashedField, InboundAuth, IssuedCredential, OAuth2Grant, OutboundAuth,
+    PreviousSecret, SecretField, SecretSlot, Timestamp, TokenKind,
 };
 
 use crate::crypto::{CredentialKind, SecretBox, hash_credential, mint, new_id};
@@ -96,10 +96,15 @@ pub fn rotate_signing_secret(
 /// Mints one credential per kind, expiring after `ttl_secs` if set.
 pub fn mint_tokens(
     kinds: &[TokenKind],
-    ttl_secs: Option<u64>,
+    auth: &InboundAuth,
     now: Timestamp,
 ) -> (Vec<ConnectorToken>, Vec<IssuedCredential>) {
-    let expire_time = ttl_secs.map(|secs| now + Duration::seconds(secs.min(i64::MAX as u64) as i64));
+    let lifetime = auth.token_ttl_secs.map(|secs| now + Duration::seconds(secs.min(i64::MAX as u64 / 1000) as i64));
+    // Whichever end comes first.
+    let expire_time = match (lifetime, auth.token_expire_time) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
     kinds
         .iter()
         .map(|&kind| {
@@ -142,13 +147,20 @@ mod tests {
     }
 
     #[test]
-    fn minted_tokens_expire_after_the_ttl() {
+    fn minted_tokens_expire_at_the_first_of_the_ttl_and_the_date() {
         let now = hookplane_model::now();
-        let (tokens, issued) = mint_tokens(&[TokenKind::Bearer, TokenKind::ApiKey], Some(60), now);
+        let ttl = InboundAuth { token_ttl_secs: Some(60), ..InboundAuth::default() };
+        let (tokens, issued) = mint_tokens(&[TokenKind::Bearer, TokenKind::ApiKey], &ttl, now);
         assert_eq!(tokens.len(), 2);
         assert_eq!(tokens[0].expire_time, Some(now + Duration::seconds(60)));
         assert_eq!(tokens[1].hash, hash_credential(&issued[1].token));
         assert!(issued[0].token.starts_with("hpt_"));
+        let soon = now + Duration::seconds(30);
+        let both = InboundAuth { token_expire_time: Some(soon), ..ttl.clone() };
+        assert_eq!(mint_tokens(&[TokenKind::Bearer], &both, now).0[0].expire_time, Some(soon), "the date first");
+        let date = InboundAuth { token_expire_time: Some(soon), ..InboundAuth::default() };
+        assert_eq!(mint_tokens(&[TokenKind::Bearer], &date, now).1[0].expire_time, Some(soon));
+        assert_eq!(mint_tokens(&[TokenKind::Bearer], &InboundAuth::default(), now).0[0].expire_time, None);
     }
 
     fn sample_spec() -> ConnectorSpec {

@@ -5,7 +5,7 @@ use chrono::Duration;
 use hookplane::api::v1::{self as api, connector_service_server::ConnectorService};
 use hookplane_convert::{self as convert, Violations};
 use hookplane_model as model;
-use hookplane_model::{Connector, IssuedCredential, Revision};
+use hookplane_model::{Connector, InboundAuth, IssuedCredential, Revision, Timestamp};
 use tonic::{Request, Response, Status};
 
 use super::connector_secrets::{mint_tokens, protect, rotate_signing_secret};
@@ -40,7 +40,8 @@ impl ConnectorApi {
         let id = new_id("con_");
         protect(&mut spec, &self.core.secret_box, org, &id)?;
         let now = model::now();
-        let (tokens, issued) = mint_tokens(&spec.auth.token_kinds(), spec.auth.token_ttl_secs, now);
+        future_token_expiry(&spec.auth, None, now)?;
+        let (tokens, issued) = mint_tokens(&spec.auth.token_kinds(), &spec.auth, now);
         let connector = Connector {
             id,
             organization_id: org.to_owned(),
@@ -88,7 +89,8 @@ impl ConnectorApi {
             let now = model::now();
             let (old_kinds, new_kinds) = (stored.spec.auth.token_kinds(), spec.auth.token_kinds());
             let added: Vec<_> = new_kinds.iter().copied().filter(|k| !old_kinds.contains(k)).collect();
-            let (insert, issued) = mint_tokens(&added, spec.auth.token_ttl_secs, now);
+            future_token_expiry(&spec.auth, Some(&stored.spec.auth), now)?;
+            let (insert, issued) = mint_tokens(&added, &spec.auth, now);
             let remove_kinds = old_kinds.into_iter().filter(|k| !new_kinds.contains(k)).collect();
             let changes = TokenChanges { insert, remove_kinds, supersede_at: None };
             Ok(Some((Connector { spec, update_time: now, ..stored.clone() }, changes, issued)))
@@ -125,7 +127,12 @@ impl ConnectorApi {
                 ));
             }
             let now = model::now();
-            let (insert, issued) = mint_tokens(&kinds, stored.spec.auth.token_ttl_secs, now);
+            if stored.spec.auth.token_expire_time.is_some_and(|end| end <= now) {
+                return Err(ApiError::FailedPrecondition(
+                    "auth.token_expire_time has passed: new credentials would be expired at once; move it first",
+                ));
+            }
+            let (insert, issued) = mint_tokens(&kinds, &stored.spec.auth, now);
             let supersede_at = Some(now + Duration::milliseconds(grace_ms as i64));
             let changes = TokenChanges { insert, remove_kinds: Vec::new(), supersede_at };
             Ok(Some((Connector { update_time: now, ..stored.clone() }, changes, issued)))
@@ -203,6 +210,16 @@ impl ConnectorApi {
             }
         }
     }
+}
+
+/// A credential expiry date being set must lie ahead; one stored that has
+/// passed may stay as it is while other fields change.
+fn future_token_expiry(auth: &InboundAuth, stored: Option<&InboundAuth>, now: Timestamp) -> ApiResult<()> {
+    let set = auth.token_expire_time.filter(|end| stored.is_none_or(|s| s.token_expire_time != Some(*end)));
+    if set.is_some_and(|end| end <= now) {
+        return Err(ApiError::invalid("connector.auth.token_expire_time", "must be in the future"));
+    }
+    Ok(())
 }
 
 /// A rotation's grace period or overlap in milliseconds; unset or zero: none.
