@@ -1,6 +1,7 @@
-//! Connector updates: the masked top-level fields merged into the stored
-//! spec and the whole validated again; secret material a patch leaves
-//! empty is kept from the stored spec.
+//! Connector updates: the masked fields (top-level, or nested such as
+//! `perform.url`) merged into the stored spec and the whole validated
+//! again; secret material a patch leaves empty is kept from the stored
+//! spec.
 
 use hookplane::api::v1 as api;
 use hookplane_model::{self as model, ConnectorSpec, HashedField};
@@ -8,7 +9,8 @@ use hookplane_model::{self as model, ConnectorSpec, HashedField};
 use super::connector::{connector_from_api, spec_to_api};
 use super::{ValidationError, Violations};
 
-/// The top-level fields an update mask may name (plus `*`).
+/// The top-level fields an update mask may name (plus `*`), and any field
+/// nested in one of them, such as `perform.url` (AIP-134).
 pub const CONNECTOR_MASK_PATHS: &[&str] = &[
     "display_name",
     "description",
@@ -56,6 +58,13 @@ pub fn merge_connector_update(
             "mappings" => merged.mappings = patch.mappings.clone(),
             "perform" => merged.perform = patch.perform.clone(),
             "sample_payload" => merged.sample_payload = patch.sample_payload.clone(),
+            nested
+                if nested.contains('.') && CONNECTOR_MASK_PATHS.contains(&nested.split('.').next().unwrap_or("")) =>
+            {
+                if let Err(why) = super::field_mask::copy_nested("hookplane.v1.Connector", &mut merged, patch, nested) {
+                    v.add("update_mask", why);
+                }
+            }
             other => v.add(
                 "update_mask",
                 format!("unknown field `{other}`; expected one of {} or `*`", CONNECTOR_MASK_PATHS.join(", ")),

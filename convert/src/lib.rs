@@ -11,6 +11,7 @@ mod connector_update;
 mod encoded;
 mod event;
 mod expressions;
+mod field_mask;
 mod inbound_trace;
 mod node_sync;
 mod organization;

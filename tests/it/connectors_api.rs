@@ -400,3 +400,31 @@ async fn credentials_expire_on_a_date() {
     assert_eq!(connectors.update_connector(rename).await.unwrap().into_inner().display_name, "renamed");
     plane.finish().await;
 }
+
+/// `update_mask` names nested fields too (AIP-134): `perform.url` changes
+/// the URL and nothing else of the perform.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nested_mask_paths_change_one_field() {
+    let plane = TestPlane::start(Backend::Sqlite).await;
+    let mut connectors = plane.admin.connectors();
+    let created = connectors.create_connector(create_connector(connector("nested"))).await.unwrap().into_inner();
+    let before = created.perform.clone().unwrap();
+    let patch = api::Connector {
+        id: created.id.clone(),
+        perform: Some(api::Perform { url: "https://new.example.com/in".into(), ..Default::default() }),
+        ..Default::default()
+    };
+    let update = api::UpdateConnectorRequest { connector: Some(patch.clone()), update_mask: mask(&["perform.url"]) };
+    let updated = connectors.update_connector(update).await.unwrap().into_inner();
+    let after = updated.perform.unwrap();
+    assert_eq!(after.url, "https://new.example.com/in");
+    assert_eq!(api::Perform { url: before.url.clone(), ..after }, before, "the rest of the perform is kept");
+
+    for (path, why) in [("perform.urll", "not a field"), ("mappings.name", "cannot be crossed")] {
+        let update = api::UpdateConnectorRequest { connector: Some(patch.clone()), update_mask: mask(&[path]) };
+        let err = Error::from(connectors.update_connector(update).await.unwrap_err());
+        assert_eq!(err.violations()[0].field, "update_mask", "{path}");
+        assert!(err.violations()[0].description.contains(why), "{path}: {:?}", err.violations());
+    }
+    plane.finish().await;
+}
