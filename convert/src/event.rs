@@ -248,3 +248,12 @@ pub fn node_to_api(n: &Node, current_version: i64) -> api::Node {
         last_error: n.last_error.clone(),
     }
 }
+
+/// A connector's rollout, for Get and List.
+pub fn rollout_to_api(r: &hookplane_model::Rollout) -> api::ConnectorRollout {
+    api::ConnectorRollout {
+        config_version: r.config_version,
+        nodes_applied: r.nodes_applied.min(i32::MAX as u32) as i32,
+        nodes_connected: r.nodes_connected.min(i32::MAX as u32) as i32,
+    }
+}

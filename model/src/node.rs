@@ -56,3 +56,25 @@ impl std::fmt::Debug for RedisPolicy {
             .finish()
     }
 }
+
+/// How far a connector's last change has reached the fleet.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Rollout {
+    /// The config version carrying the change.
+    pub config_version: i64,
+    /// Connected nodes at that version or later.
+    pub nodes_applied: u32,
+    pub nodes_connected: u32,
+}
+
+impl Rollout {
+    /// The rollout of a change at `config_version` among connected nodes
+    /// that have applied `applied`.
+    pub fn among(config_version: i64, applied: &[i64]) -> Rollout {
+        Rollout {
+            config_version,
+            nodes_applied: applied.iter().filter(|v| **v >= config_version).count() as u32,
+            nodes_connected: applied.len() as u32,
+        }
+    }
+}

@@ -428,3 +428,31 @@ async fn nested_mask_paths_change_one_field() {
     }
     plane.finish().await;
 }
+
+/// Get and List say how far a connector's last change has reached the
+/// fleet, so a client can wait until it is live.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connectors_show_their_rollout() {
+    let plane = TestPlane::start(Backend::Sqlite).await;
+    let mut connectors = plane.admin.connectors();
+    let created = connectors.create_connector(create_connector(connector("rolled"))).await.unwrap().into_inner();
+    let get = api::GetConnectorRequest { id: created.id.clone() };
+    let alone = connectors.get_connector(get.clone()).await.unwrap().into_inner().rollout.unwrap();
+    assert!(alone.config_version > 0);
+    assert_eq!((alone.nodes_applied, alone.nodes_connected), (0, 0), "no node yet");
+
+    let node = support::nodes::start_node(&plane.url(), "node-1", None).await;
+    let live = support::eventually(Duration::from_secs(10), "the node has the connector", || {
+        let (mut connectors, get) = (plane.admin.connectors(), get.clone());
+        async move {
+            let rollout = connectors.get_connector(get).await.ok()?.into_inner().rollout?;
+            (rollout.nodes_connected == 1 && rollout.nodes_applied == 1).then_some(rollout)
+        }
+    })
+    .await;
+    assert_eq!(live.config_version, alone.config_version);
+    let listed = connectors.list_connectors(api::ListConnectorsRequest::default()).await.unwrap().into_inner();
+    assert_eq!(listed.connectors[0].rollout, Some(live));
+    node.shutdown().await;
+    plane.finish().await;
+}

@@ -60,8 +60,25 @@ impl ConnectorApi {
     async fn get(&self, request: Request<api::GetConnectorRequest>) -> ApiResult<api::Connector> {
         let caller = self.core.caller(&request).await?;
         let id = required_id(&request.get_ref().id, "id")?;
-        let connector = self.core.store.get_connector(caller.organization()?, id).await?;
-        Ok(convert::connector_to_api(&connector, &[]))
+        let org = caller.organization()?;
+        let connector = self.core.store.get_connector(org, id).await?;
+        let mut listed = vec![convert::connector_to_api(&connector, &[])];
+        self.with_rollouts(org, &mut listed).await?;
+        Ok(listed.remove(0))
+    }
+
+    /// Fills in each connector's rollout: one read of the nodes, one of the
+    /// connectors' versions.
+    async fn with_rollouts(&self, org: &str, connectors: &mut [api::Connector]) -> ApiResult<()> {
+        let applied = self.core.store.connected_node_versions().await?;
+        let ids: Vec<&str> = connectors.iter().map(|c| c.id.as_str()).collect();
+        let versions = self.core.store.connector_config_versions(org, &ids).await?;
+        for connector in connectors {
+            if let Some(version) = versions.get(&connector.id) {
+                connector.rollout = Some(convert::rollout_to_api(&model::Rollout::among(*version, &applied)));
+            }
+        }
+        Ok(())
     }
 
     async fn list(&self, request: Request<api::ListConnectorsRequest>) -> ApiResult<api::ListConnectorsResponse> {
@@ -71,10 +88,9 @@ impl ConnectorApi {
         let page = self.core.pages.parse("connectors", org, req.page_size, &req.page_token)?;
         let mut rows = self.core.store.list_connectors(org, &page.cursor, page.size + 1).await?;
         let next_page_token = self.core.pages.next_token("connectors", org, &mut rows, page.size, |c| c.id.clone());
-        Ok(api::ListConnectorsResponse {
-            connectors: rows.iter().map(|c| convert::connector_to_api(c, &[])).collect(),
-            next_page_token,
-        })
+        let mut connectors: Vec<_> = rows.iter().map(|c| convert::connector_to_api(c, &[])).collect();
+        self.with_rollouts(org, &mut connectors).await?;
+        Ok(api::ListConnectorsResponse { connectors, next_page_token })
     }
 
     async fn update(&self, request: Request<api::UpdateConnectorRequest>) -> ApiResult<api::Connector> {

@@ -108,3 +108,37 @@ impl Store {
         Ok(free)
     }
 }
+
+impl Store {
+    /// The applied config version of every connected node.
+    pub async fn connected_node_versions(&self) -> Result<Vec<i64>, StoreError> {
+        Ok(sqlx::query_scalar("SELECT applied_config_version FROM nodes WHERE connected = 1")
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    /// The config version of each of an organization's connectors `ids`.
+    pub async fn connector_config_versions(
+        &self,
+        organization_id: &str,
+        ids: &[&str],
+    ) -> Result<std::collections::HashMap<String, i64>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Default::default());
+        }
+        let list = (2..ids.len() + 2).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT id, config_version FROM connectors WHERE organization_id = $1 AND id IN ({list})"
+        )))
+        .bind(organization_id);
+        for id in ids {
+            query = query.bind(*id);
+        }
+        query
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|row| Ok((row.try_get("id")?, row.try_get("config_version")?)))
+            .collect()
+    }
+}
