@@ -328,8 +328,8 @@ fn outbound_auth(a: Option<&api::OutboundAuth>, prefix: &str, v: &mut Violations
             let f = |name: &str| format!("{prefix}.oauth2.{name}");
             http_url(&o.token_url, &f("token_url"), v);
             let client_id = required_text(&o.client_id, &f("client_id"), 500, v);
-            let grant = match api::OAuth2Grant::try_from(o.grant) {
-                Ok(api::OAuth2Grant::RefreshToken) => OAuth2Grant::RefreshToken,
+            let grant = match api::Oauth2Grant::try_from(o.grant) {
+                Ok(api::Oauth2Grant::RefreshToken) => OAuth2Grant::RefreshToken,
                 Ok(_) => OAuth2Grant::ClientCredentials,
                 Err(_) => {
                     v.add(f("grant"), "unknown grant");
@@ -484,8 +484,8 @@ fn perform_to_api(p: &model::Perform) -> api::Perform {
                 client_secret_set: o.client_secret.is_set(),
                 scopes: o.scopes.clone(),
                 grant: match o.grant {
-                    OAuth2Grant::ClientCredentials => api::OAuth2Grant::ClientCredentials,
-                    OAuth2Grant::RefreshToken => api::OAuth2Grant::RefreshToken,
+                    OAuth2Grant::ClientCredentials => api::Oauth2Grant::ClientCredentials,
+                    OAuth2Grant::RefreshToken => api::Oauth2Grant::RefreshToken,
                 } as i32,
                 refresh_token: String::new(),
                 refresh_token_set: o.refresh_token.is_set(),

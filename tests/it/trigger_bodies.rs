@@ -220,7 +220,7 @@ async fn oauth2_tokens_come_from_the_token_endpoint_once_and_stay_out_of_events(
     let plane = TestPlane::start(Backend::Sqlite).await;
     let issuer = Target::start(Behaviour::TokenEndpoint).await;
     let target = Target::start(Behaviour::Ok).await;
-    let oauth = |grant: api::OAuth2Grant| {
+    let oauth = |grant: api::Oauth2Grant| {
         let mut connector = mapped_connector(&target.url(""));
         connector.perform.as_mut().unwrap().auth = Some(api::OutboundAuth {
             method: Some(api::outbound_auth::Method::Oauth2(api::OAuth2Outbound {
@@ -235,7 +235,7 @@ async fn oauth2_tokens_come_from_the_token_endpoint_once_and_stay_out_of_events(
         });
         connector
     };
-    let (id, token) = create(&plane, oauth(api::OAuth2Grant::ClientCredentials)).await;
+    let (id, token) = create(&plane, oauth(api::Oauth2Grant::ClientCredentials)).await;
     let node = start_dev_node(&plane, "node-1").await;
 
     let first = trigger(node.http_address(), &id, &token, ORDER).await;
@@ -256,7 +256,7 @@ async fn oauth2_tokens_come_from_the_token_endpoint_once_and_stay_out_of_events(
     let trace = format!("{:?}", event(&plane, first.body["event_id"].as_i64().unwrap()).await.trace);
     assert!(!trace.contains("at-1") && !trace.contains("cs-very-secret"), "{trace}");
 
-    let (refreshing, refresh_token) = create(&plane, oauth(api::OAuth2Grant::RefreshToken)).await;
+    let (refreshing, refresh_token) = create(&plane, oauth(api::Oauth2Grant::RefreshToken)).await;
     support::nodes::applied(&node, support::nodes::current_version(&plane).await).await;
     trigger(node.http_address(), &refreshing, &refresh_token, ORDER).await;
     let form: Vec<(String, String)> = url::form_urlencoded::parse(&issuer.received()[1].body).into_owned().collect();
@@ -267,7 +267,7 @@ async fn oauth2_tokens_come_from_the_token_endpoint_once_and_stay_out_of_events(
     assert_eq!(target.received()[2].headers["authorization"], "Bearer at-2", "each connector has its own token");
 
     issuer.set(Behaviour::AlwaysFail);
-    let (refused, refused_token) = create(&plane, oauth(api::OAuth2Grant::ClientCredentials)).await;
+    let (refused, refused_token) = create(&plane, oauth(api::Oauth2Grant::ClientCredentials)).await;
     support::nodes::applied(&node, support::nodes::current_version(&plane).await).await;
     let failed = post(
         node.http_address(),
