@@ -15,6 +15,7 @@ mod grpc_services;
 mod hardening;
 mod metrics;
 mod notifications;
+mod platform_events;
 mod platform_webhooks;
 mod replicas;
 mod signature_presets;

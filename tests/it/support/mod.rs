@@ -8,6 +8,7 @@ pub mod nodes;
 pub mod python;
 pub mod targets;
 pub mod triggers;
+pub mod webhooks;
 
 use std::future::Future;
 use std::net::SocketAddr;
