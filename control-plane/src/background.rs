@@ -113,7 +113,13 @@ where
                 continue;
             }
         }
-        match run().await {
+        // Stopping wins over the work: what was done is committed batch by
+        // batch, and the lease is released below either way.
+        let done = tokio::select! {
+            done = run() => done,
+            _ = closing.wait_for(|closing| *closing) => break,
+        };
+        match done {
             Ok(0) => {}
             Ok(done) => tracing::info!(done, "{}", work.what),
             Err(err) => tracing::warn!(error = %err, "{} failed; trying again later", work.what),

@@ -247,7 +247,14 @@ impl ControlPlane {
             .await?;
         // An attempt takes at most its timeout; beyond, the rest is cut off
         // (their claims lapse and they are made again).
-        if tokio::time::timeout(background_deadline, background.join_all()).await.is_err() {
+        let ended = async {
+            while let Some(ended) = background.join_next().await {
+                if let Err(err) = ended {
+                    tracing::error!(error = %err, "a background task had failed");
+                }
+            }
+        };
+        if tokio::time::timeout(background_deadline, ended).await.is_err() {
             tracing::warn!("background work did not end in time; it was cut off");
         }
         Ok(())

@@ -26,6 +26,9 @@ pub const CONNECTOR_MASK_PATHS: &[&str] = &[
     "sample_payload",
 ];
 
+/// Paths an update mask may hold.
+const MAX_MASK_PATHS: usize = 64;
+
 /// Applies an update: the stored spec with the masked top-level fields taken
 /// from `patch`, validated as a whole. Secret fields the patch leaves empty
 /// keep their stored values.
@@ -34,10 +37,16 @@ pub fn merge_connector_update(
     patch: &api::Connector,
     mask: Option<&prost_types::FieldMask>,
 ) -> Result<ConnectorSpec, ValidationError> {
-    let paths = match mask {
+    let mut paths = match mask {
         Some(mask) if !mask.paths.is_empty() => mask.paths.clone(),
         _ => return Err(ValidationError::one("update_mask", "is required: name the fields to change, or `*`")),
     };
+    // Each nested path re-encodes the connector: a mask is bounded.
+    if paths.len() > MAX_MASK_PATHS {
+        return Err(ValidationError::one("update_mask", format!("at most {MAX_MASK_PATHS} paths")));
+    }
+    paths.sort();
+    paths.dedup();
     let mut merged = spec_to_api(stored);
     let mut v = Violations::default();
     for path in &paths {

@@ -36,10 +36,25 @@ pub(super) fn copy_nested<M: prost::Message + Default>(
     let from = DynamicMessage::decode(desc, patch.encode_to_vec().as_slice())
         .map_err(|e| format!("the patch does not decode: {e}"))?;
     let parts: Vec<&str> = path.split('.').collect();
+    check(&into.descriptor(), &parts, path)?;
     copy(&mut into, Some(&from), &parts, path)?;
     *merged =
         M::decode(into.encode_to_vec().as_slice()).map_err(|e| format!("the merged value does not decode: {e}"))?;
     Ok(())
+}
+
+/// Whether `parts` name a field reachable through singular messages.
+fn check(desc: &MessageDescriptor, parts: &[&str], path: &str) -> Result<(), String> {
+    let name = parts[0];
+    let field =
+        desc.get_field_by_name(name).ok_or_else(|| format!("`{path}`: `{name}` is not a field of {}", desc.name()))?;
+    if parts.len() == 1 {
+        return Ok(());
+    }
+    match field.kind() {
+        Kind::Message(child) if !field.is_list() && !field.is_map() => check(&child, &parts[1..], path),
+        _ => Err(format!("`{path}`: `{name}` cannot be crossed; name it to replace it whole")),
+    }
 }
 
 fn copy(into: &mut DynamicMessage, from: Option<&DynamicMessage>, parts: &[&str], path: &str) -> Result<(), String> {
@@ -58,6 +73,11 @@ fn copy(into: &mut DynamicMessage, from: Option<&DynamicMessage>, parts: &[&str]
         return Err(format!("`{path}`: `{name}` cannot be crossed; name it to replace it whole"));
     }
     let child_from = from.filter(|from| from.has_field(&field)).map(|from| from.get_field(&field).into_owned());
+    if child_from.is_none() && !into.has_field(&field) {
+        // Neither side has the parent: there is nothing to change (making
+        // it would add an empty message the spec may not accept).
+        return Ok(());
+    }
     let child_from = child_from.as_ref().and_then(|value| value.as_message());
     let child = into.get_field_mut(&field);
     let child = child.as_message_mut().expect("a singular message field holds a message");
@@ -95,7 +115,10 @@ mod tests {
 
         let mut created = api::Connector::default();
         copy_nested("hookplane.v1.Connector", &mut created, &patch, "perform.url").unwrap();
-        assert_eq!(created.perform.unwrap().url, "https://new.example.com", "a missing parent is made");
+        assert_eq!(created.perform.unwrap().url, "https://new.example.com", "a parent the patch has is made");
+        let mut untouched = api::Connector::default();
+        copy_nested("hookplane.v1.Connector", &mut untouched, &api::Connector::default(), "lookup.url").unwrap();
+        assert_eq!(untouched.lookup, None, "a parent neither side has is not made");
     }
 
     #[test]

@@ -133,12 +133,10 @@ impl std::fmt::Debug for ClientTls {
 /// What failed starting a node.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("binding the HTTP listener on {address}: {source}")]
+    #[error("binding a listener (HTTP or metrics) on {address}: {source}")]
     Bind { address: SocketAddr, source: std::io::Error },
     #[error(transparent)]
     Cache(#[from] cache::CacheError),
-    #[error("binding the metrics listener: {0}")]
-    MetricsListen(std::io::Error),
 }
 
 /// A running node.
@@ -223,6 +221,15 @@ impl DataPlane {
         if config.advertise_address.is_empty() {
             config.advertise_address = http_address.to_string();
         }
+        // Bound before anything is started: a port taken fails the start
+        // with nothing left running.
+        let bound_metrics = config.metrics_listen.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let metrics_listener = match config.metrics_listen {
+            None => None,
+            Some(address) => {
+                Some(TcpListener::bind(address).await.map_err(|source| StartError::Bind { address, source })?)
+            }
+        };
         let (stop_background, background_watch) = watch::channel(false);
         let mut background = JoinSet::new();
         let cache = config.cache_dir.clone().zip(config.snapshot_key.clone()).map(|(dir, key)| {
@@ -259,11 +266,11 @@ impl DataPlane {
         let kept_calls =
             tokio::spawn(trigger::accepted::run_kept_calls(ingress.clone(), left_calls, kept_calls, stop_watch));
         background.spawn(sync::follow(config.clone(), state.clone(), cache, background_watch.clone()));
-        let metrics_address = match config.metrics_listen {
+        let metrics_address = match metrics_listener {
             None => None,
-            Some(address) => {
-                let metrics = TcpListener::bind(address).await.map_err(StartError::MetricsListen)?;
-                let bound = metrics.local_addr().map_err(StartError::MetricsListen)?;
+            Some(metrics) => {
+                let bound =
+                    metrics.local_addr().map_err(|source| StartError::Bind { address: bound_metrics, source })?;
                 background.spawn(http::serve_metrics(metrics, ingress.clone(), background_watch.clone()));
                 Some(bound)
             }

@@ -144,6 +144,10 @@ pub async fn run(store: Store, settings: Option<MailSettings>, mut closing: watc
     };
     let retry_base = settings.as_ref().map_or(Duration::from_secs(30), |s| s.retry_base);
     loop {
+        let closed = *closing.borrow();
+        if closed {
+            return;
+        }
         let sleep = match round(&store, &sender, retry_base).await {
             Ok(Some(sleep)) => sleep,
             Ok(None) => continue,

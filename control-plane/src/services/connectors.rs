@@ -106,6 +106,11 @@ impl ConnectorApi {
             let (old_kinds, new_kinds) = (stored.spec.auth.token_kinds(), spec.auth.token_kinds());
             let added: Vec<_> = new_kinds.iter().copied().filter(|k| !old_kinds.contains(k)).collect();
             future_token_expiry(&spec.auth, Some(&stored.spec.auth), now)?;
+            if !added.is_empty() && spec.auth.token_expire_time.is_some_and(|end| end <= now) {
+                return Err(ApiError::FailedPrecondition(
+                    "auth.token_expire_time has passed: the new method's credential would be expired at once; move it first",
+                ));
+            }
             let (insert, issued) = mint_tokens(&added, &spec.auth, now);
             let remove_kinds = old_kinds.into_iter().filter(|k| !new_kinds.contains(k)).collect();
             let changes = TokenChanges { insert, remove_kinds, supersede_at: None };

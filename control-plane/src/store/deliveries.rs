@@ -295,8 +295,13 @@ impl Store {
                     rows = rows.bind(*id);
                 }
                 for row in rows.fetch_all(&mut *tx).await? {
-                    let subscription = subscription_from_row(&row)?;
-                    subscriptions.insert(subscription.id.clone(), subscription);
+                    // One that does not decode: its deliveries are failed below.
+                    match subscription_from_row(&row) {
+                        Ok(subscription) => {
+                            subscriptions.insert(subscription.id.clone(), subscription);
+                        }
+                        Err(err) => tracing::error!(error = %err, "a subscription this version cannot read"),
+                    }
                 }
             }
             for delivery in deliveries {

@@ -110,9 +110,13 @@ impl Store {
 }
 
 impl Store {
-    /// The applied config version of every connected node.
+    /// The applied config version of every connected node heard from in
+    /// the last 30 s (a replica killed with its nodes connected leaves
+    /// rows that say so; heartbeats come every 10 s).
     pub async fn connected_node_versions(&self) -> Result<Vec<i64>, StoreError> {
-        Ok(sqlx::query_scalar("SELECT applied_config_version FROM nodes WHERE connected = 1")
+        let recent = hookplane_model::now() - chrono::TimeDelta::seconds(30);
+        Ok(sqlx::query_scalar("SELECT applied_config_version FROM nodes WHERE connected = 1 AND last_seen_time > $1")
+            .bind(micros(recent))
             .fetch_all(&self.pool)
             .await?)
     }

@@ -67,21 +67,27 @@ impl Store {
             if !ids.is_empty() {
                 let list = (2..ids.len() + 2).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
                 let mut tx = self.write_tx().await?;
-                let mut attempts = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "DELETE FROM delivery_attempts WHERE delivery_id IN (SELECT id FROM deliveries \
-                     WHERE status <> $1 AND id IN ({list}))"
-                )))
-                .bind("pending");
-                let mut rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "DELETE FROM deliveries WHERE status <> $1 AND id IN ({list})"
+                // The deliveries first, and the attempts of exactly those:
+                // one resent meanwhile keeps its row and its log.
+                let mut rows = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(format!(
+                    "DELETE FROM deliveries WHERE status <> $1 AND id IN ({list}) RETURNING id"
                 )))
                 .bind("pending");
                 for id in &ids {
-                    attempts = attempts.bind(id);
                     rows = rows.bind(id);
                 }
-                attempts.execute(&mut *tx).await?;
-                deleted += rows.execute(&mut *tx).await?.rows_affected();
+                let gone = rows.fetch_all(&mut *tx).await?;
+                if !gone.is_empty() {
+                    let list = (1..=gone.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+                    let mut attempts = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DELETE FROM delivery_attempts WHERE delivery_id IN ({list})"
+                    )));
+                    for id in &gone {
+                        attempts = attempts.bind(id);
+                    }
+                    attempts.execute(&mut *tx).await?;
+                }
+                deleted += gone.len() as u64;
                 tx.commit().await?;
             }
             if ids.len() < BATCH as usize {

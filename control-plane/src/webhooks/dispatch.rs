@@ -136,8 +136,21 @@ impl Dispatcher {
         // Reads first: an idle dispatcher takes no write lock.
         // One batch a step: finished attempts get recorded between
         // batches of a long outbox, before their claims lapse.
-        let more_to_fan_out =
-            self.store.outbox_has_events().await? && self.store.fan_out(FAN_OUT_BATCH).await? == FAN_OUT_BATCH as usize;
+        // A fan-out that fails is logged, not a reason to stop delivering.
+        let more_to_fan_out = match self.store.outbox_has_events().await {
+            Ok(false) => false,
+            Ok(true) => match self.store.fan_out(FAN_OUT_BATCH).await {
+                Ok(taken) => taken == FAN_OUT_BATCH as usize,
+                Err(err) => {
+                    tracing::warn!(error = %err, "fanning platform events out failed; trying again");
+                    false
+                }
+            },
+            Err(err) => {
+                tracing::warn!(error = %err, "reading the platform-event outbox failed; trying again");
+                false
+            }
+        };
         let free = MAX_IN_FLIGHT - self.in_flight.len();
         if free < CLAIM_AT_LEAST && !self.in_flight.is_empty() {
             // A claim reads every due delivery: it is made for many slots

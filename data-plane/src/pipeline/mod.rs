@@ -250,9 +250,12 @@ impl Executor {
             Transition::Opened => true,
             Transition::Closed => false,
         };
-        // The key is the rendered URL: a `$secret` in its path (a bot
-        // token, a webhook URL's key) must not leave in the notice.
-        let target = redactor.scrub(target);
+        // The key is the rendered URL, whose path may carry a `$secret` (a
+        // bot token, a webhook URL's key) in forms a redactor cannot be
+        // sure to match once the URL is parsed: the notice names the
+        // origin alone, and the connector.
+        let target = url::Url::parse(target).map_or_else(|_| String::new(), |url| url.origin().ascii_serialization());
+        let target = redactor.scrub(&target);
         let connector = &deployed.connector;
         tracing::warn!(connector = %connector.id, target = %target, opened, "circuit changed");
         self.circuits.push(CircuitTransition {
