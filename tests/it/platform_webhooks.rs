@@ -379,3 +379,44 @@ async fn a_hanging_endpoint_delays_only_its_own_deliveries() {
     assert_eq!(settled(&plane.admin, &id, 24).await.len(), 24);
     plane.finish().await;
 }
+
+/// What a tenant can pile up is bounded: 100 subscriptions (each event is
+/// fanned out to all of them at once), and a delivery shows its latest 50
+/// attempts however often it is resent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_cannot_pile_up_subscriptions_or_attempts() {
+    let plane = TestPlane::start(Backend::Sqlite).await;
+    let refusing = Target::start(Behaviour::Status(400)).await;
+    let (id, _) = subscribe(&plane.admin, refusing.url("/"), api::SignatureScheme::Hookplane, &[]).await;
+    let mut subscriptions = plane.admin.subscriptions();
+    for _ in 1..hookplane_control_plane::store::MAX_SUBSCRIPTIONS {
+        subscriptions
+            .create_subscription(subscription(refusing.url("/x"), api::SignatureScheme::Hookplane, &["circuit.closed"]))
+            .await
+            .unwrap();
+    }
+    let over =
+        subscriptions.create_subscription(subscription(refusing.url("/x"), api::SignatureScheme::Hookplane, &[])).await;
+    assert_eq!(over.unwrap_err().code(), Code::ResourceExhausted);
+
+    create(&plane, mapped_connector("https://erp.example.com")).await;
+    let delivery = settled(&plane.admin, &id, 1).await.remove(0);
+    for resent in 2..=55 {
+        subscriptions.resend_delivery(api::ResendDeliveryRequest { id: delivery.id.clone() }).await.unwrap();
+        let get = api::GetDeliveryRequest { id: delivery.id.clone() };
+        let refusing = &refusing;
+        eventually(Duration::from_secs(10), "the resend is made", || {
+            let (mut subscriptions, get) = (plane.admin.subscriptions(), get.clone());
+            async move {
+                let d = subscriptions.get_delivery(get).await.ok()?.into_inner();
+                (refusing.count() >= resent && d.status == api::DeliveryStatus::Failed as i32).then_some(())
+            }
+        })
+        .await;
+    }
+    let shown = subscriptions.get_delivery(api::GetDeliveryRequest { id: delivery.id }).await.unwrap().into_inner();
+    assert_eq!(shown.attempts.len(), 50, "the latest 50 of 55");
+    let times: Vec<_> = shown.attempts.iter().map(|a| a.time.map(|t| (t.seconds, t.nanos))).collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "oldest first");
+    plane.finish().await;
+}

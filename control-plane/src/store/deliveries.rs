@@ -77,6 +77,9 @@ fn attempt_from_row(row: &AnyRow) -> Result<DeliveryAttempt, StoreError> {
     })
 }
 
+/// Attempts a delivery shows, the latest.
+pub const SHOWN_ATTEMPTS: i64 = 50;
+
 /// `$first, $first+1, …`: `count` placeholders.
 fn placeholders(first: usize, count: usize) -> String {
     (first..first + count).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
@@ -440,11 +443,14 @@ impl Store {
         self.get_delivery(&subscription.organization_id, &id).await
     }
 
+    /// The latest [`SHOWN_ATTEMPTS`] attempts, oldest first: resends add
+    /// attempts without end, and one delivery must not outgrow a response.
     async fn attempts_of(&self, delivery_id: &str) -> Result<Vec<DeliveryAttempt>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM delivery_attempts WHERE delivery_id = $1 ORDER BY seq")
+        let rows = sqlx::query("SELECT * FROM delivery_attempts WHERE delivery_id = $1 ORDER BY seq DESC LIMIT $2")
             .bind(delivery_id)
+            .bind(SHOWN_ATTEMPTS)
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(attempt_from_row).collect()
+        rows.iter().rev().map(attempt_from_row).collect()
     }
 }

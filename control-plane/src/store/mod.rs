@@ -48,6 +48,7 @@ pub use deliveries::{DeliveryFilter, DueDelivery, NextStep};
 pub use idempotency::{Creation, IdempotencyKey};
 pub use mails::{MAILED, Mail, MailOutcome};
 pub use outbox::platform_event;
+pub use subscriptions::MAX_SUBSCRIPTIONS;
 
 /// What went wrong in the store.
 #[derive(Debug, thiserror::Error)]

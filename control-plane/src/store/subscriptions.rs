@@ -6,6 +6,9 @@ use sqlx::{Row, any::AnyRow};
 use super::idempotency::{Creation, IdempotencyKey, claim};
 use super::{Store, StoreError, decode_json, encode_json, from_micros, micros, missing_or_conflict};
 
+/// Subscriptions an organization may hold.
+pub const MAX_SUBSCRIPTIONS: i64 = 100;
+
 /// How [`missing_or_conflict`] finds a subscription.
 const ROW: (&str, &str, &str) = ("subscriptions", "id", "subscription");
 
@@ -63,6 +66,15 @@ impl Store {
         let mut tx = self.write_tx().await?;
         if let Some(replay) = claim(&mut tx, idem).await? {
             return Ok(replay);
+        }
+        // Each event is fanned out to every subscription in one
+        // transaction: a tenant's count of them is bounded.
+        let held: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM subscriptions WHERE organization_id = $1")
+            .bind(&subscription.organization_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        if held >= MAX_SUBSCRIPTIONS {
+            return Err(StoreError::Exhausted("subscriptions: an organization holds at most 100"));
         }
         let (previous, previous_expire) = previous_columns(subscription);
         sqlx::query(
