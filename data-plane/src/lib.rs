@@ -38,6 +38,7 @@ pub use state::NodeState;
 pub use trigger::IngressSettings;
 
 use events::EventSink;
+use events::ids::EventIds;
 use inbox::Inbox;
 use outbound::Outbound;
 use pipeline::Executor;
@@ -212,7 +213,11 @@ impl DataPlane {
         if let Some(snapshot) = &cached {
             tracing::info!(version = snapshot.version, "serving the cached snapshot until the control plane answers");
         }
-        let state = Arc::new(NodeState::new(cached));
+        let mut state = NodeState::new(cached);
+        if let Some(dir) = &config.cache_dir {
+            state = state.with_event_ids(EventIds::reserving_in(dir.clone()));
+        }
+        let state = Arc::new(state);
         if let Some(ordinal) = config.cache_dir.as_deref().and_then(cache::load_ordinal) {
             state.event_ids().set_ordinal(ordinal);
         }

@@ -107,6 +107,13 @@ impl NodeState {
         self.fleet.store(Some(Arc::new(Fleet::new(redis.clone()))));
     }
 
+    /// The state minting its event ids with `ids` (a node with a cache
+    /// directory reserves them there).
+    pub fn with_event_ids(mut self, ids: EventIds) -> NodeState {
+        self.event_ids = Arc::new(ids);
+        self
+    }
+
     /// The node's event id minter.
     pub fn event_ids(&self) -> &Arc<EventIds> {
         &self.event_ids
