@@ -55,12 +55,7 @@ impl From<ApiError> for Status {
         match err {
             ApiError::Unauthenticated(msg) => Status::unauthenticated(msg),
             ApiError::PermissionDenied(msg) => Status::permission_denied(msg),
-            ApiError::Invalid(invalid) => {
-                let message = invalid.to_string();
-                let violations: Vec<FieldViolation> =
-                    invalid.violations.into_iter().map(|v| FieldViolation::new(v.field, v.description)).collect();
-                Status::with_error_details(Code::InvalidArgument, message, ErrorDetails::with_bad_request(violations))
-            }
+            ApiError::Invalid(invalid) => invalid_argument(invalid),
             ApiError::FailedPrecondition(msg) => Status::failed_precondition(msg),
             ApiError::RequestIdReused => Status::already_exists(err.to_string()),
             ApiError::Store(store) => match store {
@@ -83,6 +78,64 @@ impl From<ApiError> for Status {
             }
         }
     }
+}
+
+/// Bytes of field violations a status carries. The message and the
+/// details travel in response headers, and grpc-python refuses more than
+/// 8 KiB of metadata by default: a connector with many diagnostics sent
+/// 14 KB, so its client saw RESOURCE_EXHAUSTED instead of its errors.
+/// Details are base64 on the wire (4/3), and the message is short.
+const MAX_VIOLATION_BYTES: usize = 4 * 1024;
+/// Bytes of one violation's description.
+const MAX_DESCRIPTION_BYTES: usize = 512;
+/// Fields the message names before counting the rest.
+const FIELDS_IN_MESSAGE: usize = 5;
+
+/// INVALID_ARGUMENT whose message names the fields and whose
+/// `BadRequest` says what is wrong with each, not the same text twice,
+/// within a budget every default client accepts (the rest are counted).
+fn invalid_argument(invalid: ValidationError) -> Status {
+    let total = invalid.violations.len();
+    let mut fields: Vec<&str> = Vec::new();
+    for violation in &invalid.violations {
+        if !fields.contains(&violation.field.as_str()) {
+            fields.push(&violation.field);
+        }
+    }
+    let mut message =
+        format!("invalid {}", fields.iter().take(FIELDS_IN_MESSAGE).copied().collect::<Vec<_>>().join(", "));
+    if fields.len() > FIELDS_IN_MESSAGE {
+        message.push_str(&format!(" and {} more fields", fields.len() - FIELDS_IN_MESSAGE));
+    }
+    let mut used = 0;
+    let mut violations = Vec::new();
+    for violation in &invalid.violations {
+        let description = truncated(&violation.description, MAX_DESCRIPTION_BYTES);
+        // Each entry's field, description and framing (a few bytes).
+        used += violation.field.len() + description.len() + 8;
+        if used > MAX_VIOLATION_BYTES {
+            break;
+        }
+        violations.push(FieldViolation::new(violation.field.clone(), description));
+    }
+    if violations.len() < total {
+        message.push_str(&format!("; {} of {total} violations listed, fix them and retry", violations.len()));
+    } else {
+        message.push_str("; see the field violations");
+    }
+    Status::with_error_details(Code::InvalidArgument, message, ErrorDetails::with_bad_request(violations))
+}
+
+/// `text` cut to at most `max` bytes on a character boundary, marked.
+fn truncated(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max - 3;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &text[..end])
 }
 
 /// Result of a service handler.
@@ -123,6 +176,45 @@ mod tests {
         let details = status.get_details_bad_request().expect("bad request details");
         assert_eq!(details.field_violations[0].field, "connector.perform.url");
         assert_eq!(details.field_violations[0].description, "is required");
+    }
+
+    #[test]
+    fn messages_name_the_fields_and_details_say_what_is_wrong() {
+        let mut invalid = ValidationError::one("connector.perform.url", "is required");
+        invalid.violations.push(hookplane_convert::FieldViolation {
+            field: "connector.mappings[0].expression".into(),
+            description: "1:3: unknown function `frob`".into(),
+        });
+        let status = Status::from(ApiError::Invalid(invalid));
+        assert_eq!(
+            status.message(),
+            "invalid connector.perform.url, connector.mappings[0].expression; see the field violations"
+        );
+        assert!(!status.message().contains("is required"), "each description is said once, in the details");
+        assert_eq!(status.get_details_bad_request().unwrap().field_violations.len(), 2);
+    }
+
+    #[test]
+    fn many_violations_fit_default_client_metadata_limits() {
+        let violations = (0..400)
+            .map(|i| hookplane_convert::FieldViolation {
+                field: format!("connector.mappings[{i}].expression"),
+                description: format!("1:1: unknown function `f{i}` {}", "é".repeat(400)),
+            })
+            .collect();
+        let status = Status::from(ApiError::Invalid(ValidationError { violations }));
+        assert_eq!(status.code(), Code::InvalidArgument);
+        let listed = status.get_details_bad_request().unwrap().field_violations;
+        assert!(!listed.is_empty() && listed.len() < 400);
+        assert!(listed.iter().all(|v| v.description.len() <= MAX_DESCRIPTION_BYTES));
+        assert!(status.message().contains(&format!("{} of 400 violations listed", listed.len())));
+        assert!(status.message().contains("and 395 more fields"));
+        // What travels in headers: the percent-encoded message and the
+        // base64 details, well under grpc-python's 8 KiB.
+        let mut headers = http::HeaderMap::new();
+        status.add_header(&mut headers).unwrap();
+        let bytes: usize = headers.iter().map(|(name, value)| name.as_str().len() + value.len()).sum();
+        assert!(bytes < 7 * 1024, "{bytes} bytes of metadata");
     }
 
     #[test]
