@@ -29,6 +29,10 @@ pub struct Settings {
     /// `postgres://…` or `sqlite://PATH`; `dev` defaults to SQLite in the
     /// data dir.
     pub database_url: Option<String>,
+    /// Where senders reach the data-plane nodes (`https://hooks.example.com`),
+    /// written into integration examples; `dev` uses its own node's.
+    #[serde(default)]
+    pub trigger_base_url: String,
     /// File holding the 64-hex-character key that seals secrets.
     pub secret_key_file: Option<PathBuf>,
     /// Hex SHA-256 of the operator key (`sha256sum` of the key text).

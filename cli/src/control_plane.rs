@@ -28,6 +28,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         limiting: settings.limiting()?,
         webhooks: settings.webhooks(false)?,
         mail: settings.mail()?,
+        trigger_base_url: settings.trigger_base_url.clone(),
     };
     if config.tls.is_none() && !settings.grpc_listen.ip().is_loopback() {
         tracing::warn!(

@@ -34,6 +34,14 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         Some(url) => url.clone(),
         None => format!("sqlite://{}?mode=rwc", dir.join("hookplane.db").display()),
     };
+    // Bound first: its address is the trigger URL examples show.
+    let http_listener = TcpListener::bind(settings.http_listen)
+        .await
+        .with_context(|| format!("binding the trigger listener on {}", settings.http_listen))?;
+    let trigger_base_url = match settings.trigger_base_url.as_str() {
+        "" => format!("http://{}", http_listener.local_addr()?),
+        configured => configured.to_owned(),
+    };
     let mut node_token_hashes = settings.node_token_hashes.clone();
     node_token_hashes.push(hash_credential(&node_token));
     let config = ControlPlaneConfig {
@@ -49,6 +57,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         limiting: settings.limiting()?,
         webhooks: settings.webhooks(true)?,
         mail: settings.mail()?,
+        trigger_base_url,
     };
     let control_plane = ControlPlane::open(&config).await.context("starting the control plane")?;
     let admin_key_path = dir.join("admin-key");
@@ -71,7 +80,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     config.cache_dir = Some(dir.join("node-cache"));
     config.snapshot_key = Some(SecretBox::from_hex(&snapshot_key).context("node-snapshot-key")?);
     crate::data_plane::apply_node_settings(&mut config, &settings, true)?;
-    let node = DataPlane::start(config).await.context("starting the data-plane node")?;
+    let node = DataPlane::start_on(config, http_listener).await.context("starting the data-plane node")?;
 
     println!("hookplane dev is running");
     println!("  gRPC API (reflection on):  {grpc}");

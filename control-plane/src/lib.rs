@@ -8,6 +8,7 @@ pub mod bootstrap;
 pub mod crypto;
 pub mod error;
 pub mod events;
+mod examples;
 pub mod metrics;
 pub mod notify;
 pub mod page_token;

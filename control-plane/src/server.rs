@@ -55,6 +55,9 @@ pub struct ControlPlaneConfig {
     pub webhooks: WebhookSettings,
     /// Where notification mail goes; `None` logs notifications instead.
     pub mail: Option<MailSettings>,
+    /// Where senders reach the data-plane nodes (`https://hooks.example.com`),
+    /// for integration examples; empty: examples read `$HOOKPLANE_URL`.
+    pub trigger_base_url: String,
 }
 
 /// TLS for the gRPC listener, as PEM.
@@ -125,6 +128,7 @@ impl ControlPlane {
             default_plan: config.default_plan.clone(),
             webhooks: Arc::new(config.webhooks.clone()),
             wake_webhooks: Arc::default(),
+            trigger_base_url: config.trigger_base_url.trim_end_matches('/').to_owned(),
             store,
         };
         Ok(ControlPlane {

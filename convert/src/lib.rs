@@ -18,6 +18,7 @@ mod organization;
 mod secret;
 mod signature;
 mod subscription;
+mod test_run;
 mod validate;
 mod wire;
 
@@ -41,6 +42,10 @@ pub use subscription::{
     MAX_CIRCUIT_TRANSITIONS, MAX_SUBSCRIPTION_OVERLAP_MS, SUBSCRIPTION_MASK_PATHS, circuit_transition_to_api,
     circuit_transitions_from_api, delivery_status_from_api, delivery_to_api, event_type_filter_from_api,
     merge_subscription_update, subscription_overlap_from_api, subscription_spec_from_api, subscription_to_api,
+};
+pub use test_run::{
+    draft_connector_from_api, integration_example_to_api, rendered_request_to_api, request_change_to_api,
+    test_run_to_api,
 };
 pub use validate::{check_request_id, duration_from_api, duration_to_api, timestamp_from_api, timestamp_to_api};
 pub use wire::WireError;

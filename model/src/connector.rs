@@ -125,6 +125,20 @@ pub struct CustomHeader {
     pub value: HashedField,
 }
 
+/// Code calling a connector's trigger URL with one authentication method
+/// in one language (SPEC §10).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IntegrationExample {
+    /// `bearer_token`, `secret_token`, `api_key`, `basic`,
+    /// `custom_headers` or `signature`.
+    pub auth_method: String,
+    /// `curl`, `javascript` or `python`.
+    pub language: String,
+    pub code: String,
+    /// Environment variables the code reads.
+    pub environment: Vec<String>,
+}
+
 /// Kinds of minted inbound credentials.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -18,6 +18,7 @@ pub mod sealing;
 mod secret;
 mod signature;
 mod subscription;
+mod test_run;
 mod walk;
 
 pub use compile::{CompiledSpec, Diagnostic, compile_connector, print_spec};
@@ -31,6 +32,7 @@ pub use repr::{Compiled, Deployed, OpenedSecret, Repr, Source};
 pub use secret::*;
 pub use signature::*;
 pub use subscription::*;
+pub use test_run::*;
 pub use walk::{ExpressionField, ProcessedScope, SecretSlot, SpecVisitor};
 
 /// Point in time, always UTC.

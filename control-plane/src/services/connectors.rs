@@ -9,6 +9,7 @@ use hookplane_model::{Connector, InboundAuth, IssuedCredential, Revision, Timest
 use tonic::{Request, Response, Status};
 
 use super::connector_secrets::{mint_tokens, protect, rotate_signing_secret};
+use super::dry_runs::{LookupInput, dry_run, parse_json};
 use super::{SharedCore, check_request_id, expected_revision, required, required_id};
 use crate::crypto::{new_id, new_signing_secret};
 use crate::error::{ApiError, ApiResult};
@@ -51,7 +52,8 @@ impl ConnectorApi {
             update_time: now,
             revision: 1,
         };
-        let response = convert::connector_to_api(&connector, &issued);
+        let mut response = convert::connector_to_api(&connector, &issued);
+        response.integration_examples = self.examples_of(&connector, &issued, "").1;
         let key = self.core.idempotency_key(org, "CreateConnector", &req.request_id, req, &response);
         let creation = self.core.store.create_connector(&connector, key.as_ref()).await?;
         self.core.settle(creation, key.as_ref(), response)
@@ -192,6 +194,62 @@ impl ConnectorApi {
         })
     }
 
+    /// The trigger URL and the examples calling it, with `issued` inline.
+    fn examples_of(
+        &self,
+        connector: &Connector,
+        issued: &[IssuedCredential],
+        base_url: &str,
+    ) -> (String, Vec<api::IntegrationExample>) {
+        let base = match (base_url.trim_end_matches('/'), self.core.trigger_base_url.as_str()) {
+            ("", "") => "https://hooks.example.com",
+            ("", configured) => configured,
+            (given, _) => given,
+        };
+        let url = format!("{base}{}", connector.trigger_path());
+        let examples = crate::examples::integration_examples(&connector.spec, &url, issued);
+        (url, examples.iter().map(convert::integration_example_to_api).collect())
+    }
+
+    async fn examples(
+        &self,
+        request: Request<api::GetIntegrationExamplesRequest>,
+    ) -> ApiResult<api::IntegrationExamples> {
+        let caller = self.core.caller(&request).await?;
+        let org = caller.organization()?;
+        let req = request.get_ref();
+        let base_url = req.base_url.trim();
+        if !base_url.is_empty() && url::Url::parse(base_url).map_or(true, |u| !matches!(u.scheme(), "http" | "https")) {
+            return Err(ApiError::invalid("base_url", "must be an http or https URL"));
+        }
+        let connector = self.core.store.get_connector(org, required_id(&req.id, "id")?).await?;
+        let (trigger_url, examples) = self.examples_of(&connector, &[], base_url);
+        Ok(api::IntegrationExamples { trigger_url, examples })
+    }
+
+    /// A dry run of a stored connector or a draft (SPEC §10).
+    async fn test(&self, request: Request<api::TestConnectorRequest>) -> ApiResult<api::TestRun> {
+        let caller = self.core.caller(&request).await?;
+        let org = caller.organization()?;
+        let req = request.get_ref();
+        let spec = match &req.draft {
+            Some(draft) => convert::draft_connector_from_api(draft, "draft")?,
+            None => self.core.store.get_connector(org, required_id(&req.id, "id")?).await?.spec,
+        };
+        let payload = match (req.payload.as_str(), &spec.sample_payload) {
+            ("", Some(sample)) => parse_json(sample, "connector.sample_payload")?,
+            ("", None) => return Err(ApiError::invalid("payload", "is required: the connector has no sample_payload")),
+            (text, _) => parse_json(text, "payload")?,
+        };
+        let lookup = match (req.send_lookup, req.lookup_result.as_str()) {
+            (true, _) => LookupInput::Send,
+            (false, "") => LookupInput::Given(None),
+            (false, text) => LookupInput::Given(Some(parse_json(text, "lookup_result")?)),
+        };
+        let run = dry_run(&self.core, org, &spec, &payload, lookup).await?;
+        Ok(convert::test_run_to_api(&run))
+    }
+
     async fn delete(&self, request: Request<api::DeleteConnectorRequest>) -> ApiResult<()> {
         let caller = self.core.caller(&request).await?;
         let org = caller.writable_organization()?;
@@ -225,7 +283,13 @@ impl ConnectorApi {
                 return Ok(convert::connector_to_api(&stored, &[]));
             };
             match self.core.store.update_connector(&next, stored.revision, &changes).await {
-                Ok(updated) => return Ok(convert::connector_to_api(&updated, &issued)),
+                Ok(updated) => {
+                    let mut response = convert::connector_to_api(&updated, &issued);
+                    if !issued.is_empty() {
+                        response.integration_examples = self.examples_of(&updated, &issued, "").1;
+                    }
+                    return Ok(response);
+                }
                 Err(StoreError::Conflict(_)) if etag.is_none() && attempt < UPDATE_ATTEMPTS => continue,
                 Err(err) => return Err(err.into()),
             }
@@ -316,5 +380,16 @@ impl ConnectorService for ConnectorApi {
         r: Request<api::RotateSigningSecretRequest>,
     ) -> Result<Response<api::RotateSigningSecretResponse>, Status> {
         Ok(Response::new(self.rotate_signing(r).await?))
+    }
+
+    async fn test_connector(&self, r: Request<api::TestConnectorRequest>) -> Result<Response<api::TestRun>, Status> {
+        Ok(Response::new(self.test(r).await?))
+    }
+
+    async fn get_integration_examples(
+        &self,
+        r: Request<api::GetIntegrationExamplesRequest>,
+    ) -> Result<Response<api::IntegrationExamples>, Status> {
+        Ok(Response::new(self.examples(r).await?))
     }
 }

@@ -9,7 +9,29 @@ use tokio::sync::broadcast::error::RecvError;
 use tonic::{Request, Response, Status};
 
 use super::SharedCore;
+use super::dry_runs::{LookupInput, dry_run, parse_json};
 use crate::error::{ApiError, ApiResult};
+
+/// Bytes of events one page of `ListEvents` holds at most (one event
+/// always fits, whatever its size). gRPC clients refuse messages over
+/// 4 MiB by default; a page of 100 events with 100 KB payloads was 4.4 MB.
+const MAX_PAGE_BYTES: usize = 3 << 20;
+
+/// How many of `events`, from the first, fit in `budget` encoded bytes;
+/// at least one.
+fn within_budget(events: &[api::Event], budget: usize) -> u32 {
+    let mut used = 0;
+    let mut fitting = 0u32;
+    for event in events {
+        // The field's tag and length prefix, at most 6 bytes, on top.
+        used += prost::Message::encoded_len(event) + 6;
+        if used > budget && fitting > 0 {
+            break;
+        }
+        fitting += 1;
+    }
+    fitting
+}
 
 /// Serves `hookplane.v1.EventService`.
 #[derive(Debug, Clone)]
@@ -43,10 +65,46 @@ impl EventApi {
         } else {
             page.cursor.parse().map_err(|_| ApiError::invalid("page_token", "is malformed"))?
         };
-        let mut rows = self.core.store.list_events(org, &filter, before, page.size + 1).await?;
+        let rows = self.core.store.list_events(org, &filter, before, page.size + 1).await?;
+        let mut events: Vec<api::Event> = rows.iter().map(convert::event_to_api).collect();
+        // A page ends early rather than outgrow what default clients accept.
+        let size = page.size.min(within_budget(&events, MAX_PAGE_BYTES));
         let next_page_token =
-            self.core.pages.next_token("events", &fingerprint, &mut rows, page.size, |e| e.id.to_string());
-        Ok(api::ListEventsResponse { events: rows.iter().map(convert::event_to_api).collect(), next_page_token })
+            self.core.pages.next_token("events", &fingerprint, &mut events, size, |e| e.id.to_string());
+        Ok(api::ListEventsResponse { events, next_page_token })
+    }
+
+    /// A stored event's payload through its connector's current spec or
+    /// a draft, compared with what the event sent.
+    async fn replay(&self, request: Request<api::ReplayEventRequest>) -> ApiResult<api::ReplayEventResponse> {
+        let caller = self.core.caller(&request).await?;
+        let org = caller.organization()?;
+        let req = request.get_ref();
+        let event = self.core.store.get_event(org, req.id).await?;
+        let spec = match &req.draft {
+            Some(draft) => convert::draft_connector_from_api(draft, "draft")?,
+            None => self.core.store.get_connector(org, &event.connector_id).await?.spec,
+        };
+        let payload = parse_json(&event.trace.payload, "id").map_err(|_| {
+            ApiError::FailedPrecondition("the event's payload was not kept as JSON; it cannot be replayed")
+        })?;
+        let recorded = event.trace.lookup.as_ref().and_then(|l| serde_json::from_str(&l.response_excerpt).ok());
+        let lookup = match (req.send_lookup, req.lookup_result.as_str()) {
+            (true, _) => LookupInput::Send,
+            (false, "") => LookupInput::Given(recorded),
+            (false, text) => LookupInput::Given(Some(parse_json(text, "lookup_result")?)),
+        };
+        let run = dry_run(&self.core, org, &spec, &payload, lookup).await?;
+        let original = event.trace.perform_attempts.first().map(hookplane_model::RenderedRequest::from);
+        let changes = match (&original, &run.perform_request) {
+            (Some(before), Some(after)) => hookplane_pipeline::diff::diff_requests(before, after),
+            _ => Vec::new(),
+        };
+        Ok(api::ReplayEventResponse {
+            run: Some(convert::test_run_to_api(&run)),
+            original_request: original.as_ref().map(convert::rendered_request_to_api),
+            changes: changes.iter().map(convert::request_change_to_api).collect(),
+        })
     }
 
     async fn stream(&self, request: Request<api::StreamEventsRequest>) -> ApiResult<EventStream> {
@@ -92,7 +150,37 @@ impl EventService for EventApi {
         Ok(Response::new(self.list(r).await?))
     }
 
+    async fn replay_event(
+        &self,
+        r: Request<api::ReplayEventRequest>,
+    ) -> Result<Response<api::ReplayEventResponse>, Status> {
+        Ok(Response::new(self.replay(r).await?))
+    }
+
     async fn stream_events(&self, r: Request<api::StreamEventsRequest>) -> Result<Response<EventStream>, Status> {
         Ok(Response::new(self.stream(r).await?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event_of(payload_bytes: usize) -> api::Event {
+        api::Event {
+            trace: Some(api::EventTrace { payload: "x".repeat(payload_bytes), ..Default::default() }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn pages_stop_before_their_byte_budget() {
+        let events: Vec<_> = (0..100).map(|_| event_of(100_000)).collect();
+        let fitting = within_budget(&events, MAX_PAGE_BYTES) as usize;
+        assert!(fitting < 100 && fitting > 20, "{fitting}");
+        let bytes: usize = events[..fitting].iter().map(|e| prost::Message::encoded_len(e) + 6).sum();
+        assert!(bytes <= MAX_PAGE_BYTES && bytes + 100_006 > MAX_PAGE_BYTES);
+        assert_eq!(within_budget(&[event_of(5 << 20)], MAX_PAGE_BYTES), 1, "one event always fits");
+        assert_eq!(within_budget(&events[..3], MAX_PAGE_BYTES), 3);
     }
 }

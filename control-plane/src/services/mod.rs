@@ -8,6 +8,7 @@
 mod api_keys;
 mod connector_secrets;
 mod connectors;
+mod dry_runs;
 mod events;
 mod nodes;
 mod organizations;
@@ -52,6 +53,9 @@ pub struct Core {
     pub webhooks: Arc<WebhookSettings>,
     /// Wakes the webhook dispatcher (a resend is due now).
     pub wake_webhooks: Arc<tokio::sync::Notify>,
+    /// Where senders reach the nodes, for integration examples; empty
+    /// when not configured.
+    pub trigger_base_url: String,
 }
 
 impl Core {

@@ -4,29 +4,21 @@
 //! `error`, after redaction; they name the connector field that failed so
 //! its owner can find it. `circuit_open` is the code SPEC §7 fixes.
 
-use hookplane_expr::EvalError;
-
-use super::request::RenderError;
 use crate::outbound::OutboundError;
 use crate::outbound::oauth::TokenError;
+use hookplane_pipeline::render::RenderError;
+use hookplane_pipeline::steps::StepError;
 
 /// Why a pipeline ended without a successful perform.
 #[derive(Debug, thiserror::Error)]
 pub enum ExecutionError {
-    #[error("condition: {0}")]
-    Condition(EvalError),
+    /// The condition, a mapping, the rendering or the credential.
+    #[error(transparent)]
+    Step(#[from] StepError),
     #[error("lookup failed: {0}")]
     Lookup(LookupError),
-    #[error("mappings[{index}] ({name}): {error}")]
-    Mapping { index: usize, name: String, error: EvalError },
-    #[error("perform: {0}")]
-    Render(RenderError),
-    #[error("{field}: {error}")]
-    Credential { field: &'static str, error: EvalError },
     #[error("perform.auth.oauth2: {0}")]
     OAuth2(TokenError),
-    #[error("perform.auth: the credential is not a valid header value")]
-    CredentialHeader,
     /// The target's breaker refused the attempt.
     #[error("circuit_open")]
     CircuitOpen,
@@ -72,7 +64,7 @@ mod tests {
         );
         let render = RenderError::FileNotBase64 { field: "perform.body[0].value".into() };
         assert_eq!(
-            ExecutionError::Render(render).to_string(),
+            ExecutionError::from(StepError::Render(render)).to_string(),
             "perform: perform.body[0].value: a file must be base64 text"
         );
     }

@@ -9,18 +9,18 @@
 //! request's buffers ([`crate::events::trace`]).
 
 pub mod error;
-pub mod redact;
-pub mod request;
+
+pub use hookplane_pipeline::{redact, render as request};
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
-use hookplane_expr::{self as expr, Budget, Limits, Scope, SecretSource};
-use hookplane_model::{CircuitTransition, EventTrace, HttpExchangeTrace, OutboundAuth, Plan};
+use hookplane_expr::{Budget, Limits, Scope, SecretSource};
+use hookplane_model::{CircuitTransition, EventTrace, HttpExchangeTrace, Plan};
+use hookplane_pipeline::steps::{self, Credential};
 use hyper::StatusCode;
-use hyper::header::{AUTHORIZATION, HeaderValue, RETRY_AFTER};
-use serde_json::{Map, Value};
+use hyper::header::{AUTHORIZATION, RETRY_AFTER};
+use serde_json::Value;
 
 use crate::outbound::breaker::{Admission, Breakers, Transition};
 use crate::outbound::circuits::CircuitNotices;
@@ -125,20 +125,16 @@ impl Executor {
     ) -> Result<Outcome, ExecutionError> {
         let spec = &deployed.connector.spec;
         let programs = &deployed.programs;
-        let empty = Map::new();
         // Every program this execution evaluates draws on one budget.
         let mut budget = Budget::new(self.limits);
-        if let Some(condition) = spec.condition {
-            let scope = Scope { payload, lookup: None, processed: &empty, secrets };
-            let value = programs.eval_cow_in(condition, &scope, &mut budget).map_err(ExecutionError::Condition)?;
-            let passed = expr::truthy(&value);
-            run.trace.condition_result = Some(passed);
-            if !passed {
-                return Ok(Outcome::Skipped);
-            }
+        let passed = steps::condition(spec, programs, payload, secrets, &mut budget)?;
+        run.trace.condition_result = passed;
+        if passed == Some(false) {
+            return Ok(Outcome::Skipped);
         }
         let lookup_value = match &spec.lookup {
             Some(lookup) => {
+                let empty = serde_json::Map::new();
                 let scope = Scope { payload, lookup: None, processed: &empty, secrets };
                 let target = Target {
                     programs,
@@ -175,20 +171,11 @@ impl Executor {
             }
             None => None,
         };
-        // Mappings in order, each seeing those before it as `$processed`.
-        let mut processed = Map::new();
-        for (i, mapping) in spec.mappings.iter().enumerate() {
-            let name = programs.name(mapping.name);
-            let scope = Scope { payload, lookup: lookup_value.as_ref(), processed: &processed, secrets };
-            let value = programs
-                .eval_in(mapping.expression, &scope, &mut budget)
-                .map_err(|error| ExecutionError::Mapping { index: i, name: name.to_owned(), error })?;
-            processed.insert(name.to_owned(), value);
-        }
+        let processed = steps::mappings(spec, programs, payload, lookup_value.as_ref(), secrets, &mut budget)?;
         run.trace.processed = serde_json::to_string(&processed).unwrap_or_default();
         let scope = Scope { payload, lookup: lookup_value.as_ref(), processed: &processed, secrets };
         let mut request =
-            render_perform(&spec.perform, programs, &scope, &mut budget, depth).map_err(ExecutionError::Render)?;
+            render_perform(&spec.perform, programs, &scope, &mut budget, depth).map_err(steps::StepError::Render)?;
         self.authorize(deployed, &scope, &mut budget, &mut request, &mut run.redactor).await?;
         self.perform(request, plan, deployed, run).await
     }
@@ -202,42 +189,21 @@ impl Executor {
         request: &mut OutboundRequest,
         redactor: &mut Redactor,
     ) -> Result<(), ExecutionError> {
-        let perform = &deployed.connector.spec.perform;
-        let mut render = |program, field: &'static str| {
-            deployed
-                .programs
-                .eval_in(program, scope, budget)
-                .map(|v| expr::render(&v))
-                .map_err(|error| ExecutionError::Credential { field, error })
-        };
-        let value = match &perform.auth {
-            OutboundAuth::None => return Ok(()),
-            OutboundAuth::Bearer { token } => {
-                let token = render(*token, "perform.auth.bearer.token")?;
-                redactor.add(&token);
-                format!("Bearer {token}")
-            }
-            OutboundAuth::Basic { username, password } => {
-                let username = render(*username, "perform.auth.basic.username")?;
-                let password = render(*password, "perform.auth.basic.password")?;
-                redactor.add(&password);
-                let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
-                redactor.add(&encoded);
-                format!("Basic {encoded}")
-            }
-            OutboundAuth::OAuth2(settings) => {
+        let spec = &deployed.connector.spec;
+        let value = match steps::credential(spec, &deployed.programs, scope, budget, redactor)? {
+            Credential::None => return Ok(()),
+            Credential::Header(value) => value,
+            Credential::OAuth2(settings) => {
                 let token = self
                     .tokens
                     .token(&self.outbound, (&deployed.connector.id, deployed.version), settings, request.timeout)
                     .await
                     .map_err(ExecutionError::OAuth2)?;
                 redactor.add(&token);
-                format!("Bearer {token}")
+                steps::sensitive(&format!("Bearer {token}"))?
             }
         };
-        let mut header = HeaderValue::from_str(&value).map_err(|_| ExecutionError::CredentialHeader)?;
-        header.set_sensitive(true);
-        request.headers.insert(AUTHORIZATION, header);
+        request.headers.insert(AUTHORIZATION, value);
         Ok(())
     }
 

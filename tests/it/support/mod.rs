@@ -239,6 +239,7 @@ impl TestPlane {
             limiting: options.limiting.clone(),
             webhooks: test_webhooks(),
             mail: options.mail.clone(),
+            trigger_base_url: String::new(),
         };
         let control_plane = ControlPlane::open(&config).await.expect("control plane opens");
         let (organization_id, admin_key) = match admin {
@@ -333,6 +334,7 @@ impl TestPlane {
             limiting: self.options.limiting.clone(),
             webhooks: test_webhooks(),
             mail: self.options.mail.clone(),
+            trigger_base_url: String::new(),
         };
         let control_plane = ControlPlane::open(&config).await.expect("the replica opens");
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -32,7 +32,7 @@ fn scripts_dir() -> PathBuf {
 mod python_venv;
 
 /// The environment's Python, made once per run of the suite.
-fn python() -> &'static Path {
+pub fn python() -> &'static Path {
     static PYTHON: OnceLock<PathBuf> = OnceLock::new();
     PYTHON.get_or_init(|| {
         let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("python-venv");

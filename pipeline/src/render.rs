@@ -11,7 +11,7 @@ use hyper::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use hyper::{HeaderMap, Method};
 use serde_json::{Map, Value};
 
-use crate::outbound::OutboundRequest;
+use hookplane_egress::client::OutboundRequest;
 
 /// The header that counts hops between hookplane connectors (SPEC §4).
 pub static DEPTH_HEADER: HeaderName = HeaderName::from_static("x-hookplane-depth");
@@ -38,6 +38,23 @@ pub enum RenderError {
     FileNotBase64 { field: String },
     #[error("perform.raw_content_type: not a valid header")]
     ContentType,
+}
+
+impl RenderError {
+    /// The connector field the failure points at.
+    pub fn field(&self) -> Option<String> {
+        Some(match self {
+            RenderError::Eval { field, .. }
+            | RenderError::Url { field, .. }
+            | RenderError::HeaderName { field, .. }
+            | RenderError::HeaderValue { field }
+            | RenderError::FileNotBase64 { field } => field.clone(),
+            RenderError::Method(_) => "perform.method".to_owned(),
+            RenderError::MissingRawBody => "perform.raw_body".to_owned(),
+            RenderError::Json(_) => "perform.body".to_owned(),
+            RenderError::ContentType => "perform.raw_content_type".to_owned(),
+        })
+    }
 }
 
 /// Evaluates one program of `programs`. The field is named only on error,

@@ -55,7 +55,7 @@ impl Redactor {
 
     /// Scrubs every text the pipeline recorded in a trace. The inbound
     /// request's part is scrubbed when the event is encoded
-    /// ([`crate::events::trace`]).
+    /// (by the node's event encoder).
     pub fn scrub_trace(&self, trace: &mut EventTrace) {
         if self.values.is_empty() {
             return;

@@ -1,0 +1,456 @@
+//! Integration examples (SPEC §10): code that calls a connector's trigger
+//! URL, per configured authentication method, in cURL (bash + openssl),
+//! JavaScript (Node 18+ `fetch`) and Python (`requests`), with the
+//! connector's signature computed in the code when it has one (with its
+//! timestamp and delivery id where its scheme signs them).
+//!
+//! Credentials minted by the call that asks (create, rotate) are written
+//! inline; otherwise an environment variable stands in, and the example
+//! lists it. Signing secrets are never written: the sender holds them.
+//! Every example is run for real by the test suite.
+
+use hookplane_model::{
+    ApiKeyLocation, ConnectorSpec, IntegrationExample, IssuedCredential, SignatureAlgorithm, SignatureEncoding,
+    SignaturePreset, SignatureSettings, TokenKind,
+};
+
+/// The signing secret's variable.
+const SIGNING_SECRET_ENV: &str = "HOOKPLANE_SIGNING_SECRET";
+
+/// A credential the code sends: a variable or, freshly minted, inline.
+#[derive(Clone)]
+enum Value {
+    Env(String),
+    Literal(String),
+}
+
+/// How the call authenticates.
+enum Auth {
+    Bearer(Value),
+    SecretToken(Value),
+    ApiKeyHeader(String, Value),
+    ApiKeyQuery(String, Value),
+    Basic(String, Value),
+    Headers(Vec<(String, Value)>),
+    /// The signature alone authenticates.
+    None,
+}
+
+/// What the signed message is made of.
+#[derive(Clone, Copy)]
+enum Message {
+    Body,
+    TimestampDotBody,
+    /// Slack: `v0:{ts}:{body}`.
+    SlackV0,
+    /// Standard Webhooks: `{id}.{ts}.{body}`.
+    IdTimestampBody,
+}
+
+/// How to sign a call the way the connector verifies it.
+struct Signing {
+    algorithm: &'static str,
+    encoding: SignatureEncoding,
+    /// Standard Webhooks: the key is the base64 after `whsec_`.
+    base64_key: bool,
+    message: Message,
+    header: String,
+    prefix: String,
+    timestamp_header: Option<String>,
+    /// Stripe: `t={ts},v1={signature}`.
+    stripe: bool,
+    id_header: Option<&'static str>,
+}
+
+impl Signing {
+    fn of(settings: &SignatureSettings) -> Signing {
+        let preset = settings.preset;
+        let message = match preset {
+            SignaturePreset::Slack => Message::SlackV0,
+            SignaturePreset::StandardWebhooks => Message::IdTimestampBody,
+            SignaturePreset::Stripe => Message::TimestampDotBody,
+            _ if settings.timestamp_header.is_some() => Message::TimestampDotBody,
+            _ => Message::Body,
+        };
+        Signing {
+            algorithm: match settings.algorithm {
+                SignatureAlgorithm::Sha256 => "sha256",
+                SignatureAlgorithm::Sha1 => "sha1",
+                SignatureAlgorithm::Sha512 => "sha512",
+                SignatureAlgorithm::Md5 => "md5",
+            },
+            encoding: settings.encoding,
+            base64_key: preset == SignaturePreset::StandardWebhooks,
+            message,
+            header: settings.header.clone(),
+            prefix: settings.prefix.clone(),
+            timestamp_header: settings.timestamp_header.clone(),
+            stripe: preset == SignaturePreset::Stripe,
+            id_header: preset.id_header(),
+        }
+    }
+
+    fn uses_timestamp(&self) -> bool {
+        !matches!(self.message, Message::Body)
+    }
+}
+
+/// Every example for `spec` at `trigger_url`; `issued` are the
+/// credentials minted by this call, written inline.
+pub fn integration_examples(
+    spec: &ConnectorSpec,
+    trigger_url: &str,
+    issued: &[IssuedCredential],
+) -> Vec<IntegrationExample> {
+    let credential = |kind: TokenKind, env: &str| {
+        issued
+            .iter()
+            .find(|c| c.kind == kind)
+            .map_or_else(|| Value::Env(env.to_owned()), |c| Value::Literal(c.token.clone()))
+    };
+    let auth = &spec.auth;
+    let mut methods: Vec<(&str, Auth)> = Vec::new();
+    if auth.bearer_token {
+        methods.push(("bearer_token", Auth::Bearer(credential(TokenKind::Bearer, "HOOKPLANE_TOKEN"))));
+    }
+    if auth.secret_token {
+        let value = credential(TokenKind::SecretToken, "HOOKPLANE_SECRET_TOKEN");
+        methods.push(("secret_token", Auth::SecretToken(value)));
+    }
+    if let Some(api_key) = &auth.api_key {
+        let value = credential(TokenKind::ApiKey, "HOOKPLANE_API_KEY");
+        methods.push(match api_key.location {
+            ApiKeyLocation::Header => ("api_key", Auth::ApiKeyHeader(api_key.name.clone(), value)),
+            ApiKeyLocation::Query => ("api_key", Auth::ApiKeyQuery(api_key.name.clone(), value)),
+        });
+    }
+    if let Some(basic) = &auth.basic {
+        let value = credential(TokenKind::BasicPassword, "HOOKPLANE_BASIC_PASSWORD");
+        methods.push(("basic", Auth::Basic(basic.username.clone(), value)));
+    }
+    if !auth.custom_headers.is_empty() {
+        // Their values are stored as hashes: the sender knows them.
+        let headers = auth
+            .custom_headers
+            .iter()
+            .enumerate()
+            .map(|(i, h)| (h.name.clone(), Value::Env(format!("HOOKPLANE_HEADER_{}", i + 1))))
+            .collect();
+        methods.push(("custom_headers", Auth::Headers(headers)));
+    }
+    let signing = spec.signature.as_deref().map(Signing::of);
+    if methods.is_empty() && signing.is_some() {
+        methods.push(("signature", Auth::None));
+    }
+    let body = spec.sample_payload.as_deref().map_or_else(|| "{}".to_owned(), compact);
+    let mut examples = Vec::new();
+    for (method, auth) in &methods {
+        let call = Call { url: trigger_url, body: &body, auth, signing: signing.as_ref() };
+        for (language, code) in [("curl", call.curl()), ("javascript", call.javascript()), ("python", call.python())] {
+            examples.push(IntegrationExample {
+                auth_method: (*method).to_owned(),
+                language: language.to_owned(),
+                code,
+                environment: call.environment(),
+            });
+        }
+    }
+    examples
+}
+
+/// The sample payload on one line (it is a JSON text when stored).
+fn compact(payload: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(payload).map_or_else(|_| payload.to_owned(), |v| v.to_string())
+}
+
+/// One call to render in each language.
+struct Call<'a> {
+    url: &'a str,
+    body: &'a str,
+    auth: &'a Auth,
+    signing: Option<&'a Signing>,
+}
+
+/// A string literal valid in JavaScript and Python alike.
+fn quoted(text: &str) -> String {
+    serde_json::to_string(text).unwrap_or_default()
+}
+
+/// A bash word in single quotes.
+fn shell_quoted(text: &str) -> String {
+    format!("'{}'", text.replace('\'', r"'\''"))
+}
+
+impl Call<'_> {
+    fn environment(&self) -> Vec<String> {
+        let mut names = Vec::new();
+        let mut add = |value: &Value| {
+            if let Value::Env(name) = value {
+                names.push(name.clone());
+            }
+        };
+        match self.auth {
+            Auth::Bearer(v) | Auth::SecretToken(v) | Auth::ApiKeyHeader(_, v) | Auth::ApiKeyQuery(_, v) => add(v),
+            Auth::Basic(_, v) => add(v),
+            Auth::Headers(headers) => headers.iter().for_each(|(_, v)| add(v)),
+            Auth::None => {}
+        }
+        if self.signing.is_some() {
+            names.push(SIGNING_SECRET_ENV.to_owned());
+        }
+        names
+    }
+
+    /// The URL with an API key in its query, when that is the method.
+    fn query(&self) -> Option<(&str, &Value)> {
+        match self.auth {
+            Auth::ApiKeyQuery(name, value) => Some((name, value)),
+            _ => None,
+        }
+    }
+
+    /// Headers carrying credentials, as (name, value) in each language's terms.
+    fn credential_headers(
+        &self,
+        render: impl Fn(&Value) -> String,
+        concat: impl Fn(&str, String) -> String,
+    ) -> Vec<(String, String)> {
+        match self.auth {
+            Auth::Bearer(v) => vec![("Authorization".into(), concat("Bearer ", render(v)))],
+            Auth::SecretToken(v) => vec![("X-Secret-Token".into(), render(v))],
+            Auth::ApiKeyHeader(name, v) => vec![(name.clone(), render(v))],
+            Auth::Headers(headers) => headers.iter().map(|(name, v)| (name.clone(), render(v))).collect(),
+            Auth::ApiKeyQuery(..) | Auth::Basic(..) | Auth::None => Vec::new(),
+        }
+    }
+
+    fn curl(&self) -> String {
+        let render = |v: &Value| match v {
+            Value::Env(name) => format!("${{{name}}}"),
+            Value::Literal(token) => token.clone(),
+        };
+        let mut lines = vec!["#!/usr/bin/env bash".to_owned(), "set -euo pipefail".to_owned()];
+        let url = match self.query() {
+            Some((name, value)) => format!("{}?{name}={}", self.url, render(value)),
+            None => self.url.to_owned(),
+        };
+        lines.push(format!("URL=\"{url}\""));
+        lines.push(format!("BODY={}", shell_quoted(self.body)));
+        let mut args = vec!["-H 'Content-Type: application/json'".to_owned()];
+        for (name, value) in self.credential_headers(render, |prefix, v| format!("{prefix}{v}")) {
+            args.push(format!("-H \"{name}: {value}\""));
+        }
+        if let Auth::Basic(username, value) = self.auth {
+            args.push(format!("-u \"{username}:{}\"", render(value)));
+        }
+        if let Some(signing) = self.signing {
+            lines.extend(curl_signature(signing, &mut args));
+        }
+        lines.push(format!("curl -sS --fail-with-body -X POST \"$URL\" {} --data-binary \"$BODY\"", args.join(" ")));
+        lines.join("\n") + "\n"
+    }
+
+    fn javascript(&self) -> String {
+        let render = |v: &Value| match v {
+            Value::Env(name) => format!("process.env.{name}"),
+            Value::Literal(token) => quoted(token),
+        };
+        let mut lines = vec!["// Node 18 or later: node example.js".to_owned()];
+        if self.signing.is_some() {
+            lines.push("const crypto = require(\"node:crypto\");".into());
+        }
+        match self.query() {
+            Some((name, value)) => {
+                lines.push(format!("const url = new URL({});", quoted(self.url)));
+                lines.push(format!("url.searchParams.set({}, {});", quoted(name), render(value)));
+            }
+            None => lines.push(format!("const url = {};", quoted(self.url))),
+        }
+        lines.push(format!("const body = {};", quoted(self.body)));
+        lines.push("const headers = { \"Content-Type\": \"application/json\" };".into());
+        for (name, value) in self.credential_headers(render, |prefix, v| format!("{} + {v}", quoted(prefix))) {
+            lines.push(format!("headers[{}] = {value};", quoted(&name)));
+        }
+        if let Auth::Basic(username, value) = self.auth {
+            lines.push(format!(
+                "headers[\"Authorization\"] = \"Basic \" + Buffer.from({} + \":\" + {}).toString(\"base64\");",
+                quoted(username),
+                render(value)
+            ));
+        }
+        if let Some(signing) = self.signing {
+            lines.extend(javascript_signature(signing));
+        }
+        lines.push("fetch(url, { method: \"POST\", headers, body }).then(async (response) => {".into());
+        lines.push("  console.log(response.status, await response.text());".into());
+        lines.push("  if (!response.ok) process.exitCode = 1;".into());
+        lines.push("});".into());
+        lines.join("\n") + "\n"
+    }
+
+    fn python(&self) -> String {
+        let render = |v: &Value| match v {
+            Value::Env(name) => format!("os.environ[{}]", quoted(name)),
+            Value::Literal(token) => quoted(token),
+        };
+        let mut lines = vec!["# pip install requests".to_owned()];
+        lines.push(if self.signing.is_some() {
+            "import base64, hashlib, hmac, os, time, uuid".into()
+        } else {
+            "import os".into()
+        });
+        lines.push("import requests".into());
+        lines.push(String::new());
+        lines.push(format!("url = {}", quoted(self.url)));
+        lines.push(format!("body = {}", quoted(self.body)));
+        lines.push("headers = {\"Content-Type\": \"application/json\"}".into());
+        for (name, value) in self.credential_headers(render, |prefix, v| format!("{} + {v}", quoted(prefix))) {
+            lines.push(format!("headers[{}] = {value}", quoted(&name)));
+        }
+        let mut extra = String::new();
+        if let Some((name, value)) = self.query() {
+            extra.push_str(&format!(", params={{{}: {}}}", quoted(name), render(value)));
+        }
+        if let Auth::Basic(username, value) = self.auth {
+            extra.push_str(&format!(", auth=({}, {})", quoted(username), render(value)));
+        }
+        if let Some(signing) = self.signing {
+            lines.extend(python_signature(signing));
+        }
+        lines.push(format!("response = requests.post(url, data=body.encode(), headers=headers{extra}, timeout=30)"));
+        lines.push("print(response.status_code, response.text)".into());
+        lines.push("response.raise_for_status()".into());
+        lines.join("\n") + "\n"
+    }
+}
+
+/// bash: sets `SIG` (and `TS`, `ID`) and adds the signature headers.
+fn curl_signature(signing: &Signing, args: &mut Vec<String>) -> Vec<String> {
+    let mut lines = Vec::new();
+    if signing.uses_timestamp() {
+        lines.push("TS=$(date +%s)".into());
+    }
+    if signing.id_header.is_some() {
+        lines.push("ID=\"msg_$(date +%s%N)\"".into());
+    }
+    let message = match signing.message {
+        Message::Body => "$BODY",
+        Message::TimestampDotBody => "$TS.$BODY",
+        Message::SlackV0 => "v0:$TS:$BODY",
+        Message::IdTimestampBody => "$ID.$TS.$BODY",
+    };
+    let key = if signing.base64_key {
+        format!(
+            "-mac HMAC -macopt hexkey:\"$(printf '%s' \"${{{SIGNING_SECRET_ENV}#whsec_}}\" | base64 -d | od -An -v -tx1 | tr -d ' \\n')\""
+        )
+    } else {
+        format!("-hmac \"${SIGNING_SECRET_ENV}\"")
+    };
+    let encode = match signing.encoding {
+        SignatureEncoding::Hex => "od -An -v -tx1 | tr -d ' \\n'",
+        SignatureEncoding::Base64 => "base64 | tr -d '\\n'",
+        SignatureEncoding::Base64Url => "base64 | tr -d '\\n=' | tr '+/' '-_'",
+    };
+    lines.push(format!(
+        "SIG=$(printf '%s' \"{message}\" | openssl dgst -{} {key} -binary | {encode})",
+        signing.algorithm
+    ));
+    let value = if signing.stripe { "t=$TS,v1=$SIG".to_owned() } else { format!("{}$SIG", signing.prefix) };
+    args.push(format!("-H \"{}: {value}\"", signing.header));
+    if let Some(header) = &signing.timestamp_header {
+        args.push(format!("-H \"{header}: $TS\""));
+    }
+    if let Some(header) = signing.id_header {
+        args.push(format!("-H \"{header}: $ID\""));
+    }
+    lines
+}
+
+fn javascript_signature(signing: &Signing) -> Vec<String> {
+    let mut lines = Vec::new();
+    if signing.uses_timestamp() {
+        lines.push("const timestamp = Math.floor(Date.now() / 1000).toString();".into());
+    }
+    if signing.id_header.is_some() {
+        lines.push("const id = `msg_${crypto.randomUUID()}`;".into());
+    }
+    lines.push(if signing.base64_key {
+        format!("const key = Buffer.from(process.env.{SIGNING_SECRET_ENV}.replace(/^whsec_/, \"\"), \"base64\");")
+    } else {
+        format!("const key = process.env.{SIGNING_SECRET_ENV};")
+    });
+    let message = match signing.message {
+        Message::Body => "body",
+        Message::TimestampDotBody => "`${timestamp}.${body}`",
+        Message::SlackV0 => "`v0:${timestamp}:${body}`",
+        Message::IdTimestampBody => "`${id}.${timestamp}.${body}`",
+    };
+    let digest = match signing.encoding {
+        SignatureEncoding::Hex => "hex",
+        SignatureEncoding::Base64 => "base64",
+        SignatureEncoding::Base64Url => "base64url",
+    };
+    lines.push(format!(
+        "const signature = crypto.createHmac({}, key).update({message}).digest({});",
+        quoted(signing.algorithm),
+        quoted(digest)
+    ));
+    let value = if signing.stripe {
+        "`t=${timestamp},v1=${signature}`".to_owned()
+    } else {
+        format!("{} + signature", quoted(&signing.prefix))
+    };
+    lines.push(format!("headers[{}] = {value};", quoted(&signing.header)));
+    if let Some(header) = &signing.timestamp_header {
+        lines.push(format!("headers[{}] = timestamp;", quoted(header)));
+    }
+    if let Some(header) = signing.id_header {
+        lines.push(format!("headers[{}] = id;", quoted(header)));
+    }
+    lines
+}
+
+fn python_signature(signing: &Signing) -> Vec<String> {
+    let mut lines = Vec::new();
+    if signing.uses_timestamp() {
+        lines.push("timestamp = str(int(time.time()))".into());
+    }
+    if signing.id_header.is_some() {
+        lines.push("delivery_id = f\"msg_{uuid.uuid4().hex}\"".into());
+    }
+    lines.push(format!("secret = os.environ[{}]", quoted(SIGNING_SECRET_ENV)));
+    if signing.base64_key {
+        lines.push("secret = secret.removeprefix(\"whsec_\")".into());
+        lines.push("key = base64.b64decode(secret + \"=\" * (-len(secret) % 4))".into());
+    } else {
+        lines.push("key = secret.encode()".into());
+    }
+    let message = match signing.message {
+        Message::Body => "body",
+        Message::TimestampDotBody => "f\"{timestamp}.{body}\"",
+        Message::SlackV0 => "f\"v0:{timestamp}:{body}\"",
+        Message::IdTimestampBody => "f\"{delivery_id}.{timestamp}.{body}\"",
+    };
+    lines.push(format!("digest = hmac.new(key, {message}.encode(), hashlib.{}).digest()", signing.algorithm));
+    lines.push(
+        match signing.encoding {
+            SignatureEncoding::Hex => "signature = digest.hex()",
+            SignatureEncoding::Base64 => "signature = base64.b64encode(digest).decode()",
+            SignatureEncoding::Base64Url => "signature = base64.urlsafe_b64encode(digest).decode().rstrip(\"=\")",
+        }
+        .into(),
+    );
+    let value = if signing.stripe {
+        "f\"t={timestamp},v1={signature}\"".to_owned()
+    } else {
+        format!("{} + signature", quoted(&signing.prefix))
+    };
+    lines.push(format!("headers[{}] = {value}", quoted(&signing.header)));
+    if let Some(header) = &signing.timestamp_header {
+        lines.push(format!("headers[{}] = timestamp", quoted(header)));
+    }
+    if let Some(header) = signing.id_header {
+        lines.push(format!("headers[{}] = delivery_id", quoted(header)));
+    }
+    lines
+}

@@ -1,0 +1,132 @@
+//! How a replayed request differs from the one a stored event sent, field
+//! by field: what a team reads before it changes a live mapping.
+
+use std::collections::BTreeMap;
+
+use hookplane_model::{RenderedRequest, RequestChange};
+use serde_json::Value;
+
+/// Headers whose values differ by nature between two runs, not by spec.
+const VOLATILE_HEADERS: [&str; 1] = ["content-length"];
+
+/// Every difference from `before` to `after`: method, URL, headers by
+/// name (lower case; repeated headers joined), and the body, by JSON path
+/// when both bodies are JSON, whole otherwise.
+pub fn diff_requests(before: &RenderedRequest, after: &RenderedRequest) -> Vec<RequestChange> {
+    let mut changes = Vec::new();
+    let mut field = |name: String, old: Option<&str>, new: Option<&str>| {
+        if old != new {
+            changes.push(RequestChange { field: name, before: old.map(str::to_owned), after: new.map(str::to_owned) });
+        }
+    };
+    field("method".into(), Some(&before.method), Some(&after.method));
+    field("url".into(), Some(&before.url), Some(&after.url));
+    let (old_headers, new_headers) = (headers(before), headers(after));
+    let names: std::collections::BTreeSet<&String> = old_headers.keys().chain(new_headers.keys()).collect();
+    for name in names {
+        if !VOLATILE_HEADERS.contains(&name.as_str()) {
+            field(
+                format!("headers.{name}"),
+                old_headers.get(name).map(String::as_str),
+                new_headers.get(name).map(String::as_str),
+            );
+        }
+    }
+    match (serde_json::from_str::<Value>(&before.body), serde_json::from_str::<Value>(&after.body)) {
+        (Ok(old), Ok(new)) => diff_json("body", Some(&old), Some(&new), &mut changes),
+        _ => field("body".into(), Some(&before.body), Some(&after.body)),
+    }
+    changes
+}
+
+fn headers(request: &RenderedRequest) -> BTreeMap<String, String> {
+    let mut map: BTreeMap<String, String> = BTreeMap::new();
+    for (name, value) in &request.headers {
+        map.entry(name.to_ascii_lowercase())
+            .and_modify(|joined| {
+                joined.push_str(", ");
+                joined.push_str(value);
+            })
+            .or_insert_with(|| value.clone());
+    }
+    map
+}
+
+/// Differences between two JSON values under `path`, descending into
+/// objects and arrays so a change is reported where it is.
+fn diff_json(path: &str, old: Option<&Value>, new: Option<&Value>, changes: &mut Vec<RequestChange>) {
+    match (old, new) {
+        (Some(Value::Object(a)), Some(Value::Object(b))) => {
+            let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+            for key in keys {
+                diff_json(&format!("{path}.{key}"), a.get(key), b.get(key), changes);
+            }
+        }
+        (Some(Value::Array(a)), Some(Value::Array(b))) => {
+            for i in 0..a.len().max(b.len()) {
+                diff_json(&format!("{path}[{i}]"), a.get(i), b.get(i), changes);
+            }
+        }
+        (a, b) if a != b => changes.push(RequestChange {
+            field: path.to_owned(),
+            before: a.map(Value::to_string),
+            after: b.map(Value::to_string),
+        }),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(url: &str, headers: &[(&str, &str)], body: &str) -> RenderedRequest {
+        RenderedRequest {
+            method: "POST".into(),
+            url: url.into(),
+            headers: headers.iter().map(|(n, v)| ((*n).to_owned(), (*v).to_owned())).collect(),
+            body: body.into(),
+        }
+    }
+
+    #[test]
+    fn identical_requests_have_no_changes() {
+        let a = request("https://x/", &[("content-type", "application/json")], r#"{"a":1}"#);
+        assert!(diff_requests(&a, &a.clone()).is_empty());
+    }
+
+    #[test]
+    fn json_bodies_differ_by_path_and_headers_by_name() {
+        let before = request(
+            "https://erp/orders",
+            &[("Content-Type", "application/json"), ("x-old", "1"), ("content-length", "20")],
+            r#"{"id":7,"customer":{"name":"Ann","tier":"gold"},"items":[{"sku":"a"}]}"#,
+        );
+        let after = request(
+            "https://erp/v2/orders",
+            &[("content-type", "application/json"), ("x-new", "2"), ("content-length", "31")],
+            r#"{"id":7,"customer":{"name":"ANN"},"items":[{"sku":"a"},{"sku":"b"}]}"#,
+        );
+        let changes = diff_requests(&before, &after);
+        let shown: Vec<(&str, Option<&str>, Option<&str>)> =
+            changes.iter().map(|c| (c.field.as_str(), c.before.as_deref(), c.after.as_deref())).collect();
+        assert_eq!(
+            shown,
+            [
+                ("url", Some("https://erp/orders"), Some("https://erp/v2/orders")),
+                ("headers.x-new", None, Some("2")),
+                ("headers.x-old", Some("1"), None),
+                ("body.customer.name", Some("\"Ann\""), Some("\"ANN\"")),
+                ("body.customer.tier", Some("\"gold\""), None),
+                ("body.items[1]", None, Some(r#"{"sku":"b"}"#)),
+            ]
+        );
+    }
+
+    #[test]
+    fn other_bodies_differ_whole() {
+        let changes = diff_requests(&request("u", &[], "a=1&b=2"), &request("u", &[], "a=1&b=3"));
+        assert_eq!(changes.len(), 1);
+        assert_eq!(changes[0].field, "body");
+    }
+}
