@@ -397,6 +397,24 @@ fn default_log() -> String {
     "info".to_owned()
 }
 
+/// `HOOKPLANE_*` variables that belong to clients, not to the server: the
+/// credentials integration examples read (`HOOKPLANE_HEADER_1`, … too),
+/// the CLI's and the SDK suites'. Unknown variables are refused, to catch
+/// typos; these are left alone, so a shell that exported them for a
+/// client can still start `hookplane dev`.
+const CLIENT_VARIABLES: [&str; 10] = [
+    "token",
+    "secret_token",
+    "api_key",
+    "basic_password",
+    "signing_secret",
+    "url",
+    "grpc",
+    "http",
+    "admin_key_file",
+    "bin",
+];
+
 /// Loads the settings from `file` (if given), the environment and `flags`.
 pub fn load(file: Option<&Path>, flags: &FlagOverrides) -> anyhow::Result<Settings> {
     let mut figment = Figment::new();
@@ -405,7 +423,11 @@ pub fn load(file: Option<&Path>, flags: &FlagOverrides) -> anyhow::Result<Settin
         figment = figment.merge(Toml::file_exact(file));
     }
     figment
-        .merge(Env::prefixed("HOOKPLANE_"))
+        .merge(
+            Env::prefixed("HOOKPLANE_")
+                .ignore(&CLIENT_VARIABLES)
+                .filter(|key| !key.as_str().to_ascii_lowercase().starts_with("header_")),
+        )
         .merge(Serialized::globals(flags))
         .extract()
         .map_err(|err| anyhow::anyhow!(describe(err)))
@@ -446,6 +468,12 @@ mod tests {
             jail.set_env("HOOKPLANE_DATABSE_URL", "x");
             let err = load(Some(Path::new("empty.toml")), &FlagOverrides::default()).unwrap_err();
             assert!(format!("{err:#}").contains("databse_url"), "{err:#}");
+            // A client's variables are not the server's typos.
+            jail.clear_env();
+            for name in ["HOOKPLANE_TOKEN", "HOOKPLANE_API_KEY", "HOOKPLANE_SIGNING_SECRET", "HOOKPLANE_HEADER_2"] {
+                jail.set_env(name, "client-side");
+            }
+            load(Some(Path::new("empty.toml")), &FlagOverrides::default()).map_err(|e| e.to_string())?;
             Ok(())
         });
     }
