@@ -87,6 +87,18 @@ async fn a_dry_run_shows_each_step_and_the_rendered_request_without_sending_it()
     let (_, other) = plane.new_organization("other").await;
     let theirs = other.connectors().test_connector(test_request(&id, "{}")).await.unwrap_err();
     assert_eq!(theirs.code(), Code::NotFound, "another organization's connector is not there");
+    // Viewers dry-run stored connectors; a draft (expressions of their
+    // own over the organization's secrets) needs write access.
+    let viewer = plane.key_for(&plane.organization_id, api::ApiKeyRole::Viewer).await;
+    let mut viewing = viewer.connectors();
+    assert!(viewing.test_connector(test_request(&id, "")).await.is_ok());
+    let draft = api::TestConnectorRequest {
+        draft: Some(mapped_connector("https://x.example.com")),
+        payload: ORDER.into(),
+        ..Default::default()
+    };
+    let refused = viewing.test_connector(draft).await.unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
     plane.finish().await;
 }
 

@@ -230,8 +230,14 @@ impl ConnectorApi {
     /// A dry run of a stored connector or a draft (SPEC §10).
     async fn test(&self, request: Request<api::TestConnectorRequest>) -> ApiResult<api::TestRun> {
         let caller = self.core.caller(&request).await?;
-        let org = caller.organization()?;
         let req = request.get_ref();
+        // A draft's expressions, and a lookup sent from the control plane,
+        // are what writing a connector allows: viewers dry-run stored ones.
+        let org = if req.draft.is_some() || req.send_lookup {
+            caller.writable_organization()?
+        } else {
+            caller.organization()?
+        };
         let spec = match &req.draft {
             Some(draft) => convert::draft_connector_from_api(draft, "draft")?,
             None => self.core.store.get_connector(org, required_id(&req.id, "id")?).await?.spec,
