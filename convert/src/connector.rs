@@ -82,11 +82,42 @@ fn connector_spec(c: &api::Connector, prefix: &str, check_expressions: bool) -> 
         mappings,
         perform,
         sample_payload,
+        labels: labels(&c.labels, &f("labels"), &mut v),
     };
     if check_expressions {
         super::expressions::check_connector_expressions(&spec, prefix, &mut v);
     }
     v.finish(spec)
+}
+
+/// Labels a connector may carry.
+const MAX_LABELS: usize = 32;
+
+/// Label keys: 1 to 63 lower-case letters, digits, `.`, `_`, `/` and `-`,
+/// starting and ending with a letter or digit (`team`, `hookplane/name`);
+/// values up to 256 characters of text without control characters.
+fn labels(
+    labels: &std::collections::BTreeMap<String, String>,
+    field: &str,
+    v: &mut Violations,
+) -> std::collections::BTreeMap<String, String> {
+    if labels.len() > MAX_LABELS {
+        v.add(field, format!("at most {MAX_LABELS} labels"));
+    }
+    for (key, value) in labels {
+        let edge = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+        let inner = key.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._/-".contains(c));
+        if key.is_empty() || key.len() > 63 || !inner || !edge(key.chars().next()) || !edge(key.chars().last()) {
+            v.add(
+                format!("{field}[{key}]"),
+                "keys are 1 to 63 of a-z, 0-9, `.`, `_`, `/`, `-`, starting and ending with a letter or digit",
+            );
+        }
+        if value.chars().count() > 256 || value.chars().any(char::is_control) {
+            v.add(format!("{field}[{key}]"), "values are at most 256 characters, without control characters");
+        }
+    }
+    labels.clone()
 }
 
 fn non_empty(text: &str) -> Option<String> {
@@ -439,6 +470,7 @@ pub(super) fn spec_to_api(s: &ConnectorSpec) -> api::Connector {
             .collect(),
         perform: Some(perform_to_api(&s.perform)),
         sample_payload: s.sample_payload.clone().unwrap_or_default(),
+        labels: s.labels.clone(),
         ..Default::default()
     }
 }
@@ -497,5 +529,37 @@ fn perform_to_api(p: &model::Perform) -> api::Perform {
             max_attempts: p.retry.max_attempts,
             initial_backoff: Some(duration_to_api(p.retry.initial_backoff_ms)),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use hookplane::api::v1 as api;
+
+    use super::*;
+
+    fn connector() -> api::Connector {
+        api::Connector {
+            display_name: "x".into(),
+            auth: Some(api::InboundAuth { bearer_token: true, ..Default::default() }),
+            perform: Some(api::Perform { url: "https://example.com/".into(), ..Default::default() }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn labels_are_kept_and_bad_ones_named() {
+        let mut c = connector();
+        c.labels = [("team".into(), "payments".into()), ("hookplane/name".into(), "orders".into())].into();
+        let spec = connector_from_api(&c, "connector").unwrap();
+        assert_eq!(spec.labels["hookplane/name"], "orders");
+        assert_eq!(spec_to_api(&spec).labels, c.labels);
+
+        c.labels = [("Bad Key".into(), "v".into()), ("-edge".into(), "v".into()), ("ok".into(), "x\n".into())].into();
+        let err = connector_from_api(&c, "connector").unwrap_err();
+        let fields: Vec<&str> = err.violations.iter().map(|v| v.field.as_str()).collect();
+        assert_eq!(fields, ["connector.labels[-edge]", "connector.labels[Bad Key]", "connector.labels[ok]"]);
+        c.labels = (0..33).map(|i| (format!("k{i}"), String::new())).collect();
+        assert_eq!(connector_from_api(&c, "connector").unwrap_err().violations[0].description, "at most 32 labels");
     }
 }

@@ -24,6 +24,7 @@ pub const CONNECTOR_MASK_PATHS: &[&str] = &[
     "mappings",
     "perform",
     "sample_payload",
+    "labels",
 ];
 
 /// Paths an update mask may hold.
@@ -67,6 +68,7 @@ pub fn merge_connector_update(
             "mappings" => merged.mappings = patch.mappings.clone(),
             "perform" => merged.perform = patch.perform.clone(),
             "sample_payload" => merged.sample_payload = patch.sample_payload.clone(),
+            "labels" => merged.labels = patch.labels.clone(),
             nested
                 if nested.contains('.') && CONNECTOR_MASK_PATHS.contains(&nested.split('.').next().unwrap_or("")) =>
             {

@@ -59,6 +59,7 @@ impl DeployedConnector {
         // every connector in memory, so each byte here counts per node.
         connector.spec.description = String::new();
         connector.spec.sample_payload = None;
+        connector.spec.labels.clear();
         let CompiledSpec { programs, spec } =
             compile_connector(&connector.spec).and_then(CompiledSpec::open).map_err(PrepareError::Invalid)?;
         if let Some(signature) = &spec.signature {

@@ -244,6 +244,7 @@ mod tests {
                 retry: RetryPolicy::default(),
             },
             sample_payload: None,
+            labels: Default::default(),
         }
     }
 

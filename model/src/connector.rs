@@ -8,6 +8,8 @@
 //! [`ConnectorSpec::map`](crate::ConnectorSpec) in `walk.rs` is the one
 //! place that knows where those parts are.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::repr::{Repr, Source};
@@ -53,6 +55,11 @@ pub struct ConnectorSpec<R: Repr = Source> {
     pub mappings: Vec<FieldMapping<R>>,
     pub perform: Perform<R>,
     pub sample_payload: Option<String>,
+    /// The owner's key-value pairs (`team: payments`), for finding
+    /// connectors; tools such as `hookplane connectors apply` keep theirs
+    /// here. Nodes do not keep them. Absent from specs stored before them.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
 }
 
 /// Inbound authentication methods (SPEC §4 item 5).

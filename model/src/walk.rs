@@ -193,6 +193,7 @@ impl<A: Repr> ConnectorSpec<A> {
             mappings,
             perform: self.perform.map(visitor),
             sample_payload: self.sample_payload.clone(),
+            labels: self.labels.clone(),
         }
     }
 }
@@ -379,6 +380,7 @@ mod tests {
                 retry: RetryPolicy::default(),
             },
             sample_payload: None,
+            labels: Default::default(),
         }
     }
 
