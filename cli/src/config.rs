@@ -402,7 +402,7 @@ fn default_log() -> String {
 /// the CLI's and the SDK suites'. Unknown variables are refused, to catch
 /// typos; these are left alone, so a shell that exported them for a
 /// client can still start `hookplane dev`.
-const CLIENT_VARIABLES: [&str; 10] = [
+const CLIENT_VARIABLES: [&str; 11] = [
     "token",
     "secret_token",
     "api_key",
@@ -413,6 +413,7 @@ const CLIENT_VARIABLES: [&str; 10] = [
     "http",
     "admin_key_file",
     "bin",
+    "server",
 ];
 
 /// Loads the settings from `file` (if given), the environment and `flags`.

@@ -1,6 +1,7 @@
 //! The `hookplane` binary.
 #![forbid(unsafe_code)]
 
+mod admin;
 mod config;
 mod control_plane;
 mod data_plane;
@@ -9,6 +10,7 @@ mod expr_cmd;
 mod files;
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -42,6 +44,27 @@ enum Command {
     /// Try expressions locally (SPEC §6).
     #[command(subcommand)]
     Expr(ExprCommand),
+    /// Connectors: list, create, update, apply a file, examples, dry runs.
+    Connectors(admin::Admin<admin::ConnectorsCommand>),
+    /// Events: list, show, follow live, replay as a dry run.
+    Events(admin::Admin<admin::EventsCommand>),
+    /// The organization's secrets (`$secret.NAME`).
+    Secrets(admin::Admin<admin::SecretsCommand>),
+    /// Organizations (operator key).
+    Orgs(admin::Admin<admin::OrgsCommand>),
+    /// API keys.
+    Keys(admin::Admin<admin::KeysCommand>),
+    /// Plans and their limits.
+    Plans(admin::Admin<admin::PlansCommand>),
+    /// Data-plane nodes and their config rollout.
+    Nodes(admin::Admin<admin::NodesCommand>),
+    /// Platform-webhook subscriptions and their deliveries.
+    Subscriptions(admin::Admin<admin::SubscriptionsCommand>),
+    /// Prints a shell completion script: `hookplane completions bash`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Subcommand)]
@@ -107,8 +130,35 @@ struct ControlPlaneArgs {
     grpc_listen: Option<std::net::SocketAddr>,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
+    // The admin commands are clients: no server config, their own exit codes.
+    let admin = match cli.command {
+        Command::Connectors(a) => Some(admin::AdminCommand::Connectors(a)),
+        Command::Events(a) => Some(admin::AdminCommand::Events(a)),
+        Command::Secrets(a) => Some(admin::AdminCommand::Secrets(a)),
+        Command::Orgs(a) => Some(admin::AdminCommand::Orgs(a)),
+        Command::Keys(a) => Some(admin::AdminCommand::Keys(a)),
+        Command::Plans(a) => Some(admin::AdminCommand::Plans(a)),
+        Command::Nodes(a) => Some(admin::AdminCommand::Nodes(a)),
+        Command::Subscriptions(a) => Some(admin::AdminCommand::Subscriptions(a)),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut <Cli as clap::CommandFactory>::command(),
+                "hookplane",
+                &mut std::io::stdout(),
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        other => {
+            return serve(Cli { config: cli.config, command: other });
+        }
+    };
+    Ok(admin.map_or(ExitCode::SUCCESS, admin::run))
+}
+
+fn serve(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Command::Expr(command) = &cli.command {
         // Local and offline: no config, no runtime.
         let ok = match command {
@@ -140,7 +190,7 @@ fn main() -> anyhow::Result<()> {
             node_id: a.node_id.clone(),
             ..Default::default()
         },
-        Command::Expr(_) => unreachable!("handled above"),
+        _ => unreachable!("handled above"),
     };
     let settings = config::load(cli.config.as_deref(), &flags)?;
     tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::try_new(&settings.log)?).init();
@@ -150,9 +200,10 @@ fn main() -> anyhow::Result<()> {
             Command::Dev(_) => dev::run(settings).await,
             Command::ControlPlane(_) => control_plane::run(settings).await,
             Command::DataPlane(_) => data_plane::run(settings).await,
-            Command::Expr(_) => unreachable!("handled above"),
+            _ => unreachable!("handled above"),
         }
-    })
+    })?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Completes on Ctrl-C or SIGTERM, starting a graceful shutdown.

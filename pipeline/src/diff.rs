@@ -54,7 +54,7 @@ fn headers(request: &RenderedRequest) -> BTreeMap<String, String> {
 
 /// Differences between two JSON values under `path`, descending into
 /// objects and arrays so a change is reported where it is.
-fn diff_json(path: &str, old: Option<&Value>, new: Option<&Value>, changes: &mut Vec<RequestChange>) {
+pub fn diff_json(path: &str, old: Option<&Value>, new: Option<&Value>, changes: &mut Vec<RequestChange>) {
     match (old, new) {
         (Some(Value::Object(a)), Some(Value::Object(b))) => {
             let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
