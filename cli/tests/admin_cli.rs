@@ -252,10 +252,8 @@ fn apply_creates_then_changes_nothing_then_shows_its_diff() {
     assert_eq!(orders["labels"]["hookplane/name"], "orders");
     assert_eq!(listed.as_array().unwrap().len(), 2, "updated in place, not created again");
 
-    let shorter = cli.write(
-        "one.yaml",
-        document("https://erp.example.com/v2/orders").split("  refunds:").next().unwrap(),
-    );
+    let shorter =
+        cli.write("one.yaml", document("https://erp.example.com/v2/orders").split("  refunds:").next().unwrap());
     let stray = cli.ok(&["connectors", "apply", "-f", &shorter]);
     assert!(stray.contains("! refunds (con_") && stray.contains("left as it is"), "{stray}");
     let not_a_map = cli.write("list.yaml", "- displayName: x\n");
