@@ -146,6 +146,10 @@ fn connectors_are_managed_tested_and_triggered_from_the_cli() {
     assert!(cli.ok(&["events", "list", "--connector", &id]).contains("completed"));
     assert_eq!(cli.json(&["events", "get", &event_id])["id"], event_id.as_str());
 
+    // A live run executes on dev's node, its event marked as a test.
+    let live = cli.ok(&["connectors", "test", &id, "--live"]);
+    assert!(live.starts_with("ran live on dev-node: completed") && live.contains("target answered: 200"), "{live}");
+
     // Replays: the current spec renders what was sent; a draft shows its change.
     assert!(cli.ok(&["events", "replay", &event_id]).contains("no changes"));
     let draft = cli.write("draft.yaml", &connector_yaml(&target).replace("/orders", "/v2/orders"));

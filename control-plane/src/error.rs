@@ -41,6 +41,12 @@ pub enum ApiError {
     /// The call could not be served now; trying again later may succeed.
     #[error("{0}")]
     Unavailable(&'static str),
+    /// A live test run found no node, or its node did not answer.
+    #[error(transparent)]
+    LiveRun(#[from] crate::sync::LiveRunError),
+    /// The node refused a live test run; its reason.
+    #[error("the node refused the run: {0}")]
+    LiveRunRefused(String),
 }
 
 impl ApiError {
@@ -72,6 +78,9 @@ impl From<ApiError> for Status {
             },
             ApiError::StreamLagged(_) => Status::resource_exhausted(err.to_string()),
             ApiError::Unavailable(msg) => Status::unavailable(msg),
+            ApiError::LiveRun(crate::sync::LiveRunError::TimedOut) => Status::deadline_exceeded(err.to_string()),
+            ApiError::LiveRun(_) => Status::unavailable(err.to_string()),
+            ApiError::LiveRunRefused(_) => Status::failed_precondition(err.to_string()),
             ApiError::Crypto(crypto) => {
                 tracing::error!(error = %crypto, "sealed data did not open; is the configured secret key right?");
                 Status::internal("stored secret material could not be opened; see the control plane's log")

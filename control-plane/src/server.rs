@@ -28,7 +28,7 @@ use crate::services::{
     ApiKeyApi, ConnectorApi, Core, EventApi, NodeApi, OrganizationApi, PlanApi, SecretApi, SharedCore, SubscriptionApi,
 };
 use crate::store::{Store, StoreError};
-use crate::sync::{NodeSyncApi, NodeSyncServer};
+use crate::sync::{LiveRuns, NodeSyncApi, NodeSyncServer};
 use crate::webhooks::WebhookSettings;
 
 /// Everything the control plane needs to start.
@@ -129,6 +129,7 @@ impl ControlPlane {
             webhooks: Arc::new(config.webhooks.clone()),
             wake_webhooks: Arc::default(),
             trigger_base_url: config.trigger_base_url.trim_end_matches('/').to_owned(),
+            live_runs: LiveRuns::default(),
             store,
         };
         Ok(ControlPlane {
@@ -222,7 +223,8 @@ impl ControlPlane {
             self.sync_streams.clone(),
             core.events.clone(),
             closing_watch,
-        );
+        )
+        .with_live_runs(core.live_runs.clone());
         let mut server = tonic::transport::Server::builder();
         if let Some(tls) = &self.tls {
             let mut config = ServerTlsConfig::new().identity(Identity::from_pem(&tls.cert_pem, tls.key_pem.as_bytes()));

@@ -44,7 +44,11 @@ pub fn event_filter_from_api(f: Option<&api::EventFilter>, prefix: &str) -> Resu
 
 /// Converts an event to the API.
 pub fn event_to_api(e: &Event) -> api::Event {
-    api::Event { trace: Some(trace_to_api(&e.trace)), ..event_header_to_api(e) }
+    api::Event {
+        test: e.trace.request.auth_method == hookplane_model::TEST_RUN_AUTH_METHOD,
+        trace: Some(trace_to_api(&e.trace)),
+        ..event_header_to_api(e)
+    }
 }
 
 /// Everything of an event but its trace.
@@ -52,13 +56,14 @@ fn event_header_to_api<Trace>(e: &Event<Trace>) -> api::Event {
     api::Event {
         id: e.id,
         connector_id: e.connector_id.clone(),
-        status: status_to_api(e.status) as i32,
+        status: event_status_to_api(e.status) as i32,
         response_code: e.response_code,
         error: e.error.clone(),
         node_id: e.node_id.clone(),
         create_time: Some(timestamp_to_api(e.create_time)),
         duration: Some(duration_to_api(e.duration_ms)),
         trace: None,
+        test: false,
     }
 }
 
@@ -192,7 +197,8 @@ fn exchange_from_api(x: api::HttpExchangeTrace) -> HttpExchangeTrace {
     }
 }
 
-fn status_to_api(status: EventStatus) -> api::EventStatus {
+/// An event's status as the API names it.
+pub fn event_status_to_api(status: EventStatus) -> api::EventStatus {
     match status {
         EventStatus::Completed => api::EventStatus::Completed,
         EventStatus::Skipped => api::EventStatus::Skipped,

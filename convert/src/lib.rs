@@ -26,8 +26,8 @@ pub use connector::{connector_from_api, connector_to_api};
 pub use connector_update::{CONNECTOR_MASK_PATHS, merge_connector_update};
 pub use encoded::EncodedTrace;
 pub use event::{
-    decode_trace, encode_trace, event_filter_from_api, event_to_api, node_event_from_api, node_event_to_api,
-    node_to_api, rollout_to_api,
+    decode_trace, encode_trace, event_filter_from_api, event_status_to_api, event_to_api, node_event_from_api,
+    node_event_to_api, node_to_api, rollout_to_api,
 };
 pub use inbound_trace::{InboundTrace, encode_trace_with_inbound};
 pub use node_sync::{
@@ -44,8 +44,8 @@ pub use subscription::{
     merge_subscription_update, subscription_overlap_from_api, subscription_spec_from_api, subscription_to_api,
 };
 pub use test_run::{
-    draft_connector_from_api, integration_example_to_api, rendered_request_to_api, request_change_to_api,
-    test_run_to_api,
+    draft_connector_from_api, integration_example_to_api, live_run_outcome, rendered_request_to_api,
+    request_change_to_api, test_run_to_api,
 };
 pub use validate::{check_request_id, duration_from_api, duration_to_api, timestamp_from_api, timestamp_to_api};
 pub use wire::WireError;

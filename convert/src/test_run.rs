@@ -47,7 +47,28 @@ pub fn test_run_to_api(run: &TestRun) -> api::TestRun {
             field: failure.field.clone().unwrap_or_default(),
             message: failure.message.clone(),
         }),
+        live: None,
     }
+}
+
+/// A node's answer to a live run, as `TestConnector` and `ReplayEvent`
+/// show it; `Err` with the node's reason when it refused the run.
+pub fn live_run_outcome(node_id: String, result: api::LiveRunResult) -> Result<api::LiveRunOutcome, String> {
+    if !result.refusal.is_empty() {
+        return Err(result.refusal);
+    }
+    let status = match api::EventStatus::try_from(result.status) {
+        Ok(api::EventStatus::Completed) => api::LiveRunStatus::Completed,
+        Ok(api::EventStatus::Skipped) => api::LiveRunStatus::Skipped,
+        _ => api::LiveRunStatus::Failed,
+    };
+    Ok(api::LiveRunOutcome {
+        event_id: result.event_id,
+        node_id,
+        status: status as i32,
+        response_code: result.response_code,
+        error: result.error,
+    })
 }
 
 pub fn rendered_request_to_api(request: &RenderedRequest) -> api::RenderedRequest {

@@ -270,7 +270,7 @@ impl DataPlane {
         let (stop_kept_calls, stop_watch) = watch::channel(false);
         let kept_calls =
             tokio::spawn(trigger::accepted::run_kept_calls(ingress.clone(), left_calls, kept_calls, stop_watch));
-        background.spawn(sync::follow(config.clone(), state.clone(), cache, background_watch.clone()));
+        background.spawn(sync::follow(config.clone(), state.clone(), ingress.clone(), cache, background_watch.clone()));
         let metrics_address = match metrics_listener {
             None => None,
             Some(metrics) => {

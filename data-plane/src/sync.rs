@@ -19,6 +19,7 @@ use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 use crate::NodeConfig;
 use crate::snapshot::Snapshot;
 use crate::state::NodeState;
+use crate::trigger::Ingress;
 
 const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
@@ -54,6 +55,7 @@ impl SyncError {
 pub async fn follow(
     config: Arc<NodeConfig>,
     state: Arc<NodeState>,
+    ingress: Arc<Ingress>,
     cache: Option<watch::Sender<Option<Arc<Snapshot>>>>,
     shutdown: watch::Receiver<bool>,
 ) {
@@ -63,7 +65,7 @@ pub async fn follow(
         if let Some(message) = &crash {
             crash_state.record_sync_crash(message.clone());
         }
-        follow_sessions(config.clone(), state.clone(), cache.clone(), shutdown.clone(), crash)
+        follow_sessions(config.clone(), state.clone(), ingress.clone(), cache.clone(), shutdown.clone(), crash)
     })
     .await;
 }
@@ -95,6 +97,7 @@ where
 async fn follow_sessions(
     config: Arc<NodeConfig>,
     state: Arc<NodeState>,
+    ingress: Arc<Ingress>,
     cache: Option<Arc<watch::Sender<Option<Arc<Snapshot>>>>>,
     mut shutdown: watch::Receiver<bool>,
     crash: Option<String>,
@@ -106,7 +109,7 @@ async fn follow_sessions(
     loop {
         let cache = cache.as_deref();
         let outcome = tokio::select! {
-            outcome = session(&config, &state, cache, force_full, failure.as_deref()) => outcome,
+            outcome = session(&config, &state, &ingress, cache, force_full, failure.as_deref()) => outcome,
             _ = shutdown.wait_for(|closing| *closing) => return,
         };
         let (progressed, err) = outcome;
@@ -136,12 +139,13 @@ async fn follow_sessions(
 async fn session(
     config: &NodeConfig,
     state: &NodeState,
+    ingress: &Arc<Ingress>,
     cache: Option<&watch::Sender<Option<Arc<Snapshot>>>>,
     force_full: bool,
     failure: Option<&str>,
 ) -> (bool, SyncError) {
     let mut progressed = false;
-    let err = match run_session(config, state, cache, force_full, failure, &mut progressed).await {
+    let err = match run_session(config, state, ingress, cache, force_full, failure, &mut progressed).await {
         Ok(()) => SyncError::Closed,
         Err(err) => err,
     };
@@ -151,6 +155,7 @@ async fn session(
 async fn run_session(
     config: &NodeConfig,
     state: &NodeState,
+    ingress: &Arc<Ingress>,
     cache: Option<&watch::Sender<Option<Arc<Snapshot>>>>,
     force_full: bool,
     failure: Option<&str>,
@@ -191,6 +196,11 @@ async fn run_session(
                 () = state.circuits.added() => continue,
             };
             let Some(message) = message else { break };
+            if let Some(run) = message.live_run {
+                // Runs beside the stream (a perform may take seconds); its
+                // answer joins the stream's other messages.
+                tokio::spawn(live_run(ingress.clone(), run, outbound.clone()));
+            }
             if let Some(registration) = message.registration {
                 let ordinal = i64::from(registration.ordinal);
                 state.event_ids().set_ordinal(ordinal);
@@ -229,6 +239,25 @@ async fn run_session(
         Ok(())
     }
     .await
+}
+
+/// Executes a live test run and tells the control plane how it went.
+async fn live_run(ingress: Arc<Ingress>, run: api::LiveRun, outbound: mpsc::Sender<api::SyncRequest>) {
+    let result = match ingress.live_run(&run.connector_id, &run.payload, run.config_version).await {
+        Ok(ran) => api::LiveRunResult {
+            run_id: run.run_id,
+            event_id: ran.event_id,
+            status: convert::event_status_to_api(ran.outcome.event_status()) as i32,
+            response_code: ran.response_code,
+            error: ran.error.unwrap_or_default(),
+            refusal: String::new(),
+        },
+        Err(refused) => {
+            tracing::warn!(connector = %run.connector_id, reason = %refused, "refused a live test run");
+            api::LiveRunResult { run_id: run.run_id, refusal: refused.to_string(), ..Default::default() }
+        }
+    };
+    let _ = outbound.send(api::SyncRequest { message: Some(Message::LiveRunResult(result)) }).await;
 }
 
 /// Marks the node connected while alive, however the session ends.

@@ -2,6 +2,10 @@
 //! and the requests it would send, secrets redacted; and, for a replay,
 //! how the request differs from the one a stored event sent.
 
+/// The `auth_method` a live test run's event records: no sender called,
+/// the control plane asked (and the event shows as `test`).
+pub const TEST_RUN_AUTH_METHOD: &str = "test_run";
+
 /// A request as rendered, as people read it: sensitive header values and
 /// every secret value the run read are `[redacted]`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -195,3 +195,52 @@ async fn a_replay_compares_the_current_spec_and_a_draft_with_what_the_event_sent
     node.shutdown().await;
     plane.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_run_executes_on_a_node_and_its_event_is_marked_test() {
+    let plane = TestPlane::start(Backend::Sqlite).await;
+    let target = Target::counting(Behaviour::Ok).await;
+    let mut connector = mapped_connector(&target.url(""));
+    connector.sample_payload = ORDER.into();
+    let (id, _) = create(&plane, connector).await;
+    let mut connectors = plane.admin.connectors();
+    let live = |id: &str| api::TestConnectorRequest { id: id.into(), live: true, ..Default::default() };
+
+    let nowhere = connectors.test_connector(live(&id)).await.unwrap_err();
+    assert_eq!(nowhere.code(), Code::Unavailable, "no node has the connector: {}", nowhere.message());
+
+    let node = start_dev_node(&plane, "node-1").await;
+    let run = connectors.test_connector(live(&id)).await.unwrap().into_inner();
+    let outcome = run.live.expect("a live outcome");
+    assert_eq!(outcome.status, api::LiveRunStatus::Completed as i32, "{outcome:?}");
+    assert_eq!((outcome.response_code, outcome.node_id.as_str()), (Some(200), "node-1"));
+    assert!(run.perform_request.is_none(), "a live run shows its event, not a dry run");
+    assert_eq!(target.count(), 1, "a live run sends the perform");
+    let recorded = event(&plane, outcome.event_id).await;
+    assert!(recorded.test, "its event is marked as a test");
+    assert_eq!(recorded.trace.as_ref().unwrap().request.as_ref().unwrap().auth_method, "test_run");
+
+    // A live replay runs the event's payload again through the current spec.
+    let mut events = plane.admin.events();
+    let replay = api::ReplayEventRequest { id: outcome.event_id, live: true, ..Default::default() };
+    let replayed = events.replay_event(replay).await.unwrap().into_inner().live.expect("a live outcome");
+    assert_eq!(replayed.status, api::LiveRunStatus::Completed as i32);
+    assert_ne!(replayed.event_id, outcome.event_id);
+    assert_eq!(target.count(), 2);
+
+    // A failing target fails the run, as it would a sender's call.
+    target.set(Behaviour::AlwaysFail);
+    let failed = connectors.test_connector(live(&id)).await.unwrap().into_inner().live.unwrap();
+    assert_eq!(failed.status, api::LiveRunStatus::Failed as i32);
+    assert_eq!(failed.error, "the target answered 500");
+
+    let with_draft = api::TestConnectorRequest { draft: Some(mapped_connector("https://x.example.com")), ..live(&id) };
+    let refused = connectors.test_connector(with_draft).await.unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert_eq!(hookplane_sdk::Error::from(refused).violations()[0].field, "draft");
+    let viewer = plane.key_for(&plane.organization_id, api::ApiKeyRole::Viewer).await;
+    let denied = viewer.connectors().test_connector(live(&id)).await.unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied, "a live run sends requests: writers only");
+    node.shutdown().await;
+    plane.finish().await;
+}

@@ -83,6 +83,10 @@ pub enum ConnectorsCommand {
         /// Send the lookup (a GET) and use its answer.
         #[arg(long)]
         send_lookup: bool,
+        /// Execute it for real on a data-plane node (the perform is sent),
+        /// recorded as an event marked `test`.
+        #[arg(long, conflicts_with = "draft")]
+        live: bool,
     },
     /// Creates or updates connectors to match a file of named connectors,
     /// printing what changed; running it again changes nothing.
@@ -166,20 +170,23 @@ pub async fn run(connection: &Connection, command: ConnectorsCommand) -> anyhow:
                 }
             }
         }
-        ConnectorsCommand::Test { id, draft, payload: given, lookup_result, send_lookup } => {
+        ConnectorsCommand::Test { id, draft, payload: given, lookup_result, send_lookup, live } => {
             let request = api::TestConnectorRequest {
                 id: id.unwrap_or_default(),
                 draft: draft.map(|file| read_document(&file).and_then(from_json)).transpose()?,
                 payload: given.as_deref().map(payload).transpose()?.unwrap_or_default(),
                 lookup_result: lookup_result.as_deref().map(payload).transpose()?.unwrap_or_default(),
                 send_lookup,
+                live,
             };
             let run = connectors.test_connector(request).await.map_err(sdk)?.into_inner();
             match format {
                 Format::Json => print_one(&run),
                 Format::Table => print_run(&run),
             }
-            return Ok(if run.failure.is_some() { ExitCode::FAILURE } else { ExitCode::SUCCESS });
+            let failed = run.failure.is_some()
+                || run.live.as_ref().is_some_and(|live| live.status == api::LiveRunStatus::Failed as i32);
+            return Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS });
         }
         ConnectorsCommand::Apply { file, dry_run } => super::apply::apply(&client, format, &file, dry_run).await?,
     }
@@ -217,8 +224,24 @@ fn top_level_fields(document: &Value) -> Vec<String> {
         .collect()
 }
 
+/// A live run's outcome.
+pub fn print_live(live: &api::LiveRunOutcome) {
+    let status = api::LiveRunStatus::try_from(live.status).map_or("", |s| s.as_str_name());
+    println!("ran live on {}: {}", live.node_id, status.trim_start_matches("LIVE_RUN_STATUS_").to_ascii_lowercase());
+    if let Some(code) = live.response_code {
+        println!("target answered: {code}");
+    }
+    if !live.error.is_empty() {
+        println!("error: {}", live.error);
+    }
+    println!("event: {} (hookplane events get {})", live.event_id, live.event_id);
+}
+
 /// A dry run, step by step.
 pub fn print_run(run: &api::TestRun) {
+    if let Some(live) = &run.live {
+        return print_live(live);
+    }
     if let Some(passed) = run.condition_result {
         println!("condition: {passed}");
     }

@@ -7,7 +7,7 @@ use clap::Subcommand;
 use futures::StreamExt as _;
 use hookplane_sdk::api;
 
-use super::connectors::{print_run, sdk};
+use super::connectors::{print_live, print_run, sdk};
 use super::output::{Column, Format, cell, print_list, print_one, print_table, shorten_enums};
 use super::proto_json::{from_json, read_document, to_json};
 use super::{Connection, payload};
@@ -52,6 +52,10 @@ pub enum EventsCommand {
         /// Send the lookup again and use its answer.
         #[arg(long)]
         send_lookup: bool,
+        /// Execute the payload for real on a node through the current spec
+        /// (the perform is sent), as a new event marked `test`.
+        #[arg(long, conflicts_with = "draft")]
+        live: bool,
     },
 }
 
@@ -121,17 +125,23 @@ pub async fn run(connection: &Connection, command: EventsCommand) -> anyhow::Res
                 }
             }
         }
-        EventsCommand::Replay { id, draft, lookup_result, send_lookup } => {
+        EventsCommand::Replay { id, draft, lookup_result, send_lookup, live } => {
             let request = api::ReplayEventRequest {
                 id,
                 draft: draft.map(|file| read_document(&file).and_then(from_json)).transpose()?,
                 lookup_result: lookup_result.as_deref().map(payload).transpose()?.unwrap_or_default(),
                 send_lookup,
+                live,
             };
             let replay = events.replay_event(request).await.map_err(sdk)?.into_inner();
             if format == Format::Json {
                 print_one(&replay);
                 return Ok(ExitCode::SUCCESS);
+            }
+            if let Some(live) = &replay.live {
+                print_live(live);
+                let failed = live.status == api::LiveRunStatus::Failed as i32;
+                return Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS });
             }
             if let Some(run) = &replay.run {
                 print_run(run);

@@ -9,7 +9,7 @@ use hookplane_model::{Connector, InboundAuth, IssuedCredential, Revision, Timest
 use tonic::{Request, Response, Status};
 
 use super::connector_secrets::{mint_tokens, protect, rotate_signing_secret};
-use super::dry_runs::{LookupInput, dry_run, parse_json};
+use super::dry_runs::{LookupInput, dry_run, live_run, parse_json};
 use super::{SharedCore, check_request_id, expected_revision, required, required_id};
 use crate::crypto::{new_id, new_signing_secret};
 use crate::error::{ApiError, ApiResult};
@@ -233,11 +233,14 @@ impl ConnectorApi {
         let req = request.get_ref();
         // A draft's expressions, and a lookup sent from the control plane,
         // are what writing a connector allows: viewers dry-run stored ones.
-        let org = if req.draft.is_some() || req.send_lookup {
+        let org = if req.draft.is_some() || req.send_lookup || req.live {
             caller.writable_organization()?
         } else {
             caller.organization()?
         };
+        if req.live && req.draft.is_some() {
+            return Err(ApiError::invalid("draft", "a live run executes a stored connector; dry-run a draft"));
+        }
         let spec = match &req.draft {
             Some(draft) => convert::draft_connector_from_api(draft, "draft")?,
             None => self.core.store.get_connector(org, required_id(&req.id, "id")?).await?.spec,
@@ -247,6 +250,10 @@ impl ConnectorApi {
             ("", None) => return Err(ApiError::invalid("payload", "is required: the connector has no sample_payload")),
             (text, _) => parse_json(text, "payload")?,
         };
+        if req.live {
+            let live = live_run(&self.core, org, &req.id, payload.to_string()).await?;
+            return Ok(api::TestRun { live: Some(live), ..Default::default() });
+        }
         let lookup = match (req.send_lookup, req.lookup_result.as_str()) {
             (true, _) => LookupInput::Send,
             (false, "") => LookupInput::Given(None),

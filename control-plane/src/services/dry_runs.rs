@@ -17,9 +17,13 @@ use hookplane_pipeline::dry_run::DryRun;
 use hookplane_pipeline::redact::Redactor;
 use serde_json::Value;
 
+use hookplane::api::v1 as api;
+use hookplane_convert as convert;
+
 use super::Core;
-use crate::crypto::secret_owner;
+use crate::crypto::{new_id, secret_owner};
 use crate::error::{ApiError, ApiResult};
+use crate::store::StoreError;
 
 /// Bytes of a lookup answer a dry run reads, as on nodes.
 const MAX_LOOKUP_BODY: usize = 1 << 20;
@@ -32,6 +36,21 @@ pub enum LookupInput {
     Given(Option<Value>),
     /// The lookup's answer: send it.
     Send,
+}
+
+/// Executes stored connector `connector_id` of `organization_id` for real
+/// on a node of this replica (SPEC §10); its event is marked `test`.
+pub async fn live_run(
+    core: &Core,
+    organization_id: &str,
+    connector_id: &str,
+    payload: String,
+) -> ApiResult<api::LiveRunOutcome> {
+    let versions = core.store.connector_config_versions(organization_id, &[connector_id]).await?;
+    let config_version = *versions.get(connector_id).ok_or(StoreError::NotFound("connector"))?;
+    let run = api::LiveRun { run_id: new_id("run_"), connector_id: connector_id.to_owned(), payload, config_version };
+    let (node, result) = core.live_runs.run(run).await?;
+    convert::live_run_outcome(node, result).map_err(ApiError::LiveRunRefused)
 }
 
 /// Parses a payload given as JSON text; `field` names it in the error.

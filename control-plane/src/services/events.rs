@@ -9,7 +9,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tonic::{Request, Response, Status};
 
 use super::SharedCore;
-use super::dry_runs::{LookupInput, dry_run, parse_json};
+use super::dry_runs::{LookupInput, dry_run, live_run, parse_json};
 use crate::error::{ApiError, ApiResult};
 
 /// Bytes of events one page of `ListEvents` holds at most (one event
@@ -80,11 +80,14 @@ impl EventApi {
         let caller = self.core.caller(&request).await?;
         let req = request.get_ref();
         // As for TestConnector: a draft or a sent lookup needs write access.
-        let org = if req.draft.is_some() || req.send_lookup {
+        let org = if req.draft.is_some() || req.send_lookup || req.live {
             caller.writable_organization()?
         } else {
             caller.organization()?
         };
+        if req.live && req.draft.is_some() {
+            return Err(ApiError::invalid("draft", "a live replay runs the current spec; replay a draft as a dry run"));
+        }
         let event = self.core.store.get_event(org, req.id).await?;
         let spec = match &req.draft {
             Some(draft) => convert::draft_connector_from_api(draft, "draft")?,
@@ -93,6 +96,10 @@ impl EventApi {
         let payload = parse_json(&event.trace.payload, "id").map_err(|_| {
             ApiError::FailedPrecondition("the event's payload was not kept as JSON; it cannot be replayed")
         })?;
+        if req.live {
+            let live = live_run(&self.core, org, &event.connector_id, event.trace.payload.clone()).await?;
+            return Ok(api::ReplayEventResponse { live: Some(live), ..Default::default() });
+        }
         let recorded = event.trace.lookup.as_ref().and_then(|l| serde_json::from_str(&l.response_excerpt).ok());
         let lookup = match (req.send_lookup, req.lookup_result.as_str()) {
             (true, _) => LookupInput::Send,
@@ -109,6 +116,7 @@ impl EventApi {
             run: Some(convert::test_run_to_api(&run)),
             original_request: original.as_ref().map(convert::rendered_request_to_api),
             changes: changes.iter().map(convert::request_change_to_api).collect(),
+            live: None,
         })
     }
 

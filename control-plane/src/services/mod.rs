@@ -56,6 +56,8 @@ pub struct Core {
     /// Where senders reach the nodes, for integration examples; empty
     /// when not configured.
     pub trigger_base_url: String,
+    /// The nodes of this replica live test runs go to.
+    pub live_runs: crate::sync::LiveRuns,
 }
 
 impl Core {

@@ -138,7 +138,7 @@ impl ConfigFeed {
         }
         let parts = split_into_parts(convert::config_delta_to_api(&delta))
             .into_iter()
-            .map(|part| encode(&api::SyncResponse { update: Some(part), registration: None }))
+            .map(|part| encode(&api::SyncResponse { update: Some(part), ..Default::default() }))
             .collect();
         tracing::debug!(
             from = since,

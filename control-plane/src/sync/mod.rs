@@ -14,10 +14,13 @@
 //! its node connects.
 
 mod feed;
+mod live;
 mod open;
 mod presence;
 mod routes;
 mod session;
+
+pub use live::{LiveRunError, LiveRuns};
 
 pub use routes::NodeSyncServer;
 
@@ -53,6 +56,8 @@ pub struct NodeSyncApi {
     /// Streams open now, for `/metrics`.
     streams: Gauge,
     events: EventHub,
+    /// The sessions live test runs are sent through.
+    live: LiveRuns,
     shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
@@ -87,8 +92,16 @@ impl NodeSyncApi {
             limiting: Arc::new(limiting),
             streams,
             events,
+            live: LiveRuns::default(),
             shutdown,
         }
+    }
+
+    /// The same service, its sessions taking live runs from `live` (the
+    /// API's services send them there).
+    pub fn with_live_runs(mut self, live: LiveRuns) -> NodeSyncApi {
+        self.live = live;
+        self
     }
 
     /// Accepts a node with a client certificate verified against the
@@ -135,6 +148,7 @@ impl NodeSyncApi {
             self.limiting.clone(),
             hello,
             sender,
+            self.live.clone(),
         );
         let open = OpenStream::new(self.streams.clone());
         let shutdown = self.shutdown.clone();

@@ -123,7 +123,7 @@ mod tests {
     fn a_shared_update_decodes_as_the_response_it_encodes() {
         let response = api::SyncResponse {
             update: Some(api::ConfigUpdate { version: 7, full: true, ..Default::default() }),
-            registration: None,
+            ..Default::default()
         };
         let decoded: api::SyncResponse = prost::Message::decode(encode(&response)).unwrap();
         assert_eq!(decoded, response);

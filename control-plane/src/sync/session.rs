@@ -7,11 +7,14 @@ use bytes::Bytes;
 use hookplane::api::v1::{self as api, sync_request::Message};
 use hookplane_convert as convert;
 use hookplane_model::{self as model, LimitingPolicy, Node};
-use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
+use std::collections::HashMap;
+
+use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot, watch};
 use tonic::{Status, Streaming};
 
 use super::COALESCE;
 use super::feed::ConfigFeed;
+use super::live::LiveRuns;
 use super::presence::Presence;
 use super::routes::encode;
 use crate::error::ApiError;
@@ -41,6 +44,9 @@ pub(super) struct Session {
     /// [`SNAPSHOT_ANSWER`] passes): see [`ConfigFeed::admit_full_snapshot`].
     snapshot_in_flight: Option<(OwnedSemaphorePermit, tokio::time::Instant)>,
     sender: mpsc::Sender<Result<Bytes, Status>>,
+    live: LiveRuns,
+    /// Live runs sent to the node, awaiting its answer.
+    runs: HashMap<String, oneshot::Sender<api::LiveRunResult>>,
 }
 
 /// Why a session ended early.
@@ -60,6 +66,7 @@ impl Session {
         limiting: Arc<LimitingPolicy>,
         hello: api::NodeHello,
         sender: mpsc::Sender<Result<Bytes, Status>>,
+        live: LiveRuns,
     ) -> Session {
         let node = Node {
             id: hello.node_id.trim().to_owned(),
@@ -81,6 +88,8 @@ impl Session {
             sent: hello.applied_version,
             snapshot_in_flight: None,
             sender,
+            live,
+            runs: HashMap::new(),
         }
     }
 
@@ -104,8 +113,10 @@ impl Session {
                 config_version,
                 limiting: Some(convert::limiting_to_api(&self.limiting)),
             };
-            let hello = api::SyncResponse { update: None, registration: Some(registration) };
+            let hello = api::SyncResponse { registration: Some(registration), ..Default::default() };
             self.sender.send(Ok(encode(&hello))).await.map_err(|_| SessionError::Gone)?;
+            // Live runs reach this node while the stream is open.
+            let mut link = self.live.register(&self.node.id, self.node.applied_config_version);
             // Always once: a node may hold a version this store never
             // reached (another database), which only a read can tell.
             self.send_changes().await?;
@@ -113,11 +124,18 @@ impl Session {
                 if *current.borrow_and_update() > self.sent {
                     self.send_changes().await?;
                 }
+                link.applied.store(self.node.applied_config_version, std::sync::atomic::Ordering::Release);
                 tokio::select! {
                     message = inbound.message() => match message {
                         Ok(Some(message)) => self.handle(message).await,
                         Ok(None) | Err(_) => return Err(SessionError::Gone),
                     },
+                    Some(order) = link.orders.recv() => {
+                        self.runs.retain(|_, reply| !reply.is_closed());
+                        self.runs.insert(order.run.run_id.clone(), order.reply);
+                        let run = api::SyncResponse { live_run: Some(order.run), ..Default::default() };
+                        self.sender.send(Ok(encode(&run))).await.map_err(|_| SessionError::Gone)?;
+                    }
                     _ = current.changed() => tokio::time::sleep(COALESCE).await,
                     _ = heartbeat.tick() => {
                         self.node.last_seen_time = model::now();
@@ -202,6 +220,12 @@ impl Session {
                     Err(err) => {
                         tracing::warn!(node = %self.node.id, error = %err, "a node reported malformed circuit transitions")
                     }
+                }
+                return;
+            }
+            Some(Message::LiveRunResult(result)) => {
+                if let Some(reply) = self.runs.remove(&result.run_id) {
+                    let _ = reply.send(result);
                 }
                 return;
             }

@@ -14,6 +14,7 @@ pub mod auth;
 #[cfg(test)]
 mod check_order;
 pub mod deliveries;
+pub mod live;
 pub mod response;
 pub mod signature;
 
@@ -22,7 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use hookplane_model::{self as model, Event, EventStatus, Plan};
+use hookplane_model::{self as model, Event, Plan};
 use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::header::CONTENT_LENGTH;
 use hyper::{HeaderMap, Method, Request, Response};
@@ -282,12 +283,7 @@ impl Ingress {
             self.metrics.performed(attempt.status);
         }
         self.metrics.attempted(execution.trace.perform_attempts.len());
-        let status = match execution.outcome {
-            Outcome::Completed => EventStatus::Completed,
-            Outcome::Skipped => EventStatus::Skipped,
-            Outcome::Failed => EventStatus::Failed,
-            Outcome::Accepted => EventStatus::Accepted,
-        };
+        let status = execution.outcome.event_status();
         // The request's headers and body are written into the trace now,
         // while hyper's read buffer they live in is still ours to release.
         let inbound = InboundRequest {

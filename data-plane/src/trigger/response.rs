@@ -160,6 +160,16 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// The status its event records.
+    pub fn event_status(self) -> hookplane_model::EventStatus {
+        match self {
+            Outcome::Completed => hookplane_model::EventStatus::Completed,
+            Outcome::Skipped => hookplane_model::EventStatus::Skipped,
+            Outcome::Failed => hookplane_model::EventStatus::Failed,
+            Outcome::Accepted => hookplane_model::EventStatus::Accepted,
+        }
+    }
+
     /// As the answer's `status` names it.
     pub fn name(self) -> &'static str {
         match self {
