@@ -209,6 +209,22 @@ fn errors_print_their_violations_and_exit_with_codes_scripts_can_test() {
 
     let usage = cli.run(&["connectors", "frobnicate"]);
     assert_eq!(usage.status.code(), Some(2));
+
+    // Every group reports the same way.
+    for (args, code) in [
+        (&["events", "get", "42"][..], 3),
+        (&["secrets", "delete", "MISSING"][..], 3),
+        (&["subscriptions", "get", "sub_missing"][..], 3),
+        (&["keys", "delete", "key_missing"][..], 3),
+        (&["events", "replay", "42"][..], 3),
+        (&["events", "list", "--status", "lost"][..], 2),
+    ] {
+        let output = cli.run(args);
+        assert_eq!(output.status.code(), Some(code), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    let org = cli.write("org.json", r#"{"displayName": "second"}"#);
+    let not_operator = cli.run(&["orgs", "create", "-f", &org]);
+    assert_eq!(not_operator.status.code(), Some(5), "an admin key may not create organizations");
 }
 
 #[test]

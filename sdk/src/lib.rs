@@ -10,10 +10,27 @@
 //!
 //! Every call carries the API key as `authorization: Bearer` metadata; list
 //! helpers walk every page; errors keep the server's field violations.
+//! Calls the server could not take (UNAVAILABLE) are retried with backoff
+//! by the helpers and by [`Client::retrying`]:
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), hookplane_sdk::Error> {
+//! use hookplane_sdk::{Client, api};
+//! // Lazy: the first call connects, so a server still starting is retried.
+//! let client = Client::connect_lazy("http://127.0.0.1:50051", "hpk_…")?;
+//! let connector = client
+//!     .retrying(|| {
+//!         let mut connectors = client.connectors();
+//!         async move { connectors.get_connector(api::GetConnectorRequest { id: "con_…".into() }).await }
+//!     })
+//!     .await?;
+//! # Ok(()) }
+//! ```
 #![forbid(unsafe_code)]
 
 mod error;
 mod pages;
+mod retry;
 
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
@@ -23,6 +40,7 @@ use tonic::{Request, Status};
 pub use error::{Error, FieldViolation};
 pub use hookplane::api::v1 as api;
 pub use pages::paginate;
+pub use retry::RetryPolicy;
 
 use api::{
     api_key_service_client::ApiKeyServiceClient, connector_service_client::ConnectorServiceClient,
@@ -58,6 +76,7 @@ pub type AuthedChannel = InterceptedService<Channel, ApiKeyInterceptor>;
 pub struct Client {
     channel: Channel,
     interceptor: ApiKeyInterceptor,
+    retry: RetryPolicy,
 }
 
 impl Client {
@@ -71,16 +90,45 @@ impl Client {
         Client::from_channel(channel, api_key)
     }
 
+    /// A client whose channel connects on its first call (and again after
+    /// losing the server), so calls made while the server is starting or
+    /// restarting answer UNAVAILABLE, which the helpers retry.
+    pub fn connect_lazy(endpoint: impl Into<String>, api_key: &str) -> Result<Client, Error> {
+        let channel = Endpoint::from_shared(endpoint.into())?
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .http2_keep_alive_interval(std::time::Duration::from_secs(30))
+            .connect_lazy();
+        Client::from_channel(channel, api_key)
+    }
+
+    /// The same client retrying as `retry` says (the default: 5 attempts
+    /// over about 3 seconds; [`RetryPolicy::NEVER`] turns retries off).
+    pub fn with_retry_policy(mut self, retry: RetryPolicy) -> Client {
+        self.retry = retry;
+        self
+    }
+
+    /// Makes the call `call` builds, again while it answers UNAVAILABLE,
+    /// by the client's retry policy. For calls safe to repeat: reads, and
+    /// writes that carry a `request_id` or an `etag`.
+    pub async fn retrying<T, F, Fut>(&self, call: F) -> Result<T, Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        self.retry.call(call).await
+    }
+
     /// A client over an existing channel.
     pub fn from_channel(channel: Channel, api_key: &str) -> Result<Client, Error> {
         let mut value: MetadataValue<Ascii> = format!("Bearer {api_key}").parse().map_err(|_| Error::InvalidApiKey)?;
         value.set_sensitive(true);
-        Ok(Client { channel, interceptor: ApiKeyInterceptor { value } })
+        Ok(Client { channel, interceptor: ApiKeyInterceptor { value }, retry: RetryPolicy::default() })
     }
 
     /// The same connection with another API key.
     pub fn with_api_key(&self, api_key: &str) -> Result<Client, Error> {
-        Client::from_channel(self.channel.clone(), api_key)
+        Ok(Client::from_channel(self.channel.clone(), api_key)?.with_retry_policy(self.retry))
     }
 
     fn authed(&self) -> AuthedChannel {
@@ -124,12 +172,15 @@ impl Client {
     pub async fn list_all_connectors(&self) -> Result<Vec<api::Connector>, Error> {
         let client = self.connectors();
         paginate(|page_token| {
-            let mut client = client.clone();
+            let (client, retry) = (client.clone(), self.retry);
             async move {
-                let page = client
-                    .list_connectors(api::ListConnectorsRequest { page_size: 1000, page_token })
-                    .await?
-                    .into_inner();
+                let request = api::ListConnectorsRequest { page_size: 1000, page_token };
+                let page = retry
+                    .call(|| {
+                        let (mut client, request) = (client.clone(), request.clone());
+                        async move { client.list_connectors(request).await }
+                    })
+                    .await?;
                 Ok((page.connectors, page.next_page_token))
             }
         })
@@ -140,12 +191,15 @@ impl Client {
     pub async fn list_all_events(&self, filter: Option<api::EventFilter>) -> Result<Vec<api::Event>, Error> {
         let client = self.events();
         paginate(|page_token| {
-            let (mut client, filter) = (client.clone(), filter.clone());
+            let (client, filter, retry) = (client.clone(), filter.clone(), self.retry);
             async move {
-                let page = client
-                    .list_events(api::ListEventsRequest { filter, page_size: 1000, page_token })
-                    .await?
-                    .into_inner();
+                let request = api::ListEventsRequest { filter, page_size: 1000, page_token };
+                let page = retry
+                    .call(|| {
+                        let (mut client, request) = (client.clone(), request.clone());
+                        async move { client.list_events(request).await }
+                    })
+                    .await?;
                 Ok((page.events, page.next_page_token))
             }
         })
@@ -156,10 +210,15 @@ impl Client {
     pub async fn list_all_secrets(&self) -> Result<Vec<api::Secret>, Error> {
         let client = self.secrets();
         paginate(|page_token| {
-            let mut client = client.clone();
+            let (client, retry) = (client.clone(), self.retry);
             async move {
-                let page =
-                    client.list_secrets(api::ListSecretsRequest { page_size: 1000, page_token }).await?.into_inner();
+                let request = api::ListSecretsRequest { page_size: 1000, page_token };
+                let page = retry
+                    .call(|| {
+                        let (mut client, request) = (client.clone(), request.clone());
+                        async move { client.list_secrets(request).await }
+                    })
+                    .await?;
                 Ok((page.secrets, page.next_page_token))
             }
         })
