@@ -27,7 +27,9 @@
 //! Run: `cargo bench --bench trigger_load`. Knobs: `HOOKPLANE_LOAD_SECS`
 //! (per measurement, default 5), `HOOKPLANE_LOAD_SLICES` (default 4),
 //! `HOOKPLANE_LOAD_CONNECTIONS` (default 32), `HOOKPLANE_LOAD_ONLY` (run
-//! the scenarios whose name contains it).
+//! the scenarios whose name contains it), `HOOKPLANE_LOAD_EVENTS=stream`
+//! (the node reports its events over `ReportEvents`, as in a fleet,
+//! instead of handing them over in process as `hookplane dev` does).
 
 #[path = "../../tests/it/support/mod.rs"]
 mod support;
@@ -46,7 +48,7 @@ use generator::{Call, Pace, Report};
 use hookplane_data_plane::DataPlane;
 use hookplane_data_plane::trigger::signature;
 use hookplane_sdk::api;
-use support::nodes::start_dev_node;
+use support::nodes::{start_dev_node, start_embedded_node};
 use support::triggers::{create, use_plan};
 use support::{Backend, TestPlane};
 
@@ -332,7 +334,15 @@ async fn main() {
         Some(api::SignatureSettings { secret: SIGNING_KEY.into(), prefix: "sha256=".into(), ..Default::default() });
     let (signed, signed_token) = create(&plane, signed).await;
     let (performing, performing_token) = create(&plane, connector("$payload.status == \"paid\"", &orders)).await;
-    let node = start_dev_node(&plane, "bench-node").await;
+    // As `hookplane dev` runs it: events handed over in process. With
+    // HOOKPLANE_LOAD_EVENTS=stream, as a fleet's node reports them.
+    let node = if std::env::var("HOOKPLANE_LOAD_EVENTS").is_ok_and(|v| v == "stream") {
+        println!("events: reported over ReportEvents, as a fleet's nodes do");
+        start_dev_node(&plane, "bench-node").await
+    } else {
+        println!("events: handed to the control plane in process, as `hookplane dev` does");
+        start_embedded_node(&plane, "bench-node").await
+    };
     let settings = node.snapshot().connectors[&signed].connector.spec.signature.clone().expect("signature settings");
     let signature = signature::sign(&settings, SIGNING_KEY.as_bytes(), None, ORDER.as_bytes());
 

@@ -6,7 +6,10 @@ use std::path::Path;
 
 use anyhow::Context as _;
 use hookplane_control_plane::crypto::{CredentialKind, SecretBox, hash_credential, mint};
+use hookplane_control_plane::events::EventHub;
+use hookplane_control_plane::sync::ingest_reported;
 use hookplane_control_plane::{ControlPlane, ControlPlaneConfig, bootstrap};
+use hookplane_data_plane::events::LocalEvents;
 use hookplane_data_plane::{DataPlane, NodeConfig};
 use tokio::net::TcpListener;
 
@@ -20,6 +23,22 @@ fn key_file(path: &Path, generate: impl FnOnce() -> String) -> anyhow::Result<St
         write_private_file(path, &generate())?;
     }
     read_private_file(path)
+}
+
+/// Stores a node's event batches with `events`, in process.
+pub fn local_events(events: EventHub) -> LocalEvents {
+    LocalEvents::new(move |batch| {
+        let events = events.clone();
+        async move {
+            match ingest_reported(&events, batch).await {
+                Ok(_) => true,
+                Err(err) => {
+                    tracing::warn!(error = %err, "storing the node's events failed; it keeps them and retries");
+                    false
+                }
+            }
+        }
+    })
 }
 
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
@@ -72,12 +91,16 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         .with_context(|| format!("binding the gRPC listener on {}", settings.grpc_listen))?;
     let grpc = listener.local_addr()?;
     let (stop_grpc, grpc_stopped) = tokio::sync::oneshot::channel::<()>();
+    let events = control_plane.events().clone();
     let server = tokio::spawn(control_plane.serve(listener, async {
         let _ = grpc_stopped.await;
     }));
 
     let mut config = NodeConfig::new("dev-node".to_owned(), format!("http://{grpc}"), node_token, settings.http_listen);
     config.cache_dir = Some(dir.join("node-cache"));
+    // The node hands its events to this process's control plane directly:
+    // the same batches, without a gRPC trip over loopback.
+    config.local_events = Some(local_events(events));
     config.snapshot_key = Some(SecretBox::from_hex(&snapshot_key).context("node-snapshot-key")?);
     crate::data_plane::apply_node_settings(&mut config, &settings, true)?;
     let node = DataPlane::start_on(config, http_listener).await.context("starting the data-plane node")?;

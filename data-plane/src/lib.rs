@@ -90,6 +90,10 @@ pub struct NodeConfig {
     /// no metrics. Never the trigger port: what a node's traffic looks
     /// like is the operator's to see, not every sender's.
     pub metrics_listen: Option<SocketAddr>,
+    /// Where events are stored when the control plane runs in this
+    /// process (`hookplane dev`): handed over directly, not reported over
+    /// `ReportEvents`. `None` (every node of a fleet) reports them.
+    pub local_events: Option<events::LocalEvents>,
 }
 
 impl NodeConfig {
@@ -112,6 +116,7 @@ impl NodeConfig {
             breaker: BreakerSettings::default(),
             retry_base: Duration::from_millis(500),
             metrics_listen: None,
+            local_events: None,
         }
     }
 }

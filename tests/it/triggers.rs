@@ -479,3 +479,54 @@ async fn every_inbound_auth_method_accepts_its_credential_and_refuses_others() {
     node.shutdown().await;
     plane.finish().await;
 }
+
+/// A node beside its control plane (`hookplane dev`) hands its events over
+/// in process; an answered call's event is kept whatever the store does:
+/// while it refuses, the batch is spooled, and stored once it takes them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_beside_its_control_plane_hands_events_over_in_process() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    let plane = TestPlane::start(Backend::Sqlite).await;
+    let target = Target::start(Behaviour::Ok).await;
+    let (id, token) = create(&plane, mapped_connector(&target.url(""))).await;
+    let refusing = Arc::new(AtomicBool::new(false));
+    let handed = Arc::new(AtomicUsize::new(0));
+    let local = {
+        let (events, refusing, handed) = (plane.control_plane.events().clone(), refusing.clone(), handed.clone());
+        hookplane_data_plane::events::LocalEvents::new(move |batch| {
+            let (events, refusing, handed) = (events.clone(), refusing.clone(), handed.clone());
+            async move {
+                handed.fetch_add(batch.len(), Ordering::SeqCst);
+                !refusing.load(Ordering::SeqCst)
+                    && hookplane_control_plane::sync::ingest_reported(&events, batch).await.is_ok()
+            }
+        })
+    };
+    let cache = tempfile::tempdir().unwrap();
+    let node = start_node_configured(&plane, "embedded", Some(cache.path()), |c| {
+        c.egress = hookplane_egress::EgressPolicy::public_only().with_loopback();
+        c.local_events = Some(local);
+    })
+    .await;
+    let bearer = format!("Bearer {token}");
+    let (path, headers) = (trigger_path(&id), [("authorization", bearer.as_str())]);
+
+    let answer = post(node.http_address(), &path, &headers, ORDER).await;
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    let stored = event(&plane, answer.body["event_id"].as_i64().unwrap()).await;
+    assert_eq!(stored.node_id, "embedded");
+    assert!(handed.load(Ordering::SeqCst) >= 1, "handed over in process");
+
+    refusing.store(true, Ordering::SeqCst);
+    let kept = post(node.http_address(), &path, &headers, ORDER).await;
+    assert_eq!(kept.status, 200, "answered: the event is on the node's disk");
+    let id_kept = kept.body["event_id"].as_i64().unwrap();
+    let missing = plane.admin.events().get_event(api::GetEventRequest { id: id_kept }).await.unwrap_err();
+    assert_eq!(missing.code(), tonic::Code::NotFound, "not stored while the store refuses");
+    refusing.store(false, Ordering::SeqCst);
+    event(&plane, id_kept).await;
+    node.shutdown().await;
+    plane.finish().await;
+}

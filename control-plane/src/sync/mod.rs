@@ -39,7 +39,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::crypto::{SecretBox, hash_credential};
 use crate::error::ApiError;
 use crate::events::EventHub;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 /// How long a session waits after a commit for more commits to coalesce.
 const COALESCE: Duration = Duration::from_millis(2);
@@ -179,22 +179,28 @@ impl NodeSyncApi {
                 if batch.events.len() > MAX_EVENTS_PER_BATCH {
                     Err(ApiError::invalid("events", format!("at most {MAX_EVENTS_PER_BATCH} events per batch")))?;
                 }
-                // One event a node could not have meant (it would corrupt
-                // the store) is refused alone: failing the batch would have
-                // the node resend it, and everything after it, forever.
-                let mut decoded = Vec::with_capacity(batch.events.len());
-                for (i, event) in batch.events.into_iter().enumerate() {
-                    match hookplane_convert::node_event_from_api(event, i) {
-                        Ok(event) => decoded.push(event),
-                        Err(err) => tracing::error!(batch = batch.batch, error = %err, "dropping an event a node reported malformed"),
-                    }
-                }
-                events.ingest(&decoded).await.map_err(ApiError::from)?;
+                ingest_reported(&events, batch.events).await.map_err(ApiError::from)?;
                 yield api::ReportEventsResponse { batch: batch.batch };
             }
         };
         Ok(Response::new(Box::pin(acks)))
     }
+}
+
+/// Stores a batch of events as a node reported it: over `ReportEvents`, or
+/// handed over in process by a node beside this control plane (`hookplane
+/// dev`). One event a node could not have meant (it would corrupt the
+/// store) is dropped alone, logged: failing the batch would have the node
+/// resend it, and everything after it, forever.
+pub async fn ingest_reported(events: &EventHub, batch: Vec<api::NodeEvent>) -> Result<usize, StoreError> {
+    let mut decoded = Vec::with_capacity(batch.len());
+    for (i, event) in batch.into_iter().enumerate() {
+        match hookplane_convert::node_event_from_api(event, i) {
+            Ok(event) => decoded.push(event),
+            Err(err) => tracing::error!(error = %err, "dropping an event a node reported malformed"),
+        }
+    }
+    events.ingest(&decoded).await
 }
 
 /// Counts a sync stream as open until dropped, however its session ends.

@@ -21,6 +21,7 @@
 //! calls first (see `DataPlane::shutdown`).
 
 pub mod ids;
+mod local;
 mod reporter;
 pub mod spool;
 pub mod trace;
@@ -33,6 +34,7 @@ use hookplane::api::v1 as api;
 use hookplane_model::Event;
 use tokio::sync::{mpsc, oneshot};
 
+pub use local::LocalEvents;
 pub use reporter::{SPOOL_AFTER, report};
 
 /// Default of `NodeConfig::max_queued_events`: a few seconds of a node's

@@ -20,6 +20,7 @@ use rand::Rng as _;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
+use super::LocalEvents;
 use super::spool::Spool;
 use super::{Batch, EventLost, EventQueue, Queued};
 use crate::NodeConfig;
@@ -37,11 +38,15 @@ const BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// How often the queue is measured while a batch awaits its ack.
 const SPILL_CHECK: Duration = Duration::from_millis(50);
 
-/// An open `ReportEvents` stream.
-struct Stream {
-    requests: mpsc::Sender<api::ReportEventsRequest>,
-    acks: tonic::Streaming<api::ReportEventsResponse>,
-    next_batch: u64,
+/// Where batches go: an open `ReportEvents` stream, or the control plane
+/// in this process.
+enum Stream {
+    Remote {
+        requests: mpsc::Sender<api::ReportEventsRequest>,
+        acks: tonic::Streaming<api::ReportEventsResponse>,
+        next_batch: u64,
+    },
+    Local(LocalEvents),
 }
 
 type Opening = Pin<Box<dyn Future<Output = Result<Stream, tonic::Status>> + Send>>;
@@ -51,12 +56,15 @@ impl Stream {
     /// its own shorter timeout; the call itself had none).
     fn open(config: Arc<NodeConfig>) -> Opening {
         Box::pin(async move {
+            if let Some(local) = &config.local_events {
+                return Ok(Stream::Local(local.clone()));
+            }
             let opening = async {
                 let channel = connect(&config).await.map_err(|e| tonic::Status::unavailable(e.to_string()))?;
                 let (requests, receiver) = mpsc::channel(2);
                 let request = authorized(&config, ReceiverStream::new(receiver))?;
                 let acks = NodeSyncServiceClient::new(channel).report_events(request).await?.into_inner();
-                Ok(Stream { requests, acks, next_batch: 0 })
+                Ok(Stream::Remote { requests, acks, next_batch: 0 })
             };
             tokio::time::timeout(ACK_TIMEOUT, opening)
                 .await
@@ -67,13 +75,19 @@ impl Stream {
     /// Sends a batch and waits until the control plane stored it; false if
     /// the stream broke.
     async fn deliver(&mut self, events: Vec<api::NodeEvent>) -> bool {
-        let batch = self.next_batch;
-        self.next_batch += 1;
-        if self.requests.send(api::ReportEventsRequest { batch, events }).await.is_err() {
+        let (requests, acks, next_batch) = match self {
+            Stream::Local(local) => {
+                return tokio::time::timeout(ACK_TIMEOUT, local.store(events)).await.unwrap_or(false);
+            }
+            Stream::Remote { requests, acks, next_batch } => (requests, acks, next_batch),
+        };
+        let batch = *next_batch;
+        *next_batch += 1;
+        if requests.send(api::ReportEventsRequest { batch, events }).await.is_err() {
             return false;
         }
         matches!(
-            tokio::time::timeout(ACK_TIMEOUT, self.acks.message()).await,
+            tokio::time::timeout(ACK_TIMEOUT, acks.message()).await,
             Ok(Ok(Some(ack))) if ack.batch == batch
         )
     }
@@ -85,7 +99,8 @@ pub async fn report(config: Arc<NodeConfig>, queue: EventQueue) {
     let EventQueue { receiver, pending } = queue;
     let spool = Spool::open(config.cache_dir.clone()).await;
     let mut backlog = Backlog { config: config.clone(), events: receiver, pending, spool };
-    let mut stream: Option<Stream> = None;
+    // In process, the control plane is there from the start.
+    let mut stream: Option<Stream> = config.local_events.clone().map(Stream::Local);
     let mut opening: Option<Opening> = None;
     let mut backoff = BACKOFF_START;
     let mut next_attempt = tokio::time::Instant::now();

@@ -91,3 +91,19 @@ pub async fn start_dev_node(plane: &TestPlane, node_id: &str) -> DataPlane {
     })
     .await
 }
+
+/// A node beside its control plane, as `hookplane dev` runs one: loopback
+/// targets, and events handed to the control plane in process rather than
+/// over `ReportEvents`.
+pub async fn start_embedded_node(plane: &TestPlane, node_id: &str) -> DataPlane {
+    let events = plane.control_plane.events().clone();
+    let local = hookplane_data_plane::events::LocalEvents::new(move |batch| {
+        let events = events.clone();
+        async move { hookplane_control_plane::sync::ingest_reported(&events, batch).await.is_ok() }
+    });
+    start_node_configured(plane, node_id, None, |c| {
+        c.egress = hookplane_egress::EgressPolicy::public_only().with_loopback();
+        c.local_events = Some(local);
+    })
+    .await
+}
