@@ -67,7 +67,7 @@ pub async fn bare_hyper(rows: Option<EventRows>) -> SocketAddr {
             let (parts, body) = request.into_parts();
             let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
             if let Some(rows) = rows {
-                rows.record(&parts.headers, &body, b"");
+                rows.record(&parts.headers, &body, b"").await;
             }
             json(StatusCode::OK, Bytes::from_static(br#"{"status":"skipped","event_id":1,"response_code":null}"#))
         }
@@ -105,7 +105,7 @@ pub async fn bare_proxy(target: SocketAddr, rows: Option<EventRows>) -> SocketAd
                     let status = answer.status();
                     let answer = answer.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
                     if let Some(rows) = rows {
-                        rows.record(&parts.headers, &body, &answer);
+                        rows.record(&parts.headers, &body, &answer).await;
                     }
                     json(status, answer)
                 }

@@ -6,13 +6,19 @@
 //! protocol between answering and storing, no encoding, no checks: what a
 //! bare server plus a bare insert cost. Hookplane's ratio to bare hyper
 //! cannot exceed this floor's on the same cores.
+//!
+//! It answers before its row is stored, which promises less than
+//! hookplane, whose answer waits until the event is kept. With
+//! `HOOKPLANE_LOAD_FLOOR=durable` the floor keeps that promise too: each
+//! handler waits until the transaction holding its row committed (rows
+//! still go in batches, so concurrent calls share a commit).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use bytes::Bytes;
 use hyper::HeaderMap;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 #[path = "../shared/raw_events.rs"]
 mod raw_events;
@@ -23,7 +29,9 @@ const BATCH: usize = 1_000;
 /// Where a handler records its request. Cheap to clone.
 #[derive(Clone)]
 pub struct EventRows {
-    queue: mpsc::UnboundedSender<(i64, Vec<u8>)>,
+    queue: mpsc::UnboundedSender<(i64, Vec<u8>, Option<oneshot::Sender<()>>)>,
+    /// Whether handlers wait for their row's commit.
+    durable: bool,
     next_id: Arc<AtomicI64>,
     pending: Arc<AtomicU64>,
 }
@@ -32,7 +40,8 @@ impl EventRows {
     /// A fresh events database in `dir` and its writer task.
     pub async fn start(dir: &std::path::Path) -> EventRows {
         let pool = raw_events::open(&dir.join("floor.db")).await;
-        let (queue, mut rows) = mpsc::unbounded_channel::<(i64, Vec<u8>)>();
+        let (queue, mut rows) = mpsc::unbounded_channel::<(i64, Vec<u8>, Option<oneshot::Sender<()>>)>();
+        let durable = std::env::var("HOOKPLANE_LOAD_FLOOR").is_ok_and(|v| v == "durable");
         let pending = Arc::new(AtomicU64::new(0));
         let stored = pending.clone();
         tokio::spawn(async move {
@@ -41,7 +50,7 @@ impl EventRows {
             while rows.recv_many(&mut batch, BATCH).await > 0 {
                 let rows: Vec<raw_events::RawRow<'_>> = batch
                     .iter()
-                    .map(|(id, trace)| raw_events::RawRow {
+                    .map(|(id, trace, _)| raw_events::RawRow {
                         id: *id,
                         organization_id: "org_bench",
                         connector_id: "con_bench",
@@ -56,15 +65,24 @@ impl EventRows {
                     .collect();
                 raw_events::insert(&pool, &rows).await;
                 stored.fetch_sub(batch.len() as u64, Ordering::Relaxed);
-                batch.clear();
+                for (_, _, committed) in batch.drain(..) {
+                    if let Some(committed) = committed {
+                        let _ = committed.send(());
+                    }
+                }
             }
         });
-        EventRows { queue, next_id: Arc::new(AtomicI64::new(1)), pending }
+        EventRows { queue, durable, next_id: Arc::new(AtomicI64::new(1)), pending }
+    }
+
+    /// Whether handlers wait for their row's commit.
+    pub fn durable(&self) -> bool {
+        self.durable
     }
 
     /// Copies the request's headers and body (and `answer`, if any) into a
-    /// row and queues it.
-    pub fn record(&self, headers: &HeaderMap, body: &Bytes, answer: &[u8]) {
+    /// row and queues it; when durable, returns once it is stored.
+    pub async fn record(&self, headers: &HeaderMap, body: &Bytes, answer: &[u8]) {
         let mut trace = Vec::with_capacity(256 + body.len() + answer.len());
         for (name, value) in headers {
             trace.extend_from_slice(name.as_str().as_bytes());
@@ -76,7 +94,13 @@ impl EventRows {
         trace.extend_from_slice(answer);
         self.pending.fetch_add(1, Ordering::Relaxed);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let _ = self.queue.send((id, trace));
+        if !self.durable {
+            let _ = self.queue.send((id, trace, None));
+            return;
+        }
+        let (committed, stored) = oneshot::channel();
+        let _ = self.queue.send((id, trace, Some(committed)));
+        let _ = stored.await;
     }
 
     /// Rows queued and not yet stored.

@@ -29,7 +29,9 @@
 //! `HOOKPLANE_LOAD_CONNECTIONS` (default 32), `HOOKPLANE_LOAD_ONLY` (run
 //! the scenarios whose name contains it), `HOOKPLANE_LOAD_EVENTS=stream`
 //! (the node reports its events over `ReportEvents`, as in a fleet,
-//! instead of handing them over in process as `hookplane dev` does).
+//! instead of handing them over in process as `hookplane dev` does),
+//! `HOOKPLANE_LOAD_FLOOR=durable` (the floor answers once its row is
+//! committed, as hookplane answers once its event is kept).
 
 #[path = "../../tests/it/support/mod.rs"]
 mod support;
@@ -354,6 +356,10 @@ async fn main() {
     };
     let floor_dir = tempfile::tempdir().expect("a directory for the floor's events");
     let rows = EventRows::start(floor_dir.path()).await;
+    println!(
+        "floor: {}",
+        if rows.durable() { "answers once its row is committed" } else { "answers before its row is stored" }
+    );
     let bare = baselines::bare_hyper(None).await;
     let bare_with_rows = baselines::bare_hyper(Some(rows.clone())).await;
     let proxy = baselines::bare_proxy(target, None).await;
