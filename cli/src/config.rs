@@ -402,10 +402,11 @@ fn default_log() -> String {
 /// the CLI's and the SDK suites'. Unknown variables are refused, to catch
 /// typos; these are left alone, so a shell that exported them for a
 /// client can still start `hookplane dev`.
-const CLIENT_VARIABLES: [&str; 11] = [
+const CLIENT_VARIABLES: [&str; 12] = [
     "token",
     "secret_token",
     "api_key",
+    "trigger_api_key",
     "basic_password",
     "signing_secret",
     "url",

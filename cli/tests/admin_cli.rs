@@ -272,6 +272,21 @@ fn apply_creates_then_changes_nothing_then_shows_its_diff() {
     assert_eq!(orders["labels"]["hookplane/name"], "orders");
     assert_eq!(listed.as_array().unwrap().len(), 2, "updated in place, not created again");
 
+    // A field the entry no longer sets goes back to its default.
+    let with_condition = document("https://erp.example.com/v2/orders").replacen(
+        "    displayName: Orders\n",
+        "    displayName: Orders\n    condition: '$payload.x == 1'\n",
+        1,
+    );
+    std::fs::write(&file, with_condition).unwrap();
+    cli.ok(&["connectors", "apply", "-f", &file]);
+    let orders_of = |listed: Value| listed.as_array().unwrap().iter().find(|c| c["displayName"] == "Orders").cloned();
+    assert_eq!(orders_of(cli.json(&["connectors", "list"])).unwrap()["condition"], "$payload.x == 1");
+    std::fs::write(&file, document("https://erp.example.com/v2/orders")).unwrap();
+    let removed = cli.ok(&["connectors", "apply", "-f", &file]);
+    assert!(removed.contains("left to the server's defaults: condition"), "{removed}");
+    assert_eq!(orders_of(cli.json(&["connectors", "list"])).unwrap().get("condition"), None);
+
     let shorter =
         cli.write("one.yaml", document("https://erp.example.com/v2/orders").split("  refunds:").next().unwrap());
     let stray = cli.ok(&["connectors", "apply", "-f", &shorter]);

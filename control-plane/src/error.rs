@@ -78,8 +78,13 @@ impl From<ApiError> for Status {
             },
             ApiError::StreamLagged(_) => Status::resource_exhausted(err.to_string()),
             ApiError::Unavailable(msg) => Status::unavailable(msg),
+            // None of these is UNAVAILABLE, which clients retry: a run may
+            // have sent its perform already (the node went away while it ran,
+            // or it is still running), and one without a node waits for a
+            // rollout that retrying at once does not bring.
             ApiError::LiveRun(crate::sync::LiveRunError::TimedOut) => Status::deadline_exceeded(err.to_string()),
-            ApiError::LiveRun(_) => Status::unavailable(err.to_string()),
+            ApiError::LiveRun(crate::sync::LiveRunError::NodeGone) => Status::aborted(err.to_string()),
+            ApiError::LiveRun(crate::sync::LiveRunError::NoNode) => Status::failed_precondition(err.to_string()),
             ApiError::LiveRunRefused(_) => Status::failed_precondition(err.to_string()),
             ApiError::Crypto(crypto) => {
                 tracing::error!(error = %crypto, "sealed data did not open; is the configured secret key right?");
@@ -97,6 +102,9 @@ impl From<ApiError> for Status {
 const MAX_VIOLATION_BYTES: usize = 4 * 1024;
 /// Bytes of one violation's description.
 const MAX_DESCRIPTION_BYTES: usize = 512;
+/// Bytes of one violation's field path (a label key, say, is the caller's
+/// text).
+const MAX_FIELD_BYTES: usize = 256;
 /// Fields the message names before counting the rest.
 const FIELDS_IN_MESSAGE: usize = 5;
 
@@ -105,10 +113,11 @@ const FIELDS_IN_MESSAGE: usize = 5;
 /// within a budget every default client accepts (the rest are counted).
 fn invalid_argument(invalid: ValidationError) -> Status {
     let total = invalid.violations.len();
+    let paths: Vec<String> = invalid.violations.iter().map(|v| truncated(&v.field, MAX_FIELD_BYTES)).collect();
     let mut fields: Vec<&str> = Vec::new();
-    for violation in &invalid.violations {
-        if !fields.contains(&violation.field.as_str()) {
-            fields.push(&violation.field);
+    for path in &paths {
+        if !fields.contains(&path.as_str()) {
+            fields.push(path);
         }
     }
     let mut message =
@@ -118,14 +127,14 @@ fn invalid_argument(invalid: ValidationError) -> Status {
     }
     let mut used = 0;
     let mut violations = Vec::new();
-    for violation in &invalid.violations {
+    for (violation, field) in invalid.violations.iter().zip(&paths) {
         let description = truncated(&violation.description, MAX_DESCRIPTION_BYTES);
         // Each entry's field, description and framing (a few bytes).
-        used += violation.field.len() + description.len() + 8;
+        used += field.len() + description.len() + 8;
         if used > MAX_VIOLATION_BYTES {
             break;
         }
-        violations.push(FieldViolation::new(violation.field.clone(), description));
+        violations.push(FieldViolation::new(field.clone(), description));
     }
     if violations.len() < total {
         message.push_str(&format!("; {} of {total} violations listed, fix them and retry", violations.len()));
@@ -224,6 +233,11 @@ mod tests {
         status.add_header(&mut headers).unwrap();
         let bytes: usize = headers.iter().map(|(name, value)| name.as_str().len() + value.len()).sum();
         assert!(bytes < 7 * 1024, "{bytes} bytes of metadata");
+
+        let long_field = Status::from(ApiError::invalid(format!("labels[{}]", "k".repeat(10_000)), "bad key"));
+        let listed = long_field.get_details_bad_request().unwrap().field_violations;
+        assert_eq!(listed.len(), 1, "a long field path is cut, not dropped");
+        assert!(listed[0].field.len() <= MAX_FIELD_BYTES && long_field.message().len() < 2 * MAX_FIELD_BYTES);
     }
 
     #[test]

@@ -118,7 +118,7 @@ pub fn integration_examples(
         methods.push(("secret_token", Auth::SecretToken(value)));
     }
     if let Some(api_key) = &auth.api_key {
-        let value = credential(TokenKind::ApiKey, "HOOKPLANE_API_KEY");
+        let value = credential(TokenKind::ApiKey, "HOOKPLANE_TRIGGER_API_KEY");
         methods.push(match api_key.location {
             ApiKeyLocation::Header => ("api_key", Auth::ApiKeyHeader(api_key.name.clone(), value)),
             ApiKeyLocation::Query => ("api_key", Auth::ApiKeyQuery(api_key.name.clone(), value)),
@@ -181,6 +181,30 @@ fn shell_quoted(text: &str) -> String {
     format!("'{}'", text.replace('\'', r"'\''"))
 }
 
+/// A part of one shell word: text taken literally, or a variable.
+enum Word {
+    Text(String),
+    Var(String),
+}
+
+/// One shell word of `parts`: text single-quoted, variables double-quoted
+/// (`'Authorization: Bearer '"${HOOKPLANE_TOKEN}"`).
+fn shell_word(parts: &[Word]) -> String {
+    parts
+        .iter()
+        .map(|part| match part {
+            Word::Text(text) => shell_quoted(text),
+            Word::Var(name) => format!("\"${{{name}}}\""),
+        })
+        .collect()
+}
+
+/// `prefix` and a rendered credential as one JavaScript or Python
+/// expression.
+fn concat(prefix: &str, credential: String) -> String {
+    if prefix.is_empty() { credential } else { format!("{} + {credential}", quoted(prefix)) }
+}
+
 impl Call<'_> {
     fn environment(&self) -> Vec<String> {
         let mut names = Vec::new();
@@ -209,39 +233,42 @@ impl Call<'_> {
         }
     }
 
-    /// Headers carrying credentials, as (name, value) in each language's terms.
-    fn credential_headers(
-        &self,
-        render: impl Fn(&Value) -> String,
-        concat: impl Fn(&str, String) -> String,
-    ) -> Vec<(String, String)> {
+    /// Headers carrying credentials: name, the text before the credential,
+    /// and the credential.
+    fn credential_headers(&self) -> Vec<(&str, &'static str, &Value)> {
         match self.auth {
-            Auth::Bearer(v) => vec![("Authorization".into(), concat("Bearer ", render(v)))],
-            Auth::SecretToken(v) => vec![("X-Secret-Token".into(), render(v))],
-            Auth::ApiKeyHeader(name, v) => vec![(name.clone(), render(v))],
-            Auth::Headers(headers) => headers.iter().map(|(name, v)| (name.clone(), render(v))).collect(),
+            Auth::Bearer(v) => vec![("Authorization", "Bearer ", v)],
+            Auth::SecretToken(v) => vec![("X-Secret-Token", "", v)],
+            Auth::ApiKeyHeader(name, v) => vec![(name.as_str(), "", v)],
+            Auth::Headers(headers) => headers.iter().map(|(name, v)| (name.as_str(), "", v)).collect(),
             Auth::ApiKeyQuery(..) | Auth::Basic(..) | Auth::None => Vec::new(),
         }
     }
 
+    /// Every value a connector's owner chose (names, prefixes, the
+    /// username, the URL) goes into the shell single-quoted, and variables
+    /// double-quoted: the code runs what it shows, whatever those hold.
     fn curl(&self) -> String {
-        let render = |v: &Value| match v {
-            Value::Env(name) => format!("${{{name}}}"),
-            Value::Literal(token) => token.clone(),
+        let part = |v: &Value| match v {
+            Value::Env(name) => Word::Var(name.clone()),
+            Value::Literal(token) => Word::Text(token.clone()),
         };
         let mut lines = vec!["#!/usr/bin/env bash".to_owned(), "set -euo pipefail".to_owned()];
         let url = match self.query() {
-            Some((name, value)) => format!("{}?{name}={}", self.url, render(value)),
-            None => self.url.to_owned(),
+            Some((name, value)) => {
+                let name: String = url::form_urlencoded::byte_serialize(name.as_bytes()).collect();
+                shell_word(&[Word::Text(format!("{}?{name}=", self.url)), part(value)])
+            }
+            None => shell_quoted(self.url),
         };
-        lines.push(format!("URL=\"{url}\""));
+        lines.push(format!("URL={url}"));
         lines.push(format!("BODY={}", shell_quoted(self.body)));
         let mut args = vec!["-H 'Content-Type: application/json'".to_owned()];
-        for (name, value) in self.credential_headers(render, |prefix, v| format!("{prefix}{v}")) {
-            args.push(format!("-H \"{name}: {value}\""));
+        for (name, prefix, value) in self.credential_headers() {
+            args.push(format!("-H {}", shell_word(&[Word::Text(format!("{name}: {prefix}")), part(value)])));
         }
         if let Auth::Basic(username, value) = self.auth {
-            args.push(format!("-u \"{username}:{}\"", render(value)));
+            args.push(format!("-u {}", shell_word(&[Word::Text(format!("{username}:")), part(value)])));
         }
         if let Some(signing) = self.signing {
             lines.extend(curl_signature(signing, &mut args));
@@ -268,8 +295,8 @@ impl Call<'_> {
         }
         lines.push(format!("const body = {};", quoted(self.body)));
         lines.push("const headers = { \"Content-Type\": \"application/json\" };".into());
-        for (name, value) in self.credential_headers(render, |prefix, v| format!("{} + {v}", quoted(prefix))) {
-            lines.push(format!("headers[{}] = {value};", quoted(&name)));
+        for (name, prefix, value) in self.credential_headers() {
+            lines.push(format!("headers[{}] = {};", quoted(name), concat(prefix, render(value))));
         }
         if let Auth::Basic(username, value) = self.auth {
             lines.push(format!(
@@ -304,8 +331,8 @@ impl Call<'_> {
         lines.push(format!("url = {}", quoted(self.url)));
         lines.push(format!("body = {}", quoted(self.body)));
         lines.push("headers = {\"Content-Type\": \"application/json\"}".into());
-        for (name, value) in self.credential_headers(render, |prefix, v| format!("{} + {v}", quoted(prefix))) {
-            lines.push(format!("headers[{}] = {value}", quoted(&name)));
+        for (name, prefix, value) in self.credential_headers() {
+            lines.push(format!("headers[{}] = {}", quoted(name), concat(prefix, render(value))));
         }
         let mut extra = String::new();
         if let Some((name, value)) = self.query() {
@@ -355,13 +382,23 @@ fn curl_signature(signing: &Signing, args: &mut Vec<String>) -> Vec<String> {
         "SIG=$(printf '%s' \"{message}\" | openssl dgst -{} {key} -binary | {encode})",
         signing.algorithm
     ));
-    let value = if signing.stripe { "t=$TS,v1=$SIG".to_owned() } else { format!("{}$SIG", signing.prefix) };
-    args.push(format!("-H \"{}: {value}\"", signing.header));
+    let header = &signing.header;
+    let value = if signing.stripe {
+        shell_word(&[
+            Word::Text(format!("{header}: t=")),
+            Word::Var("TS".into()),
+            Word::Text(",v1=".into()),
+            Word::Var("SIG".into()),
+        ])
+    } else {
+        shell_word(&[Word::Text(format!("{header}: {}", signing.prefix)), Word::Var("SIG".into())])
+    };
+    args.push(format!("-H {value}"));
     if let Some(header) = &signing.timestamp_header {
-        args.push(format!("-H \"{header}: $TS\""));
+        args.push(format!("-H {}", shell_word(&[Word::Text(format!("{header}: ")), Word::Var("TS".into())])));
     }
     if let Some(header) = signing.id_header {
-        args.push(format!("-H \"{header}: $ID\""));
+        args.push(format!("-H {}", shell_word(&[Word::Text(format!("{header}: ")), Word::Var("ID".into())])));
     }
     lines
 }
@@ -453,4 +490,64 @@ fn python_signature(signing: &Signing) -> Vec<String> {
         lines.push(format!("headers[{}] = delivery_id", quoted(header)));
     }
     lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Values a connector's owner chose reach the shell as text, never as
+    /// code: the generated script is run with `curl` replaced by a function
+    /// that prints its arguments.
+    #[test]
+    fn owner_chosen_values_are_never_run_by_the_shell() {
+        let dir = std::env::temp_dir().join(format!("hookplane-examples-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // Run in `dir`, so `pw` is where a command would create its file.
+        let marker = dir.join("pw");
+        let hostile = "$(touch pw)`touch pw`";
+        // Through the API's conversion: what an owner can really store.
+        let connector = hookplane::api::v1::Connector {
+            display_name: "hostile".into(),
+            auth: Some(hookplane::api::v1::InboundAuth {
+                basic: Some(hookplane::api::v1::BasicAuth { username: format!("u{hostile}") }),
+                api_key: Some(hookplane::api::v1::ApiKeyAuth {
+                    location: hookplane::api::v1::ApiKeyLocation::Query as i32,
+                    name: format!("k{hostile}"),
+                }),
+                ..Default::default()
+            }),
+            signature: Some(hookplane::api::v1::SignatureSettings {
+                secret: "a-signing-secret".into(),
+                prefix: format!("p{hostile}"),
+                ..Default::default()
+            }),
+            perform: Some(hookplane::api::v1::Perform { url: "https://erp.example.com/".into(), ..Default::default() }),
+            ..Default::default()
+        };
+        let mut spec =
+            hookplane_convert::connector_from_api(&connector, "connector").expect("an owner may store these");
+        spec.sample_payload = Some(format!(r#"{{"note": "it's {hostile}"}}"#));
+        for example in integration_examples(&spec, &format!("https://hooks.example.com/t?x={hostile}"), &[]) {
+            if example.language != "curl" {
+                continue;
+            }
+            let script = dir.join("example.sh");
+            std::fs::write(&script, &example.code).unwrap();
+            let output = std::process::Command::new("bash")
+                .arg("-c")
+                .arg(format!("curl() {{ printf '%s\\n' \"$@\"; }}; source {}", script.display()))
+                .current_dir(&dir)
+                .env("HOOKPLANE_BASIC_PASSWORD", "password")
+                .env("HOOKPLANE_TRIGGER_API_KEY", "key")
+                .env("HOOKPLANE_SIGNING_SECRET", "secret")
+                .output()
+                .unwrap();
+            let printed = String::from_utf8_lossy(&output.stdout);
+            assert!(output.status.success(), "{}\n{}", example.code, String::from_utf8_lossy(&output.stderr));
+            assert!(!marker.exists(), "the shell ran an owner's value:\n{}", example.code);
+            assert!(printed.contains("$(touch"), "the values arrive as text: {printed}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -6,6 +6,15 @@ use std::collections::BTreeMap;
 use hookplane_model::{RenderedRequest, RequestChange};
 use serde_json::Value;
 
+/// Bytes of a request body an event's trace keeps: what a replay is
+/// compared with.
+pub const TRACE_EXCERPT: usize = 4 * 1024;
+
+/// A body as a trace keeps it: its first [`TRACE_EXCERPT`] bytes.
+pub fn excerpt(body: &[u8]) -> String {
+    String::from_utf8_lossy(&body[..body.len().min(TRACE_EXCERPT)]).into_owned()
+}
+
 /// Headers whose values differ by nature between two runs, not by spec.
 const VOLATILE_HEADERS: [&str; 1] = ["content-length"];
 
@@ -13,6 +22,14 @@ const VOLATILE_HEADERS: [&str; 1] = ["content-length"];
 /// name (lower case; repeated headers joined), and the body, by JSON path
 /// when both bodies are JSON, whole otherwise.
 pub fn diff_requests(before: &RenderedRequest, after: &RenderedRequest) -> Vec<RequestChange> {
+    // A trace keeps the start of a body: compare the replay's the same way.
+    let cut;
+    let after = if after.body.len() > TRACE_EXCERPT {
+        cut = RenderedRequest { body: excerpt(after.body.as_bytes()), ..after.clone() };
+        &cut
+    } else {
+        after
+    };
     let mut changes = Vec::new();
     let mut field = |name: String, old: Option<&str>, new: Option<&str>| {
         if old != new {
@@ -121,6 +138,15 @@ mod tests {
                 ("body.items[1]", None, Some(r#"{"sku":"b"}"#)),
             ]
         );
+    }
+
+    #[test]
+    fn long_bodies_compare_as_far_as_the_trace_kept_them() {
+        let long = format!("a={}", "x".repeat(10_000));
+        let before = request("u", &[], &excerpt(long.as_bytes()));
+        assert!(diff_requests(&before, &request("u", &[], &long)).is_empty());
+        let changed = format!("b={}", "x".repeat(10_000));
+        assert_eq!(diff_requests(&before, &request("u", &[], &changed)).len(), 1);
     }
 
     #[test]

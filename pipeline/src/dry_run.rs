@@ -120,7 +120,7 @@ impl DryRun<'_> {
 fn shown(request: &OutboundRequest) -> RenderedRequest {
     RenderedRequest {
         method: request.method.to_string(),
-        url: request.url.to_string(),
+        url: crate::redact::traced_url(&request.url),
         headers: request
             .headers
             .iter()

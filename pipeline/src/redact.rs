@@ -19,13 +19,24 @@ pub struct Redactor {
 }
 
 impl Redactor {
-    /// Redacts `value` from now on.
+    /// Redacts `value` from now on, and the forms a request writes it in:
+    /// percent-encoded in a query or form (`+/=` become `%2B%2F%3D`) and
+    /// escaped in a JSON string. A secret a mapping transforms
+    /// (`upper($secret.X)`) is not recognised: no redactor can be.
     pub fn add(&mut self, value: &str) {
-        if value.len() >= MIN_SECRET_LEN && !self.values.iter().any(|v| v == value) {
-            self.values.push(value.to_owned());
-            // Longest first, so a secret containing another is removed whole.
-            self.values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+        if value.len() < MIN_SECRET_LEN {
+            return;
         }
+        let form: String = url::form_urlencoded::byte_serialize(value.as_bytes()).collect();
+        let json = serde_json::to_string(value).unwrap_or_default();
+        let json = json.get(1..json.len().saturating_sub(1)).unwrap_or_default().to_owned();
+        for form in [value.to_owned(), form, json] {
+            if !self.values.contains(&form) {
+                self.values.push(form);
+            }
+        }
+        // Longest first, so a secret containing another is removed whole.
+        self.values.sort_by_key(|v| std::cmp::Reverse(v.len()));
     }
 
     /// `text` with every secret value replaced.
@@ -68,9 +79,33 @@ impl Redactor {
     }
 }
 
+/// The URL as a trace shows it: credentials in its userinfo
+/// (`https://user:pass@host/`) are replaced, whatever wrote them there.
+pub fn traced_url(url: &url::Url) -> String {
+    if url.username().is_empty() && url.password().is_none() {
+        return url.to_string();
+    }
+    let mut shown = url.clone();
+    let _ = shown.set_username(REDACTED_WORD);
+    if url.password().is_some() {
+        let _ = shown.set_password(Some(REDACTED_WORD));
+    }
+    shown.into()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn traced_urls_hide_their_userinfo() {
+        let url = url::Url::parse("https://erp-user:erp-pass@api.example.com/orders?id=7").unwrap();
+        assert_eq!(traced_url(&url), "https://redacted:redacted@api.example.com/orders?id=7");
+        let url = url::Url::parse("https://sk_live_123@api.example.com/").unwrap();
+        assert_eq!(traced_url(&url), "https://redacted@api.example.com/");
+        let url = url::Url::parse("https://api.example.com/x").unwrap();
+        assert_eq!(traced_url(&url), "https://api.example.com/x");
+    }
 
     #[test]
     fn every_occurrence_of_every_secret_is_replaced() {
@@ -80,5 +115,13 @@ mod tests {
         redactor.add("ab");
         assert_eq!(redactor.scrub("Bearer s3cr3t-token and s3cr3t, ab"), "Bearer [redacted] and [redacted], ab");
         assert!(matches!(redactor.scrub("nothing here"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn encoded_forms_of_a_secret_are_replaced_too() {
+        let mut redactor = Redactor::default();
+        redactor.add("k+y/1=\"q\"");
+        assert_eq!(redactor.scrub("https://x/?key=k%2By%2F1%3D%22q%22"), "https://x/?key=[redacted]");
+        assert_eq!(redactor.scrub(r#"{"key":"k+y/1=\"q\""}"#), r#"{"key":"[redacted]"}"#);
     }
 }

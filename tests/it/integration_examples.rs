@@ -64,7 +64,7 @@ fn environment(issued: &[api::IssuedCredential]) -> Vec<(String, String)> {
     for credential in issued {
         let name = match api::TokenKind::try_from(credential.kind).unwrap() {
             api::TokenKind::Bearer => "HOOKPLANE_TOKEN",
-            api::TokenKind::ApiKey => "HOOKPLANE_API_KEY",
+            api::TokenKind::ApiKey => "HOOKPLANE_TRIGGER_API_KEY",
             api::TokenKind::BasicPassword => "HOOKPLANE_BASIC_PASSWORD",
             api::TokenKind::SecretToken => "HOOKPLANE_SECRET_TOKEN",
             api::TokenKind::Unspecified => continue,

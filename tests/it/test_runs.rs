@@ -91,7 +91,9 @@ async fn a_dry_run_shows_each_step_and_the_rendered_request_without_sending_it()
     // own over the organization's secrets) needs write access.
     let viewer = plane.key_for(&plane.organization_id, api::ApiKeyRole::Viewer).await;
     let mut viewing = viewer.connectors();
-    assert!(viewing.test_connector(test_request(&id, "")).await.is_ok());
+    let seen = viewing.test_connector(test_request(&id, "")).await.unwrap().into_inner().perform_request.unwrap();
+    let api_key = seen.headers.iter().find(|h| h.name == "x-api-key").map(|h| h.value.as_str());
+    assert_eq!(api_key, Some("<secret TARGET_KEY>"), "a viewer's dry run never opens a secret");
     let draft = api::TestConnectorRequest {
         draft: Some(mapped_connector("https://x.example.com")),
         payload: ORDER.into(),
@@ -207,7 +209,7 @@ async fn a_live_run_executes_on_a_node_and_its_event_is_marked_test() {
     let live = |id: &str| api::TestConnectorRequest { id: id.into(), live: true, ..Default::default() };
 
     let nowhere = connectors.test_connector(live(&id)).await.unwrap_err();
-    assert_eq!(nowhere.code(), Code::Unavailable, "no node has the connector: {}", nowhere.message());
+    assert_eq!(nowhere.code(), Code::FailedPrecondition, "no node has the connector: {}", nowhere.message());
 
     let node = start_dev_node(&plane, "node-1").await;
     let run = connectors.test_connector(live(&id)).await.unwrap().into_inner();
@@ -238,6 +240,9 @@ async fn a_live_run_executes_on_a_node_and_its_event_is_marked_test() {
     let refused = connectors.test_connector(with_draft).await.unwrap_err();
     assert_eq!(refused.code(), Code::InvalidArgument);
     assert_eq!(hookplane_sdk::Error::from(refused).violations()[0].field, "draft");
+    let huge = api::TestConnectorRequest { payload: format!(r#"{{"x":"{}"}}"#, "a".repeat(1 << 20)), ..live(&id) };
+    let too_big = connectors.test_connector(huge).await.unwrap_err();
+    assert_eq!(hookplane_sdk::Error::from(too_big).violations()[0].field, "payload");
     let viewer = plane.key_for(&plane.organization_id, api::ApiKeyRole::Viewer).await;
     let denied = viewer.connectors().test_connector(live(&id)).await.unwrap_err();
     assert_eq!(denied.code(), Code::PermissionDenied, "a live run sends requests: writers only");

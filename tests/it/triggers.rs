@@ -525,6 +525,12 @@ async fn a_node_beside_its_control_plane_hands_events_over_in_process() {
     let id_kept = kept.body["event_id"].as_i64().unwrap();
     let missing = plane.admin.events().get_event(api::GetEventRequest { id: id_kept }).await.unwrap_err();
     assert_eq!(missing.code(), tonic::Code::NotFound, "not stored while the store refuses");
+    // A refusing store is retried with backoff, not in a loop. (A fixed
+    // wait on purpose: what is measured is that little happens in it.)
+    let before = handed.load(Ordering::SeqCst);
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    let tries = handed.load(Ordering::SeqCst) - before;
+    assert!(tries <= 6, "{tries} hand-overs in 800 ms while the store refused");
     refusing.store(false, Ordering::SeqCst);
     event(&plane, id_kept).await;
     node.shutdown().await;

@@ -33,6 +33,22 @@ use super::output::{Format, print_json};
 use super::proto_json::{from_json, read_document, to_json};
 
 const NAME_LABEL: &str = "hookplane/name";
+/// The connector's fields an update from an entry replaces (`enabled`
+/// only when the entry sets it).
+const ALL_FIELDS: &[&str] = &[
+    "display_name",
+    "description",
+    "async_mode",
+    "auth",
+    "allowed_origins",
+    "signature",
+    "condition",
+    "lookup",
+    "mappings",
+    "perform",
+    "sample_payload",
+    "labels",
+];
 const APPLIED_LABEL: &str = "hookplane/applied";
 
 /// What applying one entry does.
@@ -66,13 +82,14 @@ pub async fn apply(client: &Client, format: Format, file: &Path, dry_run: bool) 
         let mut connector: api::Connector =
             from_json(value.clone()).with_context(|| format!("{}: connectors.{name}", file.display()))?;
         let digest = hex::encode(&Sha256::digest(to_json(&connector).to_string().as_bytes())[..12]);
-        let mut fields: Vec<String> = value
-            .as_object()
-            .map(|o| o.keys().map(|k| snake_case(k)).filter(|k| k != "id" && k != "etag").collect())
-            .unwrap_or_default();
-        fields.push("labels".into());
-        fields.sort();
-        fields.dedup();
+        // Every field, so one the entry no longer sets goes back to its
+        // default; but `enabled` only when the entry says, so a file never
+        // turns a connector off by leaving it out. Stored secrets stay when
+        // the entry leaves them empty (the server keeps them).
+        let mut fields: Vec<String> = ALL_FIELDS.iter().map(|f| (*f).to_owned()).collect();
+        if value.get("enabled").is_some() {
+            fields.push("enabled".into());
+        }
         let action = match existing.get(name) {
             None => Action::Create,
             Some(current) => {

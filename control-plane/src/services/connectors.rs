@@ -18,6 +18,9 @@ use crate::store::{StoreError, TokenChanges};
 /// The longest grace period (or overlap) a rotation may give the replaced
 /// credentials (or signing secret).
 const MAX_GRACE_MS: u64 = 30 * 24 * 3600 * 1000;
+/// Bytes of a live run's payload: a trigger body's default limit, and it
+/// travels on the node's config stream.
+const MAX_LIVE_PAYLOAD: usize = 1 << 20;
 /// Attempts of an update without an etag before giving up on contention.
 const UPDATE_ATTEMPTS: usize = 5;
 
@@ -251,7 +254,17 @@ impl ConnectorApi {
             (text, _) => parse_json(text, "payload")?,
         };
         if req.live {
-            let live = live_run(&self.core, org, &req.id, payload.to_string()).await?;
+            // The text as given (or the sample), not re-serialised: that is
+            // what a sender would send, and it is bounded here.
+            let text = if req.payload.is_empty() {
+                spec.sample_payload.clone().unwrap_or_default()
+            } else {
+                req.payload.clone()
+            };
+            if text.len() > MAX_LIVE_PAYLOAD {
+                return Err(ApiError::invalid("payload", format!("at most {MAX_LIVE_PAYLOAD} bytes for a live run")));
+            }
+            let live = live_run(&self.core, org, &req.id, text).await?;
             return Ok(api::TestRun { live: Some(live), ..Default::default() });
         }
         let lookup = match (req.send_lookup, req.lookup_result.as_str()) {
@@ -259,7 +272,8 @@ impl ConnectorApi {
             (false, "") => LookupInput::Given(None),
             (false, text) => LookupInput::Given(Some(parse_json(text, "lookup_result")?)),
         };
-        let run = dry_run(&self.core, org, &spec, &payload, lookup).await?;
+        let writer = caller.writable_organization().is_ok();
+        let run = dry_run(&self.core, org, &spec, &payload, lookup, writer).await?;
         Ok(convert::test_run_to_api(&run))
     }
 

@@ -4,9 +4,11 @@
 //! run. Nothing is sent but, when asked for, the lookup.
 //!
 //! Secrets: the connector's own (signing secret, OAuth client secret)
-//! are never opened here, a placeholder stands in; the organization's
-//! `$secret` values the connector reads are opened, since mappings may
-//! transform them, and redacted from everything the run shows.
+//! are never opened here, a placeholder stands in. The organization's
+//! `$secret` values the connector reads are opened for callers who may
+//! write (mappings may transform them) and redacted from everything the
+//! run shows; for viewers, `<secret NAME>` stands in for each, never
+//! opened: a redactor cannot recognise a value a mapping transformed.
 
 use std::collections::HashMap;
 
@@ -65,6 +67,7 @@ pub async fn dry_run(
     spec: &ConnectorSpec,
     payload: &Value,
     lookup: LookupInput,
+    open_secrets: bool,
 ) -> ApiResult<TestRun> {
     let mut spec = spec.clone();
     spec.update_secrets(|_, secret| match secret {
@@ -76,9 +79,15 @@ pub async fn dry_run(
     let CompiledSpec { programs, spec } = compile_connector(&spec)
         .and_then(CompiledSpec::open)
         .map_err(|diagnostics| ApiError::invalid("connector", format!("does not compile: {}", diagnostics[0])))?;
-    let secrets = organization_secrets(core, organization_id, &programs.all_secrets()).await?;
+    let secrets = if open_secrets {
+        organization_secrets(core, organization_id, &programs.all_secrets()).await?
+    } else {
+        programs.all_secrets().into_iter().map(|name| (name.to_owned(), format!("<secret {name}>"))).collect()
+    };
     let mut redactor = Redactor::default();
-    secrets.values().for_each(|value| redactor.add(value));
+    if open_secrets {
+        secrets.values().for_each(|value| redactor.add(value));
+    }
     let run = DryRun { spec: &spec, programs: &programs, secrets: &secrets, limits: Limits::default() };
     let lookup = match lookup {
         LookupInput::Given(value) => value,

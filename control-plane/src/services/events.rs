@@ -106,7 +106,8 @@ impl EventApi {
             (false, "") => LookupInput::Given(recorded),
             (false, text) => LookupInput::Given(Some(parse_json(text, "lookup_result")?)),
         };
-        let run = dry_run(&self.core, org, &spec, &payload, lookup).await?;
+        let writer = caller.writable_organization().is_ok();
+        let run = dry_run(&self.core, org, &spec, &payload, lookup, writer).await?;
         let original = event.trace.perform_attempts.first().map(hookplane_model::RenderedRequest::from);
         let changes = match (&original, &run.perform_request) {
             (Some(before), Some(after)) => hookplane_pipeline::diff::diff_requests(before, after),

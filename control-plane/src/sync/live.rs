@@ -12,9 +12,11 @@ use std::time::Duration;
 use hookplane::api::v1 as api;
 use tokio::sync::{mpsc, oneshot};
 
-/// How long a run may take on its node: a perform's timeout (30 s at
-/// most by default) with the plan's retries, and a margin.
-const RUN_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long a run may take on its node before the caller is told
+/// DEADLINE_EXCEEDED (the run itself goes on): a lookup and a perform of
+/// 30 s each by default with three attempts fit; a connector with longer
+/// timeouts and more attempts may outlast it.
+const RUN_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long a run waits for a node to apply the connector's version: a
 /// connector just saved reaches the fleet in milliseconds.
 const ROLLOUT_WAIT: Duration = Duration::from_secs(5);

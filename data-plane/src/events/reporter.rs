@@ -117,10 +117,10 @@ pub async fn report(config: Arc<NodeConfig>, queue: EventQueue) {
             }, if opening.is_some() => {
                 opening = None;
                 match opened {
-                    Ok(open) => {
-                        backoff = BACKOFF_START;
-                        stream = Some(open);
-                    }
+                    // The backoff resets once a batch is delivered, not here:
+                    // a stream that opens and then fails every batch (a store
+                    // refusing, in process) must not be retried at once.
+                    Ok(open) => stream = Some(open),
                     Err(err) => {
                         tracing::debug!(error = %err, "event stream unavailable; spooling events");
                         next_attempt = tokio::time::Instant::now() + rand::rng().random_range(backoff / 2..=backoff);
@@ -135,31 +135,49 @@ pub async fn report(config: Arc<NodeConfig>, queue: EventQueue) {
                 // `None` only once every sink is gone and the queue is empty.
                 let Some(first) = first else { break };
                 let batch = drain(&config, first, &mut backlog.events);
-                match &mut stream {
-                    Some(open) => {
-                        if !backlog.deliver(open, batch).await {
-                            stream = None;
-                        }
+                let delivered = match &mut stream {
+                    Some(open) => Some(backlog.deliver(open, batch).await),
+                    None => {
+                        backlog.keep(batch).await;
+                        None
                     }
-                    None => backlog.keep(batch).await,
-                }
+                };
+                settle(delivered, &mut stream, &mut backoff, &mut next_attempt);
                 // What spilled while the control plane lagged follows, a
                 // batch after each live one, so it catches up under load.
-                if let Some(open) = stream.as_mut().filter(|_| !backlog.spool.is_empty())
-                    && !backlog.send_oldest(open).await
-                {
-                    stream = None;
+                if let Some(open) = stream.as_mut().filter(|_| !backlog.spool.is_empty()) {
+                    let delivered = backlog.send_oldest(open).await;
+                    settle(Some(delivered), &mut stream, &mut backoff, &mut next_attempt);
                 }
             }
             // ... and whenever no new event waits.
             () = std::future::ready(()), if stream.is_some() && !backlog.spool.is_empty() => {
-                if let Some(open) = &mut stream
-                    && !backlog.send_oldest(open).await
-                {
-                    stream = None;
+                if let Some(open) = &mut stream {
+                    let delivered = backlog.send_oldest(open).await;
+                    settle(Some(delivered), &mut stream, &mut backoff, &mut next_attempt);
                 }
             }
         }
+    }
+}
+
+/// After a delivery attempt (`None`: none was made): a success resets the
+/// backoff; a failure drops the stream and waits the backoff, jittered,
+/// before the next one opens.
+fn settle(
+    delivered: Option<bool>,
+    stream: &mut Option<Stream>,
+    backoff: &mut Duration,
+    next_attempt: &mut tokio::time::Instant,
+) {
+    match delivered {
+        Some(true) => *backoff = BACKOFF_START,
+        Some(false) => {
+            *stream = None;
+            *next_attempt = tokio::time::Instant::now() + rand::rng().random_range(*backoff / 2..=*backoff);
+            *backoff = (*backoff * 2).min(BACKOFF_MAX);
+        }
+        None => {}
     }
 }
 

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use hookplane_expr::{Budget, Limits, Scope, SecretSource};
 use hookplane_model::{CircuitTransition, EventTrace, HttpExchangeTrace, Plan};
+use hookplane_pipeline::diff::excerpt;
 use hookplane_pipeline::steps::{self, Credential};
 use hyper::StatusCode;
 use hyper::header::{AUTHORIZATION, RETRY_AFTER};
@@ -35,7 +36,7 @@ use request::{Target, render_perform, render_target};
 /// Bytes of a lookup answer parsed as `$lookup`.
 const MAX_LOOKUP_BODY: usize = 1 << 20;
 /// Bytes of a perform answer kept for the trace.
-const MAX_EXCERPT: usize = 4 * 1024;
+const MAX_EXCERPT: usize = hookplane_pipeline::diff::TRACE_EXCERPT;
 /// Longest `Retry-After` a retry waits for; longer ones end the retries.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
 
@@ -325,7 +326,7 @@ fn breaker_key(url: &url::Url) -> String {
 fn exchange_trace(request: &OutboundRequest) -> HttpExchangeTrace {
     HttpExchangeTrace {
         method: request.method.to_string(),
-        url: traced_url(&request.url),
+        url: redact::traced_url(&request.url),
         request_headers: request
             .headers
             .iter()
@@ -339,38 +340,9 @@ fn exchange_trace(request: &OutboundRequest) -> HttpExchangeTrace {
     }
 }
 
-/// The URL as a trace shows it: credentials in its userinfo
-/// (`https://user:pass@host/`) are replaced, whatever wrote them there.
-fn traced_url(url: &url::Url) -> String {
-    if url.username().is_empty() && url.password().is_none() {
-        return url.to_string();
-    }
-    let mut shown = url.clone();
-    let _ = shown.set_username(redact::REDACTED_WORD);
-    if url.password().is_some() {
-        let _ = shown.set_password(Some(redact::REDACTED_WORD));
-    }
-    shown.into()
-}
-
-fn excerpt(body: &[u8]) -> String {
-    let cut = &body[..body.len().min(MAX_EXCERPT)];
-    String::from_utf8_lossy(cut).into_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn traced_urls_hide_their_userinfo() {
-        let url = url::Url::parse("https://erp-user:erp-pass@api.example.com/orders?id=7").unwrap();
-        assert_eq!(traced_url(&url), "https://redacted:redacted@api.example.com/orders?id=7");
-        let url = url::Url::parse("https://sk_live_123@api.example.com/").unwrap();
-        assert_eq!(traced_url(&url), "https://redacted@api.example.com/");
-        let url = url::Url::parse("https://api.example.com/x").unwrap();
-        assert_eq!(traced_url(&url), "https://api.example.com/x");
-    }
 
     #[test]
     fn breakers_are_keyed_without_query_or_credentials() {

@@ -1,8 +1,11 @@
 //! Live test runs (SPEC §10): the control plane asks, over the sync
 //! stream, for a connector to be executed for real. The run skips the
-//! checks of a sender (there is none) and runs what a call that passed
-//! them runs, `Ingress::execute`: the pipeline, the perform sent, and an
-//! event kept before the answer, its `auth_method` `test_run`.
+//! checks of a sender (there is none) but counts against the connector's
+//! and the organization's limits, as a call would, and then runs what a
+//! call that passed every check runs, `Ingress::execute`: the pipeline,
+//! the perform sent, and an event kept before the answer, its
+//! `auth_method` `test_run`. A disabled connector runs too: testing one
+//! before turning it on is what a live run is for.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Instant;
@@ -11,7 +14,7 @@ use hookplane_model::{self as model, TEST_RUN_AUTH_METHOD};
 use hyper::HeaderMap;
 
 use super::response::Outcome;
-use super::{Call, Ingress, Refusal, plan_of};
+use super::{Call, Ingress, Refusal, count, plan_of};
 
 /// What a live run did.
 #[derive(Debug)]
@@ -52,6 +55,11 @@ impl Ingress {
             return Err(LiveRunRefused::Held);
         }
         let plan = plan_of(&snapshot, &deployed);
+        let connector = &deployed.connector;
+        let fleet = self.state.fleet();
+        let counted =
+            self.limiters.check_authenticated(fleet.as_deref(), &connector.id, &connector.organization_id, &plan).await;
+        count(&mut None, counted.map_err(|_| Refusal::LimitsUnavailable)?)?;
         let event_id = self.ids.next().ok_or(Refusal::NotReady)?;
         let headers = HeaderMap::new();
         let call = Call {
