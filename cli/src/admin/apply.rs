@@ -17,8 +17,10 @@
 //! changes nothing (the server fills defaults, so comparing fields alone
 //! would see differences that are not there). A change made to a
 //! connector outside apply is therefore not noticed until its entry
-//! changes; `--force` applies every entry again. Connectors named by no
-//! entry are reported and left alone.
+//! changes. Write-only values (secrets) are set when a connector is
+//! created and do not count toward the digest (viewers can read labels):
+//! change them with `rotate-signing-secret` or `update`. Connectors named
+//! by no entry are reported and left alone.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -81,7 +83,12 @@ pub async fn apply(client: &Client, format: Format, file: &Path, dry_run: bool) 
     for (name, value) in entries {
         let mut connector: api::Connector =
             from_json(value.clone()).with_context(|| format!("{}: connectors.{name}", file.display()))?;
-        let digest = hex::encode(&Sha256::digest(to_json(&connector).to_string().as_bytes())[..12]);
+        // Labels are readable by viewers: the digest leaves write-only values
+        // (secrets) out, so it tells nothing about them. A changed secret
+        // is therefore not a change here; rotate it instead.
+        let mut digested = to_json(&connector);
+        hide_write_only(&mut digested);
+        let digest = hex::encode(&Sha256::digest(digested.to_string().as_bytes())[..12]);
         // Every field, so one the entry no longer sets goes back to its
         // default; but `enabled` only when the entry says, so a file never
         // turns a connector off by leaving it out. Stored secrets stay when
