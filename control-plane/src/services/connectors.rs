@@ -9,7 +9,7 @@ use hookplane_model::{Connector, InboundAuth, IssuedCredential, Revision, Timest
 use tonic::{Request, Response, Status};
 
 use super::connector_secrets::{mint_tokens, protect, rotate_signing_secret};
-use super::dry_runs::{LookupInput, dry_run, live_run, parse_json};
+use super::dry_runs::{RunRequest, dry_run, live_run, parse_json};
 use super::{SharedCore, check_request_id, expected_revision, required, required_id};
 use crate::crypto::{new_id, new_signing_secret};
 use crate::error::{ApiError, ApiResult};
@@ -234,18 +234,15 @@ impl ConnectorApi {
     async fn test(&self, request: Request<api::TestConnectorRequest>) -> ApiResult<api::TestRun> {
         let caller = self.core.caller(&request).await?;
         let req = request.get_ref();
-        // A draft's expressions, and a lookup sent from the control plane,
-        // are what writing a connector allows: viewers dry-run stored ones.
-        let org = if req.draft.is_some() || req.send_lookup || req.live {
-            caller.writable_organization()?
-        } else {
-            caller.organization()?
+        let run = RunRequest {
+            draft: req.draft.as_ref(),
+            lookup_result: &req.lookup_result,
+            send_lookup: req.send_lookup,
+            live: req.live,
         };
-        if req.live && req.draft.is_some() {
-            return Err(ApiError::invalid("draft", "a live run executes a stored connector; dry-run a draft"));
-        }
-        let spec = match &req.draft {
-            Some(draft) => convert::draft_connector_from_api(draft, "draft")?,
+        let org = run.organization(&caller)?;
+        let spec = match run.draft()? {
+            Some(draft) => draft,
             None => self.core.store.get_connector(org, required_id(&req.id, "id")?).await?.spec,
         };
         let payload = match (req.payload.as_str(), &spec.sample_payload) {
@@ -267,14 +264,10 @@ impl ConnectorApi {
             let live = live_run(&self.core, org, &req.id, text).await?;
             return Ok(api::TestRun { live: Some(live), ..Default::default() });
         }
-        let lookup = match (req.send_lookup, req.lookup_result.as_str()) {
-            (true, _) => LookupInput::Send,
-            (false, "") => LookupInput::Given(None),
-            (false, text) => LookupInput::Given(Some(parse_json(text, "lookup_result")?)),
-        };
+        let lookup = run.lookup(None)?;
         let writer = caller.writable_organization().is_ok();
-        let run = dry_run(&self.core, org, &spec, &payload, lookup, writer).await?;
-        Ok(convert::test_run_to_api(&run))
+        let ran = dry_run(&self.core, org, &spec, &payload, lookup, writer).await?;
+        Ok(convert::test_run_to_api(&ran))
     }
 
     async fn delete(&self, request: Request<api::DeleteConnectorRequest>) -> ApiResult<()> {

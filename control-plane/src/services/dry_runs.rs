@@ -23,6 +23,7 @@ use hookplane::api::v1 as api;
 use hookplane_convert as convert;
 
 use super::Core;
+use crate::auth::Caller;
 use crate::crypto::{new_id, secret_owner};
 use crate::error::{ApiError, ApiResult};
 use crate::store::StoreError;
@@ -53,6 +54,49 @@ pub async fn live_run(
     let run = api::LiveRun { run_id: new_id("run_"), connector_id: connector_id.to_owned(), payload, config_version };
     let (node, result) = core.live_runs.run(run).await?;
     convert::live_run_outcome(node, result).map_err(ApiError::LiveRunRefused)
+}
+
+/// What a dry or live run asks for, whichever RPC carries it
+/// (`TestConnector`, `ReplayEvent`).
+pub struct RunRequest<'a> {
+    pub draft: Option<&'a api::Connector>,
+    pub lookup_result: &'a str,
+    pub send_lookup: bool,
+    pub live: bool,
+}
+
+impl RunRequest<'_> {
+    /// The caller's organization, if it may make this run: viewers dry-run
+    /// stored connectors; a draft (its own expressions over the
+    /// organization's secrets), a lookup sent from the control plane and a
+    /// live run, which sends the perform, need write access.
+    pub fn organization<'c>(&self, caller: &'c Caller) -> ApiResult<&'c str> {
+        if self.draft.is_some() || self.send_lookup || self.live {
+            caller.writable_organization()
+        } else {
+            caller.organization()
+        }
+    }
+
+    /// The draft, checked as a create checks one; a live run takes none.
+    pub fn draft(&self) -> ApiResult<Option<ConnectorSpec>> {
+        match self.draft {
+            Some(_) if self.live => {
+                Err(ApiError::invalid("draft", "a live run executes the stored connector; dry-run a draft"))
+            }
+            Some(draft) => Ok(Some(convert::draft_connector_from_api(draft, "draft")?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Where `$lookup` comes from: sent, given, or else `recorded`.
+    pub fn lookup(&self, recorded: Option<Value>) -> ApiResult<LookupInput> {
+        Ok(match (self.send_lookup, self.lookup_result) {
+            (true, _) => LookupInput::Send,
+            (false, "") => LookupInput::Given(recorded),
+            (false, text) => LookupInput::Given(Some(parse_json(text, "lookup_result")?)),
+        })
+    }
 }
 
 /// Parses a payload given as JSON text; `field` names it in the error.

@@ -9,7 +9,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tonic::{Request, Response, Status};
 
 use super::SharedCore;
-use super::dry_runs::{LookupInput, dry_run, live_run, parse_json};
+use super::dry_runs::{RunRequest, dry_run, live_run, parse_json};
 use crate::error::{ApiError, ApiResult};
 
 /// Bytes of events one page of `ListEvents` holds at most (one event
@@ -79,18 +79,17 @@ impl EventApi {
     async fn replay(&self, request: Request<api::ReplayEventRequest>) -> ApiResult<api::ReplayEventResponse> {
         let caller = self.core.caller(&request).await?;
         let req = request.get_ref();
-        // As for TestConnector: a draft or a sent lookup needs write access.
-        let org = if req.draft.is_some() || req.send_lookup || req.live {
-            caller.writable_organization()?
-        } else {
-            caller.organization()?
+        let run = RunRequest {
+            draft: req.draft.as_ref(),
+            lookup_result: &req.lookup_result,
+            send_lookup: req.send_lookup,
+            live: req.live,
         };
-        if req.live && req.draft.is_some() {
-            return Err(ApiError::invalid("draft", "a live replay runs the current spec; replay a draft as a dry run"));
-        }
+        let org = run.organization(&caller)?;
+        let draft = run.draft()?;
         let event = self.core.store.get_event(org, req.id).await?;
-        let spec = match &req.draft {
-            Some(draft) => convert::draft_connector_from_api(draft, "draft")?,
+        let spec = match draft {
+            Some(draft) => draft,
             None => self.core.store.get_connector(org, &event.connector_id).await?.spec,
         };
         let payload = parse_json(&event.trace.payload, "id").map_err(|_| {
@@ -101,11 +100,7 @@ impl EventApi {
             return Ok(api::ReplayEventResponse { live: Some(live), ..Default::default() });
         }
         let recorded = event.trace.lookup.as_ref().and_then(|l| serde_json::from_str(&l.response_excerpt).ok());
-        let lookup = match (req.send_lookup, req.lookup_result.as_str()) {
-            (true, _) => LookupInput::Send,
-            (false, "") => LookupInput::Given(recorded),
-            (false, text) => LookupInput::Given(Some(parse_json(text, "lookup_result")?)),
-        };
+        let lookup = run.lookup(recorded)?;
         let writer = caller.writable_organization().is_ok();
         let run = dry_run(&self.core, org, &spec, &payload, lookup, writer).await?;
         let original = event.trace.perform_attempts.first().map(hookplane_model::RenderedRequest::from);
