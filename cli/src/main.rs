@@ -44,9 +44,9 @@ enum Command {
     /// Try expressions locally (SPEC §6).
     #[command(subcommand)]
     Expr(ExprCommand),
-    /// Connectors: list, create, update, apply a file, examples, dry runs.
+    /// Connectors: list, create, update, apply a file, examples, test runs.
     Connectors(admin::Admin<admin::ConnectorsCommand>),
-    /// Events: list, show, follow live, replay as a dry run.
+    /// Events: list, show, follow live, replay (dry or live).
     Events(admin::Admin<admin::EventsCommand>),
     /// The organization's secrets (`$secret.NAME`).
     Secrets(admin::Admin<admin::SecretsCommand>),

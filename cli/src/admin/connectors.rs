@@ -66,8 +66,9 @@ pub enum ConnectorsCommand {
         #[arg(long)]
         base_url: Option<String>,
     },
-    /// Dry-runs a connector (or a draft file) on a payload: nothing sent.
-    /// Exits 1 when a step fails.
+    /// Runs a connector (or a draft file) on a payload: a dry run, nothing
+    /// sent; with `--live`, for real on a data-plane node. Exits 1 when
+    /// the run fails.
     Test {
         /// A stored connector; or `--draft`.
         id: Option<String>,

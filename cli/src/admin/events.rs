@@ -38,9 +38,9 @@ pub enum EventsCommand {
         #[command(flatten)]
         filter: Filter,
     },
-    /// Dry-runs an event's payload through its connector's current spec
-    /// (or a draft file) and shows how the request differs from the one it
-    /// sent. Nothing is sent.
+    /// Runs an event's payload again through its connector's current spec
+    /// (or a draft file) as a dry run, showing how the request differs from
+    /// the one it sent; with `--live`, for real on a data-plane node.
     Replay {
         id: i64,
         /// A draft of the connector to replay through, not saved.
