@@ -26,6 +26,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Context as _, bail};
+use hookplane_convert::CONNECTOR_MASK_PATHS;
 use hookplane_sdk::{Client, api};
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
@@ -35,22 +36,6 @@ use super::output::{Format, print_json};
 use super::proto_json::{from_json, read_document, to_json};
 
 const NAME_LABEL: &str = "hookplane/name";
-/// The connector's fields an update from an entry replaces (`enabled`
-/// only when the entry sets it).
-const ALL_FIELDS: &[&str] = &[
-    "display_name",
-    "description",
-    "async_mode",
-    "auth",
-    "allowed_origins",
-    "signature",
-    "condition",
-    "lookup",
-    "mappings",
-    "perform",
-    "sample_payload",
-    "labels",
-];
 const APPLIED_LABEL: &str = "hookplane/applied";
 
 /// What applying one entry does.
@@ -93,7 +78,8 @@ pub async fn apply(client: &Client, format: Format, file: &Path, dry_run: bool) 
         // default; but `enabled` only when the entry says, so a file never
         // turns a connector off by leaving it out. Stored secrets stay when
         // the entry leaves them empty (the server keeps them).
-        let mut fields: Vec<String> = ALL_FIELDS.iter().map(|f| (*f).to_owned()).collect();
+        let mut fields: Vec<String> =
+            CONNECTOR_MASK_PATHS.iter().filter(|f| **f != "enabled").map(|f| (*f).to_owned()).collect();
         if value.get("enabled").is_some() {
             fields.push("enabled".into());
         }

@@ -160,7 +160,11 @@ mod tests {
             let runs = runs.clone();
             async move { runs.run(run(2)).await.map(|(node, _)| node) }
         });
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        // The run is waiting for the rollout: a second passes on the
+        // paused clock before the node applies the version.
+        tokio::task::yield_now().await;
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(!asked.is_finished(), "the run waits for the rollout");
         link.applied.store(2, Ordering::Release);
         let mut link = link;
         let order = link.orders.recv().await.unwrap();
