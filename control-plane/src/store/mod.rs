@@ -223,14 +223,18 @@ impl Store {
         let (pool, writer) = match backend {
             Backend::Sqlite => {
                 let writer = pool_options(backend, 1).connect_with(options.clone()).await?;
+                Migrator::new(BackendMigrations::of(backend)).await?.run(&writer).await?;
+                // Opened after the migrations: a connection that read the
+                // schema before they changed a table can hand sqlx a row
+                // of the table's old shape.
                 (pool_options(backend, 4).connect_with(options).await?, writer)
             }
             Backend::Postgres => {
                 let pool = pool_options(backend, 16).connect_with(options).await?;
+                Migrator::new(BackendMigrations::of(backend)).await?.run(&pool).await?;
                 (pool.clone(), pool)
             }
         };
-        Migrator::new(BackendMigrations::of(backend)).await?.run(&writer).await?;
         let committed = Arc::new(watch::channel(0).0);
         let closed = Arc::new(watch::channel(false).0);
         if backend == Backend::Postgres {
