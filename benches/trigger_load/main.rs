@@ -45,7 +45,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use cpu::Spent;
-use event_rows::EventRows;
+use event_rows::{EventRows, RowOwner};
 use generator::{Call, Pace, Report};
 use hookplane_data_plane::DataPlane;
 use hookplane_data_plane::trigger::signature;
@@ -355,7 +355,12 @@ async fn main() {
         (node_address, Call::post(node_address, &format!("/api/v1/connectors/{id}/trigger"), &headers, ORDER, expect))
     };
     let floor_dir = tempfile::tempdir().expect("a directory for the floor's events");
-    let rows = EventRows::start(floor_dir.path()).await;
+    let owner = RowOwner {
+        organization_id: plane.organization_id.clone(),
+        connector_id: skipping.clone(),
+        node_id: "bench-node".into(),
+    };
+    let rows = EventRows::start(floor_dir.path(), owner).await;
     println!(
         "floor: {}",
         if rows.durable() { "answers once its row is committed" } else { "answers before its row is stored" }
