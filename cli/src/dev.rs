@@ -7,7 +7,6 @@ use std::path::Path;
 use anyhow::Context as _;
 use hookplane_control_plane::crypto::{CredentialKind, SecretBox, hash_credential, mint};
 use hookplane_control_plane::events::EventHub;
-use hookplane_control_plane::sync::ingest_reported;
 use hookplane_control_plane::{ControlPlane, ControlPlaneConfig, bootstrap};
 use hookplane_data_plane::events::LocalEvents;
 use hookplane_data_plane::{DataPlane, NodeConfig};
@@ -30,7 +29,7 @@ pub fn local_events(events: EventHub) -> LocalEvents {
     LocalEvents::new(move |batch| {
         let events = events.clone();
         async move {
-            match ingest_reported(&events, batch).await {
+            match events.ingest(&batch).await {
                 Ok(_) => true,
                 Err(err) => {
                     tracing::warn!(error = %err, "storing the node's events failed; it keeps them and retries");

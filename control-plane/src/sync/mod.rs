@@ -187,12 +187,11 @@ impl NodeSyncApi {
     }
 }
 
-/// Stores a batch of events as a node reported it: over `ReportEvents`, or
-/// handed over in process by a node beside this control plane (`hookplane
-/// dev`). One event a node could not have meant (it would corrupt the
+/// Stores a batch of events as a node reported it over `ReportEvents`.
+/// One event a node could not have meant (it would corrupt the
 /// store) is dropped alone, logged: failing the batch would have the node
 /// resend it, and everything after it, forever.
-pub async fn ingest_reported(events: &EventHub, batch: Vec<api::NodeEvent>) -> Result<usize, StoreError> {
+async fn ingest_reported(events: &EventHub, batch: Vec<api::NodeEvent>) -> Result<usize, StoreError> {
     let mut decoded = Vec::with_capacity(batch.len());
     for (i, event) in batch.into_iter().enumerate() {
         match hookplane_convert::node_event_from_api(event, i) {

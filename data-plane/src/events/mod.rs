@@ -116,13 +116,27 @@ impl EventSink {
     }
 }
 
-/// Events in the form they are reported in, and who waits on them.
+/// Events as handlers recorded them, and who waits on them. Shared with
+/// the delivery in flight, which may have to be spooled meanwhile.
 struct Batch {
-    events: Vec<api::NodeEvent>,
+    events: Arc<[Event<EncodedTrace>]>,
     receipts: Vec<oneshot::Sender<Result<(), EventLost>>>,
 }
 
+/// A batch on its way to the control plane.
+enum Outgoing {
+    /// Events as this node's handlers recorded them.
+    Recorded(Arc<[Event<EncodedTrace>]>),
+    /// A batch read back from the spool, in the form it is reported in.
+    Spooled(Vec<api::NodeEvent>),
+}
+
 impl Batch {
+    /// The events in the form they are reported and spooled in.
+    fn reported(&self) -> Vec<api::NodeEvent> {
+        self.events.iter().cloned().map(hookplane_convert::node_event_to_api).collect()
+    }
+
     /// Tells every waiting handler how its event fared.
     fn settle(&mut self, result: Result<(), EventLost>) {
         for receipt in self.receipts.drain(..) {

@@ -15,14 +15,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use hookplane::api::v1::{self as api, node_sync_service_client::NodeSyncServiceClient};
-use hookplane_convert as convert;
+use hookplane_convert::{self as convert, EncodedTrace};
+use hookplane_model::Event;
 use rand::Rng as _;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::LocalEvents;
 use super::spool::Spool;
-use super::{Batch, EventLost, EventQueue, Queued};
+use super::{Batch, EventLost, EventQueue, Outgoing, Queued};
 use crate::NodeConfig;
 use crate::sync::{authorized, connect};
 
@@ -74,12 +75,20 @@ impl Stream {
 
     /// Sends a batch and waits until the control plane stored it; false if
     /// the stream broke.
-    async fn deliver(&mut self, events: Vec<api::NodeEvent>) -> bool {
+    async fn deliver(&mut self, outgoing: Outgoing) -> bool {
         let (requests, acks, next_batch) = match self {
             Stream::Local(local) => {
+                let events = match outgoing {
+                    Outgoing::Recorded(events) => events,
+                    Outgoing::Spooled(events) => from_spool(events),
+                };
                 return tokio::time::timeout(ACK_TIMEOUT, local.store(events)).await.unwrap_or(false);
             }
             Stream::Remote { requests, acks, next_batch } => (requests, acks, next_batch),
+        };
+        let events = match outgoing {
+            Outgoing::Recorded(events) => events.iter().cloned().map(convert::node_event_to_api).collect(),
+            Outgoing::Spooled(events) => events,
         };
         let batch = *next_batch;
         *next_batch += 1;
@@ -198,8 +207,7 @@ impl Backlog {
     /// spooled).
     async fn deliver(&mut self, open: &mut Stream, mut batch: Batch) -> bool {
         let count = batch.events.len();
-        // The copy kept for the spool shares each trace's bytes.
-        let acked = open.deliver(batch.events.clone());
+        let acked = open.deliver(Outgoing::Recorded(batch.events.clone()));
         let (delivered, early) = self.watching(acked, Some(&mut batch)).await;
         match (delivered, early) {
             (true, None) => {
@@ -215,7 +223,7 @@ impl Backlog {
             (false, Some(Some(_))) => {}
             // Answered already; in memory, the batch waits in the spool.
             (false, Some(None)) => {
-                let _ = self.spool.push(batch.events).await;
+                let _ = self.spool.push(batch.reported()).await;
             }
         }
         delivered
@@ -225,7 +233,7 @@ impl Backlog {
     /// A spooled batch stays on disk until its ack, so it is sent as read.
     async fn send_oldest(&mut self, open: &mut Stream) -> bool {
         let Some((handle, events)) = self.spool.oldest().await else { return true };
-        let (delivered, _) = self.watching(open.deliver(events), None).await;
+        let (delivered, _) = self.watching(open.deliver(Outgoing::Spooled(events)), None).await;
         if delivered {
             self.spool.remove(handle).await;
         }
@@ -265,7 +273,7 @@ impl Backlog {
             batch.settle(Ok(()));
             return Some(None);
         }
-        match self.spool.push(batch.events.clone()).await {
+        match self.spool.push(batch.reported()).await {
             Ok(handle) => {
                 self.pending.fetch_sub(count, Ordering::Relaxed);
                 batch.settle(Ok(()));
@@ -296,7 +304,7 @@ impl Backlog {
     /// pending.
     async fn keep(&mut self, mut batch: Batch) {
         let count = batch.events.len();
-        let result = self.spool.push(batch.events.clone()).await;
+        let result = self.spool.push(batch.reported()).await;
         self.pending.fetch_sub(count, Ordering::Relaxed);
         match result {
             Ok(_) => batch.settle(Ok(())),
@@ -308,17 +316,17 @@ impl Backlog {
     }
 }
 
-/// `first` and whatever else is queued, up to a batch, in the form they
-/// are reported in (their traces were encoded when they were recorded).
+/// `first` and whatever else is queued, up to a batch (their traces were
+/// encoded when they were recorded).
 fn drain(config: &NodeConfig, first: Queued, events: &mut mpsc::UnboundedReceiver<Queued>) -> Batch {
     let capacity = events.len().min(MAX_BATCH - 1) + 1;
-    let mut batch = Batch { events: Vec::with_capacity(capacity), receipts: Vec::with_capacity(capacity) };
+    let (mut recorded, mut receipts) = (Vec::with_capacity(capacity), Vec::with_capacity(capacity));
     let mut add = |Queued { mut event, kept }: Queued| {
         if event.node_id.is_empty() {
             event.node_id = config.node_id.clone();
         }
-        batch.events.push(convert::node_event_to_api(event));
-        batch.receipts.push(kept);
+        recorded.push(event);
+        receipts.push(kept);
     };
     add(first);
     for _ in 1..MAX_BATCH {
@@ -327,5 +335,17 @@ fn drain(config: &NodeConfig, first: Queued, events: &mut mpsc::UnboundedReceive
             Err(_) => break,
         }
     }
-    batch
+    Batch { events: recorded.into(), receipts }
+}
+
+/// A spooled batch as the events it holds, checked as the control plane
+/// checks what nodes report: an event that does not decode (its file was
+/// damaged) is dropped with an error, as the control plane drops it.
+fn from_spool(events: Vec<api::NodeEvent>) -> Arc<[Event<EncodedTrace>]> {
+    let decoded = events.into_iter().enumerate().filter_map(|(i, event)| {
+        convert::node_event_from_api(event, i)
+            .inspect_err(|err| tracing::error!(error = %err, "dropping a spooled event that does not decode"))
+            .ok()
+    });
+    decoded.collect()
 }
