@@ -158,12 +158,6 @@ impl ProgramSet {
         super::projection::parse(&self.code, json)
     }
 
-    /// Parses a JSON payload into the tree program `id` evaluates on: the
-    /// parts it can read, and nothing another program of the set needs.
-    pub fn read_payload_for(&self, id: ProgramId, json: &str) -> serde_json::Result<Value> {
-        super::projection::parse_for(&self.code, id.0, json)
-    }
-
     /// Names of the secrets a program reads (`$secret.NAME`), sorted.
     /// Derived on demand: nodes hold many programs and ask this rarely.
     pub fn secrets(&self, id: ProgramId) -> Vec<&str> {

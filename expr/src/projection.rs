@@ -31,33 +31,17 @@ const MAX_PATHS: usize = 64;
 /// is text: skipped strings are not checked for UTF-8 by the parser, so the
 /// caller's `str` is what guarantees the whole body is.
 pub(crate) fn parse(code: &Code, json: &str) -> serde_json::Result<Value> {
-    parse_reading(code, |read| code.ops().iter().for_each(|&op| read(op)), json)
-}
-
-/// Parses `json`, keeping what the program rooted at `root` can read.
-pub(crate) fn parse_for(code: &Code, root: u32, json: &str) -> serde_json::Result<Value> {
-    parse_reading(code, |mut read| code.visit(root, &mut read), json)
-}
-
-/// Parses `json`, keeping what the references among the ops `ops` passes
-/// to its argument can read.
-fn parse_reading(code: &Code, ops: impl FnOnce(&mut dyn FnMut(Op)), json: &str) -> serde_json::Result<Value> {
     let mut paths: [&[Step]; MAX_PATHS] = [&[]; MAX_PATHS];
     let mut count = 0;
-    let mut whole = false;
-    ops(&mut |op| {
-        if let Op::Ref(Root::Payload, steps) = op {
+    for op in code.ops() {
+        if let Op::Ref(Root::Payload, steps) = *op {
             let steps = code.steps(steps);
             if steps.is_empty() || count == MAX_PATHS {
-                whole = true;
-            } else {
-                paths[count] = steps;
-                count += 1;
+                return serde_json::from_str(json);
             }
+            paths[count] = steps;
+            count += 1;
         }
-    });
-    if whole {
-        return serde_json::from_str(json);
     }
     let live = if count == MAX_PATHS { u64::MAX } else { (1u64 << count) - 1 };
     let paths = Paths { code, paths: &paths[..count] };
@@ -238,8 +222,7 @@ mod tests {
         (builder.finish(), ids)
     }
 
-    /// Each program's result on the full tree, paired with its result on
-    /// the set's projected tree and then on its own.
+    /// Each program's result on the projected tree and on the full one.
     fn results(sources: &[&str], json: &str) -> Vec<(String, String)> {
         let (set, ids) = set(sources);
         let full: serde_json::Value = serde_json::from_str(json).unwrap();
@@ -249,8 +232,7 @@ mod tests {
             let scope = Scope { payload, lookup: None, processed: &empty, secrets: &NoSecrets };
             format!("{:?}", set.eval(id, &scope, &Limits::default()))
         };
-        let alone = |id: ProgramId| eval(&set.read_payload_for(id, json).unwrap(), id);
-        ids.iter().flat_map(|&id| [(eval(&projected, id), eval(&full, id)), (alone(id), eval(&full, id))]).collect()
+        ids.iter().map(|&id| (eval(&projected, id), eval(&full, id))).collect()
     }
 
     const ORDER: &str = r#"{"id":"ord_1","status":"paid","total":129.5,"customer":{"email":"A@B.C","name":"Ada","tags":["x","y"]},
@@ -265,16 +247,6 @@ mod tests {
             json!({"status": "paid", "customer": {"email": "A@B.C"}, "items": [null, {"sku": "PN-7"}]}),
             "unread fields are skipped, unread elements before a kept one are null"
         );
-    }
-
-    #[test]
-    fn one_program_s_tree_keeps_only_what_it_reads() {
-        let (set, ids) = set(&["$payload.status == \"paid\"", "lower($payload.customer.email)", "$payload"]);
-        assert_eq!(set.read_payload_for(ids[0], ORDER).unwrap(), json!({"status": "paid"}));
-        assert_eq!(set.read_payload_for(ids[1], ORDER).unwrap(), json!({"customer": {"email": "A@B.C"}}));
-        let full: serde_json::Value = serde_json::from_str(ORDER).unwrap();
-        assert_eq!(set.read_payload_for(ids[2], ORDER).unwrap(), full, "a bare $payload reads it all");
-        assert!(set.read_payload_for(ids[0], "{\"status\":").is_err());
     }
 
     #[test]

@@ -12,11 +12,6 @@ use hookplane_pipeline::steps::StepError;
 /// Why a pipeline ended without a successful perform.
 #[derive(Debug, thiserror::Error)]
 pub enum ExecutionError {
-    /// The payload could not become a tree (checked to be JSON before,
-    /// so only a part nested beyond the parser's depth limit that a
-    /// program reads).
-    #[error("the payload could not be read: {0}")]
-    Payload(serde_json::Error),
     /// The condition, a mapping, the rendering or the credential.
     #[error(transparent)]
     Step(#[from] StepError),

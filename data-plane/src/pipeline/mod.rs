@@ -81,15 +81,13 @@ impl SecretSource for OrgSecrets<'_> {
 }
 
 impl Executor {
-    /// Runs the connector's pipeline on `payload`, a body checked to be
-    /// JSON. It becomes a tree only here, of only the parts the programs
-    /// can read.
+    /// Runs the connector's pipeline on `payload`.
     pub async fn execute(
         &self,
         snapshot: &Snapshot,
         deployed: &DeployedConnector,
         plan: &Plan,
-        payload: &str,
+        payload: &Value,
         depth: u32,
     ) -> Execution {
         let secrets = OrgSecrets { snapshot, organization: &deployed.connector.organization_id };
@@ -121,7 +119,7 @@ impl Executor {
         &self,
         deployed: &DeployedConnector,
         plan: &Plan,
-        text: &str,
+        payload: &Value,
         depth: u32,
         secrets: &OrgSecrets<'_>,
         run: &mut Run,
@@ -130,23 +128,11 @@ impl Executor {
         let programs = &deployed.programs;
         // Every program this execution evaluates draws on one budget.
         let mut budget = Budget::new(self.limits);
-        // The condition reads a tree of only its own parts: a call it skips,
-        // the usual kind on a filtering connector, builds nothing more. A
-        // call it passes parses the body twice; the second tree is needed
-        // anyway (trigger-load bench, check path: the projection of the
-        // condition and three mappings was a quarter of the handler's CPU).
-        let passed = match spec.condition {
-            None => None,
-            Some(condition) => {
-                let read = programs.read_payload_for(condition, text).map_err(ExecutionError::Payload)?;
-                steps::condition(spec, programs, &read, secrets, &mut budget)?
-            }
-        };
+        let passed = steps::condition(spec, programs, payload, secrets, &mut budget)?;
         run.trace.condition_result = passed;
         if passed == Some(false) {
             return Ok(Outcome::Skipped);
         }
-        let payload = &programs.read_payload(text).map_err(ExecutionError::Payload)?;
         let lookup_value = match &spec.lookup {
             Some(lookup) => {
                 let empty = serde_json::Map::new();

@@ -273,10 +273,12 @@ impl Ingress {
     }
 
     /// Runs the pipeline on a call that passed every check and records its
-    /// event.
+    /// event. Only now does the payload become a tree, of only the parts
+    /// the connector's programs can read.
     async fn execute(&self, snapshot: &Snapshot, call: Call<'_>) -> Result<Ran, Refusal> {
         let Call { deployed, plan, headers, body, client_ip, auth_method, depth, event_id, received, started } = call;
-        let execution = self.executor.execute(snapshot, deployed, plan, body, depth).await;
+        let payload = deployed.programs.read_payload(body).map_err(|e| Refusal::InvalidJson(e.to_string()))?;
+        let execution = self.executor.execute(snapshot, deployed, plan, &payload, depth).await;
         for attempt in &execution.trace.perform_attempts {
             self.metrics.performed(attempt.status);
         }
