@@ -98,7 +98,7 @@ pub struct Store {
     /// whenever another one wrote, so writes rotating over the pool's
     /// connections re-read the events B-trees for every batch (measured
     /// in the trigger-load bench: 5–6 µs of the SQLite thread's CPU per
-    /// stored event, a quarter of it). On PostgreSQL, the same pool.
+    /// stored event, a quarter of its time). On PostgreSQL, the same pool.
     writer: AnyPool,
     backend: Backend,
     /// The latest config version this process committed, or (on
