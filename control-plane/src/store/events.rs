@@ -296,6 +296,32 @@ mod tests {
         assert_eq!(last.trace.payload, r#"{"n":131}"#, "the padded chunk's last event is stored as sent");
     }
 
+    /// Writers queue on the one writer connection instead of failing on
+    /// SQLite's lock, and what one commits is read at once through the
+    /// read pool's other connections.
+    #[tokio::test]
+    async fn concurrent_writers_queue_and_their_commits_are_read_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = sqlite_store(&dir).await;
+        let writers = (0..8i64).map(|w| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for batch in 0..5 {
+                    let first = w * 1_000 + batch * 10 + 1;
+                    let inserted = store.insert_events(&events(first..=first + 9)).await.unwrap();
+                    assert_eq!(inserted.len(), 10);
+                    let read = store.get_event("org_1", first + 9).await.unwrap();
+                    assert_eq!(read.trace.payload, format!("{{\"n\":{}}}", first + 9));
+                }
+            })
+        });
+        for writer in writers.collect::<Vec<_>>() {
+            writer.await.unwrap();
+        }
+        let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events").fetch_one(&store.pool).await.unwrap();
+        assert_eq!(stored, 8 * 5 * 10);
+    }
+
     /// Every event goes into both indexes, so each must serve its listing:
     /// a plan that filters instead of searching reads a whole
     /// organization's events to list one connector's.

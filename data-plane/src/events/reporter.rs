@@ -349,3 +349,41 @@ fn from_spool(events: Vec<api::NodeEvent>) -> Arc<[Event<EncodedTrace>]> {
     });
     decoded.collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use hookplane_model::{EventStatus, EventTrace};
+
+    use super::*;
+
+    fn event(id: i64) -> Event<EncodedTrace> {
+        Event {
+            id,
+            organization_id: "org_1".into(),
+            connector_id: "con_1".into(),
+            status: EventStatus::Skipped,
+            response_code: None,
+            error: String::new(),
+            node_id: "node-a".into(),
+            create_time: hookplane_model::now(),
+            duration_ms: 1,
+            trace: convert::encode_trace(EventTrace { payload: format!("{{\"n\":{id}}}"), ..Default::default() }),
+        }
+    }
+
+    /// Handed over in process, a spooled batch is the events it was
+    /// spooled as; one the control plane would refuse from a stream is
+    /// dropped alone, the rest kept in order.
+    #[test]
+    fn a_spooled_batch_hands_over_what_was_spooled_and_drops_what_does_not_decode() {
+        let spooled = [event(1), event(2)];
+        let kept: Vec<api::NodeEvent> = spooled.iter().cloned().map(convert::node_event_to_api).collect();
+        assert_eq!(&*from_spool(kept.clone()), &spooled[..]);
+
+        let mut damaged = kept[0].clone();
+        damaged.encoded_trace = bytes::Bytes::from_static(b"\xff\xff\xff");
+        let without_event = api::NodeEvent { event: None, ..kept[1].clone() };
+        let handed = from_spool(vec![damaged, kept[1].clone(), without_event]);
+        assert_eq!(handed.iter().map(|e| e.id).collect::<Vec<_>>(), [2]);
+    }
+}
