@@ -5,7 +5,10 @@
 //! cores were shared; the load generator's thread reports its own.
 
 use std::collections::HashMap;
+use std::sync::OnceLock;
 use std::time::Duration;
+
+use core_affinity::CoreId;
 
 /// CPU time consumed so far by each thread, by thread id.
 #[derive(Debug, Default)]
@@ -42,8 +45,14 @@ impl Spent {
 
 /// Reads every thread's CPU time; empty where `/proc` is not Linux's.
 pub fn sample() -> Sample {
+    sample_of("self")
+}
+
+/// Reads the CPU time of every thread of process `pid` (`"self"` for this
+/// one), as [`sample`] does.
+pub fn sample_of(pid: &str) -> Sample {
     let mut threads = HashMap::new();
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return Sample::default() };
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return Sample::default() };
     for task in tasks.flatten() {
         let Some(tid) = task.file_name().to_str().and_then(|t| t.parse::<u32>().ok()) else { continue };
         let path = task.path();
@@ -90,3 +99,16 @@ pub fn this_thread() -> Duration {
 
 /// The name of the load generator's thread.
 pub const GENERATOR_THREAD: &str = "load-generator";
+
+static GENERATOR_CORE: OnceLock<CoreId> = OnceLock::new();
+
+/// Runs every later load generator on `core` (the node-only measurement
+/// keeps the generator off the node's core).
+pub fn pin_generator_to(core: CoreId) {
+    let _ = GENERATOR_CORE.set(core);
+}
+
+/// The core the load generator runs on, if it is pinned.
+pub fn generator_core() -> Option<CoreId> {
+    GENERATOR_CORE.get().copied()
+}

@@ -1,37 +1,40 @@
-//! Trigger load benchmark (issue: trigger execution). In one run, on one
-//! machine, against the same local target:
+//! Trigger load benchmark (issue 23: trigger performance against the
+//! floor). In one run, on one machine, against the same local target:
 //! - check path: bare hyper vs hookplane answering accepted-and-skipped
 //!   triggers, with token auth and with token auth plus an HMAC signature;
 //! - end to end: a bare hyper proxy vs hookplane completing triggers with a
 //!   condition, three mappings and a JSON perform.
 //!
-//! For each pair it measures the maximum throughput (closed loop), then
-//! latency with both sides offered the same fixed rate, 80 % of hookplane's
-//! sustained maximum in the round just measured (open loop, latency from
-//! when each request was due), and prints the ratios. Hookplane's sustained maximum counts the time its
-//! event backlog took to store after the peak: answering faster than events
-//! are stored only defers the work, and a rate derived from the deferred
-//! peak would overload it in the fixed-rate phase. Hookplane runs as
-//! `hookplane dev` does: the control plane on SQLite and one node in this
-//! process, events reported and stored. Between phases the harness waits
-//! until the node's event backlog is stored and prints how long that took.
-//!
 //! Each pair also runs a floor: its baseline storing every request as a
 //! raw row in a SQLite events table (`event_rows.rs`), the least any server
-//! that records an event per trigger on the same cores can do. The floor's
-//! ratio to its baseline is the ceiling of hookplane's on this machine.
+//! that records an event per trigger on the same cores can do. The issue's
+//! targets are ratios to the floor (`measure.rs`).
 //!
+//! For each pair it measures the maximum throughput (closed loop), then
+//! latency with all three sides offered the same fixed rate: the issue's,
+//! at which the floor's cores are 60 % busy by its measured CPU (open loop,
+//! latency from when each request was due). A side's sustained throughput
+//! counts the time its event backlog took to store after the peak:
+//! answering faster than events are stored only defers the work.
+//! Hookplane runs as `hookplane dev` does: the control plane on SQLite and
+//! one node in this process, events handed over in process and stored.
 //! Every measurement runs as slices, the three sides alternating, so the
-//! drift of a shared machine falls on all of them alike.
+//! drift of a shared machine falls on all of them alike. The whole run
+//! repeats `HOOKPLANE_LOAD_RUNS` times and ends with each ratio's median
+//! and spread (`summary.rs`).
+//!
+//! With `HOOKPLANE_LOAD_NODE_ONLY=1` it measures instead the node as a
+//! fleet runs it, the control plane in a process and on a core of its own,
+//! against bare hyper (`node_only.rs`).
 //!
 //! Run: `cargo bench --bench trigger_load`. Knobs: `HOOKPLANE_LOAD_SECS`
 //! (per measurement, default 5), `HOOKPLANE_LOAD_SLICES` (default 4),
-//! `HOOKPLANE_LOAD_CONNECTIONS` (default 32), `HOOKPLANE_LOAD_ONLY` (run
-//! the scenarios whose name contains it), `HOOKPLANE_LOAD_EVENTS=stream`
-//! (the node reports its events over `ReportEvents`, as in a fleet,
-//! instead of handing them over in process as `hookplane dev` does),
-//! `HOOKPLANE_LOAD_FLOOR=durable` (the floor answers once its row is
-//! committed, as hookplane answers once its event is kept).
+//! `HOOKPLANE_LOAD_RUNS` (default 5), `HOOKPLANE_LOAD_CONNECTIONS`
+//! (default 32), `HOOKPLANE_LOAD_ONLY` (run the scenarios whose name
+//! contains it), `HOOKPLANE_LOAD_EVENTS=stream` (the node reports its
+//! events over `ReportEvents`, as in a fleet, instead of handing them over
+//! in process), `HOOKPLANE_LOAD_FLOOR=durable` (the floor answers once its
+//! row is committed, as hookplane answers once its event is kept).
 
 #[path = "../../tests/it/support/mod.rs"]
 mod support;
@@ -40,16 +43,18 @@ mod baselines;
 mod cpu;
 mod event_rows;
 mod generator;
+mod measure;
+mod node_only;
+mod summary;
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use cpu::Spent;
 use event_rows::{EventRows, RowOwner};
-use generator::{Call, Pace, Report};
-use hookplane_data_plane::DataPlane;
+use generator::Call;
 use hookplane_data_plane::trigger::signature;
 use hookplane_sdk::api;
+use measure::Pair;
 use support::nodes::{start_dev_node, start_embedded_node};
 use support::triggers::{create, use_plan};
 use support::{Backend, TestPlane};
@@ -61,11 +66,6 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const ORDER: &str = r#"{"id":"ord_8f2k1","status":"paid","total":129.5,"currency":"EUR","customer":{"id":"cus_19","email":"  Ada.Lovelace@Example.COM ","name":"Ada Lovelace"},"items":[{"sku":"BK-1","qty":2,"price":40},{"sku":"PN-7","qty":1,"price":49.5}],"created_at":"2026-11-23T10:00:00Z"}"#;
 const SIGNING_KEY: &str = "whsec-benchmark-signing-key";
-
-/// Targets from the issue.
-const CHECK_PATH_TARGET: f64 = 0.85;
-const END_TO_END_TARGET: f64 = 0.80;
-const P99_TARGET: f64 = 1.5;
 
 fn setting<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -97,235 +97,27 @@ fn connector(condition: &str, perform_url: &str) -> api::Connector {
     }
 }
 
-/// How many alternating slices each measurement runs as.
-fn slices() -> u32 {
-    setting("HOOKPLANE_LOAD_SLICES", 4u32).max(1)
-}
-
-/// One comparison: a baseline and hookplane doing the same job.
-struct Pair {
-    name: &'static str,
-    baseline_name: &'static str,
-    baseline: (SocketAddr, Call),
-    /// The baseline storing a raw event row per request.
-    floor: (SocketAddr, Call),
-    hookplane: (SocketAddr, Call),
-    throughput_target: f64,
-}
-
-/// Runs the load from its own named thread and runtime, so the generator
-/// does not share the servers' scheduler and its CPU is counted apart.
-async fn load(address: SocketAddr, call: &Call, pace: Pace, duration: Duration) -> Report {
-    let call = call.clone();
-    let connections = setting("HOOKPLANE_LOAD_CONNECTIONS", 32usize);
-    let (done, report) = tokio::sync::oneshot::channel();
-    std::thread::Builder::new()
-        .name(cpu::GENERATOR_THREAD.into())
-        .spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            let mut report = runtime.block_on(generator::run(address, &call, connections, pace, duration));
-            report.cpu = cpu::this_thread();
-            let _ = done.send(report);
-        })
-        .expect("load thread");
-    report.await.expect("load thread")
-}
-
-/// Microseconds of CPU per answered request.
-fn per_request(spent: Duration, answered: u64) -> f64 {
-    spent.as_secs_f64() * 1e6 / answered.max(1) as f64
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2}", d.as_secs_f64() * 1000.0)
-}
-
-fn verdict(ok: bool) -> &'static str {
-    if ok { "met" } else { "MISSED" }
-}
-
-/// Waits until `pending` (events answered and not yet stored) is zero;
-/// returns how long that took.
-async fn drain(pending: &dyn Fn() -> u64) -> Duration {
-    let started = Instant::now();
-    while pending() > 0 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
+fn main() {
+    if std::env::var(node_only::ROLE).is_ok_and(|role| role == node_only::CONTROL_PLANE) {
+        return node_only::serve_control_plane();
     }
-    started.elapsed()
-}
-
-/// One server under load: where it listens, what it is sent, how many of
-/// its events await storage, and what its phases measured.
-struct Side<'a> {
-    target: &'a (SocketAddr, Call),
-    pending: &'a dyn Fn() -> u64,
-    max: Report,
-    fixed: Report,
-    cpu: Spent,
-    fixed_cpu: Spent,
-    /// Time spent storing the closed-loop phase's event backlog.
-    backlog: Duration,
-    fixed_backlog: Duration,
-    /// The last closed-loop slice's sustained rate.
-    last_sustained: f64,
-}
-
-impl<'a> Side<'a> {
-    fn new(target: &'a (SocketAddr, Call), pending: &'a dyn Fn() -> u64) -> Side<'a> {
-        Side {
-            target,
-            pending,
-            max: Report::default(),
-            fixed: Report::default(),
-            cpu: Spent::default(),
-            fixed_cpu: Spent::default(),
-            backlog: Duration::ZERO,
-            fixed_backlog: Duration::ZERO,
-            last_sustained: 0.0,
-        }
-    }
-
-    /// One closed-loop slice. At peak a side may answer faster than it
-    /// stores events on the same cores; storing that backlog counts
-    /// against its time and must not leak into the next slice.
-    async fn closed_slice(&mut self, slice: Duration) {
-        let before = cpu::sample();
-        let report = load(self.target.0, &self.target.1, Pace::Closed, slice).await;
-        let backlog = drain(self.pending).await;
-        self.cpu += before.until(&cpu::sample());
-        self.last_sustained = report.ok as f64 / (report.elapsed + backlog).as_secs_f64();
-        self.backlog += backlog;
-        self.max.absorb(report);
-    }
-
-    async fn fixed_slice(&mut self, rate: f64, slice: Duration) {
-        let before = cpu::sample();
-        self.fixed.absorb(load(self.target.0, &self.target.1, Pace::Rate(rate), slice).await);
-        self.fixed_backlog += drain(self.pending).await;
-        self.fixed_cpu += before.until(&cpu::sample());
-    }
-
-    /// Share of the machine's cores busy in the fixed-rate phase, the
-    /// generator included: what "80 % load" came to for this side.
-    fn fixed_load(&self) -> f64 {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-        let busy = self.fixed_cpu.servers() + self.fixed.cpu;
-        busy.as_secs_f64() / ((self.fixed.elapsed + self.fixed_backlog).as_secs_f64() * cores)
-    }
-
-    /// Answered and stored per second.
-    fn sustained(&self) -> f64 {
-        self.max.ok as f64 / (self.max.elapsed + self.backlog).as_secs_f64()
-    }
-
-    /// Servers' CPU per answered request, µs.
-    fn cpu_per_request(&self) -> f64 {
-        per_request(self.cpu.servers(), self.max.ok)
-    }
-
-    fn p99(&self) -> Duration {
-        self.fixed.percentile(0.99)
-    }
-}
-
-/// The pair's row of the results table and of the CPU table.
-async fn measure(pair: &Pair, node: &DataPlane, rows: &EventRows, seconds: Duration) -> (String, String) {
-    let (nothing, node_backlog, floor_backlog) = (|| 0, || node.pending_events() as u64, || rows.pending());
-    let mut base = Side::new(&pair.baseline, &nothing);
-    let mut floor = Side::new(&pair.floor, &floor_backlog);
-    let mut ours = Side::new(&pair.hookplane, &node_backlog);
-    // Warm every side: connection pools, caches, limiter keys.
-    for side in [&base, &floor, &ours] {
-        load(side.target.0, &side.target.1, Pace::Closed, Duration::from_secs(1)).await;
-        drain(side.pending).await;
-    }
-    // Each phase runs as slices, the sides alternating, so a slow spell of
-    // the shared machine falls on all of them instead of on whichever
-    // happened to run through it.
-    let slices = slices();
-    let slice = seconds / slices;
-    // The fixed rate follows each round's own maximum: this machine's
-    // speed drifts by a fifth within a minute, and a rate taken from a
-    // fast spell overloads hookplane in a slow one, which measures the
-    // drift instead of the tail.
-    let mut offered = 0.0;
-    for _ in 0..slices {
-        for side in [&mut base, &mut floor, &mut ours] {
-            side.closed_slice(slice).await;
-        }
-        let rate = ours.last_sustained * 0.8;
-        offered += rate / f64::from(slices);
-        for side in [&mut base, &mut floor, &mut ours] {
-            side.fixed_slice(rate, slice).await;
-        }
-    }
-
-    let throughput_ratio = ours.sustained() / base.sustained();
-    let ceiling = floor.sustained() / base.sustained();
-    let p99_ratio = ours.p99().as_secs_f64() / base.p99().as_secs_f64();
-    let mut errors = 0;
-    for side in [&base, &floor, &ours] {
-        for report in [&side.max, &side.fixed] {
-            errors += report.errors;
-            if let Some(error) = &report.first_error {
-                eprintln!("{}: first error: {error}", pair.name);
-            }
-        }
-    }
-    let cpu_row = format!(
-        "| {} | {:.1} | {:.1} ({:.1} workers, {:.1} SQLite) | {:.1} ({:.1} workers, {:.1} SQLite, {:.1} other) | {:.2}× | {:.2}× | {:.1} / {:.1} / {:.1} |",
-        pair.name,
-        base.cpu_per_request(),
-        floor.cpu_per_request(),
-        per_request(floor.cpu.workers, floor.max.ok),
-        per_request(floor.cpu.sqlite, floor.max.ok),
-        ours.cpu_per_request(),
-        per_request(ours.cpu.workers, ours.max.ok),
-        per_request(ours.cpu.sqlite, ours.max.ok),
-        per_request(ours.cpu.other, ours.max.ok),
-        floor.cpu_per_request() / base.cpu_per_request(),
-        ours.cpu_per_request() / base.cpu_per_request(),
-        per_request(base.max.cpu, base.max.ok),
-        per_request(floor.max.cpu, floor.max.ok),
-        per_request(ours.max.cpu, ours.max.ok),
-    );
-    let row = format!(
-        "| {} | {} {:.0}/s | {:.0}/s (**{:.2}×**) | {:.0}/s | {:.0}/s | **{:.2}×** ({} ≥ {:.2}) | {:.2}× | {:.1} s / {:.1} s | {:.0}/s | {:.0} / {:.0} / {:.0} % | {} / {} / {} | {} / {} / {} | **{:.2}×** ({} ≤ {:.1}) | {:.2}× | {} |",
-        pair.name,
-        pair.baseline_name,
-        base.sustained(),
-        floor.sustained(),
-        ceiling,
-        ours.max.throughput(),
-        ours.sustained(),
-        throughput_ratio,
-        verdict(throughput_ratio >= pair.throughput_target),
-        pair.throughput_target,
-        ours.sustained() / floor.sustained(),
-        ours.backlog.as_secs_f64(),
-        ours.fixed_backlog.as_secs_f64(),
-        offered,
-        base.fixed_load() * 100.0,
-        floor.fixed_load() * 100.0,
-        ours.fixed_load() * 100.0,
-        ms(base.fixed.percentile(0.5)),
-        ms(floor.fixed.percentile(0.5)),
-        ms(ours.fixed.percentile(0.5)),
-        ms(base.p99()),
-        ms(floor.p99()),
-        ms(ours.p99()),
-        p99_ratio,
-        verdict(p99_ratio <= P99_TARGET),
-        P99_TARGET,
-        floor.p99().as_secs_f64() / base.p99().as_secs_f64(),
-        errors,
-    );
-    (row, cpu_row)
-}
-
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
     let seconds = Duration::from_secs(setting("HOOKPLANE_LOAD_SECS", 5u64));
+    let runs = setting("HOOKPLANE_LOAD_RUNS", 5usize).max(1);
+    let node_only = std::env::var("HOOKPLANE_LOAD_NODE_ONLY").is_ok_and(|v| v == "1");
+    if node_only {
+        // Before the runtime starts its workers, which inherit the core.
+        node_only::pin_node_side();
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    if node_only {
+        runtime.block_on(node_only::run(seconds, runs));
+    } else {
+        runtime.block_on(in_one_process(seconds, runs));
+    }
+}
+
+/// Hookplane as `hookplane dev` runs it, against the baselines and floors.
+async fn in_one_process(seconds: Duration, runs: usize) {
     let plane = TestPlane::start(Backend::Sqlite).await;
     use_plan(&plane, api::Plan { name: "unlimited".into(), ..Default::default() }).await;
     let target = baselines::target().await;
@@ -379,7 +171,6 @@ async fn main() {
             baseline: plain(bare, "skipped"),
             floor: plain(bare_with_rows, "skipped"),
             hookplane: trigger(&skipping, &skipping_token, &[], "\"skipped\""),
-            throughput_target: CHECK_PATH_TARGET,
         },
         Pair {
             name: "check path, token + HMAC (skipped)",
@@ -387,7 +178,6 @@ async fn main() {
             baseline: plain(bare, "skipped"),
             floor: plain(bare_with_rows, "skipped"),
             hookplane: trigger(&signed, &signed_token, &[("X-Webhook-Signature", &signature)], "\"skipped\""),
-            throughput_target: CHECK_PATH_TARGET,
         },
         Pair {
             name: "end to end, 3 mappings + JSON perform (completed)",
@@ -395,42 +185,43 @@ async fn main() {
             baseline: plain(proxy, "\"ok\""),
             floor: plain(proxy_with_rows, "\"ok\""),
             hookplane: trigger(&performing, &performing_token, &[], "\"completed\""),
-            throughput_target: END_TO_END_TARGET,
         },
     ];
 
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!(
-        "trigger_load: {cores} cores, {}s per measurement in {} alternating slices, servers on 2 worker threads",
+        "trigger_load: {cores} cores, {}s per measurement in {} alternating slices, servers on 2 worker threads, {runs} runs",
         seconds.as_secs(),
-        slices()
-    );
-    println!();
-    println!(
-        "| Scenario | Baseline max | Floor: baseline + event row (ratio to baseline) | Hookplane peak (answered) | Hookplane sustained (answered and stored) | Throughput ratio (sustained) | Hookplane / floor | Event backlog drain (peak / fixed) | Offered rate (mean of rounds) | Cores busy at that rate, baseline / floor / hookplane | p50 ms, baseline / floor / hookplane | p99 ms, baseline / floor / hookplane | p99 ratio | Floor p99 ratio | Errors |"
-    );
-    println!(
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+        measure::slices()
     );
     let only = std::env::var("HOOKPLANE_LOAD_ONLY").unwrap_or_default();
-    let mut cpu_rows = Vec::new();
-    for pair in pairs.iter().filter(|p| p.name.contains(&only)) {
-        let (row, cpu_row) = measure(pair, &node, &rows, seconds).await;
-        println!("{row}");
-        cpu_rows.push(cpu_row);
+    let (node_backlog, floor_backlog) = (|| node.pending_events() as u64, || rows.pending());
+    let mut outcomes = Vec::new();
+    for run in 1..=runs {
+        let mut this_run = Vec::new();
+        for pair in pairs.iter().filter(|p| p.name.contains(&only)) {
+            this_run.push(measure::measure(pair, &node_backlog, &floor_backlog, seconds).await);
+        }
+        println!();
+        println!("Run {run} of {runs}:");
+        println!();
+        println!("{}", measure::RESULTS_HEADER);
+        for outcome in &this_run {
+            println!("{}", outcome.row);
+        }
+        println!();
+        println!(
+            "CPU per answered request in the closed-loop phases, µs (the floor's and hookplane's include storing their events):"
+        );
+        println!();
+        println!("{}", measure::CPU_HEADER);
+        for outcome in &this_run {
+            println!("{}", outcome.cpu_row);
+        }
+        outcomes.push(this_run);
     }
     println!();
-    println!(
-        "CPU per answered request in the closed-loop phases, µs (the floor's and hookplane's include storing their events):"
-    );
-    println!();
-    println!(
-        "| Scenario | Baseline servers | Floor: baseline + event row | Hookplane (node + control plane) | Floor / baseline | Hookplane / baseline | Generator, baseline / floor / hookplane |"
-    );
-    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
-    for row in cpu_rows {
-        println!("{row}");
-    }
+    summary::print(&outcomes);
     node.shutdown().await;
     plane.finish().await;
 }

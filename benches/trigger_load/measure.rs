@@ -1,0 +1,301 @@
+//! One comparison measured: a baseline, the floor (the baseline storing an
+//! event row per request) and hookplane doing the same job, in alternating
+//! slices, closed loop for throughput and CPU, then open loop at the
+//! issue's tail rate for latency.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use crate::cpu::{self, Spent};
+use crate::generator::{self, Call, Pace, Report};
+use crate::setting;
+
+/// The tail is measured at the rate at which the floor's cores are this
+/// busy (the issue's definition).
+const TAIL_LOAD: f64 = 0.6;
+
+/// Targets of the issue, against the floor.
+pub const THROUGHPUT_TARGET: f64 = 0.85;
+pub const CPU_TARGET: f64 = 1.2;
+pub const P99_TARGET: f64 = 1.5;
+
+/// One comparison: a baseline and hookplane doing the same job.
+pub struct Pair {
+    pub name: &'static str,
+    pub baseline_name: &'static str,
+    pub baseline: (SocketAddr, Call),
+    /// The baseline storing a raw event row per request.
+    pub floor: (SocketAddr, Call),
+    pub hookplane: (SocketAddr, Call),
+}
+
+/// What one run of a pair measured: its table rows and the three ratios
+/// the issue sets targets for.
+pub struct Outcome {
+    pub name: &'static str,
+    pub row: String,
+    pub cpu_row: String,
+    /// Hookplane's sustained throughput over the floor's.
+    pub throughput: f64,
+    /// Hookplane's servers' CPU per answered request over the floor's.
+    pub cpu: f64,
+    /// Hookplane's p99 over the floor's at the tail rate.
+    pub p99: f64,
+    /// The tail rate offered (mean of the rounds).
+    pub rate: f64,
+    pub errors: u64,
+}
+
+/// How many alternating slices each measurement runs as.
+pub fn slices() -> u32 {
+    setting("HOOKPLANE_LOAD_SLICES", 4u32).max(1)
+}
+
+fn cores() -> f64 {
+    std::thread::available_parallelism().map_or(1, |n| n.get()) as f64
+}
+
+/// Runs the load from its own named thread and runtime, so the generator
+/// does not share the servers' scheduler and its CPU is counted apart.
+/// Where [`cpu::generator_core`] names a core, the generator runs on it.
+pub async fn load(address: SocketAddr, call: &Call, pace: Pace, duration: Duration) -> Report {
+    let call = call.clone();
+    let connections = setting("HOOKPLANE_LOAD_CONNECTIONS", 32usize);
+    let (done, report) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name(cpu::GENERATOR_THREAD.into())
+        .spawn(move || {
+            if let Some(core) = cpu::generator_core() {
+                core_affinity::set_for_current(core);
+            }
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let mut report = runtime.block_on(generator::run(address, &call, connections, pace, duration));
+            report.cpu = cpu::this_thread();
+            let _ = done.send(report);
+        })
+        .expect("load thread");
+    report.await.expect("load thread")
+}
+
+/// Microseconds of CPU per answered request.
+pub fn per_request(spent: Duration, answered: u64) -> f64 {
+    spent.as_secs_f64() * 1e6 / answered.max(1) as f64
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2}", d.as_secs_f64() * 1000.0)
+}
+
+pub fn verdict(ok: bool) -> &'static str {
+    if ok { "met" } else { "MISSED" }
+}
+
+/// Waits until `pending` (events answered and not yet stored) is zero;
+/// returns how long that took.
+pub async fn drain(pending: &dyn Fn() -> u64) -> Duration {
+    let started = Instant::now();
+    while pending() > 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    started.elapsed()
+}
+
+/// One server under load: where it listens, what it is sent, how many of
+/// its events await storage, and what its phases measured.
+pub struct Side<'a> {
+    target: &'a (SocketAddr, Call),
+    pending: &'a dyn Fn() -> u64,
+    pub max: Report,
+    fixed: Report,
+    pub cpu: Spent,
+    fixed_cpu: Spent,
+    /// Time spent storing the closed-loop phase's event backlog.
+    backlog: Duration,
+    fixed_backlog: Duration,
+}
+
+impl<'a> Side<'a> {
+    pub fn new(target: &'a (SocketAddr, Call), pending: &'a dyn Fn() -> u64) -> Side<'a> {
+        Side {
+            target,
+            pending,
+            max: Report::default(),
+            fixed: Report::default(),
+            cpu: Spent::default(),
+            fixed_cpu: Spent::default(),
+            backlog: Duration::ZERO,
+            fixed_backlog: Duration::ZERO,
+        }
+    }
+
+    pub async fn warm(&self) {
+        load(self.target.0, &self.target.1, Pace::Closed, Duration::from_secs(1)).await;
+        drain(self.pending).await;
+    }
+
+    /// One closed-loop slice. At peak a side may answer faster than it
+    /// stores events on the same cores; storing that backlog counts
+    /// against its time and must not leak into the next slice.
+    pub async fn closed_slice(&mut self, slice: Duration) {
+        let before = cpu::sample();
+        let report = load(self.target.0, &self.target.1, Pace::Closed, slice).await;
+        let backlog = drain(self.pending).await;
+        self.cpu += before.until(&cpu::sample());
+        self.backlog += backlog;
+        self.max.absorb(report);
+    }
+
+    pub async fn fixed_slice(&mut self, rate: f64, slice: Duration) {
+        let before = cpu::sample();
+        self.fixed.absorb(load(self.target.0, &self.target.1, Pace::Rate(rate), slice).await);
+        self.fixed_backlog += drain(self.pending).await;
+        self.fixed_cpu += before.until(&cpu::sample());
+    }
+
+    /// Share of the machine's cores busy in the fixed-rate phase, the
+    /// generator included.
+    fn fixed_load(&self) -> f64 {
+        let busy = self.fixed_cpu.servers() + self.fixed.cpu;
+        busy.as_secs_f64() / ((self.fixed.elapsed + self.fixed_backlog).as_secs_f64() * cores())
+    }
+
+    /// Answered and stored per second.
+    pub fn sustained(&self) -> f64 {
+        self.max.ok as f64 / (self.max.elapsed + self.backlog).as_secs_f64()
+    }
+
+    /// Servers' CPU per answered request, µs.
+    pub fn cpu_per_request(&self) -> f64 {
+        per_request(self.cpu.servers(), self.max.ok)
+    }
+
+    /// Servers' CPU per answered request at the fixed rate, µs.
+    pub fn fixed_cpu_per_request(&self) -> f64 {
+        per_request(self.fixed_cpu.servers(), self.fixed.ok)
+    }
+
+    fn p99(&self) -> Duration {
+        self.fixed.percentile(0.99)
+    }
+
+    /// The open-loop rate at which this side's cores are `share` busy, from
+    /// its measured CPU per request (servers and generator, which share the
+    /// cores): at a fixed rate once one has run, since a server at peak
+    /// spends less per request than one that waits between requests; at
+    /// peak before that.
+    fn rate_at_load(&self, share: f64) -> f64 {
+        let (busy, answered) = if self.fixed.ok > 0 {
+            (self.fixed_cpu.servers() + self.fixed.cpu, self.fixed.ok)
+        } else {
+            (self.cpu.servers() + self.max.cpu, self.max.ok)
+        };
+        share * cores() / (busy.as_secs_f64() / answered.max(1) as f64)
+    }
+}
+
+/// Measures `pair`; `hookplane_pending` and `floor_pending` count events
+/// answered and not yet stored.
+pub async fn measure(
+    pair: &Pair,
+    hookplane_pending: &dyn Fn() -> u64,
+    floor_pending: &dyn Fn() -> u64,
+    seconds: Duration,
+) -> Outcome {
+    let nothing = || 0;
+    let mut base = Side::new(&pair.baseline, &nothing);
+    let mut floor = Side::new(&pair.floor, floor_pending);
+    let mut ours = Side::new(&pair.hookplane, hookplane_pending);
+    // Warm every side: connection pools, caches, limiter keys.
+    for side in [&base, &floor, &ours] {
+        side.warm().await;
+    }
+    // Each phase runs as slices, the sides alternating, so a slow spell of
+    // the shared machine falls on all of them instead of on whichever
+    // happened to run through it.
+    let slices = slices();
+    let slice = seconds / slices;
+    // The tail rate is the issue's: the floor's cores `TAIL_LOAD` busy. It
+    // follows each round's own measurements, since this machine's speed
+    // drifts by a fifth within a minute.
+    let mut offered = 0.0;
+    for _ in 0..slices {
+        for side in [&mut base, &mut floor, &mut ours] {
+            side.closed_slice(slice).await;
+        }
+        let rate = floor.rate_at_load(TAIL_LOAD);
+        offered += rate / f64::from(slices);
+        for side in [&mut base, &mut floor, &mut ours] {
+            side.fixed_slice(rate, slice).await;
+        }
+    }
+
+    let throughput = ours.sustained() / floor.sustained();
+    let cpu = ours.cpu_per_request() / floor.cpu_per_request();
+    let p99 = ours.p99().as_secs_f64() / floor.p99().as_secs_f64();
+    let mut errors = 0;
+    for side in [&base, &floor, &ours] {
+        for report in [&side.max, &side.fixed] {
+            errors += report.errors;
+            if let Some(error) = &report.first_error {
+                eprintln!("{}: first error: {error}", pair.name);
+            }
+        }
+    }
+    let cpu_row = format!(
+        "| {} | {:.1} | {:.1} ({:.1} workers, {:.1} SQLite) | {:.1} ({:.1} workers, {:.1} SQLite, {:.1} other) | **{:.2}×** ({} ≤ {:.1}) | {:.2}× | {:.1} / {:.1} / {:.1} |",
+        pair.name,
+        base.cpu_per_request(),
+        floor.cpu_per_request(),
+        per_request(floor.cpu.workers, floor.max.ok),
+        per_request(floor.cpu.sqlite, floor.max.ok),
+        ours.cpu_per_request(),
+        per_request(ours.cpu.workers, ours.max.ok),
+        per_request(ours.cpu.sqlite, ours.max.ok),
+        per_request(ours.cpu.other, ours.max.ok),
+        cpu,
+        verdict(cpu <= CPU_TARGET),
+        CPU_TARGET,
+        floor.cpu_per_request() / base.cpu_per_request(),
+        per_request(base.max.cpu, base.max.ok),
+        per_request(floor.max.cpu, floor.max.ok),
+        per_request(ours.max.cpu, ours.max.ok),
+    );
+    let row = format!(
+        "| {} | {} {:.0}/s | {:.0}/s ({:.2}×) | {:.0}/s | {:.0}/s | **{:.2}×** ({} ≥ {:.2}) | {:.1} s / {:.1} s | {:.0}/s | {:.0} / {:.0} / {:.0} % | {} / {} / {} | {} / {} / {} | **{:.2}×** ({} ≤ {:.1}) | {} |",
+        pair.name,
+        pair.baseline_name,
+        base.sustained(),
+        floor.sustained(),
+        floor.sustained() / base.sustained(),
+        ours.max.throughput(),
+        ours.sustained(),
+        throughput,
+        verdict(throughput >= THROUGHPUT_TARGET),
+        THROUGHPUT_TARGET,
+        ours.backlog.as_secs_f64(),
+        ours.fixed_backlog.as_secs_f64(),
+        offered,
+        base.fixed_load() * 100.0,
+        floor.fixed_load() * 100.0,
+        ours.fixed_load() * 100.0,
+        ms(base.fixed.percentile(0.5)),
+        ms(floor.fixed.percentile(0.5)),
+        ms(ours.fixed.percentile(0.5)),
+        ms(base.p99()),
+        ms(floor.p99()),
+        ms(ours.p99()),
+        p99,
+        verdict(p99 <= P99_TARGET),
+        P99_TARGET,
+        errors,
+    );
+    Outcome { name: pair.name, row, cpu_row, throughput, cpu, p99, rate: offered, errors }
+}
+
+/// The header of the results table.
+pub const RESULTS_HEADER: &str = "| Scenario | Baseline max | Floor: baseline + event row (× baseline) | Hookplane peak (answered) | Hookplane sustained (answered and stored) | Hookplane / floor | Event backlog drain (peak / tail) | Tail rate (floor's cores 60 % busy; mean of rounds) | Cores busy at that rate, baseline / floor / hookplane | p50 ms, baseline / floor / hookplane | p99 ms, baseline / floor / hookplane | p99 / floor's | Errors |
+| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |";
+
+/// The header of the CPU table.
+pub const CPU_HEADER: &str = "| Scenario | Baseline servers | Floor: baseline + event row | Hookplane (node + control plane) | Hookplane / floor | Floor / baseline | Generator, baseline / floor / hookplane |
+| --- | ---: | ---: | ---: | ---: | ---: | ---: |";
