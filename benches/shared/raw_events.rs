@@ -2,7 +2,11 @@
 //! against: multi-row `INSERT`s into the control plane's own `events`
 //! table, through sqlx's typed SQLite driver, on a SQLite file in WAL mode
 //! with `synchronous = NORMAL` as the store runs it. No `RETURNING`, no
-//! statement cache tricks, no conversion: what storing a row costs.
+//! statement cache tricks, no conversion: what storing a row costs. A
+//! batch that fits one statement is that statement alone, which SQLite
+//! applies whole, as the store stores a fresh batch: a transaction's
+//! `BEGIN` and `COMMIT` would add two round trips to the connection's
+//! thread.
 
 use std::path::Path;
 
@@ -37,30 +41,40 @@ pub async fn open(path: &Path) -> sqlx::SqlitePool {
 /// Rows per statement, as the control plane's store chunks batches.
 const CHUNK: usize = 100;
 
-/// Inserts `rows` in one transaction, a statement per hundred rows.
+/// Inserts `rows` at once: in one statement if they fit, else in one
+/// transaction, a statement per hundred rows.
 pub async fn insert(pool: &sqlx::SqlitePool, rows: &[RawRow<'_>]) {
+    if rows.len() <= CHUNK {
+        statement(rows).execute(pool).await.expect("raw insert");
+        return;
+    }
     let mut tx = pool.begin().await.expect("begin");
     for chunk in rows.chunks(CHUNK) {
-        let mut sql = String::from(
-            "INSERT INTO events (id, organization_id, connector_id, status, response_code, error, node_id, create_time, duration_ms, trace_proto) VALUES ",
-        );
-        sql.push_str(&vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", "));
-        sql.push_str(" ON CONFLICT (id) DO NOTHING");
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for row in chunk {
-            query = query
-                .bind(row.id)
-                .bind(row.organization_id)
-                .bind(row.connector_id)
-                .bind(row.status)
-                .bind(row.response_code)
-                .bind(row.error)
-                .bind(row.node_id)
-                .bind(row.create_time)
-                .bind(row.duration_ms)
-                .bind(row.trace);
-        }
-        query.execute(&mut *tx).await.expect("raw insert");
+        statement(chunk).execute(&mut *tx).await.expect("raw insert");
     }
     tx.commit().await.expect("commit");
+}
+
+/// One multi-row `INSERT` of `rows`.
+fn statement<'q>(rows: &[RawRow<'q>]) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments> {
+    let mut sql = String::from(
+        "INSERT INTO events (id, organization_id, connector_id, status, response_code, error, node_id, create_time, duration_ms, trace_proto) VALUES ",
+    );
+    sql.push_str(&vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; rows.len()].join(", "));
+    sql.push_str(" ON CONFLICT (id) DO NOTHING");
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for row in rows {
+        query = query
+            .bind(row.id)
+            .bind(row.organization_id)
+            .bind(row.connector_id)
+            .bind(row.status)
+            .bind(row.response_code)
+            .bind(row.error)
+            .bind(row.node_id)
+            .bind(row.create_time)
+            .bind(row.duration_ms)
+            .bind(row.trace);
+    }
+    query
 }
