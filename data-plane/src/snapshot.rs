@@ -14,6 +14,7 @@ use hookplane_model::{
     CompiledSpec, ConfigDelta, Connector, ConnectorToken, ContentHash, Deployed, DeployedOrganization, DeployedSecret,
     Plan, SecretField, SecretSlot, SigningSecretError, Timestamp, TokenKind, Versioned, compile_connector,
 };
+use hookplane_pipeline::render::parse_constant_url;
 
 /// A connector ready to serve: its configuration compiled and its secrets
 /// opened, once, when the snapshot is built (`hookplane_model`'s
@@ -26,6 +27,10 @@ pub struct DeployedConnector {
     pub programs: ProgramSet,
     /// Accepted inbound credentials by digest, ready for comparison.
     pub credentials: Box<[Credential]>,
+    /// The perform's and the lookup's URLs, parsed once where their
+    /// templates are literal text.
+    pub perform_url: Option<url::Url>,
+    pub lookup_url: Option<url::Url>,
     /// Config version at which it last changed.
     pub version: i64,
 }
@@ -83,6 +88,8 @@ impl DeployedConnector {
                 Ok(Credential { kind: t.kind, sha256, expire_time: t.expire_time })
             })
             .collect::<Result<_, PrepareError>>()?;
+        let perform_url = parse_constant_url(&programs, spec.perform.url);
+        let lookup_url = spec.lookup.as_ref().and_then(|lookup| parse_constant_url(&programs, lookup.url));
         let connector = Connector {
             id: connector.id,
             organization_id: connector.organization_id,
@@ -92,7 +99,7 @@ impl DeployedConnector {
             update_time: connector.update_time,
             revision: connector.revision,
         };
-        Ok(DeployedConnector { connector, programs, credentials, version })
+        Ok(DeployedConnector { connector, programs, credentials, perform_url, lookup_url, version })
     }
 
     /// The credential of `kind` whose SHA-256 is `sha256`. A connector has a

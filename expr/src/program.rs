@@ -192,6 +192,24 @@ impl ProgramSet {
         sorted(names)
     }
 
+    /// The text a program always renders to, if it is literal text (a
+    /// template without expressions, or a string constant), so a caller
+    /// may parse it once instead of at each evaluation (a constant URL).
+    pub fn constant_text(&self, id: ProgramId) -> Option<&str> {
+        let text_of = |index: u32| match self.code.op(index) {
+            Op::Text(text) => Some(self.code.str(text)),
+            Op::Const(constant) => self.code.constant(constant).as_str(),
+            _ => None,
+        };
+        match self.code.op(id.0) {
+            Op::Template(parts) => match self.code.args(parts) {
+                [only] => text_of(*only),
+                _ => None,
+            },
+            _ => text_of(id.0),
+        }
+    }
+
     /// Whether a program reads `$lookup` (so a lookup must run first).
     pub fn uses_lookup(&self, id: ProgramId) -> bool {
         let mut found = false;
@@ -250,6 +268,12 @@ impl Program {
     /// Names of the mappings the program reads (`$processed.NAME`), sorted.
     pub fn processed(&self) -> Vec<&str> {
         self.set.processed(self.id)
+    }
+
+    /// The text the program always renders to, if it is literal text
+    /// (see [`ProgramSet::constant_text`]).
+    pub fn constant_text(&self) -> Option<&str> {
+        self.set.constant_text(self.id)
     }
 
     /// Whether the program reads `$lookup` (so a lookup must run first).

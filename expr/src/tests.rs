@@ -417,6 +417,20 @@ proptest! {
         }
     }
 
+    /// What a program says it always renders is what it renders, whatever
+    /// the scope.
+    #[test]
+    fn constant_text_is_what_the_program_renders(source in "\\PC{0,48}", expression in arb_expr()) {
+        for (source, kind) in [(&source, SourceKind::Template), (&expression, SourceKind::Expression)] {
+            let Ok(program) = compile(source, kind) else { continue };
+            let Some(text) = program.constant_text() else { continue };
+            let payload = payload();
+            let scope = Scope { payload: &payload, lookup: None, processed: &Map::new(), secrets: &secrets() };
+            let rendered = program.eval(&scope, &Limits::default()).map(|value| render(&value));
+            prop_assert_eq!(rendered.as_deref(), Ok(text), "{}", source);
+        }
+    }
+
     #[test]
     fn printing_and_parsing_again_gives_the_same_tree(source in arb_expr()) {
         let parser::Parsed { node: first, errors, .. } = parser::parse_expression(&source, &source, 0);
@@ -425,6 +439,22 @@ proptest! {
         let parser::Parsed { node: second, errors, .. } = parser::parse_expression(&printed, &printed, 0);
         prop_assert!(errors.is_empty(), "{printed}: {errors:?}");
         prop_assert_eq!(first, second);
+    }
+}
+
+#[test]
+fn literal_text_is_known_to_be_constant() {
+    let cases = [
+        ("https://api.example.com/orders", SourceKind::Template, Some("https://api.example.com/orders")),
+        ("costs $$5", SourceKind::Template, Some("costs $5")),
+        ("\"fixed\"", SourceKind::Expression, Some("fixed")),
+        ("https://x.test/$payload.id", SourceKind::Template, None),
+        ("https://x.test/${ $secret.TOKEN }", SourceKind::Template, None),
+        ("upper(\"a\")", SourceKind::Expression, None),
+        ("42", SourceKind::Expression, None),
+    ];
+    for (source, kind, constant) in cases {
+        assert_eq!(compile(source, kind).unwrap().constant_text(), constant, "{source}");
     }
 }
 

@@ -39,6 +39,8 @@ impl DryRun<'_> {
         let target = Target {
             programs: self.programs,
             url: lookup.url,
+            // A dry run renders each URL once anyway.
+            parsed_url: None,
             headers: &lookup.headers,
             query: &lookup.query,
             field: "lookup",
@@ -96,7 +98,7 @@ impl DryRun<'_> {
             steps::mappings(spec, programs, payload, lookup, secrets, budget).map_err(|e| (TestStep::Mappings, e))?;
         run.processed = Some(Value::Object(processed.clone()).to_string());
         let scope = Scope { payload, lookup, processed: &processed, secrets };
-        let mut request = render_perform(&spec.perform, programs, &scope, budget, 0)
+        let mut request = render_perform(&spec.perform, programs, None, &scope, budget, 0)
             .map_err(|e| (TestStep::Perform, StepError::Render(e)))?;
         match steps::credential(spec, programs, &scope, budget, redactor).map_err(|e| (TestStep::Perform, e))? {
             Credential::None => {}

@@ -140,6 +140,7 @@ impl Executor {
                 let target = Target {
                     programs,
                     url: lookup.url,
+                    parsed_url: deployed.lookup_url.as_ref(),
                     headers: &lookup.headers,
                     query: &lookup.query,
                     field: "lookup",
@@ -176,7 +177,8 @@ impl Executor {
         run.trace.processed = serde_json::to_string(&processed).unwrap_or_default();
         let scope = Scope { payload, lookup: lookup_value.as_ref(), processed: &processed, secrets };
         let mut request =
-            render_perform(&spec.perform, programs, &scope, &mut budget, depth).map_err(steps::StepError::Render)?;
+            render_perform(&spec.perform, programs, deployed.perform_url.as_ref(), &scope, &mut budget, depth)
+                .map_err(steps::StepError::Render)?;
         self.authorize(deployed, &scope, &mut budget, &mut request, &mut run.redactor).await?;
         self.perform(request, plan, deployed, run).await
     }
