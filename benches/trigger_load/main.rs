@@ -158,9 +158,11 @@ async fn in_one_process(seconds: Duration, runs: usize) {
         if rows.durable() { "answers once its row is committed" } else { "answers before its row is stored" }
     );
     let bare = baselines::bare_hyper(None).await;
-    let bare_with_rows = baselines::bare_hyper(Some(rows.clone())).await;
     let proxy = baselines::bare_proxy(target, None).await;
-    let proxy_with_rows = baselines::bare_proxy(target, Some(rows.clone())).await;
+    // Each floor records under its scenario's connector, as hookplane does.
+    let skipping_rows = baselines::bare_hyper(Some(rows.for_connector(&skipping))).await;
+    let signed_rows = baselines::bare_hyper(Some(rows.for_connector(&signed))).await;
+    let proxy_with_rows = baselines::bare_proxy(target, Some(rows.for_connector(&performing))).await;
     let plain = |address: SocketAddr, expect: &'static str| {
         (address, Call::post(address, "/trigger", &[("Authorization", "Bearer x")], ORDER, expect))
     };
@@ -169,14 +171,14 @@ async fn in_one_process(seconds: Duration, runs: usize) {
             name: "check path, token auth (skipped)",
             baseline_name: "bare hyper",
             baseline: plain(bare, "skipped"),
-            floor: plain(bare_with_rows, "skipped"),
+            floor: plain(skipping_rows, "skipped"),
             hookplane: trigger(&skipping, &skipping_token, &[], "\"skipped\""),
         },
         Pair {
             name: "check path, token + HMAC (skipped)",
             baseline_name: "bare hyper",
             baseline: plain(bare, "skipped"),
-            floor: plain(bare_with_rows, "skipped"),
+            floor: plain(signed_rows, "skipped"),
             hookplane: trigger(&signed, &signed_token, &[("X-Webhook-Signature", &signature)], "\"skipped\""),
         },
         Pair {
