@@ -79,8 +79,10 @@ impl EventRows {
         let stored = pending.clone();
         tokio::spawn(async move {
             let mut batch = Vec::with_capacity(BATCH);
-            let now = chrono::Utc::now().timestamp_micros();
             while rows.recv_many(&mut batch, BATCH).await > 0 {
+                // Stamped as they are stored, so the time index grows as
+                // hookplane's does.
+                let now = chrono::Utc::now().timestamp_micros();
                 let rows: Vec<raw_events::RawRow<'_>> = batch
                     .iter()
                     .map(|(id, connector_id, trace, _)| raw_events::RawRow {

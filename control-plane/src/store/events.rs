@@ -163,6 +163,14 @@ impl Store {
     }
 
     async fn insert_events_untimed(&self, events: &[Event<EncodedTrace>]) -> Result<Vec<i64>, StoreError> {
+        // In id order, so rows and index entries are appended: a node's
+        // handlers finish out of the order their ids were drawn in, and a
+        // row that lands before the last one in a full page makes SQLite
+        // split the page in two (a half-empty page, and more of them to
+        // write and cache) instead of starting a new one.
+        let mut ordered: Vec<&Event<EncodedTrace>> = events.iter().collect();
+        ordered.sort_unstable_by_key(|event| event.id);
+        let events = &ordered[..];
         if let Some(inserted) = self.insert_new_events(events).await {
             return Ok(inserted);
         }
@@ -186,14 +194,14 @@ impl Store {
     /// `COMMIT` are a round trip each to SQLite's thread, and each wakes
     /// it (a futex) and is woken back; they were 38 % of the node's
     /// reporter CPU.
-    async fn insert_new_events(&self, events: &[Event<EncodedTrace>]) -> Option<Vec<i64>> {
+    async fn insert_new_events(&self, events: &[&Event<EncodedTrace>]) -> Option<Vec<i64>> {
         let exact =
             (1..=INSERT_CHUNK).contains(&events.len()) && STATEMENT_ROWS[statement_size(events.len())] == events.len();
         if !exact || events.iter().any(|e| e.status == EventStatus::Failed) {
             return None;
         }
         let statement = insert_statement(self.backend, statement_size(events.len()), OnStored::Fail);
-        match bind_events(sqlx::query(statement), events.iter()).execute(&self.writer).await {
+        match bind_events(sqlx::query(statement), events.iter().copied()).execute(&self.writer).await {
             Ok(_) => Some(events.iter().map(|e| e.id).collect()),
             // Usually an event sent again; any other failure the transaction
             // meets too, and reports.
@@ -209,7 +217,7 @@ impl Store {
     /// the new ones, a statement stored part of its rows.
     async fn try_insert_events(
         &self,
-        events: &[Event<EncodedTrace>],
+        events: &[&Event<EncodedTrace>],
         on_stored: OnStored,
     ) -> Result<Option<Vec<i64>>, StoreError> {
         let mut tx = self.write_tx().await?;
@@ -218,7 +226,7 @@ impl Store {
             let size = statement_size(chunk.len());
             let rows = STATEMENT_ROWS[size];
             let last = chunk.last().expect("chunks are never empty");
-            let padded = chunk.iter().chain(std::iter::repeat_n(last, rows - chunk.len()));
+            let padded = chunk.iter().copied().chain(std::iter::repeat_n(*last, rows - chunk.len()));
             let query = bind_events(sqlx::query(insert_statement(self.backend, size, on_stored)), padded);
             if on_stored == OnStored::SkipReturningNew {
                 for row in query.fetch_all(&mut *tx).await? {
@@ -239,7 +247,7 @@ impl Store {
         // transaction that stores them.
         if events.iter().any(|e| e.status == EventStatus::Failed) {
             let new: std::collections::HashSet<i64> = inserted.iter().copied().collect();
-            let failed = events.iter().filter(|e| e.status == EventStatus::Failed && new.contains(&e.id));
+            let failed = events.iter().copied().filter(|e| e.status == EventStatus::Failed && new.contains(&e.id));
             outbox::record_failed_events(&mut tx, failed).await?;
         }
         tx.commit().await?;
@@ -294,6 +302,10 @@ mod tests {
     async fn sqlite_store(dir: &tempfile::TempDir) -> Store {
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("events.db").display());
         Store::connect(&url).await.unwrap()
+    }
+
+    fn refs(events: &[Event<EncodedTrace>]) -> Vec<&Event<EncodedTrace>> {
+        events.iter().collect()
     }
 
     fn events(ids: std::ops::RangeInclusive<i64>) -> Vec<Event<EncodedTrace>> {
@@ -361,18 +373,35 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = sqlite_store(&dir).await;
         let fresh = events(1..=10);
-        assert_eq!(store.insert_new_events(&fresh).await, Some((1..=10).collect()));
-        assert_eq!(store.insert_new_events(&events(8..=12)).await, None, "two of the five are stored");
+        assert_eq!(store.insert_new_events(&refs(&fresh)).await, Some((1..=10).collect()));
+        assert_eq!(store.insert_new_events(&refs(&events(8..=12))).await, None, "two of the five are stored");
         assert_eq!(store.insert_events(&events(8..=12)).await.unwrap(), [11, 12]);
         let mut failed = events(13..=14);
         failed[1].status = EventStatus::Failed;
-        assert_eq!(store.insert_new_events(&failed).await, None);
+        assert_eq!(store.insert_new_events(&refs(&failed)).await, None);
         assert_eq!(store.insert_events(&failed).await.unwrap(), [13, 14]);
-        assert_eq!(store.insert_new_events(&events(15..=47)).await, None, "33 events need a padded statement");
+        assert_eq!(store.insert_new_events(&refs(&events(15..=47))).await, None, "33 events need a padded statement");
         let stored: Vec<i64> =
             sqlx::query_scalar("SELECT id FROM events ORDER BY id").fetch_all(&store.pool).await.unwrap();
         assert_eq!(stored, (1..=14).collect::<Vec<_>>());
         assert_eq!(store.get_event("org_1", 14).await.unwrap().status, EventStatus::Failed);
+    }
+
+    /// Handlers finish out of the order of their ids; a batch is stored,
+    /// and its new ids returned, in id order either way.
+    #[tokio::test]
+    async fn batches_out_of_id_order_are_stored_in_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = sqlite_store(&dir).await;
+        let mut shuffled = events(1..=20);
+        shuffled.reverse();
+        shuffled.swap(3, 11);
+        assert_eq!(store.insert_events(&shuffled).await.unwrap(), (1..=20).collect::<Vec<_>>());
+        let mut overlapping = events(15..=40);
+        overlapping.reverse();
+        assert_eq!(store.insert_events(&overlapping).await.unwrap(), (21..=40).collect::<Vec<_>>());
+        let stored: Vec<i64> = sqlx::query_scalar("SELECT id FROM events").fetch_all(&store.pool).await.unwrap();
+        assert_eq!(stored, (1..=40).collect::<Vec<_>>());
     }
 
     /// Writers queue on the one writer connection instead of failing on
