@@ -78,6 +78,21 @@ pub fn node_event_to_api(event: Event<EncodedTrace>) -> api::NodeEvent {
     }
 }
 
+/// The events of a node's report that convert, in order, and the error of
+/// each one that does not. One event a node could not have meant is
+/// dropped alone: failing the batch would have it sent again, and every
+/// batch after it, forever.
+pub fn node_events_from_api(batch: Vec<api::NodeEvent>) -> (Vec<Event<EncodedTrace>>, Vec<ValidationError>) {
+    let (mut events, mut dropped) = (Vec::with_capacity(batch.len()), Vec::new());
+    for (i, event) in batch.into_iter().enumerate() {
+        match node_event_from_api(event, i) {
+            Ok(event) => events.push(event),
+            Err(err) => dropped.push(err),
+        }
+    }
+    (events, dropped)
+}
+
 /// Converts event `index` of a node's report. The node owns ids and
 /// traces, so only what would corrupt the store is refused; an encoded
 /// trace is checked against the schema and kept as it came. A trace from
@@ -261,5 +276,41 @@ pub fn rollout_to_api(r: &hookplane_model::Rollout) -> api::ConnectorRollout {
         config_version: r.config_version,
         nodes_applied: r.nodes_applied.min(i32::MAX as u32) as i32,
         nodes_connected: r.nodes_connected.min(i32::MAX as u32) as i32,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reported(id: i64) -> api::NodeEvent {
+        node_event_to_api(Event {
+            id,
+            organization_id: "org_1".into(),
+            connector_id: "con_1".into(),
+            status: EventStatus::Completed,
+            response_code: Some(200),
+            error: String::new(),
+            node_id: "node-a".into(),
+            create_time: hookplane_model::now(),
+            duration_ms: 3,
+            trace: encode_trace(EventTrace { payload: format!("{{\"n\":{id}}}"), ..Default::default() }),
+        })
+    }
+
+    /// A report's bad events are dropped one by one, each error naming its
+    /// place in the batch; the rest keep their order.
+    #[test]
+    fn a_report_keeps_its_good_events_and_names_each_bad_one() {
+        let mut no_connector = reported(2);
+        no_connector.event.as_mut().unwrap().connector_id.clear();
+        let damaged = api::NodeEvent { encoded_trace: bytes::Bytes::from_static(b"\xff\xff"), ..reported(4) };
+        let (events, dropped) =
+            node_events_from_api(vec![reported(1), no_connector, reported(3), damaged, reported(5)]);
+        assert_eq!(events.iter().map(|e| e.id).collect::<Vec<_>>(), [1, 3, 5]);
+        let errors: Vec<String> = dropped.iter().map(ToString::to_string).collect();
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(errors[0].contains("connector_id"), "{errors:?}");
+        assert!(errors[1].contains("trace"), "{errors:?}");
     }
 }

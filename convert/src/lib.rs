@@ -27,7 +27,7 @@ pub use connector_update::{CONNECTOR_MASK_PATHS, merge_connector_update};
 pub use encoded::EncodedTrace;
 pub use event::{
     decode_trace, encode_trace, event_filter_from_api, event_status_to_api, event_to_api, node_event_from_api,
-    node_event_to_api, node_to_api, rollout_to_api,
+    node_event_to_api, node_events_from_api, node_to_api, rollout_to_api,
 };
 pub use inbound_trace::{InboundTrace, encode_trace_with_inbound};
 pub use node_sync::{

@@ -187,17 +187,13 @@ impl NodeSyncApi {
     }
 }
 
-/// Stores a batch of events as a node reported it over `ReportEvents`.
-/// One event a node could not have meant (it would corrupt the
-/// store) is dropped alone, logged: failing the batch would have the node
-/// resend it, and everything after it, forever.
+/// Stores a batch of events as a node reported it over `ReportEvents`,
+/// without the events that would corrupt the store
+/// ([`hookplane_convert::node_events_from_api`]), each logged.
 async fn ingest_reported(events: &EventHub, batch: Vec<api::NodeEvent>) -> Result<usize, StoreError> {
-    let mut decoded = Vec::with_capacity(batch.len());
-    for (i, event) in batch.into_iter().enumerate() {
-        match hookplane_convert::node_event_from_api(event, i) {
-            Ok(event) => decoded.push(event),
-            Err(err) => tracing::error!(error = %err, "dropping an event a node reported malformed"),
-        }
+    let (decoded, dropped) = hookplane_convert::node_events_from_api(batch);
+    for err in dropped {
+        tracing::error!(error = %err, "dropping an event a node reported malformed");
     }
     events.ingest(&decoded).await
 }

@@ -342,12 +342,11 @@ fn drain(config: &NodeConfig, first: Queued, events: &mut mpsc::UnboundedReceive
 /// checks what nodes report: an event that does not decode (its file was
 /// damaged) is dropped with an error, as the control plane drops it.
 fn from_spool(events: Vec<api::NodeEvent>) -> Arc<[Event<EncodedTrace>]> {
-    let decoded = events.into_iter().enumerate().filter_map(|(i, event)| {
-        convert::node_event_from_api(event, i)
-            .inspect_err(|err| tracing::error!(error = %err, "dropping a spooled event that does not decode"))
-            .ok()
-    });
-    decoded.collect()
+    let (decoded, dropped) = convert::node_events_from_api(events);
+    for err in dropped {
+        tracing::error!(error = %err, "dropping a spooled event that does not decode");
+    }
+    decoded.into()
 }
 
 #[cfg(test)]
