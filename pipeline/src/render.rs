@@ -332,10 +332,12 @@ mod tests {
             |source: &str| builder.compile(source, hookplane_expr::SourceKind::Template, context()).unwrap();
         let constant = compile(" https://api.example.com/orders?source=hook ");
         let templated = compile("https://api.example.com/orders/$payload.id");
+        let not_a_url = compile("api.example.com/orders");
         let query_value = compile("$payload.id");
         let query = [NamedTemplate { name: builder.name("id"), value: query_value }];
         let programs = builder.finish();
         assert!(parse_constant_url(&programs, templated).is_none());
+        assert!(parse_constant_url(&programs, not_a_url).is_none(), "left to fail as each call renders it");
         let parsed = parse_constant_url(&programs, constant).expect("literal text");
         let payload = json!({"id": "o/7"});
         let scope =
@@ -353,6 +355,16 @@ mod tests {
         };
         assert_eq!(render(Some(&parsed)), render(None));
         assert_eq!(render(Some(&parsed)).as_str(), "https://api.example.com/orders?source=hook&id=o%2F7");
+        let target = Target {
+            programs: &programs,
+            url: not_a_url,
+            parsed_url: None,
+            headers: &[],
+            query: &[],
+            field: "perform",
+        };
+        let error = render_target(&target, &scope, &mut Budget::new(hookplane_expr::Limits::default()), 0).unwrap_err();
+        assert!(matches!(&error, RenderError::Url { field, .. } if field == "perform.url"), "{error}");
     }
 
     #[test]
