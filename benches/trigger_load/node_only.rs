@@ -20,6 +20,7 @@ use hookplane_sdk::api;
 
 use crate::generator::Call;
 use crate::measure::{Side, per_request, slices, verdict};
+use crate::summary::Spread;
 use crate::support::nodes::{applied, start_node};
 use crate::support::triggers::{create, use_plan};
 use crate::support::{Backend, TestPlane};
@@ -181,11 +182,9 @@ pub async fn run(seconds: Duration, runs: usize) {
     println!();
     println!("| Scenario | Node / bare hyper (target ≤ {NODE_TARGET}) |");
     println!("| --- | ---: |");
-    for ((name, _), mut values) in scenarios.iter().zip(ratios) {
-        values.sort_by(f64::total_cmp);
-        let median = values[values.len() / 2];
-        let (low, high) = (values[0], values[values.len() - 1]);
-        println!("| {name} | **{median:.2}×** ({low:.2}–{high:.2}) {} |", verdict(median <= NODE_TARGET));
+    for ((name, _), values) in scenarios.iter().zip(ratios) {
+        let spread = Spread::of(values.into_iter());
+        println!("| {name} | {spread} {} |", verdict(spread.median <= NODE_TARGET));
     }
     node.shutdown().await;
 }

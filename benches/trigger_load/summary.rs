@@ -4,14 +4,14 @@
 use crate::measure::{CPU_TARGET, Outcome, P99_TARGET, THROUGHPUT_TARGET, verdict};
 
 /// Median and range of some runs' values.
-struct Spread {
-    median: f64,
+pub struct Spread {
+    pub median: f64,
     low: f64,
     high: f64,
 }
 
 impl Spread {
-    fn of(values: impl Iterator<Item = f64>) -> Spread {
+    pub fn of(values: impl Iterator<Item = f64>) -> Spread {
         let mut values: Vec<f64> = values.collect();
         values.sort_by(f64::total_cmp);
         let n = values.len();
