@@ -30,7 +30,8 @@
 //! Run: `cargo bench --bench trigger_load`. Knobs: `HOOKPLANE_LOAD_SECS`
 //! (per measurement, default 5), `HOOKPLANE_LOAD_SLICES` (default 4),
 //! `HOOKPLANE_LOAD_RUNS` (default 5), `HOOKPLANE_LOAD_CONNECTIONS`
-//! (default 32), `HOOKPLANE_LOAD_ONLY` (run the scenarios whose name
+//! (closed loop, default 32), `HOOKPLANE_LOAD_OPEN_CONNECTIONS` (open loop,
+//! default 256), `HOOKPLANE_LOAD_ONLY` (run the scenarios whose name
 //! contains it), `HOOKPLANE_LOAD_EVENTS=stream` (the node reports its
 //! events over `ReportEvents`, as in a fleet, instead of handing them over
 //! in process), `HOOKPLANE_LOAD_FLOOR=durable` (the floor answers once its

@@ -14,6 +14,17 @@ use crate::setting;
 /// busy (the issue's definition).
 const TAIL_LOAD: f64 = 0.6;
 
+/// Connections the open-loop phase spreads its rate over. Each one sends
+/// its share of the requests on a fixed schedule, so it must be idle again
+/// by its next slot, or the request waits for the answer before it and the
+/// wait counts as latency. Over the closed loop's 32 connections, the tail
+/// rate (about 32 k/s on the check path) put a connection's slots 1 ms
+/// apart, about a durable server's own latency from request to commit: both
+/// sides queued behind their own answers, their p99s were that queue's
+/// (10–360 ms), and the ratio moved 10× between runs. Over 256, slots are
+/// 8 ms apart and the rate is offered whatever the latency.
+const OPEN_LOOP_CONNECTIONS: usize = 256;
+
 /// Targets of the issue, against the floor.
 pub const THROUGHPUT_TARGET: f64 = 0.85;
 pub const CPU_TARGET: f64 = 1.2;
@@ -60,7 +71,10 @@ fn cores() -> f64 {
 /// Where [`cpu::generator_core`] names a core, the generator runs on it.
 pub async fn load(address: SocketAddr, call: &Call, pace: Pace, duration: Duration) -> Report {
     let call = call.clone();
-    let connections = setting("HOOKPLANE_LOAD_CONNECTIONS", 32usize);
+    let connections = match pace {
+        Pace::Closed => setting("HOOKPLANE_LOAD_CONNECTIONS", 32usize),
+        Pace::Rate(_) => setting("HOOKPLANE_LOAD_OPEN_CONNECTIONS", OPEN_LOOP_CONNECTIONS),
+    };
     let (done, report) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
         .name(cpu::GENERATOR_THREAD.into())
@@ -180,16 +194,22 @@ impl<'a> Side<'a> {
 
     /// The open-loop rate at which this side's cores are `share` busy, from
     /// its measured CPU per request (servers and generator, which share the
-    /// cores): at a fixed rate once one has run, since a server at peak
-    /// spends less per request than one that waits between requests; at
-    /// peak before that.
+    /// cores), whichever of the peak and the fixed-rate phase cost more per
+    /// request. A side spends less per request the more its writes batch:
+    /// a side that waits between requests spends more than one at peak,
+    /// and one offered more than it stores queues, batches bigger and
+    /// spends less. Taken from the fixed-rate phase alone, that second
+    /// effect fed back: each round's rate overloaded the floor a little
+    /// more, which made the next round's rate higher still (32 k/s to
+    /// 44 k/s within one run, the floor's p50 at 175 ms).
     fn rate_at_load(&self, share: f64) -> f64 {
-        let (busy, answered) = if self.fixed.ok > 0 {
-            (self.fixed_cpu.servers() + self.fixed.cpu, self.fixed.ok)
+        let peak = (self.cpu.servers() + self.max.cpu).as_secs_f64() / self.max.ok.max(1) as f64;
+        let fixed = if self.fixed.ok > 0 {
+            (self.fixed_cpu.servers() + self.fixed.cpu).as_secs_f64() / self.fixed.ok as f64
         } else {
-            (self.cpu.servers() + self.max.cpu, self.max.ok)
+            0.0
         };
-        share * cores() / (busy.as_secs_f64() / answered.max(1) as f64)
+        share * cores() / peak.max(fixed)
     }
 }
 
