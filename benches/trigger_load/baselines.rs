@@ -32,7 +32,9 @@ where
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Answer> + Send + 'static,
 {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    // With the node's backlog: tokio's default of 128 drops SYNs when the
+    // open loop's 256 connections arrive at once.
+    let listener = hookplane_data_plane::listener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let address = listener.local_addr().unwrap();
     tokio::spawn(async move {
         loop {

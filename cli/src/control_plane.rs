@@ -2,7 +2,6 @@
 
 use anyhow::Context as _;
 use hookplane_control_plane::{ControlPlane, ControlPlaneConfig, ServerTls};
-use tokio::net::TcpListener;
 
 use crate::config::Settings;
 use crate::files::read_private_file;
@@ -43,16 +42,14 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         tracing::warn!("no operator_key_hash configured: organizations can only be managed with their own API keys");
     }
     let control_plane = ControlPlane::open(&config).await.context("starting the control plane")?;
-    let listener = TcpListener::bind(settings.grpc_listen)
-        .await
+    let listener = hookplane_data_plane::listener::bind(settings.grpc_listen)
         .with_context(|| format!("binding the gRPC listener on {}", settings.grpc_listen))?;
     tracing::info!(address = %listener.local_addr()?, "control plane serving gRPC");
     let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
     let metrics = match settings.metrics_listen {
         None => None,
         Some(address) => {
-            let metrics_listener = TcpListener::bind(address)
-                .await
+            let metrics_listener = hookplane_data_plane::listener::bind(address)
                 .with_context(|| format!("binding the metrics listener on {address}"))?;
             tracing::info!(address = %metrics_listener.local_addr()?, "control plane serving /metrics");
             let serving = control_plane.clone();

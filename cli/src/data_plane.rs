@@ -51,8 +51,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         .transpose()?;
     config.tls = tls;
     apply_node_settings(&mut config, &settings, false)?;
-    let listener = tokio::net::TcpListener::bind(settings.http_listen)
-        .await
+    let listener = hookplane_data_plane::listener::bind(settings.http_listen)
         .with_context(|| format!("binding the HTTP listener on {}", settings.http_listen))?;
     hookplane_data_plane::run(config, listener, shutdown_signal()).await.context("running the data-plane node")
 }

@@ -10,7 +10,6 @@ use hookplane_control_plane::events::EventHub;
 use hookplane_control_plane::{ControlPlane, ControlPlaneConfig, bootstrap};
 use hookplane_data_plane::events::LocalEvents;
 use hookplane_data_plane::{DataPlane, NodeConfig};
-use tokio::net::TcpListener;
 
 use crate::config::Settings;
 use crate::files::{ensure_private_dir, read_private_file, write_private_file};
@@ -53,8 +52,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         None => format!("sqlite://{}?mode=rwc", dir.join("hookplane.db").display()),
     };
     // Bound first: its address is the trigger URL examples show.
-    let http_listener = TcpListener::bind(settings.http_listen)
-        .await
+    let http_listener = hookplane_data_plane::listener::bind(settings.http_listen)
         .with_context(|| format!("binding the trigger listener on {}", settings.http_listen))?;
     let trigger_base_url = match settings.trigger_base_url.as_str() {
         "" => format!("http://{}", http_listener.local_addr()?),
@@ -85,8 +83,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         write_private_file(&admin_key_path, &created.admin_key)?;
         tracing::info!(organization = %created.organization.id, "created the default organization and its admin key");
     }
-    let listener = TcpListener::bind(settings.grpc_listen)
-        .await
+    let listener = hookplane_data_plane::listener::bind(settings.grpc_listen)
         .with_context(|| format!("binding the gRPC listener on {}", settings.grpc_listen))?;
     let grpc = listener.local_addr()?;
     let (stop_grpc, grpc_stopped) = tokio::sync::oneshot::channel::<()>();

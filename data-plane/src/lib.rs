@@ -182,8 +182,7 @@ pub async fn run(
 impl DataPlane {
     /// Binds `config.http_listen`, then starts as [`DataPlane::start_on`].
     pub async fn start(config: NodeConfig) -> Result<DataPlane, StartError> {
-        let listener = TcpListener::bind(config.http_listen)
-            .await
+        let listener = listener::bind(config.http_listen)
             .map_err(|source| StartError::Bind { address: config.http_listen, source })?;
         DataPlane::start_on(config, listener).await
     }
@@ -236,9 +235,7 @@ impl DataPlane {
         let bound_metrics = config.metrics_listen.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
         let metrics_listener = match config.metrics_listen {
             None => None,
-            Some(address) => {
-                Some(TcpListener::bind(address).await.map_err(|source| StartError::Bind { address, source })?)
-            }
+            Some(address) => Some(listener::bind(address).map_err(|source| StartError::Bind { address, source })?),
         };
         let (stop_background, background_watch) = watch::channel(false);
         let mut background = JoinSet::new();

@@ -67,6 +67,29 @@ impl Default for ConnectionSettings {
     }
 }
 
+/// Connections the kernel holds for a listener before it accepts them.
+/// tokio's `TcpListener::bind` asks for 128: a burst of more new
+/// connections than that while the workers are busy (senders reconnecting
+/// after a deploy, a load balancer warming its pool, a fleet's nodes after
+/// a control-plane restart) overflowed it, and the kernel drops the SYN of
+/// each connection beyond, which its client sends again only after a
+/// second. The trigger-load bench's 256 connections opened at once did
+/// that 22 times in one run, and each such connection's first call took a
+/// second. Linux caps the value at `net.core.somaxconn` (4096 by default).
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds a TCP listener on `address` with a [`LISTEN_BACKLOG`]-deep accept
+/// queue, as tokio's bind does otherwise (address reuse on Unix, so a
+/// restarted process binds its port while old connections linger). Every
+/// listener hookplane serves on is bound here.
+pub fn bind(address: std::net::SocketAddr) -> io::Result<TcpListener> {
+    let socket = if address.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Serves HTTP on `listener` until `stop`, then drains.
 pub async fn serve(
     listener: TcpListener,
@@ -300,6 +323,26 @@ impl Drop for IpSlot {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_burst_of_connections_beyond_128_waits_in_the_backlog() {
+        // Nothing accepts: every connection beyond the accept queue's depth
+        // would have its SYN dropped, again at each retry, so a queue of
+        // 128 fails the 129th connect's timeout whatever the machine's load.
+        let listener = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let address = listener.local_addr().unwrap();
+        let mut connected = Vec::new();
+        for n in 0..200 {
+            let connect = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(address)).await;
+            match connect {
+                Ok(Ok(stream)) => connected.push(stream),
+                Ok(Err(err)) => panic!("connection {n}: {err}"),
+                Err(_) => panic!("connection {n} was not queued"),
+            }
+        }
+        let (first, _) = listener.accept().await.unwrap();
+        assert_eq!(first.peer_addr().unwrap(), connected[0].local_addr().unwrap(), "queued in order");
+    }
 
     #[test]
     fn addresses_are_capped_and_proxies_exempt() {

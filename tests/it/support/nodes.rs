@@ -29,8 +29,9 @@ pub async fn start_node_with(
         NodeConfig::new(node_id.to_owned(), plane_url.to_owned(), token.to_owned(), "127.0.0.1:0".parse().unwrap());
     config.tls = tls;
     keep_in(&mut config, cache_dir);
-    // Handed a bound listener, as an embedder would.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a loopback port");
+    // Handed a bound listener, as an embedder would, bound as the
+    // `hookplane` binary binds its own.
+    let listener = hookplane_data_plane::listener::bind("127.0.0.1:0".parse().unwrap()).expect("a loopback port");
     DataPlane::start_on(config, listener).await.expect("node starts")
 }
 
