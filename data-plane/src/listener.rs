@@ -80,8 +80,10 @@ pub const LISTEN_BACKLOG: u32 = 4096;
 
 /// Binds a TCP listener on `address` with a [`LISTEN_BACKLOG`]-deep accept
 /// queue, as tokio's bind does otherwise (address reuse on Unix, so a
-/// restarted process binds its port while old connections linger). Every
-/// listener hookplane serves on is bound here.
+/// restarted process binds its port while old connections linger).
+/// `DataPlane::start` and every listener of the `hookplane` binary bind
+/// here; an embedder handing `DataPlane::start_on` its own listener
+/// chooses its own queue.
 pub fn bind(address: std::net::SocketAddr) -> io::Result<TcpListener> {
     let socket = if address.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
     #[cfg(unix)]
