@@ -183,7 +183,9 @@ impl Limiters {
         if let Some(known) = self.known_refusal(limits, now) {
             return Ok(Err(known));
         }
-        match fleet.count(limits, now).await {
+        // Boxed: a Redis round trip's state is for a fleet's calls only, not
+        // part of every trigger's future (see `trigger::check_order`).
+        match Box::pin(fleet.count(limits, now)).await {
             Ok(Err(exceeded)) => {
                 self.remember_refusal(limits, &exceeded, now);
                 Ok(Err(exceeded))

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hookplane_expr::{Budget, Limits, Scope, SecretSource};
-use hookplane_model::{CircuitTransition, EventTrace, HttpExchangeTrace, Plan};
+use hookplane_model::{CircuitTransition, Deployed, EventTrace, HttpExchangeTrace, Lookup, Plan};
 use hookplane_pipeline::diff::excerpt;
 use hookplane_pipeline::steps::{self, Credential};
 use hyper::StatusCode;
@@ -134,42 +134,12 @@ impl Executor {
             return Ok(Outcome::Skipped);
         }
         let lookup_value = match &spec.lookup {
+            // Boxed, as the perform is: a trigger's future holds no state of
+            // the steps only some calls take (see `trigger::check_order`).
             Some(lookup) => {
                 let empty = serde_json::Map::new();
                 let scope = Scope { payload, lookup: None, processed: &empty, secrets };
-                let target = Target {
-                    programs,
-                    url: lookup.url,
-                    parsed_url: deployed.lookup_url.as_ref(),
-                    headers: &lookup.headers,
-                    query: &lookup.query,
-                    field: "lookup",
-                };
-                let (url, headers) = render_target(&target, &scope, &mut budget, depth).map_err(LookupError::Render)?;
-                let timeout = Duration::from_millis(if lookup.timeout_ms == 0 { 30_000 } else { lookup.timeout_ms });
-                let request =
-                    OutboundRequest { method: hyper::Method::GET, url, headers, body: Default::default(), timeout };
-                let mut exchange = exchange_trace(&request);
-                let started = Instant::now();
-                let result = self.outbound.send(request, MAX_LOOKUP_BODY).await;
-                exchange.duration_ms = started.elapsed().as_millis() as u64;
-                let parsed = match result {
-                    Ok(response) => {
-                        exchange.status = Some(i32::from(response.status.as_u16()));
-                        exchange.response_excerpt = excerpt(&response.body);
-                        if !response.status.is_success() {
-                            Err(LookupError::Status(response.status.as_u16()))
-                        } else {
-                            serde_json::from_slice::<Value>(&response.body).map_err(LookupError::NotJson)
-                        }
-                    }
-                    Err(err) => {
-                        exchange.error = err.to_string();
-                        Err(LookupError::Exchange(err))
-                    }
-                };
-                run.trace.lookup = Some(exchange);
-                Some(parsed?)
+                Some(Box::pin(self.lookup(deployed, lookup, &scope, &mut budget, depth, run)).await?)
             }
             None => None,
         };
@@ -180,7 +150,52 @@ impl Executor {
             render_perform(&spec.perform, programs, deployed.perform_url.as_ref(), &scope, &mut budget, depth)
                 .map_err(steps::StepError::Render)?;
         self.authorize(deployed, &scope, &mut budget, &mut request, &mut run.redactor).await?;
-        self.perform(request, plan, deployed, run).await
+        Box::pin(self.perform(request, plan, deployed, run)).await
+    }
+
+    /// Calls the lookup API and parses its answer as `$lookup`, recording
+    /// the exchange in the trace.
+    async fn lookup(
+        &self,
+        deployed: &DeployedConnector,
+        lookup: &Lookup<Deployed>,
+        scope: &Scope<'_>,
+        budget: &mut Budget,
+        depth: u32,
+        run: &mut Run,
+    ) -> Result<Value, LookupError> {
+        let target = Target {
+            programs: &deployed.programs,
+            url: lookup.url,
+            parsed_url: deployed.lookup_url.as_ref(),
+            headers: &lookup.headers,
+            query: &lookup.query,
+            field: "lookup",
+        };
+        let (url, headers) = render_target(&target, scope, budget, depth).map_err(LookupError::Render)?;
+        let timeout = Duration::from_millis(if lookup.timeout_ms == 0 { 30_000 } else { lookup.timeout_ms });
+        let request = OutboundRequest { method: hyper::Method::GET, url, headers, body: Default::default(), timeout };
+        let mut exchange = exchange_trace(&request);
+        let started = Instant::now();
+        let result = self.outbound.send(request, MAX_LOOKUP_BODY).await;
+        exchange.duration_ms = started.elapsed().as_millis() as u64;
+        let parsed = match result {
+            Ok(response) => {
+                exchange.status = Some(i32::from(response.status.as_u16()));
+                exchange.response_excerpt = excerpt(&response.body);
+                if !response.status.is_success() {
+                    Err(LookupError::Status(response.status.as_u16()))
+                } else {
+                    serde_json::from_slice::<Value>(&response.body).map_err(LookupError::NotJson)
+                }
+            }
+            Err(err) => {
+                exchange.error = err.to_string();
+                Err(LookupError::Exchange(err))
+            }
+        };
+        run.trace.lookup = Some(exchange);
+        parsed
     }
 
     /// Adds the outbound auth header, remembering its value for redaction.
@@ -197,9 +212,8 @@ impl Executor {
             Credential::None => return Ok(()),
             Credential::Header(value) => value,
             Credential::OAuth2(settings) => {
-                let token = self
-                    .tokens
-                    .token(&self.outbound, (&deployed.connector.id, deployed.version), settings, request.timeout)
+                let key = (deployed.connector.id.as_str(), deployed.version);
+                let token = Box::pin(self.tokens.token(&self.outbound, key, settings, request.timeout))
                     .await
                     .map_err(ExecutionError::OAuth2)?;
                 redactor.add(&token);

@@ -117,7 +117,9 @@ impl Claimed<'_> {
     pub async fn keep(self) {
         match self {
             Claimed::Local(claim) => claim.keep(),
-            Claimed::Fleet(claim) => claim.keep().await,
+            // Boxed: a Redis round trip's state is for fleet claims only, not
+            // part of every trigger's future (see `trigger::check_order`).
+            Claimed::Fleet(claim) => Box::pin(claim.keep()).await,
         }
     }
 
@@ -128,7 +130,8 @@ impl Claimed<'_> {
             Claimed::Local(claim) => drop(claim),
             Claimed::Fleet(mut claim) => {
                 claim.kept = true;
-                if let Err(error) = claim.fleet.release(&claim.connector, &claim.delivery, claim.event_id).await {
+                let released = Box::pin(claim.fleet.release(&claim.connector, &claim.delivery, claim.event_id));
+                if let Err(error) = released.await {
                     claim.fleet.failed(&error);
                 }
             }

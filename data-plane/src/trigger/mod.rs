@@ -229,7 +229,9 @@ impl Ingress {
             None => None,
             Some((id, keep_for)) => {
                 let delivery = Delivery::of(id, &body);
-                let claim = self.deliveries.claim(fleet, &connector.id, delivery, event_id, keep_for).await;
+                // Boxed, as every step only some calls take: a trigger's
+                // future holds no state of it (see `check_order`).
+                let claim = Box::pin(self.deliveries.claim(fleet, &connector.id, delivery, event_id, keep_for)).await;
                 match claim.map_err(|_| Refusal::LimitsUnavailable)? {
                     Claim::New(claimed) => Some(claimed),
                     Claim::Duplicate { event_id: first } => {
@@ -252,7 +254,7 @@ impl Ingress {
             started,
         };
         if deployed.connector.spec.async_mode {
-            self.keep_for_later(&call).await?;
+            Box::pin(self.keep_for_later(&call)).await?;
             if let Some(claimed) = claim {
                 claimed.keep().await;
             }
