@@ -329,6 +329,41 @@ async fn silent_connections_cannot_hold_the_node() {
     plane.finish().await;
 }
 
+/// SPEC §4's header read timeout: a client that keeps bytes coming but
+/// never finishes its request head (a slowloris) is cut off once the
+/// timeout passes, like a silent one, and never reaches the endpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_head_sent_too_slowly_is_cut_off() {
+    use std::time::{Duration, Instant};
+    use support::nodes::start_node_configured;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let plane = TestPlane::start(Backend::Sqlite).await;
+    let node = start_node_configured(&plane, "node-1", None, |c| {
+        c.connections.header_read_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let mut connection = tokio::net::TcpStream::connect(node.http_address()).await.unwrap();
+    let started = Instant::now();
+    connection.write_all(b"POST /api/v1/connectors/con_x/trigger HTTP/1.1\r\nhost: node\r\nx-pad: ").await.unwrap();
+    // A byte every 100 ms: the connection is never silent, and its head
+    // never ends. The read's own timeout paces the bytes.
+    let cut_off = loop {
+        let mut byte = [0u8; 1];
+        match tokio::time::timeout(Duration::from_millis(100), connection.read(&mut byte)).await {
+            Ok(Ok(0) | Err(_)) => break started.elapsed(),
+            Ok(Ok(_)) => panic!("the node answered a request whose head never ended"),
+            Err(_) => {}
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "a head begun 10 s ago is still being read");
+        if connection.write_all(b"a").await.is_err() {
+            break started.elapsed();
+        }
+    };
+    assert!(cut_off >= Duration::from_millis(900), "cut off after {cut_off:?}, before the timeout");
+    node.shutdown().await;
+    plane.finish().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_answers_while_its_control_plane_hangs() {
     use std::time::{Duration, Instant};
