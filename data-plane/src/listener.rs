@@ -7,10 +7,18 @@
 //!   cannot take the node's capacity; more are closed at once. Trusted
 //!   proxies are exempt: every client behind them shares their address.
 //! - A connection that sends nothing within `first_byte_timeout`, or
-//!   begins no call for `idle_timeout` with none in flight, is closed. (hyper's
-//!   header read timeout starts at the first byte only, and the protocol
-//!   sniffing of its auto builder waits on the first bytes without one:
-//!   10 050 silent connections held every permit, and `/healthz` with them.)
+//!   begins no call for `idle_timeout` with none in flight, is closed. (The
+//!   protocol sniffing of hyper's auto builder waits on a new connection's
+//!   first bytes with no timeout, and its header read timeout starts only
+//!   once they came: 10 050 silent connections held every permit, and
+//!   `/healthz` with them.)
+//! - `header_read_timeout` bounds the time an HTTP/1.1 request head takes.
+//!   hyper starts it when it begins waiting for a head: on a new
+//!   connection once the first bytes came, on a kept-alive one as soon as
+//!   the previous answer is written. So it also closes an HTTP/1.1
+//!   connection quiet for that long between calls (10 s by default, before
+//!   `idle_timeout`'s 60 s); `idle_timeout` is what closes HTTP/2
+//!   connections that make no calls.
 //! - On stop, no new connection is accepted; those open finish their calls
 //!   for up to `drain_timeout`, and are then closed.
 
