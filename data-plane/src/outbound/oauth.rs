@@ -65,7 +65,9 @@ impl TokenCache {
         {
             return Ok(token.clone());
         }
-        let (token, lifetime) = fetch(outbound, settings, timeout).await?;
+        // Boxed: the token endpoint's exchange is for a cache miss only, not
+        // part of every trigger's future (see `trigger::check_order`).
+        let (token, lifetime) = Box::pin(fetch(outbound, settings, timeout)).await?;
         let until = Instant::now() + lifetime.saturating_sub(EXPIRY_MARGIN);
         let mut tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
         tokens.retain(|(id, version), _| id != connector.0 || *version == connector.1);

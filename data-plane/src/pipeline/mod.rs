@@ -212,8 +212,9 @@ impl Executor {
             Credential::None => return Ok(()),
             Credential::Header(value) => value,
             Credential::OAuth2(settings) => {
-                let key = (deployed.connector.id.as_str(), deployed.version);
-                let token = Box::pin(self.tokens.token(&self.outbound, key, settings, request.timeout))
+                let token = self
+                    .tokens
+                    .token(&self.outbound, (&deployed.connector.id, deployed.version), settings, request.timeout)
                     .await
                     .map_err(ExecutionError::OAuth2)?;
                 redactor.add(&token);

@@ -213,8 +213,8 @@ async fn the_route_is_checked_before_the_body_is_read() {
 
 /// A trigger's future is what hyper keeps and moves for each call in
 /// flight. States only some calls reach are boxed where they are awaited
-/// (a fleet's Redis round trips, a preset's delivery claim, the inbox, the
-/// lookup, the OAuth fetch, the perform with its exchange), so a call
+/// (a fleet's Redis round trips, the inbox, the lookup, the OAuth token
+/// endpoint's exchange, the perform with its exchange), so a call
 /// does not carry them: unboxed, this future was 5 664 bytes, 2 296 of
 /// them the perform's.
 #[test]

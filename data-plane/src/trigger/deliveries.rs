@@ -251,7 +251,9 @@ impl SeenDeliveries {
         keep_for: Duration,
     ) -> Result<Claim<'a>, LimitsUnavailable> {
         let Some(fleet) = fleet else { return Ok(self.claim_here(connector, delivery, event_id, keep_for)) };
-        match fleet.claim(connector, &delivery.hex(), event_id, keep_for).await {
+        // Boxed: a Redis round trip's state is for fleet claims only, not
+        // part of every trigger's future (see `trigger::check_order`).
+        match Box::pin(fleet.claim(connector, &delivery.hex(), event_id, keep_for)).await {
             Ok(SeenDelivery::New) => Ok(Claim::New(Claimed::Fleet(FleetClaim {
                 fleet,
                 connector: connector.to_owned(),

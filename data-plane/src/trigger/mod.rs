@@ -229,9 +229,7 @@ impl Ingress {
             None => None,
             Some((id, keep_for)) => {
                 let delivery = Delivery::of(id, &body);
-                // Boxed, as every step only some calls take: a trigger's
-                // future holds no state of it (see `check_order`).
-                let claim = Box::pin(self.deliveries.claim(fleet, &connector.id, delivery, event_id, keep_for)).await;
+                let claim = self.deliveries.claim(fleet, &connector.id, delivery, event_id, keep_for).await;
                 match claim.map_err(|_| Refusal::LimitsUnavailable)? {
                     Claim::New(claimed) => Some(claimed),
                     Claim::Duplicate { event_id: first } => {
