@@ -46,57 +46,17 @@ mod event_rows;
 mod generator;
 mod measure;
 mod node_only;
+mod setup;
 mod summary;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use event_rows::{EventRows, RowOwner};
-use generator::Call;
-use hookplane_data_plane::trigger::signature;
-use hookplane_sdk::api;
-use measure::Pair;
-use support::nodes::{start_dev_node, start_embedded_node};
-use support::triggers::{create, use_plan};
-use support::{Backend, TestPlane};
+use setup::{Setup, setting};
 
 /// The allocator of the `hookplane` binary, so both sides run as shipped
 /// (the baselines share the process and so get it too).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-const ORDER: &str = r#"{"id":"ord_8f2k1","status":"paid","total":129.5,"currency":"EUR","customer":{"id":"cus_19","email":"  Ada.Lovelace@Example.COM ","name":"Ada Lovelace"},"items":[{"sku":"BK-1","qty":2,"price":40},{"sku":"PN-7","qty":1,"price":49.5}],"created_at":"2026-11-23T10:00:00Z"}"#;
-const SIGNING_KEY: &str = "whsec-benchmark-signing-key";
-
-fn setting<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-fn connector(condition: &str, perform_url: &str) -> api::Connector {
-    let mapping = |name: &str, expression: &str| api::FieldMapping { name: name.into(), expression: expression.into() };
-    let field = |key: &str, value: &str| api::BodyField { key: key.into(), value: value.into(), ..Default::default() };
-    api::Connector {
-        display_name: "orders to the ERP".into(),
-        auth: Some(api::InboundAuth { bearer_token: true, ..Default::default() }),
-        condition: condition.into(),
-        mappings: vec![
-            mapping("order_id", "$payload.id"),
-            mapping("email", "lower(trim($payload.customer.email))"),
-            mapping("cents", "$payload.total * 100"),
-        ],
-        perform: Some(api::Perform {
-            method: "POST".into(),
-            url: perform_url.into(),
-            body: vec![
-                field("order.id", "$processed.order_id"),
-                field("order.amount_cents", "$processed.cents"),
-                field("customer.email", "$processed.email"),
-            ],
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
 
 fn main() {
     if std::env::var(node_only::ROLE).is_ok_and(|role| role == node_only::CONTROL_PLANE) {
@@ -119,90 +79,18 @@ fn main() {
 
 /// Hookplane as `hookplane dev` runs it, against the baselines and floors.
 async fn in_one_process(seconds: Duration, runs: usize) {
-    let plane = TestPlane::start(Backend::Sqlite).await;
-    use_plan(&plane, api::Plan { name: "unlimited".into(), ..Default::default() }).await;
-    let target = baselines::target().await;
-    let orders = format!("http://{target}/orders");
-    let (skipping, skipping_token) = create(&plane, connector("$payload.status == \"refunded\"", &orders)).await;
-    let mut signed = connector("$payload.status == \"refunded\"", &orders);
-    signed.signature =
-        Some(api::SignatureSettings { secret: SIGNING_KEY.into(), prefix: "sha256=".into(), ..Default::default() });
-    let (signed, signed_token) = create(&plane, signed).await;
-    let (performing, performing_token) = create(&plane, connector("$payload.status == \"paid\"", &orders)).await;
-    // As `hookplane dev` runs it: events handed over in process. With
-    // HOOKPLANE_LOAD_EVENTS=stream, as a fleet's node reports them.
-    let node = if std::env::var("HOOKPLANE_LOAD_EVENTS").is_ok_and(|v| v == "stream") {
-        println!("events: reported over ReportEvents, as a fleet's nodes do");
-        start_dev_node(&plane, "bench-node").await
-    } else {
-        println!("events: handed to the control plane in process, as `hookplane dev` does");
-        start_embedded_node(&plane, "bench-node").await
-    };
-    let settings = node.snapshot().connectors[&signed].connector.spec.signature.clone().expect("signature settings");
-    let signature = signature::sign(&settings, SIGNING_KEY.as_bytes(), None, ORDER.as_bytes());
-
-    let node_address = node.http_address();
-    let trigger = |id: &str, token: &str, extra: &[(&str, &str)], expect: &'static str| {
-        let bearer = format!("Bearer {token}");
-        let headers: Vec<(&str, &str)> = [&[("Authorization", bearer.as_str())], extra].concat();
-        (node_address, Call::post(node_address, &format!("/api/v1/connectors/{id}/trigger"), &headers, ORDER, expect))
-    };
-    let floor_dir = tempfile::tempdir().expect("a directory for the floor's events");
-    let owner = RowOwner {
-        organization_id: plane.organization_id.clone(),
-        connector_id: skipping.clone(),
-        node_id: "bench-node".into(),
-    };
-    let rows = EventRows::start(floor_dir.path(), owner).await;
-    println!(
-        "floor: {}",
-        if rows.durable() { "answers once its row is committed" } else { "answers before its row is stored" }
-    );
-    let bare = baselines::bare_hyper(None).await;
-    let proxy = baselines::bare_proxy(target, None).await;
-    // Each floor records under its scenario's connector, as hookplane does.
-    let skipping_rows = baselines::bare_hyper(Some(rows.for_connector(&skipping))).await;
-    let signed_rows = baselines::bare_hyper(Some(rows.for_connector(&signed))).await;
-    let proxy_with_rows = baselines::bare_proxy(target, Some(rows.for_connector(&performing))).await;
-    let plain = |address: SocketAddr, expect: &'static str| {
-        (address, Call::post(address, "/trigger", &[("Authorization", "Bearer x")], ORDER, expect))
-    };
-    let pairs = [
-        Pair {
-            name: "check path, token auth (skipped)",
-            baseline_name: "bare hyper",
-            baseline: plain(bare, "skipped"),
-            floor: plain(skipping_rows, "skipped"),
-            hookplane: trigger(&skipping, &skipping_token, &[], "\"skipped\""),
-        },
-        Pair {
-            name: "check path, token + HMAC (skipped)",
-            baseline_name: "bare hyper",
-            baseline: plain(bare, "skipped"),
-            floor: plain(signed_rows, "skipped"),
-            hookplane: trigger(&signed, &signed_token, &[("X-Webhook-Signature", &signature)], "\"skipped\""),
-        },
-        Pair {
-            name: "end to end, 3 mappings + JSON perform (completed)",
-            baseline_name: "bare proxy",
-            baseline: plain(proxy, "\"ok\""),
-            floor: plain(proxy_with_rows, "\"ok\""),
-            hookplane: trigger(&performing, &performing_token, &[], "\"completed\""),
-        },
-    ];
-
+    let setup = Setup::start().await;
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!(
         "trigger_load: {cores} cores, {}s per measurement in {} alternating slices, servers on 2 worker threads, {runs} runs",
         seconds.as_secs(),
         measure::slices()
     );
-    let only = std::env::var("HOOKPLANE_LOAD_ONLY").unwrap_or_default();
-    let (node_backlog, floor_backlog) = (|| node.pending_events() as u64, || rows.pending());
+    let (node_backlog, floor_backlog) = (|| setup.node_pending(), || setup.rows.pending());
     let mut outcomes = Vec::new();
     for run in 1..=runs {
         let mut this_run = Vec::new();
-        for pair in pairs.iter().filter(|p| p.name.contains(&only)) {
+        for pair in setup.chosen() {
             this_run.push(measure::measure(pair, &node_backlog, &floor_backlog, seconds).await);
         }
         println!();
@@ -225,6 +113,5 @@ async fn in_one_process(seconds: Duration, runs: usize) {
     }
     println!();
     summary::print(&outcomes);
-    node.shutdown().await;
-    plane.finish().await;
+    setup.finish().await;
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::cpu::{self, Spent};
 use crate::generator::{self, Call, Pace, Report};
-use crate::setting;
+use crate::setup::{Pair, setting};
 
 /// The tail is measured at the rate at which the floor's cores are this
 /// busy (the issue's definition).
@@ -29,16 +29,6 @@ const OPEN_LOOP_CONNECTIONS: usize = 256;
 pub const THROUGHPUT_TARGET: f64 = 0.85;
 pub const CPU_TARGET: f64 = 1.2;
 pub const P99_TARGET: f64 = 1.5;
-
-/// One comparison: a baseline and hookplane doing the same job.
-pub struct Pair {
-    pub name: &'static str,
-    pub baseline_name: &'static str,
-    pub baseline: (SocketAddr, Call),
-    /// The baseline storing a raw event row per request.
-    pub floor: (SocketAddr, Call),
-    pub hookplane: (SocketAddr, Call),
-}
 
 /// What one run of a pair measured: its table rows and the three ratios
 /// the issue sets targets for.

@@ -20,11 +20,12 @@ use hookplane_sdk::api;
 
 use crate::generator::Call;
 use crate::measure::{Side, per_request, slices, verdict};
+use crate::setup::{ORDER, SIGNING_KEY, connector};
 use crate::summary::Spread;
 use crate::support::nodes::{applied, start_node};
 use crate::support::triggers::{create, use_plan};
 use crate::support::{Backend, TestPlane};
-use crate::{ORDER, SIGNING_KEY, baselines, connector, cpu};
+use crate::{baselines, cpu};
 
 /// The environment variable that makes this bench the control plane.
 pub const ROLE: &str = "HOOKPLANE_LOAD_ROLE";

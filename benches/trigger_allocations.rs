@@ -1,0 +1,147 @@
+//! Allocations per answered trigger (issue 23): the heap traffic behind the
+//! allocator's share of hookplane's CPU, counted instead of timed, so that
+//! it reads the same on any machine and a change shows as a number rather
+//! than within a run's noise.
+//!
+//! It starts what `trigger_load` starts (`trigger_load/setup.rs`) and, for
+//! each comparison, loads the baseline, its floor and hookplane in turn,
+//! closed loop. Every allocation and reallocation in this process counts,
+//! from the start of a side's load until its events are stored: the node,
+//! the control plane and its SQLite threads, the floor's writer, and the
+//! target of the end-to-end pair (which the proxy and hookplane call
+//! alike). The load generator allocates nothing per request. The counts
+//! are the program's whichever allocator serves them, so they are taken
+//! with `stats_alloc` around the system allocator; `trigger_load` runs on
+//! mimalloc, as the `hookplane` binary does.
+//!
+//! Run: `cargo bench --bench trigger_allocations`. Knobs:
+//! `HOOKPLANE_LOAD_SECS` (per side and run, default 2),
+//! `HOOKPLANE_LOAD_RUNS` (default 3), and `trigger_load`'s
+//! `HOOKPLANE_LOAD_ONLY`, `HOOKPLANE_LOAD_CONNECTIONS`,
+//! `HOOKPLANE_LOAD_EVENTS` and `HOOKPLANE_LOAD_FLOOR`.
+
+#[path = "../tests/it/support/mod.rs"]
+mod support;
+
+#[path = "trigger_load/baselines.rs"]
+mod baselines;
+#[allow(dead_code, reason = "trigger_load's; this bench needs only what loads a server")]
+#[path = "trigger_load/cpu.rs"]
+mod cpu;
+#[path = "trigger_load/event_rows.rs"]
+mod event_rows;
+#[allow(dead_code, reason = "trigger_load's; this bench needs only what loads a server")]
+#[path = "trigger_load/generator.rs"]
+mod generator;
+#[allow(dead_code, reason = "trigger_load's; this bench needs only what loads a server")]
+#[path = "trigger_load/measure.rs"]
+mod measure;
+#[path = "trigger_load/setup.rs"]
+mod setup;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use generator::{Call, Pace};
+use measure::Side;
+use setup::{Setup, setting};
+use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
+
+#[global_allocator]
+static HEAP: &StatsAlloc<std::alloc::System> = &INSTRUMENTED_SYSTEM;
+
+/// What one side's load allocated, per answered request.
+#[derive(Clone, Copy, Default)]
+struct PerRequest {
+    allocations: f64,
+    bytes: f64,
+}
+
+/// Loads one side and counts what the process allocated until its events
+/// were stored.
+async fn count(side: &(SocketAddr, Call), pending: &dyn Fn() -> u64, seconds: Duration) -> PerRequest {
+    Side::new(side, pending).warm().await;
+    let region = Region::new(HEAP);
+    let report = measure::load(side.0, &side.1, Pace::Closed, seconds).await;
+    measure::drain(pending).await;
+    let change = region.change();
+    if let Some(error) = &report.first_error {
+        eprintln!("{}: {} errors, the first: {error}", side.0, report.errors);
+    }
+    let answered = report.ok.max(1) as f64;
+    PerRequest {
+        allocations: (change.allocations + change.reallocations) as f64 / answered,
+        bytes: (change.bytes_allocated as f64 + change.bytes_reallocated.max(0) as f64) / answered,
+    }
+}
+
+/// `median (lowest–highest)` of some runs' values.
+fn spread(mut values: Vec<f64>, decimals: usize) -> String {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    let median = if n % 2 == 1 { values[n / 2] } else { (values[n / 2 - 1] + values[n / 2]) / 2.0 };
+    format!("{median:.decimals$} ({:.decimals$}–{:.decimals$})", values[0], values[n - 1])
+}
+
+fn main() {
+    let seconds = Duration::from_secs(setting("HOOKPLANE_LOAD_SECS", 2u64));
+    let runs = setting("HOOKPLANE_LOAD_RUNS", 3usize).max(1);
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    runtime.block_on(async {
+        let setup = Setup::start().await;
+        let (node_pending, floor_pending, nothing) = (|| setup.node_pending(), || setup.rows.pending(), || 0);
+        println!("trigger_allocations: {}s of closed-loop load per side, {runs} runs", seconds.as_secs());
+        // By pair: the baseline's, the floor's and hookplane's counts, one per run.
+        let pairs: Vec<_> = setup.chosen().collect();
+        let mut counted = vec![[const { Vec::new() }; 3]; pairs.len()];
+        for run in 1..=runs {
+            println!();
+            println!("Run {run} of {runs}, allocations (bytes) per answered request:");
+            println!();
+            println!("| Scenario | Baseline | Floor | Hookplane | Hookplane − floor |");
+            println!("| --- | ---: | ---: | ---: | ---: |");
+            for (pair, counts) in pairs.iter().zip(&mut counted) {
+                let base = count(&pair.baseline, &nothing, seconds).await;
+                let floor = count(&pair.floor, &floor_pending, seconds).await;
+                let ours = count(&pair.hookplane, &node_pending, seconds).await;
+                println!(
+                    "| {} | {:.1} ({:.0}) | {:.1} ({:.0}) | {:.1} ({:.0}) | {:.1} ({:.0}) |",
+                    pair.name,
+                    base.allocations,
+                    base.bytes,
+                    floor.allocations,
+                    floor.bytes,
+                    ours.allocations,
+                    ours.bytes,
+                    ours.allocations - floor.allocations,
+                    ours.bytes - floor.bytes,
+                );
+                for (side, value) in counts.iter_mut().zip([base, floor, ours]) {
+                    side.push(value);
+                }
+            }
+        }
+        println!();
+        println!("Allocations per answered request, median (lowest–highest) of {runs} runs; bytes allocated, median:");
+        println!();
+        println!("| Scenario | Baseline | Floor | Hookplane | Hookplane / floor |");
+        println!("| --- | ---: | ---: | ---: | ---: |");
+        for (pair, [base, floor, ours]) in pairs.iter().zip(&counted) {
+            let allocations = |side: &Vec<PerRequest>| spread(side.iter().map(|c| c.allocations).collect(), 1);
+            let bytes = |side: &Vec<PerRequest>| spread(side.iter().map(|c| c.bytes).collect(), 0);
+            let ratio = ours.iter().zip(floor).map(|(o, f)| o.allocations / f.allocations).collect();
+            println!(
+                "| {} | {}; {} B | {}; {} B | {}; {} B | {}× |",
+                pair.name,
+                allocations(base),
+                bytes(base),
+                allocations(floor),
+                bytes(floor),
+                allocations(ours),
+                bytes(ours),
+                spread(ratio, 2),
+            );
+        }
+        setup.finish().await;
+    });
+}
