@@ -16,7 +16,9 @@
 //!
 //! Run: `cargo bench --bench trigger_allocations`. Knobs:
 //! `HOOKPLANE_LOAD_SECS` (per side and run, default 2),
-//! `HOOKPLANE_LOAD_RUNS` (default 3), and `trigger_load`'s
+//! `HOOKPLANE_LOAD_RUNS` (default 3), `HOOKPLANE_ALLOC_SIDES` (the sides
+//! to load, of `baseline,floor,hookplane`: one alone, to see where its
+//! allocations come from under `valgrind --tool=dhat`), and `trigger_load`'s
 //! `HOOKPLANE_LOAD_ONLY`, `HOOKPLANE_LOAD_CONNECTIONS`,
 //! `HOOKPLANE_LOAD_EVENTS` and `HOOKPLANE_LOAD_FLOOR`.
 
@@ -57,9 +59,22 @@ struct PerRequest {
     bytes: f64,
 }
 
+impl std::fmt::Display for PerRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.allocations.is_nan() {
+            true => f.write_str("—"),
+            false => write!(f, "{:.1} ({:.0})", self.allocations, self.bytes),
+        }
+    }
+}
+
 /// Loads one side and counts what the process allocated until its events
-/// were stored.
-async fn count(side: &(SocketAddr, Call), pending: &dyn Fn() -> u64, seconds: Duration) -> PerRequest {
+/// were stored; counts nothing for a side `HOOKPLANE_ALLOC_SIDES` leaves out.
+async fn count(name: &str, side: &(SocketAddr, Call), pending: &dyn Fn() -> u64, seconds: Duration) -> PerRequest {
+    let sides = std::env::var("HOOKPLANE_ALLOC_SIDES").unwrap_or_default();
+    if !sides.is_empty() && !sides.split(',').any(|s| s.trim() == name) {
+        return PerRequest { allocations: f64::NAN, bytes: f64::NAN };
+    }
     Side::new(side, pending).warm().await;
     let region = Region::new(HEAP);
     let report = measure::load(side.0, &side.1, Pace::Closed, seconds).await;
@@ -75,8 +90,12 @@ async fn count(side: &(SocketAddr, Call), pending: &dyn Fn() -> u64, seconds: Du
     }
 }
 
-/// `median (lowest–highest)` of some runs' values.
+/// `median (lowest–highest)` of some runs' values; a dash for a side not
+/// loaded.
 fn spread(mut values: Vec<f64>, decimals: usize) -> String {
+    if values.iter().any(|v| v.is_nan()) {
+        return "—".into();
+    }
     values.sort_by(f64::total_cmp);
     let n = values.len();
     let median = if n % 2 == 1 { values[n / 2] } else { (values[n / 2 - 1] + values[n / 2]) / 2.0 };
@@ -101,21 +120,12 @@ fn main() {
             println!("| Scenario | Baseline | Floor | Hookplane | Hookplane − floor |");
             println!("| --- | ---: | ---: | ---: | ---: |");
             for (pair, counts) in pairs.iter().zip(&mut counted) {
-                let base = count(&pair.baseline, &nothing, seconds).await;
-                let floor = count(&pair.floor, &floor_pending, seconds).await;
-                let ours = count(&pair.hookplane, &node_pending, seconds).await;
-                println!(
-                    "| {} | {:.1} ({:.0}) | {:.1} ({:.0}) | {:.1} ({:.0}) | {:.1} ({:.0}) |",
-                    pair.name,
-                    base.allocations,
-                    base.bytes,
-                    floor.allocations,
-                    floor.bytes,
-                    ours.allocations,
-                    ours.bytes,
-                    ours.allocations - floor.allocations,
-                    ours.bytes - floor.bytes,
-                );
+                let base = count("baseline", &pair.baseline, &nothing, seconds).await;
+                let floor = count("floor", &pair.floor, &floor_pending, seconds).await;
+                let ours = count("hookplane", &pair.hookplane, &node_pending, seconds).await;
+                let gap =
+                    PerRequest { allocations: ours.allocations - floor.allocations, bytes: ours.bytes - floor.bytes };
+                println!("| {} | {base} | {floor} | {ours} | {gap} |", pair.name);
                 for (side, value) in counts.iter_mut().zip([base, floor, ours]) {
                     side.push(value);
                 }

@@ -94,7 +94,7 @@ fn limiting(state: &NodeState) -> serde_json::Value {
 }
 
 fn json(status: StatusCode, body: String) -> Response<Full<Bytes>> {
-    json_response(status, body.into_bytes(), None)
+    json_response(status, Bytes::from(body), None)
 }
 
 /// Serves `GET /metrics` (and nothing else) on `listener` until `stop`:

@@ -23,7 +23,7 @@ use hyper_util::rt::TokioExecutor;
 use crate::resolver::{GuardedResolver, ResolveError};
 
 /// A request ready to send.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct OutboundRequest {
     pub method: Method,
     pub url: url::Url,

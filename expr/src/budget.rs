@@ -108,6 +108,12 @@ pub(crate) const ENTRY: usize = std::mem::size_of::<String>() + SLOT + 16;
 /// The heap bytes `value` holds: text, array slots, object entries and
 /// keys, and what their items hold. Walks the tree without recursion.
 pub(crate) fn heap_size(value: &Value) -> usize {
+    // Most copies are of one field: no work list for those.
+    match value {
+        Value::Null | Value::Bool(_) | Value::Number(_) => return 0,
+        Value::String(text) => return text.len(),
+        Value::Array(_) | Value::Object(_) => {}
+    }
     let mut total = 0usize;
     let mut pending = vec![value];
     while let Some(value) = pending.pop() {

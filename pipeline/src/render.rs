@@ -9,6 +9,7 @@ use hookplane_expr::{self as expr, Budget, EvalError, ProgramId, ProgramSet, Sco
 use hookplane_model::{BodyField, BodyType, Deployed, FilePart, NamedTemplate, Perform};
 use hyper::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use hyper::{HeaderMap, Method};
+use serde::Serialize;
 use serde_json::{Map, Value};
 
 use hookplane_egress::client::OutboundRequest;
@@ -134,8 +135,36 @@ pub fn render_target(
             .map_err(|_| RenderError::HeaderValue { field: format!("{field}.headers[{i}].value") })?;
         headers.append(name, value);
     }
-    headers.insert(DEPTH_HEADER.clone(), HeaderValue::from(depth + 1));
+    headers.insert(DEPTH_HEADER.clone(), depth_value(depth + 1));
     Ok((url, headers))
+}
+
+/// A depth as a header value; the usual ones without formatting, which
+/// allocates twice.
+fn depth_value(depth: u32) -> HeaderValue {
+    const DEPTHS: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
+    match DEPTHS.get(depth as usize) {
+        Some(text) => HeaderValue::from_static(text),
+        None => HeaderValue::from(depth),
+    }
+}
+
+/// Bodies up to this size are written on the stack first: the node's
+/// answers, and most perform bodies.
+const STACK_BODY: usize = 1024;
+
+/// `value` as JSON, in one allocation of its size. `serde_json::to_vec`
+/// leaves its `Vec` capacity to spare, and `Bytes` takes such a `Vec` with
+/// a second allocation; a body that fits is written on the stack first and
+/// copied once.
+pub fn json_bytes(value: &(impl Serialize + ?Sized)) -> Result<Bytes, serde_json::Error> {
+    let mut small = std::io::Cursor::new([0u8; STACK_BODY]);
+    match serde_json::to_writer(&mut small, value) {
+        Ok(()) => Ok(Bytes::copy_from_slice(&small.get_ref()[..small.position() as usize])),
+        // Out of room on the stack: grown as usual.
+        Err(error) if error.is_io() => serde_json::to_vec(value).map(Bytes::from),
+        Err(error) => Err(error),
+    }
 }
 
 /// A URL template's URL, parsed once, if the template is literal text that
@@ -167,29 +196,33 @@ pub fn render_perform(
         field: "perform",
     };
     let (url, mut headers) = render_target(&target, scope, budget, depth)?;
+    // The body's content type, checked only if no header sets one.
     let (content_type, body) = match perform.body_type {
         BodyType::None => (None, Bytes::new()),
         BodyType::Raw => {
             let program = perform.raw_body.ok_or(RenderError::MissingRawBody)?;
             let body = text(programs, program, scope, budget, || "perform.raw_body".to_owned())?;
-            let content_type =
-                if perform.raw_content_type.is_empty() { "text/plain" } else { &perform.raw_content_type };
-            (Some(content_type.to_owned()), Bytes::from(body))
+            let content_type = match perform.raw_content_type.as_str() {
+                "" => Ok(HeaderValue::from_static("text/plain")),
+                given => HeaderValue::from_str(given).map_err(|_| RenderError::ContentType),
+            };
+            (Some(content_type), Bytes::from(body))
         }
         BodyType::Json => {
             let mut root = Map::new();
             for (_, field, value) in field_values(perform, programs, scope, budget)? {
                 insert_dotted(&mut root, programs.name(field.key), value);
             }
-            let body = serde_json::to_vec(&Value::Object(root)).map_err(RenderError::Json)?;
-            (Some("application/json".to_owned()), Bytes::from(body))
+            let body = json_bytes(&Value::Object(root)).map_err(RenderError::Json)?;
+            (Some(Ok(HeaderValue::from_static("application/json"))), body)
         }
         BodyType::FormUrlencoded => {
             let mut form = url::form_urlencoded::Serializer::new(String::new());
             for (_, field, value) in field_values(perform, programs, scope, budget)? {
                 form.append_pair(programs.name(field.key), &expr::render(&value));
             }
-            (Some("application/x-www-form-urlencoded".to_owned()), Bytes::from(form.finish()))
+            let content_type = HeaderValue::from_static("application/x-www-form-urlencoded");
+            (Some(Ok(content_type)), Bytes::from(form.finish()))
         }
         BodyType::Multipart => {
             let boundary = format!("hookplane-{:032x}", rand::random::<u128>());
@@ -198,14 +231,14 @@ pub fn render_perform(
                 write_part(&mut body, &boundary, programs.name(field.key), field.file.as_deref(), i, &value)?;
             }
             body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
-            (Some(format!("multipart/form-data; boundary={boundary}")), Bytes::from(body))
+            let content_type = HeaderValue::try_from(format!("multipart/form-data; boundary={boundary}"));
+            (Some(content_type.map_err(|_| RenderError::ContentType)), Bytes::from(body))
         }
     };
     if let Some(content_type) = content_type
         && !headers.contains_key(CONTENT_TYPE)
     {
-        let value = HeaderValue::from_str(&content_type).map_err(|_| RenderError::ContentType)?;
-        headers.insert(CONTENT_TYPE, value);
+        headers.insert(CONTENT_TYPE, content_type?);
     }
     let timeout = Duration::from_millis(if perform.timeout_ms == 0 { 30_000 } else { perform.timeout_ms });
     Ok(OutboundRequest { method, url, headers, body, timeout })
@@ -308,6 +341,23 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn a_json_body_is_the_same_whether_it_fits_the_stack_or_not() {
+        for length in [0, 1, STACK_BODY - 100, STACK_BODY, 10 * STACK_BODY] {
+            let text = "é\"x".repeat(length / 3);
+            let value = json!({ "error": text, "event_id": 8 });
+            let body = json_bytes(&value).unwrap();
+            assert_eq!(&body[..], &serde_json::to_vec(&value).unwrap()[..], "a text of {} bytes", text.len());
+        }
+    }
+
+    #[test]
+    fn depths_are_header_values_of_their_digits() {
+        for depth in [0, 1, 9, 10, 4_000_000_000] {
+            assert_eq!(depth_value(depth), HeaderValue::from(depth));
+        }
+    }
 
     #[test]
     fn dotted_keys_nest_and_later_keys_win() {

@@ -20,9 +20,13 @@ use std::net::IpAddr;
 use hookplane_convert::{self as convert, InboundTrace};
 use hookplane_model::EventTrace;
 use hyper::HeaderMap;
+use smallvec::SmallVec;
 
 use crate::pipeline::redact::{REDACTED, Redactor};
 use crate::snapshot::DeployedConnector;
+
+/// Headers a call's trace lists without allocating: most calls have fewer.
+const INLINE_HEADERS: usize = 16;
 
 /// Headers that carry credentials whatever the connector's settings.
 const CREDENTIAL_HEADERS: [&str; 4] = ["authorization", "x-secret-token", "cookie", "proxy-authorization"];
@@ -47,7 +51,8 @@ impl InboundRequest<'_> {
     /// (`pipeline`, secrets already redacted, its `request` and `payload`
     /// left empty).
     pub fn encode_trace(&self, pipeline: EventTrace) -> EncodedTrace {
-        let headers: Vec<(&str, Cow<'_, str>)> =
+        // On the stack for a call of up to `INLINE_HEADERS` headers.
+        let headers: SmallVec<[(&str, Cow<'_, str>); INLINE_HEADERS]> =
             self.headers.iter().map(|(name, value)| (name.as_str(), self.shown(name.as_str(), value))).collect();
         let payload = self.redactor.scrub(self.body);
         let trace = InboundTrace {

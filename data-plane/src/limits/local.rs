@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use dashmap::DashMap;
+use smallvec::SmallVec;
 
 use super::{Counted, Exceeded, Limit, LimitScope, RateStatus, Window};
 
@@ -52,8 +53,9 @@ impl LocalCounters {
     /// against none when one refuses it. A limit of 0 is no limit.
     pub fn check(&self, limits: &[Limit<'_>], now: u64) -> Counted {
         let mut tightest: Option<RateStatus> = None;
-        // Where each limit counted the call, to take it back from there.
-        let mut counted: Vec<(CounterKey, u64)> = Vec::with_capacity(limits.len());
+        // Where each limit counted the call, to take it back from there. A
+        // call meets at most four limits: this stays on the stack.
+        let mut counted: SmallVec<[(CounterKey, u64); 4]> = SmallVec::new();
         for limit in limits {
             if limit.limit == 0 {
                 continue;

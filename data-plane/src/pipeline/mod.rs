@@ -268,22 +268,20 @@ impl Executor {
             Duration::from_millis(retry.initial_backoff_ms)
         };
         let target = breaker_key(&request.url);
+        // Sending consumes a request: each attempt but the last sends a
+        // copy, and the last (the only one, without retries) the request.
+        let mut request = Some(request);
         let mut attempt = 0;
         loop {
             attempt += 1;
             if self.breakers.admit(&target) == Admission::Refused {
                 return Err(ExecutionError::CircuitOpen);
             }
-            let mut exchange = exchange_trace(&request);
+            let current = request.as_ref().expect("taken by the last attempt, after which the loop ends");
+            let mut exchange = exchange_trace(current);
             let started = Instant::now();
-            let copy = OutboundRequest {
-                method: request.method.clone(),
-                url: request.url.clone(),
-                headers: request.headers.clone(),
-                body: request.body.clone(),
-                timeout: request.timeout,
-            };
-            let result = self.outbound.send(copy, MAX_EXCERPT).await;
+            let sent = if attempt < attempts { current.clone() } else { request.take().expect("not taken yet") };
+            let result = self.outbound.send(sent, MAX_EXCERPT).await;
             exchange.duration_ms = started.elapsed().as_millis() as u64;
             let mut wait = None;
             let (error, retryable, healthy) = match result {

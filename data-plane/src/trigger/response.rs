@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use hookplane_pipeline::render::json_bytes;
 use http_body_util::Full;
 use hyper::header::{self, HeaderName, HeaderValue};
 use hyper::{Response, StatusCode};
@@ -129,8 +130,7 @@ impl Refusal {
             message: &'a str,
         }
         let message = self.to_string();
-        let body = serde_json::to_vec(&Body { error: Detail { code: self.code(), message: &message } })
-            .expect("a struct of strings serialises");
+        let body = json_body(&Body { error: Detail { code: self.code(), message: &message } });
         let mut response = json_response(self.status(), body, rate);
         match self {
             Refusal::RateLimited { retry_after, .. } => {
@@ -202,8 +202,8 @@ struct EventOnlyBody {
 /// 200 `{"status":"duplicate","event_id":N}`: a delivery the connector has
 /// seen, with the event of its first call; nothing ran again.
 pub fn duplicate(first_event_id: i64, rate: Option<RateStatus>) -> Response<Full<Bytes>> {
-    let body = serde_json::to_vec(&EventOnlyBody { status: "duplicate", event_id: first_event_id });
-    json_response(StatusCode::OK, body.expect("a struct of plain fields serialises"), rate)
+    let body = json_body(&EventOnlyBody { status: "duplicate", event_id: first_event_id });
+    json_response(StatusCode::OK, body, rate)
 }
 
 impl Executed<'_> {
@@ -216,14 +216,13 @@ impl Executed<'_> {
     /// `{"status":"accepted","event_id":N}` for accepted.
     pub fn into_response(self, rate: Option<RateStatus>) -> Response<Full<Bytes>> {
         let (status, body) = match self.status {
-            Outcome::Completed | Outcome::Skipped => (StatusCode::OK, serde_json::to_vec(&self)),
-            Outcome::Failed => (StatusCode::INTERNAL_SERVER_ERROR, serde_json::to_vec(&self)),
-            Outcome::Accepted => (
-                StatusCode::ACCEPTED,
-                serde_json::to_vec(&EventOnlyBody { status: "accepted", event_id: self.event_id }),
-            ),
+            Outcome::Completed | Outcome::Skipped => (StatusCode::OK, json_body(&self)),
+            Outcome::Failed => (StatusCode::INTERNAL_SERVER_ERROR, json_body(&self)),
+            Outcome::Accepted => {
+                (StatusCode::ACCEPTED, json_body(&EventOnlyBody { status: "accepted", event_id: self.event_id }))
+            }
         };
-        json_response(status, body.expect("a struct of plain fields serialises"), rate)
+        json_response(status, body, rate)
     }
 }
 
@@ -231,9 +230,14 @@ static LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
 static REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
 static RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
 
+/// An answer's body (see [`json_bytes`]).
+fn json_body(body: &impl Serialize) -> Bytes {
+    json_bytes(body).expect("answers are structs of plain fields")
+}
+
 /// A JSON response, with the rate-limit headers when a limit applied.
-pub fn json_response(status: StatusCode, body: Vec<u8>, rate: Option<RateStatus>) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(body)));
+pub fn json_response(status: StatusCode, body: Bytes, rate: Option<RateStatus>) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body));
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
