@@ -14,11 +14,17 @@
 //! with `stats_alloc` around the system allocator; `trigger_load` runs on
 //! mimalloc, as the `hookplane` binary does.
 //!
+//! Under `valgrind --tool=callgrind` with `HOOKPLANE_ALLOC_CALLGRIND=1`,
+//! it also counts the instructions each side executed per request
+//! (`Callgrind` below): a measure of CPU work that, too, reads the same
+//! whatever else the machine does, though only of user space.
+//!
 //! Run: `cargo bench --bench trigger_allocations`. Knobs:
 //! `HOOKPLANE_LOAD_SECS` (per side and run, default 2),
 //! `HOOKPLANE_LOAD_RUNS` (default 3), `HOOKPLANE_ALLOC_SIDES` (the sides
 //! to load, of `baseline,floor,hookplane`: one alone, to see where its
-//! allocations come from under `valgrind --tool=dhat`), and `trigger_load`'s
+//! allocations come from under `valgrind --tool=dhat`),
+//! `HOOKPLANE_ALLOC_CALLGRIND`, and `trigger_load`'s
 //! `HOOKPLANE_LOAD_ONLY`, `HOOKPLANE_LOAD_CONNECTIONS`,
 //! `HOOKPLANE_LOAD_EVENTS` and `HOOKPLANE_LOAD_FLOOR`.
 
@@ -42,6 +48,7 @@ mod measure;
 mod setup;
 
 use std::net::SocketAddr;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use generator::{Call, Pace};
@@ -52,34 +59,95 @@ use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 #[global_allocator]
 static HEAP: &StatsAlloc<std::alloc::System> = &INSTRUMENTED_SYSTEM;
 
-/// What one side's load allocated, per answered request.
-#[derive(Clone, Copy, Default)]
+/// What one side's load cost, per answered request; `NaN` where not
+/// measured.
+#[derive(Clone, Copy)]
 struct PerRequest {
     allocations: f64,
     bytes: f64,
+    instructions: f64,
+}
+
+impl PerRequest {
+    const NOT_LOADED: PerRequest = PerRequest { allocations: f64::NAN, bytes: f64::NAN, instructions: f64::NAN };
 }
 
 impl std::fmt::Display for PerRequest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.allocations.is_nan() {
-            true => f.write_str("—"),
-            false => write!(f, "{:.1} ({:.0})", self.allocations, self.bytes),
+        if self.allocations.is_nan() {
+            return f.write_str("—");
         }
+        write!(f, "{:.1} ({:.0} B)", self.allocations, self.bytes)?;
+        if !self.instructions.is_nan() {
+            write!(f, ", {:.0} instructions", self.instructions)?;
+        }
+        Ok(())
     }
 }
 
-/// Loads one side and counts what the process allocated until its events
-/// were stored; counts nothing for a side `HOOKPLANE_ALLOC_SIDES` leaves out.
-async fn count(name: &str, side: &(SocketAddr, Call), pending: &dyn Fn() -> u64, seconds: Duration) -> PerRequest {
+/// The instructions this process executes, read from callgrind's counts
+/// when the bench runs under `valgrind --tool=callgrind` (from the
+/// directory callgrind writes to, without `--callgrind-out-file`). They
+/// are the whole process's, the load generator's among them, alike on
+/// every side; the kernel's work (a third of a call's CPU on the check
+/// path) is not among them.
+struct Callgrind {
+    dumps: u32,
+}
+
+impl Callgrind {
+    fn new() -> Option<Callgrind> {
+        std::env::var("HOOKPLANE_ALLOC_CALLGRIND").is_ok_and(|v| v == "1").then_some(Callgrind { dumps: 0 })
+    }
+
+    fn control(option: &str) {
+        let status = Command::new("callgrind_control")
+            .arg(option)
+            .arg(std::process::id().to_string())
+            .stdout(Stdio::null())
+            .status();
+        assert!(status.is_ok_and(|s| s.success()), "callgrind_control {option}: does the bench run under callgrind?");
+    }
+
+    /// Counts from zero.
+    fn zero(&self) {
+        Callgrind::control("--zero");
+    }
+
+    /// Instructions executed since [`Callgrind::zero`].
+    fn read(&mut self) -> u64 {
+        Callgrind::control("--dump");
+        self.dumps += 1;
+        let path = format!("callgrind.out.{}.{}", std::process::id(), self.dumps);
+        let dump = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("callgrind's dump {path}: {e}"));
+        let totals = dump.lines().find_map(|line| line.strip_prefix("totals:"));
+        totals.and_then(|t| t.split_whitespace().next()?.parse().ok()).expect("callgrind's dump has totals")
+    }
+}
+
+/// Loads one side and counts what the process allocated (and executed,
+/// under callgrind) until its events were stored; counts nothing for a
+/// side `HOOKPLANE_ALLOC_SIDES` leaves out.
+async fn count(
+    name: &str,
+    side: &(SocketAddr, Call),
+    pending: &dyn Fn() -> u64,
+    seconds: Duration,
+    callgrind: &mut Option<Callgrind>,
+) -> PerRequest {
     let sides = std::env::var("HOOKPLANE_ALLOC_SIDES").unwrap_or_default();
     if !sides.is_empty() && !sides.split(',').any(|s| s.trim() == name) {
-        return PerRequest { allocations: f64::NAN, bytes: f64::NAN };
+        return PerRequest::NOT_LOADED;
     }
     Side::new(side, pending).warm().await;
+    if let Some(callgrind) = callgrind {
+        callgrind.zero();
+    }
     let region = Region::new(HEAP);
     let report = measure::load(side.0, &side.1, Pace::Closed, seconds).await;
     measure::drain(pending).await;
     let change = region.change();
+    let instructions = callgrind.as_mut().map_or(f64::NAN, |callgrind| callgrind.read() as f64);
     if let Some(error) = &report.first_error {
         eprintln!("{}: {} errors, the first: {error}", side.0, report.errors);
     }
@@ -87,11 +155,12 @@ async fn count(name: &str, side: &(SocketAddr, Call), pending: &dyn Fn() -> u64,
     PerRequest {
         allocations: (change.allocations + change.reallocations) as f64 / answered,
         bytes: (change.bytes_allocated as f64 + change.bytes_reallocated.max(0) as f64) / answered,
+        instructions: instructions / answered,
     }
 }
 
 /// `median (lowest–highest)` of some runs' values; a dash for a side not
-/// loaded.
+/// loaded or a count not taken.
 fn spread(mut values: Vec<f64>, decimals: usize) -> String {
     if values.iter().any(|v| v.is_nan()) {
         return "—".into();
@@ -102,6 +171,21 @@ fn spread(mut values: Vec<f64>, decimals: usize) -> String {
     format!("{median:.decimals$} ({:.decimals$}–{:.decimals$})", values[0], values[n - 1])
 }
 
+/// One summary table: `value` of each side over the runs, and hookplane's
+/// over the floor's.
+fn summarize(title: &str, pairs: &[&setup::Pair], counted: &[[Vec<PerRequest>; 3]], value: fn(&PerRequest) -> f64) {
+    println!();
+    println!("{title}, median (lowest–highest) of the runs:");
+    println!();
+    println!("| Scenario | Baseline | Floor | Hookplane | Hookplane / floor |");
+    println!("| --- | ---: | ---: | ---: | ---: |");
+    for (pair, [base, floor, ours]) in pairs.iter().zip(counted) {
+        let of = |side: &Vec<PerRequest>| spread(side.iter().map(value).collect(), 1);
+        let ratio = ours.iter().zip(floor).map(|(o, f)| value(o) / value(f)).collect();
+        println!("| {} | {} | {} | {} | {}× |", pair.name, of(base), of(floor), of(ours), spread(ratio, 2));
+    }
+}
+
 fn main() {
     let seconds = Duration::from_secs(setting("HOOKPLANE_LOAD_SECS", 2u64));
     let runs = setting("HOOKPLANE_LOAD_RUNS", 3usize).max(1);
@@ -110,8 +194,9 @@ fn main() {
         let setup = Setup::start().await;
         let (node_pending, floor_pending, nothing) = (|| setup.node_pending(), || setup.rows.pending(), || 0);
         println!("trigger_allocations: {}s of closed-loop load per side, {runs} runs", seconds.as_secs());
-        // By pair: the baseline's, the floor's and hookplane's counts, one per run.
         let pairs: Vec<_> = setup.chosen().collect();
+        let mut callgrind = Callgrind::new();
+        // By pair: the baseline's, the floor's and hookplane's counts, one per run.
         let mut counted = vec![[const { Vec::new() }; 3]; pairs.len()];
         for run in 1..=runs {
             println!();
@@ -120,37 +205,24 @@ fn main() {
             println!("| Scenario | Baseline | Floor | Hookplane | Hookplane − floor |");
             println!("| --- | ---: | ---: | ---: | ---: |");
             for (pair, counts) in pairs.iter().zip(&mut counted) {
-                let base = count("baseline", &pair.baseline, &nothing, seconds).await;
-                let floor = count("floor", &pair.floor, &floor_pending, seconds).await;
-                let ours = count("hookplane", &pair.hookplane, &node_pending, seconds).await;
-                let gap =
-                    PerRequest { allocations: ours.allocations - floor.allocations, bytes: ours.bytes - floor.bytes };
+                let base = count("baseline", &pair.baseline, &nothing, seconds, &mut callgrind).await;
+                let floor = count("floor", &pair.floor, &floor_pending, seconds, &mut callgrind).await;
+                let ours = count("hookplane", &pair.hookplane, &node_pending, seconds, &mut callgrind).await;
+                let gap = PerRequest {
+                    allocations: ours.allocations - floor.allocations,
+                    bytes: ours.bytes - floor.bytes,
+                    instructions: ours.instructions - floor.instructions,
+                };
                 println!("| {} | {base} | {floor} | {ours} | {gap} |", pair.name);
                 for (side, value) in counts.iter_mut().zip([base, floor, ours]) {
                     side.push(value);
                 }
             }
         }
-        println!();
-        println!("Allocations per answered request, median (lowest–highest) of {runs} runs; bytes allocated, median:");
-        println!();
-        println!("| Scenario | Baseline | Floor | Hookplane | Hookplane / floor |");
-        println!("| --- | ---: | ---: | ---: | ---: |");
-        for (pair, [base, floor, ours]) in pairs.iter().zip(&counted) {
-            let allocations = |side: &Vec<PerRequest>| spread(side.iter().map(|c| c.allocations).collect(), 1);
-            let bytes = |side: &Vec<PerRequest>| spread(side.iter().map(|c| c.bytes).collect(), 0);
-            let ratio = ours.iter().zip(floor).map(|(o, f)| o.allocations / f.allocations).collect();
-            println!(
-                "| {} | {}; {} B | {}; {} B | {}; {} B | {}× |",
-                pair.name,
-                allocations(base),
-                bytes(base),
-                allocations(floor),
-                bytes(floor),
-                allocations(ours),
-                bytes(ours),
-                spread(ratio, 2),
-            );
+        summarize("Allocations per answered request", &pairs, &counted, |c| c.allocations);
+        summarize("Bytes allocated per answered request", &pairs, &counted, |c| c.bytes);
+        if callgrind.is_some() {
+            summarize("Instructions per answered request (user space)", &pairs, &counted, |c| c.instructions);
         }
         setup.finish().await;
     });

@@ -44,6 +44,7 @@ pub use program::{
     MAX_PROGRAM_OPS, MAX_SET_OPS, MAX_SET_SOURCE_BYTES, MAX_SOURCE_BYTES, Name, Program, ProgramId, ProgramSet,
     ProgramSetBuilder,
 };
+pub use projection::Captured;
 pub use value::{render, truthy};
 
 /// How a source is read.

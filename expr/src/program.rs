@@ -12,6 +12,7 @@ use super::error::{CompileError, CompileErrors, EvalError};
 use super::eval::{Evaluator, Scope};
 use super::functions;
 use super::lexer::is_ident_continue;
+use super::projection::Captured;
 use super::{SourceKind, parser, template};
 
 /// Longest source of one expression or template a connector may be saved
@@ -156,6 +157,14 @@ impl ProgramSet {
     /// every program gives the same result on it as on the full tree.
     pub fn read_payload(&self, json: &str) -> serde_json::Result<Value> {
         super::projection::parse(&self.code, json)
+    }
+
+    /// The first half of [`ProgramSet::read_payload`]: validates `json` and
+    /// notes the text of what these programs can read, building no tree;
+    /// [`Captured::into_value`] is the second half. A trigger's JSON check
+    /// and its later parse are then one scan of the body.
+    pub fn capture_payload<'a>(&self, json: &'a str) -> serde_json::Result<Captured<'a>> {
+        super::projection::capture(&self.code, json)
     }
 
     /// Names of the secrets a program reads (`$secret.NAME`), sorted.

@@ -9,6 +9,17 @@
 //! condition on one field of a 50 KiB webhook then costs a scan of the
 //! body, not a tree of it.
 //!
+//! It runs in two halves, so that a trigger scans its body once: [`capture`]
+//! validates the whole text and notes, without building a tree, the text of
+//! each value a path ends at and the objects and arrays on the way
+//! ([`Captured`]); a trigger does this at its JSON check, before the caller
+//! is authenticated. [`Captured::into_value`] then builds the tree from
+//! those texts alone, once every check passed. What a capture holds is
+//! bounded by the programs' paths, not by the input: slices of the text,
+//! one node per kept object member or array element (a key given twice
+//! replaces its first value, as in a map), and the text of a scalar met
+//! where a path expected an object or an array.
+//!
 //! Evaluating any program of the set on the projected tree gives what it
 //! gives on the full tree: every path a program reads resolves to the same
 //! value in both. Skipped array elements before a kept one are `null`
@@ -20,6 +31,7 @@ use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
 use serde_json::{Map, Number, Value};
 
 use super::code::{Code, Op, Root, Step};
@@ -27,17 +39,22 @@ use super::code::{Code, Op, Root, Step};
 /// Paths tracked at once (one bit each); beyond, the whole payload is parsed.
 const MAX_PATHS: usize = 64;
 
-/// Parses `json`, keeping what the programs of `code` can read. The input
-/// is text: skipped strings are not checked for UTF-8 by the parser, so the
-/// caller's `str` is what guarantees the whole body is.
+/// Parses `json`, keeping what the programs of `code` can read.
 pub(crate) fn parse(code: &Code, json: &str) -> serde_json::Result<Value> {
+    capture(code, json)?.into_value()
+}
+
+/// Validates `json` and notes what the programs of `code` can read of it.
+/// The input is text: skipped strings are not checked for UTF-8 by the
+/// parser, so the caller's `str` is what guarantees the whole body is.
+pub(crate) fn capture<'a>(code: &Code, json: &'a str) -> serde_json::Result<Captured<'a>> {
     let mut paths: [&[Step]; MAX_PATHS] = [&[]; MAX_PATHS];
     let mut count = 0;
     for op in code.ops() {
         if let Op::Ref(Root::Payload, steps) = *op {
             let steps = code.steps(steps);
             if steps.is_empty() || count == MAX_PATHS {
-                return serde_json::from_str(json);
+                return Ok(Captured(Node::Text(serde_json::from_str(json)?)));
             }
             paths[count] = steps;
             count += 1;
@@ -46,9 +63,65 @@ pub(crate) fn parse(code: &Code, json: &str) -> serde_json::Result<Value> {
     let live = if count == MAX_PATHS { u64::MAX } else { (1u64 << count) - 1 };
     let paths = Paths { code, paths: &paths[..count] };
     let mut deserializer = serde_json::Deserializer::from_str(json);
-    let value = Part { paths: &paths, depth: 0, live }.deserialize(&mut deserializer)?;
+    let node = Part { paths: &paths, depth: 0, live }.deserialize(&mut deserializer)?;
     deserializer.end()?;
-    Ok(value)
+    Ok(Captured(node))
+}
+
+/// A validated payload's parts that programs can read, as text (see the
+/// module's documentation); [`Captured::into_value`] makes them a tree.
+#[derive(Debug)]
+pub struct Captured<'a>(Node<'a>);
+
+impl Captured<'_> {
+    /// The projected tree. Fails only where a kept text cannot become a
+    /// value: a lone surrogate escape in a string (JSON's grammar allows
+    /// one), or nesting past the parser's depth limit.
+    pub fn into_value(self) -> serde_json::Result<Value> {
+        self.0.into_value()
+    }
+}
+
+#[derive(Debug)]
+enum Node<'a> {
+    /// A value a path ends at (or whose length one needs), as its text.
+    Text(&'a RawValue),
+    /// A string met where a path expected an object or an array; borrowed
+    /// unless it had escapes.
+    String(Cow<'a, str>),
+    /// Any other scalar met there.
+    Scalar(Value),
+    /// The members kept, each key once.
+    Object(Vec<(Cow<'a, str>, Node<'a>)>),
+    /// The elements kept, by position, in order.
+    Array(Vec<(usize, Node<'a>)>),
+}
+
+impl Node<'_> {
+    /// Recurses as deep as the capture did, which the parser's depth limit
+    /// bounds.
+    fn into_value(self) -> serde_json::Result<Value> {
+        Ok(match self {
+            Node::Text(text) => serde_json::from_str(text.get())?,
+            Node::String(text) => Value::String(text.into_owned()),
+            Node::Scalar(value) => value,
+            Node::Object(members) => {
+                let mut map = Map::new();
+                for (key, node) in members {
+                    map.insert(key.into_owned(), node.into_value()?);
+                }
+                Value::Object(map)
+            }
+            Node::Array(elements) => {
+                let mut items = Vec::new();
+                for (position, node) in elements {
+                    items.resize(position, Value::Null);
+                    items.push(node.into_value()?);
+                }
+                Value::Array(items)
+            }
+        })
+    }
 }
 
 struct Paths<'a> {
@@ -91,77 +164,83 @@ impl Part<'_> {
 }
 
 impl<'de> DeserializeSeed<'de> for Part<'_> {
-    type Value = Value;
+    type Value = Node<'de>;
 
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Node<'de>, D::Error> {
         if self.whole() {
-            return de::Deserialize::deserialize(deserializer);
+            return <&RawValue as de::Deserialize>::deserialize(deserializer).map(Node::Text);
         }
         deserializer.deserialize_any(self)
     }
 }
 
 impl<'de> Visitor<'de> for Part<'_> {
-    type Value = Value;
+    type Value = Node<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON value")
     }
 
-    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
-        Ok(Value::Bool(v))
+    fn visit_bool<E>(self, v: bool) -> Result<Node<'de>, E> {
+        Ok(Node::Scalar(Value::Bool(v)))
     }
 
-    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
-        Ok(Value::Number(v.into()))
+    fn visit_i64<E>(self, v: i64) -> Result<Node<'de>, E> {
+        Ok(Node::Scalar(Value::Number(v.into())))
     }
 
-    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
-        Ok(Value::Number(v.into()))
+    fn visit_u64<E>(self, v: u64) -> Result<Node<'de>, E> {
+        Ok(Node::Scalar(Value::Number(v.into())))
     }
 
-    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
-        Ok(Number::from_f64(v).map_or(Value::Null, Value::Number))
+    fn visit_f64<E>(self, v: f64) -> Result<Node<'de>, E> {
+        Ok(Node::Scalar(Number::from_f64(v).map_or(Value::Null, Value::Number)))
     }
 
-    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
-        Ok(Value::String(v.to_owned()))
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Node<'de>, E> {
+        Ok(Node::String(Cow::Borrowed(v)))
     }
 
-    fn visit_string<E>(self, v: String) -> Result<Value, E> {
-        Ok(Value::String(v))
+    fn visit_str<E>(self, v: &str) -> Result<Node<'de>, E> {
+        Ok(Node::String(Cow::Owned(v.to_owned())))
     }
 
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
+    fn visit_string<E>(self, v: String) -> Result<Node<'de>, E> {
+        Ok(Node::String(Cow::Owned(v)))
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Value, A::Error> {
+    fn visit_unit<E>(self) -> Result<Node<'de>, E> {
+        Ok(Node::Scalar(Value::Null))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Node<'de>, A::Error> {
         let code = self.paths.code;
-        let mut map = Map::new();
+        let mut members: Vec<(Cow<'de, str>, Node<'de>)> = Vec::new();
         while let Some(key) = access.next_key_seed(Key)? {
             match self.child(|step| matches!(step, Step::Key(k) if code.str(*k) == key)) {
                 Some(child) => {
-                    let value = access.next_value_seed(child)?;
-                    map.insert(key.into_owned(), value);
+                    let node = access.next_value_seed(child)?;
+                    // A key given again replaces its value, as in a map, and
+                    // the capture stays as small as the paths.
+                    match members.iter_mut().find(|(kept, _)| *kept == key) {
+                        Some(member) => member.1 = node,
+                        None => members.push((key, node)),
+                    }
                 }
                 None => {
                     access.next_value::<IgnoredAny>()?;
                 }
             }
         }
-        Ok(Value::Object(map))
+        Ok(Node::Object(members))
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut access: A) -> Result<Value, A::Error> {
-        let mut items = Vec::new();
-        for position in 0i64.. {
-            match self.child(|step| *step == Step::Index(position)) {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut access: A) -> Result<Node<'de>, A::Error> {
+        let mut elements = Vec::new();
+        for position in 0usize.. {
+            match self.child(|step| *step == Step::Index(position as i64)) {
                 Some(child) => match access.next_element_seed(child)? {
-                    Some(value) => {
-                        items.resize(position as usize, Value::Null);
-                        items.push(value);
-                    }
+                    Some(node) => elements.push((position, node)),
                     None => break,
                 },
                 None => {
@@ -171,7 +250,7 @@ impl<'de> Visitor<'de> for Part<'_> {
                 }
             }
         }
-        Ok(Value::Array(items))
+        Ok(Node::Array(elements))
     }
 }
 
@@ -209,7 +288,10 @@ impl<'de> Visitor<'de> for Key {
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
+    use serde::de::IgnoredAny;
     use serde_json::json;
+
+    use super::Node;
 
     use crate::{Context, Limits, NoSecrets, ProgramId, ProgramSet, ProgramSetBuilder, Scope, SourceKind};
 
@@ -306,6 +388,31 @@ mod tests {
         assert_eq!(set.read_payload(&format!(r#"{{"notes":{deep}}}"#)).unwrap(), json!({}));
     }
 
+    #[test]
+    fn a_capture_holds_as_much_as_the_paths_whatever_the_input() {
+        let (set, _) = set(&["$payload.status", "$payload.items[1]"]);
+        let repeated = format!("{{{}\"items\":[1,2,3]}}", "\"status\":\"paid\",".repeat(10_000));
+        let captured = set.capture_payload(&repeated).unwrap();
+        let Node::Object(members) = &captured.0 else { panic!("{captured:?}") };
+        assert_eq!(members.len(), 2, "a key given again replaces its value");
+        let Some((_, Node::Array(elements))) = members.iter().find(|(key, _)| key == "items") else { panic!() };
+        assert_eq!(elements.len(), 1, "only the element read");
+        assert_eq!(captured.into_value().unwrap(), json!({"status": "paid", "items": [null, 2]}));
+    }
+
+    /// Text from JSON's alphabet, mostly near-valid.
+    fn json_like() -> impl Strategy<Value = String> {
+        prop_oneof![
+            json_value().prop_map(|v| v.to_string()),
+            (json_value(), 0usize..40, "[\\]\\[{}:,\"a-c0-9eE.+\\-\\\\u ]{0,3}").prop_map(|(v, at, noise)| {
+                let mut text = v.to_string();
+                let at = (0..=at.min(text.len())).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
+                text.insert_str(at, &noise);
+                text
+            }),
+        ]
+    }
+
     fn json_value() -> impl Strategy<Value = serde_json::Value> {
         let leaf = prop_oneof![
             Just(serde_json::Value::Null),
@@ -328,6 +435,16 @@ mod tests {
     }
 
     proptest! {
+        /// The capture is a trigger's JSON check: it accepts exactly the
+        /// texts a validating scan accepts, whatever the programs read.
+        #[test]
+        fn a_capture_accepts_what_validation_accepts(text in json_like(), paths in prop::collection::vec(path(), 0..4)) {
+            let sources: Vec<&str> = paths.iter().map(String::as_str).collect();
+            let (set, _) = set(&sources);
+            let valid = serde_json::from_str::<IgnoredAny>(&text).is_ok();
+            prop_assert_eq!(set.capture_payload(&text).is_ok(), valid, "{}", text);
+        }
+
         #[test]
         fn projected_and_full_trees_agree(payload in json_value(), paths in prop::collection::vec(path(), 1..5)) {
             let json = payload.to_string();

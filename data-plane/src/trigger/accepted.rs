@@ -90,19 +90,27 @@ impl Ingress {
             Some(deployed) => {
                 let headers = header_map(&kept.headers);
                 let plan = plan_of(&snapshot, &deployed);
-                let call = Call {
-                    deployed: &deployed,
-                    plan: &plan,
-                    headers: &headers,
-                    body,
-                    client_ip,
-                    auth_method: &kept.auth_method,
-                    depth: kept.depth,
-                    event_id: kept.event_id,
-                    received,
-                    started: Instant::now(),
+                // Read by the connector's programs as they are now.
+                let ran = match deployed.programs.capture_payload(body) {
+                    Ok(payload) => {
+                        let call = Call {
+                            deployed: &deployed,
+                            plan: &plan,
+                            headers: &headers,
+                            body,
+                            payload,
+                            client_ip,
+                            auth_method: &kept.auth_method,
+                            depth: kept.depth,
+                            event_id: kept.event_id,
+                            received,
+                            started: Instant::now(),
+                        };
+                        self.execute(&snapshot, call).await
+                    }
+                    Err(error) => Err(Refusal::InvalidJson(error.to_string())),
                 };
-                match self.execute(&snapshot, call).await {
+                match ran {
                     Ok(_) => Ok(()),
                     Err(Refusal::EventNotKept) => Err(EventLost),
                     // Refused before it ran (its body no longer reads as the

@@ -62,11 +62,13 @@ impl Ingress {
         count(&mut None, counted.map_err(|_| Refusal::LimitsUnavailable)?)?;
         let event_id = self.ids.next().ok_or(Refusal::NotReady)?;
         let headers = HeaderMap::new();
+        let captured = deployed.programs.capture_payload(payload).map_err(|e| Refusal::InvalidJson(e.to_string()))?;
         let call = Call {
             deployed: &deployed,
             plan: &plan,
             headers: &headers,
             body: payload,
+            payload: captured,
             client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             auth_method: TEST_RUN_AUTH_METHOD,
             depth: 0,

@@ -2,8 +2,10 @@
 //!
 //! Checks run in the SPEC's order, each refusing with its own status before
 //! any later (costlier) step runs; no JSON tree is built until every check
-//! passed (the body is only validated), and then only of the parts the
-//! connector's programs can read. A request loads one snapshot and
+//! passed, and then only of the parts the connector's programs can read.
+//! The JSON check is the one scan of the body: it validates it and notes
+//! where those parts are (`hookplane_expr::Captured`), so the tree is built
+//! from them without a second scan. A request loads one snapshot and
 //! uses it to the end. Then the pipeline runs and the event is queued for
 //! the reporter; the response never waits on the control plane. A
 //! connector in asynchronous mode instead keeps the checked call on disk
@@ -23,6 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use hookplane_expr::Captured;
 use hookplane_model::{self as model, Event, Plan};
 use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::header::CONTENT_LENGTH;
@@ -166,13 +169,14 @@ impl Ingress {
             .filter(|d| d.connector.spec.enabled)
             .cloned()
             .ok_or(Refusal::UnknownConnector)?;
-        // 2. Body: size, then JSON validity (no tree yet). UTF-8 is checked
-        // for the whole body here: parsers skip over strings unchecked.
+        // 2. Body: size, then JSON validity, noting the text of what the
+        // programs read (no tree yet). UTF-8 is checked for the whole body
+        // here: parsers skip over strings unchecked.
         let (parts, body) = request.into_parts();
         let body = self.read_body(&parts.headers, body).await?;
         let text = std::str::from_utf8(&body)
             .map_err(|e| Refusal::InvalidJson(format!("the body is not UTF-8 (at byte {})", e.valid_up_to())))?;
-        serde_json::from_str::<serde::de::IgnoredAny>(text).map_err(|e| Refusal::InvalidJson(e.to_string()))?;
+        let payload = deployed.programs.capture_payload(text).map_err(|e| Refusal::InvalidJson(e.to_string()))?;
         // 3. Loop prevention.
         let depth = match parts.headers.get(&DEPTH_HEADER) {
             None => 0,
@@ -244,6 +248,7 @@ impl Ingress {
             plan: &plan,
             headers: &parts.headers,
             body: text,
+            payload,
             client_ip,
             auth_method: method,
             depth,
@@ -276,8 +281,9 @@ impl Ingress {
     /// event. Only now does the payload become a tree, of only the parts
     /// the connector's programs can read.
     async fn execute(&self, snapshot: &Snapshot, call: Call<'_>) -> Result<Ran, Refusal> {
-        let Call { deployed, plan, headers, body, client_ip, auth_method, depth, event_id, received, started } = call;
-        let payload = deployed.programs.read_payload(body).map_err(|e| Refusal::InvalidJson(e.to_string()))?;
+        let Call { deployed, plan, headers, body, payload, client_ip, auth_method, depth, event_id, received, started } =
+            call;
+        let payload = payload.into_value().map_err(|e| Refusal::InvalidJson(e.to_string()))?;
         let execution = self.executor.execute(snapshot, deployed, plan, &payload, depth).await;
         for attempt in &execution.trace.perform_attempts {
             self.metrics.performed(attempt.status);
@@ -345,6 +351,8 @@ struct Call<'a> {
     headers: &'a HeaderMap,
     /// The body, checked to be JSON.
     body: &'a str,
+    /// What the connector's programs read of it, not yet a tree.
+    payload: Captured<'a>,
     client_ip: IpAddr,
     auth_method: &'a str,
     depth: u32,
