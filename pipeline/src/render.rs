@@ -123,7 +123,10 @@ pub fn render_target(
             pairs.append_pair(programs.name(named.name), &value);
         }
     }
-    let mut headers = HeaderMap::with_capacity(target.headers.len() + 2);
+    // Room for the headers added after the template's: the depth here, the
+    // perform's content type, then the client's `Host` and `Content-Length`.
+    // A map that fills up on the way grows, reallocating both its tables.
+    let mut headers = HeaderMap::with_capacity(target.headers.len() + 4);
     for (i, named) in target.headers.iter().enumerate() {
         let name = programs.name(named.name);
         let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| RenderError::HeaderName {
