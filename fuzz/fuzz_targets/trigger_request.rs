@@ -145,19 +145,27 @@ fuzz_target!(|request: Request| {
     }
     let _ = signature::verify(&settings, &headers, &request.body, now);
 
-    // The body as the endpoint takes it: UTF-8, JSON syntax, then the tree
-    // of what the programs read. What validates must project.
-    if let Ok(text) = std::str::from_utf8(&request.body)
-        && serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok()
-    {
-        // Both parsers stop at serde_json's depth limit; what both read
-        // must agree on every path a program reads.
-        if let (Ok(projected), Ok(full)) =
-            (deployed.programs.read_payload(text), serde_json::from_str::<serde_json::Value>(text))
-        {
-            for path in ["/status", "/customer/email", "/id", "/tags"] {
-                assert_eq!(projected.pointer(path), full.pointer(path), "{path} of {text:?}");
+    // The body as the endpoint takes it: UTF-8, then the JSON check, which
+    // is the projection's capture, then the tree of what the programs read,
+    // built from the capture. The capture accepts what a validating scan
+    // accepts; what else it refuses (nesting past the parser's depth limit
+    // along a read path, a lone surrogate where a path expected an object)
+    // no full tree can be built of either.
+    if let Ok(text) = std::str::from_utf8(&request.body) {
+        let valid = serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok();
+        let full = serde_json::from_str::<serde_json::Value>(text);
+        match deployed.programs.capture_payload(text) {
+            Ok(captured) => {
+                assert!(valid, "the capture accepted what validation refuses: {text:?}");
+                // Both parsers stop at serde_json's depth limit; what both
+                // read must agree on every path a program reads.
+                if let (Ok(projected), Ok(full)) = (captured.into_value(), full) {
+                    for path in ["/status", "/customer/email", "/id", "/tags"] {
+                        assert_eq!(projected.pointer(path), full.pointer(path), "{path} of {text:?}");
+                    }
+                }
             }
+            Err(_) => assert!(!valid || full.is_err(), "the capture refused a buildable body: {text:?}"),
         }
     }
 });
