@@ -12,7 +12,9 @@
 //! alike). The load generator allocates nothing per request. The counts
 //! are the program's whichever allocator serves them, so they are taken
 //! with `stats_alloc` around the system allocator; `trigger_load` runs on
-//! mimalloc, as the `hookplane` binary does.
+//! mimalloc, as the `hookplane` binary does. It also counts how often the
+//! servers' threads were put on a CPU (`cpu.rs`): wake-ups, each a trip
+//! through the kernel's scheduler that no instruction count shows.
 //!
 //! Under `valgrind --tool=callgrind` with `HOOKPLANE_ALLOC_CALLGRIND=1`,
 //! it also counts the instructions each side executed per request
@@ -41,6 +43,8 @@ mod event_rows;
 #[allow(dead_code, reason = "trigger_load's; this bench needs only what loads a server")]
 #[path = "trigger_load/generator.rs"]
 mod generator;
+#[path = "trigger_load/hand_written.rs"]
+mod hand_written;
 #[allow(dead_code, reason = "trigger_load's; this bench needs only what loads a server")]
 #[path = "trigger_load/measure.rs"]
 mod measure;
@@ -65,11 +69,14 @@ static HEAP: &StatsAlloc<std::alloc::System> = &INSTRUMENTED_SYSTEM;
 struct PerRequest {
     allocations: f64,
     bytes: f64,
+    /// Times the servers' threads were put on a CPU (`cpu.rs`).
+    wakeups: f64,
     instructions: f64,
 }
 
 impl PerRequest {
-    const NOT_LOADED: PerRequest = PerRequest { allocations: f64::NAN, bytes: f64::NAN, instructions: f64::NAN };
+    const NOT_LOADED: PerRequest =
+        PerRequest { allocations: f64::NAN, bytes: f64::NAN, wakeups: f64::NAN, instructions: f64::NAN };
 }
 
 impl std::fmt::Display for PerRequest {
@@ -77,7 +84,7 @@ impl std::fmt::Display for PerRequest {
         if self.allocations.is_nan() {
             return f.write_str("—");
         }
-        write!(f, "{:.1} ({:.0} B)", self.allocations, self.bytes)?;
+        write!(f, "{:.1} ({:.0} B), {:.2} wake-ups", self.allocations, self.bytes, self.wakeups)?;
         if !self.instructions.is_nan() {
             write!(f, ", {:.0} instructions", self.instructions)?;
         }
@@ -143,10 +150,12 @@ async fn count(
     if let Some(callgrind) = callgrind {
         callgrind.zero();
     }
+    let threads = cpu::sample();
     let region = Region::new(HEAP);
     let report = measure::load(side.0, &side.1, Pace::Closed, seconds).await;
     measure::drain(pending).await;
     let change = region.change();
+    let spent = threads.until(&cpu::sample());
     let instructions = callgrind.as_mut().map_or(f64::NAN, |callgrind| callgrind.read() as f64);
     if let Some(error) = &report.first_error {
         eprintln!("{}: {} errors, the first: {error}", side.0, report.errors);
@@ -155,6 +164,7 @@ async fn count(
     PerRequest {
         allocations: (change.allocations + change.reallocations) as f64 / answered,
         bytes: (change.bytes_allocated as f64 + change.bytes_reallocated.max(0) as f64) / answered,
+        wakeups: spent.runs as f64 / answered,
         instructions: instructions / answered,
     }
 }
@@ -180,7 +190,7 @@ fn summarize(title: &str, pairs: &[&setup::Pair], counted: &[[Vec<PerRequest>; 3
     println!("| Scenario | Baseline | Floor | Hookplane | Hookplane / floor |");
     println!("| --- | ---: | ---: | ---: | ---: |");
     for (pair, [base, floor, ours]) in pairs.iter().zip(counted) {
-        let of = |side: &Vec<PerRequest>| spread(side.iter().map(value).collect(), 1);
+        let of = |side: &Vec<PerRequest>| spread(side.iter().map(value).collect(), 2);
         let ratio = ours.iter().zip(floor).map(|(o, f)| value(o) / value(f)).collect();
         println!("| {} | {} | {} | {} | {}× |", pair.name, of(base), of(floor), of(ours), spread(ratio, 2));
     }
@@ -200,7 +210,7 @@ fn main() {
         let mut counted = vec![[const { Vec::new() }; 3]; pairs.len()];
         for run in 1..=runs {
             println!();
-            println!("Run {run} of {runs}, allocations (bytes) per answered request:");
+            println!("Run {run} of {runs}, allocations (bytes) and wake-ups per answered request:");
             println!();
             println!("| Scenario | Baseline | Floor | Hookplane | Hookplane − floor |");
             println!("| --- | ---: | ---: | ---: | ---: |");
@@ -211,6 +221,7 @@ fn main() {
                 let gap = PerRequest {
                     allocations: ours.allocations - floor.allocations,
                     bytes: ours.bytes - floor.bytes,
+                    wakeups: ours.wakeups - floor.wakeups,
                     instructions: ours.instructions - floor.instructions,
                 };
                 println!("| {} | {base} | {floor} | {ours} | {gap} |", pair.name);
@@ -221,6 +232,7 @@ fn main() {
         }
         summarize("Allocations per answered request", &pairs, &counted, |c| c.allocations);
         summarize("Bytes allocated per answered request", &pairs, &counted, |c| c.bytes);
+        summarize("Wake-ups of the servers' threads per answered request", &pairs, &counted, |c| c.wakeups);
         if callgrind.is_some() {
             summarize("Instructions per answered request (user space)", &pairs, &counted, |c| c.instructions);
         }

@@ -7,7 +7,8 @@
 //!
 //! Given `EventRows`, the first two also record every request as a row
 //! (`event_rows.rs`): the floor of any server that stores its events on
-//! the cores that answer.
+//! the cores that answer. `hand_written.rs` adds the end-to-end
+//! connector's own work to the second.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -27,7 +28,7 @@ use crate::event_rows::EventRows;
 type Answer = Response<Full<Bytes>>;
 
 /// Serves `handle` on a loopback port; returns the address.
-async fn serve<F, Fut>(handle: F) -> SocketAddr
+pub async fn serve<F, Fut>(handle: F) -> SocketAddr
 where
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Answer> + Send + 'static,
@@ -53,7 +54,7 @@ where
     address
 }
 
-fn json(status: StatusCode, body: Bytes) -> Answer {
+pub fn json(status: StatusCode, body: Bytes) -> Answer {
     let mut response = Response::new(Full::new(body));
     *response.status_mut() = status;
     response.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));

@@ -2,7 +2,8 @@
 //! `/proc/self/task/*/schedstat` (nanoseconds on the CPU, exact, unlike the
 //! 10 ms ticks of `stat`). A phase's CPU per answered request, split by
 //! thread kind, shows what each side costs independently of how the two
-//! cores were shared; the load generator's thread reports its own.
+//! cores were shared; the load generator's thread reports its own. The
+//! same file counts how often each thread was put on a CPU: its wake-ups.
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -13,7 +14,8 @@ use core_affinity::CoreId;
 /// CPU time consumed so far by each thread, by thread id.
 #[derive(Debug, Default)]
 pub struct Sample {
-    threads: HashMap<u32, (String, u64)>,
+    /// By thread id: its name, nanoseconds on a CPU, times put on one.
+    threads: HashMap<u32, (String, u64, u64)>,
 }
 
 /// What a phase cost, by thread kind.
@@ -26,6 +28,9 @@ pub struct Spent {
     pub sqlite: Duration,
     /// Everything else (blocking pool, timers).
     pub other: Duration,
+    /// Times the servers' threads were put on a CPU: wake-ups, and
+    /// preemptions.
+    pub runs: u64,
 }
 
 impl std::ops::AddAssign for Spent {
@@ -33,6 +38,7 @@ impl std::ops::AddAssign for Spent {
         self.workers += other.workers;
         self.sqlite += other.sqlite;
         self.other += other.other;
+        self.runs += other.runs;
     }
 }
 
@@ -57,11 +63,11 @@ pub fn sample_of(pid: &str) -> Sample {
         let Some(tid) = task.file_name().to_str().and_then(|t| t.parse::<u32>().ok()) else { continue };
         let path = task.path();
         let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default().trim().to_owned();
-        let on_cpu = std::fs::read_to_string(path.join("schedstat"))
-            .ok()
-            .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
-            .unwrap_or(0);
-        threads.insert(tid, (comm, on_cpu));
+        let schedstat = std::fs::read_to_string(path.join("schedstat")).unwrap_or_default();
+        let mut fields = schedstat.split_whitespace().map(|f| f.parse::<u64>().unwrap_or(0));
+        let on_cpu = fields.next().unwrap_or(0);
+        let runs = fields.nth(1).unwrap_or(0);
+        threads.insert(tid, (comm, on_cpu, runs));
     }
     Sample { threads }
 }
@@ -70,8 +76,8 @@ impl Sample {
     /// CPU spent between `self` and `later`, by thread kind.
     pub fn until(&self, later: &Sample) -> Spent {
         let mut spent = Spent::default();
-        for (tid, (comm, now)) in &later.threads {
-            let before = self.threads.get(tid).map_or(0, |(_, ns)| *ns);
+        for (tid, (comm, now, runs)) in &later.threads {
+            let (before, runs_before) = self.threads.get(tid).map_or((0, 0), |(_, ns, runs)| (*ns, *runs));
             let delta = Duration::from_nanos(now.saturating_sub(before));
             let bucket = if comm == GENERATOR_THREAD {
                 continue;
@@ -83,6 +89,7 @@ impl Sample {
                 &mut spent.other
             };
             *bucket += delta;
+            spent.runs += runs.saturating_sub(runs_before);
         }
         spent
     }

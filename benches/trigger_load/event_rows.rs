@@ -132,16 +132,23 @@ impl EventRows {
         }
         trace.extend_from_slice(body);
         trace.extend_from_slice(answer);
+        self.record_trace(trace).await;
+    }
+
+    /// Queues a row holding `trace`; when durable, returns once it is
+    /// stored. Returns the row's id.
+    pub async fn record_trace(&self, trace: impl Into<Vec<u8>>) -> i64 {
         self.pending.fetch_add(1, Ordering::Relaxed);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let connector_id = self.connector_id.clone();
         if !self.durable {
-            let _ = self.queue.send((id, connector_id, trace, None));
-            return;
+            let _ = self.queue.send((id, connector_id, trace.into(), None));
+            return id;
         }
         let (committed, stored) = oneshot::channel();
-        let _ = self.queue.send((id, connector_id, trace, Some(committed)));
+        let _ = self.queue.send((id, connector_id, trace.into(), Some(committed)));
         let _ = stored.await;
+        id
     }
 
     /// Rows queued and not yet stored.

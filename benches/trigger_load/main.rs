@@ -44,6 +44,7 @@ mod baselines;
 mod cpu;
 mod event_rows;
 mod generator;
+mod hand_written;
 mod measure;
 mod node_only;
 mod setup;

@@ -1,6 +1,6 @@
 //! What the trigger benches start and send, shared by `trigger_load` (time
 //! and CPU) and `trigger_allocations` (allocations): hookplane as
-//! `hookplane dev` runs it, the baselines, their floors, and the three
+//! `hookplane dev` runs it, the baselines, their floors, and the
 //! comparisons between them.
 
 use std::net::SocketAddr;
@@ -13,6 +13,7 @@ use tempfile::TempDir;
 use crate::baselines;
 use crate::event_rows::{EventRows, RowOwner};
 use crate::generator::Call;
+use crate::hand_written;
 use crate::support::nodes::{start_dev_node, start_embedded_node};
 use crate::support::triggers::{create, use_plan};
 use crate::support::{Backend, TestPlane};
@@ -69,7 +70,7 @@ pub struct Setup {
     pub node: DataPlane,
     /// The floors' events.
     pub rows: EventRows,
-    pub pairs: [Pair; 3],
+    pub pairs: [Pair; 4],
     _floor_dir: TempDir,
 }
 
@@ -124,6 +125,7 @@ impl Setup {
         let skipping_rows = baselines::bare_hyper(Some(rows.for_connector(&skipping))).await;
         let signed_rows = baselines::bare_hyper(Some(rows.for_connector(&signed))).await;
         let proxy_with_rows = baselines::bare_proxy(target, Some(rows.for_connector(&performing))).await;
+        let by_hand = hand_written::connector(target, &performing_token, rows.for_connector(&performing)).await;
         let plain = |address: SocketAddr, expect: &'static str| {
             (address, Call::post(address, "/trigger", &[("Authorization", "Bearer x")], ORDER, expect))
         };
@@ -147,6 +149,24 @@ impl Setup {
                 baseline_name: "bare proxy",
                 baseline: plain(proxy, "\"ok\""),
                 floor: plain(proxy_with_rows, "\"ok\""),
+                hookplane: trigger(&performing, &performing_token, &[], "\"completed\""),
+            },
+            // The same hookplane side against the connector's work written
+            // by hand: how much of its cost above the floor the work is.
+            Pair {
+                name: "end to end, against the connector written by hand (completed)",
+                baseline_name: "floor",
+                baseline: plain(proxy_with_rows, "\"ok\""),
+                floor: (
+                    by_hand,
+                    Call::post(
+                        by_hand,
+                        "/trigger",
+                        &[("Authorization", &format!("Bearer {performing_token}"))],
+                        ORDER,
+                        "\"completed\"",
+                    ),
+                ),
                 hookplane: trigger(&performing, &performing_token, &[], "\"completed\""),
             },
         ];
