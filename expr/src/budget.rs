@@ -89,13 +89,22 @@ impl Budget {
     /// allowed to be, and its tree takes several times its JSON text, so the
     /// per-value limit would refuse forwarding an ordinary body.
     pub(crate) fn copy(&mut self, value: &Value) -> Result<Value, EvalError> {
-        let bytes = heap_size(value);
-        let total = self.bytes.saturating_add(bytes);
+        self.claim_copy(value)?;
+        Ok(value.clone())
+    }
+
+    /// Claims what a copy of `value` takes, as [`Budget::copy`] does,
+    /// without making it: for a caller that writes a value out from where
+    /// the scope holds it (a JSON body serialised straight from borrowed
+    /// field values), so that a body repeating a large part of the payload
+    /// is refused as its copies would be.
+    pub fn claim_copy(&mut self, value: &Value) -> Result<(), EvalError> {
+        let total = self.bytes.saturating_add(heap_size(value));
         if total > self.limits.max_total_bytes {
             return Err(EvalError::TotalOutputTooLarge(self.limits.max_total_bytes));
         }
         self.bytes = total;
-        Ok(value.clone())
+        Ok(())
     }
 }
 
