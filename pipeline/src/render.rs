@@ -214,7 +214,7 @@ pub fn render_perform(
             (Some(content_type), Bytes::from(body))
         }
         BodyType::Json => {
-            let mut root = BTreeMap::new();
+            let mut root = Members::new();
             for (_, field, value) in field_values(perform, programs, scope, budget)? {
                 insert_dotted(&mut root, programs.name(field.key), value);
             }
@@ -282,10 +282,31 @@ fn field_values<'p, 's>(
 /// `serde_json::Map` took a `String` per key and a copy of every value a
 /// field reads (seven allocations of the trigger-load bench's three-field
 /// body). Members serialise in key order, as that `Map` orders them.
-#[derive(Debug, PartialEq)]
-pub enum Member<'a> {
+#[derive(Debug)]
+enum Member<'a> {
     Value(Cow<'a, Value>),
-    Object(BTreeMap<&'a str, Member<'a>>),
+    Object(Members<'a>),
+}
+
+type Members<'a> = BTreeMap<Cow<'a, str>, Member<'a>>;
+
+impl<'a> Member<'a> {
+    /// The members a later key nests into: an object value's own (so
+    /// `customer` = `$payload.customer`, then `customer.vip`, adds to the
+    /// payload's customer), or none in place of any other value.
+    fn into_members(self) -> Members<'a> {
+        match self {
+            Member::Object(members) => members,
+            Member::Value(Cow::Borrowed(Value::Object(map))) => map
+                .iter()
+                .map(|(key, value)| (Cow::Borrowed(key.as_str()), Member::Value(Cow::Borrowed(value))))
+                .collect(),
+            Member::Value(Cow::Owned(Value::Object(map))) => {
+                map.into_iter().map(|(key, value)| (Cow::Owned(key), Member::Value(Cow::Owned(value)))).collect()
+            }
+            Member::Value(_) => Members::new(),
+        }
+    }
 }
 
 impl Serialize for Member<'_> {
@@ -298,18 +319,20 @@ impl Serialize for Member<'_> {
 }
 
 /// Inserts `value` at a dotted key: `customer.name` builds
-/// `{"customer":{"name":…}}`. A later key replaces a non-object in its way.
-pub fn insert_dotted<'a>(root: &mut BTreeMap<&'a str, Member<'a>>, key: &'a str, value: Cow<'a, Value>) {
+/// `{"customer":{"name":…}}`. A later key adds to an object in its way and
+/// replaces any other value there.
+fn insert_dotted<'a>(root: &mut Members<'a>, key: &'a str, value: Cow<'a, Value>) {
     let mut segments = key.split('.').peekable();
     let mut current = root;
     while let Some(segment) = segments.next() {
         if segments.peek().is_none() {
-            current.insert(segment, Member::Value(value));
+            current.insert(Cow::Borrowed(segment), Member::Value(value));
             return;
         }
-        let slot = current.entry(segment).or_insert_with(|| Member::Object(BTreeMap::new()));
+        let slot = current.entry(Cow::Borrowed(segment)).or_insert_with(|| Member::Object(Members::new()));
         if let Member::Value(_) = slot {
-            *slot = Member::Object(BTreeMap::new());
+            let taken = std::mem::replace(slot, Member::Object(Members::new()));
+            *slot = Member::Object(taken.into_members());
         }
         let Member::Object(next) = slot else { unreachable!("just made an object") };
         current = next;
@@ -395,7 +418,7 @@ mod tests {
 
     #[test]
     fn dotted_keys_nest_and_later_keys_win() {
-        let mut root = BTreeMap::new();
+        let mut root = Members::new();
         let value = |v: Value| Cow::Owned(v);
         insert_dotted(&mut root, "customer.name", value(json!("Ada")));
         insert_dotted(&mut root, "customer.address.city", value(json!("Paris")));
@@ -403,15 +426,24 @@ mod tests {
         insert_dotted(&mut root, "total.cents", value(json!(300)));
         insert_dotted(&mut root, "note.text", value(json!("x")));
         insert_dotted(&mut root, "note", value(json!(null)));
+        insert_dotted(&mut root, "meta", value(json!({"source": "hook", "tags": {"a": 1}})));
+        insert_dotted(&mut root, "meta.tags.b", value(json!(2)));
         let body = json_bytes(&root).unwrap();
         assert_eq!(
             serde_json::from_slice::<Value>(&body).unwrap(),
-            json!({"customer": {"name": "Ada", "address": {"city": "Paris"}}, "total": {"cents": 300}, "note": null})
+            json!({
+                "customer": {"name": "Ada", "address": {"city": "Paris"}},
+                "total": {"cents": 300},
+                "note": null,
+                "meta": {"source": "hook", "tags": {"a": 1, "b": 2}},
+            })
         );
         // Keys in order at every level, as a `serde_json::Map` writes them.
-        assert_eq!(
-            std::str::from_utf8(&body).unwrap(),
-            r#"{"customer":{"address":{"city":"Paris"},"name":"Ada"},"note":null,"total":{"cents":300}}"#
+        assert!(
+            std::str::from_utf8(&body)
+                .unwrap()
+                .starts_with(r#"{"customer":{"address":{"city":"Paris"},"name":"Ada"},"meta""#),
+            "{body:?}"
         );
     }
 
@@ -460,6 +492,11 @@ mod tests {
             [("order.id", "$payload.id"), ("order.items", "$payload.items"), ("count", "$payload.items[1] + 1")];
         let body = json_body(&fields, &payload, hookplane_expr::Limits::default()).unwrap();
         assert_eq!(&body[..], br#"{"count":3,"order":{"id":"o-7","items":[1,2]}}"#);
+        // A later key adds to an object a field read from the payload.
+        let customer = json!({"customer": {"name": "Ada", "tier": "gold"}});
+        let fields = [("customer", "$payload.customer"), ("customer.tier", "platinum"), ("customer.vip", "yes")];
+        let body = json_body(&fields, &customer, hookplane_expr::Limits::default()).unwrap();
+        assert_eq!(&body[..], br#"{"customer":{"name":"Ada","tier":"platinum","vip":"yes"}}"#);
         // Each field that writes out the note pays for its thousand bytes, as
         // a copy of it did: three fit a budget of 3 500, four do not.
         let limits = hookplane_expr::Limits { max_total_bytes: 3_500, ..Default::default() };
