@@ -3,7 +3,9 @@
 //! - check path: bare hyper vs hookplane answering accepted-and-skipped
 //!   triggers, with token auth and with token auth plus an HMAC signature;
 //! - end to end: a bare hyper proxy vs hookplane completing triggers with a
-//!   condition, three mappings and a JSON perform.
+//!   condition, three mappings and a JSON perform; and the same connector
+//!   written by hand (`hand_written.rs`) vs hookplane, which separates what
+//!   the work itself costs from what hookplane adds to it.
 //!
 //! Each pair also runs a floor: its baseline storing every request as a
 //! raw row in a SQLite events table (`event_rows.rs`), the least any server
