@@ -293,6 +293,13 @@ fn perform(p: &api::Perform, prefix: &str, v: &mut Violations) -> model::Perform
             if b.key.trim().is_empty() {
                 v.add(format!("{prefix}.body[{i}].key"), "is required");
             }
+            let depth = hookplane_model::body_key_depth(&b.key);
+            if depth > hookplane_model::MAX_BODY_KEY_DEPTH {
+                v.add(
+                    format!("{prefix}.body[{i}].key"),
+                    format!("nests {depth} levels; at most {} are allowed", hookplane_model::MAX_BODY_KEY_DEPTH),
+                );
+            }
             if b.value.is_empty() {
                 v.add(format!("{prefix}.body[{i}].value"), "is required");
             }
@@ -545,6 +552,27 @@ mod tests {
             perform: Some(api::Perform { url: "https://example.com/".into(), ..Default::default() }),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_body_key_nests_at_most_its_depth() {
+        let field = |key: String| api::BodyField { key, value: "1".into(), ..Default::default() };
+        let mut c = connector();
+        let deepest = vec!["a"; hookplane_model::MAX_BODY_KEY_DEPTH].join(".");
+        c.perform.as_mut().unwrap().body = vec![field(deepest.clone())];
+        assert!(connector_from_api(&c, "connector").is_ok());
+        c.perform.as_mut().unwrap().body =
+            vec![field(deepest.clone()), field(format!("{deepest}.a")), field("a.".repeat(200_000))];
+        let err = connector_from_api(&c, "connector").unwrap_err();
+        let named: Vec<(&str, &str)> =
+            err.violations.iter().map(|v| (v.field.as_str(), v.description.as_str())).collect();
+        assert_eq!(
+            named,
+            [
+                ("connector.perform.body[1].key", "nests 33 levels; at most 32 are allowed"),
+                ("connector.perform.body[2].key", "nests 200001 levels; at most 32 are allowed"),
+            ]
+        );
     }
 
     #[test]

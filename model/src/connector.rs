@@ -263,6 +263,17 @@ pub enum BodyType {
     None,
 }
 
+/// Levels a body field's dotted key may nest (`order.customer.id` is
+/// three). A JSON body is a tree that deep, and it is serialised and
+/// dropped by recursion: a key of 200 000 levels, which nothing else
+/// refused, overflowed a node's stack on the connector's first call.
+pub const MAX_BODY_KEY_DEPTH: usize = 32;
+
+/// How many levels `key` nests as a body field's key.
+pub fn body_key_depth(key: &str) -> usize {
+    key.bytes().filter(|&b| b == b'.').count() + 1
+}
+
 /// One field of a structured body.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(bound(

@@ -41,6 +41,8 @@ pub enum RenderError {
     FileNotBase64 { field: String },
     #[error("perform.raw_content_type: not a valid header")]
     ContentType,
+    #[error("{field}: the key nests more than {} levels", hookplane_model::MAX_BODY_KEY_DEPTH)]
+    KeyTooDeep { field: String },
 }
 
 impl RenderError {
@@ -51,7 +53,8 @@ impl RenderError {
             | RenderError::Url { field, .. }
             | RenderError::HeaderName { field, .. }
             | RenderError::HeaderValue { field }
-            | RenderError::FileNotBase64 { field } => field.clone(),
+            | RenderError::FileNotBase64 { field }
+            | RenderError::KeyTooDeep { field } => field.clone(),
             RenderError::Method(_) => "perform.method".to_owned(),
             RenderError::MissingRawBody => "perform.raw_body".to_owned(),
             RenderError::Json(_) => "perform.body".to_owned(),
@@ -215,8 +218,14 @@ pub fn render_perform(
         }
         BodyType::Json => {
             let mut root = Members::new();
-            for (_, field, value) in field_values(perform, programs, scope, budget)? {
-                insert_dotted(&mut root, programs.name(field.key), value);
+            for (i, field, value) in field_values(perform, programs, scope, budget)? {
+                // Refused on save; a connector stored before that is
+                // refused here, not left to overflow the stack.
+                let key = programs.name(field.key);
+                if hookplane_model::body_key_depth(key) > hookplane_model::MAX_BODY_KEY_DEPTH {
+                    return Err(RenderError::KeyTooDeep { field: format!("perform.body[{i}].key") });
+                }
+                insert_dotted(&mut root, key, value);
             }
             let body = json_bytes(&root).map_err(RenderError::Json)?;
             (Some(Ok(HeaderValue::from_static("application/json"))), body)
@@ -483,6 +492,17 @@ mod tests {
         let processed = serde_json::Map::new();
         let scope = Scope { payload, lookup: None, processed: &processed, secrets: &hookplane_expr::NoSecrets };
         render_perform(&perform, &programs, None, &scope, &mut Budget::new(limits), 0).map(|request| request.body)
+    }
+
+    #[test]
+    fn a_key_deeper_than_a_body_may_nest_is_refused_not_built() {
+        let payload = json!({});
+        let limits = hookplane_expr::Limits::default();
+        let deepest = vec!["a"; hookplane_model::MAX_BODY_KEY_DEPTH].join(".");
+        assert!(json_body(&[(&deepest, "1")], &payload, limits).is_ok());
+        let hostile = "a.".repeat(200_000);
+        let error = json_body(&[("ok", "1"), (&hostile, "1")], &payload, limits).unwrap_err();
+        assert!(matches!(&error, RenderError::KeyTooDeep { field } if field == "perform.body[1].key"), "{error}");
     }
 
     #[test]
