@@ -14,7 +14,9 @@ use hookplane_model::{
     CompiledSpec, ConfigDelta, Connector, ConnectorToken, ContentHash, Deployed, DeployedOrganization, DeployedSecret,
     Plan, SecretField, SecretSlot, SigningSecretError, Timestamp, TokenKind, Versioned, compile_connector,
 };
-use hookplane_pipeline::render::parse_constant_url;
+use hookplane_pipeline::render::{PreparedPerform, parse_constant_url};
+
+use crate::outbound::breaker::breaker_key;
 
 /// A connector ready to serve: its configuration compiled and its secrets
 /// opened, once, when the snapshot is built (`hookplane_model`'s
@@ -27,9 +29,11 @@ pub struct DeployedConnector {
     pub programs: ProgramSet,
     /// Accepted inbound credentials by digest, ready for comparison.
     pub credentials: Box<[Credential]>,
-    /// The perform's and the lookup's URLs, parsed once where their
-    /// templates are literal text.
-    pub perform_url: Option<url::Url>,
+    /// What of the perform renders the same on every call.
+    pub perform: PreparedPerform,
+    /// The perform's circuit breaker, where its URL is literal text.
+    pub perform_breaker: Option<String>,
+    /// The lookup's URL, parsed once where its template is literal text.
     pub lookup_url: Option<url::Url>,
     /// Config version at which it last changed.
     pub version: i64,
@@ -88,7 +92,8 @@ impl DeployedConnector {
                 Ok(Credential { kind: t.kind, sha256, expire_time: t.expire_time })
             })
             .collect::<Result<_, PrepareError>>()?;
-        let perform_url = parse_constant_url(&programs, spec.perform.url);
+        let perform = PreparedPerform::new(&spec.perform, &programs);
+        let perform_breaker = perform.url.as_ref().map(breaker_key);
         let lookup_url = spec.lookup.as_ref().and_then(|lookup| parse_constant_url(&programs, lookup.url));
         let connector = Connector {
             id: connector.id,
@@ -99,7 +104,7 @@ impl DeployedConnector {
             update_time: connector.update_time,
             revision: connector.revision,
         };
-        Ok(DeployedConnector { connector, programs, credentials, perform_url, lookup_url, version })
+        Ok(DeployedConnector { connector, programs, credentials, perform, perform_breaker, lookup_url, version })
     }
 
     /// The credential of `kind` whose SHA-256 is `sha256`. A connector has a

@@ -8,7 +8,7 @@ use hookplane_model::{ConnectorSpec, Deployed, RenderedRequest, TestFailure, Tes
 use serde_json::Value;
 
 use crate::redact::{REDACTED, Redactor};
-use crate::render::{RenderError, Target, render_perform, render_target};
+use crate::render::{PreparedPerform, RenderError, Target, render_perform, render_target};
 use crate::steps::{self, Credential, StepError};
 
 /// What a dry run runs: a compiled connector with its secrets opened
@@ -98,7 +98,10 @@ impl DryRun<'_> {
             steps::mappings(spec, programs, payload, lookup, secrets, budget).map_err(|e| (TestStep::Mappings, e))?;
         run.processed = Some(Value::Object(processed.clone()).to_string());
         let scope = Scope { payload, lookup, processed: &processed, secrets };
-        let mut request = render_perform(&spec.perform, programs, None, &scope, budget, 0)
+        // Prepared as a node prepares it on deploy, so a dry run renders
+        // what a node would.
+        let prepared = PreparedPerform::new(&spec.perform, programs);
+        let mut request = render_perform(&spec.perform, programs, &prepared, &scope, budget, 0)
             .map_err(|e| (TestStep::Perform, StepError::Render(e)))?;
         match steps::credential(spec, programs, &scope, budget, redactor).map_err(|e| (TestStep::Perform, e))? {
             Credential::None => {}

@@ -10,6 +10,7 @@
 
 pub mod diff;
 pub mod dry_run;
+mod json_body;
 pub mod redact;
 pub mod render;
 pub mod steps;

@@ -2,7 +2,6 @@
 //! (SPEC §7 item 4): URL, query, headers and every body type.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -11,10 +10,12 @@ use hookplane_expr::{self as expr, Budget, EvalError, ProgramId, ProgramSet, Sco
 use hookplane_model::{BodyField, BodyType, Deployed, FilePart, NamedTemplate, Perform};
 use hyper::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use hyper::{HeaderMap, Method};
-use serde::Serialize;
 use serde_json::Value;
 
 use hookplane_egress::client::OutboundRequest;
+
+pub use crate::json_body::json_bytes;
+use crate::json_body::{self, BodyShape};
 
 /// The header that counts hops between hookplane connectors (SPEC §4).
 pub static DEPTH_HEADER: HeaderName = HeaderName::from_static("x-hookplane-depth");
@@ -157,24 +158,6 @@ fn depth_value(depth: u32) -> HeaderValue {
     }
 }
 
-/// Bodies up to this size are written on the stack first: the node's
-/// answers, and most perform bodies.
-const STACK_BODY: usize = 1024;
-
-/// `value` as JSON, in one allocation of its size. `serde_json::to_vec`
-/// leaves its `Vec` capacity to spare, and `Bytes` takes such a `Vec` with
-/// a second allocation; a body that fits is written on the stack first and
-/// copied once.
-pub fn json_bytes(value: &(impl Serialize + ?Sized)) -> Result<Bytes, serde_json::Error> {
-    let mut small = std::io::Cursor::new([0u8; STACK_BODY]);
-    match serde_json::to_writer(&mut small, value) {
-        Ok(()) => Ok(Bytes::copy_from_slice(&small.get_ref()[..small.position() as usize])),
-        // Out of room on the stack: grown as usual.
-        Err(error) if error.is_io() => serde_json::to_vec(value).map(Bytes::from),
-        Err(error) => Err(error),
-    }
-}
-
 /// A URL template's URL, parsed once, if the template is literal text that
 /// parses: rendering it per call is the same text every time, and parsing
 /// it cost the trigger-load bench's end-to-end call 1.7 µs (a tenth of the
@@ -183,12 +166,29 @@ pub fn parse_constant_url(programs: &ProgramSet, url: ProgramId) -> Option<url::
     url::Url::parse(programs.constant_text(url)?.trim()).ok()
 }
 
-/// Renders the perform request without its outbound auth; `parsed_url` is
-/// its URL parsed once, if it is constant.
+/// What of a perform renders the same on every call, worked out once when
+/// a node deploys the connector (or a dry run renders it).
+#[derive(Debug, Default)]
+pub struct PreparedPerform {
+    /// The URL, if its template is literal text ([`parse_constant_url`]).
+    pub url: Option<url::Url>,
+    /// The JSON body's shape, if it has one ([`BodyShape::of`]).
+    pub body: Option<BodyShape>,
+}
+
+impl PreparedPerform {
+    pub fn new(perform: &Perform<Deployed>, programs: &ProgramSet) -> PreparedPerform {
+        PreparedPerform { url: parse_constant_url(programs, perform.url), body: BodyShape::of(perform, programs) }
+    }
+}
+
+/// Renders the perform request without its outbound auth; `prepared` is
+/// what of it was worked out once (`PreparedPerform::default()` for
+/// nothing), which renders as its templates would.
 pub fn render_perform(
     perform: &Perform<Deployed>,
     programs: &ProgramSet,
-    parsed_url: Option<&url::Url>,
+    prepared: &PreparedPerform,
     scope: &Scope<'_>,
     budget: &mut Budget,
     depth: u32,
@@ -198,7 +198,7 @@ pub fn render_perform(
     let target = Target {
         programs,
         url: perform.url,
-        parsed_url,
+        parsed_url: prepared.url.as_ref(),
         headers: &perform.headers,
         query: &perform.query,
         field: "perform",
@@ -217,17 +217,8 @@ pub fn render_perform(
             (Some(content_type), Bytes::from(body))
         }
         BodyType::Json => {
-            let mut root = Members::new();
-            for (i, field, value) in field_values(perform, programs, scope, budget)? {
-                // Refused on save; a connector stored before that is
-                // refused here, not left to overflow the stack.
-                let key = programs.name(field.key);
-                if hookplane_model::body_key_depth(key) > hookplane_model::MAX_BODY_KEY_DEPTH {
-                    return Err(RenderError::KeyTooDeep { field: format!("perform.body[{i}].key") });
-                }
-                insert_dotted(&mut root, key, value);
-            }
-            let body = json_bytes(&root).map_err(RenderError::Json)?;
+            let values = field_values(perform, programs, scope, budget)?;
+            let body = json_body::write(programs, prepared.body.as_ref(), values)?;
             (Some(Ok(HeaderValue::from_static("application/json"))), body)
         }
         BodyType::FormUrlencoded => {
@@ -260,7 +251,7 @@ pub fn render_perform(
 
 /// A body field's position, the field, and its value, borrowed from the
 /// call's scope where the program is a plain reference.
-type FieldValue<'p, 's> = (usize, &'p BodyField<Deployed>, Cow<'s, Value>);
+pub(crate) type FieldValue<'p, 's> = (usize, &'p BodyField<Deployed>, Cow<'s, Value>);
 
 /// Each body field with its index and value, nulls left out when asked.
 fn field_values<'p, 's>(
@@ -283,69 +274,6 @@ fn field_values<'p, 's>(
         }
     }
     Ok(values)
-}
-
-/// A JSON body being built from dotted keys, its keys borrowed from the
-/// connector's programs and its values from the call's scope: serialised
-/// as it stands, with no copy of either. A body built as a
-/// `serde_json::Map` took a `String` per key and a copy of every value a
-/// field reads (seven allocations of the trigger-load bench's three-field
-/// body). Members serialise in key order, as that `Map` orders them.
-#[derive(Debug)]
-enum Member<'a> {
-    Value(Cow<'a, Value>),
-    Object(Members<'a>),
-}
-
-type Members<'a> = BTreeMap<Cow<'a, str>, Member<'a>>;
-
-impl<'a> Member<'a> {
-    /// The members a later key nests into: an object value's own (so
-    /// `customer` = `$payload.customer`, then `customer.vip`, adds to the
-    /// payload's customer), or none in place of any other value.
-    fn into_members(self) -> Members<'a> {
-        match self {
-            Member::Object(members) => members,
-            Member::Value(Cow::Borrowed(Value::Object(map))) => map
-                .iter()
-                .map(|(key, value)| (Cow::Borrowed(key.as_str()), Member::Value(Cow::Borrowed(value))))
-                .collect(),
-            Member::Value(Cow::Owned(Value::Object(map))) => {
-                map.into_iter().map(|(key, value)| (Cow::Owned(key), Member::Value(Cow::Owned(value)))).collect()
-            }
-            Member::Value(_) => Members::new(),
-        }
-    }
-}
-
-impl Serialize for Member<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Member::Value(value) => value.serialize(serializer),
-            Member::Object(members) => members.serialize(serializer),
-        }
-    }
-}
-
-/// Inserts `value` at a dotted key: `customer.name` builds
-/// `{"customer":{"name":…}}`. A later key adds to an object in its way and
-/// replaces any other value there.
-fn insert_dotted<'a>(root: &mut Members<'a>, key: &'a str, value: Cow<'a, Value>) {
-    let mut segments = key.split('.').peekable();
-    let mut current = root;
-    while let Some(segment) = segments.next() {
-        if segments.peek().is_none() {
-            current.insert(Cow::Borrowed(segment), Member::Value(value));
-            return;
-        }
-        let slot = current.entry(Cow::Borrowed(segment)).or_insert_with(|| Member::Object(Members::new()));
-        if let Member::Value(_) = slot {
-            let taken = std::mem::replace(slot, Member::Object(Members::new()));
-            *slot = Member::Object(taken.into_members());
-        }
-        let Member::Object(next) = slot else { unreachable!("just made an object") };
-        current = next;
-    }
 }
 
 /// One multipart part per value; a file field takes base64 text, or an
@@ -409,124 +337,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_json_body_is_the_same_whether_it_fits_the_stack_or_not() {
-        for length in [0, 1, STACK_BODY - 100, STACK_BODY, 10 * STACK_BODY] {
-            let text = "é\"x".repeat(length / 3);
-            let value = json!({ "error": text, "event_id": 8 });
-            let body = json_bytes(&value).unwrap();
-            assert_eq!(&body[..], &serde_json::to_vec(&value).unwrap()[..], "a text of {} bytes", text.len());
-        }
-    }
-
-    #[test]
     fn depths_are_header_values_of_their_digits() {
         for depth in [0, 1, 9, 10, 4_000_000_000] {
             assert_eq!(depth_value(depth), HeaderValue::from(depth));
         }
-    }
-
-    #[test]
-    fn dotted_keys_nest_and_later_keys_win() {
-        let mut root = Members::new();
-        let value = |v: Value| Cow::Owned(v);
-        insert_dotted(&mut root, "customer.name", value(json!("Ada")));
-        insert_dotted(&mut root, "customer.address.city", value(json!("Paris")));
-        insert_dotted(&mut root, "total", value(json!(3)));
-        insert_dotted(&mut root, "total.cents", value(json!(300)));
-        insert_dotted(&mut root, "note.text", value(json!("x")));
-        insert_dotted(&mut root, "note", value(json!(null)));
-        insert_dotted(&mut root, "meta", value(json!({"source": "hook", "tags": {"a": 1}})));
-        insert_dotted(&mut root, "meta.tags.b", value(json!(2)));
-        let body = json_bytes(&root).unwrap();
-        assert_eq!(
-            serde_json::from_slice::<Value>(&body).unwrap(),
-            json!({
-                "customer": {"name": "Ada", "address": {"city": "Paris"}},
-                "total": {"cents": 300},
-                "note": null,
-                "meta": {"source": "hook", "tags": {"a": 1, "b": 2}},
-            })
-        );
-        // Keys in order at every level, as a `serde_json::Map` writes them.
-        assert!(
-            std::str::from_utf8(&body)
-                .unwrap()
-                .starts_with(r#"{"customer":{"address":{"city":"Paris"},"name":"Ada"},"meta""#),
-            "{body:?}"
-        );
-    }
-
-    /// A JSON body of `fields` (dotted key, template) rendered on
-    /// `payload` within `limits`.
-    fn json_body(
-        fields: &[(&str, &str)],
-        payload: &Value,
-        limits: hookplane_expr::Limits,
-    ) -> Result<Bytes, RenderError> {
-        let mut builder = hookplane_expr::ProgramSetBuilder::new();
-        let context = || hookplane_expr::Context { processed: None };
-        let url = builder.compile("http://target.test/", hookplane_expr::SourceKind::Template, context()).unwrap();
-        let body = fields
-            .iter()
-            .map(|(key, value)| BodyField {
-                key: builder.name(key),
-                value: builder.compile(value, hookplane_expr::SourceKind::Template, context()).unwrap(),
-                file: None,
-            })
-            .collect();
-        let programs = builder.finish();
-        let perform = Perform::<Deployed> {
-            method: "POST".into(),
-            url,
-            headers: Vec::new(),
-            query: Vec::new(),
-            body_type: BodyType::Json,
-            body,
-            raw_body: None,
-            raw_content_type: String::new(),
-            skip_null_values: false,
-            auth: Default::default(),
-            timeout_ms: 0,
-            retry: Default::default(),
-        };
-        let processed = serde_json::Map::new();
-        let scope = Scope { payload, lookup: None, processed: &processed, secrets: &hookplane_expr::NoSecrets };
-        render_perform(&perform, &programs, None, &scope, &mut Budget::new(limits), 0).map(|request| request.body)
-    }
-
-    #[test]
-    fn a_key_deeper_than_a_body_may_nest_is_refused_not_built() {
-        let payload = json!({});
-        let limits = hookplane_expr::Limits::default();
-        let deepest = vec!["a"; hookplane_model::MAX_BODY_KEY_DEPTH].join(".");
-        assert!(json_body(&[(&deepest, "1")], &payload, limits).is_ok());
-        let hostile = "a.".repeat(200_000);
-        let error = json_body(&[("ok", "1"), (&hostile, "1")], &payload, limits).unwrap_err();
-        assert!(matches!(&error, RenderError::KeyTooDeep { field } if field == "perform.body[1].key"), "{error}");
-    }
-
-    #[test]
-    fn a_json_body_writes_borrowed_values_and_pays_for_them_as_copies() {
-        let payload = json!({"id": "o-7", "items": [1, 2], "note": "x".repeat(1000)});
-        let fields =
-            [("order.id", "$payload.id"), ("order.items", "$payload.items"), ("count", "$payload.items[1] + 1")];
-        let body = json_body(&fields, &payload, hookplane_expr::Limits::default()).unwrap();
-        assert_eq!(&body[..], br#"{"count":3,"order":{"id":"o-7","items":[1,2]}}"#);
-        // A later key adds to an object a field read from the payload.
-        let customer = json!({"customer": {"name": "Ada", "tier": "gold"}});
-        let fields = [("customer", "$payload.customer"), ("customer.tier", "platinum"), ("customer.vip", "yes")];
-        let body = json_body(&fields, &customer, hookplane_expr::Limits::default()).unwrap();
-        assert_eq!(&body[..], br#"{"customer":{"name":"Ada","tier":"platinum","vip":"yes"}}"#);
-        // Each field that writes out the note pays for its thousand bytes, as
-        // a copy of it did: three fit a budget of 3 500, four do not.
-        let limits = hookplane_expr::Limits { max_total_bytes: 3_500, ..Default::default() };
-        let notes = [("a", "$payload.note"), ("b", "$payload.note"), ("c", "$payload.note")];
-        assert!(json_body(&notes, &payload, limits).is_ok());
-        let error = json_body(&[notes.as_slice(), &[("d", "$payload.note")]].concat(), &payload, limits).unwrap_err();
-        assert!(
-            matches!(&error, RenderError::Eval { field, error: EvalError::TotalOutputTooLarge(3_500) } if field == "perform.body[3].value"),
-            "{error}"
-        );
     }
 
     /// A URL parsed once renders as the template would, query included;

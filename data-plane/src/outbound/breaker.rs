@@ -34,6 +34,17 @@ impl Default for BreakerSettings {
     }
 }
 
+/// A breaker's target: a URL's scheme, host, port and path, not its query
+/// or credentials.
+pub fn breaker_key(url: &url::Url) -> String {
+    let mut key = url.clone();
+    key.set_query(None);
+    key.set_fragment(None);
+    let _ = key.set_username("");
+    let _ = key.set_password(None);
+    key.into()
+}
+
 #[derive(Clone, Copy, Debug)]
 enum State {
     Closed {
@@ -175,6 +186,12 @@ impl Breakers {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn breakers_are_keyed_without_query_or_credentials() {
+        let url = url::Url::parse("https://user:pw@api.example.com:8443/orders?id=7#x").unwrap();
+        assert_eq!(breaker_key(&url), "https://api.example.com:8443/orders");
+    }
 
     fn quick() -> Breakers {
         Breakers::new(BreakerSettings {

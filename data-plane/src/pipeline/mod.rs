@@ -12,6 +12,7 @@ pub mod error;
 
 pub use hookplane_pipeline::{redact, render as request};
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,7 +24,7 @@ use hyper::StatusCode;
 use hyper::header::{AUTHORIZATION, RETRY_AFTER};
 use serde_json::Value;
 
-use crate::outbound::breaker::{Admission, Breakers, Transition};
+use crate::outbound::breaker::{Admission, Breakers, Transition, breaker_key};
 use crate::outbound::circuits::CircuitNotices;
 use crate::outbound::oauth::TokenCache;
 use crate::outbound::{Outbound, OutboundRequest};
@@ -146,9 +147,8 @@ impl Executor {
         let processed = steps::mappings(spec, programs, payload, lookup_value.as_ref(), secrets, &mut budget)?;
         run.trace.processed = serde_json::to_string(&processed).unwrap_or_default();
         let scope = Scope { payload, lookup: lookup_value.as_ref(), processed: &processed, secrets };
-        let mut request =
-            render_perform(&spec.perform, programs, deployed.perform_url.as_ref(), &scope, &mut budget, depth)
-                .map_err(steps::StepError::Render)?;
+        let mut request = render_perform(&spec.perform, programs, &deployed.perform, &scope, &mut budget, depth)
+            .map_err(steps::StepError::Render)?;
         self.authorize(deployed, &scope, &mut budget, &mut request, &mut run.redactor).await?;
         Box::pin(self.perform(request, plan, deployed, run)).await
     }
@@ -267,7 +267,12 @@ impl Executor {
         } else {
             Duration::from_millis(retry.initial_backoff_ms)
         };
-        let target = breaker_key(&request.url);
+        // Breakers are per target URL without its query: a literal URL's,
+        // worked out on deploy, is the same whatever query a call adds.
+        let target = match &deployed.perform_breaker {
+            Some(key) => Cow::Borrowed(key.as_str()),
+            None => Cow::Owned(breaker_key(&request.url)),
+        };
         // Sending consumes a request: each attempt but the last sends a
         // copy, and the last (the only one, without retries) the request.
         let mut request = Some(request);
@@ -328,16 +333,6 @@ struct Run {
     redactor: Redactor,
 }
 
-/// Breakers are per target URL: scheme, host, port and path, not query.
-fn breaker_key(url: &url::Url) -> String {
-    let mut key = url.clone();
-    key.set_query(None);
-    key.set_fragment(None);
-    let _ = key.set_username("");
-    let _ = key.set_password(None);
-    key.into()
-}
-
 fn exchange_trace(request: &OutboundRequest) -> HttpExchangeTrace {
     HttpExchangeTrace {
         method: request.method.to_string(),
@@ -352,16 +347,5 @@ fn exchange_trace(request: &OutboundRequest) -> HttpExchangeTrace {
             .collect(),
         request_body: excerpt(&request.body),
         ..Default::default()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn breakers_are_keyed_without_query_or_credentials() {
-        let url = url::Url::parse("https://user:pw@api.example.com:8443/orders?id=7#x").unwrap();
-        assert_eq!(breaker_key(&url), "https://api.example.com:8443/orders");
     }
 }
