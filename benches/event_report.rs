@@ -259,7 +259,7 @@ fn bench_node_trace(c: &mut Criterion) {
                     connector: &connector,
                     redactor: &redactor,
                 };
-                inbound.encode_trace(pipeline)
+                inbound.encode_trace(pipeline, &Default::default())
             },
             BatchSize::SmallInput,
         )

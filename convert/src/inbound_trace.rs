@@ -18,7 +18,7 @@ use prost::Message as _;
 use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, key_len};
 
 use super::event::trace_into_api;
-use crate::EncodedTrace;
+use crate::{EncodedAttempts, EncodedTrace};
 use hookplane_model::EventTrace;
 
 /// `EventTrace.request`, `EventTrace.payload`.
@@ -46,9 +46,14 @@ pub struct InboundTrace<'a> {
     pub payload: &'a str,
 }
 
-/// Encodes a trace whose inbound part is `inbound`; `rest`'s own `request`
-/// and `payload` are not used (a node leaves them empty).
-pub fn encode_trace_with_inbound(inbound: &InboundTrace<'_>, rest: EventTrace) -> EncodedTrace {
+/// Encodes a trace whose inbound part is `inbound` and whose perform
+/// attempts are `attempts` (after any of `rest`'s own); `rest`'s own
+/// `request` and `payload` are not used (a node leaves them empty).
+pub fn encode_trace_with_inbound(
+    inbound: &InboundTrace<'_>,
+    rest: EventTrace,
+    attempts: &EncodedAttempts,
+) -> EncodedTrace {
     let mut rest = trace_into_api(rest);
     rest.request = None;
     rest.payload = String::new();
@@ -59,7 +64,8 @@ pub fn encode_trace_with_inbound(inbound: &InboundTrace<'_>, rest: EventTrace) -
         + encoded_len_varint(request_len as u64)
         + request_len
         + string_len(TRACE_PAYLOAD, inbound.payload)
-        + rest.encoded_len();
+        + rest.encoded_len()
+        + attempts.as_bytes().len();
     let mut buf = Vec::with_capacity(len);
     encode_key(TRACE_REQUEST, WireType::LengthDelimited, &mut buf);
     encode_varint(request_len as u64, &mut buf);
@@ -78,6 +84,8 @@ pub fn encode_trace_with_inbound(inbound: &InboundTrace<'_>, rest: EventTrace) -
     put_string(TRACE_PAYLOAD, inbound.payload, &mut buf);
     // Writing to a Vec cannot run out of room.
     let _ = rest.encode(&mut buf);
+    // Field 6, the last: in prost's order after the rest.
+    buf.extend_from_slice(attempts.as_bytes());
     debug_assert_eq!(buf.len(), len);
     EncodedTrace::new_unchecked(buf.into())
 }
@@ -154,19 +162,19 @@ fn request_len(inbound: &InboundTrace<'_>, client_ip: &str) -> usize {
         + body_bytes
 }
 
-fn entry_len(name: &str, value: &str) -> usize {
+pub(crate) fn entry_len(name: &str, value: &str) -> usize {
     string_len(ENTRY_KEY, name) + string_len(ENTRY_VALUE, value)
 }
 
 /// A proto3 string field's length; an empty one is not written.
-fn string_len(tag: u32, value: &str) -> usize {
+pub(crate) fn string_len(tag: u32, value: &str) -> usize {
     match value.len() {
         0 => 0,
         n => key_len(tag) + encoded_len_varint(n as u64) + n,
     }
 }
 
-fn put_string(tag: u32, value: &str, buf: &mut Vec<u8>) {
+pub(crate) fn put_string(tag: u32, value: &str, buf: &mut Vec<u8>) {
     if !value.is_empty() {
         encode_key(tag, WireType::LengthDelimited, buf);
         encode_varint(value.len() as u64, buf);
@@ -232,7 +240,7 @@ mod tests {
             body_bytes: 330,
             payload: r#"{"id":"o_1"}"#,
         };
-        let encoded = encode_trace_with_inbound(&inbound, pipeline());
+        let encoded = encode_trace_with_inbound(&inbound, pipeline(), &EncodedAttempts::default());
         let expected = owned(&inbound, &pipeline());
         assert_eq!(decode_trace(encoded.as_bytes()).unwrap(), expected);
         assert_eq!(
@@ -247,7 +255,7 @@ mod tests {
         let mut rest = pipeline();
         rest.payload = "stale".into();
         rest.request.headers.insert("stale".into(), "x".into());
-        let encoded = encode_trace_with_inbound(&InboundTrace::default(), rest);
+        let encoded = encode_trace_with_inbound(&InboundTrace::default(), rest, &EncodedAttempts::default());
         assert_eq!(decode_trace(encoded.as_bytes()).unwrap(), pipeline());
     }
 
@@ -256,7 +264,10 @@ mod tests {
         let headers =
             [("x-forwarded-for", Cow::Borrowed("203.0.113.9")), ("x-forwarded-for", Cow::Borrowed("10.0.0.2"))];
         let inbound = InboundTrace { headers: &headers, ..Default::default() };
-        let decoded = decode_trace(encode_trace_with_inbound(&inbound, EventTrace::default()).as_bytes()).unwrap();
+        let decoded = decode_trace(
+            encode_trace_with_inbound(&inbound, EventTrace::default(), &EncodedAttempts::default()).as_bytes(),
+        )
+        .unwrap();
         assert_eq!(decoded.request.headers, BTreeMap::from([("x-forwarded-for".into(), "10.0.0.2".into())]));
     }
 
@@ -272,7 +283,7 @@ mod tests {
             let headers: Vec<(&str, Cow<'_, str>)> =
                 headers.iter().map(|(n, v)| (n.as_str(), Cow::Borrowed(v.as_str()))).collect();
             let inbound = InboundTrace { client_ip: ip, headers: &headers, auth_method: &auth_method, body_bytes, payload: &payload };
-            let encoded = encode_trace_with_inbound(&inbound, pipeline());
+            let encoded = encode_trace_with_inbound(&inbound, pipeline(), &EncodedAttempts::default());
             prop_assert_eq!(decode_trace(encoded.as_bytes()).unwrap(), owned(&inbound, &pipeline()));
         }
 

@@ -10,6 +10,7 @@ mod connector;
 mod connector_update;
 mod encoded;
 mod event;
+mod exchange_trace;
 mod expressions;
 mod field_mask;
 mod inbound_trace;
@@ -29,6 +30,7 @@ pub use event::{
     decode_trace, encode_trace, event_filter_from_api, event_status_to_api, event_to_api, node_event_from_api,
     node_event_to_api, node_events_from_api, node_to_api, rollout_to_api,
 };
+pub use exchange_trace::{AttemptOutcome, AttemptRequest, EncodedAttempts, StartedAttempt};
 pub use inbound_trace::{InboundTrace, encode_trace_with_inbound};
 pub use node_sync::{
     Rejection, config_delta_from_api, config_delta_to_api, limiting_from_api, limiting_to_api, merge_update_parts,

@@ -1,6 +1,7 @@
 //! How a replayed request differs from the one a stored event sent, field
 //! by field: what a team reads before it changes a live mapping.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use hookplane_model::{RenderedRequest, RequestChange};
@@ -16,10 +17,15 @@ pub const TRACE_EXCERPT: usize = 4 * 1024;
 /// ASCII a word at a time where the lossy conversion goes byte by byte
 /// (0.8k instructions of the end-to-end bench's call, for its two bodies).
 pub fn excerpt(body: &[u8]) -> String {
+    excerpt_text(body).into_owned()
+}
+
+/// The same, borrowed from `body` where its start is UTF-8.
+pub fn excerpt_text(body: &[u8]) -> Cow<'_, str> {
     let start = &body[..body.len().min(TRACE_EXCERPT)];
     match std::str::from_utf8(start) {
-        Ok(text) => text.to_owned(),
-        Err(_) => String::from_utf8_lossy(start).into_owned(),
+        Ok(text) => Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(start),
     }
 }
 

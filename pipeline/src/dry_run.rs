@@ -125,7 +125,7 @@ impl DryRun<'_> {
 fn shown(request: &OutboundRequest) -> RenderedRequest {
     RenderedRequest {
         method: request.method.to_string(),
-        url: crate::redact::traced_url(&request.url),
+        url: crate::redact::traced_url(&request.url).into_owned(),
         headers: request
             .headers
             .iter()

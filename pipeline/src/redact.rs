@@ -81,16 +81,16 @@ impl Redactor {
 
 /// The URL as a trace shows it: credentials in its userinfo
 /// (`https://user:pass@host/`) are replaced, whatever wrote them there.
-pub fn traced_url(url: &url::Url) -> String {
+pub fn traced_url(url: &url::Url) -> Cow<'_, str> {
     if url.username().is_empty() && url.password().is_none() {
-        return url.to_string();
+        return Cow::Borrowed(url.as_str());
     }
     let mut shown = url.clone();
     let _ = shown.set_username(REDACTED_WORD);
     if url.password().is_some() {
         let _ = shown.set_password(Some(REDACTED_WORD));
     }
-    shown.into()
+    Cow::Owned(shown.into())
 }
 
 #[cfg(test)]

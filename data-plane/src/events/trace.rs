@@ -13,7 +13,7 @@
 //! connection's next request (measured: ~2 % of the node's CPU, and a
 //! lagging queue worth 8 KiB per event instead of its trace's size).
 
-use hookplane_convert::EncodedTrace;
+use hookplane_convert::{EncodedAttempts, EncodedTrace};
 use std::borrow::Cow;
 use std::net::IpAddr;
 
@@ -49,8 +49,8 @@ impl InboundRequest<'_> {
     /// The whole trace's encoding: this request's part, with credentials
     /// and secret values replaced, then what the pipeline recorded
     /// (`pipeline`, secrets already redacted, its `request` and `payload`
-    /// left empty).
-    pub fn encode_trace(&self, pipeline: EventTrace) -> EncodedTrace {
+    /// left empty) and its perform `attempts`.
+    pub fn encode_trace(&self, pipeline: EventTrace, attempts: &EncodedAttempts) -> EncodedTrace {
         // On the stack for a call of up to `INLINE_HEADERS` headers.
         let headers: SmallVec<[(&str, Cow<'_, str>); INLINE_HEADERS]> =
             self.headers.iter().map(|(name, value)| (name.as_str(), self.shown(name.as_str(), value))).collect();
@@ -62,7 +62,7 @@ impl InboundRequest<'_> {
             body_bytes: self.body.len() as u64,
             payload: &payload,
         };
-        convert::encode_trace_with_inbound(&trace, pipeline)
+        convert::encode_trace_with_inbound(&trace, pipeline, attempts)
     }
 
     /// A header's value as the trace shows it.
@@ -151,7 +151,7 @@ mod tests {
             redactor: &redactor,
         };
         let pipeline = EventTrace { processed: r#"{"ok":true}"#.into(), ..Default::default() };
-        decode_trace(inbound.encode_trace(pipeline).as_bytes()).unwrap()
+        decode_trace(inbound.encode_trace(pipeline, &EncodedAttempts::default()).as_bytes()).unwrap()
     }
 
     #[test]

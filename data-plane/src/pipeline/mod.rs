@@ -8,11 +8,15 @@
 //! request's part of the trace, which the endpoint writes from the
 //! request's buffers ([`crate::events::trace`]).
 
+mod attempts;
 pub mod error;
+
+pub use attempts::Attempts;
 
 pub use hookplane_pipeline::{redact, render as request};
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -60,8 +64,11 @@ pub struct Execution {
     pub outcome: Outcome,
     pub response_code: Option<i32>,
     pub error: Option<String>,
-    /// What the pipeline did; the inbound request's part is left empty.
+    /// What the pipeline did but its perform attempts; the inbound
+    /// request's part is left empty.
     pub trace: EventTrace,
+    /// The perform attempts, recorded as they happened.
+    pub attempts: Attempts,
     /// The secret values the execution read.
     pub redactor: Redactor,
 }
@@ -98,19 +105,19 @@ impl Executor {
                 redactor.add(value);
             }
         }
-        let mut run = Run { trace: EventTrace::default(), redactor };
+        let mut run = Run { trace: EventTrace::default(), attempts: Attempts::default(), redactor };
         let result = self.run(deployed, plan, payload, depth, &secrets, &mut run).await;
-        let Run { mut trace, redactor } = run;
+        let Run { mut trace, attempts, redactor } = run;
         redactor.scrub_trace(&mut trace);
-        // The code of the last answer the target gave, whatever came after.
-        let response_code = trace.perform_attempts.iter().rev().find_map(|attempt| attempt.status);
+        let response_code = attempts.last_status();
         match result {
-            Ok(outcome) => Execution { outcome, response_code, error: None, trace, redactor },
+            Ok(outcome) => Execution { outcome, response_code, error: None, trace, attempts, redactor },
             Err(error) => Execution {
                 outcome: Outcome::Failed,
                 response_code,
                 error: Some(redactor.scrub(&error.to_string()).into_owned()),
                 trace,
+                attempts,
                 redactor,
             },
         }
@@ -150,7 +157,7 @@ impl Executor {
         let mut request = render_perform(&spec.perform, programs, &deployed.perform, &scope, &mut budget, depth)
             .map_err(steps::StepError::Render)?;
         self.authorize(deployed, &scope, &mut budget, &mut request, &mut run.redactor).await?;
-        Box::pin(self.perform(request, plan, deployed, run)).await
+        Box::pin(self.perform(request, plan, deployed, &mut run.attempts, &run.redactor)).await
     }
 
     /// Calls the lookup API and parses its answer as `$lookup`, recording
@@ -252,13 +259,15 @@ impl Executor {
     }
 
     /// Sends the perform request with the plan's retries, through the
-    /// target's circuit breaker.
+    /// target's circuit breaker, recording each attempt with the secret
+    /// values `redactor` knows, which are all the execution reads.
     async fn perform(
         &self,
         request: OutboundRequest,
         plan: &Plan,
         deployed: &DeployedConnector,
-        run: &mut Run,
+        recorded: &mut Attempts,
+        redactor: &Redactor,
     ) -> Result<Outcome, ExecutionError> {
         let retry = deployed.connector.spec.perform.retry;
         let attempts = if plan.retries_enabled { retry.max_attempts.max(1) } else { 1 };
@@ -283,20 +292,18 @@ impl Executor {
                 return Err(ExecutionError::CircuitOpen);
             }
             let current = request.as_ref().expect("taken by the last attempt, after which the loop ends");
-            let mut exchange = exchange_trace(current);
+            let trace = recorded.start(current, redactor);
             let started = Instant::now();
             let sent = if attempt < attempts { current.clone() } else { request.take().expect("not taken yet") };
             let result = self.outbound.send(sent, MAX_EXCERPT).await;
-            exchange.duration_ms = started.elapsed().as_millis() as u64;
+            let duration_ms = started.elapsed().as_millis() as u64;
             let mut wait = None;
             let (error, retryable, healthy) = match result {
                 Ok(response) => {
                     let status = response.status;
-                    exchange.status = Some(i32::from(status.as_u16()));
-                    exchange.response_excerpt = excerpt(&response.body);
+                    recorded.answered(trace, status, &response.body, duration_ms, redactor);
                     if status.is_success() {
-                        run.trace.perform_attempts.push(exchange);
-                        self.record_outcome(&target, true, deployed, &run.redactor);
+                        self.record_outcome(&target, true, deployed, redactor);
                         return Ok(Outcome::Completed);
                     }
                     if status == StatusCode::TOO_MANY_REQUESTS {
@@ -307,13 +314,12 @@ impl Executor {
                     (ExecutionError::TargetStatus(status.as_u16()), retryable, !server_error)
                 }
                 Err(err) => {
-                    exchange.error = err.to_string();
+                    recorded.failed(trace, &err.to_string(), duration_ms, redactor);
                     let transient = err.is_transient();
                     (ExecutionError::Exchange(err), transient, !transient)
                 }
             };
-            run.trace.perform_attempts.push(exchange);
-            self.record_outcome(&target, healthy, deployed, &run.redactor);
+            self.record_outcome(&target, healthy, deployed, redactor);
             if !retryable || attempt >= attempts {
                 return Err(error);
             }
@@ -330,21 +336,25 @@ impl Executor {
 /// The state an execution builds up.
 struct Run {
     trace: EventTrace,
+    attempts: Attempts,
     redactor: Redactor,
 }
 
+/// A lookup's exchange as its trace starts: the request (the perform's
+/// attempts are recorded by [`Attempts`]).
 fn exchange_trace(request: &OutboundRequest) -> HttpExchangeTrace {
+    // Inserted one by one, a later value of a name replacing an earlier
+    // one as collecting would, without collecting them into a `Vec` and
+    // sorting it first; names and methods copied as text, not formatted.
+    let mut request_headers = BTreeMap::new();
+    for (name, value) in &request.headers {
+        let shown = if value.is_sensitive() { "[redacted]" } else { value.to_str().unwrap_or("[binary]") };
+        request_headers.insert(name.as_str().to_owned(), shown.to_owned());
+    }
     HttpExchangeTrace {
-        method: request.method.to_string(),
-        url: redact::traced_url(&request.url),
-        request_headers: request
-            .headers
-            .iter()
-            .map(|(name, value)| {
-                let shown = if value.is_sensitive() { "[redacted]" } else { value.to_str().unwrap_or("[binary]") };
-                (name.to_string(), shown.to_owned())
-            })
-            .collect(),
+        method: request.method.as_str().to_owned(),
+        url: redact::traced_url(&request.url).into_owned(),
+        request_headers,
         request_body: excerpt(&request.body),
         ..Default::default()
     }

@@ -185,7 +185,7 @@ impl Ingress {
             node_id: self.node_id.clone(),
             create_time: received,
             duration_ms: 0,
-            trace: convert::encode_trace_with_inbound(&inbound, EventTrace::default()),
+            trace: convert::encode_trace_with_inbound(&inbound, EventTrace::default(), &Default::default()),
         })
     }
 }

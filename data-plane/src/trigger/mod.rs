@@ -285,10 +285,10 @@ impl Ingress {
             call;
         let payload = payload.into_value().map_err(|e| Refusal::InvalidJson(e.to_string()))?;
         let execution = self.executor.execute(snapshot, deployed, plan, &payload, depth).await;
-        for attempt in &execution.trace.perform_attempts {
-            self.metrics.performed(attempt.status);
+        for status in execution.attempts.statuses() {
+            self.metrics.performed(*status);
         }
-        self.metrics.attempted(execution.trace.perform_attempts.len());
+        self.metrics.attempted(execution.attempts.statuses().len());
         let status = execution.outcome.event_status();
         // The request's headers and body are written into the trace now,
         // while hyper's read buffer they live in is still ours to release.
@@ -300,7 +300,7 @@ impl Ingress {
             connector: deployed,
             redactor: &execution.redactor,
         };
-        let trace = inbound.encode_trace(execution.trace);
+        let trace = inbound.encode_trace(execution.trace, execution.attempts.encoded());
         let connector = &deployed.connector;
         let receipt = self.events.record(Event {
             id: event_id,
