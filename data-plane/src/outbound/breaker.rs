@@ -101,14 +101,15 @@ impl Breakers {
 
     /// Whether a call to `target` may go out now.
     pub fn admit(&self, target: &str) -> Admission {
-        let now = Instant::now();
+        // The clock is read only where an open breaker asks: healthy
+        // targets, nearly every call, need no time.
         let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
         match states.get_mut(target) {
             None | Some(State::Closed { .. }) => Admission::Allowed,
             Some(State::Probing) => Admission::Refused,
             Some(state @ State::Open { .. }) => {
                 let State::Open { until } = *state else { unreachable!() };
-                if now < until {
+                if Instant::now() < until {
                     Admission::Refused
                 } else {
                     *state = State::Probing;
@@ -131,13 +132,14 @@ impl Breakers {
     }
 
     fn transition(&self, target: &str, success: bool) -> Transition {
-        let now = Instant::now();
         let settings = self.settings;
         let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
         if success && !states.contains_key(target) {
-            // Healthy targets need no state: nothing to allocate or evict.
+            // Healthy targets need no state: nothing to allocate or evict,
+            // and no time to read.
             return Transition::None;
         }
+        let now = Instant::now();
         let state = states.entry(target.to_owned()).or_insert(State::Closed { since: now, calls: 0, failures: 0 });
         match state {
             State::Probing if success => {
