@@ -216,13 +216,41 @@ impl Executed<'_> {
     /// `{"status":"accepted","event_id":N}` for accepted.
     pub fn into_response(self, rate: Option<RateStatus>) -> Response<Full<Bytes>> {
         let (status, body) = match self.status {
-            Outcome::Completed | Outcome::Skipped => (StatusCode::OK, json_body(&self)),
-            Outcome::Failed => (StatusCode::INTERNAL_SERVER_ERROR, json_body(&self)),
+            Outcome::Completed | Outcome::Skipped => (StatusCode::OK, self.json()),
+            Outcome::Failed => (StatusCode::INTERNAL_SERVER_ERROR, self.json()),
             Outcome::Accepted => {
                 (StatusCode::ACCEPTED, json_body(&EventOnlyBody { status: "accepted", event_id: self.event_id }))
             }
         };
         json_response(status, body, rate)
+    }
+}
+
+impl Executed<'_> {
+    /// The body serde writes for this struct, written directly in one
+    /// allocation of its size: through serde into a buffer it cost 1.5k
+    /// instructions, each answer of every call.
+    fn json(&self) -> Bytes {
+        let (mut event_id, mut code) = (itoa::Buffer::new(), itoa::Buffer::new());
+        let event_id = event_id.format(self.event_id);
+        let code = self.response_code.map_or("null", |c| code.format(c));
+        // Only a failed call's: escaped as serde escapes it.
+        let error = self.error.map(|e| serde_json::to_string(e).expect("a string serialises"));
+        let parts = [
+            "{\"status\":\"",
+            self.status.name(),
+            "\",\"event_id\":",
+            event_id,
+            ",\"response_code\":",
+            code,
+            if error.is_some() { ",\"error\":" } else { "" },
+            error.as_deref().unwrap_or_default(),
+            "}",
+        ];
+        let mut body = Vec::with_capacity(parts.iter().map(|part| part.len()).sum());
+        parts.iter().for_each(|part| body.extend_from_slice(part.as_bytes()));
+        // Exactly full, so `Bytes` takes it without a second allocation.
+        Bytes::from(body)
     }
 }
 
@@ -252,6 +280,19 @@ pub fn json_response(status: StatusCode, body: Bytes, rate: Option<RateStatus>) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_answer_is_written_as_serde_writes_it() {
+        let errors = [None, Some(""), Some("target answered 502"), Some("a \"quoted\" \\ é\u{1}\n")];
+        for status in [Outcome::Completed, Outcome::Skipped, Outcome::Failed] {
+            for (event_id, response_code) in [(0, None), (7, Some(200)), (i64::MAX, Some(-1)), (-3, Some(i32::MAX))] {
+                for error in errors {
+                    let executed = Executed { status, event_id, response_code, error };
+                    assert_eq!(executed.json(), serde_json::to_vec(&executed).unwrap(), "{executed:?}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn each_outcome_has_its_status_and_body() {
