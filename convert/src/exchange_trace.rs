@@ -18,7 +18,7 @@ use std::borrow::Cow;
 
 use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, int32, key_len, message};
 
-use crate::inbound_trace::{entry_len, put_string, string_len};
+use crate::inbound_trace::{map_len, put_map, put_string, string_len};
 use crate::validate::duration_to_api;
 
 /// `EventTrace.perform_attempts`.
@@ -37,9 +37,6 @@ const OUTCOME_ROOM: usize = 64;
 /// Bytes of an answer's excerpt and error an attempt's start makes room
 /// for: most answers to a webhook call are shorter.
 const ANSWER_ROOM: usize = 512;
-/// A map entry's key and value.
-const ENTRY_KEY: u32 = 1;
-const ENTRY_VALUE: u32 = 2;
 
 /// An attempt's request, as the trace shows it (credentials and secret
 /// values already replaced).
@@ -79,21 +76,13 @@ impl EncodedAttempts {
     /// Writes an attempt's request, before it is sent (sending gives the
     /// request away).
     pub fn start(&mut self, request: &AttemptRequest<'_>) -> StartedAttempt {
-        let headers: usize = request
-            .headers
-            .iter()
-            .map(|(name, value)| {
-                let entry = entry_len(name, value);
-                key_len(EXCHANGE_REQUEST_HEADERS) + encoded_len_varint(entry as u64) + entry
-            })
-            .sum();
         // Room for the request and most answers in one allocation, where
         // growing as written reallocated five times and an exact room for
         // the request once more for the answer (0.8k instructions).
         self.bytes.reserve(
             string_len(EXCHANGE_METHOD, request.method)
                 + string_len(EXCHANGE_URL, request.url)
-                + headers
+                + map_len(EXCHANGE_REQUEST_HEADERS, request.headers)
                 + string_len(EXCHANGE_REQUEST_BODY, request.body)
                 + OUTCOME_ROOM
                 + ANSWER_ROOM,
@@ -102,12 +91,7 @@ impl EncodedAttempts {
         let buf = &mut self.bytes;
         put_string(EXCHANGE_METHOD, request.method, buf);
         put_string(EXCHANGE_URL, request.url, buf);
-        for (name, value) in request.headers {
-            encode_key(EXCHANGE_REQUEST_HEADERS, WireType::LengthDelimited, buf);
-            encode_varint(entry_len(name, value) as u64, buf);
-            put_string(ENTRY_KEY, name, buf);
-            put_string(ENTRY_VALUE, value, buf);
-        }
+        put_map(EXCHANGE_REQUEST_HEADERS, request.headers, buf);
         put_string(EXCHANGE_REQUEST_BODY, request.body, buf);
         StartedAttempt { at }
     }

@@ -70,12 +70,7 @@ pub fn encode_trace_with_inbound(
     encode_key(TRACE_REQUEST, WireType::LengthDelimited, &mut buf);
     encode_varint(request_len as u64, &mut buf);
     put_string(REQUEST_CLIENT_IP, client_ip, &mut buf);
-    for (name, value) in inbound.headers {
-        encode_key(REQUEST_HEADERS, WireType::LengthDelimited, &mut buf);
-        encode_varint(entry_len(name, value) as u64, &mut buf);
-        put_string(ENTRY_KEY, name, &mut buf);
-        put_string(ENTRY_VALUE, value, &mut buf);
-    }
+    put_map(REQUEST_HEADERS, inbound.headers, &mut buf);
     put_string(REQUEST_AUTH_METHOD, inbound.auth_method, &mut buf);
     if inbound.body_bytes != 0 {
         encode_key(REQUEST_BODY_BYTES, WireType::Varint, &mut buf);
@@ -144,14 +139,7 @@ impl IpText {
 
 /// Length of the `InboundRequestTrace` message, without its key and length.
 fn request_len(inbound: &InboundTrace<'_>, client_ip: &str) -> usize {
-    let headers: usize = inbound
-        .headers
-        .iter()
-        .map(|(name, value)| {
-            let entry = entry_len(name, value);
-            key_len(REQUEST_HEADERS) + encoded_len_varint(entry as u64) + entry
-        })
-        .sum();
+    let headers = map_len(REQUEST_HEADERS, inbound.headers);
     let body_bytes = match inbound.body_bytes {
         0 => 0,
         n => key_len(REQUEST_BODY_BYTES) + encoded_len_varint(n),
@@ -162,7 +150,29 @@ fn request_len(inbound: &InboundTrace<'_>, client_ip: &str) -> usize {
         + body_bytes
 }
 
-pub(crate) fn entry_len(name: &str, value: &str) -> usize {
+/// A `map<string, string>` field's length, an entry per pair.
+pub(crate) fn map_len(tag: u32, entries: &[(&str, Cow<'_, str>)]) -> usize {
+    entries
+        .iter()
+        .map(|(name, value)| {
+            let entry = entry_len(name, value);
+            key_len(tag) + encoded_len_varint(entry as u64) + entry
+        })
+        .sum()
+}
+
+/// Writes a `map<string, string>` field, an entry per pair in order: a
+/// name given twice keeps its last value when decoded, as in a map.
+pub(crate) fn put_map(tag: u32, entries: &[(&str, Cow<'_, str>)], buf: &mut Vec<u8>) {
+    for (name, value) in entries {
+        encode_key(tag, WireType::LengthDelimited, buf);
+        encode_varint(entry_len(name, value) as u64, buf);
+        put_string(ENTRY_KEY, name, buf);
+        put_string(ENTRY_VALUE, value, buf);
+    }
+}
+
+fn entry_len(name: &str, value: &str) -> usize {
     string_len(ENTRY_KEY, name) + string_len(ENTRY_VALUE, value)
 }
 
