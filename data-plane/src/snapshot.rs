@@ -16,8 +16,6 @@ use hookplane_model::{
 };
 use hookplane_pipeline::render::{PreparedPerform, parse_constant_url};
 
-use crate::outbound::breaker::breaker_key;
-
 /// A connector ready to serve: its configuration compiled and its secrets
 /// opened, once, when the snapshot is built (`hookplane_model`'s
 /// `compile_connector`, as the control plane checked it on save).
@@ -31,8 +29,6 @@ pub struct DeployedConnector {
     pub credentials: Box<[Credential]>,
     /// What of the perform renders the same on every call.
     pub perform: PreparedPerform,
-    /// The perform's circuit breaker, where its URL is literal text.
-    pub perform_breaker: Option<String>,
     /// The lookup's URL, parsed once where its template is literal text.
     pub lookup_url: Option<url::Url>,
     /// Config version at which it last changed.
@@ -93,7 +89,6 @@ impl DeployedConnector {
             })
             .collect::<Result<_, PrepareError>>()?;
         let perform = PreparedPerform::new(&spec.perform, &programs);
-        let perform_breaker = perform.url.as_ref().map(breaker_key);
         let lookup_url = spec.lookup.as_ref().and_then(|lookup| parse_constant_url(&programs, lookup.url));
         let connector = Connector {
             id: connector.id,
@@ -104,7 +99,7 @@ impl DeployedConnector {
             update_time: connector.update_time,
             revision: connector.revision,
         };
-        Ok(DeployedConnector { connector, programs, credentials, perform, perform_breaker, lookup_url, version })
+        Ok(DeployedConnector { connector, programs, credentials, perform, lookup_url, version })
     }
 
     /// The credential of `kind` whose SHA-256 is `sha256`. A connector has a

@@ -218,7 +218,7 @@ pub fn render_perform(
         }
         BodyType::Json => {
             let values = field_values(perform, programs, scope, budget)?;
-            let body = json_body::write(programs, prepared.body.as_ref(), values)?;
+            let body = json_body::write(perform, programs, prepared.body.as_ref(), values)?;
             (Some(Ok(HeaderValue::from_static("application/json"))), body)
         }
         BodyType::FormUrlencoded => {

@@ -7,6 +7,7 @@
 //! breaker, its failure opens it again. The lock is held for a few
 //! instructions, never across an await.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -35,14 +36,18 @@ impl Default for BreakerSettings {
 }
 
 /// A breaker's target: a URL's scheme, host, port and path, not its query
-/// or credentials.
-pub fn breaker_key(url: &url::Url) -> String {
+/// or credentials. Without credentials, the usual case, that is the start
+/// of the URL's text, borrowed.
+pub fn breaker_key(url: &url::Url) -> Cow<'_, str> {
+    if url.username().is_empty() && url.password().is_none() {
+        return Cow::Borrowed(&url[..url::Position::AfterPath]);
+    }
     let mut key = url.clone();
     key.set_query(None);
     key.set_fragment(None);
     let _ = key.set_username("");
     let _ = key.set_password(None);
-    key.into()
+    Cow::Owned(key.into())
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -193,6 +198,23 @@ mod tests {
     fn breakers_are_keyed_without_query_or_credentials() {
         let url = url::Url::parse("https://user:pw@api.example.com:8443/orders?id=7#x").unwrap();
         assert_eq!(breaker_key(&url), "https://api.example.com:8443/orders");
+        for text in [
+            "https://api.example.com",
+            "https://api.example.com/orders/7?id=7&x=%20#frag",
+            "http://127.0.0.1:8080/a/b/?",
+            "http://[::1]:9000/p%2Fq#",
+            "https://token@hooks.example.com/services/T1/B2?x=1",
+            "https://:pw@api.example.com/",
+        ] {
+            let url = url::Url::parse(text).unwrap();
+            // What the key is by definition: the URL stripped of the rest.
+            let mut stripped = url.clone();
+            stripped.set_query(None);
+            stripped.set_fragment(None);
+            let _ = stripped.set_username("");
+            let _ = stripped.set_password(None);
+            assert_eq!(breaker_key(&url), stripped.as_str(), "{text}");
+        }
     }
 
     fn quick() -> Breakers {

@@ -277,10 +277,11 @@ impl Executor {
             Duration::from_millis(retry.initial_backoff_ms)
         };
         // Breakers are per target URL without its query: a literal URL's,
-        // worked out on deploy, is the same whatever query a call adds.
-        let target = match &deployed.perform_breaker {
-            Some(key) => Cow::Borrowed(key.as_str()),
-            None => Cow::Owned(breaker_key(&request.url)),
+        // parsed on deploy, is the same whatever query a call adds, and is
+        // borrowed from the connector for as long as the attempts take.
+        let target = match &deployed.perform.url {
+            Some(url) => breaker_key(url),
+            None => Cow::Owned(breaker_key(&request.url).into_owned()),
         };
         // Sending consumes a request: each attempt but the last sends a
         // copy, and the last (the only one, without retries) the request.
