@@ -63,6 +63,9 @@ pub struct AttemptOutcome<'a> {
 #[derive(Clone, Debug, Default)]
 pub struct EncodedAttempts {
     bytes: Vec<u8>,
+    /// The end of the last finished entry: an attempt started and never
+    /// finished is left out, not written as half an entry.
+    finished: usize,
 }
 
 /// An attempt whose request is written and whose outcome is not yet.
@@ -76,6 +79,7 @@ impl EncodedAttempts {
     /// Writes an attempt's request, before it is sent (sending gives the
     /// request away).
     pub fn start(&mut self, request: &AttemptRequest<'_>) -> StartedAttempt {
+        self.bytes.truncate(self.finished);
         // Room for the request and most answers in one allocation, where
         // growing as written reallocated five times and an exact room for
         // the request once more for the answer (0.8k instructions).
@@ -123,11 +127,12 @@ impl EncodedAttempts {
         buf.resize(end + prefix_len, 0);
         buf.copy_within(started.at..end, started.at + prefix_len);
         buf[started.at..started.at + prefix_len].copy_from_slice(&prefix[..prefix_len]);
+        self.finished = buf.len();
     }
 
-    /// The entries written, each finished.
+    /// The finished entries.
     pub(crate) fn as_bytes(&self) -> &[u8] {
-        &self.bytes
+        &self.bytes[..self.finished]
     }
 }
 
@@ -190,6 +195,22 @@ mod tests {
         let expected = EventTrace { perform_attempts: attempts.iter().map(|(r, o)| owned(r, o)).collect(), ..rest };
         assert_eq!(trace.as_bytes(), encode_trace(expected.clone()).as_bytes());
         assert_eq!(decode_trace(trace.as_bytes()).unwrap(), expected);
+    }
+
+    #[test]
+    fn an_attempt_never_finished_is_left_out() {
+        let request = AttemptRequest { method: "POST", url: "https://erp.example.com/", ..Default::default() };
+        let mut attempts = encoded(&[(request, AttemptOutcome { status: Some(503), ..Default::default() })]);
+        let _abandoned = attempts.start(&request);
+        let decoded = |attempts: &EncodedAttempts| {
+            let trace = encode_trace_with_inbound(&InboundTrace::default(), EventTrace::default(), attempts);
+            decode_trace(trace.as_bytes()).unwrap().perform_attempts
+        };
+        assert_eq!(decoded(&attempts).len(), 1);
+        let started = attempts.start(&request);
+        attempts.finish(started, &AttemptOutcome { status: Some(200), ..Default::default() });
+        let statuses: Vec<Option<i32>> = decoded(&attempts).iter().map(|a| a.status).collect();
+        assert_eq!(statuses, [Some(503), Some(200)]);
     }
 
     #[test]
