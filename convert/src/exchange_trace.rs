@@ -18,7 +18,7 @@ use std::borrow::Cow;
 
 use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, int32, key_len, message};
 
-use crate::inbound_trace::{map_len, put_map, put_string, string_len};
+use crate::trace_fields::{map_len, put_map, put_string, string_len};
 use crate::validate::duration_to_api;
 
 /// `EventTrace.perform_attempts`.

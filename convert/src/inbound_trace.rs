@@ -18,6 +18,7 @@ use prost::Message as _;
 use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, key_len};
 
 use super::event::trace_into_api;
+use crate::trace_fields::{map_len, put_map, put_string, string_len};
 use crate::{EncodedAttempts, EncodedTrace};
 use hookplane_model::EventTrace;
 
@@ -29,9 +30,6 @@ const REQUEST_CLIENT_IP: u32 = 1;
 const REQUEST_HEADERS: u32 = 2;
 const REQUEST_AUTH_METHOD: u32 = 3;
 const REQUEST_BODY_BYTES: u32 = 4;
-/// A map entry's key and value.
-const ENTRY_KEY: u32 = 1;
-const ENTRY_VALUE: u32 = 2;
 
 /// The inbound request's part of a trace, borrowed from the request.
 #[derive(Clone, Debug, Default)]
@@ -148,48 +146,6 @@ fn request_len(inbound: &InboundTrace<'_>, client_ip: &str) -> usize {
         + headers
         + string_len(REQUEST_AUTH_METHOD, inbound.auth_method)
         + body_bytes
-}
-
-/// A `map<string, string>` field's length, an entry per pair.
-pub(crate) fn map_len(tag: u32, entries: &[(&str, Cow<'_, str>)]) -> usize {
-    entries
-        .iter()
-        .map(|(name, value)| {
-            let entry = entry_len(name, value);
-            key_len(tag) + encoded_len_varint(entry as u64) + entry
-        })
-        .sum()
-}
-
-/// Writes a `map<string, string>` field, an entry per pair in order: a
-/// name given twice keeps its last value when decoded, as in a map.
-pub(crate) fn put_map(tag: u32, entries: &[(&str, Cow<'_, str>)], buf: &mut Vec<u8>) {
-    for (name, value) in entries {
-        encode_key(tag, WireType::LengthDelimited, buf);
-        encode_varint(entry_len(name, value) as u64, buf);
-        put_string(ENTRY_KEY, name, buf);
-        put_string(ENTRY_VALUE, value, buf);
-    }
-}
-
-fn entry_len(name: &str, value: &str) -> usize {
-    string_len(ENTRY_KEY, name) + string_len(ENTRY_VALUE, value)
-}
-
-/// A proto3 string field's length; an empty one is not written.
-pub(crate) fn string_len(tag: u32, value: &str) -> usize {
-    match value.len() {
-        0 => 0,
-        n => key_len(tag) + encoded_len_varint(n as u64) + n,
-    }
-}
-
-pub(crate) fn put_string(tag: u32, value: &str, buf: &mut Vec<u8>) {
-    if !value.is_empty() {
-        encode_key(tag, WireType::LengthDelimited, buf);
-        encode_varint(value.len() as u64, buf);
-        buf.extend_from_slice(value.as_bytes());
-    }
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ mod secret;
 mod signature;
 mod subscription;
 mod test_run;
+mod trace_fields;
 mod validate;
 mod wire;
 

@@ -10,7 +10,6 @@
 
 pub mod diff;
 pub mod dry_run;
-mod json_body;
 pub mod redact;
 pub mod render;
 pub mod steps;

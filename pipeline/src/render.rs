@@ -14,8 +14,9 @@ use serde_json::Value;
 
 use hookplane_egress::client::OutboundRequest;
 
-pub use crate::json_body::json_bytes;
-use crate::json_body::{self, BodyShape};
+mod json_body;
+
+pub use json_body::{BodyShape, json_bytes};
 
 /// The header that counts hops between hookplane connectors (SPEC §4).
 pub static DEPTH_HEADER: HeaderName = HeaderName::from_static("x-hookplane-depth");

@@ -23,7 +23,7 @@ use serde::Serialize;
 use serde::ser::SerializeMap as _;
 use serde_json::Value;
 
-use crate::render::{FieldValue, RenderError};
+use super::{FieldValue, RenderError};
 
 /// Bodies up to this size are written on the stack first: the node's
 /// answers, and most perform bodies.
