@@ -7,7 +7,7 @@ use hookplane_expr::{Budget, Limits, ProgramSet, Scope, SecretSource};
 use hookplane_model::{ConnectorSpec, Deployed, RenderedRequest, TestFailure, TestRun, TestStep};
 use serde_json::Value;
 
-use crate::redact::{REDACTED, Redactor};
+use crate::redact::{Redactor, shown_header};
 use crate::render::{PreparedPerform, RenderError, Target, render_perform, render_target};
 use crate::steps::{self, Credential, StepError};
 
@@ -129,10 +129,7 @@ fn shown(request: &OutboundRequest) -> RenderedRequest {
         headers: request
             .headers
             .iter()
-            .map(|(name, value)| {
-                let text = if value.is_sensitive() { REDACTED } else { value.to_str().unwrap_or("[binary]") };
-                (name.to_string(), text.to_owned())
-            })
+            .map(|(name, value)| (name.to_string(), shown_header(value).to_owned()))
             .collect(),
         body: String::from_utf8_lossy(&request.body).into_owned(),
     }

@@ -79,6 +79,16 @@ impl Redactor {
     }
 }
 
+/// An outbound header's value as a trace or a dry run shows it: hidden
+/// where the request marks it sensitive (its credentials), and named where
+/// it is not text.
+pub fn shown_header(value: &hyper::header::HeaderValue) -> &str {
+    if value.is_sensitive() {
+        return REDACTED;
+    }
+    value.to_str().unwrap_or("[binary]")
+}
+
 /// The URL as a trace shows it: credentials in its userinfo
 /// (`https://user:pass@host/`) are replaced, whatever wrote them there.
 pub fn traced_url(url: &url::Url) -> Cow<'_, str> {
@@ -96,6 +106,15 @@ pub fn traced_url(url: &url::Url) -> Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sensitive_and_binary_header_values_are_not_shown() {
+        let mut credential = hyper::header::HeaderValue::from_static("Bearer t0k3n");
+        credential.set_sensitive(true);
+        assert_eq!(shown_header(&credential), REDACTED);
+        assert_eq!(shown_header(&hyper::header::HeaderValue::from_bytes(b"\xff").unwrap()), "[binary]");
+        assert_eq!(shown_header(&hyper::header::HeaderValue::from_static("application/json")), "application/json");
+    }
 
     #[test]
     fn traced_urls_hide_their_userinfo() {

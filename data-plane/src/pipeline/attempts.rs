@@ -14,7 +14,7 @@ use std::borrow::Cow;
 use hookplane_convert::{AttemptOutcome, AttemptRequest, EncodedAttempts, StartedAttempt};
 use hookplane_egress::client::OutboundRequest;
 use hookplane_pipeline::diff::excerpt_text;
-use hookplane_pipeline::redact::{self, REDACTED, Redactor};
+use hookplane_pipeline::redact::{self, Redactor};
 use hyper::StatusCode;
 use smallvec::SmallVec;
 
@@ -41,10 +41,7 @@ impl Attempts {
         let headers: SmallVec<[(&str, Cow<'_, str>); INLINE_HEADERS]> = request
             .headers
             .iter()
-            .map(|(name, value)| {
-                let shown = if value.is_sensitive() { REDACTED } else { value.to_str().unwrap_or("[binary]") };
-                (name.as_str(), redactor.scrub(shown))
-            })
+            .map(|(name, value)| (name.as_str(), redactor.scrub(redact::shown_header(value))))
             .collect();
         self.encoded.start(&AttemptRequest {
             method: request.method.as_str(),

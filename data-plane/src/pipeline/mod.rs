@@ -349,8 +349,7 @@ fn exchange_trace(request: &OutboundRequest) -> HttpExchangeTrace {
     // sorting it first; names and methods copied as text, not formatted.
     let mut request_headers = BTreeMap::new();
     for (name, value) in &request.headers {
-        let shown = if value.is_sensitive() { "[redacted]" } else { value.to_str().unwrap_or("[binary]") };
-        request_headers.insert(name.as_str().to_owned(), shown.to_owned());
+        request_headers.insert(name.as_str().to_owned(), redact::shown_header(value).to_owned());
     }
     HttpExchangeTrace {
         method: request.method.as_str().to_owned(),
