@@ -201,8 +201,15 @@ impl Store {
             return None;
         }
         let statement = insert_statement(self.backend, statement_size(events.len()), OnStored::Fail);
-        match bind_events(sqlx::query(statement), events.iter().copied()).execute(&self.writer).await {
-            Ok(_) => Some(events.iter().map(|e| e.id).collect()),
+        let stored = match &self.sqlite_events {
+            Some(typed) => match self.writer.acquire().await {
+                Ok(mut turn) => typed.insert_fresh(statement, events, &mut turn).await,
+                Err(err) => Err(err),
+            },
+            None => bind_events(sqlx::query(statement), events.iter().copied()).execute(&self.writer).await.map(drop),
+        };
+        match stored {
+            Ok(()) => Some(events.iter().map(|e| e.id).collect()),
             // Usually an event sent again; any other failure the transaction
             // meets too, and reports.
             Err(err) => {
@@ -294,162 +301,4 @@ impl Store {
 }
 
 #[cfg(test)]
-mod tests {
-    use hookplane_convert::encode_trace;
-
-    use super::*;
-
-    async fn sqlite_store(dir: &tempfile::TempDir) -> Store {
-        let url = format!("sqlite://{}?mode=rwc", dir.path().join("events.db").display());
-        Store::connect(&url).await.unwrap()
-    }
-
-    fn refs(events: &[Event<EncodedTrace>]) -> Vec<&Event<EncodedTrace>> {
-        events.iter().collect()
-    }
-
-    fn events(ids: std::ops::RangeInclusive<i64>) -> Vec<Event<EncodedTrace>> {
-        ids.map(|id| Event {
-            id,
-            organization_id: "org_1".into(),
-            connector_id: "con_1".into(),
-            status: EventStatus::Completed,
-            response_code: Some(200),
-            error: String::new(),
-            node_id: "node-a".into(),
-            create_time: hookplane_model::now(),
-            duration_ms: 1,
-            trace: encode_trace(EventTrace { payload: format!("{{\"n\":{id}}}"), ..Default::default() }),
-        })
-        .collect()
-    }
-
-    /// Small batches get statements of their exact size; larger ones a
-    /// step at most a quarter above, never below, up to a whole chunk.
-    #[test]
-    fn statements_fit_their_batch_closely() {
-        for events in 1..=INSERT_CHUNK {
-            let rows = STATEMENT_ROWS[statement_size(events)];
-            assert!(rows >= events, "{events} events in a statement of {rows}");
-            if events <= 32 {
-                assert_eq!(rows, events);
-            }
-            assert!(4 * rows <= 5 * events + 4, "{events} events padded to {rows}");
-        }
-        assert!(STATEMENT_ROWS.is_sorted());
-    }
-
-    /// The padding (repeats of a chunk's last event) must neither be
-    /// stored nor counted as new.
-    #[tokio::test]
-    async fn batches_of_every_size_store_each_event_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = sqlite_store(&dir).await;
-        let ids = |range: std::ops::RangeInclusive<i64>| range.collect::<Vec<_>>();
-        assert_eq!(store.insert_events(&events(1..=1)).await.unwrap(), [1]);
-        assert_eq!(store.insert_events(&events(2..=8)).await.unwrap(), ids(2..=8), "7 rows, exactly");
-        assert_eq!(
-            store.insert_events(&events(9..=141)).await.unwrap(),
-            ids(9..=141),
-            "100 rows, then 33 padded to 40"
-        );
-        let mut overlapping = store.insert_events(&events(120..=150)).await.unwrap();
-        overlapping.sort_unstable();
-        assert_eq!(overlapping, ids(142..=150), "only the new part of an overlapping batch");
-        assert!(store.insert_events(&events(1..=150)).await.unwrap().is_empty(), "a resent batch adds nothing");
-        let stored: Vec<i64> =
-            sqlx::query_scalar("SELECT id FROM events ORDER BY id").fetch_all(&store.pool).await.unwrap();
-        assert_eq!(stored, ids(1..=150));
-        let last = store.get_event("org_1", 141).await.unwrap();
-        assert_eq!(last.trace.payload, r#"{"n":141}"#, "the padded chunk's last event is stored as sent");
-    }
-
-    /// A batch stored in one statement is all new; one that meets a stored
-    /// event stores nothing there and goes through the transaction, which
-    /// stores and reports only the new ones. A failed event, whose platform
-    /// event needs the transaction, never takes the one statement.
-    #[tokio::test]
-    async fn one_statement_stores_fresh_batches_and_leaves_overlaps_to_the_transaction() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = sqlite_store(&dir).await;
-        let fresh = events(1..=10);
-        assert_eq!(store.insert_new_events(&refs(&fresh)).await, Some((1..=10).collect()));
-        assert_eq!(store.insert_new_events(&refs(&events(8..=12))).await, None, "two of the five are stored");
-        assert_eq!(store.insert_events(&events(8..=12)).await.unwrap(), [11, 12]);
-        let mut failed = events(13..=14);
-        failed[1].status = EventStatus::Failed;
-        assert_eq!(store.insert_new_events(&refs(&failed)).await, None);
-        assert_eq!(store.insert_events(&failed).await.unwrap(), [13, 14]);
-        assert_eq!(store.insert_new_events(&refs(&events(15..=47))).await, None, "33 events need a padded statement");
-        let stored: Vec<i64> =
-            sqlx::query_scalar("SELECT id FROM events ORDER BY id").fetch_all(&store.pool).await.unwrap();
-        assert_eq!(stored, (1..=14).collect::<Vec<_>>());
-        assert_eq!(store.get_event("org_1", 14).await.unwrap().status, EventStatus::Failed);
-    }
-
-    /// Handlers finish out of the order of their ids; a batch is stored,
-    /// and its new ids returned, in id order either way.
-    #[tokio::test]
-    async fn batches_out_of_id_order_are_stored_in_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = sqlite_store(&dir).await;
-        let mut shuffled = events(1..=20);
-        shuffled.reverse();
-        shuffled.swap(3, 11);
-        assert_eq!(store.insert_events(&shuffled).await.unwrap(), (1..=20).collect::<Vec<_>>());
-        let mut overlapping = events(15..=40);
-        overlapping.reverse();
-        assert_eq!(store.insert_events(&overlapping).await.unwrap(), (21..=40).collect::<Vec<_>>());
-        let stored: Vec<i64> = sqlx::query_scalar("SELECT id FROM events").fetch_all(&store.pool).await.unwrap();
-        assert_eq!(stored, (1..=40).collect::<Vec<_>>());
-    }
-
-    /// Writers queue on the one writer connection instead of failing on
-    /// SQLite's lock, and what one commits is read at once through the
-    /// read pool's other connections.
-    #[tokio::test]
-    async fn concurrent_writers_queue_and_their_commits_are_read_at_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = sqlite_store(&dir).await;
-        let writers = (0..8i64).map(|w| {
-            let store = store.clone();
-            tokio::spawn(async move {
-                for batch in 0..5 {
-                    let first = w * 1_000 + batch * 10 + 1;
-                    let inserted = store.insert_events(&events(first..=first + 9)).await.unwrap();
-                    assert_eq!(inserted.len(), 10);
-                    let read = store.get_event("org_1", first + 9).await.unwrap();
-                    assert_eq!(read.trace.payload, format!("{{\"n\":{}}}", first + 9));
-                }
-            })
-        });
-        for writer in writers.collect::<Vec<_>>() {
-            writer.await.unwrap();
-        }
-        let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events").fetch_one(&store.pool).await.unwrap();
-        assert_eq!(stored, 8 * 5 * 10);
-    }
-
-    /// Every event goes into both indexes, so each must serve its listing:
-    /// a plan that filters instead of searching reads a whole
-    /// organization's events to list one connector's.
-    #[tokio::test]
-    async fn each_listing_searches_its_index() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = sqlite_store(&dir).await;
-        for (statement, index) in [(LIST_EVENTS, "events_org "), (LIST_CONNECTOR_EVENTS, "events_org_connector ")] {
-            let plan: Vec<String> = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {statement}")))
-                .fetch_all(&store.pool)
-                .await
-                .unwrap()
-                .iter()
-                .map(|row| row.try_get::<String, _>("detail").unwrap())
-                .collect();
-            assert!(
-                plan.iter().any(|step| step.starts_with("SEARCH events USING INDEX ") && step.contains(index)),
-                "{statement}: {plan:?}"
-            );
-            assert!(!plan.iter().any(|step| step.contains("TEMP B-TREE")), "sorted by the index: {plan:?}");
-        }
-    }
-}
+mod tests;
