@@ -202,16 +202,14 @@ impl Store {
         }
         let statement = insert_statement(self.backend, statement_size(events.len()), OnStored::Fail);
         let stored = match &self.sqlite_events {
-            Some(typed) => match self.writer.acquire().await {
-                Ok(mut turn) => typed.insert_fresh(statement, events, &mut turn).await,
-                Err(err) => Err(err),
-            },
+            Some(typed) => typed.insert_fresh(&self.writer, statement, events).await,
             None => bind_events(sqlx::query(statement), events.iter().copied()).execute(&self.writer).await.map(drop),
         };
         match stored {
             Ok(()) => Some(events.iter().map(|e| e.id).collect()),
-            // Usually an event sent again; any other failure the transaction
-            // meets too, and reports.
+            // Usually an event sent again; the transaction meets any other
+            // failure of the database too, and reports it (the typed
+            // connection reports its own and is opened again).
             Err(err) => {
                 tracing::debug!(error = %err, events = events.len(), "storing a batch in one statement failed");
                 None

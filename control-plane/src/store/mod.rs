@@ -169,11 +169,12 @@ type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + 
 /// would create it with the process's umask (0644 as a rule), and it holds
 /// sealed secrets, credential hashes and every event's payload. SQLite
 /// gives its `-wal` and `-shm` files the database file's permissions. An
-/// existing file is left as its owner set it; the path is read by sqlx's
-/// own URL parser, so it is the file sqlx opens.
-fn create_private_database_file(url: &str) {
+/// existing file is left as its owner set it; the path is read from the
+/// options the store connects with, as sqlx's `Any` driver reads it, so
+/// it is the file sqlx opens.
+fn create_private_database_file(url: &str, options: &AnyConnectOptions) {
     let creates = url.split_once('?').is_some_and(|(_, query)| query.split('&').any(|p| p == "mode=rwc"));
-    let Ok(options) = sqlx::sqlite::SqliteConnectOptions::from_str(url) else { return };
+    let Ok(options) = sqlx::sqlite::SqliteConnectOptions::try_from(options) else { return };
     let path = options.get_filename();
     if !creates || path.as_os_str().is_empty() || path == std::path::Path::new(":memory:") {
         return;
@@ -223,10 +224,10 @@ impl Store {
         } else {
             Backend::Sqlite
         };
-        if backend == Backend::Sqlite {
-            create_private_database_file(url);
-        }
         let options = AnyConnectOptions::from_str(url)?;
+        if backend == Backend::Sqlite {
+            create_private_database_file(url, &options);
+        }
         let (pool, writer, sqlite_events) = match backend {
             Backend::Sqlite => {
                 let writer = pool_options(backend, 1).connect_with(options.clone()).await?;
@@ -234,8 +235,8 @@ impl Store {
                 // Opened after the migrations: a connection that read the
                 // schema before they changed a table can hand sqlx a row
                 // of the table's old shape.
-                let pool = pool_options(backend, 4).connect_with(options).await?;
-                (pool, writer, Some(Arc::new(sqlite_events::TypedEventWriter::connect(url).await?)))
+                let typed = sqlite_events::TypedEventWriter::connect(&options).await?;
+                (pool_options(backend, 4).connect_with(options).await?, writer, Some(Arc::new(typed)))
             }
             Backend::Postgres => {
                 let pool = pool_options(backend, 16).connect_with(options).await?;
@@ -434,6 +435,36 @@ mod tests {
             let mode = std::fs::metadata(dir.path().join(name)).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600, "{name}");
         }
+        store.close().await;
+    }
+
+    /// sqlx's `Any` driver reads a SQLite URL as a URL (`a/../b` is `b`);
+    /// the file made private and the typed event connection open the file
+    /// its pools open, not the text's literal path.
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn every_connection_opens_the_file_the_url_names() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/absent/../hookplane.db?mode=rwc", dir.path().display());
+        let store = Store::connect(&url).await.unwrap();
+        let mode = std::fs::metadata(dir.path().join("hookplane.db")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let event = hookplane_model::Event {
+            id: 1,
+            organization_id: "org_1".into(),
+            connector_id: "con_1".into(),
+            status: hookplane_model::EventStatus::Completed,
+            response_code: Some(200),
+            error: String::new(),
+            node_id: "node-a".into(),
+            create_time: hookplane_model::now(),
+            duration_ms: 1,
+            trace: hookplane_convert::encode_trace(hookplane_model::EventTrace::default()),
+        };
+        assert_eq!(store.insert_events(std::slice::from_ref(&event)).await.unwrap(), [1]);
+        assert_eq!(store.get_event("org_1", 1).await.unwrap().id, 1);
+        assert!(!dir.path().join("absent").exists());
         store.close().await;
     }
 

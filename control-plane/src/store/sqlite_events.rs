@@ -13,74 +13,145 @@
 //! allocations to 72.3.
 //!
 //! Invariant: SQLite sees one writer at a time. The typed connection is
-//! a second one, so it writes only while its caller holds the store's
-//! writer connection, which every other write goes through: writes queue
-//! in the writer's pool, never in SQLite's busy handler (which sleeps a
-//! millisecond and more between tries), and a connection's page cache is
-//! dropped only when the other one wrote, which on the trigger path is
-//! never.
+//! a second one, so it writes only while holding the store's writer
+//! connection, which every other write goes through, and holds it until
+//! its statement finished, even when the caller went away mid-statement
+//! (SQLite's thread runs a statement it was sent either way): writes
+//! queue in the writer's pool, never in SQLite's busy handler, which
+//! sleeps a millisecond and more between tries. A connection's page
+//! cache is dropped whenever the other one wrote: a batch with a failed
+//! event, a resent batch or a node's heartbeat (the writer's) between
+//! fresh batches costs the next one on each connection a re-read of the
+//! pages it touches, as writes rotating over a pool's connections used to
+//! on every batch (`Store::writer`).
 
-use std::str::FromStr as _;
 use std::sync::Arc;
 use std::time::Duration;
 
 use hookplane_convert::EncodedTrace;
 use hookplane_model::Event;
+use sqlx::any::AnyConnectOptions;
 use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteSynchronous};
-use sqlx::{Any, ConnectOptions as _, Connection as _};
-use tokio::sync::Mutex;
+use sqlx::{Any, AnyPool, ConnectOptions as _, Connection as _};
+use tokio::sync::{Mutex, OwnedMutexGuard};
 
-use super::micros;
+use super::{is_unique_violation, micros};
 
-/// The typed connection, `None` once the store closed. A connection
-/// rather than a pool of one: returning a pool's connection spawns a task,
-/// which woke another worker thread for most batches (0.7 wake-ups per
-/// trigger on the trigger-load bench); the lock is never contended, as
-/// only the holder of the writer's connection takes it.
+/// The typed connection: opened on first use and again after a failure
+/// only it met. A connection rather than a pool of one: returning a
+/// pool's connection spawns a task, which woke another worker thread for
+/// most batches (0.7 wake-ups per trigger on the trigger-load bench); the
+/// lock is never contended, as only the holder of the writer's
+/// connection takes it.
 #[derive(Debug)]
-pub(super) struct TypedEventWriter(Mutex<Option<SqliteConnection>>);
+pub(super) struct TypedEventWriter {
+    options: SqliteConnectOptions,
+    slot: Arc<Mutex<Slot>>,
+}
+
+#[derive(Debug)]
+enum Slot {
+    Open(SqliteConnection),
+    /// Not open yet, or dropped after a failure.
+    Unopened,
+    /// The store closed.
+    Closed,
+}
 
 impl TypedEventWriter {
-    /// Opens the SQLite database at `url` as the store's own connections
-    /// are set up (`pool_options`). Opened after the migrations, like the
-    /// read pool, so it never holds the schema's old shape.
-    pub(super) async fn connect(url: &str) -> Result<TypedEventWriter, sqlx::Error> {
-        let connection = SqliteConnectOptions::from_str(url)?
+    /// The connection to the database of `options` (the store's own,
+    /// parsed once, so both open the same file), set up as the store's
+    /// connections are (`pool_options`). Opened after the migrations, like
+    /// the read pool, so it never holds the schema's old shape.
+    pub(super) async fn connect(options: &AnyConnectOptions) -> Result<TypedEventWriter, sqlx::Error> {
+        let options = SqliteConnectOptions::try_from(options)?
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(10))
-            .connect()
-            .await?;
-        Ok(TypedEventWriter(Mutex::new(Some(connection))))
+            .busy_timeout(Duration::from_secs(10));
+        let connection = options.connect().await?;
+        Ok(TypedEventWriter { options, slot: Arc::new(Mutex::new(Slot::Open(connection))) })
     }
 
     /// Runs `statement`, an `INSERT` of exactly `events.len()` rows that
-    /// fails whole on a stored event, while the caller holds `_turn`, the
-    /// store's writer connection.
+    /// fails whole on a stored event, on the typed connection, during a
+    /// turn of `writer`, the store's writer pool.
     pub(super) async fn insert_fresh(
         &self,
+        writer: &AnyPool,
         statement: &'static str,
         events: &[&Event<EncodedTrace>],
-        _turn: &mut PoolConnection<Any>,
     ) -> Result<(), sqlx::Error> {
-        let mut connection = self.0.lock().await;
-        let connection = connection.as_mut().ok_or(sqlx::Error::PoolClosed)?;
-        bind_fresh_batch(statement, events).execute(connection).await?;
-        Ok(())
-    }
-
-    /// Whether no insert is using the connection now.
-    #[cfg(test)]
-    pub(super) fn is_idle(&self) -> bool {
-        self.0.try_lock().is_ok()
+        let turn = writer.acquire().await?;
+        let mut writing = Writing { turn: Some(turn), slot: Some(Arc::clone(&self.slot).lock_owned().await) };
+        let slot = writing.slot.as_deref_mut().expect("held until the end");
+        if let Slot::Unopened = slot {
+            *slot = Slot::Open(self.options.connect().await?);
+        }
+        let Slot::Open(connection) = slot else { return Err(sqlx::Error::PoolClosed) };
+        let stored = bind_fresh_batch(statement, events).execute(&mut *connection).await;
+        if let Err(err) = &stored
+            && !is_unique_violation(err)
+        {
+            // The transaction's retry tells whether it was the database or
+            // this connection; a connection that failed is not trusted again.
+            tracing::warn!(error = %err, "the typed event connection failed; it is opened again for the next batch");
+            *slot = Slot::Unopened;
+        }
+        writing.finish();
+        stored.map(drop)
     }
 
     /// Closes the connection; later inserts fail.
     pub(super) async fn close(&self) {
-        if let Some(connection) = self.0.lock().await.take() {
+        if let Slot::Open(connection) = std::mem::replace(&mut *self.slot.lock().await, Slot::Closed) {
             let _ = connection.close().await;
         }
+    }
+
+    /// Whether no insert holds the connection now.
+    #[cfg(test)]
+    pub(super) fn is_idle(&self) -> bool {
+        self.slot.try_lock().is_ok()
+    }
+
+    /// Whether the connection is open (and no insert holds it).
+    #[cfg(test)]
+    pub(super) fn is_open(&self) -> bool {
+        self.slot.try_lock().is_ok_and(|slot| matches!(*slot, Slot::Open(_)))
+    }
+}
+
+/// The writer's turn and the typed connection, held by an insert. If the
+/// insert is dropped before its statement finished, both stay held until
+/// SQLite's thread has run it: a ping queues behind the statement.
+struct Writing {
+    turn: Option<PoolConnection<Any>>,
+    slot: Option<OwnedMutexGuard<Slot>>,
+}
+
+impl Writing {
+    /// The statement finished: the turn ends here.
+    fn finish(mut self) {
+        self.slot.take();
+        self.turn.take();
+    }
+}
+
+impl Drop for Writing {
+    fn drop(&mut self) {
+        let (Some(mut slot), Some(turn)) = (self.slot.take(), self.turn.take()) else { return };
+        // Without a runtime (a process ending) nothing waits for a turn.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        runtime.spawn(async move {
+            if let Slot::Open(connection) = &mut *slot
+                && connection.ping().await.is_err()
+            {
+                *slot = Slot::Unopened;
+            }
+            drop(slot);
+            drop(turn);
+        });
     }
 }
 

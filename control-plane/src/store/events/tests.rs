@@ -148,9 +148,59 @@ async fn a_fresh_batch_waits_for_the_writer_before_it_writes() {
     assert_eq!(insert.await.unwrap(), Some(vec![1, 2, 3]));
 }
 
+/// An insert dropped while SQLite runs its statement keeps the writer's
+/// turn until the statement finished: the next writer never meets it in
+/// SQLite's busy handler.
+#[tokio::test]
+async fn a_fresh_batch_dropped_mid_statement_keeps_the_turn_until_it_finished() {
+    use sqlx::{Connection as _, Executor as _};
+    let dir = tempfile::tempdir().unwrap();
+    let store = sqlite_store(&dir).await;
+    // Another process's write holds SQLite's lock, so the statement waits.
+    let url = format!("sqlite://{}", dir.path().join("events.db").display());
+    let mut other = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    other.execute("BEGIN IMMEDIATE").await.unwrap();
+    let batch = events(1..=3);
+    let insert = tokio::spawn({
+        let store = store.clone();
+        async move { store.insert_new_events(&refs(&batch)).await }
+    });
+    // On this one-thread runtime the insert runs until it waits for its
+    // statement, which it has then sent.
+    let typed = store.sqlite_events.as_ref().expect("SQLite has the typed connection");
+    while typed.is_idle() {
+        tokio::task::yield_now().await;
+    }
+    insert.abort();
+    assert!(insert.await.unwrap_err().is_cancelled());
+    let waiting = tokio::time::timeout(std::time::Duration::from_millis(200), store.writer.acquire()).await;
+    assert!(waiting.is_err(), "the turn is still the dropped insert's");
+    other.execute("COMMIT").await.unwrap();
+    let _turn = store.writer.acquire().await.unwrap();
+    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events").fetch_one(&store.pool).await.unwrap();
+    assert_eq!(stored, 3, "the statement ran, and had finished when the turn came back");
+}
+
+/// A typed connection that failed is opened again for the next batch.
+#[tokio::test]
+async fn the_typed_connection_is_opened_again_after_it_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = sqlite_store(&dir).await;
+    let typed = store.sqlite_events.as_ref().expect("SQLite has the typed connection");
+    let writer = store.writer.clone();
+    let batch = events(1..=2);
+    let broken = typed.insert_fresh(&writer, "INSERT INTO no_such_table VALUES (1)", &refs(&batch)).await;
+    assert!(broken.is_err());
+    assert!(!typed.is_open(), "a connection that failed is dropped");
+    assert_eq!(store.insert_new_events(&refs(&batch)).await, Some(vec![1, 2]));
+    assert!(typed.is_open());
+    assert!(store.insert_new_events(&refs(&batch)).await.is_none(), "a batch sent again fails whole");
+    assert!(typed.is_open(), "and that is the database's answer, not the connection's failure");
+}
+
 /// Fresh batches (the typed connection) and batches that need the
 /// transaction (failed events, resends) and config writes, all at
-/// once: every write succeeds, each on the one permit.
+/// once: every write succeeds and every event is stored once.
 #[tokio::test]
 async fn typed_batches_and_the_writer_take_turns() {
     let dir = tempfile::tempdir().unwrap();
