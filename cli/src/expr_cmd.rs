@@ -80,7 +80,7 @@ pub fn eval(args: &ExprArgs) -> anyhow::Result<bool> {
         let (name, value) = pair.split_once('=').with_context(|| format!("--secret `{pair}` must be NAME=VALUE"))?;
         secrets.insert(name.to_owned(), value.to_owned());
     }
-    let scope = Scope { payload: &payload, lookup: lookup.as_ref(), processed: &processed, secrets: &secrets };
+    let scope = Scope { payload: (&payload).into(), lookup: lookup.as_ref(), processed: &processed, secrets: &secrets };
     match program.eval(&scope, &Limits::default()) {
         Ok(value) => {
             println!("{}", serde_json::to_string_pretty(&value)?);

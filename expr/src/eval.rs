@@ -16,6 +16,7 @@ use super::budget::{Budget, Output};
 use super::code::{Code, Op, Root, Step};
 use super::error::EvalError;
 use super::functions;
+use super::payload::Payload;
 use super::value::{Val, equal, number, truthy, type_name};
 
 /// Where `$secret.NAME` values come from.
@@ -40,7 +41,7 @@ impl SecretSource for NoSecrets {
 
 /// What an evaluation can read.
 pub struct Scope<'a> {
-    pub payload: &'a Value,
+    pub payload: Payload<'a>,
     pub lookup: Option<&'a Value>,
     pub processed: &'a Map<String, Value>,
     pub secrets: &'a dyn SecretSource,
@@ -173,7 +174,7 @@ impl<'a> Evaluator<'a, '_, '_> {
     fn reference(&self, root: Root, steps: &[Step]) -> Val<'a> {
         let (scope, code) = (self.scope, self.code);
         let (start, steps): (&'a Value, &[Step]) = match root {
-            Root::Payload => (scope.payload, steps),
+            Root::Payload => scope.payload.resolve(code, steps),
             Root::Lookup => (scope.lookup.unwrap_or(&NULL), steps),
             Root::Processed => match steps.split_first() {
                 Some((Step::Key(name), rest)) => (scope.processed.get(code.str(*name)).unwrap_or(&NULL), rest),

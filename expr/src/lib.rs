@@ -27,6 +27,7 @@ mod functions;
 mod lexer;
 mod mappings;
 mod parser;
+mod payload;
 mod print;
 mod program;
 mod projection;
@@ -40,6 +41,7 @@ pub use error::{CompileError, CompileErrors, EvalError};
 pub use eval::{NoSecrets, Scope, SecretSource};
 pub use functions::FUNCTIONS;
 pub use mappings::{MappingError, MappingProgram, Mappings, compile_mappings};
+pub use payload::{Payload, Projected};
 pub use program::{
     MAX_PROGRAM_OPS, MAX_SET_OPS, MAX_SET_SOURCE_BYTES, MAX_SOURCE_BYTES, Name, Program, ProgramId, ProgramSet,
     ProgramSetBuilder,

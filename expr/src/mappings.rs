@@ -7,6 +7,7 @@ use super::budget::{Budget, Limits};
 use super::compile::Context;
 use super::error::{CompileErrors, EvalError};
 use super::eval::Scope;
+use super::payload::Payload;
 use super::program::{Name, ProgramId, ProgramSet, ProgramSetBuilder};
 use super::{SecretSource, SourceKind};
 
@@ -47,7 +48,7 @@ impl Mappings {
     pub fn eval(
         &self,
         set: &ProgramSet,
-        payload: &Value,
+        payload: Payload<'_>,
         lookup: Option<&Value>,
         secrets: &dyn SecretSource,
         budget: &mut Budget,
@@ -98,7 +99,7 @@ impl MappingProgram {
         secrets: &dyn SecretSource,
         limits: &Limits,
     ) -> Result<Map<String, Value>, (usize, EvalError)> {
-        self.mappings.eval(&self.set, payload, lookup, secrets, &mut Budget::new(*limits))
+        self.mappings.eval(&self.set, payload.into(), lookup, secrets, &mut Budget::new(*limits))
     }
 
     /// The mapping names, in order.

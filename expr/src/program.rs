@@ -161,7 +161,8 @@ impl ProgramSet {
 
     /// The first half of [`ProgramSet::read_payload`]: validates `json` and
     /// notes the text of what these programs can read, building no tree;
-    /// [`Captured::into_value`] is the second half. A trigger's JSON check
+    /// [`Captured::into_value`] is the second half, or, for evaluating these
+    /// programs only, [`Captured::into_projected`]. A trigger's JSON check
     /// and its later parse are then one scan of the body.
     pub fn capture_payload<'a>(&self, json: &'a str) -> serde_json::Result<Captured<'a>> {
         super::projection::capture(&self.code, json)

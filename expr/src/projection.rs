@@ -14,7 +14,9 @@
 //! each value a path ends at and the objects and arrays on the way
 //! ([`Captured`]); a trigger does this at its JSON check, before the caller
 //! is authenticated. [`Captured::into_value`] then builds the tree from
-//! those texts alone, once every check passed. What a capture holds is
+//! those texts alone, once every check passed, or
+//! [`Captured::into_projected`] the values at the ends of the paths only
+//! (`payload.rs`), which is how a trigger reads them. What a capture holds is
 //! bounded by the programs' paths, not by the input: slices of the text,
 //! one node per kept object member or array element (a key given twice
 //! replaces its first value, as in a map), and the text of a scalar met
@@ -35,6 +37,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Number, Value};
 
 use super::code::{Code, Op, Root, Step};
+use super::payload::{Kept, Projected};
 
 /// Paths tracked at once (one bit each); beyond, the whole payload is parsed.
 const MAX_PATHS: usize = 64;
@@ -73,12 +76,20 @@ pub(crate) fn capture<'a>(code: &Code, json: &'a str) -> serde_json::Result<Capt
 #[derive(Debug)]
 pub struct Captured<'a>(Node<'a>);
 
-impl Captured<'_> {
+impl<'a> Captured<'a> {
     /// The projected tree. Fails only where a kept text cannot become a
     /// value: a lone surrogate escape in a string (JSON's grammar allows
     /// one), or nesting past the parser's depth limit.
     pub fn into_value(self) -> serde_json::Result<Value> {
         self.0.into_value()
+    }
+
+    /// The projected payload, for the programs the capture was made for:
+    /// values where paths end, the objects and arrays on the way kept as
+    /// captured (`payload.rs`). Fails where [`Captured::into_value`]
+    /// fails.
+    pub fn into_projected(self) -> serde_json::Result<Projected<'a>> {
+        Ok(Projected(self.0.into_kept()?))
     }
 }
 
@@ -120,6 +131,28 @@ impl Node<'_> {
                 }
                 Value::Array(items)
             }
+        })
+    }
+}
+
+impl<'a> Node<'a> {
+    /// Recurses as deep as the capture did, which the parser's depth limit
+    /// bounds.
+    fn into_kept(self) -> serde_json::Result<Kept<'a>> {
+        Ok(match self {
+            Node::Object(members) => Kept::Object(
+                members
+                    .into_iter()
+                    .map(|(key, node)| Ok((key, node.into_kept()?)))
+                    .collect::<serde_json::Result<_>>()?,
+            ),
+            Node::Array(elements) => Kept::Array(
+                elements
+                    .into_iter()
+                    .map(|(position, node)| Ok((position, node.into_kept()?)))
+                    .collect::<serde_json::Result<_>>()?,
+            ),
+            leaf => Kept::Value(leaf.into_value()?),
         })
     }
 }
@@ -310,7 +343,7 @@ mod tests {
 
     use super::{Node, Value, text_value};
 
-    use crate::{Context, Limits, NoSecrets, ProgramId, ProgramSet, ProgramSetBuilder, Scope, SourceKind};
+    use crate::{Context, Limits, NoSecrets, Payload, ProgramId, ProgramSet, ProgramSetBuilder, Scope, SourceKind};
 
     fn set(sources: &[&str]) -> (ProgramSet, Vec<ProgramId>) {
         let mut builder = ProgramSetBuilder::new();
@@ -327,11 +360,18 @@ mod tests {
         let full: serde_json::Value = serde_json::from_str(json).unwrap();
         let projected = set.read_payload(json).unwrap();
         let empty = serde_json::Map::new();
-        let eval = |payload: &serde_json::Value, id: ProgramId| {
+        let kept = set.capture_payload(json).unwrap().into_projected().unwrap();
+        let eval = |payload: Payload<'_>, id: ProgramId| {
             let scope = Scope { payload, lookup: None, processed: &empty, secrets: &NoSecrets };
             format!("{:?}", set.eval(id, &scope, &Limits::default()))
         };
-        ids.iter().map(|&id| (eval(&projected, id), eval(&full, id))).collect()
+        ids.iter()
+            .map(|&id| {
+                let on_full = eval((&full).into(), id);
+                assert_eq!(eval((&kept).into(), id), on_full, "the projected payload, on {json}");
+                (eval((&projected).into(), id), on_full)
+            })
+            .collect()
     }
 
     const ORDER: &str = r#"{"id":"ord_1","status":"paid","total":129.5,"customer":{"email":"A@B.C","name":"Ada","tags":["x","y"]},

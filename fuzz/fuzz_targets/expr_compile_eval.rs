@@ -24,7 +24,7 @@ fuzz_target!(|data: &[u8]| {
             .read_payload(payload)
             .unwrap_or_else(|_| json!({"a": 1, "b": "text", "c": [1, {"d": null}], "e": {"f": true}}));
         let processed = Map::new();
-        let scope = Scope { payload: &payload, lookup: Some(&payload), processed: &processed, secrets: &NoSecrets };
+        let scope = Scope { payload: (&payload).into(), lookup: Some(&payload), processed: &processed, secrets: &NoSecrets };
         let mut budget = Budget::new(LIMITS);
         let _ = set.eval_in(program, &scope, &mut budget);
         assert!(budget.spent_bytes() <= LIMITS.max_total_bytes, "claims stay within the budget");

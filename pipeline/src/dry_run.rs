@@ -26,7 +26,7 @@ impl DryRun<'_> {
     /// lookup or when the condition is false.
     pub fn lookup_request(&self, payload: &Value) -> Result<Option<OutboundRequest>, StepError> {
         let mut budget = Budget::new(self.limits);
-        if steps::condition(self.spec, self.programs, payload, self.secrets, &mut budget)? == Some(false) {
+        if steps::condition(self.spec, self.programs, payload.into(), self.secrets, &mut budget)? == Some(false) {
             return Ok(None);
         }
         self.render_lookup(payload, &mut budget).transpose().map_err(StepError::Render)
@@ -35,7 +35,7 @@ impl DryRun<'_> {
     fn render_lookup(&self, payload: &Value, budget: &mut Budget) -> Option<Result<OutboundRequest, RenderError>> {
         let lookup = self.spec.lookup.as_ref()?;
         let empty = serde_json::Map::new();
-        let scope = Scope { payload, lookup: None, processed: &empty, secrets: self.secrets };
+        let scope = Scope { payload: payload.into(), lookup: None, processed: &empty, secrets: self.secrets };
         let target = Target {
             programs: self.programs,
             url: lookup.url,
@@ -85,7 +85,7 @@ impl DryRun<'_> {
     ) -> Result<(), (TestStep, StepError)> {
         let (spec, programs, secrets) = (self.spec, self.programs, self.secrets);
         run.condition_result =
-            steps::condition(spec, programs, payload, secrets, budget).map_err(|e| (TestStep::Condition, e))?;
+            steps::condition(spec, programs, payload.into(), secrets, budget).map_err(|e| (TestStep::Condition, e))?;
         if run.condition_result == Some(false) {
             return Ok(());
         }
@@ -94,10 +94,10 @@ impl DryRun<'_> {
             run.lookup_request = Some(shown(&request));
             run.lookup_result = lookup.map(Value::to_string);
         }
-        let processed =
-            steps::mappings(spec, programs, payload, lookup, secrets, budget).map_err(|e| (TestStep::Mappings, e))?;
+        let processed = steps::mappings(spec, programs, payload.into(), lookup, secrets, budget)
+            .map_err(|e| (TestStep::Mappings, e))?;
         run.processed = Some(Value::Object(processed.clone()).to_string());
-        let scope = Scope { payload, lookup, processed: &processed, secrets };
+        let scope = Scope { payload: payload.into(), lookup, processed: &processed, secrets };
         // Prepared as a node prepares it on deploy, so a dry run renders
         // what a node would.
         let prepared = PreparedPerform::new(&spec.perform, programs);

@@ -363,7 +363,7 @@ mod tests {
         let parsed = parse_constant_url(&programs, constant).expect("literal text");
         let payload = json!({"id": "o/7"});
         let scope = Scope {
-            payload: &payload,
+            payload: (&payload).into(),
             lookup: None,
             processed: &serde_json::Map::new(),
             secrets: &hookplane_expr::NoSecrets,

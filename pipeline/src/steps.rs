@@ -4,7 +4,7 @@
 //! definition, so a dry run evaluates exactly what a node would.
 
 use base64::Engine as _;
-use hookplane_expr::{self as expr, Budget, EvalError, ProgramSet, Scope, SecretSource};
+use hookplane_expr::{self as expr, Budget, EvalError, Payload, ProgramSet, Scope, SecretSource};
 use hookplane_model::{ConnectorSpec, Deployed, OAuth2Settings, OutboundAuth};
 use hyper::header::HeaderValue;
 use serde_json::{Map, Value};
@@ -46,7 +46,7 @@ impl StepError {
 pub fn condition(
     spec: &ConnectorSpec<Deployed>,
     programs: &ProgramSet,
-    payload: &Value,
+    payload: Payload<'_>,
     secrets: &dyn SecretSource,
     budget: &mut Budget,
 ) -> Result<Option<bool>, StepError> {
@@ -61,7 +61,7 @@ pub fn condition(
 pub fn mappings(
     spec: &ConnectorSpec<Deployed>,
     programs: &ProgramSet,
-    payload: &Value,
+    payload: Payload<'_>,
     lookup: Option<&Value>,
     secrets: &dyn SecretSource,
     budget: &mut Budget,

@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hookplane_expr::{Budget, Limits, Scope, SecretSource};
+use hookplane_expr::{Budget, Limits, Payload, Scope, SecretSource};
 use hookplane_model::{CircuitTransition, Deployed, EventTrace, HttpExchangeTrace, Lookup, Plan};
 use hookplane_pipeline::diff::excerpt;
 use hookplane_pipeline::steps::{self, Credential};
@@ -95,7 +95,7 @@ impl Executor {
         snapshot: &Snapshot,
         deployed: &DeployedConnector,
         plan: &Plan,
-        payload: &Value,
+        payload: Payload<'_>,
         depth: u32,
     ) -> Execution {
         let secrets = OrgSecrets { snapshot, organization: &deployed.connector.organization_id };
@@ -127,7 +127,7 @@ impl Executor {
         &self,
         deployed: &DeployedConnector,
         plan: &Plan,
-        payload: &Value,
+        payload: Payload<'_>,
         depth: u32,
         secrets: &OrgSecrets<'_>,
         run: &mut Run,

@@ -1,11 +1,11 @@
 //! The trigger endpoint (SPEC §4): `POST /api/v1/connectors/{id}/trigger`.
 //!
 //! Checks run in the SPEC's order, each refusing with its own status before
-//! any later (costlier) step runs; no JSON tree is built until every check
-//! passed, and then only of the parts the connector's programs can read.
-//! The JSON check is the one scan of the body: it validates it and notes
-//! where those parts are (`hookplane_expr::Captured`), so the tree is built
-//! from them without a second scan. A request loads one snapshot and
+//! any later (costlier) step runs; no JSON value is built until every
+//! check passed, and then only of the parts the connector's programs can
+//! read. The JSON check is the one scan of the body: it validates it and
+//! notes where those parts are (`hookplane_expr::Captured`), so they are
+//! made values (`hookplane_expr::Projected`) without a second scan. A request loads one snapshot and
 //! uses it to the end. Then the pipeline runs and the event is queued for
 //! the reporter; the response never waits on the control plane. A
 //! connector in asynchronous mode instead keeps the checked call on disk
@@ -278,13 +278,13 @@ impl Ingress {
     }
 
     /// Runs the pipeline on a call that passed every check and records its
-    /// event. Only now does the payload become a tree, of only the parts
-    /// the connector's programs can read.
+    /// event. Only now are the parts of the payload the connector's
+    /// programs can read made values (`Captured::into_projected`).
     async fn execute(&self, snapshot: &Snapshot, call: Call<'_>) -> Result<Ran, Refusal> {
         let Call { deployed, plan, headers, body, payload, client_ip, auth_method, depth, event_id, received, started } =
             call;
-        let payload = payload.into_value().map_err(|e| Refusal::InvalidJson(e.to_string()))?;
-        let execution = self.executor.execute(snapshot, deployed, plan, &payload, depth).await;
+        let payload = payload.into_projected().map_err(|e| Refusal::InvalidJson(e.to_string()))?;
+        let execution = self.executor.execute(snapshot, deployed, plan, (&payload).into(), depth).await;
         for status in execution.attempts.statuses() {
             self.metrics.performed(*status);
         }
@@ -351,7 +351,7 @@ struct Call<'a> {
     headers: &'a HeaderMap,
     /// The body, checked to be JSON.
     body: &'a str,
-    /// What the connector's programs read of it, not yet a tree.
+    /// What the connector's programs read of it, not yet values.
     payload: Captured<'a>,
     client_ip: IpAddr,
     auth_method: &'a str,

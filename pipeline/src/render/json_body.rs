@@ -378,7 +378,8 @@ mod tests {
     ) -> Result<Bytes, RenderError> {
         let (perform, programs) = perform(fields);
         let processed = serde_json::Map::new();
-        let scope = Scope { payload, lookup: None, processed: &processed, secrets: &hookplane_expr::NoSecrets };
+        let scope =
+            Scope { payload: payload.into(), lookup: None, processed: &processed, secrets: &hookplane_expr::NoSecrets };
         let render = |prepared: &PreparedPerform| {
             render_perform(&perform, &programs, prepared, &scope, &mut Budget::new(limits), 0).map(|r| r.body)
         };
@@ -487,7 +488,7 @@ mod tests {
             let Some(shape) = BodyShape::of(&perform, &programs) else { return Ok(()) };
             let render = |prepared: &PreparedPerform| {
                 let processed = serde_json::Map::new();
-                let scope = Scope { payload: &payload, lookup: None, processed: &processed, secrets: &hookplane_expr::NoSecrets };
+                let scope = Scope { payload: (&payload).into(), lookup: None, processed: &processed, secrets: &hookplane_expr::NoSecrets };
                 let limits = hookplane_expr::Limits::default();
                 render_perform(&perform, &programs, prepared, &scope, &mut Budget::new(limits), 0).unwrap().body
             };
