@@ -17,7 +17,7 @@ use super::code::{Code, Op, Root, Step};
 use super::error::EvalError;
 use super::functions;
 use super::payload::Payload;
-use super::value::{Val, equal, number, truthy, type_name};
+use super::value::{NULL, Val, equal, number, truthy, type_name};
 
 /// Where `$secret.NAME` values come from.
 pub trait SecretSource: Sync {
@@ -52,8 +52,6 @@ pub(crate) struct Evaluator<'a, 's, 'b> {
     pub scope: &'s Scope<'a>,
     pub budget: &'b mut Budget,
 }
-
-static NULL: Value = Value::Null;
 
 impl<'a> Evaluator<'a, '_, '_> {
     /// Evaluates the operation at `index` and what it reaches.

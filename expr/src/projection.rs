@@ -37,7 +37,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Number, Value};
 
 use super::code::{Code, Op, Root, Step};
-use super::payload::{Kept, Projected};
+use super::payload::{Kept, Projected, SetId};
 
 /// Paths tracked at once (one bit each); beyond, the whole payload is parsed.
 const MAX_PATHS: usize = 64;
@@ -57,7 +57,7 @@ pub(crate) fn capture<'a>(code: &Code, json: &'a str) -> serde_json::Result<Capt
         if let Op::Ref(Root::Payload, steps) = *op {
             let steps = code.steps(steps);
             if steps.is_empty() || count == MAX_PATHS {
-                return Ok(Captured(Node::Text(serde_json::from_str(json)?)));
+                return Ok(Captured(Node::Text(serde_json::from_str(json)?), SetId::of(code)));
             }
             paths[count] = steps;
             count += 1;
@@ -68,18 +68,19 @@ pub(crate) fn capture<'a>(code: &Code, json: &'a str) -> serde_json::Result<Capt
     let mut deserializer = serde_json::Deserializer::from_str(json);
     let node = Part { paths: &paths, depth: 0, live }.deserialize(&mut deserializer)?;
     deserializer.end()?;
-    Ok(Captured(node))
+    Ok(Captured(node, SetId::of(code)))
 }
 
 /// A validated payload's parts that programs can read, as text (see the
 /// module's documentation); [`Captured::into_value`] makes them a tree.
 #[derive(Debug)]
-pub struct Captured<'a>(Node<'a>);
+pub struct Captured<'a>(Node<'a>, SetId);
 
 impl<'a> Captured<'a> {
     /// The projected tree. Fails only where a kept text cannot become a
     /// value: a lone surrogate escape in a string (JSON's grammar allows
-    /// one), or nesting past the parser's depth limit.
+    /// one), a number past `f64`'s range, or nesting past the parser's
+    /// depth limit.
     pub fn into_value(self) -> serde_json::Result<Value> {
         self.0.into_value()
     }
@@ -89,7 +90,7 @@ impl<'a> Captured<'a> {
     /// captured (`payload.rs`). Fails where [`Captured::into_value`]
     /// fails.
     pub fn into_projected(self) -> serde_json::Result<Projected<'a>> {
-        Ok(Projected(self.0.into_kept()?))
+        Ok(Projected(self.0.into_kept()?, self.1))
     }
 }
 
@@ -407,6 +408,20 @@ mod tests {
         }
     }
 
+    /// A projected payload belongs to the set it was captured for; a
+    /// debug build refuses another set's program reading it.
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "another set's program")]
+    fn another_sets_program_may_not_read_a_projected_payload() {
+        let (captured_for, _) = set(&["$payload.customer.email"]);
+        let (other, ids) = set(&["$payload.customer"]);
+        let kept = captured_for.capture_payload(ORDER).unwrap().into_projected().unwrap();
+        let empty = serde_json::Map::new();
+        let scope = Scope { payload: (&kept).into(), lookup: None, processed: &empty, secrets: &NoSecrets };
+        let _ = other.eval(ids[0], &scope, &Limits::default());
+    }
+
     #[test]
     fn a_bare_payload_reference_keeps_everything() {
         let (set, _) = set(&["$payload.status", "$payload"]);
@@ -462,7 +477,7 @@ mod tests {
         let long_path = format!("$payload{}", ".a".repeat(200));
         let (reads, _) = set(&["$payload.status.code", "$payload.note", &long_path]);
         let deep = format!("{}1{}", r#"{"a":"#.repeat(200), "}".repeat(200));
-        for text in [r#"{"status":"\ud800"}"#, &deep] {
+        for text in [r#"{"status":"\ud800"}"#, &deep, r#"{"status":1e400}"#, r#"{"\ud800":0,"status":"paid"}"#] {
             assert!(serde_json::from_str::<IgnoredAny>(text).is_ok(), "a validating scan accepts {text}");
             assert!(serde_json::from_str::<serde_json::Value>(text).is_err(), "no tree of {text}");
             assert!(reads.capture_payload(text).is_err(), "{text}");
@@ -474,6 +489,8 @@ mod tests {
         assert!(short.capture_payload(&deep_at_the_end).unwrap().into_value().is_err());
         assert!(reads.capture_payload(r#"{"other":"\ud800"}"#).unwrap().into_value().is_ok());
         assert!(reads.capture_payload(r#"{"note":"\ud800"}"#).unwrap().into_value().is_err());
+        assert!(reads.capture_payload(r#"{"note":1e400}"#).unwrap().into_projected().is_err());
+        assert!(reads.capture_payload(r#"{"other":1e400}"#).unwrap().into_projected().is_ok());
     }
 
     /// Text from JSON's alphabet, mostly near-valid.
@@ -539,11 +556,12 @@ mod tests {
     proptest! {
         /// The capture is a trigger's JSON check: it accepts exactly the
         /// texts a validating scan accepts, whatever the programs read.
-        /// (Two texts, which these strategies do not make, are the
-        /// exceptions, refused as building the tree always refused them:
-        /// nesting along a read path past the parser's depth limit, 128,
-        /// and a lone surrogate escape in a string met where a read path
-        /// expected an object or an array; see the test below.)
+        /// (Texts these strategies do not make are the exceptions,
+        /// refused as building the tree always refused them: nesting along
+        /// a read path past the parser's depth limit, 128, a lone
+        /// surrogate escape in a key of an object a read path enters or in
+        /// a string met where a read path expected an object or an array,
+        /// and a number past `f64`'s range met there; see the test below.)
         #[test]
         fn a_capture_accepts_what_validation_accepts(text in json_like(), paths in prop::collection::vec(path(), 0..4)) {
             let sources: Vec<&str> = paths.iter().map(String::as_str).collect();

@@ -6,6 +6,9 @@ use serde_json::Value;
 
 use super::error::EvalError;
 
+/// What a missing member, element or root reads as, to borrow.
+pub(crate) static NULL: Value = Value::Null;
+
 /// A value being evaluated: borrowed from the scope (no copy of the
 /// payload) or produced by the expression.
 pub type Val<'a> = Cow<'a, Value>;

@@ -146,8 +146,8 @@ fuzz_target!(|request: Request| {
     let _ = signature::verify(&settings, &headers, &request.body, now);
 
     // The body as the endpoint takes it: UTF-8, then the JSON check, which
-    // is the projection's capture, then the tree of what the programs read,
-    // built from the capture. The capture accepts what a validating scan
+    // is the projection's capture, then the values the programs read, made
+    // from the capture (here also as a tree, to compare with the full one). The capture accepts what a validating scan
     // accepts; what else it refuses (nesting past the parser's depth limit
     // along a read path, a lone surrogate where a path expected an object)
     // no full tree can be built of either.

@@ -1,11 +1,12 @@
 //! The trigger endpoint (SPEC §4): `POST /api/v1/connectors/{id}/trigger`.
 //!
 //! Checks run in the SPEC's order, each refusing with its own status before
-//! any later (costlier) step runs; no JSON value is built until every
-//! check passed, and then only of the parts the connector's programs can
-//! read. The JSON check is the one scan of the body: it validates it and
-//! notes where those parts are (`hookplane_expr::Captured`), so they are
-//! made values (`hookplane_expr::Projected`) without a second scan. A request loads one snapshot and
+//! any later (costlier) step runs; no JSON tree is built until every check
+//! passed, and then only the values the connector's programs can read.
+//! The JSON check is the one scan of the body: it validates it and notes
+//! the text of those values (`hookplane_expr::Captured`), which become
+//! values (`hookplane_expr::Projected`) without the body being scanned
+//! again. A request loads one snapshot and
 //! uses it to the end. Then the pipeline runs and the event is queued for
 //! the reporter; the response never waits on the control plane. A
 //! connector in asynchronous mode instead keeps the checked call on disk
