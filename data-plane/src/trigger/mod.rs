@@ -6,11 +6,11 @@
 //! The JSON check is the one scan of the body: it validates it and notes
 //! the text of those values (`hookplane_expr::Captured`), which become
 //! values (`hookplane_expr::Projected`) without the body being scanned
-//! again. A request loads one snapshot and
-//! uses it to the end. Then the pipeline runs and the event is queued for
-//! the reporter; the response never waits on the control plane. A
-//! connector in asynchronous mode instead keeps the checked call on disk
-//! and answers 202; [`accepted`] runs it later.
+//! again. A request loads one snapshot and uses it to the end. Then the
+//! pipeline runs and the event is queued for the reporter; the response
+//! never waits on the control plane. A connector in asynchronous mode
+//! instead keeps the checked call on disk and answers 202; [`accepted`]
+//! runs it later.
 
 pub mod accepted;
 pub mod auth;
