@@ -450,19 +450,7 @@ mod tests {
         let store = Store::connect(&url).await.unwrap();
         let mode = std::fs::metadata(dir.path().join("hookplane.db")).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
-        let event = hookplane_model::Event {
-            id: 1,
-            organization_id: "org_1".into(),
-            connector_id: "con_1".into(),
-            status: hookplane_model::EventStatus::Completed,
-            response_code: Some(200),
-            error: String::new(),
-            node_id: "node-a".into(),
-            create_time: hookplane_model::now(),
-            duration_ms: 1,
-            trace: hookplane_convert::encode_trace(hookplane_model::EventTrace::default()),
-        };
-        assert_eq!(store.insert_events(std::slice::from_ref(&event)).await.unwrap(), [1]);
+        assert_eq!(store.insert_events(&events::tests::events(1..=1)).await.unwrap(), [1]);
         assert_eq!(store.get_event("org_1", 1).await.unwrap().id, 1);
         assert!(!dir.path().join("absent").exists());
         store.close().await;
