@@ -35,10 +35,10 @@ use hyper::HeaderMap;
 use tokio::sync::{mpsc, oneshot};
 
 #[path = "../shared/raw_events.rs"]
-mod raw_events;
+pub(crate) mod raw_events;
 
 /// Rows the writer takes off its queue and stores in one transaction.
-const BATCH: usize = 1_000;
+pub(crate) const BATCH: usize = 1_000;
 /// The first row's id: as many significant bits as hookplane's event ids
 /// have today (milliseconds since 2025 shifted past 12 bits of node and
 /// sequence).
@@ -54,7 +54,7 @@ pub struct RowOwner {
 
 /// A row queued for the writer: its id, connector, trace, and whom to tell
 /// once it is committed.
-type Queued = (i64, Arc<str>, Vec<u8>, Option<oneshot::Sender<()>>);
+pub(crate) type Queued = (i64, Arc<str>, Vec<u8>, Option<oneshot::Sender<()>>);
 
 /// Where a handler records its request. Cheap to clone.
 #[derive(Clone)]
@@ -72,42 +72,35 @@ impl EventRows {
     /// A fresh events database in `dir` and its writer task.
     pub async fn start(dir: &std::path::Path, owner: RowOwner) -> EventRows {
         let pool = raw_events::open(&dir.join("floor.db")).await;
-        let (queue, mut rows) = mpsc::unbounded_channel::<Queued>();
-        let connector_id: Arc<str> = owner.connector_id.as_str().into();
         let durable = std::env::var("HOOKPLANE_LOAD_FLOOR").is_ok_and(|v| v == "durable");
-        let pending = Arc::new(AtomicU64::new(0));
-        let stored = pending.clone();
+        let (rows, mut queue, pending) = EventRows::queued(&owner.connector_id, durable);
         tokio::spawn(async move {
             let mut batch = Vec::with_capacity(BATCH);
-            while rows.recv_many(&mut batch, BATCH).await > 0 {
-                // Stamped as they are stored, so the time index grows as
-                // hookplane's does.
-                let now = chrono::Utc::now().timestamp_micros();
-                let rows: Vec<raw_events::RawRow<'_>> = batch
-                    .iter()
-                    .map(|(id, connector_id, trace, _)| raw_events::RawRow {
-                        id: *id,
-                        organization_id: &owner.organization_id,
-                        connector_id,
-                        status: "skipped",
-                        response_code: None,
-                        error: "",
-                        node_id: &owner.node_id,
-                        create_time: now,
-                        duration_ms: 0,
-                        trace,
-                    })
-                    .collect();
-                raw_events::insert(&pool, &rows).await;
-                stored.fetch_sub(batch.len() as u64, Ordering::Relaxed);
-                for (_, _, _, committed) in batch.drain(..) {
-                    if let Some(committed) = committed {
-                        let _ = committed.send(());
-                    }
-                }
+            while queue.recv_many(&mut batch, BATCH).await > 0 {
+                let stored = batch.iter().map(|(id, connector_id, trace, _)| (*id, &**connector_id, &trace[..]));
+                store(&pool, &owner, stored).await;
+                release(&mut batch, &pending);
             }
         });
-        EventRows { queue, connector_id, durable, next_id: Arc::new(AtomicI64::new(FIRST_ID)), pending }
+        rows
+    }
+
+    /// Rows for `connector_id`, the queue their writer takes them from,
+    /// and the count of those not yet stored, which the writer lowers.
+    pub(crate) fn queued(
+        connector_id: &str,
+        durable: bool,
+    ) -> (EventRows, mpsc::UnboundedReceiver<Queued>, Arc<AtomicU64>) {
+        let (queue, rows) = mpsc::unbounded_channel::<Queued>();
+        let pending = Arc::new(AtomicU64::new(0));
+        let recorder = EventRows {
+            queue,
+            connector_id: connector_id.into(),
+            durable,
+            next_id: Arc::new(AtomicI64::new(FIRST_ID)),
+            pending: pending.clone(),
+        };
+        (recorder, rows, pending)
     }
 
     /// The same rows, recorded under `connector_id`.
@@ -154,5 +147,41 @@ impl EventRows {
     /// Rows queued and not yet stored.
     pub fn pending(&self) -> u64 {
         self.pending.load(Ordering::Relaxed)
+    }
+}
+
+/// Stores `rows` (id, connector, trace) of `owner` in one batch.
+pub(crate) async fn store<'a>(
+    pool: &sqlx::SqlitePool,
+    owner: &RowOwner,
+    rows: impl Iterator<Item = (i64, &'a str, &'a [u8])>,
+) {
+    // Stamped as they are stored, so the time index grows as hookplane's
+    // does.
+    let now = chrono::Utc::now().timestamp_micros();
+    let rows: Vec<raw_events::RawRow<'_>> = rows
+        .map(|(id, connector_id, trace)| raw_events::RawRow {
+            id,
+            organization_id: &owner.organization_id,
+            connector_id,
+            status: "skipped",
+            response_code: None,
+            error: "",
+            node_id: &owner.node_id,
+            create_time: now,
+            duration_ms: 0,
+            trace,
+        })
+        .collect();
+    raw_events::insert(pool, &rows).await;
+}
+
+/// Tells the handlers waiting on `batch` that it is stored, and empties it.
+pub(crate) fn release(batch: &mut Vec<Queued>, pending: &AtomicU64) {
+    pending.fetch_sub(batch.len() as u64, Ordering::Relaxed);
+    for (_, _, _, committed) in batch.drain(..) {
+        if let Some(committed) = committed {
+            let _ = committed.send(());
+        }
     }
 }

@@ -27,7 +27,8 @@
 //!
 //! With `HOOKPLANE_LOAD_NODE_ONLY=1` it measures instead the node as a
 //! fleet runs it, the control plane in a process and on a core of its own,
-//! against bare hyper (`node_only.rs`).
+//! against bare hyper and against bare hyper keeping a row per request in
+//! that process (`node_only.rs`, `remote_rows.rs`).
 //!
 //! Run: `cargo bench --bench trigger_load`. Knobs: `HOOKPLANE_LOAD_SECS`
 //! (per measurement, default 5), `HOOKPLANE_LOAD_SLICES` (default 4),
@@ -49,6 +50,7 @@ mod generator;
 mod hand_written;
 mod measure;
 mod node_only;
+mod remote_rows;
 mod setup;
 mod summary;
 

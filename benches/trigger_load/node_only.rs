@@ -8,6 +8,13 @@
 //! `ReportEvents`, as a fleet's nodes do, and each closed-loop slice waits
 //! until they are stored. This process's CPU (the generator's thread
 //! excepted) is the node's; the child's is reported beside it.
+//!
+//! A third side is the fleet's floor (`remote_rows.rs`): bare hyper, also
+//! in this process, recording every request as a row that a store in the
+//! child process commits before the handler answers. The target
+//! compares the node with bare hyper, which keeps no event; the floor says
+//! what keeping one on another machine costs a node that does nothing
+//! else, and so how much of the node's cost is left to cut.
 
 use std::io::{BufRead as _, BufReader, Read as _};
 use std::process::{Child, Command, Stdio};
@@ -18,6 +25,7 @@ use core_affinity::CoreId;
 use hookplane_data_plane::trigger::signature;
 use hookplane_sdk::api;
 
+use crate::event_rows::{EventRows, RowOwner};
 use crate::generator::Call;
 use crate::measure::{Side, per_request, slices, verdict};
 use crate::setup::{ORDER, SIGNING_KEY, connector};
@@ -25,7 +33,7 @@ use crate::summary::Spread;
 use crate::support::nodes::{applied, start_node};
 use crate::support::triggers::{create, use_plan};
 use crate::support::{Backend, TestPlane};
-use crate::{baselines, cpu};
+use crate::{baselines, cpu, remote_rows};
 
 /// The environment variable that makes this bench the control plane.
 pub const ROLE: &str = "HOOKPLANE_LOAD_ROLE";
@@ -71,7 +79,15 @@ pub fn serve_control_plane() {
         signed.signature =
             Some(api::SignatureSettings { secret: SIGNING_KEY.into(), prefix: "sha256=".into(), ..Default::default() });
         let (signed, signed_token) = create(&plane, signed).await;
+        let floor_dir = tempfile::tempdir().expect("a directory for the floor's events");
+        let owner = RowOwner {
+            organization_id: plane.organization_id.clone(),
+            connector_id: skipping.clone(),
+            node_id: "bench-node".into(),
+        };
+        let rows = remote_rows::serve(floor_dir.path(), owner).await;
         let reach = serde_json::json!({
+            "rows": rows.to_string(),
             "url": plane.url(),
             "version": plane.config_version().await,
             "skipping": [skipping, skipping_token],
@@ -125,12 +141,6 @@ impl Drop for ControlPlaneProcess {
     }
 }
 
-/// What a node-only run of one scenario measured.
-struct Measured {
-    row: String,
-    ratio: f64,
-}
-
 /// Runs the node-only measurement and prints its tables.
 pub async fn run(seconds: Duration, runs: usize) {
     let (node_core, plane_core) = cores();
@@ -154,85 +164,132 @@ pub async fn run(seconds: Duration, runs: usize) {
     };
     let bare = baselines::bare_hyper(None).await;
     let bare = (bare, Call::post(bare, "/trigger", &[("Authorization", "Bearer x")], ORDER, "skipped"));
+    let store = plane.reach["rows"].as_str().unwrap().parse().expect("the floor's store address");
+    let rows = remote_rows::connect(store, &skipping).await;
     let scenarios = [
-        ("check path, token auth (skipped)", trigger(&skipping, &skipping_token, &[])),
-        ("check path, token + HMAC (skipped)", trigger(&signed, &signed_token, &[("X-Webhook-Signature", &signature)])),
+        (
+            "check path, token auth (skipped)",
+            floor(rows.for_connector(&skipping), &[]).await,
+            trigger(&skipping, &skipping_token, &[]),
+        ),
+        (
+            "check path, token + HMAC (skipped)",
+            floor(rows.for_connector(&signed), &[("X-Webhook-Signature", &signature)]).await,
+            trigger(&signed, &signed_token, &[("X-Webhook-Signature", &signature)]),
+        ),
     ];
 
     println!(
         "node only: the node and bare hyper on core {}, the control plane (a process of its own, SQLite) and the load generator on core {}; events reported over ReportEvents",
         node_core.id, plane_core.id
     );
-    let mut ratios = vec![Vec::new(); scenarios.len()];
+    let mut ratios = vec![Ratios::default(); scenarios.len()];
     for run in 1..=runs {
         println!();
         println!("Run {run} of {runs}:");
         println!();
         println!(
-            "| Scenario | Bare hyper max | Node sustained (answered and stored) | CPU per request at peak, µs, bare hyper / node | Fixed rate (80 % of the node's) | CPU per request at that rate, µs, bare hyper / node | Node / bare hyper at that rate | Control plane CPU per request at peak, µs |"
+            "| Scenario | Bare hyper max | Floor sustained | Node sustained (answered and stored) | CPU per request at peak, µs, bare hyper / floor / node | Fixed rate (80 % of the node's) | CPU per request at that rate, µs, bare hyper / floor / node | Floor / bare hyper | Node / bare hyper | Node / floor | Control plane CPU per request at peak, µs |"
         );
-        println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
-        for (index, (name, target)) in scenarios.iter().enumerate() {
-            let measured = measure(name, &bare, target, &node, &plane, seconds).await;
-            println!("{}", measured.row);
-            ratios[index].push(measured.ratio);
+        println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+        for (index, (name, floor, target)) in scenarios.iter().enumerate() {
+            let (row, measured) = measure(name, &bare, floor, target, &node, &plane, seconds).await;
+            println!("{row}");
+            ratios[index].push(measured);
         }
     }
     println!();
-    println!("Node CPU per request over bare hyper's, median (lowest–highest) of {runs} runs:");
+    println!("Node-only CPU per request at the fixed rate, median (lowest–highest) of {runs} runs:");
     println!();
-    println!("| Scenario | Node / bare hyper (target ≤ {NODE_TARGET}) |");
-    println!("| --- | ---: |");
-    for ((name, _), values) in scenarios.iter().zip(ratios) {
-        let spread = Spread::of(values.into_iter());
-        println!("| {name} | {spread} {} |", verdict(spread.median <= NODE_TARGET));
+    println!("| Scenario | Node / bare hyper (target ≤ {NODE_TARGET}) | Floor / bare hyper | Node / floor |");
+    println!("| --- | ---: | ---: | ---: |");
+    for ((name, _, _), ratios) in scenarios.iter().zip(ratios) {
+        let node = Spread::of(ratios.node.into_iter());
+        let (floor, over_floor) = (Spread::of(ratios.floor.into_iter()), Spread::of(ratios.over_floor.into_iter()));
+        println!("| {name} | {node} {} | {floor} | {over_floor} |", verdict(node.median <= NODE_TARGET));
     }
     node.shutdown().await;
 }
 
-/// Closed-loop slices, bare hyper and the node alternating, each round
-/// followed by both offered the same fixed rate, 80 % of the node's
-/// sustained maximum. The verdict compares CPU per request at that rate:
-/// the node's peak is bounded by the control plane's core, so at peak its
-/// core idles between requests and wakes more per request than bare
-/// hyper's saturated one.
+/// The fleet's floor for one scenario: bare hyper keeping a row per
+/// request under `rows`' connector, called with the node's `extra` headers.
+async fn floor(rows: EventRows, extra: &[(&str, &str)]) -> (std::net::SocketAddr, Call, EventRows) {
+    let address = baselines::bare_hyper(Some(rows.clone())).await;
+    let headers = [&[("Authorization", "Bearer x")], extra].concat();
+    (address, Call::post(address, "/trigger", &headers, ORDER, "skipped"), rows)
+}
+
+/// One scenario's ratios of CPU per request at the fixed rate, a value per
+/// run: the node's and the floor's to bare hyper's, the node's to the
+/// floor's.
+#[derive(Clone, Default)]
+struct Ratios {
+    node: Vec<f64>,
+    floor: Vec<f64>,
+    over_floor: Vec<f64>,
+}
+
+impl Ratios {
+    fn push(&mut self, (node, floor): (f64, f64)) {
+        self.node.push(node);
+        self.floor.push(floor);
+        self.over_floor.push(node / floor);
+    }
+}
+
+/// Closed-loop slices, bare hyper, the floor and the node alternating,
+/// each round followed by all three offered the same fixed rate, 80 % of
+/// the node's sustained maximum. The verdict compares CPU per request at
+/// that rate: the node's peak is bounded by the control plane's core, so
+/// at peak its core idles between requests and wakes more per request
+/// than bare hyper's saturated one. Returns the row and the node's and
+/// the floor's ratios to bare hyper.
 async fn measure(
     name: &str,
     bare: &(std::net::SocketAddr, Call),
+    floor: &(std::net::SocketAddr, Call, EventRows),
     target: &(std::net::SocketAddr, Call),
     node: &hookplane_data_plane::DataPlane,
     plane: &ControlPlaneProcess,
     seconds: Duration,
-) -> Measured {
-    let (nothing, backlog) = (|| 0, || node.pending_events() as u64);
+) -> (String, (f64, f64)) {
+    let (nothing, backlog, floor_backlog) = (|| 0, || node.pending_events() as u64, || floor.2.pending());
+    let floor_target = (floor.0, floor.1.clone());
     let mut base = Side::new(bare, &nothing);
+    let mut kept = Side::new(&floor_target, &floor_backlog);
     let mut ours = Side::new(target, &backlog);
     base.warm().await;
+    kept.warm().await;
     ours.warm().await;
     let slice = seconds / slices();
     let (mut plane_cpu, mut offered) = (Duration::ZERO, 0.0);
     for _ in 0..slices() {
         base.closed_slice(slice).await;
+        kept.closed_slice(slice).await;
         let before = cpu::sample_of(&plane.pid());
         ours.closed_slice(slice).await;
         plane_cpu += before.until(&cpu::sample_of(&plane.pid())).servers();
         let rate = ours.sustained() * 0.8;
         offered += rate / f64::from(slices());
         base.fixed_slice(rate, slice).await;
+        kept.fixed_slice(rate, slice).await;
         ours.fixed_slice(rate, slice).await;
     }
-    let ratio = ours.fixed_cpu_per_request() / base.fixed_cpu_per_request();
+    let (bare_cpu, floor_cpu, node_cpu) =
+        (base.fixed_cpu_per_request(), kept.fixed_cpu_per_request(), ours.fixed_cpu_per_request());
+    let (ratio, floor_ratio) = (node_cpu / bare_cpu, floor_cpu / bare_cpu);
     let row = format!(
-        "| {name} | {:.0}/s | {:.0}/s | {:.1} / {:.1} ({:.1} workers) | {offered:.0}/s | {:.1} / {:.1} | **{ratio:.2}×** ({} ≤ {NODE_TARGET}) | {:.1} |",
+        "| {name} | {:.0}/s | {:.0}/s | {:.0}/s | {:.1} / {:.1} / {:.1} ({:.1} workers) | {offered:.0}/s | {bare_cpu:.1} / {floor_cpu:.1} / {node_cpu:.1} | {floor_ratio:.2}× | **{ratio:.2}×** ({} ≤ {NODE_TARGET}) | {:.2}× | {:.1} |",
         base.sustained(),
+        kept.sustained(),
         ours.sustained(),
         base.cpu_per_request(),
+        kept.cpu_per_request(),
         ours.cpu_per_request(),
         per_request(ours.cpu.workers, ours.max.ok),
-        base.fixed_cpu_per_request(),
-        ours.fixed_cpu_per_request(),
         verdict(ratio <= NODE_TARGET),
+        node_cpu / floor_cpu,
         per_request(plane_cpu, ours.max.ok),
     );
-    Measured { row, ratio }
+    (row, (ratio, floor_ratio))
 }
