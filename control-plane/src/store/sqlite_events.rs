@@ -73,25 +73,38 @@ impl TypedEventWriter {
         Ok(TypedEventWriter { options, slot: Arc::new(Mutex::new(Slot::Open(connection))) })
     }
 
-    /// Runs `statement`, an `INSERT` of exactly `events.len()` rows that
-    /// fails whole on a stored event, on the typed connection, during a
-    /// turn of `writer`, the store's writer pool.
-    pub(super) async fn insert_fresh(
+    /// Runs `statements`, each an `INSERT` of exactly its events' rows that
+    /// fails whole on a stored event, in order on the typed connection,
+    /// during one turn of `writer`, the store's writer pool. Returns how
+    /// many events the statements that ran stored, and the failure that
+    /// stopped the rest, if one did.
+    pub(super) async fn insert_fresh<'e, 'a: 'e>(
         &self,
         writer: &AnyPool,
-        statement: &'static str,
-        events: &[&Event<EncodedTrace>],
-    ) -> Result<(), sqlx::Error> {
-        let turn = writer.acquire().await?;
+        statements: impl Iterator<Item = (&'static str, &'e [&'a Event<EncodedTrace>])>,
+    ) -> (usize, Result<(), sqlx::Error>) {
+        let turn = match writer.acquire().await {
+            Ok(turn) => turn,
+            Err(err) => return (0, Err(err)),
+        };
         let mut writing = Writing { turn: Some(turn), slot: Some(Arc::clone(&self.slot).lock_owned().await) };
         let slot = writing.slot.as_deref_mut().expect("held until the end");
-        if let Slot::Unopened = slot {
-            *slot = Slot::Open(self.options.connect().await?);
+        let mut stored = 0;
+        let outcome = async {
+            if let Slot::Unopened = slot {
+                *slot = Slot::Open(self.options.connect().await?);
+            }
+            let Slot::Open(connection) = slot else { return Err(sqlx::Error::PoolClosed) };
+            for (statement, events) in statements {
+                bind_fresh_batch(statement, events).execute(&mut *connection).await?;
+                stored += events.len();
+            }
+            Ok(())
         }
-        let Slot::Open(connection) = slot else { return Err(sqlx::Error::PoolClosed) };
-        let stored = bind_fresh_batch(statement, events).execute(&mut *connection).await;
-        if let Err(err) = &stored
+        .await;
+        if let Err(err) = &outcome
             && !is_unique_violation(err)
+            && matches!(slot, Slot::Open(_))
         {
             // The transaction's retry tells whether it was the database or
             // this connection; a connection that failed is not trusted again.
@@ -99,7 +112,7 @@ impl TypedEventWriter {
             *slot = Slot::Unopened;
         }
         writing.finish();
-        stored.map(drop)
+        (stored, outcome)
     }
 
     /// Closes the connection; later inserts fail.

@@ -54,7 +54,10 @@ async fn batches_of_every_size_store_each_event_once() {
     let ids = |range: std::ops::RangeInclusive<i64>| range.collect::<Vec<_>>();
     assert_eq!(store.insert_events(&events(1..=1)).await.unwrap(), [1]);
     assert_eq!(store.insert_events(&events(2..=8)).await.unwrap(), ids(2..=8), "7 rows, exactly");
-    assert_eq!(store.insert_events(&events(9..=141)).await.unwrap(), ids(9..=141), "100 rows, then 33 padded to 40");
+    // A failed event sends its batch through the transaction, which pads.
+    let mut padded = events(9..=141);
+    padded[132].status = EventStatus::Failed;
+    assert_eq!(store.insert_events(&padded).await.unwrap(), ids(9..=141), "100 rows, then 33 padded to 40");
     let mut overlapping = store.insert_events(&events(120..=150)).await.unwrap();
     overlapping.sort_unstable();
     assert_eq!(overlapping, ids(142..=150), "only the new part of an overlapping batch");
@@ -75,18 +78,59 @@ async fn one_statement_stores_fresh_batches_and_leaves_overlaps_to_the_transacti
     let dir = tempfile::tempdir().unwrap();
     let store = sqlite_store(&dir).await;
     let fresh = events(1..=10);
-    assert_eq!(store.insert_new_events(&refs(&fresh)).await, Some((1..=10).collect()));
-    assert_eq!(store.insert_new_events(&refs(&events(8..=12))).await, None, "two of the five are stored");
+    assert_eq!(store.insert_new_events(&refs(&fresh)).await, 10);
+    assert_eq!(store.insert_new_events(&refs(&events(8..=12))).await, 0, "two of the five are stored");
     assert_eq!(store.insert_events(&events(8..=12)).await.unwrap(), [11, 12]);
     let mut failed = events(13..=14);
     failed[1].status = EventStatus::Failed;
-    assert_eq!(store.insert_new_events(&refs(&failed)).await, None);
+    assert_eq!(store.insert_new_events(&refs(&failed)).await, 0);
     assert_eq!(store.insert_events(&failed).await.unwrap(), [13, 14]);
-    assert_eq!(store.insert_new_events(&refs(&events(15..=47))).await, None, "33 events need a padded statement");
     let stored: Vec<i64> =
         sqlx::query_scalar("SELECT id FROM events ORDER BY id").fetch_all(&store.pool).await.unwrap();
     assert_eq!(stored, (1..=14).collect::<Vec<_>>());
     assert_eq!(store.get_event("org_1", 14).await.unwrap().status, EventStatus::Failed);
+}
+
+/// Statements of exact sizes cover any batch, in order, the largest
+/// first: two at most per hundred events.
+#[test]
+fn exact_statements_cover_a_batch_in_order() {
+    let all = events(1..=250);
+    for size in [1, 32, 33, 47, 99, 100, 101, 250] {
+        let batch = refs(&all[..size]);
+        let statements: Vec<_> = exact_statements(Backend::Sqlite, &batch).collect();
+        let sizes: Vec<usize> = statements.iter().map(|(_, events)| events.len()).collect();
+        let ids: Vec<i64> = statements.iter().flat_map(|(_, events)| events.iter().map(|e| e.id)).collect();
+        assert_eq!(ids, (1..=size as i64).collect::<Vec<_>>(), "{size} events, in order, each once");
+        assert!(sizes.is_sorted_by(|a, b| a >= b), "{size} events as {sizes:?}");
+        assert!(sizes.len() <= 2 * size.div_ceil(INSERT_CHUNK), "{size} events as {sizes:?}");
+        for (statement, events) in &statements {
+            let rows = statement.matches('(').count() - 1;
+            assert_eq!(rows, events.len(), "a statement of exactly its rows");
+            assert!(!statement.contains("ON CONFLICT"), "a stored event fails the statement");
+        }
+    }
+}
+
+/// On SQLite a fresh batch of any size takes the typed statements,
+/// however many; one meeting a stored event keeps what the statements
+/// before it stored, and the transaction stores the rest.
+#[tokio::test]
+async fn fresh_batches_of_any_size_skip_the_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = sqlite_store(&dir).await;
+    assert_eq!(store.insert_new_events(&refs(&events(1..=33))).await, 33, "32 and 1");
+    assert_eq!(store.insert_new_events(&refs(&events(34..=283))).await, 250, "100, 100 and 50");
+    store.insert_events(&events(450..=450)).await.unwrap();
+    let overlapping = events(301..=500);
+    assert_eq!(store.insert_new_events(&refs(&overlapping)).await, 100, "the second hundred holds 450");
+    let mut inserted = store.insert_events(&events(284..=500)).await.unwrap();
+    inserted.sort_unstable();
+    let expected: Vec<i64> = (284..=300).chain(401..=449).chain(451..=500).collect();
+    assert_eq!(inserted, expected, "the transaction reports only what it stored");
+    let stored: Vec<i64> =
+        sqlx::query_scalar("SELECT id FROM events ORDER BY id").fetch_all(&store.pool).await.unwrap();
+    assert_eq!(stored, (1..=500).collect::<Vec<_>>());
 }
 
 /// The typed statement of a fresh batch on SQLite stores each column
@@ -113,7 +157,7 @@ async fn a_fresh_batch_reads_back_as_the_transaction_stores_it() {
         batch
     };
     let (typed, transacted) = (vary(events(1..=8)), vary(events(101..=108)));
-    assert_eq!(store.insert_new_events(&refs(&typed)).await, Some((1..=8).collect()));
+    assert_eq!(store.insert_new_events(&refs(&typed)).await, 8);
     assert_eq!(store.try_insert_events(&refs(&transacted), OnStored::Skip).await.unwrap(), Some((101..=108).collect()));
     // What reading an event back gives: its trace decoded, its
     // duration capped at what a signed column holds.
@@ -146,7 +190,7 @@ async fn a_fresh_batch_waits_for_the_writer_before_it_writes() {
     let typed = store.sqlite_events.as_ref().expect("SQLite has the typed connection");
     assert!(typed.is_idle(), "the typed connection waits, unused, while the writer writes");
     writing.commit().await.unwrap();
-    assert_eq!(insert.await.unwrap(), Some(vec![1, 2, 3]));
+    assert_eq!(insert.await.unwrap(), 3);
 }
 
 /// An insert dropped while SQLite runs its statement keeps the writer's
@@ -190,12 +234,14 @@ async fn the_typed_connection_is_opened_again_after_it_failed() {
     let typed = store.sqlite_events.as_ref().expect("SQLite has the typed connection");
     let writer = store.writer.clone();
     let batch = events(1..=2);
-    let broken = typed.insert_fresh(&writer, "INSERT INTO no_such_table VALUES (1)", &refs(&batch)).await;
-    assert!(broken.is_err());
+    let batch_refs = refs(&batch);
+    let broken = [("INSERT INTO no_such_table VALUES (1)", &batch_refs[..])];
+    let (stored, broken) = typed.insert_fresh(&writer, broken.into_iter()).await;
+    assert!(stored == 0 && broken.is_err());
     assert!(!typed.is_open(), "a connection that failed is dropped");
-    assert_eq!(store.insert_new_events(&refs(&batch)).await, Some(vec![1, 2]));
+    assert_eq!(store.insert_new_events(&refs(&batch)).await, 2);
     assert!(typed.is_open());
-    assert!(store.insert_new_events(&refs(&batch)).await.is_none(), "a batch sent again fails whole");
+    assert_eq!(store.insert_new_events(&refs(&batch)).await, 0, "a batch sent again fails whole");
     assert!(typed.is_open(), "and that is the database's answer, not the connection's failure");
 }
 
