@@ -2,11 +2,10 @@
 //! against: multi-row `INSERT`s into the control plane's own `events`
 //! table, through sqlx's typed SQLite driver, on a SQLite file in WAL mode
 //! with `synchronous = NORMAL` as the store runs it. No `RETURNING`, no
-//! statement cache tricks, no conversion: what storing a row costs. A
-//! batch that fits one statement is that statement alone, which SQLite
-//! applies whole, as the store stores a fresh batch: a transaction's
-//! `BEGIN` and `COMMIT` would add two round trips to the connection's
-//! thread.
+//! statement cache tricks, no conversion: what storing a row costs. Each
+//! statement stands alone, which SQLite applies whole, as the store
+//! stores a fresh batch: a transaction's `BEGIN` and `COMMIT` would add
+//! two round trips to the connection's thread.
 
 use std::path::Path;
 
@@ -41,18 +40,16 @@ pub async fn open(path: &Path) -> sqlx::SqlitePool {
 /// Rows per statement, as the control plane's store chunks batches.
 const CHUNK: usize = 100;
 
-/// Inserts `rows` at once: in one statement if they fit, else in one
-/// transaction, a statement per hundred rows.
+/// Inserts `rows`: a statement per hundred, each applied whole on its own.
+/// Not one transaction: SQLite keeps a statement journal for each
+/// statement of a transaction after the first, which spills to a
+/// temporary file past 64 KiB, and it did for most batches above a
+/// hundred rows (a file created, written and deleted per batch, seen
+/// with strace on the trigger-load bench's open loop).
 pub async fn insert(pool: &sqlx::SqlitePool, rows: &[RawRow<'_>]) {
-    if rows.len() <= CHUNK {
-        statement(rows).execute(pool).await.expect("raw insert");
-        return;
-    }
-    let mut tx = pool.begin().await.expect("begin");
     for chunk in rows.chunks(CHUNK) {
-        statement(chunk).execute(&mut *tx).await.expect("raw insert");
+        statement(chunk).execute(pool).await.expect("raw insert");
     }
-    tx.commit().await.expect("commit");
 }
 
 /// One multi-row `INSERT` of `rows`.
