@@ -20,8 +20,8 @@ const EVENT_COLUMNS: usize = 10;
 /// sqlx's per-connection statement cache, so SQLite (or PostgreSQL)
 /// prepared a thousand-parameter statement again for most batches. Small
 /// batches, the usual kind, get their exact size; larger ones a step at
-/// most a quarter above in a transaction, or on SQLite, when fresh, two
-/// exact statements ([`exact_statements`]). Padding every size up to a multiple of ten cost the
+/// most a quarter above in a transaction, or on SQLite, when fresh, exact
+/// statements ([`exact_statements`]). Padding every size up to a multiple of ten cost the
 /// trigger-load bench 3 µs of SQLite's CPU per event (batches there hold a
 /// few to thirty events, and each padded row is bound, its trace copied,
 /// and probed). 38 sizes in two statement forms in use, with the store's
@@ -168,11 +168,11 @@ fn event_from_row(row: &AnyRow) -> Result<Event, StoreError> {
 }
 
 impl Store {
-    /// Stores a batch of events at once (statements of exact sizes, or one
-    /// transaction) and returns the ids that were new. Ids are unique
-    /// across the fleet, so a batch resent after a lost acknowledgement is
-    /// absorbed instead of duplicated. Rows go in multi-row statements: one
-    /// round trip per [`INSERT_CHUNK`] events instead of one per event.
+    /// Stores a batch of events whole (a statement, or a transaction) and
+    /// returns the ids that were new. Ids are unique across the fleet, so a
+    /// batch resent after a lost acknowledgement is absorbed instead of
+    /// duplicated. Rows go in multi-row statements: a round trip per up to
+    /// [`INSERT_CHUNK`] events instead of one per event.
     pub async fn insert_events(&self, events: &[Event<EncodedTrace>]) -> Result<Vec<i64>, StoreError> {
         self.timed("insert_events", self.insert_events_untimed(events)).await
     }
@@ -185,9 +185,8 @@ impl Store {
         // write and cache) instead of starting a new one.
         let mut ordered: Vec<&Event<EncodedTrace>> = events.iter().collect();
         ordered.sort_unstable_by_key(|event| event.id);
-        let (fresh, rest) = ordered.split_at(self.insert_new_events(&ordered).await);
-        let mut inserted: Vec<i64> = fresh.iter().map(|event| event.id).collect();
-        if rest.is_empty() {
+        let events = &ordered[..];
+        if let Some(inserted) = self.insert_new_events(events).await {
             return Ok(inserted);
         }
         // A statement's count of inserted rows says which are new when it is
@@ -195,55 +194,56 @@ impl Store {
         // whole. Only a batch overlapping what is stored is inserted again
         // with `RETURNING id`, which makes SQLite buffer the returned rows
         // and sqlx convert each one.
-        let stored = match self.try_insert_events(rest, OnStored::Skip).await? {
-            Some(stored) => stored,
-            None => self.try_insert_events(rest, OnStored::SkipReturningNew).await?.unwrap_or_default(),
-        };
-        inserted.extend(stored);
-        Ok(inserted)
+        match self.try_insert_events(events, OnStored::Skip).await? {
+            Some(inserted) => Ok(inserted),
+            None => Ok(self.try_insert_events(events, OnStored::SkipReturningNew).await?.unwrap_or_default()),
+        }
     }
 
-    /// The usual batch without a transaction: a fresh batch with no failed
-    /// event (whose platform events need a transaction) goes in statements
-    /// of exact sizes, each on its own, which stores every event of it or,
-    /// on the first one already stored, none. Returns how many of `events`
-    /// (a prefix) it stored; the transaction does the rest.
+    /// The usual batch, stored whole or not at all: a fresh batch with no
+    /// failed event (whose platform events need the transaction's outbox)
+    /// goes in `INSERT`s of exact sizes that fail on a stored event. `None`
+    /// if it does not apply or stored nothing; the transaction then does
+    /// the work.
     ///
     /// On SQLite every fresh batch does: the typed connection runs the
-    /// largest exact statement that fits, then the next for the rest
-    /// ([`exact_statements`]), during one turn of the writer. Elsewhere only
-    /// a batch of an exact statement size does. Measured on the
-    /// trigger-load bench: the transaction's `BEGIN` and `COMMIT` are a
-    /// round trip each to SQLite's thread, and each wakes it (a futex) and
-    /// is woken back; they were 38 % of the node's reporter CPU. Under the
-    /// open loop's 256 senders, batches of 33 to a few hundred events
-    /// (in a transaction before, and with statement journals in temporary
-    /// files above a hundred) were most of what the writer stored.
-    async fn insert_new_events(&self, events: &[&Event<EncodedTrace>]) -> usize {
-        if events.iter().any(|e| e.status == EventStatus::Failed) {
-            return 0;
+    /// largest exact statement that fits, then the same for the rest
+    /// ([`exact_statements`]); one statement on its own, several in a
+    /// transaction of the typed connection's. Elsewhere only a batch of
+    /// one exact size does, in that one statement. Measured on the
+    /// trigger-load bench: a transaction's `BEGIN` and `COMMIT` are a round
+    /// trip each to SQLite's thread, and each wakes it (a futex) and is
+    /// woken back; they were 38 % of the node's reporter CPU, so the usual
+    /// batch, up to 32 events, is one statement. Under the open loop's 256
+    /// senders, batches above that, from 33 to a few hundred events, went
+    /// through `Any` and padded statements, above a hundred with a
+    /// statement journal spilled to a temporary file per batch.
+    async fn insert_new_events(&self, events: &[&Event<EncodedTrace>]) -> Option<Vec<i64>> {
+        if events.is_empty() || events.iter().any(|e| e.status == EventStatus::Failed) {
+            return None;
         }
         let stored = match &self.sqlite_events {
-            Some(typed) => typed.insert_fresh(&self.writer, exact_statements(self.backend, events)).await,
+            Some(typed) => {
+                let statements: Vec<_> = exact_statements(self.backend, events).collect();
+                typed.insert_fresh(&self.writer, &statements).await
+            }
             None => {
-                let exact = (1..=INSERT_CHUNK).contains(&events.len())
-                    && STATEMENT_ROWS[statement_size(events.len())] == events.len();
-                if !exact {
-                    return 0;
+                let size = statement_size(events.len());
+                if events.len() > INSERT_CHUNK || STATEMENT_ROWS[size] != events.len() {
+                    return None;
                 }
-                let statement = insert_statement(self.backend, statement_size(events.len()), OnStored::Fail);
-                let stored = bind_events(sqlx::query(statement), events.iter().copied()).execute(&self.writer).await;
-                stored.map_or_else(|err| (0, Err(err)), |_| (events.len(), Ok(())))
+                let statement = insert_statement(self.backend, size, OnStored::Fail);
+                bind_events(sqlx::query(statement), events.iter().copied()).execute(&self.writer).await.map(drop)
             }
         };
         match stored {
-            (all, Ok(())) => all,
+            Ok(()) => Some(events.iter().map(|e| e.id).collect()),
             // Usually an event sent again; the transaction meets any other
             // failure of the database too, and reports it (the typed
             // connection reports its own and is opened again).
-            (stored, Err(err)) => {
-                tracing::debug!(error = %err, events = events.len(), stored, "storing a fresh batch failed");
-                stored
+            Err(err) => {
+                tracing::debug!(error = %err, events = events.len(), "storing a fresh batch failed");
+                None
             }
         }
     }

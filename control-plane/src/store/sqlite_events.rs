@@ -15,8 +15,9 @@
 //! Invariant: SQLite sees one writer at a time. The typed connection is
 //! a second one, so it writes only while holding the store's writer
 //! connection, which every other write goes through, and holds it until
-//! its statement finished, even when the caller went away mid-statement
-//! (SQLite's thread runs a statement it was sent either way): writes
+//! SQLite's thread finished what it was sent (a statement, or a batch's
+//! transaction and, for a caller that went away, its rollback), even when
+//! the caller went away mid-way: writes
 //! queue in the writer's pool, never in SQLite's busy handler, which
 //! sleeps a millisecond and more between tries. A connection's page
 //! cache is dropped whenever the other one wrote: a batch with a failed
@@ -65,46 +66,45 @@ impl TypedEventWriter {
     /// connections are (`pool_options`). Opened after the migrations, like
     /// the read pool, so it never holds the schema's old shape.
     pub(super) async fn connect(options: &AnyConnectOptions) -> Result<TypedEventWriter, sqlx::Error> {
+        // Each statement of a transaction after the first keeps a statement
+        // journal, which spills to a temporary file past 64 KiB unless
+        // temporary storage is memory: without it, most batches above a
+        // hundred events created, wrote and deleted a file (strace, on the
+        // trigger-load bench's open loop). In memory it holds at most the
+        // pages one batch's statements change.
         let options = SqliteConnectOptions::try_from(options)?
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(10));
+            .busy_timeout(Duration::from_secs(10))
+            .pragma("temp_store", "memory");
         let connection = options.connect().await?;
         Ok(TypedEventWriter { options, slot: Arc::new(Mutex::new(Slot::Open(connection))) })
     }
 
     /// Runs `statements`, each an `INSERT` of exactly its events' rows that
-    /// fails whole on a stored event, in order on the typed connection,
-    /// during one turn of `writer`, the store's writer pool. Returns how
-    /// many events the statements that ran stored, and the failure that
-    /// stopped the rest, if one did.
-    pub(super) async fn insert_fresh<'e, 'a: 'e>(
+    /// fails whole on a stored event, on the typed connection, during one
+    /// turn of `writer`, the store's writer pool: all of them or none.
+    /// One statement is applied whole by SQLite; several run in a
+    /// transaction of their own, rolled back if one fails or the caller
+    /// goes away (the turn is held until the rollback ran).
+    pub(super) async fn insert_fresh(
         &self,
         writer: &AnyPool,
-        statements: impl Iterator<Item = (&'static str, &'e [&'a Event<EncodedTrace>])>,
-    ) -> (usize, Result<(), sqlx::Error>) {
-        let turn = match writer.acquire().await {
-            Ok(turn) => turn,
-            Err(err) => return (0, Err(err)),
-        };
+        statements: &[(&'static str, &[&Event<EncodedTrace>])],
+    ) -> Result<(), sqlx::Error> {
+        let turn = writer.acquire().await?;
         let mut writing = Writing { turn: Some(turn), slot: Some(Arc::clone(&self.slot).lock_owned().await) };
         let slot = writing.slot.as_deref_mut().expect("held until the end");
-        let mut stored = 0;
-        let outcome = async {
-            if let Slot::Unopened = slot {
-                *slot = Slot::Open(self.options.connect().await?);
-            }
-            let Slot::Open(connection) = slot else { return Err(sqlx::Error::PoolClosed) };
-            for (statement, events) in statements {
-                bind_fresh_batch(statement, events).execute(&mut *connection).await?;
-                stored += events.len();
-            }
-            Ok(())
+        if let Slot::Unopened = slot {
+            *slot = Slot::Open(self.options.connect().await?);
         }
-        .await;
-        if let Err(err) = &outcome
+        let Slot::Open(connection) = slot else { return Err(sqlx::Error::PoolClosed) };
+        let stored = match statements {
+            [(statement, events)] => bind_fresh_batch(statement, events).execute(&mut *connection).await.map(drop),
+            _ => store_whole(connection, statements).await,
+        };
+        if let Err(err) = &stored
             && !is_unique_violation(err)
-            && matches!(slot, Slot::Open(_))
         {
             // The transaction's retry tells whether it was the database or
             // this connection; a connection that failed is not trusted again.
@@ -112,7 +112,7 @@ impl TypedEventWriter {
             *slot = Slot::Unopened;
         }
         writing.finish();
-        (stored, outcome)
+        stored
     }
 
     /// Closes the connection; later inserts fail.
@@ -136,8 +136,9 @@ impl TypedEventWriter {
 }
 
 /// The writer's turn and the typed connection, held by an insert. If the
-/// insert is dropped before its statement finished, both stay held until
-/// SQLite's thread has run it: a ping queues behind the statement.
+/// insert is dropped before it finished, both stay held until SQLite's
+/// thread has run what it was sent: a ping queues behind the statement in
+/// flight, or behind the rollback of a dropped transaction.
 struct Writing {
     turn: Option<PoolConnection<Any>>,
     slot: Option<OwnedMutexGuard<Slot>>,
@@ -166,6 +167,19 @@ impl Drop for Writing {
             drop(turn);
         });
     }
+}
+
+/// Runs `statements` in one transaction, so a batch is stored whole or not
+/// at all as one statement is: what a call stored is what it reports.
+async fn store_whole(
+    connection: &mut SqliteConnection,
+    statements: &[(&'static str, &[&Event<EncodedTrace>])],
+) -> Result<(), sqlx::Error> {
+    let mut transaction = connection.begin_with("BEGIN IMMEDIATE").await?;
+    for (statement, events) in statements {
+        bind_fresh_batch(statement, events).execute(&mut *transaction).await?;
+    }
+    transaction.commit().await
 }
 
 /// `statement` with the batch bound to it.
@@ -207,8 +221,21 @@ impl RepeatedText {
 
 #[cfg(test)]
 mod tests {
-    use super::RepeatedText;
+    use super::{RepeatedText, Slot, TypedEventWriter};
+    use std::str::FromStr as _;
     use std::sync::Arc;
+
+    /// A transaction's statement journals stay in memory, where they never
+    /// become a file created and deleted per batch.
+    #[tokio::test]
+    async fn the_typed_connection_keeps_temporary_storage_in_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("events.db").display());
+        let typed = TypedEventWriter::connect(&sqlx::any::AnyConnectOptions::from_str(&url).unwrap()).await.unwrap();
+        let Slot::Open(connection) = &mut *typed.slot.lock().await else { panic!("opened by connect") };
+        let temp_store: i64 = sqlx::query_scalar("PRAGMA temp_store").fetch_one(&mut *connection).await.unwrap();
+        assert_eq!(temp_store, 2, "MEMORY");
+    }
 
     #[test]
     fn a_text_is_shared_with_the_row_above_only_when_it_repeats() {

@@ -78,12 +78,12 @@ async fn one_statement_stores_fresh_batches_and_leaves_overlaps_to_the_transacti
     let dir = tempfile::tempdir().unwrap();
     let store = sqlite_store(&dir).await;
     let fresh = events(1..=10);
-    assert_eq!(store.insert_new_events(&refs(&fresh)).await, 10);
-    assert_eq!(store.insert_new_events(&refs(&events(8..=12))).await, 0, "two of the five are stored");
+    assert_eq!(store.insert_new_events(&refs(&fresh)).await, Some((1..=10).collect()));
+    assert_eq!(store.insert_new_events(&refs(&events(8..=12))).await, None, "two of the five are stored");
     assert_eq!(store.insert_events(&events(8..=12)).await.unwrap(), [11, 12]);
     let mut failed = events(13..=14);
     failed[1].status = EventStatus::Failed;
-    assert_eq!(store.insert_new_events(&refs(&failed)).await, 0);
+    assert_eq!(store.insert_new_events(&refs(&failed)).await, None);
     assert_eq!(store.insert_events(&failed).await.unwrap(), [13, 14]);
     let stored: Vec<i64> =
         sqlx::query_scalar("SELECT id FROM events ORDER BY id").fetch_all(&store.pool).await.unwrap();
@@ -113,24 +113,59 @@ fn exact_statements_cover_a_batch_in_order() {
 }
 
 /// On SQLite a fresh batch of any size takes the typed statements,
-/// however many; one meeting a stored event keeps what the statements
-/// before it stored, and the transaction stores the rest.
+/// however many, and is stored whole or not at all: one meeting a stored
+/// event in its last statement leaves nothing of the statements before,
+/// and the transaction then stores and reports all that is new.
 #[tokio::test]
-async fn fresh_batches_of_any_size_skip_the_transaction() {
+async fn fresh_batches_of_any_size_are_stored_whole_on_the_typed_connection() {
     let dir = tempfile::tempdir().unwrap();
     let store = sqlite_store(&dir).await;
-    assert_eq!(store.insert_new_events(&refs(&events(1..=33))).await, 33, "32 and 1");
-    assert_eq!(store.insert_new_events(&refs(&events(34..=283))).await, 250, "100, 100 and 50");
+    let count = || async { sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM events").fetch_one(&store.pool).await };
+    assert_eq!(store.insert_new_events(&refs(&events(1..=33))).await, Some((1..=33).collect()), "32 and 1");
+    assert_eq!(store.insert_new_events(&refs(&events(34..=283))).await, Some((34..=283).collect()), "100, 100, 48, 2");
     store.insert_events(&events(450..=450)).await.unwrap();
-    let overlapping = events(301..=500);
-    assert_eq!(store.insert_new_events(&refs(&overlapping)).await, 100, "the second hundred holds 450");
+    assert_eq!(count().await.unwrap(), 284);
+    assert_eq!(store.insert_new_events(&refs(&events(301..=500))).await, None, "the second hundred holds 450");
+    assert_eq!(count().await.unwrap(), 284, "the first hundred rolled back with it");
     let mut inserted = store.insert_events(&events(284..=500)).await.unwrap();
     inserted.sort_unstable();
-    let expected: Vec<i64> = (284..=300).chain(401..=449).chain(451..=500).collect();
-    assert_eq!(inserted, expected, "the transaction reports only what it stored");
+    let expected: Vec<i64> = (284..=449).chain(451..=500).collect();
+    assert_eq!(inserted, expected, "the transaction reports all it stored");
     let stored: Vec<i64> =
         sqlx::query_scalar("SELECT id FROM events ORDER BY id").fetch_all(&store.pool).await.unwrap();
     assert_eq!(stored, (1..=500).collect::<Vec<_>>());
+}
+
+/// A batch of several statements dropped while its transaction waits for
+/// another process's lock stores nothing and keeps the writer's turn
+/// until SQLite's thread undid it; sent again, all of it is stored and
+/// reported new.
+#[tokio::test]
+async fn a_batch_of_several_statements_dropped_while_waiting_stores_nothing() {
+    use sqlx::{Connection as _, Executor as _};
+    let dir = tempfile::tempdir().unwrap();
+    let store = sqlite_store(&dir).await;
+    let url = format!("sqlite://{}", dir.path().join("events.db").display());
+    let mut other = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    other.execute("BEGIN IMMEDIATE").await.unwrap();
+    let batch = events(1..=150);
+    let insert = tokio::spawn({
+        let (store, batch) = (store.clone(), batch.clone());
+        async move { store.insert_new_events(&refs(&batch)).await }
+    });
+    let typed = store.sqlite_events.as_ref().expect("SQLite has the typed connection");
+    while typed.is_idle() {
+        tokio::task::yield_now().await;
+    }
+    insert.abort();
+    assert!(insert.await.unwrap_err().is_cancelled());
+    let waiting = tokio::time::timeout(std::time::Duration::from_millis(200), store.writer.acquire()).await;
+    assert!(waiting.is_err(), "the turn is still the dropped batch's");
+    other.execute("COMMIT").await.unwrap();
+    drop(store.writer.acquire().await.unwrap());
+    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events").fetch_one(&store.pool).await.unwrap();
+    assert_eq!(stored, 0, "nothing of the dropped batch was kept");
+    assert_eq!(store.insert_events(&batch).await.unwrap(), (1..=150).collect::<Vec<_>>());
 }
 
 /// The typed statement of a fresh batch on SQLite stores each column
@@ -157,7 +192,7 @@ async fn a_fresh_batch_reads_back_as_the_transaction_stores_it() {
         batch
     };
     let (typed, transacted) = (vary(events(1..=8)), vary(events(101..=108)));
-    assert_eq!(store.insert_new_events(&refs(&typed)).await, 8);
+    assert_eq!(store.insert_new_events(&refs(&typed)).await, Some((1..=8).collect()));
     assert_eq!(store.try_insert_events(&refs(&transacted), OnStored::Skip).await.unwrap(), Some((101..=108).collect()));
     // What reading an event back gives: its trace decoded, its
     // duration capped at what a signed column holds.
@@ -190,7 +225,7 @@ async fn a_fresh_batch_waits_for_the_writer_before_it_writes() {
     let typed = store.sqlite_events.as_ref().expect("SQLite has the typed connection");
     assert!(typed.is_idle(), "the typed connection waits, unused, while the writer writes");
     writing.commit().await.unwrap();
-    assert_eq!(insert.await.unwrap(), 3);
+    assert_eq!(insert.await.unwrap(), Some(vec![1, 2, 3]));
 }
 
 /// An insert dropped while SQLite runs its statement keeps the writer's
@@ -235,13 +270,12 @@ async fn the_typed_connection_is_opened_again_after_it_failed() {
     let writer = store.writer.clone();
     let batch = events(1..=2);
     let batch_refs = refs(&batch);
-    let broken = [("INSERT INTO no_such_table VALUES (1)", &batch_refs[..])];
-    let (stored, broken) = typed.insert_fresh(&writer, broken.into_iter()).await;
-    assert!(stored == 0 && broken.is_err());
+    let broken = typed.insert_fresh(&writer, &[("INSERT INTO no_such_table VALUES (1)", &batch_refs[..])]).await;
+    assert!(broken.is_err());
     assert!(!typed.is_open(), "a connection that failed is dropped");
-    assert_eq!(store.insert_new_events(&refs(&batch)).await, 2);
+    assert_eq!(store.insert_new_events(&refs(&batch)).await, Some(vec![1, 2]));
     assert!(typed.is_open());
-    assert_eq!(store.insert_new_events(&refs(&batch)).await, 0, "a batch sent again fails whole");
+    assert!(store.insert_new_events(&refs(&batch)).await.is_none(), "a batch sent again fails whole");
     assert!(typed.is_open(), "and that is the database's answer, not the connection's failure");
 }
 
