@@ -142,17 +142,30 @@ async fn fresh_batches_of_any_size_are_stored_whole_on_the_typed_connection() {
 /// reported new.
 #[tokio::test]
 async fn a_batch_of_several_statements_dropped_while_waiting_stores_nothing() {
-    use sqlx::{Connection as _, Executor as _};
     let dir = tempfile::tempdir().unwrap();
     let store = sqlite_store(&dir).await;
+    let batch = events(1..=150);
+    drop_an_insert_waiting_on_the_lock(&store, &dir, batch.clone()).await;
+    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events").fetch_one(&store.pool).await.unwrap();
+    assert_eq!(stored, 0, "nothing of the dropped batch was kept");
+    assert_eq!(store.insert_events(&batch).await.unwrap(), (1..=150).collect::<Vec<_>>());
+}
+
+/// Starts storing `batch` as a fresh batch while another process holds
+/// SQLite's write lock, drops the insert once it holds the typed
+/// connection, checks that the writer's turn stays the dropped insert's,
+/// then lets the lock go and waits for the turn.
+async fn drop_an_insert_waiting_on_the_lock(store: &Store, dir: &tempfile::TempDir, batch: Vec<Event<EncodedTrace>>) {
+    use sqlx::{Connection as _, Executor as _};
     let url = format!("sqlite://{}", dir.path().join("events.db").display());
     let mut other = sqlx::SqliteConnection::connect(&url).await.unwrap();
     other.execute("BEGIN IMMEDIATE").await.unwrap();
-    let batch = events(1..=150);
     let insert = tokio::spawn({
-        let (store, batch) = (store.clone(), batch.clone());
+        let store = store.clone();
         async move { store.insert_new_events(&refs(&batch)).await }
     });
+    // On this one-thread runtime the insert runs until it waits for its
+    // first command to SQLite, which it has then sent.
     let typed = store.sqlite_events.as_ref().expect("SQLite has the typed connection");
     while typed.is_idle() {
         tokio::task::yield_now().await;
@@ -160,12 +173,9 @@ async fn a_batch_of_several_statements_dropped_while_waiting_stores_nothing() {
     insert.abort();
     assert!(insert.await.unwrap_err().is_cancelled());
     let waiting = tokio::time::timeout(std::time::Duration::from_millis(200), store.writer.acquire()).await;
-    assert!(waiting.is_err(), "the turn is still the dropped batch's");
+    assert!(waiting.is_err(), "the turn is still the dropped insert's");
     other.execute("COMMIT").await.unwrap();
     drop(store.writer.acquire().await.unwrap());
-    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events").fetch_one(&store.pool).await.unwrap();
-    assert_eq!(stored, 0, "nothing of the dropped batch was kept");
-    assert_eq!(store.insert_events(&batch).await.unwrap(), (1..=150).collect::<Vec<_>>());
 }
 
 /// The typed statement of a fresh batch on SQLite stores each column
@@ -233,30 +243,9 @@ async fn a_fresh_batch_waits_for_the_writer_before_it_writes() {
 /// SQLite's busy handler.
 #[tokio::test]
 async fn a_fresh_batch_dropped_mid_statement_keeps_the_turn_until_it_finished() {
-    use sqlx::{Connection as _, Executor as _};
     let dir = tempfile::tempdir().unwrap();
     let store = sqlite_store(&dir).await;
-    // Another process's write holds SQLite's lock, so the statement waits.
-    let url = format!("sqlite://{}", dir.path().join("events.db").display());
-    let mut other = sqlx::SqliteConnection::connect(&url).await.unwrap();
-    other.execute("BEGIN IMMEDIATE").await.unwrap();
-    let batch = events(1..=3);
-    let insert = tokio::spawn({
-        let store = store.clone();
-        async move { store.insert_new_events(&refs(&batch)).await }
-    });
-    // On this one-thread runtime the insert runs until it waits for its
-    // statement, which it has then sent.
-    let typed = store.sqlite_events.as_ref().expect("SQLite has the typed connection");
-    while typed.is_idle() {
-        tokio::task::yield_now().await;
-    }
-    insert.abort();
-    assert!(insert.await.unwrap_err().is_cancelled());
-    let waiting = tokio::time::timeout(std::time::Duration::from_millis(200), store.writer.acquire()).await;
-    assert!(waiting.is_err(), "the turn is still the dropped insert's");
-    other.execute("COMMIT").await.unwrap();
-    let _turn = store.writer.acquire().await.unwrap();
+    drop_an_insert_waiting_on_the_lock(&store, &dir, events(1..=3)).await;
     let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events").fetch_one(&store.pool).await.unwrap();
     assert_eq!(stored, 3, "the statement ran, and had finished when the turn came back");
 }
