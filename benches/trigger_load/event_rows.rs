@@ -52,6 +52,18 @@ pub struct RowOwner {
     pub node_id: String,
 }
 
+impl RowOwner {
+    /// Rows of `connector_id` in `organization_id`, from the node the
+    /// benches start (`bench-node`).
+    pub fn of_bench_node(organization_id: &str, connector_id: &str) -> RowOwner {
+        RowOwner {
+            organization_id: organization_id.into(),
+            connector_id: connector_id.into(),
+            node_id: "bench-node".into(),
+        }
+    }
+}
+
 /// A row queued for the writer: its id, connector, trace, and whom to tell
 /// once it is committed.
 pub(crate) type Queued = (i64, Arc<str>, Vec<u8>, Option<oneshot::Sender<()>>);

@@ -80,11 +80,7 @@ pub fn serve_control_plane() {
             Some(api::SignatureSettings { secret: SIGNING_KEY.into(), prefix: "sha256=".into(), ..Default::default() });
         let (signed, signed_token) = create(&plane, signed).await;
         let floor_dir = tempfile::tempdir().expect("a directory for the floor's events");
-        let owner = RowOwner {
-            organization_id: plane.organization_id.clone(),
-            connector_id: skipping.clone(),
-            node_id: "bench-node".into(),
-        };
+        let owner = RowOwner::of_bench_node(&plane.organization_id, &skipping);
         let rows = remote_rows::serve(floor_dir.path(), owner).await;
         let reach = serde_json::json!({
             "rows": rows.to_string(),

@@ -109,11 +109,7 @@ impl Setup {
             (node_address, Call::post(node_address, &path, &headers, ORDER, expect))
         };
         let floor_dir = tempfile::tempdir().expect("a directory for the floor's events");
-        let owner = RowOwner {
-            organization_id: plane.organization_id.clone(),
-            connector_id: skipping.clone(),
-            node_id: "bench-node".into(),
-        };
+        let owner = RowOwner::of_bench_node(&plane.organization_id, &skipping);
         let rows = EventRows::start(floor_dir.path(), owner).await;
         println!(
             "floor: {}",

@@ -16,10 +16,9 @@
 //! a second one, so it writes only while holding the store's writer
 //! connection, which every other write goes through, and holds it until
 //! SQLite's thread finished what it was sent (a statement, or a batch's
-//! transaction and, for a caller that went away, its rollback), even when
-//! the caller went away mid-way: writes
-//! queue in the writer's pool, never in SQLite's busy handler, which
-//! sleeps a millisecond and more between tries. A connection's page
+//! transaction and, for a caller that went away mid-way, its rollback):
+//! writes queue in the writer's pool, never in SQLite's busy handler,
+//! which sleeps a millisecond and more between tries. A connection's page
 //! cache is dropped whenever the other one wrote: a batch with a failed
 //! event, a resent batch or a node's heartbeat (the writer's) between
 //! fresh batches costs the next one on each connection a re-read of the
