@@ -178,6 +178,10 @@ impl Store {
     }
 
     async fn insert_events_untimed(&self, events: &[Event<EncodedTrace>]) -> Result<Vec<i64>, StoreError> {
+        if events.is_empty() {
+            // A report whose every event was refused: no write, no turn.
+            return Ok(Vec::new());
+        }
         // In id order, so rows and index entries are appended: a node's
         // handlers finish out of the order their ids were drawn in, and a
         // row that lands before the last one in a full page makes SQLite

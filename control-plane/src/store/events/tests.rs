@@ -52,6 +52,7 @@ async fn batches_of_every_size_store_each_event_once() {
     let dir = tempfile::tempdir().unwrap();
     let store = sqlite_store(&dir).await;
     let ids = |range: std::ops::RangeInclusive<i64>| range.collect::<Vec<_>>();
+    assert!(store.insert_events(&[]).await.unwrap().is_empty());
     assert_eq!(store.insert_events(&events(1..=1)).await.unwrap(), [1]);
     assert_eq!(store.insert_events(&events(2..=8)).await.unwrap(), ids(2..=8), "7 rows, exactly");
     // A failed event sends its batch through the transaction, which pads.
