@@ -21,10 +21,10 @@ const EVENT_COLUMNS: usize = 10;
 /// prepared a thousand-parameter statement again for most batches. Small
 /// batches, the usual kind, get their exact size; larger ones a step at
 /// most a quarter above in a transaction, or on SQLite, when fresh, exact
-/// statements ([`exact_statements`]). Padding every size up to a multiple of ten cost the
-/// trigger-load bench 3 µs of SQLite's CPU per event (batches there hold a
-/// few to thirty events, and each padded row is bound, its trace copied,
-/// and probed). 38 sizes in two statement forms in use, with the store's
+/// statements ([`exact_statements`]). Padding every size up to a multiple
+/// of ten cost the trigger-load bench 3 µs of SQLite's CPU per event
+/// (batches there hold a few to thirty events, and each padded row is
+/// bound, its trace copied, and probed). 38 sizes in two statement forms in use, with the store's
 /// other writes, fit sqlx's cache of 100 statements per connection.
 #[rustfmt::skip]
 const STATEMENT_ROWS: [usize; 38] = [
