@@ -115,7 +115,7 @@ fn bench(c: &mut Criterion) {
         b.iter_batched(
             || batch.clone(),
             |events| {
-                let events = events.into_iter().map(|e| node_event_to_api(e.map_trace(encode_trace))).collect();
+                let events = events.into_iter().map(|e| node_event_to_api(&e.map_trace(encode_trace))).collect();
                 receive(&api::ReportEventsRequest { batch: 1, events }.encode_to_vec())
             },
             BatchSize::SmallInput,

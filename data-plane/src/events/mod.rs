@@ -134,7 +134,7 @@ enum Outgoing {
 impl Batch {
     /// The events in the form they are reported and spooled in.
     fn reported(&self) -> Vec<api::NodeEvent> {
-        self.events.iter().cloned().map(hookplane_convert::node_event_to_api).collect()
+        self.events.iter().map(hookplane_convert::node_event_to_api).collect()
     }
 
     /// Tells every waiting handler how its event fared.

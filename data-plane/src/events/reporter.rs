@@ -87,7 +87,7 @@ impl Stream {
             Stream::Remote { requests, acks, next_batch } => (requests, acks, next_batch),
         };
         let events = match outgoing {
-            Outgoing::Recorded(events) => events.iter().cloned().map(convert::node_event_to_api).collect(),
+            Outgoing::Recorded(events) => events.iter().map(convert::node_event_to_api).collect(),
             Outgoing::Spooled(events) => events,
         };
         let batch = *next_batch;
@@ -376,7 +376,7 @@ mod tests {
     #[test]
     fn a_spooled_batch_hands_over_what_was_spooled_and_drops_what_does_not_decode() {
         let spooled = [event(1), event(2)];
-        let kept: Vec<api::NodeEvent> = spooled.iter().cloned().map(convert::node_event_to_api).collect();
+        let kept: Vec<api::NodeEvent> = spooled.iter().map(convert::node_event_to_api).collect();
         assert_eq!(&*from_spool(kept.clone()), &spooled[..]);
 
         let mut damaged = kept[0].clone();
