@@ -37,7 +37,7 @@ use tokio::sync::{mpsc, oneshot};
 #[path = "../shared/raw_events.rs"]
 pub(crate) mod raw_events;
 
-/// Rows the writer takes off its queue and stores in one transaction.
+/// Rows the writer takes off its queue and stores at once.
 pub(crate) const BATCH: usize = 1_000;
 /// The first row's id: as many significant bits as hookplane's event ids
 /// have today (milliseconds since 2025 shifted past 12 bits of node and
