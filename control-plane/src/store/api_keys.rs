@@ -80,7 +80,7 @@ impl Store {
         let deleted = sqlx::query("DELETE FROM api_keys WHERE organization_id = $1 AND id = $2")
             .bind(organization_id)
             .bind(id)
-            .execute(&self.writer)
+            .execute(&mut *self.writer.connection().await?)
             .await?
             .rows_affected();
         if deleted == 0 {

@@ -394,7 +394,7 @@ impl Store {
         .bind(micros(now))
         .bind(organization_id)
         .bind(id)
-        .execute(&self.writer)
+        .execute(&mut *self.writer.connection().await?)
         .await?
         .rows_affected();
         if updated == 0 {
@@ -438,7 +438,7 @@ impl Store {
         .bind(event.event_type.name())
         .bind(&payload)
         .bind(micros(event.create_time))
-        .execute(&self.writer)
+        .execute(&mut *self.writer.connection().await?)
         .await?;
         self.get_delivery(&subscription.organization_id, &id).await
     }

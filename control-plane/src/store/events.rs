@@ -237,7 +237,13 @@ impl Store {
                     return None;
                 }
                 let statement = insert_statement(self.backend, size, OnStored::Fail);
-                bind_events(sqlx::query(statement), events.iter().copied()).execute(&self.writer).await.map(drop)
+                match self.writer.connection().await {
+                    Ok(mut connection) => bind_events(sqlx::query(statement), events.iter().copied())
+                        .execute(&mut *connection)
+                        .await
+                        .map(drop),
+                    Err(err) => Err(err),
+                }
             }
         };
         match stored {

@@ -25,7 +25,7 @@ impl Store {
         .bind(holder)
         .bind(micros(expires))
         .bind(micros(now))
-        .execute(&self.writer)
+        .execute(&mut *self.writer.connection().await?)
         .await?
         .rows_affected();
         Ok(claimed == 1)
@@ -37,7 +37,7 @@ impl Store {
         sqlx::query("DELETE FROM leases WHERE name = $1 AND holder = $2")
             .bind(name)
             .bind(holder)
-            .execute(&self.writer)
+            .execute(&mut *self.writer.connection().await?)
             .await?;
         Ok(())
     }

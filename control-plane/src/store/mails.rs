@@ -119,7 +119,7 @@ impl Store {
         .bind(micros(next))
         .bind(error)
         .bind(&mail.id)
-        .execute(&self.writer)
+        .execute(&mut *self.writer.connection().await?)
         .await?;
         Ok(())
     }

@@ -35,6 +35,7 @@ mod secrets;
 mod sqlite_events;
 mod subscriptions;
 mod sync;
+mod writer;
 
 use std::{str::FromStr, sync::Arc, time::Duration};
 
@@ -103,9 +104,10 @@ pub struct Store {
     /// connections re-read the events B-trees for every batch (measured
     /// in the trigger-load bench: 5–6 µs of the SQLite thread's CPU per
     /// stored event, a quarter of its time). On PostgreSQL, the same pool.
-    writer: AnyPool,
+    /// Every write takes its turn (`writer.rs`).
+    writer: writer::Writer,
     /// On SQLite, the typed connection that stores the usual event batch
-    /// while holding `writer` (`sqlite_events.rs`); `None` on PostgreSQL.
+    /// during the writer's turn (`sqlite_events.rs`); `None` on PostgreSQL.
     sqlite_events: Option<Arc<sqlite_events::TypedEventWriter>>,
     backend: Backend,
     /// The latest config version this process committed, or (on
@@ -250,26 +252,19 @@ impl Store {
             commits::listen(url.to_owned(), Arc::downgrade(&committed), closed.subscribe());
         }
         let latency = Family::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let writer = writer::Writer::new(writer, backend);
         Ok(Store { pool, writer, sqlite_events, backend, committed, closed, content: Arc::default(), latency })
     }
 
-    /// Begins a write transaction. On SQLite it takes the write lock at once
-    /// (`BEGIN IMMEDIATE`), so two writers queue on the busy timeout instead
-    /// of deadlocking on a lock upgrade.
-    async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
-        Ok(match self.backend {
-            Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.writer.begin().await?,
-        })
+    /// Begins a write transaction, during the writer's turn
+    /// ([`writer::Writer::begin`]).
+    async fn write_tx(&self) -> Result<writer::WriteTransaction, StoreError> {
+        Ok(self.writer.begin().await?)
     }
 
     /// Commits a transaction that bumped the config version to `version` and
     /// wakes the config streams.
-    async fn commit_config(
-        &self,
-        mut tx: sqlx::Transaction<'static, sqlx::Any>,
-        version: i64,
-    ) -> Result<(), StoreError> {
+    async fn commit_config(&self, mut tx: writer::WriteTransaction, version: i64) -> Result<(), StoreError> {
         if self.backend == Backend::Postgres {
             // Delivered to the other replicas when, and only if, this commits.
             let notify = format!("NOTIFY {}, '{version}'", commits::CHANNEL);

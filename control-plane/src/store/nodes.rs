@@ -42,7 +42,7 @@ async fn upsert(conn: &mut sqlx::AnyConnection, node: &Node) -> Result<(), Store
 impl Store {
     /// Records a node's latest state.
     pub async fn upsert_node(&self, node: &Node) -> Result<(), StoreError> {
-        let mut conn = self.writer.acquire().await?;
+        let mut conn = self.writer.connection().await?;
         upsert(&mut conn, node).await
     }
 

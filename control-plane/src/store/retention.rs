@@ -97,7 +97,7 @@ impl Store {
         }
         deleted += sqlx::query("DELETE FROM mails WHERE status <> 'pending' AND create_time < $1")
             .bind(micros(cutoff))
-            .execute(&self.writer)
+            .execute(&mut *self.writer.connection().await?)
             .await?
             .rows_affected();
         Ok(deleted)
@@ -116,7 +116,7 @@ impl Store {
             .bind(organization)
             .bind(cutoff)
             .bind(BATCH)
-            .execute(&self.writer)
+            .execute(&mut *self.writer.connection().await?)
             .await?
             .rows_affected();
             deleted += batch;
@@ -137,7 +137,7 @@ impl Store {
         }
         let mut free = i64::MAX;
         loop {
-            sqlx::query("PRAGMA incremental_vacuum(2000)").execute(&self.writer).await?;
+            sqlx::query("PRAGMA incremental_vacuum(2000)").execute(&mut *self.writer.connection().await?).await?;
             let left: i64 = sqlx::query_scalar("PRAGMA freelist_count").fetch_one(&self.pool).await?;
             if left == 0 || left >= free {
                 return Ok(());

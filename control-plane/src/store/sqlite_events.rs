@@ -13,12 +13,12 @@
 //! allocations to 72.3.
 //!
 //! Invariant: SQLite sees one writer at a time. The typed connection is
-//! a second one, so it writes only while holding the store's writer
-//! connection, which every other write goes through, and holds it until
-//! SQLite's thread finished what it was sent (a statement, or a batch's
+//! a second one, so it writes only during the writer's turn, which every
+//! other write takes too (`writer.rs`), and holds the turn until SQLite's
+//! thread finished what it was sent (a statement, or a batch's
 //! transaction and, for a caller that went away mid-way, its rollback):
-//! writes queue in the writer's pool, never in SQLite's busy handler,
-//! which sleeps a millisecond and more between tries. A connection's page
+//! writes queue for the turn, never in SQLite's busy handler, which
+//! sleeps a millisecond and more between tries. A connection's page
 //! cache is dropped whenever the other one wrote: a batch with a failed
 //! event, a resent batch or a node's heartbeat (the writer's) between
 //! fresh batches costs the next one on each connection a re-read of the
@@ -31,11 +31,11 @@ use std::time::Duration;
 use hookplane_convert::EncodedTrace;
 use hookplane_model::Event;
 use sqlx::any::AnyConnectOptions;
-use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteSynchronous};
-use sqlx::{Any, AnyPool, ConnectOptions as _, Connection as _};
+use sqlx::{ConnectOptions as _, Connection as _};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
+use super::writer::{Turn, Writer};
 use super::{is_unique_violation, micros};
 
 /// The typed connection: opened on first use and again after a failure
@@ -82,16 +82,16 @@ impl TypedEventWriter {
 
     /// Runs `statements`, each an `INSERT` of exactly its events' rows that
     /// fails whole on a stored event, on the typed connection, during one
-    /// turn of `writer`, the store's writer pool: all of them or none.
+    /// turn of `writer`: all of them or none.
     /// One statement is applied whole by SQLite; several run in a
     /// transaction of their own, rolled back if one fails or the caller
     /// goes away (the turn is held until the rollback ran).
     pub(super) async fn insert_fresh(
         &self,
-        writer: &AnyPool,
+        writer: &Writer,
         statements: &[(&'static str, &[&Event<EncodedTrace>])],
     ) -> Result<(), sqlx::Error> {
-        let turn = writer.acquire().await?;
+        let turn = writer.turn().await;
         let mut writing = Writing { turn: Some(turn), slot: Some(Arc::clone(&self.slot).lock_owned().await) };
         let slot = writing.slot.as_deref_mut().expect("held until the end");
         if let Slot::Unopened = slot {
@@ -139,7 +139,7 @@ impl TypedEventWriter {
 /// thread has run what it was sent: a ping queues behind the statement in
 /// flight, or behind the rollback of a dropped transaction.
 struct Writing {
-    turn: Option<PoolConnection<Any>>,
+    turn: Option<Turn>,
     slot: Option<OwnedMutexGuard<Slot>>,
 }
 

@@ -173,10 +173,10 @@ async fn drop_an_insert_waiting_on_the_lock(store: &Store, dir: &tempfile::TempD
     }
     insert.abort();
     assert!(insert.await.unwrap_err().is_cancelled());
-    let waiting = tokio::time::timeout(std::time::Duration::from_millis(200), store.writer.acquire()).await;
+    let waiting = tokio::time::timeout(std::time::Duration::from_millis(200), store.writer.turn()).await;
     assert!(waiting.is_err(), "the turn is still the dropped insert's");
     other.execute("COMMIT").await.unwrap();
-    drop(store.writer.acquire().await.unwrap());
+    drop(store.writer.turn().await);
 }
 
 /// The typed statement of a fresh batch on SQLite stores each column
@@ -249,6 +249,21 @@ async fn a_fresh_batch_dropped_mid_statement_keeps_the_turn_until_it_finished() 
     drop_an_insert_waiting_on_the_lock(&store, &dir, events(1..=3)).await;
     let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events").fetch_one(&store.pool).await.unwrap();
     assert_eq!(stored, 3, "the statement ran, and had finished when the turn came back");
+}
+
+/// The writer's turn is not its pool's connection: a fresh batch stores
+/// while that connection is taken, and never returns it to the pool,
+/// which sqlx does with a round trip to SQLite's thread.
+#[tokio::test]
+async fn a_fresh_batch_takes_the_turn_not_the_writers_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = sqlite_store(&dir).await;
+    let held = store.writer.pool().acquire().await.unwrap();
+    let batch = events(1..=3);
+    let batch = refs(&batch);
+    let stored = tokio::time::timeout(std::time::Duration::from_secs(5), store.insert_new_events(&batch)).await;
+    assert_eq!(stored.expect("stored without the pool's connection"), Some(vec![1, 2, 3]));
+    drop(held);
 }
 
 /// A typed connection that failed is opened again for the next batch.
