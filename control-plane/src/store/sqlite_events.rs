@@ -91,7 +91,7 @@ impl TypedEventWriter {
         writer: &Writer,
         statements: &[(&'static str, &[&Event<EncodedTrace>])],
     ) -> Result<(), sqlx::Error> {
-        let turn = writer.turn().await;
+        let turn = writer.turn().await?;
         let mut writing = Writing { turn: Some(turn), slot: Some(Arc::clone(&self.slot).lock_owned().await) };
         let slot = writing.slot.as_deref_mut().expect("held until the end");
         if let Slot::Unopened = slot {

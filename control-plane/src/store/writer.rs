@@ -44,11 +44,16 @@ impl Writer {
         Writer { pool, turn, backend }
     }
 
-    /// Waits for the writer's turn.
-    pub(super) async fn turn(&self) -> Turn {
-        match &self.turn {
-            Some(turn) => Some(Arc::clone(turn).lock_owned().await),
-            None => None,
+    /// Waits for the writer's turn, as long as the pool waits for its
+    /// connection (`pool_options`), and fails as it does after that: a
+    /// write that waits on itself (one taking the turn again while holding
+    /// it) fails instead of hanging.
+    pub(super) async fn turn(&self) -> Result<Turn, sqlx::Error> {
+        let Some(turn) = &self.turn else { return Ok(None) };
+        let waiting = Arc::clone(turn).lock_owned();
+        match tokio::time::timeout(self.pool.options().get_acquire_timeout(), waiting).await {
+            Ok(held) => Ok(Some(held)),
+            Err(_) => Err(sqlx::Error::PoolTimedOut),
         }
     }
 
@@ -56,7 +61,7 @@ impl Writer {
     /// write lock at once (`BEGIN IMMEDIATE`), so two writers queue on the
     /// busy timeout instead of deadlocking on a lock upgrade.
     pub(super) async fn begin(&self) -> Result<WriteTransaction, sqlx::Error> {
-        let turn = self.turn().await;
+        let turn = self.turn().await?;
         let transaction = match self.backend {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.pool.begin().await?,
@@ -66,7 +71,7 @@ impl Writer {
 
     /// A connection to write on, during a turn.
     pub(super) async fn connection(&self) -> Result<WriteConnection, sqlx::Error> {
-        let turn = self.turn().await;
+        let turn = self.turn().await?;
         Ok(WriteConnection { connection: self.pool.acquire().await?, _turn: turn })
     }
 
@@ -126,5 +131,34 @@ impl Deref for WriteConnection {
 impl DerefMut for WriteConnection {
     fn deref_mut(&mut self) -> &mut AnyConnection {
         &mut self.connection
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use sqlx::any::AnyPoolOptions;
+
+    use super::*;
+
+    /// A write that waits on its own turn fails as a pool's acquire fails
+    /// after its timeout, instead of hanging; the turn, once released,
+    /// serves the next write.
+    #[tokio::test]
+    async fn a_write_waiting_on_a_held_turn_fails_after_the_pools_timeout() {
+        sqlx::any::install_default_drivers();
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("writer.db").display());
+        let options = AnyPoolOptions::new().max_connections(1).acquire_timeout(Duration::from_millis(100));
+        let writer = Writer::new(options.connect(&url).await.unwrap(), Backend::Sqlite);
+        let held = writer.turn().await.unwrap();
+        assert!(matches!(writer.connection().await, Err(sqlx::Error::PoolTimedOut)));
+        assert!(matches!(writer.begin().await, Err(sqlx::Error::PoolTimedOut)));
+        drop(held);
+        let mut transaction = writer.begin().await.unwrap();
+        sqlx::query("CREATE TABLE t (x INTEGER)").execute(&mut *transaction).await.unwrap();
+        transaction.commit().await.unwrap();
+        assert!(writer.connection().await.is_ok());
     }
 }

@@ -176,7 +176,7 @@ async fn drop_an_insert_waiting_on_the_lock(store: &Store, dir: &tempfile::TempD
     let waiting = tokio::time::timeout(std::time::Duration::from_millis(200), store.writer.turn()).await;
     assert!(waiting.is_err(), "the turn is still the dropped insert's");
     other.execute("COMMIT").await.unwrap();
-    drop(store.writer.turn().await);
+    drop(store.writer.turn().await.unwrap());
 }
 
 /// The typed statement of a fresh batch on SQLite stores each column
