@@ -42,8 +42,8 @@ use super::{is_unique_violation, micros};
 /// only it met. A connection rather than a pool of one: returning a
 /// pool's connection spawns a task, which woke another worker thread for
 /// most batches (0.7 wake-ups per trigger on the trigger-load bench); the
-/// lock is never contended, as only the holder of the writer's
-/// connection takes it.
+/// lock is never contended, as only the holder of the writer's turn
+/// takes it (and `close`).
 #[derive(Debug)]
 pub(super) struct TypedEventWriter {
     options: SqliteConnectOptions,

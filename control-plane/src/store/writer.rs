@@ -13,15 +13,18 @@
 //! connection's samples on the trigger-load bench's end-to-end call).
 //!
 //! Invariant: the pool is reached only through [`Writer::begin`] and
-//! [`Writer::connection`], which hold the turn for as long as the
-//! transaction or connection they return. On PostgreSQL there is no turn:
-//! its writer is the store's pool of many connections.
+//! [`Writer::connection`], which hold the turn until SQLite's thread
+//! finished what was sent through the transaction or connection they
+//! return (a transaction dropped unfinished is rolled back first). A
+//! commit whose caller went away mid-way is the one exception: it ends
+//! on SQLite's thread with the turn already free. On PostgreSQL there is
+//! no turn: its writer is the store's pool of many connections.
 
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
 use sqlx::pool::PoolConnection;
-use sqlx::{Any, AnyConnection, AnyPool, Transaction};
+use sqlx::{Any, AnyConnection, AnyPool, Connection as _, Transaction};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use super::Backend;
@@ -66,13 +69,13 @@ impl Writer {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.pool.begin().await?,
         };
-        Ok(WriteTransaction { transaction, _turn: turn })
+        Ok(WriteTransaction { transaction: Some(transaction), turn })
     }
 
     /// A connection to write on, during a turn.
     pub(super) async fn connection(&self) -> Result<WriteConnection, sqlx::Error> {
         let turn = self.turn().await?;
-        Ok(WriteConnection { connection: self.pool.acquire().await?, _turn: turn })
+        Ok(WriteConnection { connection: Some(self.pool.acquire().await?), turn })
     }
 
     pub(super) async fn close(&self) {
@@ -86,16 +89,33 @@ impl Writer {
     }
 }
 
-/// A write transaction and the turn it holds until it is committed or
-/// dropped (fields drop in order: the transaction first).
+/// A write transaction and the turn it holds until it is committed, or,
+/// dropped unfinished, until SQLite's thread has rolled it back: the turn
+/// is never free while the writer still holds SQLite's write lock.
 pub(super) struct WriteTransaction {
-    transaction: Transaction<'static, Any>,
-    _turn: Turn,
+    transaction: Option<Transaction<'static, Any>>,
+    turn: Turn,
 }
 
 impl WriteTransaction {
-    pub(super) async fn commit(self) -> Result<(), sqlx::Error> {
-        self.transaction.commit().await
+    pub(super) async fn commit(mut self) -> Result<(), sqlx::Error> {
+        let transaction = self.transaction.take().expect("held until committed or dropped");
+        // A commit whose caller goes away mid-way still finishes on
+        // SQLite's thread, with the turn already free: a typed write right
+        // after it may wait once in SQLite's busy handler.
+        transaction.commit().await
+    }
+}
+
+impl Drop for WriteTransaction {
+    fn drop(&mut self) {
+        let (Some(transaction), Some(turn)) = (self.transaction.take(), self.turn.take()) else { return };
+        // Without a runtime (a process ending) nothing waits for a turn.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        runtime.spawn(async move {
+            let _ = transaction.rollback().await;
+            drop(turn);
+        });
     }
 }
 
@@ -103,34 +123,47 @@ impl Deref for WriteTransaction {
     type Target = AnyConnection;
 
     fn deref(&self) -> &AnyConnection {
-        &self.transaction
+        self.transaction.as_ref().expect("held until committed or dropped")
     }
 }
 
 impl DerefMut for WriteTransaction {
     fn deref_mut(&mut self) -> &mut AnyConnection {
-        &mut self.transaction
+        self.transaction.as_mut().expect("held until committed or dropped")
     }
 }
 
-/// The writer's connection and the turn it holds until dropped (the
-/// connection first).
+/// The writer's connection and the turn it holds until SQLite's thread
+/// has finished what it was sent: a statement whose caller went away
+/// still runs, so the turn ends after a ping that queues behind it.
 pub(super) struct WriteConnection {
-    connection: PoolConnection<Any>,
-    _turn: Turn,
+    connection: Option<PoolConnection<Any>>,
+    turn: Turn,
+}
+
+impl Drop for WriteConnection {
+    fn drop(&mut self) {
+        let (Some(mut connection), Some(turn)) = (self.connection.take(), self.turn.take()) else { return };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        runtime.spawn(async move {
+            let _ = connection.ping().await;
+            drop(connection);
+            drop(turn);
+        });
+    }
 }
 
 impl Deref for WriteConnection {
     type Target = AnyConnection;
 
     fn deref(&self) -> &AnyConnection {
-        &self.connection
+        self.connection.as_ref().expect("held until dropped")
     }
 }
 
 impl DerefMut for WriteConnection {
     fn deref_mut(&mut self) -> &mut AnyConnection {
-        &mut self.connection
+        self.connection.as_mut().expect("held until dropped")
     }
 }
 
@@ -160,5 +193,36 @@ mod tests {
         sqlx::query("CREATE TABLE t (x INTEGER)").execute(&mut *transaction).await.unwrap();
         transaction.commit().await.unwrap();
         assert!(writer.connection().await.is_ok());
+    }
+
+    /// A transaction dropped unfinished, or a connection dropped, keeps the
+    /// turn until SQLite's thread has undone or finished its work: then
+    /// SQLite's write lock is free for whoever takes the turn next.
+    #[tokio::test]
+    async fn a_write_dropped_unfinished_keeps_the_turn_until_sqlite_is_done() {
+        use sqlx::{Connection as _, Executor as _};
+        sqlx::any::install_default_drivers();
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("writer.db").display());
+        let writer =
+            Writer::new(AnyPoolOptions::new().max_connections(1).connect(&url).await.unwrap(), Backend::Sqlite);
+        sqlx::query("CREATE TABLE t (x INTEGER)").execute(&mut *writer.connection().await.unwrap()).await.unwrap();
+        let mut transaction = writer.begin().await.unwrap();
+        sqlx::query("INSERT INTO t VALUES (1)").execute(&mut *transaction).await.unwrap();
+        drop(transaction);
+        // On this one-thread runtime the rollback's task has not run yet.
+        let held = || writer.turn.as_ref().expect("SQLite has a turn").try_lock().is_err();
+        assert!(held(), "held until rolled back");
+        drop(writer.turn().await.unwrap());
+        let options = <sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(&url).unwrap();
+        let mut other = sqlx::SqliteConnection::connect_with(&options.busy_timeout(Duration::ZERO)).await.unwrap();
+        other.execute("BEGIN IMMEDIATE").await.expect("SQLite's write lock is free once the turn is");
+        other.execute("ROLLBACK").await.unwrap();
+        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t").fetch_one(&mut other).await.unwrap();
+        assert_eq!(rows, 0, "rolled back");
+        let connection = writer.connection().await.unwrap();
+        drop(connection);
+        assert!(held(), "held until pinged");
+        assert!(writer.turn().await.is_ok());
     }
 }

@@ -217,7 +217,7 @@ async fn a_fresh_batch_reads_back_as_the_transaction_stores_it() {
     }
 }
 
-/// A fresh batch waits for the writer's turn in its pool, before its
+/// A fresh batch waits for the writer's turn, before its
 /// typed connection starts a write that SQLite would make sleep.
 #[tokio::test]
 async fn a_fresh_batch_waits_for_the_writer_before_it_writes() {
