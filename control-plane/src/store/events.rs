@@ -223,7 +223,7 @@ impl Store {
     /// through `Any` and padded statements, above a hundred with a
     /// statement journal spilled to a temporary file per batch.
     async fn insert_new_events(&self, events: &[&Event<EncodedTrace>]) -> Option<Vec<i64>> {
-        if events.is_empty() || events.iter().any(|e| e.status == EventStatus::Failed) {
+        if events.iter().any(|e| e.status == EventStatus::Failed) {
             return None;
         }
         let stored = match &self.sqlite_events {

@@ -35,7 +35,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, Sq
 use sqlx::{ConnectOptions as _, Connection as _};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
-use super::writer::{Turn, Writer};
+use super::writer::{Turn, Writer, release_after};
 use super::{is_unique_violation, micros};
 
 /// The typed connection: opened on first use and again after a failure
@@ -154,16 +154,12 @@ impl Writing {
 impl Drop for Writing {
     fn drop(&mut self) {
         let (Some(mut slot), Some(turn)) = (self.slot.take(), self.turn.take()) else { return };
-        // Without a runtime (a process ending) nothing waits for a turn.
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
-        runtime.spawn(async move {
+        release_after(turn, async move {
             if let Slot::Open(connection) = &mut *slot
                 && connection.ping().await.is_err()
             {
                 *slot = Slot::Unopened;
             }
-            drop(slot);
-            drop(turn);
         });
     }
 }

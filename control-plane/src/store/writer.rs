@@ -20,6 +20,7 @@
 //! on SQLite's thread with the turn already free. On PostgreSQL there is
 //! no turn: its writer is the store's pool of many connections.
 
+use std::future::Future;
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
@@ -109,14 +110,23 @@ impl WriteTransaction {
 
 impl Drop for WriteTransaction {
     fn drop(&mut self) {
-        let (Some(transaction), Some(turn)) = (self.transaction.take(), self.turn.take()) else { return };
-        // Without a runtime (a process ending) nothing waits for a turn.
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
-        runtime.spawn(async move {
+        let (Some(transaction), turn @ Some(_)) = (self.transaction.take(), self.turn.take()) else { return };
+        release_after(turn, async move {
             let _ = transaction.rollback().await;
-            drop(turn);
         });
     }
+}
+
+/// Ends `turn` once `finish` has run, in a task of its own: `finish` is
+/// what tells that SQLite's thread is done with a write dropped mid-way
+/// (a rollback, or a ping queued behind the statement). Without a runtime
+/// (a process ending) nothing waits for a turn, and it ends at once.
+pub(super) fn release_after(turn: Turn, finish: impl Future<Output = ()> + Send + 'static) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+    runtime.spawn(async move {
+        finish.await;
+        drop(turn);
+    });
 }
 
 impl Deref for WriteTransaction {
@@ -143,12 +153,9 @@ pub(super) struct WriteConnection {
 
 impl Drop for WriteConnection {
     fn drop(&mut self) {
-        let (Some(mut connection), Some(turn)) = (self.connection.take(), self.turn.take()) else { return };
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
-        runtime.spawn(async move {
+        let (Some(mut connection), turn @ Some(_)) = (self.connection.take(), self.turn.take()) else { return };
+        release_after(turn, async move {
             let _ = connection.ping().await;
-            drop(connection);
-            drop(turn);
         });
     }
 }
