@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use hookplane_convert::Rejection;
 
+use hookplane_egress::destination::Destination;
 use hookplane_expr::ProgramSet;
 use hookplane_model::{
     CompiledSpec, ConfigDelta, Connector, ConnectorToken, ContentHash, Deployed, DeployedOrganization, DeployedSecret,
@@ -30,7 +31,7 @@ pub struct DeployedConnector {
     /// What of the perform renders the same on every call.
     pub perform: PreparedPerform,
     /// The lookup's URL, parsed once where its template is literal text.
-    pub lookup_url: Option<url::Url>,
+    pub lookup_url: Option<Destination>,
     /// Config version at which it last changed.
     pub version: i64,
 }

@@ -11,9 +11,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::destination::Destination;
 use crate::{EgressError, EgressPolicy};
 use bytes::{Bytes, BytesMut};
 use http_body_util::{BodyExt as _, Full};
+use hyper::header::HOST;
 use hyper::{HeaderMap, Method, Request, StatusCode};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
@@ -26,7 +28,7 @@ use crate::resolver::{GuardedResolver, ResolveError};
 #[derive(Clone, Debug)]
 pub struct OutboundRequest {
     pub method: Method,
-    pub url: url::Url,
+    pub destination: Destination,
     pub headers: HeaderMap,
     pub body: Bytes,
     pub timeout: Duration,
@@ -137,11 +139,15 @@ impl Outbound {
 
     /// Sends `request` and reads up to `max_body` bytes of the answer.
     pub async fn send(&self, request: OutboundRequest, max_body: usize) -> Result<OutboundResponse, OutboundError> {
-        self.policy.check_url(&request.url)?;
+        self.policy.check_url(request.destination.url())?;
         let deadline = Instant::now() + request.timeout;
-        let mut builder = Request::builder().method(request.method).uri(request.url.as_str());
+        let (uri, host) = request.destination.for_hyper().map_err(|e| OutboundError::Invalid(e.into()))?;
+        let mut builder = Request::builder().method(request.method).uri(uri);
         if let Some(headers) = builder.headers_mut() {
             *headers = request.headers;
+            if let Some(host) = host {
+                headers.entry(HOST).or_insert(host);
+            }
         }
         let http_request = builder.body(Full::new(request.body)).map_err(OutboundError::Invalid)?;
         let exchange = async {
@@ -191,6 +197,7 @@ mod tests {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
+    use hyper::header::HeaderValue;
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     use tokio::sync::Barrier;
 
@@ -234,6 +241,80 @@ mod tests {
         (address, accepted)
     }
 
+    /// The request heads a one-shot HTTP/1.1 target on a loopback port
+    /// reads, one per connection, as text.
+    async fn recording_target() -> (std::net::SocketAddr, tokio::sync::mpsc::UnboundedReceiver<String>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let (heads, received) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let heads = heads.clone();
+                tokio::spawn(async move {
+                    let mut request = Vec::new();
+                    let mut chunk = [0u8; 1024];
+                    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                        let Ok(n @ 1..) = stream.read(&mut chunk).await else { return };
+                        request.extend_from_slice(&chunk[..n]);
+                    }
+                    let _ = heads.send(String::from_utf8_lossy(&request).into_owned());
+                    let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok";
+                    let _ = stream.write_all(answer).await;
+                });
+            }
+        });
+        (address, received)
+    }
+
+    /// A destination prepared once sends the very bytes hyper writes for a
+    /// URL parsed per call, `Host` included; a `Host` the request sets
+    /// itself is kept, as hyper keeps it.
+    #[tokio::test]
+    async fn a_prepared_destination_sends_the_request_hyper_would() {
+        let (address, mut heads) = recording_target().await;
+        let outbound = Outbound::new(EgressPolicy::public_only().with_loopback());
+        let url = url::Url::parse(&format!("http://{address}/orders/%7Bid%7D?page=2")).unwrap();
+        let send = |destination: Destination, headers: HeaderMap| {
+            let request = OutboundRequest {
+                method: Method::POST,
+                destination,
+                headers,
+                body: Bytes::from_static(b"{}"),
+                timeout: Duration::from_secs(30),
+            };
+            let outbound = outbound.clone();
+            async move { outbound.send(request, 1024).await.expect("the target answers") }
+        };
+        send(Destination::new(url.clone()), HeaderMap::new()).await;
+        let per_call = heads.recv().await.unwrap();
+        send(Destination::prepared(url.clone()), HeaderMap::new()).await;
+        let prepared = heads.recv().await.unwrap();
+        assert_eq!(prepared, per_call);
+        assert!(prepared.starts_with("POST /orders/%7Bid%7D?page=2 HTTP/1.1\r\n"), "{prepared}");
+        assert!(prepared.contains(&format!("host: {address}\r\n")), "{prepared}");
+
+        let mut own = HeaderMap::new();
+        own.insert(HOST, HeaderValue::from_static("erp.internal"));
+        send(Destination::prepared(url), own).await;
+        let kept = heads.recv().await.unwrap();
+        assert!(kept.contains("host: erp.internal\r\n") && !kept.contains(&address.to_string()), "{kept}");
+    }
+
+    /// The egress policy checks a prepared destination's URL, the one its
+    /// `Uri` was made from.
+    #[tokio::test]
+    async fn a_prepared_destination_is_checked_by_the_policy() {
+        let outbound = Outbound::new(EgressPolicy::public_only());
+        let request = OutboundRequest {
+            method: Method::GET,
+            destination: Destination::prepared(url::Url::parse("http://127.0.0.1:9/").unwrap()),
+            headers: HeaderMap::new(),
+            body: Bytes::new(),
+            timeout: Duration::from_secs(5),
+        };
+        assert!(matches!(outbound.send(request, 1024).await, Err(OutboundError::Egress(_))));
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn overlapping_calls_to_one_target_reuse_their_connections() {
         let (address, accepted) = overlapping_target().await;
@@ -247,7 +328,7 @@ mod tests {
                 calls.spawn(async move {
                     let request = OutboundRequest {
                         method: Method::GET,
-                        url,
+                        destination: Destination::prepared(url),
                         headers: HeaderMap::new(),
                         body: Bytes::new(),
                         timeout: Duration::from_secs(30),

@@ -14,6 +14,7 @@
 //! networks opens them (`hookplane dev` opens loopback).
 
 pub mod client;
+pub mod destination;
 pub mod resolver;
 pub mod retry;
 

@@ -45,9 +45,9 @@ impl DryRun<'_> {
             query: &lookup.query,
             field: "lookup",
         };
-        Some(render_target(&target, &scope, budget, 0).map(|(url, headers)| OutboundRequest {
+        Some(render_target(&target, &scope, budget, 0).map(|(destination, headers)| OutboundRequest {
             method: hyper::Method::GET,
-            url,
+            destination,
             headers,
             body: Default::default(),
             timeout: std::time::Duration::from_millis(if lookup.timeout_ms == 0 { 30_000 } else { lookup.timeout_ms }),
@@ -125,7 +125,7 @@ impl DryRun<'_> {
 fn shown(request: &OutboundRequest) -> RenderedRequest {
     RenderedRequest {
         method: request.method.to_string(),
-        url: crate::redact::traced_url(&request.url).into_owned(),
+        url: crate::redact::traced_url(request.destination.url()).into_owned(),
         headers: request
             .headers
             .iter()

@@ -96,7 +96,7 @@ async fn send(
         .map_err(|e| Failure::Exchange(format!("the subscription's URL does not parse: {e}"), false))?;
     let request = OutboundRequest {
         method: Method::POST,
-        url,
+        destination: url.into(),
         headers,
         body: Bytes::from(delivery.payload.clone()),
         timeout: settings.attempt_timeout,

@@ -108,7 +108,7 @@ async fn fetch(
     headers.insert(AUTHORIZATION, authorization);
     let request = OutboundRequest {
         method: Method::POST,
-        url: url::Url::parse(&settings.token_url).map_err(|_| TokenError::BadUrl)?,
+        destination: url::Url::parse(&settings.token_url).map_err(|_| TokenError::BadUrl)?.into(),
         headers,
         body: Bytes::from(body),
         timeout,

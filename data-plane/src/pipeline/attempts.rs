@@ -36,7 +36,7 @@ impl Attempts {
     /// URL (credentials in its userinfo replaced), headers (sensitive ones
     /// replaced) and the start of the body.
     pub fn start(&mut self, request: &OutboundRequest, redactor: &Redactor) -> StartedAttempt {
-        let url = redact::traced_url(&request.url);
+        let url = redact::traced_url(request.destination.url());
         let body = excerpt_text(&request.body);
         let headers: SmallVec<[(&str, Cow<'_, str>); INLINE_HEADERS]> = request
             .headers
@@ -112,7 +112,7 @@ mod tests {
         authorization.set_sensitive(true);
         let request = OutboundRequest {
             method: hyper::Method::POST,
-            url: url::Url::parse("https://user:pw@erp.example.com/orders?key=s3cr3t-value").unwrap(),
+            destination: url::Url::parse("https://user:pw@erp.example.com/orders?key=s3cr3t-value").unwrap().into(),
             headers: [
                 (AUTHORIZATION, authorization),
                 (CONTENT_TYPE, HeaderValue::from_static("application/json")),

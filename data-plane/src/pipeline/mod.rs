@@ -179,9 +179,10 @@ impl Executor {
             query: &lookup.query,
             field: "lookup",
         };
-        let (url, headers) = render_target(&target, scope, budget, depth).map_err(LookupError::Render)?;
+        let (destination, headers) = render_target(&target, scope, budget, depth).map_err(LookupError::Render)?;
         let timeout = Duration::from_millis(if lookup.timeout_ms == 0 { 30_000 } else { lookup.timeout_ms });
-        let request = OutboundRequest { method: hyper::Method::GET, url, headers, body: Default::default(), timeout };
+        let request =
+            OutboundRequest { method: hyper::Method::GET, destination, headers, body: Default::default(), timeout };
         let mut exchange = exchange_trace(&request);
         let started = Instant::now();
         let result = self.outbound.send(request, MAX_LOOKUP_BODY).await;
@@ -280,8 +281,8 @@ impl Executor {
         // parsed on deploy, is the same whatever query a call adds, and is
         // borrowed from the connector for as long as the attempts take.
         let target = match &deployed.perform.url {
-            Some(url) => breaker_key(url),
-            None => Cow::Owned(breaker_key(&request.url).into_owned()),
+            Some(destination) => breaker_key(destination.url()),
+            None => Cow::Owned(breaker_key(request.destination.url()).into_owned()),
         };
         // Sending consumes a request: each attempt but the last sends a
         // copy, and the last (the only one, without retries) the request.
@@ -353,7 +354,7 @@ fn exchange_trace(request: &OutboundRequest) -> HttpExchangeTrace {
     }
     HttpExchangeTrace {
         method: request.method.as_str().to_owned(),
-        url: redact::traced_url(&request.url).into_owned(),
+        url: redact::traced_url(request.destination.url()).into_owned(),
         request_headers,
         request_body: excerpt(&request.body),
         ..Default::default()
