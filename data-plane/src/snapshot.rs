@@ -156,6 +156,19 @@ impl DeployedConnector {
 /// A secret by `(organization_id, name)`.
 pub type SecretKey = (String, String);
 
+/// A [`SecretKey`] borrowed, to look a secret up without making the owned
+/// pair: two allocations per lookup, and a call looks up every secret its
+/// connector reads, for redaction and again as its programs read them.
+/// Derived, it hashes as the pair does (each text in turn).
+#[derive(Hash)]
+struct SecretRef<'a>(&'a str, &'a str);
+
+impl equivalent::Equivalent<SecretKey> for SecretRef<'_> {
+    fn equivalent(&self, key: &SecretKey) -> bool {
+        self.0 == key.0 && self.1 == key.1
+    }
+}
+
 /// One whole configuration at one version.
 ///
 /// The maps are persistent (`imbl`): the next snapshot is an O(1) clone plus
@@ -196,6 +209,11 @@ pub struct Snapshot {
 pub type IdMap<K, V> = imbl::GenericHashMap<K, V, foldhash::fast::RandomState, imbl::shared_ptr::DefaultSharedPtr>;
 
 impl Snapshot {
+    /// The value of `organization`'s secret `name`, if it has one.
+    pub fn secret(&self, organization: &str, name: &str) -> Option<&str> {
+        self.secrets.get(&SecretRef(organization, name)).and_then(|(value, _)| value.as_deref())
+    }
+
     /// The snapshot after `delta`, and the connectors it could not take
     /// (they are left out; everything else applies).
     pub fn apply(&self, delta: &ConfigDelta, conversion_rejections: Vec<Rejection>) -> (Snapshot, Vec<Rejection>) {
@@ -413,6 +431,18 @@ mod tests {
         }
     }
 
+    /// A borrowed key finds its entry only if it hashes as the owned pair.
+    #[test]
+    fn a_borrowed_secret_key_hashes_as_the_owned_pair() {
+        use std::hash::BuildHasher as _;
+        let hasher = std::hash::RandomState::new();
+        for (org, name) in [("org", "TOKEN"), ("", ""), ("or", "gTOKEN"), ("org_1", "ä")] {
+            let owned: SecretKey = (org.to_owned(), name.to_owned());
+            assert_eq!(hasher.hash_one(SecretRef(org, name)), hasher.hash_one(&owned), "{org}/{name}");
+        }
+        assert_ne!(hasher.hash_one(SecretRef("or", "gTOKEN")), hasher.hash_one(SecretRef("org", "TOKEN")));
+    }
+
     #[test]
     fn deltas_add_replace_and_remove_on_top_of_the_previous_snapshot() {
         let full = ConfigDelta {
@@ -439,6 +469,10 @@ mod tests {
         assert_eq!(second.version, 4);
         assert!(!second.secrets.contains_key(&("org".into(), "A".into())));
         assert_eq!(second.secrets[&("org".into(), "B".into())].0.as_deref(), Some("B@3"));
+        assert_eq!(second.secret("org", "B"), Some("B@3"));
+        assert_eq!(second.secret("org", "A"), None, "removed");
+        assert_eq!(second.secret("other", "B"), None, "another organization's");
+        assert_eq!(first.secret("org", "A"), Some("A@1"));
         assert_eq!(second.organizations["org"].0, "free");
         assert_eq!(first.version, 2, "the previous snapshot is untouched");
         assert_eq!(first.secrets.len(), 2);

@@ -81,10 +81,7 @@ struct OrgSecrets<'a> {
 
 impl SecretSource for OrgSecrets<'_> {
     fn secret(&self, name: &str) -> Option<&str> {
-        self.snapshot
-            .secrets
-            .get(&(self.organization.to_owned(), name.to_owned()))
-            .and_then(|(value, _)| value.as_deref())
+        self.snapshot.secret(self.organization, name)
     }
 }
 
