@@ -285,13 +285,20 @@ mod tests {
             let outbound = outbound.clone();
             async move { outbound.send(request, 1024).await.expect("the target answers") }
         };
-        send(Destination::new(url.clone()), HeaderMap::new()).await;
-        let per_call = heads.recv().await.unwrap();
-        send(Destination::prepared(url.clone()), HeaderMap::new()).await;
-        let prepared = heads.recv().await.unwrap();
-        assert_eq!(prepared, per_call);
-        assert!(prepared.starts_with("POST /orders/%7Bid%7D?page=2 HTTP/1.1\r\n"), "{prepared}");
-        assert!(prepared.contains(&format!("host: {address}\r\n")), "{prepared}");
+        for (shape, request_line) in [
+            (format!("http://{address}/orders/%7Bid%7D?page=2"), "POST /orders/%7Bid%7D?page=2 HTTP/1.1\r\n"),
+            (format!("http://user:pw@{address}"), "POST / HTTP/1.1\r\n"),
+            (format!("http://{address}/a b?q=ä"), "POST /a%20b?q=%C3%A4 HTTP/1.1\r\n"),
+        ] {
+            let url = url::Url::parse(&shape).unwrap();
+            send(Destination::new(url.clone()), HeaderMap::new()).await;
+            let per_call = heads.recv().await.unwrap();
+            send(Destination::prepared(url), HeaderMap::new()).await;
+            let prepared = heads.recv().await.unwrap();
+            assert_eq!(prepared, per_call, "{shape}");
+            assert!(prepared.starts_with(request_line), "{prepared}");
+            assert!(prepared.contains(&format!("host: {address}\r\n")), "{prepared}");
+        }
 
         let mut own = HeaderMap::new();
         own.insert(HOST, HeaderValue::from_static("erp.internal"));

@@ -56,6 +56,11 @@ impl Destination {
         &self.url
     }
 
+    /// Whether hyper's parts were worked out beforehand.
+    pub fn is_prepared(&self) -> bool {
+        self.prepared.is_some()
+    }
+
     /// The target as hyper takes it, and the `Host` header to add where the
     /// request has none (`None`: hyper adds its own).
     pub(crate) fn for_hyper(&self) -> Result<(Uri, Option<HeaderValue>), hyper::http::uri::InvalidUri> {
@@ -72,16 +77,13 @@ impl From<url::Url> for Destination {
     }
 }
 
-/// The `Host` header hyper-util's client writes for `uri`: the host, and the
-/// port unless it is the scheme's default.
+/// The `Host` header hyper-util's client writes for a plain `http` `uri`:
+/// the host, and the port unless it is 80 (which `url` drops anyway).
 fn host_header(uri: &Uri) -> Option<HeaderValue> {
     let host = uri.host()?;
-    let secure = matches!(uri.scheme_str(), Some("https" | "wss"));
     match uri.port_u16() {
-        Some(443) if secure => HeaderValue::from_str(host).ok(),
-        Some(80) if !secure => HeaderValue::from_str(host).ok(),
-        Some(port) => HeaderValue::from_str(&format!("{host}:{port}")).ok(),
-        None => HeaderValue::from_str(host).ok(),
+        Some(port) if port != 80 => HeaderValue::from_str(&format!("{host}:{port}")).ok(),
+        _ => HeaderValue::from_str(host).ok(),
     }
 }
 
@@ -93,18 +95,23 @@ mod tests {
         Destination::prepared(url.parse().unwrap()).for_hyper().unwrap()
     }
 
+    /// Prepared or not, hyper is given the URL's own text.
     #[test]
-    fn a_prepared_destination_is_the_uri_hyper_would_parse() {
+    fn a_prepared_destination_is_the_urls_text() {
         for url in [
             "http://127.0.0.1:8080/orders?x=1",
             "https://user:secret@erp.example.com/orders/%7Bid%7D",
             "http://[::1]:9000/",
-            "https://erp.example.com:8443/a%20b",
+            "https://ERP.example.com:8443/a%20b",
+            "http://xn--bcher-kva.example/",
         ] {
             let url: url::Url = url.parse().unwrap();
-            let expected = Uri::try_from(url.as_str()).unwrap();
-            assert_eq!(parts(url.as_str()).0, expected, "{url}");
-            assert_eq!(Destination::new(url.clone()).for_hyper().unwrap(), (expected, None), "{url}");
+            let prepared = Destination::prepared(url.clone());
+            assert!(prepared.is_prepared());
+            assert_eq!(prepared.for_hyper().unwrap().0.to_string(), url.as_str());
+            let per_call = Destination::new(url.clone());
+            assert!(!per_call.is_prepared());
+            assert_eq!(per_call.for_hyper().unwrap(), (prepared.for_hyper().unwrap().0, None), "{url}");
         }
     }
 
@@ -114,6 +121,7 @@ mod tests {
     fn host_is_kept_for_plain_http_as_hyper_writes_it() {
         assert_eq!(parts("http://127.0.0.1:8080/x").1.unwrap(), "127.0.0.1:8080");
         assert_eq!(parts("http://erp.example.com:80/x").1.unwrap(), "erp.example.com");
+        assert_eq!(host_header(&Uri::from_static("http://erp.example.com:80/x")).unwrap(), "erp.example.com");
         assert_eq!(parts("http://erp.example.com:443/x").1.unwrap(), "erp.example.com:443");
         assert_eq!(parts("http://user:pw@erp.example.com/x").1.unwrap(), "erp.example.com");
         assert_eq!(parts("http://[::1]:9000/").1.unwrap(), "[::1]:9000");
@@ -125,7 +133,7 @@ mod tests {
     fn a_url_hyper_refuses_is_refused_when_sent() {
         let long = format!("http://erp.example.com/{}", "a".repeat(70_000));
         let destination = Destination::prepared(long.parse().unwrap());
-        assert!(destination.prepared.is_none());
+        assert!(!destination.is_prepared());
         assert!(destination.for_hyper().is_err());
     }
 }

@@ -380,12 +380,17 @@ mod tests {
             let target =
                 Target { programs: &programs, url: constant, parsed_url, headers: &[], query, field: "perform" };
             let budget = &mut Budget::new(hookplane_expr::Limits::default());
-            render_target(&target, &scope, budget, 0).unwrap().0.url().to_string()
+            let destination = render_target(&target, &scope, budget, 0).unwrap().0;
+            (destination.url().to_string(), destination.is_prepared())
         };
-        assert_eq!(render(Some(&parsed), &query), render(None, &query));
-        assert_eq!(render(Some(&parsed), &query), "https://api.example.com/orders?source=hook&id=o%2F7");
-        assert_eq!(render(Some(&parsed), &[]), render(None, &[]));
-        assert_eq!(render(Some(&parsed), &[]), "https://api.example.com/orders?source=hook");
+        assert_eq!(render(None, &query).0, render(Some(&parsed), &query).0);
+        // A query added per call makes another URL, parsed for hyper anew.
+        assert_eq!(
+            render(Some(&parsed), &query),
+            ("https://api.example.com/orders?source=hook&id=o%2F7".into(), false)
+        );
+        assert_eq!(render(None, &[]).0, render(Some(&parsed), &[]).0);
+        assert_eq!(render(Some(&parsed), &[]), ("https://api.example.com/orders?source=hook".into(), true));
         let target = Target {
             programs: &programs,
             url: not_a_url,
