@@ -178,6 +178,13 @@ impl<'a> Side<'a> {
         per_request(self.fixed_cpu.servers(), self.fixed.ok)
     }
 
+    /// Times the servers' threads were put on a CPU per answered request
+    /// at the fixed rate: below peak, writes batch less and threads sleep
+    /// between requests, so this is where a side's wake-ups show.
+    fn fixed_wake_ups_per_request(&self) -> f64 {
+        self.fixed_cpu.runs as f64 / self.fixed.ok.max(1) as f64
+    }
+
     fn p99(&self) -> Duration {
         self.fixed.percentile(0.99)
     }
@@ -252,7 +259,7 @@ pub async fn measure(
         }
     }
     let cpu_row = format!(
-        "| {} | {:.1} | {:.1} ({:.1} workers, {:.1} SQLite) | {:.1} ({:.1} workers, {:.1} SQLite, {:.1} other) | **{:.2}×** ({} ≤ {:.1}) | {:.2}× | {:.1} / {:.1} / {:.1} |",
+        "| {} | {:.1} | {:.1} ({:.1} workers, {:.1} SQLite) | {:.1} ({:.1} workers, {:.1} SQLite, {:.1} other) | **{:.2}×** ({} ≤ {:.1}) | {:.2}× | {:.1} / {:.1} / {:.1} | {:.1} ({:.1} + {:.1}) / {:.1} ({:.1} + {:.1}); {:.2} / {:.2} |",
         pair.name,
         base.cpu_per_request(),
         floor.cpu_per_request(),
@@ -269,6 +276,14 @@ pub async fn measure(
         per_request(base.max.cpu, base.max.ok),
         per_request(floor.max.cpu, floor.max.ok),
         per_request(ours.max.cpu, ours.max.ok),
+        floor.fixed_cpu_per_request(),
+        per_request(floor.fixed_cpu.workers, floor.fixed.ok),
+        per_request(floor.fixed_cpu.sqlite, floor.fixed.ok),
+        ours.fixed_cpu_per_request(),
+        per_request(ours.fixed_cpu.workers, ours.fixed.ok),
+        per_request(ours.fixed_cpu.sqlite, ours.fixed.ok),
+        floor.fixed_wake_ups_per_request(),
+        ours.fixed_wake_ups_per_request(),
     );
     let row = format!(
         "| {} | {} {:.0}/s | {:.0}/s ({:.2}×) | {:.0}/s | {:.0}/s | **{:.2}×** ({} ≥ {:.2}) | {:.1} s / {:.1} s | {:.0}/s | {:.0} / {:.0} / {:.0} % | {} / {} / {} | {} / {} / {} | **{:.2}×** ({} ≤ {:.1}) | {} |",
@@ -307,5 +322,5 @@ pub const RESULTS_HEADER: &str = "| Scenario | Baseline max | Floor: baseline + 
 | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |";
 
 /// The header of the CPU table.
-pub const CPU_HEADER: &str = "| Scenario | Baseline servers | Floor: baseline + event row | Hookplane (node + control plane) | Hookplane / floor | Floor / baseline | Generator, baseline / floor / hookplane |
-| --- | ---: | ---: | ---: | ---: | ---: | ---: |";
+pub const CPU_HEADER: &str = "| Scenario | Baseline servers | Floor: baseline + event row | Hookplane (node + control plane) | Hookplane / floor | Floor / baseline | Generator, baseline / floor / hookplane | At the tail rate, µs: floor (workers + SQLite) / hookplane (workers + SQLite); wake-ups per request, floor / hookplane |
+| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |";
