@@ -1,6 +1,6 @@
 //! Where an outbound request goes: its URL, and what hyper needs of it.
 //!
-//! hyper takes a request's target as an [`Uri`], parsed from the URL's
+//! hyper takes a request's target as a [`Uri`], parsed from the URL's
 //! text, and on an HTTP/1 connection adds a `Host` header made from it,
 //! formatted anew whenever the port is not the scheme's default. A
 //! connector's literal URL is the same on every call, so a node works both
@@ -22,7 +22,8 @@ use hyper::header::HeaderValue;
 #[derive(Clone, Debug)]
 pub struct Destination {
     url: url::Url,
-    /// `url` as hyper takes it, when worked out beforehand.
+    /// `url` as hyper takes it, when worked out beforehand; shared, so a
+    /// call's copy costs one count, not one per part of the `Uri`.
     prepared: Option<Arc<Prepared>>,
 }
 
