@@ -7,7 +7,7 @@
 //! Run: `cargo bench --bench expressions`.
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use hookplane_expr::{Context, Limits, ProgramSetBuilder, Scope, SourceKind, compile, compile_mappings};
+use hookplane_expr::{Context, Limits, Processed, ProgramSetBuilder, Scope, SourceKind, compile, compile_mappings};
 use serde_json::{Map, Value, json};
 
 fn payload() -> Value {
@@ -96,7 +96,7 @@ fn bench(c: &mut Criterion) {
 
     c.bench_function("evaluate realistic connector", |b| {
         b.iter(|| {
-            let empty = Map::new();
+            let empty = Processed::new();
             let scope = Scope { payload: (&payload).into(), lookup: None, processed: &empty, secrets: &secrets };
             assert_eq!(condition.eval_cow(&scope, &limits).unwrap().as_ref(), &Value::Bool(true));
             let processed = mappings.eval(&payload, None, &secrets, &limits).unwrap();

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use anyhow::Context as _;
-use hookplane_expr::{self as expr, Limits, Scope, SourceKind};
+use hookplane_expr::{self as expr, Limits, Processed, Scope, SourceKind};
 use serde_json::{Map, Value};
 
 /// Arguments shared by `eval` and `check`.
@@ -80,6 +80,7 @@ pub fn eval(args: &ExprArgs) -> anyhow::Result<bool> {
         let (name, value) = pair.split_once('=').with_context(|| format!("--secret `{pair}` must be NAME=VALUE"))?;
         secrets.insert(name.to_owned(), value.to_owned());
     }
+    let processed: Processed = processed.iter().map(|(name, value)| (name.as_str(), value.clone())).collect();
     let scope = Scope { payload: (&payload).into(), lookup: lookup.as_ref(), processed: &processed, secrets: &secrets };
     match program.eval(&scope, &Limits::default()) {
         Ok(value) => {

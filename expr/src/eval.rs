@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::ast::BinaryOp;
 use super::budget::{Budget, Output};
@@ -17,6 +17,7 @@ use super::code::{Code, Op, Root, Step};
 use super::error::EvalError;
 use super::functions;
 use super::payload::Payload;
+use super::processed::Processed;
 use super::value::{NULL, Val, equal, number, truthy, type_name};
 
 /// Where `$secret.NAME` values come from.
@@ -43,7 +44,7 @@ impl SecretSource for NoSecrets {
 pub struct Scope<'a> {
     pub payload: Payload<'a>,
     pub lookup: Option<&'a Value>,
-    pub processed: &'a Map<String, Value>,
+    pub processed: &'a Processed<'a>,
     pub secrets: &'a dyn SecretSource,
 }
 

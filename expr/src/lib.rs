@@ -29,6 +29,7 @@ mod mappings;
 mod parser;
 mod payload;
 mod print;
+mod processed;
 mod program;
 mod projection;
 mod template;
@@ -42,6 +43,7 @@ pub use eval::{NoSecrets, Scope, SecretSource};
 pub use functions::FUNCTIONS;
 pub use mappings::{MappingError, MappingProgram, Mappings, compile_mappings};
 pub use payload::{Payload, Projected};
+pub use processed::Processed;
 pub use program::{
     MAX_PROGRAM_OPS, MAX_SET_OPS, MAX_SET_SOURCE_BYTES, MAX_SOURCE_BYTES, Name, Program, ProgramId, ProgramSet,
     ProgramSetBuilder,

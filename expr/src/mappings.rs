@@ -1,13 +1,14 @@
 //! Field mappings: an ordered program where each mapping sees the earlier
 //! ones as `$processed`.
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::budget::{Budget, Limits};
 use super::compile::Context;
 use super::error::{CompileErrors, EvalError};
 use super::eval::Scope;
 use super::payload::Payload;
+use super::processed::Processed;
 use super::program::{Name, ProgramId, ProgramSet, ProgramSetBuilder};
 use super::{SecretSource, SourceKind};
 
@@ -45,21 +46,21 @@ impl Mappings {
 
     /// Evaluates every mapping in order into `$processed`, on the
     /// execution's budget; a failure names the mapping's position.
-    pub fn eval(
+    pub fn eval<'s>(
         &self,
-        set: &ProgramSet,
+        set: &'s ProgramSet,
         payload: Payload<'_>,
         lookup: Option<&Value>,
         secrets: &dyn SecretSource,
         budget: &mut Budget,
-    ) -> Result<Map<String, Value>, (usize, EvalError)> {
-        let mut processed = Map::new();
+    ) -> Result<Processed<'s>, (usize, EvalError)> {
+        let mut processed = Processed::default();
         for (index, &(name, program)) in self.entries.iter().enumerate() {
             let value = {
                 let scope = Scope { payload, lookup, processed: &processed, secrets };
                 set.eval_in(program, &scope, budget).map_err(|err| (index, err))?
             };
-            processed.insert(set.name(name).to_owned(), value);
+            processed.insert(set.name(name), value);
         }
         Ok(processed)
     }
@@ -98,7 +99,7 @@ impl MappingProgram {
         lookup: Option<&Value>,
         secrets: &dyn SecretSource,
         limits: &Limits,
-    ) -> Result<Map<String, Value>, (usize, EvalError)> {
+    ) -> Result<Processed<'_>, (usize, EvalError)> {
         self.mappings.eval(&self.set, payload.into(), lookup, secrets, &mut Budget::new(*limits))
     }
 

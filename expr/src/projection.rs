@@ -360,7 +360,7 @@ mod tests {
         let (set, ids) = set(sources);
         let full: serde_json::Value = serde_json::from_str(json).unwrap();
         let projected = set.read_payload(json).unwrap();
-        let empty = serde_json::Map::new();
+        let empty = crate::Processed::default();
         let kept = set.capture_payload(json).unwrap().into_projected().unwrap();
         let eval = |payload: Payload<'_>, id: ProgramId| {
             let scope = Scope { payload, lookup: None, processed: &empty, secrets: &NoSecrets };
@@ -417,7 +417,7 @@ mod tests {
         let (captured_for, _) = set(&["$payload.customer.email"]);
         let (other, ids) = set(&["$payload.customer"]);
         let kept = captured_for.capture_payload(ORDER).unwrap().into_projected().unwrap();
-        let empty = serde_json::Map::new();
+        let empty = crate::Processed::default();
         let scope = Scope { payload: (&kept).into(), lookup: None, processed: &empty, secrets: &NoSecrets };
         let _ = other.eval(ids[0], &scope, &Limits::default());
     }

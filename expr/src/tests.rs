@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use proptest::prelude::*;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use super::*;
 
@@ -35,7 +35,7 @@ fn secrets() -> HashMap<String, String> {
     HashMap::from([("TOKEN".to_owned(), "s3cr3t".to_owned()), ("KEY".to_owned(), "key".to_owned())])
 }
 
-fn run_with(source: &str, kind: SourceKind, processed: &Map<String, Value>) -> Result<Value, String> {
+fn run_with(source: &str, kind: SourceKind, processed: &Processed<'_>) -> Result<Value, String> {
     let program = compile(source, kind).map_err(|e| format!("compile: {e}"))?;
     let payload = payload();
     let lookup = json!({"crm": {"id": "c-1", "score": 7}});
@@ -45,11 +45,11 @@ fn run_with(source: &str, kind: SourceKind, processed: &Map<String, Value>) -> R
 }
 
 fn eval(source: &str) -> Value {
-    run_with(source, SourceKind::Template, &Map::new()).unwrap_or_else(|e| panic!("{source}: {e}"))
+    run_with(source, SourceKind::Template, &Processed::new()).unwrap_or_else(|e| panic!("{source}: {e}"))
 }
 
 fn eval_err(source: &str) -> String {
-    run_with(source, SourceKind::Template, &Map::new()).expect_err(source)
+    run_with(source, SourceKind::Template, &Processed::new()).expect_err(source)
 }
 
 fn table(cases: &[(&str, Value)]) {
@@ -258,12 +258,12 @@ fn spec_and_seed_examples() {
     ])
     .unwrap();
     let payload = payload();
-    let processed = program.eval(&payload, None, &NoSecrets, &Limits::default()).unwrap();
+    let processed = program.eval(&payload, None, &NoSecrets, &Limits::default()).unwrap().into_map();
     assert_eq!(processed["greeting"], json!("Hello Zoë Müller <zoe@example.com>"));
     assert_eq!(program.names().collect::<Vec<_>>(), ["full_name", "email", "greeting"]);
 
-    let mut processed = Map::new();
-    processed.insert("total".into(), json!(19.99));
+    let mut processed = Processed::new();
+    processed.insert("total", json!(19.99));
     assert_eq!(run_with("$processed.total * 2", SourceKind::Template, &processed).unwrap(), json!(39.98));
 }
 
@@ -321,7 +321,8 @@ fn missing_secrets_fail_without_printing_values() {
 fn limits_bound_steps_and_output() {
     let program = compile("concat($payload.name, $payload.name, $payload.name)", SourceKind::Template).unwrap();
     let payload = json!({"name": "x".repeat(1000)});
-    let scope = Scope { payload: (&payload).into(), lookup: None, processed: &Map::new(), secrets: &NoSecrets };
+    let scope =
+        Scope { payload: (&payload).into(), lookup: None, processed: &Processed::default(), secrets: &NoSecrets };
     let tight = Limits { max_steps: 100, max_output_bytes: 2000, max_total_bytes: 1 << 20 };
     assert_eq!(program.eval(&scope, &tight), Err(EvalError::OutputTooLarge(2000)));
     let few_steps = Limits { max_steps: 3, max_output_bytes: 1 << 20, max_total_bytes: 1 << 20 };
@@ -332,7 +333,8 @@ fn limits_bound_steps_and_output() {
 fn evaluation_borrows_plain_references() {
     let program = compile("$payload.items", SourceKind::Template).unwrap();
     let payload = payload();
-    let scope = Scope { payload: (&payload).into(), lookup: None, processed: &Map::new(), secrets: &NoSecrets };
+    let scope =
+        Scope { payload: (&payload).into(), lookup: None, processed: &Processed::default(), secrets: &NoSecrets };
     let value = program.eval_cow(&scope, &Limits::default()).unwrap();
     assert!(matches!(value, std::borrow::Cow::Borrowed(_)), "no copy of the payload");
 }
@@ -345,8 +347,12 @@ fn programs_are_shared_across_threads() {
             let program = program.clone();
             s.spawn(move || {
                 let payload = payload();
-                let scope =
-                    Scope { payload: (&payload).into(), lookup: None, processed: &Map::new(), secrets: &NoSecrets };
+                let scope = Scope {
+                    payload: (&payload).into(),
+                    lookup: None,
+                    processed: &Processed::default(),
+                    secrets: &NoSecrets,
+                };
                 for _ in 0..1000 {
                     assert_eq!(program.eval(&scope, &Limits::default()).unwrap(), json!("u-7-42"));
                 }
@@ -387,7 +393,7 @@ proptest! {
         for kind in [SourceKind::Expression, SourceKind::Template] {
             if let Ok(program) = compile(&source, kind) {
                 let payload = payload();
-                let scope = Scope { payload: (&payload).into(), lookup: None, processed: &Map::new(), secrets: &NoSecrets };
+                let scope = Scope { payload: (&payload).into(), lookup: None, processed: &Processed::default(), secrets: &NoSecrets };
                 let _ = program.eval(&scope, &Limits::default());
             }
         }
@@ -398,14 +404,14 @@ proptest! {
         let program = compile(&source, SourceKind::Expression);
         prop_assert!(program.is_ok(), "{source}: {:?}", program.err());
         let payload = payload();
-        let scope = Scope { payload: (&payload).into(), lookup: None, processed: &Map::new(), secrets: &NoSecrets };
+        let scope = Scope { payload: (&payload).into(), lookup: None, processed: &Processed::default(), secrets: &NoSecrets };
         let _ = program.unwrap().eval(&scope, &Limits::default());
     }
 
     #[test]
     fn a_printed_program_compiles_to_one_that_behaves_the_same(source in arb_expr()) {
         let payload = payload();
-        let scope = Scope { payload: (&payload).into(), lookup: None, processed: &Map::new(), secrets: &NoSecrets };
+        let scope = Scope { payload: (&payload).into(), lookup: None, processed: &Processed::default(), secrets: &NoSecrets };
         for kind in [SourceKind::Expression, SourceKind::Template] {
             let first = compile(&source, kind).unwrap();
             let printed = first.source();
@@ -426,7 +432,7 @@ proptest! {
             let Ok(program) = compile(source, kind) else { continue };
             let Some(text) = program.constant_text() else { continue };
             let payload = payload();
-            let scope = Scope { payload: (&payload).into(), lookup: None, processed: &Map::new(), secrets: &secrets() };
+            let scope = Scope { payload: (&payload).into(), lookup: None, processed: &Processed::default(), secrets: &secrets() };
             let rendered = program.eval(&scope, &Limits::default()).map(|value| render(&value));
             prop_assert_eq!(rendered.as_deref(), Ok(text), "{}", source);
         }
@@ -475,7 +481,8 @@ fn templates_print_back_as_templates() {
         ("  42 ", "42"),
     ];
     let payload = payload();
-    let scope = Scope { payload: (&payload).into(), lookup: None, processed: &Map::new(), secrets: &secrets() };
+    let scope =
+        Scope { payload: (&payload).into(), lookup: None, processed: &Processed::default(), secrets: &secrets() };
     for (source, printed) in cases {
         let program = compile(source, SourceKind::Template).unwrap();
         assert_eq!(program.source(), printed, "{source}");
@@ -520,7 +527,7 @@ fn seed_documentation_examples() {
     });
     let secrets =
         HashMap::from([("CRM_TOKEN".to_owned(), "crm".to_owned()), ("TARGET_API_KEY".to_owned(), "tgt".to_owned())]);
-    let empty = Map::new();
+    let empty = Processed::new();
     let scope = Scope { payload: (&payload).into(), lookup: None, processed: &empty, secrets: &secrets };
     let value = |source: &str| compile(source, SourceKind::Template).unwrap().eval(&scope, &Limits::default()).unwrap();
     assert_eq!(value("https://api.example.com/users/$payload.user_id"), json!("https://api.example.com/users/u-1"));
@@ -535,7 +542,7 @@ fn seed_documentation_examples() {
         ("display", r#"concat($processed.full_name, " (", $processed.email_domain, ")")"#),
     ])
     .unwrap();
-    let processed = mappings.eval(&payload, None, &secrets, &Limits::default()).unwrap();
+    let processed = mappings.eval(&payload, None, &secrets, &Limits::default()).unwrap().into_map();
     assert_eq!(processed["full_name"], json!("Ada Lovelace"));
     assert_eq!(processed["email_domain"], json!("analytical.engine"));
     assert_eq!(processed["display"], json!("Ada Lovelace (analytical.engine)"));
@@ -586,7 +593,8 @@ const DEEPEST_PROGRAM_STACK: usize = 1024 * 1024;
 fn the_deepest_programs_fit_a_small_stack() {
     let run = || {
         let payload = payload();
-        let scope = Scope { payload: (&payload).into(), lookup: None, processed: &Map::new(), secrets: &NoSecrets };
+        let scope =
+            Scope { payload: (&payload).into(), lookup: None, processed: &Processed::default(), secrets: &NoSecrets };
         for shape in SHAPES {
             let source = deep(shape, parser::MAX_DEPTH);
             let program = compile(&source, SourceKind::Template).unwrap();
@@ -644,7 +652,8 @@ fn text_that_nests_deep_for_other_reasons_stays_text() {
 /// Runs `source` on `payload` with `limits`.
 fn run_limited(source: &str, payload: Value, limits: Limits) -> Result<Value, EvalError> {
     let program = compile(source, SourceKind::Template).unwrap();
-    let scope = Scope { payload: (&payload).into(), lookup: None, processed: &Map::new(), secrets: &NoSecrets };
+    let scope =
+        Scope { payload: (&payload).into(), lookup: None, processed: &Processed::default(), secrets: &NoSecrets };
     program.eval(&scope, &limits)
 }
 
@@ -698,7 +707,8 @@ fn copies_of_the_payload_are_paid_for() {
     let payload = json!({"items": vec!["x".repeat(100); 20]});
     let limits = Limits { max_steps: 100, max_output_bytes: 1 << 20, max_total_bytes: 2_000 };
     let program = compile("$payload.items", SourceKind::Template).unwrap();
-    let scope = Scope { payload: (&payload).into(), lookup: None, processed: &Map::new(), secrets: &NoSecrets };
+    let scope =
+        Scope { payload: (&payload).into(), lookup: None, processed: &Processed::default(), secrets: &NoSecrets };
     assert!(program.eval_cow(&scope, &limits).is_ok(), "a borrowed result costs nothing");
     assert_eq!(program.eval(&scope, &limits), Err(EvalError::TotalOutputTooLarge(2_000)), "an owned copy does");
     // Forwarding a part of the body is as large as the body may be: the
@@ -723,6 +733,6 @@ fn control_characters_print_and_read_back() {
 
 fn empty_scope() -> Scope<'static> {
     static PAYLOAD: std::sync::LazyLock<Value> = std::sync::LazyLock::new(payload);
-    static PROCESSED: std::sync::LazyLock<Map<String, Value>> = std::sync::LazyLock::new(Map::new);
+    static PROCESSED: Processed<'static> = Processed::new();
     Scope { payload: (&*PAYLOAD).into(), lookup: None, processed: &PROCESSED, secrets: &NoSecrets }
 }

@@ -9,7 +9,7 @@
 
 use hookplane_expr::{Budget, Context, Limits, NoSecrets, ProgramSetBuilder, Scope, SourceKind};
 use libfuzzer_sys::fuzz_target;
-use serde_json::{Map, json};
+use serde_json::json;
 
 const LIMITS: Limits = Limits { max_steps: 10_000, max_output_bytes: 64 * 1024, max_total_bytes: 256 * 1024 };
 
@@ -23,7 +23,7 @@ fuzz_target!(|data: &[u8]| {
         let payload = set
             .read_payload(payload)
             .unwrap_or_else(|_| json!({"a": 1, "b": "text", "c": [1, {"d": null}], "e": {"f": true}}));
-        let processed = Map::new();
+        let processed = hookplane_expr::Processed::new();
         let scope = Scope { payload: (&payload).into(), lookup: Some(&payload), processed: &processed, secrets: &NoSecrets };
         let mut budget = Budget::new(LIMITS);
         let _ = set.eval_in(program, &scope, &mut budget);

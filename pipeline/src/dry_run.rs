@@ -3,7 +3,7 @@
 //! perform, shown with every secret redacted.
 
 use hookplane_egress::client::OutboundRequest;
-use hookplane_expr::{Budget, Limits, ProgramSet, Scope, SecretSource};
+use hookplane_expr::{Budget, Limits, Processed, ProgramSet, Scope, SecretSource};
 use hookplane_model::{ConnectorSpec, Deployed, RenderedRequest, TestFailure, TestRun, TestStep};
 use serde_json::Value;
 
@@ -34,7 +34,7 @@ impl DryRun<'_> {
 
     fn render_lookup(&self, payload: &Value, budget: &mut Budget) -> Option<Result<OutboundRequest, RenderError>> {
         let lookup = self.spec.lookup.as_ref()?;
-        let empty = serde_json::Map::new();
+        let empty = Processed::new();
         let scope = Scope { payload: payload.into(), lookup: None, processed: &empty, secrets: self.secrets };
         let target = Target {
             programs: self.programs,
@@ -96,7 +96,7 @@ impl DryRun<'_> {
         }
         let processed = steps::mappings(spec, programs, payload.into(), lookup, secrets, budget)
             .map_err(|e| (TestStep::Mappings, e))?;
-        run.processed = Some(Value::Object(processed.clone()).to_string());
+        run.processed = Some(serde_json::to_string(&processed).expect("values serialise"));
         let scope = Scope { payload: payload.into(), lookup, processed: &processed, secrets };
         // Prepared as a node prepares it on deploy, so a dry run renders
         // what a node would.

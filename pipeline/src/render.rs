@@ -373,7 +373,7 @@ mod tests {
         let scope = Scope {
             payload: (&payload).into(),
             lookup: None,
-            processed: &serde_json::Map::new(),
+            processed: &hookplane_expr::Processed::new(),
             secrets: &hookplane_expr::NoSecrets,
         };
         let render = |parsed_url, query| {

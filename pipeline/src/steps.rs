@@ -4,10 +4,10 @@
 //! definition, so a dry run evaluates exactly what a node would.
 
 use base64::Engine as _;
-use hookplane_expr::{self as expr, Budget, EvalError, Payload, ProgramSet, Scope, SecretSource};
+use hookplane_expr::{self as expr, Budget, EvalError, Payload, Processed, ProgramSet, Scope, SecretSource};
 use hookplane_model::{ConnectorSpec, Deployed, OAuth2Settings, OutboundAuth};
 use hyper::header::HeaderValue;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::redact::Redactor;
 use crate::render::RenderError;
@@ -51,22 +51,22 @@ pub fn condition(
     budget: &mut Budget,
 ) -> Result<Option<bool>, StepError> {
     let Some(condition) = spec.condition else { return Ok(None) };
-    let empty = Map::new();
+    let empty = Processed::new();
     let scope = Scope { payload, lookup: None, processed: &empty, secrets };
     let value = programs.eval_cow_in(condition, &scope, budget).map_err(StepError::Condition)?;
     Ok(Some(expr::truthy(&value)))
 }
 
 /// The mappings in order, each seeing those before it as `$processed`.
-pub fn mappings(
+pub fn mappings<'p>(
     spec: &ConnectorSpec<Deployed>,
-    programs: &ProgramSet,
+    programs: &'p ProgramSet,
     payload: Payload<'_>,
     lookup: Option<&Value>,
     secrets: &dyn SecretSource,
     budget: &mut Budget,
-) -> Result<Map<String, Value>, StepError> {
-    let mut processed = Map::new();
+) -> Result<Processed<'p>, StepError> {
+    let mut processed = Processed::new();
     for (index, mapping) in spec.mappings.iter().enumerate() {
         let name = programs.name(mapping.name);
         let scope = Scope { payload, lookup, processed: &processed, secrets };
@@ -75,7 +75,7 @@ pub fn mappings(
             name: name.to_owned(),
             error,
         })?;
-        processed.insert(name.to_owned(), value);
+        processed.insert(name, value);
     }
     Ok(processed)
 }

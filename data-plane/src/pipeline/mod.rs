@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hookplane_expr::{Budget, Limits, Payload, Scope, SecretSource};
+use hookplane_expr::{Budget, Limits, Payload, Processed, Scope, SecretSource};
 use hookplane_model::{CircuitTransition, Deployed, EventTrace, HttpExchangeTrace, Lookup, Plan};
 use hookplane_pipeline::diff::excerpt;
 use hookplane_pipeline::steps::{self, Credential};
@@ -142,7 +142,7 @@ impl Executor {
             // Boxed, as the perform is: a trigger's future holds no state of
             // the steps only some calls take (see `trigger::check_order`).
             Some(lookup) => {
-                let empty = serde_json::Map::new();
+                let empty = Processed::new();
                 let scope = Scope { payload, lookup: None, processed: &empty, secrets };
                 Some(Box::pin(self.lookup(deployed, lookup, &scope, &mut budget, depth, run)).await?)
             }

@@ -377,7 +377,7 @@ mod tests {
         limits: hookplane_expr::Limits,
     ) -> Result<Bytes, RenderError> {
         let (perform, programs) = perform(fields);
-        let processed = serde_json::Map::new();
+        let processed = hookplane_expr::Processed::new();
         let scope =
             Scope { payload: payload.into(), lookup: None, processed: &processed, secrets: &hookplane_expr::NoSecrets };
         let render = |prepared: &PreparedPerform| {
@@ -487,7 +487,7 @@ mod tests {
             perform.skip_null_values = skip_null_values;
             let Some(shape) = BodyShape::of(&perform, &programs) else { return Ok(()) };
             let render = |prepared: &PreparedPerform| {
-                let processed = serde_json::Map::new();
+                let processed = hookplane_expr::Processed::new();
                 let scope = Scope { payload: (&payload).into(), lookup: None, processed: &processed, secrets: &hookplane_expr::NoSecrets };
                 let limits = hookplane_expr::Limits::default();
                 render_perform(&perform, &programs, prepared, &scope, &mut Budget::new(limits), 0).unwrap().body
