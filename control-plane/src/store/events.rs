@@ -24,8 +24,9 @@ const EVENT_COLUMNS: usize = 10;
 /// statements ([`exact_statements`]). Padding every size up to a multiple
 /// of ten cost the trigger-load bench 3 µs of SQLite's CPU per event
 /// (batches there hold a few to thirty events, and each padded row is
-/// bound, its trace copied, and probed). 38 sizes in two statement forms in use, with the store's
-/// other writes, fit sqlx's cache of 100 statements per connection.
+/// bound, its trace copied, and probed). 38 sizes in two statement forms
+/// in use, with the store's other writes, fit sqlx's cache of 100
+/// statements per connection.
 #[rustfmt::skip]
 const STATEMENT_ROWS: [usize; 38] = [
     1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,
@@ -237,11 +238,9 @@ impl Store {
                     return None;
                 }
                 let statement = insert_statement(self.backend, size, OnStored::Fail);
+                let query = bind_events(sqlx::query(statement), events.iter().copied());
                 match self.writer.connection().await {
-                    Ok(mut connection) => bind_events(sqlx::query(statement), events.iter().copied())
-                        .execute(&mut *connection)
-                        .await
-                        .map(drop),
+                    Ok(mut connection) => query.execute(&mut *connection).await.map(drop),
                     Err(err) => Err(err),
                 }
             }
