@@ -26,7 +26,10 @@
 //! `HOOKPLANE_LOAD_RUNS` (default 3), `HOOKPLANE_ALLOC_SIDES` (the sides
 //! to load, of `baseline,floor,hookplane`: one alone, to see where its
 //! allocations come from under `valgrind --tool=dhat`),
-//! `HOOKPLANE_ALLOC_CALLGRIND`, and `trigger_load`'s
+//! `HOOKPLANE_ALLOC_CALLGRIND`, `HOOKPLANE_ALLOC_RATE` (requests per
+//! second, open loop, where the load is closed otherwise: a call's cost
+//! below peak, where batches are smaller and threads idle between calls),
+//! and `trigger_load`'s
 //! `HOOKPLANE_LOAD_ONLY`, `HOOKPLANE_LOAD_CONNECTIONS`,
 //! `HOOKPLANE_LOAD_EVENTS` and `HOOKPLANE_LOAD_FLOOR`.
 
@@ -152,7 +155,8 @@ async fn count(
     }
     let threads = cpu::sample();
     let region = Region::new(HEAP);
-    let report = measure::load(side.0, &side.1, Pace::Closed, seconds).await;
+    let pace = std::env::var("HOOKPLANE_ALLOC_RATE").ok().and_then(|r| r.parse().ok()).map_or(Pace::Closed, Pace::Rate);
+    let report = measure::load(side.0, &side.1, pace, seconds).await;
     measure::drain(pending).await;
     let change = region.change();
     let spent = threads.until(&cpu::sample());

@@ -29,7 +29,8 @@ use crate::sync::{authorized, connect};
 
 /// Events per batch: one store transaction on the control plane.
 const MAX_BATCH: usize = 500;
-/// A batch unacknowledged this long means the stream is broken.
+/// A batch unacknowledged this long means the stream is broken (checked
+/// on [`SPILL_CHECK`]'s ticks: [`Backlog::watching`]).
 const ACK_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long handlers wait on an ack before their events are spooled
 /// instead: the control plane answers in milliseconds when well.
@@ -82,7 +83,7 @@ impl Stream {
                     Outgoing::Recorded(events) => events,
                     Outgoing::Spooled(events) => from_spool(events),
                 };
-                return tokio::time::timeout(ACK_TIMEOUT, local.store(events)).await.unwrap_or(false);
+                return local.store(events).await;
             }
             Stream::Remote { requests, acks, next_batch } => (requests, acks, next_batch),
         };
@@ -95,10 +96,7 @@ impl Stream {
         if requests.send(api::ReportEventsRequest { batch, events }).await.is_err() {
             return false;
         }
-        matches!(
-            tokio::time::timeout(ACK_TIMEOUT, acks.message()).await,
-            Ok(Ok(Some(ack))) if ack.batch == batch
-        )
+        matches!(acks.message().await, Ok(Some(ack)) if ack.batch == batch)
     }
 }
 
@@ -107,7 +105,9 @@ impl Stream {
 pub async fn report(config: Arc<NodeConfig>, queue: EventQueue) {
     let EventQueue { receiver, pending } = queue;
     let spool = Spool::open(config.cache_dir.clone()).await;
-    let mut backlog = Backlog { config: config.clone(), events: receiver, pending, spool };
+    let check = tokio::time::interval_at(tokio::time::Instant::now() + SPILL_CHECK, SPILL_CHECK);
+    let mut backlog = Backlog { config: config.clone(), events: receiver, pending, spool, check };
+    backlog.check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // In process, the control plane is there from the start.
     let mut stream: Option<Stream> = config.local_events.clone().map(Stream::Local);
     let mut opening: Option<Opening> = None;
@@ -196,6 +196,13 @@ struct Backlog {
     events: mpsc::UnboundedReceiver<Queued>,
     pending: Arc<AtomicUsize>,
     spool: Spool,
+    /// Ticks while an ack is awaited ([`Backlog::watching`]), one timer
+    /// for the reporter's life. An interval made per batch, with a timeout
+    /// per batch for the ack beside it, registered and removed two timers
+    /// and ran a first tick at once for every batch: below peak, where a
+    /// batch holds an event or two, 1.5k instructions an event of the
+    /// trigger-load bench's end-to-end call (`docs/benchmarks.md`).
+    check: tokio::time::Interval,
 }
 
 /// Handlers answered before their batch's ack: with the handle of the
@@ -243,18 +250,22 @@ impl Backlog {
     /// Awaits `acked` while keeping handlers answered: queued events beyond
     /// the node's limit move to the spool; once the ack is [`SPOOL_AFTER`]
     /// late, all of them do, and so does a copy of `batch` (whose handlers
-    /// are then answered).
+    /// are then answered). An ack [`ACK_TIMEOUT`] late is given up on
+    /// (false: the stream is broken), within a tick of it.
     async fn watching(&mut self, acked: impl Future<Output = bool>, mut batch: Option<&mut Batch>) -> (bool, Early) {
         tokio::pin!(acked);
-        let mut check = tokio::time::interval(SPILL_CHECK);
-        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let late = tokio::time::Instant::now() + SPOOL_AFTER;
+        let started = tokio::time::Instant::now();
+        let (late, broken) = (started + SPOOL_AFTER, started + ACK_TIMEOUT);
         let mut early: Early = None;
         loop {
             tokio::select! {
                 delivered = &mut acked => return (delivered, early),
-                _ = check.tick() => {
-                    let lagging = tokio::time::Instant::now() >= late;
+                _ = self.check.tick() => {
+                    let now = tokio::time::Instant::now();
+                    if now >= broken {
+                        return (false, early);
+                    }
+                    let lagging = now >= late;
                     if lagging && early.is_none() && let Some(batch) = batch.as_deref_mut() {
                         early = self.keep_copy(batch).await;
                     }
@@ -368,6 +379,52 @@ mod tests {
             duration_ms: 1,
             trace: convert::encode_trace(EventTrace { payload: format!("{{\"n\":{id}}}"), ..Default::default() }),
         }
+    }
+
+    /// A backlog with a spool in memory, as a node without a cache
+    /// directory keeps.
+    async fn backlog() -> Backlog {
+        let config = NodeConfig::new("node-a".into(), String::new(), String::new(), ([127, 0, 0, 1], 0).into());
+        let (_sink, EventQueue { receiver, pending }) = crate::events::EventSink::new();
+        let check = tokio::time::interval_at(tokio::time::Instant::now() + SPILL_CHECK, SPILL_CHECK);
+        let spool = Spool::open(None).await;
+        Backlog { config: Arc::new(config), events: receiver, pending, spool, check }
+    }
+
+    /// An ack that never comes is given up on within a tick of
+    /// [`ACK_TIMEOUT`]: the stream is broken, the batch is the spool's.
+    #[tokio::test(start_paused = true)]
+    async fn an_ack_that_never_comes_is_given_up_after_the_timeout() {
+        let mut backlog = backlog().await;
+        let started = tokio::time::Instant::now();
+        let (delivered, early) = backlog.watching(std::future::pending::<bool>(), None).await;
+        assert_eq!((delivered, early), (false, None));
+        let waited = started.elapsed();
+        assert!(waited >= ACK_TIMEOUT && waited <= ACK_TIMEOUT + SPILL_CHECK, "{waited:?}");
+        // The next batch's wait starts anew, on the same timer.
+        let started = tokio::time::Instant::now();
+        let acked = async {
+            tokio::time::sleep(ACK_TIMEOUT - SPILL_CHECK).await;
+            true
+        };
+        assert_eq!(backlog.watching(acked, None).await, (true, None));
+        assert!(started.elapsed() < ACK_TIMEOUT);
+    }
+
+    /// A batch whose ack is [`SPOOL_AFTER`] late is answered from the
+    /// spool; the ack still counts when it comes.
+    #[tokio::test(start_paused = true)]
+    async fn a_late_ack_answers_the_handlers_from_the_spool() {
+        let mut backlog = backlog().await;
+        let (sent, mut answered) = tokio::sync::oneshot::channel();
+        let mut batch = Batch { events: vec![event(1)].into(), receipts: vec![sent] };
+        let acked = async {
+            tokio::time::sleep(SPOOL_AFTER * 2).await;
+            true
+        };
+        let (delivered, early) = backlog.watching(acked, Some(&mut batch)).await;
+        assert_eq!((delivered, early), (true, Some(None)), "answered early, from a spool in memory");
+        assert_eq!(answered.try_recv(), Ok(Ok(())));
     }
 
     /// Handed over in process, a spooled batch is the events it was
