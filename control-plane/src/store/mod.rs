@@ -19,6 +19,7 @@
 //! - Secret material arrives sealed or hashed; the store never sees plaintext.
 
 mod api_keys;
+mod checkpoint;
 mod commits;
 mod connectors;
 mod deliveries;
@@ -114,7 +115,8 @@ pub struct Store {
     /// PostgreSQL) another replica did and notified; config streams wait
     /// on it, and poll for notifications lost.
     committed: Arc<watch::Sender<i64>>,
-    /// Set by [`Store::close`]: ends the notification listener.
+    /// Set by [`Store::close`]: ends the notification listener
+    /// (PostgreSQL) or the checkpointer (SQLite).
     closed: Arc<watch::Sender<bool>>,
     /// The content index at some version, advanced by each config read so
     /// no read rescans the whole configuration (see `sync.rs`).
@@ -211,6 +213,8 @@ fn pool_options(backend: Backend, connections: u32) -> AnyPoolOptions {
                     conn.execute("PRAGMA journal_mode = WAL").await?;
                     conn.execute("PRAGMA busy_timeout = 10000").await?;
                     conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    // Checkpoints are the checkpointer's (`checkpoint.rs`).
+                    conn.execute(checkpoint::WRITER_CHECKPOINTS_PRAGMA).await?;
                 }
                 Ok(())
             })
@@ -230,6 +234,7 @@ impl Store {
         if backend == Backend::Sqlite {
             create_private_database_file(url, &options);
         }
+        let closed = Arc::new(watch::channel(false).0);
         let (pool, writer, sqlite_events) = match backend {
             Backend::Sqlite => {
                 let writer = pool_options(backend, 1).connect_with(options.clone()).await?;
@@ -238,6 +243,7 @@ impl Store {
                 // schema before they changed a table can hand sqlx a row
                 // of the table's old shape.
                 let typed = sqlite_events::TypedEventWriter::connect(&options).await?;
+                checkpoint::spawn_for(&options, closed.subscribe())?;
                 (pool_options(backend, 4).connect_with(options).await?, writer, Some(Arc::new(typed)))
             }
             Backend::Postgres => {
@@ -247,7 +253,6 @@ impl Store {
             }
         };
         let committed = Arc::new(watch::channel(0).0);
-        let closed = Arc::new(watch::channel(false).0);
         if backend == Backend::Postgres {
             commits::listen(url.to_owned(), Arc::downgrade(&committed), closed.subscribe());
         }

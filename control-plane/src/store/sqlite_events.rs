@@ -75,7 +75,8 @@ impl TypedEventWriter {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
-            .pragma("temp_store", "memory");
+            .pragma("temp_store", "memory")
+            .pragma("wal_autocheckpoint", super::checkpoint::WRITER_CHECKPOINTS_AT.to_string());
         let connection = options.connect().await?;
         Ok(TypedEventWriter { options, slot: Arc::new(Mutex::new(Slot::Open(connection))) })
     }
@@ -230,6 +231,10 @@ mod tests {
         let Slot::Open(connection) = &mut *typed.slot.lock().await else { panic!("opened by connect") };
         let temp_store: i64 = sqlx::query_scalar("PRAGMA temp_store").fetch_one(&mut *connection).await.unwrap();
         assert_eq!(temp_store, 2, "MEMORY");
+        // And leaves checkpoints to the checkpointer (`checkpoint.rs`).
+        let checkpoints_at: i64 =
+            sqlx::query_scalar("PRAGMA wal_autocheckpoint").fetch_one(&mut *connection).await.unwrap();
+        assert_eq!(checkpoints_at, i64::from(super::super::checkpoint::WRITER_CHECKPOINTS_AT));
     }
 
     #[test]
