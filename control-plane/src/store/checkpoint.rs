@@ -10,16 +10,20 @@
 //! (12 000 calls/s, end to end): 1 232 `fsync`s in 12 s, a median of
 //! 1 ms, the slowest 53 ms, 2.6 s in all on the writer's thread. So the
 //! store's connections leave checkpoints to a connection of their own here,
-//! [`CHECKPOINT_EVERY`] apart; its copy runs beside the writer, who keeps
-//! appending (a passive checkpoint takes no lock a writer waits on). Pages
-//! written again and again between two checkpoints (the events tables'
-//! last leaves) are copied once, not once per 1 000 pages.
+//! which copies the log once it holds 1 000 pages not yet copied (as
+//! SQLite's default), looking every 100 ms while it grows; its copy runs
+//! beside the writer, who keeps appending (a passive checkpoint takes no
+//! lock a writer waits on). Under load, pages written again and again
+//! between two checkpoints (the events tables' last leaves) are copied
+//! once, not once per 1 000 pages.
 //!
 //! A writer still checkpoints when the log reaches [`WRITER_CHECKPOINTS_AT`]
 //! pages (32 MiB): should this task fall behind or fail, the log stays
 //! bounded as before, at a larger bound. Durability does not change: a
 //! commit is in the log, which survives the process, as before.
 
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sqlx::any::AnyConnectOptions;
@@ -27,10 +31,18 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode};
 use sqlx::{ConnectOptions as _, Connection as _, Row as _};
 use tokio::sync::watch;
 
-/// Time between two checkpoints. At the trigger-load bench's peak (about
-/// 20 000 stored events/s, three pages each) the log grows by about 6 000
-/// pages in that time, within [`WRITER_CHECKPOINTS_AT`].
-pub(super) const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+/// Pages of log, not yet copied, at which the checkpointer copies them:
+/// SQLite's own default bound.
+const CHECKPOINT_AT: u32 = 1_000;
+
+/// How often the log's size is read while it grows, and at most how often
+/// a checkpoint runs. At the trigger-load bench's peak (about 20 000
+/// stored events/s, three pages each) the log grows by about 6 000 pages
+/// in that time, within [`WRITER_CHECKPOINTS_AT`].
+pub(super) const LOOK_EVERY: Duration = Duration::from_millis(100);
+
+/// How often the log's size is read while it does not grow.
+const LOOK_WHEN_IDLE: Duration = Duration::from_secs(1);
 
 /// Pages in the log past which the connection that commits checkpoints
 /// itself (`PRAGMA wal_autocheckpoint`; SQLite's default is 1 000).
@@ -53,22 +65,31 @@ pub(super) fn spawn_for(options: &AnyConnectOptions, closed: watch::Receiver<boo
     Ok(())
 }
 
-/// Checkpoints the database of `options` every [`CHECKPOINT_EVERY`] until
-/// `closed` is set or its sender is gone. A checkpoint that fails (the
-/// database busy, the disk full) is tried again at the next tick; the
-/// writers' own checkpoints bound the log meanwhile.
+/// Checkpoints the database of `options` until `closed` is set or its
+/// sender is gone, whenever the log holds [`CHECKPOINT_AT`] pages not yet
+/// copied (read from the WAL-index: [`uncopied_pages`]), or, where that
+/// cannot be read, every [`LOOK_EVERY`]. A checkpoint that fails (the
+/// database busy, the disk full) is tried again later; the writers' own
+/// checkpoints bound the log meanwhile.
 fn spawn(options: SqliteConnectOptions, mut closed: watch::Receiver<bool>) {
+    let index = wal_index_path(options.get_filename());
     tokio::spawn(async move {
         let mut connection: Option<SqliteConnection> = None;
-        let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let (mut wait, mut seen) = (LOOK_EVERY, None);
         loop {
             tokio::select! {
-                _ = tick.tick() => {}
+                () = tokio::time::sleep(wait) => {}
                 changed = closed.wait_for(|closed| *closed) => {
                     let _ = changed;
                     break;
                 }
+            }
+            let uncopied = uncopied_pages(&index);
+            // Looked at often while the log grows, seldom while it is still.
+            wait = if uncopied.is_some() && uncopied == seen { (wait * 2).min(LOOK_WHEN_IDLE) } else { LOOK_EVERY };
+            seen = uncopied;
+            if uncopied.is_some_and(|pages| pages < CHECKPOINT_AT) {
+                continue;
             }
             if connection.is_none() {
                 match options.connect().await {
@@ -92,6 +113,29 @@ fn spawn(options: SqliteConnectOptions, mut closed: watch::Receiver<bool>) {
     });
 }
 
+/// The WAL-index of the database at `database`: `<database>-shm`.
+fn wal_index_path(database: &Path) -> PathBuf {
+    let mut path = database.as_os_str().to_owned();
+    path.push("-shm");
+    PathBuf::from(path)
+}
+
+/// Pages in the log that no checkpoint copied yet, read from the header of
+/// the WAL-index SQLite keeps beside a database in WAL mode (its file
+/// format, documented and fixed since WAL came: `mxFrame`, the log's last
+/// page, at byte 16, and `nBackfill`, the pages copied, at byte 96, both
+/// in the machine's byte order). Read without SQLite's locks, a header
+/// being written may read torn; that only moves one checkpoint by a look.
+/// `None` where the file is missing (no connection has opened the log yet)
+/// or short. A plain read: SQLite's connections keep the file mapped, so
+/// its first page is in memory, and reading it blocks on no disk.
+fn uncopied_pages(index: &Path) -> Option<u32> {
+    let mut header = [0u8; 100];
+    std::fs::File::open(index).ok()?.read_exact(&mut header).ok()?;
+    let word = |at: usize| header.get(at..at + 4).and_then(|b| b.try_into().ok()).map(u32::from_ne_bytes);
+    Some(word(16)?.saturating_sub(word(96)?))
+}
+
 /// One passive checkpoint: copies what the log holds that no reader still
 /// needs from it. Returns the pages in the log and those now copied.
 async fn checkpoint(connection: &mut SqliteConnection) -> Result<(i64, i64), sqlx::Error> {
@@ -106,6 +150,31 @@ mod tests {
     use sqlx::Executor as _;
 
     use super::*;
+
+    /// The WAL-index's header tells the pages not copied yet, as the
+    /// checkpoint itself counts them.
+    #[tokio::test]
+    async fn the_wal_index_tells_the_pages_not_copied_yet() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.db");
+        let index = wal_index_path(&path);
+        assert_eq!(index, dir.path().join("store.db-shm"));
+        assert_eq!(uncopied_pages(&index), None, "no log yet");
+        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}?mode=rwc", path.display()))
+            .unwrap()
+            .journal_mode(SqliteJournalMode::Wal)
+            .pragma("wal_autocheckpoint", WRITER_CHECKPOINTS_AT.to_string());
+        let mut writer = options.connect().await.unwrap();
+        writer.execute("CREATE TABLE filler (data BLOB)").await.unwrap();
+        writer.execute("INSERT INTO filler VALUES (zeroblob(100000))").await.unwrap();
+        let uncopied = uncopied_pages(&index).unwrap();
+        let mut checkpointer = options.connect().await.unwrap();
+        let (logged, copied) = checkpoint(&mut checkpointer).await.unwrap();
+        assert!(uncopied >= 25, "{uncopied} pages of 100 kB and more");
+        assert_eq!(i64::from(uncopied), logged, "the log held only what was not copied");
+        assert_eq!(copied, logged);
+        assert_eq!(uncopied_pages(&index), Some(0), "all copied");
+    }
 
     #[test]
     fn the_pools_pragma_sets_the_writers_bound() {
@@ -135,7 +204,7 @@ mod tests {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while std::fs::metadata(&path).unwrap().len() < before + 4_000_000 {
             assert!(tokio::time::Instant::now() < deadline, "the database file did not grow");
-            tokio::time::sleep(CHECKPOINT_EVERY / 4).await;
+            tokio::time::sleep(LOOK_EVERY / 4).await;
         }
         closing.send_replace(true);
         writer.close().await.unwrap();
