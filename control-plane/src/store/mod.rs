@@ -118,6 +118,9 @@ pub struct Store {
     /// Set by [`Store::close`]: ends the notification listener
     /// (PostgreSQL) or the checkpointer (SQLite).
     closed: Arc<watch::Sender<bool>>,
+    /// On SQLite, the task that checkpoints the log (`checkpoint.rs`),
+    /// awaited by [`Store::close`].
+    checkpointer: Arc<std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
     /// The content index at some version, advanced by each config read so
     /// no read rescans the whole configuration (see `sync.rs`).
     content: Arc<tokio::sync::Mutex<(i64, hookplane_model::ContentIndex)>>,
@@ -235,6 +238,7 @@ impl Store {
             create_private_database_file(url, &options);
         }
         let closed = Arc::new(watch::channel(false).0);
+        let checkpointer = Arc::new(std::sync::Mutex::new(None));
         let (pool, writer, sqlite_events) = match backend {
             Backend::Sqlite => {
                 let writer = pool_options(backend, 1).connect_with(options.clone()).await?;
@@ -243,7 +247,11 @@ impl Store {
                 // schema before they changed a table can hand sqlx a row
                 // of the table's old shape.
                 let typed = sqlite_events::TypedEventWriter::connect(&options).await?;
-                checkpoint::spawn_for(&options, closed.subscribe())?;
+                // A database in memory has no log to copy.
+                if !(url.contains(":memory:") || url.contains("mode=memory")) {
+                    let sqlite = sqlx::sqlite::SqliteConnectOptions::try_from(&options)?;
+                    *checkpointer.lock().expect("not poisoned") = Some(checkpoint::spawn(sqlite, closed.subscribe()));
+                }
                 (pool_options(backend, 4).connect_with(options).await?, writer, Some(Arc::new(typed)))
             }
             Backend::Postgres => {
@@ -258,7 +266,17 @@ impl Store {
         }
         let latency = Family::new_with_constructor(latency_histogram as fn() -> Histogram);
         let writer = writer::Writer::new(writer, backend);
-        Ok(Store { pool, writer, sqlite_events, backend, committed, closed, content: Arc::default(), latency })
+        Ok(Store {
+            pool,
+            writer,
+            sqlite_events,
+            backend,
+            committed,
+            closed,
+            checkpointer,
+            content: Arc::default(),
+            latency,
+        })
     }
 
     /// Begins a write transaction, during the writer's turn
@@ -303,6 +321,10 @@ impl Store {
     /// Closes every connection; later calls fail.
     pub async fn close(&self) {
         self.closed.send_replace(true);
+        let checkpointer = self.checkpointer.lock().expect("not poisoned").take();
+        if let Some(checkpointer) = checkpointer {
+            let _ = checkpointer.await;
+        }
         self.pool.close().await;
         self.writer.close().await;
         if let Some(typed) = &self.sqlite_events {
