@@ -16,15 +16,23 @@
 //! passive checkpoint takes no lock a writer waits on, so the writer keeps
 //! appending while the copy runs.
 //!
-//! The writers still checkpoint once the log holds [`WRITER_CHECKPOINTS_AT`]
-//! pages since it last restarted from its first page (32 MiB). A writer
-//! restarts it only when it finds every page copied, and under sustained
-//! writes a checkpoint running beside them never leaves it so: then a
-//! writer's checkpoint copies what came since this one's and restarts the
-//! log, about every 8 000 pages instead of every 1 000 (the same trace: 45
-//! `fsync`s on the writer's thread instead of 1 232). The bound also holds
-//! should this task fall behind or fail. Durability does not change: a
-//! commit is in the log, which survives the process, as before.
+//! A writer restarts the log from its first page only when it finds every
+//! page copied, and under sustained writes a checkpoint running beside
+//! them never leaves it so. So once the log holds [`CATCH_UP_AT`] pages
+//! since it last restarted, a checkpoint is followed at once by a second
+//! one during the writers' turn (`writer.rs`): it copies only what came
+//! while the first ran, and the next write restarts the log. Writers wait
+//! out that short copy and its syncs about every 4 000 pages, where by
+//! default they waited out every checkpoint, every 1 000.
+//!
+//! The writers still checkpoint themselves once the log holds
+//! [`WRITER_CHECKPOINTS_AT`] pages since it last restarted (32 MiB), should
+//! this task fall behind or fail. Without the catch-up they did so under
+//! sustained writes, copying up to an interval's pages the checkpointer had
+//! not reached: traced at 12 000 calls/s, 54 `fsync`s on the writer's
+//! thread (0.17 s in all), against 1 232 (2.6 s) with SQLite's default.
+//! Durability does not change: a commit is in the log, which survives the
+//! process, as before.
 
 use std::time::Duration;
 
@@ -32,6 +40,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode};
 use sqlx::{ConnectOptions as _, Connection as _, Row as _};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+
+use super::writer::Writer;
 
 /// Pages a checkpoint aims to copy: SQLite's own default bound.
 const TARGET_PAGES: i64 = 1_000;
@@ -46,6 +56,10 @@ pub(super) const SHORTEST: Duration = Duration::from_millis(100);
 /// meanwhile.
 const LONGEST: Duration = Duration::from_secs(5);
 
+/// Pages in the log since it last restarted past which a checkpoint is
+/// followed by one during the writers' turn, so that it can restart.
+const CATCH_UP_AT: i64 = 4_096;
+
 /// Pages in the log past which the connection that commits checkpoints
 /// itself (`PRAGMA wal_autocheckpoint`; SQLite's default is 1 000).
 pub(super) const WRITER_CHECKPOINTS_AT: u32 = 8_192;
@@ -54,7 +68,11 @@ pub(super) const WRITER_CHECKPOINTS_AT: u32 = 8_192;
 pub(super) const WRITER_CHECKPOINTS_PRAGMA: &str = "PRAGMA wal_autocheckpoint = 8192";
 
 /// Starts checkpointing the store's database of `options`.
-pub(super) fn spawn(options: SqliteConnectOptions, mut closed: watch::Receiver<bool>) -> JoinHandle<()> {
+pub(super) fn spawn(
+    options: SqliteConnectOptions,
+    writer: Writer,
+    mut closed: watch::Receiver<bool>,
+) -> JoinHandle<()> {
     // The store's database is in WAL mode already; saying so keeps this
     // connection from asking for any other mode.
     let options = options.journal_mode(SqliteJournalMode::Wal).create_if_missing(false);
@@ -78,10 +96,14 @@ pub(super) fn spawn(options: SqliteConnectOptions, mut closed: watch::Receiver<b
                 }
             }
             let Some(open) = connection.as_mut() else { continue };
-            match checkpoint(open).await {
-                Ok((log, _)) => {
-                    (interval, last_log) = (next_interval(interval, new_pages(last_log, log)), log);
-                }
+            let checked = match checkpoint(open).await {
+                Ok((log, _)) if log >= CATCH_UP_AT => catch_up(open, &writer).await.map(|()| (log, 0)),
+                Ok((log, _)) => Ok((log, log)),
+                Err(err) => Err(err),
+            };
+            match checked {
+                // After a catch-up the log restarts with the next write.
+                Ok((log, last)) => (interval, last_log) = (next_interval(interval, new_pages(last_log, log)), last),
                 Err(err) => {
                     tracing::warn!(error = %err, "checkpoint failed; trying again");
                     // A connection that failed is opened anew.
@@ -101,6 +123,15 @@ pub(super) fn spawn(options: SqliteConnectOptions, mut closed: watch::Receiver<b
 async fn checkpoint(connection: &mut SqliteConnection) -> Result<(i64, i64), sqlx::Error> {
     let row = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(&mut *connection).await?;
     Ok((row.try_get(1)?, row.try_get(2)?))
+}
+
+/// Copies, during the writers' turn, what came into the log while the
+/// checkpoint before ran, so that the next write finds it all copied and
+/// restarts it. A turn not had within the pool's timeout (writes queued
+/// that long) is let go: the writers' bound holds the log meanwhile.
+async fn catch_up(connection: &mut SqliteConnection, writer: &Writer) -> Result<(), sqlx::Error> {
+    let Ok(_turn) = writer.turn().await else { return Ok(()) };
+    checkpoint(connection).await.map(drop)
 }
 
 /// Pages added to the log between two checkpoints that found it `last`
@@ -171,6 +202,45 @@ mod tests {
         assert!(store.checkpointer.lock().unwrap().is_none(), "ended and awaited");
     }
 
+    /// The store's writer on the database at `path`, for its turn.
+    async fn writer_of(path: &std::path::Path) -> Writer {
+        sqlx::any::install_default_drivers();
+        let url = format!("sqlite://{}?mode=rwc", path.display());
+        let pool = sqlx::any::AnyPoolOptions::new().max_connections(1).connect(&url).await.unwrap();
+        Writer::new(pool, crate::store::Backend::Sqlite)
+    }
+
+    /// A catch-up copies the log during the writers' turn: never while a
+    /// write holds it; after that, the next write restarts the log.
+    #[tokio::test]
+    async fn a_catch_up_copies_the_log_during_the_writers_turn() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.db");
+        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}?mode=rwc", path.display()))
+            .unwrap()
+            .journal_mode(SqliteJournalMode::Wal)
+            .pragma("wal_autocheckpoint", WRITER_CHECKPOINTS_AT.to_string());
+        let mut connection = options.connect().await.unwrap();
+        connection.execute("CREATE TABLE filler (data BLOB)").await.unwrap();
+        connection.execute("INSERT INTO filler VALUES (zeroblob(40000))").await.unwrap();
+        let writer = writer_of(&path).await;
+        let mut checkpointer = options.connect().await.unwrap();
+        let held = writer.turn().await.unwrap();
+        let catching_up = tokio::spawn(async move {
+            catch_up(&mut checkpointer, &writer).await.unwrap();
+            checkpointer
+        });
+        tokio::task::yield_now().await;
+        assert!(!catching_up.is_finished(), "it waits for the turn");
+        drop(held);
+        let mut checkpointer = catching_up.await.unwrap();
+        // The log held the table and the 40 kB row (a dozen pages and
+        // more); a write restarts it only if the catch-up copied them all.
+        connection.execute("INSERT INTO filler VALUES (zeroblob(10))").await.unwrap();
+        let (logged, _) = checkpoint(&mut checkpointer).await.unwrap();
+        assert!(logged <= 2, "the write restarted the log: {logged} pages in it");
+    }
+
     /// In WAL mode only a checkpoint writes the database file: it grows
     /// while the log holds fewer pages than a writer would checkpoint at.
     #[tokio::test]
@@ -185,7 +255,7 @@ mod tests {
         writer.execute("CREATE TABLE filler (data BLOB)").await.unwrap();
         let before = std::fs::metadata(&path).unwrap().len();
         let (closing, closed) = watch::channel(false);
-        let checkpointer = spawn(options.clone(), closed);
+        let checkpointer = spawn(options.clone(), writer_of(&path).await, closed);
         // A thousand commits of a 4 kB row: some 3 000 pages of log, over
         // SQLite's default bound and well under the writers' own.
         for _ in 0..1_000 {
