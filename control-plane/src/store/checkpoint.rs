@@ -202,6 +202,17 @@ mod tests {
         assert!(store.checkpointer.lock().unwrap().is_none(), "ended and awaited");
     }
 
+    /// A database in WAL mode in `dir`, whose connections checkpoint as the
+    /// store's do.
+    fn wal_database(dir: &tempfile::TempDir) -> (std::path::PathBuf, SqliteConnectOptions) {
+        let path = dir.path().join("store.db");
+        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}?mode=rwc", path.display()))
+            .unwrap()
+            .journal_mode(SqliteJournalMode::Wal)
+            .pragma("wal_autocheckpoint", WRITER_CHECKPOINTS_AT.to_string());
+        (path, options)
+    }
+
     /// The store's writer on the database at `path`, for its turn.
     async fn writer_of(path: &std::path::Path) -> Writer {
         sqlx::any::install_default_drivers();
@@ -215,11 +226,7 @@ mod tests {
     #[tokio::test]
     async fn a_catch_up_copies_the_log_during_the_writers_turn() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("store.db");
-        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}?mode=rwc", path.display()))
-            .unwrap()
-            .journal_mode(SqliteJournalMode::Wal)
-            .pragma("wal_autocheckpoint", WRITER_CHECKPOINTS_AT.to_string());
+        let (path, options) = wal_database(&dir);
         let mut connection = options.connect().await.unwrap();
         connection.execute("CREATE TABLE filler (data BLOB)").await.unwrap();
         connection.execute("INSERT INTO filler VALUES (zeroblob(40000))").await.unwrap();
@@ -246,11 +253,7 @@ mod tests {
     #[tokio::test]
     async fn the_log_is_copied_into_the_database_by_the_checkpointer() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("store.db");
-        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}?mode=rwc", path.display()))
-            .unwrap()
-            .journal_mode(SqliteJournalMode::Wal)
-            .pragma("wal_autocheckpoint", WRITER_CHECKPOINTS_AT.to_string());
+        let (path, options) = wal_database(&dir);
         let mut writer = options.connect().await.unwrap();
         writer.execute("CREATE TABLE filler (data BLOB)").await.unwrap();
         let before = std::fs::metadata(&path).unwrap().len();
@@ -276,11 +279,7 @@ mod tests {
     #[tokio::test]
     async fn a_checkpoint_reports_what_it_copied() {
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}?mode=rwc", dir.path().join("store.db").display());
-        let options = SqliteConnectOptions::from_str(&url)
-            .unwrap()
-            .journal_mode(SqliteJournalMode::Wal)
-            .pragma("wal_autocheckpoint", WRITER_CHECKPOINTS_AT.to_string());
+        let (_, options) = wal_database(&dir);
         let mut writer = options.connect().await.unwrap();
         writer.execute("CREATE TABLE filler (data BLOB)").await.unwrap();
         writer.execute("INSERT INTO filler VALUES (zeroblob(10000))").await.unwrap();
