@@ -238,7 +238,7 @@ impl Store {
             create_private_database_file(url, &options);
         }
         let closed = Arc::new(watch::channel(false).0);
-        let mut logged = None;
+        let mut checkpointed = None;
         let (pool, writer, sqlite_events) = match backend {
             Backend::Sqlite => {
                 let writer = pool_options(backend, 1).connect_with(options.clone()).await?;
@@ -249,7 +249,7 @@ impl Store {
                 let typed = sqlite_events::TypedEventWriter::connect(&options).await?;
                 // A database in memory has no log to copy.
                 if !(url.contains(":memory:") || url.contains("mode=memory")) {
-                    logged = Some(sqlx::sqlite::SqliteConnectOptions::try_from(&options)?);
+                    checkpointed = Some(sqlx::sqlite::SqliteConnectOptions::try_from(&options)?);
                 }
                 (pool_options(backend, 4).connect_with(options).await?, writer, Some(Arc::new(typed)))
             }
@@ -265,7 +265,7 @@ impl Store {
         }
         let latency = Family::new_with_constructor(latency_histogram as fn() -> Histogram);
         let writer = writer::Writer::new(writer, backend);
-        let checkpointer = logged.map(|options| checkpoint::spawn(options, writer.clone(), closed.subscribe()));
+        let checkpointer = checkpointed.map(|options| checkpoint::spawn(options, writer.clone(), closed.subscribe()));
         let checkpointer = Arc::new(std::sync::Mutex::new(checkpointer));
         Ok(Store {
             pool,
