@@ -178,6 +178,18 @@ impl<'a> Side<'a> {
         per_request(self.fixed_cpu.servers(), self.fixed.ok)
     }
 
+    /// Servers' CPU per answered request at the fixed rate, µs, with its
+    /// workers' and SQLite's parts: `total (workers + SQLite)`.
+    fn fixed_cpu_split(&self) -> String {
+        let part = |spent: Duration| per_request(spent, self.fixed.ok);
+        format!(
+            "{:.1} ({:.1} + {:.1})",
+            self.fixed_cpu_per_request(),
+            part(self.fixed_cpu.workers),
+            part(self.fixed_cpu.sqlite)
+        )
+    }
+
     /// Times the servers' threads were put on a CPU per answered request
     /// at the fixed rate: below peak, writes batch less and threads sleep
     /// between requests, so this is where a side's wake-ups show.
@@ -259,7 +271,7 @@ pub async fn measure(
         }
     }
     let cpu_row = format!(
-        "| {} | {:.1} | {:.1} ({:.1} workers, {:.1} SQLite) | {:.1} ({:.1} workers, {:.1} SQLite, {:.1} other) | **{:.2}×** ({} ≤ {:.1}) | {:.2}× | {:.1} / {:.1} / {:.1} | {:.1} ({:.1} + {:.1}) / {:.1} ({:.1} + {:.1}); {:.2} / {:.2} |",
+        "| {} | {:.1} | {:.1} ({:.1} workers, {:.1} SQLite) | {:.1} ({:.1} workers, {:.1} SQLite, {:.1} other) | **{:.2}×** ({} ≤ {:.1}) | {:.2}× | {:.1} / {:.1} / {:.1} | {} / {}; {:.2} / {:.2} |",
         pair.name,
         base.cpu_per_request(),
         floor.cpu_per_request(),
@@ -276,12 +288,8 @@ pub async fn measure(
         per_request(base.max.cpu, base.max.ok),
         per_request(floor.max.cpu, floor.max.ok),
         per_request(ours.max.cpu, ours.max.ok),
-        floor.fixed_cpu_per_request(),
-        per_request(floor.fixed_cpu.workers, floor.fixed.ok),
-        per_request(floor.fixed_cpu.sqlite, floor.fixed.ok),
-        ours.fixed_cpu_per_request(),
-        per_request(ours.fixed_cpu.workers, ours.fixed.ok),
-        per_request(ours.fixed_cpu.sqlite, ours.fixed.ok),
+        floor.fixed_cpu_split(),
+        ours.fixed_cpu_split(),
         floor.fixed_wake_ups_per_request(),
         ours.fixed_wake_ups_per_request(),
     );
