@@ -206,14 +206,17 @@ mod tests {
     }
 
     /// A database in WAL mode in `dir`, whose connections checkpoint as the
-    /// store's do.
-    fn wal_database(dir: &tempfile::TempDir) -> (std::path::PathBuf, SqliteConnectOptions) {
+    /// store's do, with a `filler (data BLOB)` table: its path, its options,
+    /// and the connection that made the table.
+    async fn wal_database(dir: &tempfile::TempDir) -> (std::path::PathBuf, SqliteConnectOptions, SqliteConnection) {
         let path = dir.path().join("store.db");
         let options = SqliteConnectOptions::from_str(&format!("sqlite://{}?mode=rwc", path.display()))
             .unwrap()
             .journal_mode(SqliteJournalMode::Wal)
             .pragma("wal_autocheckpoint", WRITER_CHECKPOINTS_AT.to_string());
-        (path, options)
+        let mut connection = options.connect().await.unwrap();
+        connection.execute("CREATE TABLE filler (data BLOB)").await.unwrap();
+        (path, options, connection)
     }
 
     /// The store's writer on the database at `path`, for its turn.
@@ -224,14 +227,32 @@ mod tests {
         Writer::new(pool, crate::store::Backend::Sqlite)
     }
 
+    /// A checkpointer that cannot open its database (gone, or never made:
+    /// it creates none) keeps trying, quietly, and still ends when closed.
+    #[tokio::test]
+    async fn a_checkpointer_without_its_database_retries_and_still_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = writer_of(&dir.path().join("writer.db")).await;
+        let missing = dir.path().join("missing.db");
+        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}?mode=rwc", missing.display())).unwrap();
+        let (closing, closed) = watch::channel(false);
+        // Its waits pass on a paused clock; the failed opens take real time.
+        tokio::time::pause();
+        let checkpointer = spawn(options, writer, closed);
+        tokio::time::sleep(3 * LONGEST).await;
+        assert!(!checkpointer.is_finished(), "still trying");
+        assert!(!missing.exists(), "no database made");
+        closing.send_replace(true);
+        tokio::time::resume();
+        tokio::time::timeout(Duration::from_secs(10), checkpointer).await.expect("ends once closed").unwrap();
+    }
+
     /// A catch-up copies the log during the writers' turn: never while a
     /// write holds it; after that, the next write restarts the log.
     #[tokio::test]
     async fn a_catch_up_copies_the_log_during_the_writers_turn() {
         let dir = tempfile::tempdir().unwrap();
-        let (path, options) = wal_database(&dir);
-        let mut connection = options.connect().await.unwrap();
-        connection.execute("CREATE TABLE filler (data BLOB)").await.unwrap();
+        let (path, options, mut connection) = wal_database(&dir).await;
         connection.execute("INSERT INTO filler VALUES (zeroblob(40000))").await.unwrap();
         let writer = writer_of(&path).await;
         let mut checkpointer = options.connect().await.unwrap();
@@ -256,9 +277,7 @@ mod tests {
     #[tokio::test]
     async fn the_log_is_copied_into_the_database_by_the_checkpointer() {
         let dir = tempfile::tempdir().unwrap();
-        let (path, options) = wal_database(&dir);
-        let mut writer = options.connect().await.unwrap();
-        writer.execute("CREATE TABLE filler (data BLOB)").await.unwrap();
+        let (path, options, mut writer) = wal_database(&dir).await;
         let before = std::fs::metadata(&path).unwrap().len();
         let (closing, closed) = watch::channel(false);
         let checkpointer = spawn(options.clone(), writer_of(&path).await, closed);
@@ -282,9 +301,7 @@ mod tests {
     #[tokio::test]
     async fn a_checkpoint_reports_what_it_copied() {
         let dir = tempfile::tempdir().unwrap();
-        let (_, options) = wal_database(&dir);
-        let mut writer = options.connect().await.unwrap();
-        writer.execute("CREATE TABLE filler (data BLOB)").await.unwrap();
+        let (_, options, mut writer) = wal_database(&dir).await;
         writer.execute("INSERT INTO filler VALUES (zeroblob(10000))").await.unwrap();
         let mut checkpointer = options.connect().await.unwrap();
         let (logged, copied) = checkpoint(&mut checkpointer).await.unwrap();
