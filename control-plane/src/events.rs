@@ -2,7 +2,9 @@
 //!
 //! Events enter through [`EventHub::ingest`], which stores a batch and then
 //! publishes only the events that were new, so a batch a node resends after
-//! a lost acknowledgement never reaches subscribers twice.
+//! a lost acknowledgement never reaches subscribers twice. For the same
+//! reason, a batch stored is published even when its caller goes away
+//! mid-way: its resend would be stored already, and published never.
 
 use hookplane_convert::EncodedTrace;
 use std::collections::HashSet;
@@ -44,6 +46,23 @@ impl EventHub {
     /// Stores a batch of events (ids unique across the fleet) and publishes
     /// the new ones; returns how many were new.
     pub async fn ingest(&self, events: &[Event<EncodedTrace>]) -> Result<usize, StoreError> {
+        if self.sender.receiver_count() == 0 {
+            return self.store_and_publish(events).await;
+        }
+        // SQLite's thread finishes a write whose caller went away (a node's
+        // stream ending mid-batch), so the batch would be stored and never
+        // published. With live subscribers, storing and publishing run in a
+        // task that outlives the caller; without, there is nothing to lose,
+        // and the usual batch pays no task.
+        let hub = self.clone();
+        let events = events.to_vec();
+        match tokio::spawn(async move { hub.store_and_publish(&events).await }).await {
+            Ok(stored) => stored,
+            Err(failed) => std::panic::resume_unwind(failed.into_panic()),
+        }
+    }
+
+    async fn store_and_publish(&self, events: &[Event<EncodedTrace>]) -> Result<usize, StoreError> {
         let inserted = self.store.insert_events(events).await?;
         // Traces are decoded only for live subscribers; none is the usual
         // case. They were checked to decode on the way in.
@@ -68,5 +87,72 @@ impl EventHub {
     /// Ends every live stream (server shutdown).
     pub fn close(&self) {
         self.closing.send_replace(true);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use hookplane_convert::encode_trace;
+    use hookplane_model::{EventStatus, EventTrace};
+
+    use super::*;
+
+    fn event(id: i64) -> Event<EncodedTrace> {
+        Event {
+            id,
+            organization_id: "org_1".into(),
+            connector_id: "con_1".into(),
+            status: EventStatus::Completed,
+            response_code: Some(200),
+            error: String::new(),
+            node_id: "node-a".into(),
+            create_time: hookplane_model::now(),
+            duration_ms: 1,
+            trace: encode_trace(EventTrace { payload: format!("{{\"n\":{id}}}"), ..Default::default() }),
+        }
+    }
+
+    async fn hub(dir: &tempfile::TempDir) -> EventHub {
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("events.db").display());
+        EventHub::new(Store::connect(&url).await.unwrap())
+    }
+
+    async fn published(live: &mut broadcast::Receiver<Arc<Event>>) -> i64 {
+        let event = tokio::time::timeout(Duration::from_secs(30), live.recv()).await;
+        event.expect("published in time").expect("not lagging").id
+    }
+
+    #[tokio::test]
+    async fn new_events_are_published_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let hub = hub(&dir).await;
+        let (mut live, _) = hub.subscribe();
+        assert_eq!(hub.ingest(&[event(1), event(2), event(1)]).await.unwrap(), 2);
+        // A resend stores and publishes nothing: the next one seen is 3.
+        assert_eq!(hub.ingest(&[event(2), event(3)]).await.unwrap(), 1);
+        assert_eq!([published(&mut live).await, published(&mut live).await, published(&mut live).await], [1, 2, 3]);
+        assert!(live.try_recv().is_err());
+        hub.store.close().await;
+    }
+
+    /// The write starts at the first poll; the caller then goes away, as a
+    /// node's ending stream takes its handler with it. Without the task, the
+    /// event is stored and never published (and its resend is absorbed).
+    #[tokio::test]
+    async fn a_batch_whose_caller_goes_away_is_published() {
+        let dir = tempfile::tempdir().unwrap();
+        let hub = hub(&dir).await;
+        let (mut live, _) = hub.subscribe();
+        let batch = [event(7)];
+        {
+            let mut ingest = std::pin::pin!(hub.ingest(&batch));
+            assert!(futures::poll!(ingest.as_mut()).is_pending(), "a write waits on SQLite's thread");
+        }
+        assert_eq!(published(&mut live).await, 7);
+        assert_eq!(hub.store.get_event("org_1", 7).await.unwrap().id, 7);
+        assert_eq!(hub.ingest(&batch).await.unwrap(), 0, "stored once");
+        hub.store.close().await;
     }
 }
