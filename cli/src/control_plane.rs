@@ -58,11 +58,15 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             }))
         }
     };
+    let store = control_plane.store().clone();
     control_plane.serve(listener, shutdown_signal()).await?;
     let _ = stop_metrics.send(());
     if let Some(metrics) = metrics {
         let _ = metrics.await;
     }
+    // The last connection to close checkpoints SQLite's log into the
+    // database and removes it; PostgreSQL's sessions end cleanly.
+    store.close().await;
     Ok(())
 }
 

@@ -88,6 +88,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let grpc = listener.local_addr()?;
     let (stop_grpc, grpc_stopped) = tokio::sync::oneshot::channel::<()>();
     let events = control_plane.events().clone();
+    let store = control_plane.store().clone();
     let server = tokio::spawn(control_plane.serve(listener, async {
         let _ = grpc_stopped.await;
     }));
@@ -112,5 +113,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     node.shutdown().await;
     let _ = stop_grpc.send(());
     server.await??;
+    // After the node, whose last events the store took in process: the last
+    // connection to close checkpoints the log into the database and
+    // removes it, so a stopped `dev` leaves one file.
+    store.close().await;
     Ok(())
 }

@@ -125,6 +125,10 @@ async fn dev_round(dir: &Path, target: &Target, stop: impl FnOnce(cluster::Proce
     every_answered_event_is_stored(&admin, &sync_id, &sync).await;
     every_answered_event_is_stored(&admin, &async_id, &kept).await;
     dev.process.terminate();
+    // A clean stop closes the store: SQLite's log is checkpointed into the
+    // database and removed, so the data directory holds one database file.
+    let log = dir.join("hookplane.db-wal");
+    assert!(!log.exists(), "{} outlives a clean stop", log.display());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -196,6 +200,8 @@ async fn a_node_stopped_with_sigterm_under_load_keeps_every_answered_event() {
     assert_eq!(spooled, 0, "a node stopped with the control plane up leaves no spooled batch");
     every_answered_event_is_stored(&admin, &sync_id, &answered).await;
     control_plane.terminate();
+    let log = dir.path().join("control-plane.db-wal");
+    assert!(!log.exists(), "{} outlives a clean stop", log.display());
 }
 
 /// Platform webhooks survive `kill -9` of the control plane between two
