@@ -175,7 +175,13 @@ impl Store {
     /// duplicated. Rows go in multi-row statements: a round trip per up to
     /// [`INSERT_CHUNK`] events instead of one per event.
     pub async fn insert_events(&self, events: &[Event<EncodedTrace>]) -> Result<Vec<i64>, StoreError> {
-        self.timed("insert_events", self.insert_events_untimed(events)).await
+        let inserted = self.timed("insert_events", self.insert_events_untimed(events)).await?;
+        if self.backend == Backend::Sqlite && !inserted.is_empty() {
+            // What the log grew by, roughly: a row is its trace and some
+            // hundred bytes of columns and index entries.
+            self.writer.wrote(events.iter().map(|event| event.trace.as_bytes().len() + 200).sum());
+        }
+        Ok(inserted)
     }
 
     async fn insert_events_untimed(&self, events: &[Event<EncodedTrace>]) -> Result<Vec<i64>, StoreError> {

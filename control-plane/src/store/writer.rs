@@ -23,12 +23,14 @@
 use std::future::Future;
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool, Connection as _, Transaction};
-use tokio::sync::{Mutex, OwnedMutexGuard};
+use tokio::sync::{Mutex, Notify, OwnedMutexGuard};
 
 use super::Backend;
+use super::checkpoint::LOOK_AFTER_BYTES;
 
 /// Where writes go.
 #[derive(Clone, Debug)]
@@ -36,7 +38,17 @@ pub(super) struct Writer {
     pool: AnyPool,
     /// The turn; `None` on PostgreSQL.
     turn: Option<Arc<Mutex<()>>>,
+    /// Events written since the checkpointer last looked at the log.
+    logged: Arc<Logged>,
     backend: Backend,
+}
+
+/// Bytes of events written since the checkpointer's last look, and the
+/// signal that they passed [`LOOK_AFTER_BYTES`].
+#[derive(Debug, Default)]
+struct Logged {
+    bytes: AtomicUsize,
+    grown: Notify,
 }
 
 /// The writer's turn, held: on PostgreSQL, nothing.
@@ -45,7 +57,7 @@ pub(super) type Turn = Option<OwnedMutexGuard<()>>;
 impl Writer {
     pub(super) fn new(pool: AnyPool, backend: Backend) -> Writer {
         let turn = (backend == Backend::Sqlite).then(Arc::default);
-        Writer { pool, turn, backend }
+        Writer { pool, turn, logged: Arc::default(), backend }
     }
 
     /// Waits for the writer's turn, as long as the pool waits for its
@@ -59,6 +71,26 @@ impl Writer {
             Ok(held) => Ok(Some(held)),
             Err(_) => Err(sqlx::Error::PoolTimedOut),
         }
+    }
+
+    /// Counts `bytes` of events stored, for the checkpointer: an atomic
+    /// add, and a wake-up once they pass [`LOOK_AFTER_BYTES`].
+    pub(super) fn wrote(&self, bytes: usize) {
+        let before = self.logged.bytes.fetch_add(bytes, Ordering::Relaxed);
+        if before < LOOK_AFTER_BYTES && before + bytes >= LOOK_AFTER_BYTES {
+            self.logged.grown.notify_one();
+        }
+    }
+
+    /// Completes once events of [`LOOK_AFTER_BYTES`] were written since
+    /// [`Writer::looking`]; at once if they were before this call.
+    pub(super) async fn log_grown(&self) {
+        self.logged.grown.notified().await;
+    }
+
+    /// Counts the events written from now on.
+    pub(super) fn looking(&self) {
+        self.logged.bytes.store(0, Ordering::Relaxed);
     }
 
     /// Begins a write transaction during a turn. On SQLite it takes the
