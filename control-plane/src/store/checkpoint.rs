@@ -23,10 +23,16 @@
 //! since it last restarted, a checkpoint is followed at once by a second
 //! one during the writers' turn (`writer.rs`): it copies only what came
 //! while the first ran, and the next write restarts the log. Writers wait
-//! out that short copy and its syncs about every 4 000 pages, where by
-//! default they waited out every checkpoint, every 1 000; their own thread
-//! then syncs only a restarted log's header (traced at 12 000 calls/s: 35
-//! `fsync`s of 0.2–1 ms).
+//! out that short copy and its two syncs about every 1 000 pages, where by
+//! default they waited out every whole checkpoint; their own thread then
+//! syncs only a restarted log's header (traced at 12 000 calls/s: 35
+//! `fsync`s of 0.2–1 ms). The sync of the database there flushes every
+//! page copied since the last catch-up, so rarer catch-ups made longer
+//! waits. In the trigger-load bench's tail phase, five runs each: with a
+//! catch-up every 4 096 pages (3–24 ms each), hookplane's p99 was
+//! 14.5–24.8 ms in four runs and 144 ms in one (median 1.82× the floor's);
+//! with one every 1 024, 9.4–14.3 ms in three, 30 and 100 ms in two
+//! (median 1.44×).
 //!
 //! The writers still checkpoint themselves once the log holds
 //! [`WRITER_CHECKPOINTS_AT`] pages since it last restarted (32 MiB), should
@@ -71,13 +77,13 @@ const LONGEST: Duration = Duration::from_secs(5);
 
 /// Bytes of events written (`Writer::wrote`) after which the checkpointer
 /// looks without waiting out its interval: about [`TARGET_PAGES`] of log
-/// at the trigger-load bench's events, which log 1.2 pages each and count
-/// about 1 kB.
+/// at the trigger-load bench's events, which count about 1 kB each and
+/// log 1–2 pages.
 pub(super) const LOOK_AFTER_BYTES: usize = 1 << 20;
 
 /// Pages in the log since it last restarted past which a checkpoint is
 /// followed by one during the writers' turn, so that it can restart.
-const CATCH_UP_AT: i64 = 4_096;
+const CATCH_UP_AT: i64 = 1_024;
 
 /// Pages in the log past which the connection that commits checkpoints
 /// itself (`PRAGMA wal_autocheckpoint`; SQLite's default is 1 000).
