@@ -94,25 +94,8 @@ impl EventHub {
 mod tests {
     use std::time::Duration;
 
-    use hookplane_convert::encode_trace;
-    use hookplane_model::{EventStatus, EventTrace};
-
     use super::*;
-
-    fn event(id: i64) -> Event<EncodedTrace> {
-        Event {
-            id,
-            organization_id: "org_1".into(),
-            connector_id: "con_1".into(),
-            status: EventStatus::Completed,
-            response_code: Some(200),
-            error: String::new(),
-            node_id: "node-a".into(),
-            create_time: hookplane_model::now(),
-            duration_ms: 1,
-            trace: encode_trace(EventTrace { payload: format!("{{\"n\":{id}}}"), ..Default::default() }),
-        }
-    }
+    use crate::store::test_events;
 
     async fn hub(dir: &tempfile::TempDir) -> EventHub {
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("events.db").display());
@@ -129,9 +112,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let hub = hub(&dir).await;
         let (mut live, _) = hub.subscribe();
-        assert_eq!(hub.ingest(&[event(1), event(2), event(1)]).await.unwrap(), 2);
+        assert_eq!(hub.ingest(&[test_events(1..=2), test_events(1..=1)].concat()).await.unwrap(), 2);
         // A resend stores and publishes nothing: the next one seen is 3.
-        assert_eq!(hub.ingest(&[event(2), event(3)]).await.unwrap(), 1);
+        assert_eq!(hub.ingest(&test_events(2..=3)).await.unwrap(), 1);
         assert_eq!([published(&mut live).await, published(&mut live).await, published(&mut live).await], [1, 2, 3]);
         assert!(live.try_recv().is_err());
         hub.store.close().await;
@@ -145,7 +128,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let hub = hub(&dir).await;
         let (mut live, _) = hub.subscribe();
-        let batch = [event(7)];
+        let batch = test_events(7..=7);
         {
             let mut ingest = std::pin::pin!(hub.ingest(&batch));
             assert!(futures::poll!(ingest.as_mut()).is_pending(), "a write waits on SQLite's thread");

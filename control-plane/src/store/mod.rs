@@ -51,6 +51,9 @@ use tokio::sync::watch;
 
 pub use connectors::TokenChanges;
 pub use deliveries::{DeliveryFilter, DueDelivery, NextStep};
+/// Fresh events of one organization, connector and node, for tests.
+#[cfg(test)]
+pub(crate) use events::tests::events as test_events;
 pub use idempotency::{Creation, IdempotencyKey};
 pub use mails::{MAILED, Mail, MailOutcome};
 pub use outbox::platform_event;

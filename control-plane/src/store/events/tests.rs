@@ -14,7 +14,7 @@ fn refs(events: &[Event<EncodedTrace>]) -> Vec<&Event<EncodedTrace>> {
 }
 
 /// Fresh events `ids` of one organization, connector and node.
-pub(in crate::store) fn events(ids: std::ops::RangeInclusive<i64>) -> Vec<Event<EncodedTrace>> {
+pub(crate) fn events(ids: std::ops::RangeInclusive<i64>) -> Vec<Event<EncodedTrace>> {
     ids.map(|id| Event {
         id,
         organization_id: "org_1".into(),
