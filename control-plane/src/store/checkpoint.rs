@@ -47,7 +47,8 @@
 //! last looks, and traffic comes in bursts after quiet spells. So the
 //! writers count the events they store (`Writer::wrote`), and a megabyte of
 //! them brings the next look forward to the shortest interval after the
-//! last. Without it, in the trigger-load bench's tail phase (bursts of
+//! last (other writes are small, and wait for the interval). The interval
+//! then follows what came since the last look, however soon it was. Without it, in the trigger-load bench's tail phase (bursts of
 //! 1.25 s at some 34 000 pages a second, an interval grown to 5 s before
 //! them), the writers reached their bound every 250 ms of a burst and
 //! checkpointed 8 000 pages themselves, a sync of the log of 16–28 ms that
@@ -118,13 +119,13 @@ pub(super) fn spawn(
             }
             let Some(open) = connection.as_mut() else { continue };
             let checked = match checkpoint(open).await {
-                Ok(Some((log, _))) if log >= CATCH_UP_AT => catch_up(open, &writer).await.map(|()| Some((log, 0))),
-                Ok(Some((log, _))) => Ok(Some((log, log))),
-                other => other,
+                Ok(Some((log, _))) if pace.catches_up(log) => catch_up(open, &writer).await.map(|()| Some((log, true))),
+                Ok(Some((log, _))) => Ok(Some((log, false))),
+                Ok(None) => Ok(None),
+                Err(err) => Err(err),
             };
             match checked {
-                // After a catch-up the log restarts with the next write.
-                Ok(Some((log, last))) => pace.looked(log, last),
+                Ok(Some((log, caught_up))) => pace.looked(log, caught_up),
                 Ok(None) => pace.busy(),
                 Err(err) => {
                     tracing::warn!(error = %err, "checkpoint failed; trying again");
@@ -147,12 +148,21 @@ struct Pace {
     /// Pages in the log since it last restarted, at the last look (none
     /// after a catch-up, as the next write restarts it).
     last_log: i64,
+    /// The log's length at the last catch-up, while it still has it: no
+    /// write has restarted it, and all of it is copied.
+    caught_up_at: Option<i64>,
     last_look: Instant,
+    /// From the look before the last to the last.
+    waited: Duration,
+    /// The last look failed: it is tried again after the longest interval,
+    /// however much is written.
+    failing: bool,
 }
 
 impl Pace {
     fn new() -> Pace {
-        Pace { interval: SHORTEST, last_log: 0, last_look: Instant::now() }
+        let now = Instant::now();
+        Pace { interval: SHORTEST, last_log: 0, caught_up_at: None, last_look: now, waited: SHORTEST, failing: false }
     }
 
     /// Waits until the next look is due: an interval after the last, or
@@ -165,7 +175,9 @@ impl Pace {
         let due = async {
             tokio::select! {
                 () = tokio::time::sleep_until(self.last_look + self.interval) => {}
-                () = writer.log_grown() => tokio::time::sleep_until(self.last_look + SHORTEST).await,
+                () = writer.log_grown(), if !self.failing => {
+                    tokio::time::sleep_until(self.last_look + SHORTEST).await;
+                }
             }
         };
         tokio::select! {
@@ -173,26 +185,38 @@ impl Pace {
             () = &mut closing => return false,
         }
         writer.looking();
-        self.last_look = Instant::now();
+        let now = Instant::now();
+        (self.waited, self.last_look) = (now - self.last_look, now);
         true
     }
 
-    /// After a look that found `log` pages in the log, `last` of them to be
-    /// counted as seen at the next look.
-    fn looked(&mut self, log: i64, last: i64) {
-        let new = new_pages(self.last_log, log);
-        (self.interval, self.last_log) = (next_interval(self.interval, new), last);
+    /// Whether a log of `log` pages is to be caught up with during the
+    /// writers' turn: long, and not caught up with already.
+    fn catches_up(&self, log: i64) -> bool {
+        log >= CATCH_UP_AT && self.caught_up_at != Some(log)
+    }
+
+    /// After a look that found `log` pages in the log, and caught up with
+    /// them if `caught_up`.
+    fn looked(&mut self, log: i64, caught_up: bool) {
+        let unchanged = self.caught_up_at == Some(log);
+        let new = if unchanged { 0 } else { new_pages(self.last_log, log) };
+        self.interval = next_interval(self.waited, new);
+        // After a catch-up the next write restarts the log, so all it holds
+        // then is new.
+        (self.last_log, self.caught_up_at) = if caught_up || unchanged { (0, Some(log)) } else { (log, None) };
+        self.failing = false;
     }
 
     /// After a look that found another checkpoint running (the writers',
     /// past their bound): soon again.
     fn busy(&mut self) {
-        self.interval = SHORTEST;
+        (self.interval, self.failing) = (SHORTEST, false);
     }
 
     /// After a failed look, or a connection that did not open.
     fn failed(&mut self) {
-        self.interval = LONGEST;
+        (self.interval, self.failing) = (LONGEST, true);
     }
 }
 
@@ -308,12 +332,27 @@ mod tests {
     /// A pace whose looks found nothing new: its interval grown to the
     /// longest.
     fn quiet_pace() -> Pace {
+        Pace { interval: LONGEST, last_log: 3_000, ..Pace::new() }
+    }
+
+    /// A log caught up with holds nothing to copy until a write restarts
+    /// it: it is looked at less and less often, and not caught up with
+    /// again, which would take the writers' turn ten times a second.
+    #[test]
+    fn a_log_caught_up_with_is_caught_up_with_again_only_once_written() {
         let mut pace = Pace::new();
-        for _ in 0..8 {
-            pace.looked(3_000, 3_000);
+        assert!(pace.catches_up(2_000));
+        pace.looked(2_000, true);
+        for _ in 0..3 {
+            pace.waited = pace.interval;
+            assert!(!pace.catches_up(2_000), "nothing written since");
+            pace.looked(2_000, false);
         }
-        assert_eq!(pace.interval, LONGEST, "{pace:?}");
-        pace
+        assert_eq!(pace.interval, 8 * SHORTEST, "{pace:?}");
+        // A write restarted the log, which grew again past the bound.
+        pace.looked(300, false);
+        assert_eq!((pace.last_log, pace.caught_up_at), (300, None));
+        assert!(pace.catches_up(1_500));
     }
 
     /// Waits out `pace` in a task of its own, on the paused clock (only
@@ -361,6 +400,22 @@ mod tests {
         }
         let after = started.elapsed();
         assert!((3 * SHORTEST..4 * SHORTEST).contains(&after), "three looks in {after:?}");
+    }
+
+    /// A look that failed is tried again after the longest interval, not
+    /// each time a megabyte of events comes.
+    #[tokio::test]
+    async fn a_failing_checkpointer_waits_the_longest_interval_whatever_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = writer_of(&dir.path().join("store.db")).await;
+        tokio::time::pause();
+        let mut pace = Pace::new();
+        pace.failed();
+        let started = tokio::time::Instant::now();
+        writer.wrote(LOOK_AFTER_BYTES);
+        assert!(waiting(pace, &writer).await.unwrap());
+        let after = started.elapsed();
+        assert!((LONGEST..LONGEST + SHORTEST).contains(&after), "looked after {after:?}");
     }
 
     /// A quiet store is still looked at after the longest interval, a busy

@@ -83,7 +83,10 @@ impl Writer {
     }
 
     /// Completes once events of [`LOOK_AFTER_BYTES`] were written since
-    /// [`Writer::looking`]; at once if they were before this call.
+    /// [`Writer::looking`]; at once if they were before this call. A
+    /// crossing the last look already covered (one that raced the count's
+    /// reset, or came while the interval ran out) can end one wait early,
+    /// at worst a look a shortest interval after the last.
     pub(super) async fn log_grown(&self) {
         self.logged.grown.notified().await;
     }
