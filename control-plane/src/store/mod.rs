@@ -22,6 +22,7 @@ mod api_keys;
 mod checkpoint;
 mod commits;
 mod connectors;
+mod database_file;
 mod deliveries;
 mod events;
 mod idempotency;
@@ -124,6 +125,8 @@ pub struct Store {
     /// On SQLite, the task that checkpoints the log (`checkpoint.rs`),
     /// awaited by [`Store::close`].
     checkpointer: Arc<std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
+    /// On SQLite, the database file, which the checkpointer syncs.
+    database_file: Option<Arc<database_file::DatabaseFile>>,
     /// The content index at some version, advanced by each config read so
     /// no read rescans the whole configuration (see `sync.rs`).
     content: Arc<tokio::sync::Mutex<(i64, hookplane_model::ContentIndex)>>,
@@ -242,6 +245,7 @@ impl Store {
         }
         let closed = Arc::new(watch::channel(false).0);
         let mut checkpointed = None;
+        let mut database_file = None;
         let (pool, writer, sqlite_events) = match backend {
             Backend::Sqlite => {
                 let writer = pool_options(backend, 1).connect_with(options.clone()).await?;
@@ -252,7 +256,9 @@ impl Store {
                 let typed = sqlite_events::TypedEventWriter::connect(&options).await?;
                 // A database in memory has no log to copy.
                 if !(url.contains(":memory:") || url.contains("mode=memory")) {
-                    checkpointed = Some(sqlx::sqlite::SqliteConnectOptions::try_from(&options)?);
+                    let sqlite = sqlx::sqlite::SqliteConnectOptions::try_from(&options)?;
+                    database_file = database_file::DatabaseFile::open(sqlite.get_filename());
+                    checkpointed = Some(sqlite);
                 }
                 (pool_options(backend, 4).connect_with(options).await?, writer, Some(Arc::new(typed)))
             }
@@ -268,7 +274,8 @@ impl Store {
         }
         let latency = Family::new_with_constructor(latency_histogram as fn() -> Histogram);
         let writer = writer::Writer::new(writer, backend);
-        let checkpointer = checkpointed.map(|options| checkpoint::spawn(options, writer.clone(), closed.subscribe()));
+        let checkpointer = checkpointed
+            .map(|options| checkpoint::spawn(options, writer.clone(), database_file.clone(), closed.subscribe()));
         let checkpointer = Arc::new(std::sync::Mutex::new(checkpointer));
         Ok(Store {
             pool,
@@ -278,6 +285,7 @@ impl Store {
             committed,
             closed,
             checkpointer,
+            database_file,
             content: Arc::default(),
             latency,
         })
@@ -333,6 +341,11 @@ impl Store {
         self.writer.close().await;
         if let Some(typed) = &self.sqlite_events {
             typed.close().await;
+        }
+        // Only now: closing it earlier would drop the locks of the
+        // connections closed above (`database_file.rs`).
+        if let Some(database_file) = &self.database_file {
+            database_file.release();
         }
     }
 

@@ -192,7 +192,7 @@ async fn a_checkpointer_without_its_database_retries_and_still_ends() {
     let (closing, closed) = watch::channel(false);
     // Its waits pass on a paused clock; the failed opens take real time.
     tokio::time::pause();
-    let checkpointer = spawn(options, writer, closed);
+    let checkpointer = spawn(options, writer, None, closed);
     tokio::time::sleep(3 * LONGEST).await;
     assert!(!checkpointer.is_finished(), "still trying");
     assert!(!missing.exists(), "no database made");
@@ -210,20 +210,82 @@ async fn a_catch_up_copies_the_log_during_the_writers_turn() {
     connection.execute("INSERT INTO filler VALUES (zeroblob(40000))").await.unwrap();
     let writer = writer_of(&path).await;
     let mut checkpointer = options.connect().await.unwrap();
+    let database = DatabaseFile::open(&path).expect("opened");
     let held = writer.turn().await.unwrap();
     let catching_up = tokio::spawn(async move {
-        catch_up(&mut checkpointer, &writer).await.unwrap();
-        checkpointer
+        let caught_up = catch_up(&mut checkpointer, &writer, Some(&database), 0).await.unwrap();
+        (checkpointer, caught_up)
     });
     tokio::task::yield_now().await;
     assert!(!catching_up.is_finished(), "it waits for the turn");
     drop(held);
-    let mut checkpointer = catching_up.await.unwrap();
+    let (mut checkpointer, caught_up) = catching_up.await.unwrap();
     // The log held the table and the 40 kB row (a dozen pages and
     // more); a write restarts it only if the catch-up copied them all.
+    assert!(caught_up.is_some_and(|log| log > 10), "caught up with {caught_up:?} pages");
     connection.execute("INSERT INTO filler VALUES (zeroblob(10))").await.unwrap();
     let (logged, _) = checkpoint(&mut checkpointer).await.unwrap().expect("no other checkpoint");
     assert!(logged <= 2, "the write restarted the log: {logged} pages in it");
+}
+
+/// What a catch-up can copy, it copies before it waits for the writers'
+/// turn.
+#[tokio::test]
+async fn a_catch_up_copies_outside_the_turn_while_it_waits_for_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, options, mut connection) = wal_database(&dir).await;
+    let before = std::fs::metadata(&path).unwrap().len();
+    connection.execute("INSERT INTO filler VALUES (zeroblob(400000))").await.unwrap();
+    let writer = writer_of(&path).await;
+    let mut checkpointer = options.connect().await.unwrap();
+    let held = writer.turn().await.unwrap();
+    let catching_up = tokio::spawn(async move { catch_up(&mut checkpointer, &writer, None, 0).await.unwrap() });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while std::fs::metadata(&path).unwrap().len() < before + 400_000 {
+        assert!(tokio::time::Instant::now() < deadline, "nothing copied while the turn was held");
+        tokio::time::sleep(SHORTEST / 4).await;
+    }
+    assert!(!catching_up.is_finished(), "still waiting for the turn");
+    drop(held);
+    assert!(catching_up.await.unwrap().is_some());
+}
+
+/// Whether a process of its own could lock the database file at `path`
+/// for writing where SQLite's readers hold it (its shared range): never
+/// while a connection in this process is open on it.
+fn another_process_could_take(path: &std::path::Path) -> bool {
+    let script = "import fcntl, sys\n\
+                  f = open(sys.argv[1], 'r+b')\n\
+                  try:\n    fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB, 510, 0x40000002)\n\
+                  except OSError:\n    sys.exit(3)\n";
+    let status = std::process::Command::new("python3").arg("-c").arg(script).arg(path).status().expect("python3 runs");
+    match status.code() {
+        Some(0) => true,
+        Some(3) => false,
+        _ => panic!("the lock check failed: {status}"),
+    }
+}
+
+/// The database file's own descriptor is never closed while the store's
+/// connections are open: that would drop their locks (`database_file.rs`).
+#[tokio::test]
+async fn syncing_the_database_file_keeps_sqlites_locks() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, options, mut connection) = wal_database(&dir).await;
+    connection.execute("INSERT INTO filler VALUES (zeroblob(40000))").await.unwrap();
+    assert!(!another_process_could_take(&path), "an open connection holds its lock");
+    let writer = writer_of(&path).await;
+    let mut checkpointer = options.connect().await.unwrap();
+    let database = DatabaseFile::open(&path).expect("opened");
+    for _ in 0..3 {
+        catch_up(&mut checkpointer, &writer, Some(&database), 0).await.unwrap();
+        connection.execute("INSERT INTO filler VALUES (zeroblob(40000))").await.unwrap();
+    }
+    assert!(!another_process_could_take(&path), "still held after the syncs");
+    // What the descriptor must never do: any descriptor of the file closed
+    // drops them.
+    drop(std::fs::File::open(&path).unwrap());
+    assert!(another_process_could_take(&path), "the check sees locks dropped");
 }
 
 /// In WAL mode only a checkpoint writes the database file: it grows
@@ -234,7 +296,7 @@ async fn the_log_is_copied_into_the_database_by_the_checkpointer() {
     let (path, options, mut writer) = wal_database(&dir).await;
     let before = std::fs::metadata(&path).unwrap().len();
     let (closing, closed) = watch::channel(false);
-    let checkpointer = spawn(options.clone(), writer_of(&path).await, closed);
+    let checkpointer = spawn(options.clone(), writer_of(&path).await, DatabaseFile::open(&path), closed);
     // A thousand commits of a 4 kB row: some 3 000 pages of log, over
     // SQLite's default bound and well under the writers' own.
     for _ in 0..1_000 {
