@@ -2,8 +2,8 @@
 //!
 //! In WAL mode a commit appends pages to the write-ahead log, and a
 //! checkpoint copies them into the database file and syncs both: with
-//! `synchronous = NORMAL`, the only syncs there are but for the header of
-//! a log just restarted. By default the
+//! `synchronous = NORMAL`, the only syncs of SQLite's but for the header
+//! of a log just restarted. By default the
 //! connection whose commit takes the log past 1 000 pages runs the
 //! checkpoint itself, before its commit returns; for the store that is the
 //! event writer, and every handler waiting on a batch waits out the copy
@@ -20,29 +20,28 @@
 //! A writer restarts the log from its first page only when it finds every
 //! page copied, and under sustained writes a checkpoint running beside
 //! them never leaves it so. So once the log holds [`CATCH_UP_AT`] pages
-//! since it last restarted, a checkpoint is followed at once by a second
-//! one during the writers' turn (`writer.rs`): it copies only what came
-//! while the first ran, and the next write restarts the log. Writers wait
-//! out that short copy and its two syncs about every 1 000 pages, where by
-//! default they waited out every whole checkpoint; their own thread then
-//! syncs only a restarted log's header (traced at 12 000 calls/s: 35
-//! `fsync`s of 0.2–1 ms). The sync of the database there flushes every
-//! page copied since the last catch-up, so rarer catch-ups made longer
-//! waits. In the trigger-load bench's tail phase, five runs each: with a
-//! catch-up every 4 096 pages (3–24 ms each), hookplane's p99 was
-//! 14.5–24.8 ms in four runs and 144 ms in one (median 1.82× the floor's);
-//! with one every 1 024, 9.4–14.3 ms in three, 30 and 100 ms in two
-//! (median 1.44×).
+//! since it last restarted, a checkpoint is caught up with ([`catch_up`]):
+//! more passes copy what came during the one before, and a last one during
+//! the writers' turn (`writer.rs`) copies what came meanwhile, after which
+//! the next write restarts the log. Writers wait out that short copy and
+//! its two syncs about every 1 000 pages, where by default they waited out
+//! every whole checkpoint; their own thread then syncs only a restarted
+//! log's header (traced at 12 000 calls/s: 35 `fsync`s of 0.2–1 ms).
 //!
-//! What is left for the turn is kept short ([`catch_up`]). Passes outside
-//! it copy what came during the pass before, until little came, and the
-//! database file is synced outside it through a descriptor of the store's
-//! own (`database_file.rs`): a passive checkpoint that writes race syncs
-//! no database, so SQLite's sync during the turn wrote out every page
-//! copied since the last catch-up. Traced in that bench (five runs, end
-//! to end), the turn was held a median of 3.8 ms (5.1 ms at the 90th
-//! percentile) with the one checkpoint before it, and 1.2 ms (2.1 ms)
-//! with the passes and the sync; they take 5.6 ms outside the turn.
+//! A passive checkpoint that writes race syncs no database file, so the
+//! sync during the turn wrote out every page copied since the last
+//! catch-up, and rarer catch-ups made longer waits. In the trigger-load
+//! bench's tail phase, with only a checkpoint before the turn, five runs
+//! each: with a catch-up every 4 096 pages (3–24 ms each), hookplane's
+//! p99 was 14.5–24.8 ms in four runs and 144 ms in one (median 1.82× the
+//! floor's); with one every 1 024, 9.4–14.3 ms in three, 30 and 100 ms in
+//! two (median 1.44×). Now the file is synced before the turn, through a
+//! descriptor of the process's own (`database_file.rs`), and SQLite's sync
+//! during the turn writes out only what the last pass copied. Traced in
+//! that bench (five runs, end to end), the turn was held a median of
+//! 3.8 ms (5.1 ms at the 90th percentile) with the one checkpoint before
+//! it, and 1.2 ms (2.1 ms) with the passes and the sync, which take 5.6 ms
+//! outside it.
 //!
 //! The writers still checkpoint themselves once the log holds
 //! [`WRITER_CHECKPOINTS_AT`] pages since it last restarted (32 MiB), should
@@ -102,8 +101,10 @@ const CATCH_UP_AT: i64 = 1_024;
 /// it, at most.
 const PASSES_BEFORE_TURN: usize = 3;
 
-/// Pages that came into the log during a catch-up's pass, at most, for
-/// the rest to be copied during the writers' turn.
+/// Pages that came into the log during a catch-up's pass (as the next
+/// pass finds them) at or under which no more passes run: a measure of
+/// what is left for the turn, which writes during the last pass and the
+/// sync add to.
 const LEFT_FOR_THE_TURN: i64 = 256;
 
 /// Pages in the log past which the connection that commits checkpoints
@@ -140,9 +141,7 @@ pub(super) fn spawn(
             }
             let Some(open) = connection.as_mut() else { continue };
             let checked = match checkpoint(open).await {
-                Ok(Some((log, _))) if pace.catches_up(log) => {
-                    catch_up(open, &writer, database.as_ref(), log).await.map(|caught| caught.map(|log| (log, true)))
-                }
+                Ok(Some((log, _))) if pace.catches_up(log) => catch_up(open, &writer, database.as_deref(), log).await,
                 Ok(Some((log, _))) => Ok(Some((log, false))),
                 Ok(None) => Ok(None),
                 Err(err) => Err(err),
@@ -152,8 +151,12 @@ pub(super) fn spawn(
                 Ok(None) => pace.busy(),
                 Err(err) => {
                     tracing::warn!(error = %err, "checkpoint failed; trying again");
-                    // A connection that failed is opened anew.
-                    connection = None;
+                    // A connection that failed is opened anew, once closed:
+                    // dropped, SQLite would close it later, perhaps after
+                    // the store released the database file.
+                    if let Some(failed) = connection.take() {
+                        let _ = failed.close().await;
+                    }
                     pace.failed();
                 }
             }
@@ -256,7 +259,9 @@ async fn checkpoint(connection: &mut SqliteConnection) -> Result<Option<(i64, i6
 /// Copies what came into the log while the checkpoint before ran, which
 /// found it `log` pages long, and the rest during the writers' turn, so
 /// that the next write finds it all copied and restarts it. Returns the
-/// log's length as caught up with; `None` if another checkpoint ran.
+/// log's length last found, and whether it was caught up with: not if a
+/// write restarted it meanwhile, nor if the turn was not had; `None` if
+/// another checkpoint ran.
 ///
 /// The turn is kept short: up to [`PASSES_BEFORE_TURN`] checkpoints copy
 /// outside it, each what came during the one before, and `database` is
@@ -267,14 +272,14 @@ async fn checkpoint(connection: &mut SqliteConnection) -> Result<Option<(i64, i6
 async fn catch_up(
     connection: &mut SqliteConnection,
     writer: &Writer,
-    database: Option<&Arc<DatabaseFile>>,
+    database: Option<&DatabaseFile>,
     mut log: i64,
-) -> Result<Option<i64>, sqlx::Error> {
+) -> Result<Option<(i64, bool)>, sqlx::Error> {
     for _ in 0..PASSES_BEFORE_TURN {
         let Some((next, _)) = checkpoint(connection).await? else { return Ok(None) };
         if next < log {
             // A write restarted it: it found it all copied.
-            return Ok(Some(next));
+            return Ok(Some((next, false)));
         }
         let came = next - log;
         log = next;
@@ -290,8 +295,8 @@ async fn catch_up(
         // descriptor open when it failed).
         tracing::warn!(error = %err, "could not sync the database file before a catch-up");
     }
-    let Ok(_turn) = writer.turn().await else { return Ok(Some(log)) };
-    Ok(checkpoint(connection).await?.map(|(log, _)| log))
+    let Ok(_turn) = writer.turn().await else { return Ok(Some((log, false))) };
+    Ok(checkpoint(connection).await?.map(|(log, _)| (log, true)))
 }
 
 /// Pages added to the log between two checkpoints that found it `last`

@@ -334,17 +334,19 @@ impl Store {
     pub async fn close(&self) {
         self.closed.send_replace(true);
         let checkpointer = self.checkpointer.lock().expect("not poisoned").take();
-        if let Some(checkpointer) = checkpointer {
-            let _ = checkpointer.await;
-        }
+        let checkpointer_ended = match checkpointer {
+            Some(checkpointer) => checkpointer.await.is_ok(),
+            None => false,
+        };
         self.pool.close().await;
         self.writer.close().await;
         if let Some(typed) = &self.sqlite_events {
             typed.close().await;
         }
-        // Only now: closing it earlier would drop the locks of the
-        // connections closed above (`database_file.rs`).
-        if let Some(database_file) = &self.database_file {
+        // Only now, and only by the close that saw the checkpointer's
+        // connection closed: earlier, closing the file would drop the
+        // locks of connections still open (`database_file.rs`).
+        if checkpointer_ended && let Some(database_file) = &self.database_file {
             database_file.release();
         }
     }

@@ -109,7 +109,7 @@ impl TypedEventWriter {
             // The transaction's retry tells whether it was the database or
             // this connection; a connection that failed is not trusted again.
             tracing::warn!(error = %err, "the typed event connection failed; it is opened again for the next batch");
-            *slot = Slot::Unopened;
+            close_failed(slot).await;
         }
         writing.finish();
         stored
@@ -159,9 +159,18 @@ impl Drop for Writing {
             if let Slot::Open(connection) = &mut *slot
                 && connection.ping().await.is_err()
             {
-                *slot = Slot::Unopened;
+                close_failed(&mut slot).await;
             }
         });
+    }
+}
+
+/// Closes a connection that failed, for the next insert to open anew:
+/// dropped, SQLite would close it later, perhaps after the store released
+/// the database file (`database_file.rs`).
+async fn close_failed(slot: &mut Slot) {
+    if let Slot::Open(failed) = std::mem::replace(slot, Slot::Unopened) {
+        let _ = failed.close().await;
     }
 }
 

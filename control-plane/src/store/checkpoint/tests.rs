@@ -201,12 +201,24 @@ async fn a_checkpointer_without_its_database_retries_and_still_ends() {
     tokio::time::timeout(Duration::from_secs(10), checkpointer).await.expect("ends once closed").unwrap();
 }
 
-/// A catch-up copies the log during the writers' turn: never while a
-/// write holds it; after that, the next write restarts the log.
+/// Grows past `before` bytes: the database file at `path`, as the
+/// checkpoint copies into it.
+async fn grown(path: &std::path::Path, before: u64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while std::fs::metadata(path).unwrap().len() <= before {
+        assert!(tokio::time::Instant::now() < deadline, "nothing copied into the database file");
+        tokio::time::sleep(SHORTEST / 4).await;
+    }
+}
+
+/// A catch-up copies, during the writers' turn, what came into the log
+/// after it copied what it could outside it; after that, the next write
+/// restarts the log.
 #[tokio::test]
-async fn a_catch_up_copies_the_log_during_the_writers_turn() {
+async fn a_catch_up_copies_the_rest_of_the_log_during_the_writers_turn() {
     let dir = tempfile::tempdir().unwrap();
     let (path, options, mut connection) = wal_database(&dir).await;
+    let before = std::fs::metadata(&path).unwrap().len();
     connection.execute("INSERT INTO filler VALUES (zeroblob(40000))").await.unwrap();
     let writer = writer_of(&path).await;
     let mut checkpointer = options.connect().await.unwrap();
@@ -216,13 +228,17 @@ async fn a_catch_up_copies_the_log_during_the_writers_turn() {
         let caught_up = catch_up(&mut checkpointer, &writer, Some(&database), 0).await.unwrap();
         (checkpointer, caught_up)
     });
-    tokio::task::yield_now().await;
+    // Copied outside the turn; a write that bypasses the turn (as no
+    // store's does) comes after that copy began.
+    grown(&path, before).await;
+    connection.execute("INSERT INTO filler VALUES (zeroblob(40000))").await.unwrap();
     assert!(!catching_up.is_finished(), "it waits for the turn");
     drop(held);
     let (mut checkpointer, caught_up) = catching_up.await.unwrap();
-    // The log held the table and the 40 kB row (a dozen pages and
-    // more); a write restarts it only if the catch-up copied them all.
-    assert!(caught_up.is_some_and(|log| log > 10), "caught up with {caught_up:?} pages");
+    // The pass copied the whole log, and the second row restarted it: the
+    // turn's checkpoint found that row's dozen pages and more. A write
+    // restarts the log only if it copied them.
+    assert!(caught_up.is_some_and(|(log, whole)| log > 10 && whole), "caught up with {caught_up:?}");
     connection.execute("INSERT INTO filler VALUES (zeroblob(10))").await.unwrap();
     let (logged, _) = checkpoint(&mut checkpointer).await.unwrap().expect("no other checkpoint");
     assert!(logged <= 2, "the write restarted the log: {logged} pages in it");
@@ -240,16 +256,13 @@ async fn a_catch_up_copies_outside_the_turn_while_it_waits_for_it() {
     let mut checkpointer = options.connect().await.unwrap();
     let held = writer.turn().await.unwrap();
     let catching_up = tokio::spawn(async move { catch_up(&mut checkpointer, &writer, None, 0).await.unwrap() });
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while std::fs::metadata(&path).unwrap().len() < before + 400_000 {
-        assert!(tokio::time::Instant::now() < deadline, "nothing copied while the turn was held");
-        tokio::time::sleep(SHORTEST / 4).await;
-    }
+    grown(&path, before + 400_000).await;
     assert!(!catching_up.is_finished(), "still waiting for the turn");
     drop(held);
-    assert!(catching_up.await.unwrap().is_some());
+    assert!(catching_up.await.unwrap().is_some_and(|(_, whole)| whole));
 }
 
+#[cfg(unix)]
 /// Whether a process of its own could lock the database file at `path`
 /// for writing where SQLite's readers hold it (its shared range): never
 /// while a connection in this process is open on it.
@@ -268,6 +281,7 @@ fn another_process_could_take(path: &std::path::Path) -> bool {
 
 /// The database file's own descriptor is never closed while the store's
 /// connections are open: that would drop their locks (`database_file.rs`).
+#[cfg(unix)]
 #[tokio::test]
 async fn syncing_the_database_file_keeps_sqlites_locks() {
     let dir = tempfile::tempdir().unwrap();
@@ -323,4 +337,20 @@ async fn a_checkpoint_reports_what_it_copied() {
     let (logged, copied) = checkpoint(&mut checkpointer).await.unwrap().expect("no other checkpoint");
     assert!(logged > 0 && copied == logged, "{logged} pages logged, {copied} copied");
     assert_eq!(checkpoint(&mut checkpointer).await.unwrap(), Some((logged, logged)), "nothing more to copy");
+}
+
+/// Two stores on one database share the descriptor, and the first to
+/// close leaves the second its locks.
+#[cfg(unix)]
+#[tokio::test]
+async fn a_store_closing_leaves_another_on_its_database_the_locks() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let url = format!("sqlite://{}?mode=rwc", path.display());
+    let first = crate::store::Store::connect(&url).await.unwrap();
+    let second = crate::store::Store::connect(&url).await.unwrap();
+    first.close().await;
+    assert!(!another_process_could_take(&path), "the second store keeps its locks");
+    second.close().await;
+    assert!(another_process_could_take(&path), "no connection is left");
 }
