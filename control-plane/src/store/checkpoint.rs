@@ -2,8 +2,8 @@
 //!
 //! In WAL mode a commit appends pages to the write-ahead log, and a
 //! checkpoint copies them into the database file and syncs both: with
-//! `synchronous = NORMAL`, the only syncs of SQLite's but for the header
-//! of a log just restarted. By default the
+//! `synchronous = NORMAL`, SQLite syncs nothing else but the header of a
+//! log just restarted. By default the
 //! connection whose commit takes the log past 1 000 pages runs the
 //! checkpoint itself, before its commit returns; for the store that is the
 //! event writer, and every handler waiting on a batch waits out the copy
