@@ -35,6 +35,7 @@ mod plans;
 mod retention;
 mod secrets;
 mod sqlite_events;
+mod sqlite_file;
 mod subscriptions;
 mod sync;
 mod writer;
@@ -177,30 +178,6 @@ impl MigrationSource<'static> for BackendMigrations {
 
 type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
-/// Creates the SQLite database file of `url` with mode 0600 when the URL
-/// lets SQLite create it (`mode=rwc`) and it does not exist yet: SQLite
-/// would create it with the process's umask (0644 as a rule), and it holds
-/// sealed secrets, credential hashes and every event's payload. SQLite
-/// gives its `-wal` and `-shm` files the database file's permissions. An
-/// existing file is left as its owner set it; the path is read from the
-/// options the store connects with, as sqlx's `Any` driver reads it, so
-/// it is the file sqlx opens.
-fn create_private_database_file(url: &str, options: &AnyConnectOptions) {
-    let creates = url.split_once('?').is_some_and(|(_, query)| query.split('&').any(|p| p == "mode=rwc"));
-    let Ok(options) = sqlx::sqlite::SqliteConnectOptions::try_from(options) else { return };
-    let path = options.get_filename();
-    if !creates || path.as_os_str().is_empty() || path == std::path::Path::new(":memory:") {
-        return;
-    }
-    let mut file = std::fs::OpenOptions::new();
-    file.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut file, 0o600);
-    // An existing file is kept; a missing directory and the like are
-    // reported by SQLite, in its words, when it opens the file.
-    let _ = file.open(path);
-}
-
 /// A pool of at most `connections` to `backend`, set up as the store runs
 /// them.
 fn pool_options(backend: Backend, connections: u32) -> AnyPoolOptions {
@@ -241,7 +218,7 @@ impl Store {
         };
         let options = AnyConnectOptions::from_str(url)?;
         if backend == Backend::Sqlite {
-            create_private_database_file(url, &options);
+            sqlite_file::create_private(url, &options);
         }
         let closed = Arc::new(watch::channel(false).0);
         let mut checkpointed = None;
@@ -255,7 +232,7 @@ impl Store {
                 // of the table's old shape.
                 let typed = sqlite_events::TypedEventWriter::connect(&options).await?;
                 // A database in memory has no log to copy.
-                if !(url.contains(":memory:") || url.contains("mode=memory")) {
+                if !sqlite_file::in_memory(url) {
                     let sqlite = sqlx::sqlite::SqliteConnectOptions::try_from(&options)?;
                     database_file = database_file::DatabaseFile::open(sqlite.get_filename());
                     checkpointed = Some(sqlite);
@@ -463,39 +440,6 @@ fn encode_json<T: serde::Serialize>(what: &'static str, value: &T) -> Result<Str
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[cfg(unix)]
-    #[tokio::test]
-    async fn database_files_are_private_to_the_owner() {
-        use std::os::unix::fs::PermissionsExt as _;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("hookplane.db");
-        let store = Store::connect(&format!("sqlite://{}?mode=rwc", path.display())).await.unwrap();
-        store.config_version().await.unwrap();
-        for name in ["hookplane.db", "hookplane.db-wal", "hookplane.db-shm"] {
-            let mode = std::fs::metadata(dir.path().join(name)).unwrap().permissions().mode();
-            assert_eq!(mode & 0o777, 0o600, "{name}");
-        }
-        store.close().await;
-    }
-
-    /// sqlx's `Any` driver reads a SQLite URL as a URL (`a/../b` is `b`);
-    /// the file made private and the typed event connection open the file
-    /// its pools open, not the text's literal path.
-    #[cfg(unix)]
-    #[tokio::test]
-    async fn every_connection_opens_the_file_the_url_names() {
-        use std::os::unix::fs::PermissionsExt as _;
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}/absent/../hookplane.db?mode=rwc", dir.path().display());
-        let store = Store::connect(&url).await.unwrap();
-        let mode = std::fs::metadata(dir.path().join("hookplane.db")).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o600);
-        assert_eq!(store.insert_events(&events::tests::events(1..=1)).await.unwrap(), [1]);
-        assert_eq!(store.get_event("org_1", 1).await.unwrap().id, 1);
-        assert!(!dir.path().join("absent").exists());
-        store.close().await;
-    }
 
     /// A version lives either in the shared folder or in every backend's:
     /// never in both, never in one backend only.
