@@ -119,7 +119,14 @@ fn hold(path: &Path) -> io::Result<Option<DatabaseFile>> {
         return Ok(Some(DatabaseFile { key: by_path, descriptor, released: AtomicBool::new(false) }));
     }
     let file = File::open(path)?;
-    let key = key(file.metadata()?);
+    let key = match file.metadata() {
+        Ok(metadata) => key(metadata),
+        Err(err) => {
+            // Of which file, unknown: closing it could drop a store's locks.
+            std::mem::forget(file);
+            return Err(err);
+        }
+    };
     if key != by_path {
         // Replaced between the two: this descriptor is of another file,
         // which a store may hold; it is left open, and unused.
