@@ -245,6 +245,46 @@ async fn a_catch_up_copies_the_rest_of_the_log_during_the_writers_turn() {
     assert!(logged <= 2, "the write restarted the log: {logged} pages in it");
 }
 
+/// A catch-up that finds the log restarted (a write found it all copied)
+/// has nothing to catch up with, and leaves the turn alone.
+#[tokio::test]
+async fn a_catch_up_of_a_log_restarted_meanwhile_takes_no_turn() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, options, mut connection) = wal_database(&dir).await;
+    connection.execute("INSERT INTO filler VALUES (zeroblob(40000))").await.unwrap();
+    let writer = writer_of(&path).await;
+    let mut checkpointer = options.connect().await.unwrap();
+    let _held = writer.turn().await.unwrap();
+    // Found longer than it is now: restarted since.
+    let caught_up = catch_up(&mut checkpointer, &writer, None, 5_000).await.unwrap();
+    assert!(caught_up.is_some_and(|(log, whole)| log < 5_000 && !whole), "{caught_up:?}");
+}
+
+/// A turn not had within the pool's timeout is let go, and the log is not
+/// taken as caught up with: the next look tries again.
+#[tokio::test]
+async fn a_catch_up_without_the_turn_is_not_caught_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, options, mut connection) = wal_database(&dir).await;
+    connection.execute("INSERT INTO filler VALUES (zeroblob(40000))").await.unwrap();
+    let url = format!("sqlite://{}", path.display());
+    let pool = sqlx::any::AnyPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_millis(100))
+        .connect(&url)
+        .await
+        .unwrap();
+    let writer = Writer::new(pool, crate::store::Backend::Sqlite);
+    let mut checkpointer = options.connect().await.unwrap();
+    let _held = writer.turn().await.unwrap();
+    let caught_up = catch_up(&mut checkpointer, &writer, None, 0).await.unwrap();
+    assert!(caught_up.is_some_and(|(log, whole)| log > 10 && !whole), "{caught_up:?}");
+    let mut pace = Pace::new();
+    let (log, whole) = caught_up.unwrap();
+    pace.looked(log, whole);
+    assert_eq!(pace.caught_up_at, None, "caught up with at the next look");
+}
+
 #[cfg(unix)]
 /// Whether a process of its own could lock the database file at `path`
 /// for writing where SQLite's readers hold it (its shared range): never
