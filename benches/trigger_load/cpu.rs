@@ -2,8 +2,9 @@
 //! `/proc/self/task/*/schedstat` (nanoseconds on the CPU, exact, unlike the
 //! 10 ms ticks of `stat`). A phase's CPU per answered request, split by
 //! thread kind, shows what each side costs independently of how the two
-//! cores were shared; the load generator's thread reports its own. The
-//! same file counts how often each thread was put on a CPU: its wake-ups.
+//! cores were shared; the load generator's thread reports its own, and how
+//! long it waited for a core. The same file counts how often each thread
+//! was put on a CPU: its wake-ups.
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -95,13 +96,21 @@ impl Sample {
     }
 }
 
-/// CPU time of the calling thread so far (the generator reads its own
-/// before its thread ends and leaves `/proc`).
-pub fn this_thread() -> Duration {
-    std::fs::read_to_string("/proc/thread-self/schedstat")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
-        .map_or(Duration::ZERO, Duration::from_nanos)
+/// How the calling thread has spent its life so far.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ThreadTimes {
+    /// On a CPU.
+    pub on_cpu: Duration,
+    /// Runnable and waiting for a CPU (the run queue's delay).
+    pub waiting: Duration,
+}
+
+/// The calling thread's times so far (the generator reads its own before
+/// its thread ends and leaves `/proc`).
+pub fn this_thread() -> ThreadTimes {
+    let schedstat = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
+    let mut fields = schedstat.split_whitespace().map(|f| Duration::from_nanos(f.parse().unwrap_or(0)));
+    ThreadTimes { on_cpu: fields.next().unwrap_or_default(), waiting: fields.next().unwrap_or_default() }
 }
 
 /// The name of the load generator's thread.

@@ -52,6 +52,9 @@ pub struct Report {
     pub elapsed: Duration,
     /// CPU the generator's thread spent on this run.
     pub cpu: Duration,
+    /// Time the generator's thread was ready to run and waited for a core:
+    /// its requests went out and its answers were read that much late.
+    pub waited: Duration,
     /// Sorted.
     pub latencies: Vec<Duration>,
 }
@@ -73,6 +76,7 @@ impl Report {
     pub fn absorb(&mut self, other: Report) {
         self.elapsed += other.elapsed;
         self.cpu += other.cpu;
+        self.waited += other.waited;
         self.merge(other);
         self.latencies.sort_unstable();
     }
