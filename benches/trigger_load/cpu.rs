@@ -113,6 +113,34 @@ pub fn this_thread() -> ThreadTimes {
     ThreadTimes { on_cpu: fields.next().unwrap_or_default(), waiting: fields.next().unwrap_or_default() }
 }
 
+/// CPU spent so far by every other process of the machine, this one's
+/// children excepted (the node-only run's control plane), from
+/// `/proc/<pid>/stat` in its 10 ms ticks: `utime + stime`, plus `cutime +
+/// cstime` for the children a process has reaped, so that one that came
+/// and went between two readings still counts, with its parent.
+pub fn other_processes() -> Duration {
+    let me = std::process::id();
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Duration::ZERO };
+    let mut ticks = 0u64;
+    for entry in entries.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else { continue };
+        if pid == me {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        // The fields after the command, which is in parentheses and may
+        // hold spaces: state, ppid, … utime is the 12th of them.
+        let Some((_, rest)) = stat.rsplit_once(')') else { continue };
+        let fields: Vec<u64> = rest.split_whitespace().skip(1).map(|f| f.parse().unwrap_or(0)).collect();
+        if fields.first() == Some(&u64::from(me)) {
+            continue;
+        }
+        ticks += fields.get(10..14).map_or(0, |times| times.iter().sum());
+    }
+    // Linux's USER_HZ is 100 wherever it runs.
+    Duration::from_millis(ticks * 10)
+}
+
 /// The name of the load generator's thread.
 pub const GENERATOR_THREAD: &str = "load-generator";
 

@@ -17,7 +17,9 @@
 //! at which the floor's cores are 60 % busy by its measured CPU (open loop,
 //! latency from when each request was due). A side's sustained throughput
 //! counts the time its event backlog took to store after the peak:
-//! answering faster than events are stored only defers the work.
+//! answering faster than events are stored only defers the work. A tail
+//! slice during which another process of the machine took the cores runs
+//! again (`measure.rs`).
 //! Hookplane runs as `hookplane dev` does: the control plane on SQLite and
 //! one node in this process, events handed over in process and stored.
 //! Every measurement runs as slices, the three sides alternating, so the

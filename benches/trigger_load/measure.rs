@@ -25,6 +25,21 @@ const TAIL_LOAD: f64 = 0.6;
 /// 8 ms apart and the rate is offered whatever the latency.
 const OPEN_LOOP_CONNECTIONS: usize = 256;
 
+/// A tail slice is run again when other processes of the machine took
+/// more than this share of its cores during it. What they take is no
+/// side's doing, and a burst decides the p99 of whichever side it falls
+/// on: on 2026-12-01 this machine's RabbitMQ started an Erlang VM (its
+/// `epmd-starter`) every 60 s that took 100–180 ms of CPU within 150–250
+/// ms, about once per run of a pair, and the floor's two slow spells in a
+/// trace of three runs were both under it. Other processes took 0.4–1.6 %
+/// of a slice's cores otherwise (10th to 90th percentile, the block
+/// layer's completions among it), and 4–11 % in the slices under a burst.
+const OTHERS_SHARE: f64 = 0.03;
+
+/// Times a side's tail slices are run again at most, per pair and run, so
+/// a machine that is never quiet still ends.
+const MAX_REDONE: u32 = 4;
+
 /// Targets of the issue, against the floor.
 pub const THROUGHPUT_TARGET: f64 = 0.85;
 pub const CPU_TARGET: f64 = 1.2;
@@ -117,6 +132,8 @@ pub struct Side<'a> {
     /// Time spent storing the closed-loop phase's event backlog.
     backlog: Duration,
     fixed_backlog: Duration,
+    /// Tail slices run again because another process took the cores.
+    pub redone: u32,
 }
 
 impl<'a> Side<'a> {
@@ -130,6 +147,7 @@ impl<'a> Side<'a> {
             fixed_cpu: Spent::default(),
             backlog: Duration::ZERO,
             fixed_backlog: Duration::ZERO,
+            redone: 0,
         }
     }
 
@@ -150,11 +168,25 @@ impl<'a> Side<'a> {
         self.max.absorb(report);
     }
 
+    /// One open-loop slice, run again (up to [`MAX_REDONE`] times) while
+    /// another process of the machine took more than [`OTHERS_SHARE`] of
+    /// its cores during it.
     pub async fn fixed_slice(&mut self, rate: f64, slice: Duration) {
-        let before = cpu::sample();
-        self.fixed.absorb(load(self.target.0, &self.target.1, Pace::Rate(rate), slice).await);
-        self.fixed_backlog += drain(self.pending).await;
-        self.fixed_cpu += before.until(&cpu::sample());
+        loop {
+            let (before, others_before) = (cpu::sample(), cpu::other_processes());
+            let report = load(self.target.0, &self.target.1, Pace::Rate(rate), slice).await;
+            let backlog = drain(self.pending).await;
+            let others = cpu::other_processes().saturating_sub(others_before);
+            let disturbed = others.as_secs_f64() > OTHERS_SHARE * cores() * (slice + backlog).as_secs_f64();
+            if disturbed && self.redone < MAX_REDONE {
+                self.redone += 1;
+                continue;
+            }
+            self.fixed.absorb(report);
+            self.fixed_backlog += backlog;
+            self.fixed_cpu += before.until(&cpu::sample());
+            return;
+        }
     }
 
     /// Share of the machine's cores busy in the fixed-rate phase, the
@@ -284,7 +316,7 @@ pub async fn measure(
         }
     }
     let cpu_row = format!(
-        "| {} | {:.1} | {:.1} ({:.1} workers, {:.1} SQLite) | {:.1} ({:.1} workers, {:.1} SQLite, {:.1} other) | **{:.2}×** ({} ≤ {:.1}) | {:.2}× | {:.1} / {:.1} / {:.1} | {} / {}; {:.2} / {:.2} | {:.1} / {:.1} / {:.1} |",
+        "| {} | {:.1} | {:.1} ({:.1} workers, {:.1} SQLite) | {:.1} ({:.1} workers, {:.1} SQLite, {:.1} other) | **{:.2}×** ({} ≤ {:.1}) | {:.2}× | {:.1} / {:.1} / {:.1} | {} / {}; {:.2} / {:.2} | {:.1} / {:.1} / {:.1} | {} / {} / {} |",
         pair.name,
         base.cpu_per_request(),
         floor.cpu_per_request(),
@@ -308,6 +340,9 @@ pub async fn measure(
         base.fixed_generator_wait(),
         floor.fixed_generator_wait(),
         ours.fixed_generator_wait(),
+        base.redone,
+        floor.redone,
+        ours.redone,
     );
     let row = format!(
         "| {} | {} {:.0}/s | {:.0}/s ({:.2}×) | {:.0}/s | {:.0}/s | **{:.2}×** ({} ≥ {:.2}) | {:.1} s / {:.1} s | {:.0}/s | {:.0} / {:.0} / {:.0} % | {} / {} / {} | {} / {} / {} | **{:.2}×** ({} ≤ {:.1}) | {} |",
@@ -346,5 +381,5 @@ pub const RESULTS_HEADER: &str = "| Scenario | Baseline max | Floor: baseline + 
 | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |";
 
 /// The header of the CPU table.
-pub const CPU_HEADER: &str = "| Scenario | Baseline servers | Floor: baseline + event row | Hookplane (node + control plane) | Hookplane / floor | Floor / baseline | Generator, baseline / floor / hookplane | At the tail rate, µs: floor (workers + SQLite) / hookplane (workers + SQLite); wake-ups per request, floor / hookplane | Generator's wait for a core at the tail rate, ms per s, baseline / floor / hookplane |
-| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |";
+pub const CPU_HEADER: &str = "| Scenario | Baseline servers | Floor: baseline + event row | Hookplane (node + control plane) | Hookplane / floor | Floor / baseline | Generator, baseline / floor / hookplane | At the tail rate, µs: floor (workers + SQLite) / hookplane (workers + SQLite); wake-ups per request, floor / hookplane | Generator's wait for a core at the tail rate, ms per s, baseline / floor / hookplane | Tail slices run again, another process on the cores, baseline / floor / hookplane |
+| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |";
