@@ -7,6 +7,7 @@
 //! was put on a CPU: its wake-ups.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -64,10 +65,7 @@ pub fn sample_of(pid: &str) -> Sample {
         let Some(tid) = task.file_name().to_str().and_then(|t| t.parse::<u32>().ok()) else { continue };
         let path = task.path();
         let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default().trim().to_owned();
-        let schedstat = std::fs::read_to_string(path.join("schedstat")).unwrap_or_default();
-        let mut fields = schedstat.split_whitespace().map(|f| f.parse::<u64>().unwrap_or(0));
-        let on_cpu = fields.next().unwrap_or(0);
-        let runs = fields.nth(1).unwrap_or(0);
+        let [on_cpu, _, runs] = schedstat(&path.join("schedstat"));
         threads.insert(tid, (comm, on_cpu, runs));
     }
     Sample { threads }
@@ -108,9 +106,16 @@ pub struct ThreadTimes {
 /// The calling thread's times so far (the generator reads its own before
 /// its thread ends and leaves `/proc`).
 pub fn this_thread() -> ThreadTimes {
-    let schedstat = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
-    let mut fields = schedstat.split_whitespace().map(|f| Duration::from_nanos(f.parse().unwrap_or(0)));
-    ThreadTimes { on_cpu: fields.next().unwrap_or_default(), waiting: fields.next().unwrap_or_default() }
+    let [on_cpu, waiting, _] = schedstat(Path::new("/proc/thread-self/schedstat"));
+    ThreadTimes { on_cpu: Duration::from_nanos(on_cpu), waiting: Duration::from_nanos(waiting) }
+}
+
+/// A thread's `schedstat`: nanoseconds on a CPU, nanoseconds ready and
+/// waiting for one, and times put on one; zeros where it cannot be read.
+fn schedstat(path: &Path) -> [u64; 3] {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut fields = text.split_whitespace().map(|f| f.parse().unwrap_or(0));
+    std::array::from_fn(|_| fields.next().unwrap_or(0))
 }
 
 /// CPU spent so far by every other process of the machine, this one's
