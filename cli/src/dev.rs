@@ -28,7 +28,7 @@ pub fn local_events(events: EventHub) -> LocalEvents {
     LocalEvents::new(move |batch| {
         let events = events.clone();
         async move {
-            match events.ingest(&batch).await {
+            match events.ingest(batch).await {
                 Ok(_) => true,
                 Err(err) => {
                     tracing::warn!(error = %err, "storing the node's events failed; it keeps them and retries");

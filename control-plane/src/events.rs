@@ -44,10 +44,16 @@ impl EventHub {
     }
 
     /// Stores a batch of events (ids unique across the fleet) and publishes
-    /// the new ones; returns how many were new.
-    pub async fn ingest(&self, events: &[Event<EncodedTrace>]) -> Result<usize, StoreError> {
+    /// the new ones; returns how many were new. The batch is taken owned
+    /// (a node's `Vec`, or the `Arc` the in-process hand-off keeps until
+    /// the answer) so that the task below moves it instead of copying every
+    /// event's texts.
+    pub async fn ingest<B>(&self, events: B) -> Result<usize, StoreError>
+    where
+        B: AsRef<[Event<EncodedTrace>]> + Send + 'static,
+    {
         if self.sender.receiver_count() == 0 {
-            return self.store_and_publish(events).await;
+            return self.store_and_publish(events.as_ref()).await;
         }
         // SQLite's thread finishes a write whose caller went away (a node's
         // stream ending mid-batch), so the batch would be stored and never
@@ -55,8 +61,7 @@ impl EventHub {
         // task that outlives the caller; without, there is nothing to lose,
         // and the usual batch pays no task.
         let hub = self.clone();
-        let events = events.to_vec();
-        match tokio::spawn(async move { hub.store_and_publish(&events).await }).await {
+        match tokio::spawn(async move { hub.store_and_publish(events.as_ref()).await }).await {
             Ok(stored) => stored,
             Err(failed) if failed.is_panic() => std::panic::resume_unwind(failed.into_panic()),
             // Cancelled: the runtime is shutting down, and the store with it.
@@ -114,9 +119,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let hub = hub(&dir).await;
         let (mut live, _) = hub.subscribe();
-        assert_eq!(hub.ingest(&[test_events(1..=2), test_events(1..=1)].concat()).await.unwrap(), 2);
+        assert_eq!(hub.ingest([test_events(1..=2), test_events(1..=1)].concat()).await.unwrap(), 2);
         // A resend stores and publishes nothing: the next one seen is 3.
-        assert_eq!(hub.ingest(&test_events(2..=3)).await.unwrap(), 1);
+        assert_eq!(hub.ingest(test_events(2..=3)).await.unwrap(), 1);
         assert_eq!([published(&mut live).await, published(&mut live).await, published(&mut live).await], [1, 2, 3]);
         assert!(live.try_recv().is_err());
         hub.store.close().await;
@@ -132,12 +137,12 @@ mod tests {
         let (mut live, _) = hub.subscribe();
         let batch = test_events(7..=7);
         {
-            let mut ingest = std::pin::pin!(hub.ingest(&batch));
+            let mut ingest = std::pin::pin!(hub.ingest(batch.clone()));
             assert!(futures::poll!(ingest.as_mut()).is_pending(), "the write is under way");
         }
         assert_eq!(published(&mut live).await, 7);
         assert_eq!(hub.store.get_event("org_1", 7).await.unwrap().id, 7);
-        assert_eq!(hub.ingest(&batch).await.unwrap(), 0, "stored once");
+        assert_eq!(hub.ingest(batch).await.unwrap(), 0, "stored once");
         hub.store.close().await;
     }
 }

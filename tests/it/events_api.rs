@@ -51,8 +51,12 @@ async fn events_list_newest_first_with_filters_and_pages(backend: Backend) {
             event(i, &org, if i % 2 == 0 { "con_even" } else { "con_odd" }, status, i as u32)
         })
         .collect();
-    assert_eq!(plane.control_plane.events().ingest(&batch).await.unwrap(), 30);
-    assert_eq!(plane.control_plane.events().ingest(&batch[..5]).await.unwrap(), 0, "resent batches are absorbed");
+    assert_eq!(plane.control_plane.events().ingest(batch.clone()).await.unwrap(), 30);
+    assert_eq!(
+        plane.control_plane.events().ingest(batch[..5].to_vec()).await.unwrap(),
+        0,
+        "resent batches are absorbed"
+    );
 
     let all = plane.admin.list_all_events(None).await.unwrap();
     assert_eq!(all.iter().map(|e| e.id).collect::<Vec<_>>(), (1..=30).rev().collect::<Vec<_>>());
@@ -126,9 +130,9 @@ async fn events_stream_live_to_their_organization_only(backend: Backend) {
         event(102, &other_org, "con_b", EventStatus::Failed, 2),
         event(103, &org, "con_a", EventStatus::Failed, 3),
     ];
-    plane.control_plane.events().ingest(&batch).await.unwrap();
-    plane.control_plane.events().ingest(&batch).await.unwrap();
-    plane.control_plane.events().ingest(&[event(104, &org, "con_c", EventStatus::Failed, 4)]).await.unwrap();
+    plane.control_plane.events().ingest(batch.clone()).await.unwrap();
+    plane.control_plane.events().ingest(batch).await.unwrap();
+    plane.control_plane.events().ingest([event(104, &org, "con_c", EventStatus::Failed, 4)]).await.unwrap();
 
     let streamed = next_event(&mut stream).await;
     assert_eq!(streamed.id, 103, "only this organization's failed events");
@@ -144,10 +148,10 @@ async fn a_batch_overlapping_stored_events_adds_and_streams_only_the_new_ones(ba
         plane.admin.events().stream_events(api::StreamEventsRequest::default()).await.unwrap().into_inner();
     let hub = plane.control_plane.events();
     let e = |id| event(id, &org, "con_a", EventStatus::Completed, id as u32);
-    assert_eq!(hub.ingest(&[e(1), e(2)]).await.unwrap(), 2);
+    assert_eq!(hub.ingest([e(1), e(2)]).await.unwrap(), 2);
     // Part stored already, part new, one new event twice: only 3 and 4 count.
-    assert_eq!(hub.ingest(&[e(2), e(3), e(1), e(4), e(4)]).await.unwrap(), 2);
-    assert_eq!(hub.ingest(&[e(5)]).await.unwrap(), 1);
+    assert_eq!(hub.ingest([e(2), e(3), e(1), e(4), e(4)]).await.unwrap(), 2);
+    assert_eq!(hub.ingest([e(5)]).await.unwrap(), 1);
     let mut streamed = Vec::new();
     for _ in 0..5 {
         streamed.push(next_event(&mut stream).await.id);
@@ -164,7 +168,7 @@ async fn events_of_other_organizations_are_invisible(backend: Backend) {
     plane
         .control_plane
         .events()
-        .ingest(&[event(1, &plane.organization_id, "con_a", EventStatus::Completed, 1)])
+        .ingest([event(1, &plane.organization_id, "con_a", EventStatus::Completed, 1)])
         .await
         .unwrap();
     assert!(other.list_all_events(None).await.unwrap().is_empty());
@@ -267,7 +271,7 @@ async fn events_past_their_plans_retention_are_deleted_and_no_others(backend: Ba
         at(6, event(2, &org, "con_1", EventStatus::Completed, 0)),
         at(400, event(3, &other_org, "con_2", EventStatus::Completed, 0)),
     ];
-    plane.control_plane.events().ingest(&batch).await.unwrap();
+    plane.control_plane.events().ingest(batch).await.unwrap();
     let store = plane.control_plane.store();
     assert_eq!(store.prune_events(now).await.unwrap(), 1, "free keeps 7 days; the other plan keeps everything");
     let kept: Vec<i64> = plane.admin.list_all_events(None).await.unwrap().iter().map(|e| e.id).collect();
@@ -304,7 +308,7 @@ async fn pruning_gives_sqlite_space_back_in_batches() {
         })
         .collect();
     for chunk in batch.chunks(500) {
-        plane.control_plane.events().ingest(chunk).await.unwrap();
+        plane.control_plane.events().ingest(chunk.to_vec()).await.unwrap();
     }
     let mut db = sqlx::SqliteConnection::connect(&plane.database.url).await.unwrap();
     let before: i64 = sqlx::query("PRAGMA page_count").fetch_one(&mut db).await.unwrap().get(0);

@@ -506,7 +506,7 @@ async fn a_node_beside_its_control_plane_hands_events_over_in_process() {
             let (events, refusing, handed) = (events.clone(), refusing.clone(), handed.clone());
             async move {
                 handed.fetch_add(batch.len(), Ordering::SeqCst);
-                !refusing.load(Ordering::SeqCst) && events.ingest(&batch).await.is_ok()
+                !refusing.load(Ordering::SeqCst) && events.ingest(batch).await.is_ok()
             }
         })
     };

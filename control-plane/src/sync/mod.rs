@@ -195,7 +195,7 @@ async fn ingest_reported(events: &EventHub, batch: Vec<api::NodeEvent>) -> Resul
     for err in dropped {
         tracing::error!(error = %err, "dropping an event a node reported malformed");
     }
-    events.ingest(&decoded).await
+    events.ingest(decoded).await
 }
 
 /// Counts a sync stream as open until dropped, however its session ends.

@@ -100,7 +100,7 @@ pub async fn start_embedded_node(plane: &TestPlane, node_id: &str) -> DataPlane 
     let events = plane.control_plane.events().clone();
     let local = hookplane_data_plane::events::LocalEvents::new(move |batch| {
         let events = events.clone();
-        async move { events.ingest(&batch).await.is_ok() }
+        async move { events.ingest(batch).await.is_ok() }
     });
     start_node_configured(plane, node_id, None, |c| {
         c.egress = hookplane_egress::EgressPolicy::public_only().with_loopback();
