@@ -17,18 +17,22 @@ use crate::state::NodeState;
 use crate::trigger::Ingress;
 use crate::trigger::response::{Refusal, json_response};
 
-/// Answers one request.
-pub async fn handle(
+/// Answers one request; `held` (the listener's mark of a call in flight)
+/// lives until the answer is ready.
+pub async fn handle<Held: Send>(
     ingress: Arc<Ingress>,
     request: Request<Incoming>,
     peer: SocketAddr,
+    held: Held,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
-    Ok(match (request.method(), request.uri().path()) {
+    let response = match (request.method(), request.uri().path()) {
         (_, path) if Ingress::is_trigger_path(path) => ingress.handle(request, peer).await,
         (&Method::GET, "/healthz") => json(StatusCode::OK, r#"{"status":"ok"}"#.to_owned()),
         (&Method::GET, "/readyz") => readiness(&ingress.state),
         _ => Refusal::NoRoute.into_response(None),
-    })
+    };
+    drop(held);
+    Ok(response)
 }
 
 /// 200 with the applied config version once a snapshot is in place, 503

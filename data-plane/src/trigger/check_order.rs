@@ -2,8 +2,10 @@
 //! breaks every check from some point on, and must be refused by the first
 //! of them; the next call repairs that one.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use hmac::{Hmac, Mac as _};
@@ -12,9 +14,11 @@ use hookplane_egress::EgressPolicy;
 use hookplane_model::{
     ConfigDelta, Connector, ConnectorToken, DeployedOrganization, DeployedSecret, Plan, TokenKind, Versioned,
 };
-use http_body_util::{BodyExt as _, Full};
+use http_body_util::{BodyExt as _, Full, StreamBody};
+use hyper::body::Frame;
 use hyper::{Method, Request};
 use sha2::{Digest as _, Sha256};
+use tokio_stream::wrappers::ReceiverStream;
 
 use super::{Ingress, IngressSettings};
 use crate::events::EventSink;
@@ -115,6 +119,12 @@ struct Call {
 
 impl Call {
     fn request(&self) -> Request<Full<Bytes>> {
+        self.request_with(Full::new(Bytes::from(self.body.clone())))
+    }
+
+    /// The call with `body` sent in place of its own, which must carry the
+    /// same bytes (the signature is over them).
+    fn request_with<B>(&self, body: B) -> Request<B> {
         let mut builder = Request::builder()
             .method(Method::POST)
             .uri("/api/v1/connectors/con_checked/trigger")
@@ -126,7 +136,7 @@ impl Call {
             mac.update(&self.body);
             builder = builder.header("x-webhook-signature", hex::encode(mac.finalize().into_bytes()));
         }
-        builder.body(Full::new(Bytes::from(self.body.clone()))).unwrap()
+        builder.body(body).unwrap()
     }
 }
 
@@ -209,6 +219,62 @@ async fn the_route_is_checked_before_the_body_is_read() {
         let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(body["error"]["code"], code, "{path}");
     }
+}
+
+/// A call whose body is not all there when it is first read: its first
+/// half, and the rest when `rest_after` passes, if at all.
+async fn answer_in_parts(ingress: &Ingress, rest_after: Option<Duration>) -> (u16, String, Duration) {
+    let call = Call {
+        body: br#"{"id":7}"#.to_vec(),
+        depth: "0",
+        token: TOKEN,
+        origin: ORIGIN,
+        signed: true,
+        peer: "192.0.2.9:1",
+    };
+    let (first, rest) = call.body.split_at(4);
+    let (parts, received) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(2);
+    parts.try_send(Ok(Frame::data(Bytes::copy_from_slice(first)))).unwrap();
+    let rest = Bytes::copy_from_slice(rest);
+    tokio::spawn(async move {
+        match rest_after {
+            Some(delay) => {
+                tokio::time::sleep(delay).await;
+                parts.send(Ok(Frame::data(rest))).await.unwrap();
+            }
+            // The sender stays open, and the body never ends.
+            None => std::future::pending().await,
+        }
+    });
+    let started = tokio::time::Instant::now();
+    let request = call.request_with(StreamBody::new(ReceiverStream::new(received)));
+    let response = ingress.handle(request, call.peer.parse().unwrap()).await;
+    let took = started.elapsed();
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    (status, body["error"]["code"].as_str().unwrap_or_default().to_owned(), took)
+}
+
+/// A body that came whole is read without a timer; one still on its way
+/// is timed from then, and refused once the body timeout passed (the
+/// clock is tokio's, paused and advanced when every task waits).
+#[tokio::test(start_paused = true)]
+async fn a_body_still_on_its_way_is_read_within_the_body_timeout() {
+    let ingress = ingress();
+    let timeout = ingress.settings.body_timeout;
+    let (status, code, took) = answer_in_parts(&ingress, None).await;
+    assert_eq!((status, code.as_str()), (408, "body_timeout"));
+    assert_eq!(took, timeout, "refused when the body timeout passed, not before");
+
+    let ingress = self::ingress();
+    let (status, code, took) = answer_in_parts(&ingress, Some(timeout / 2)).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (503, "connector_unavailable"),
+        "a body completed within the timeout passes the body check, and every later one"
+    );
+    assert_eq!(took, timeout / 2);
 }
 
 /// A trigger's future is what hyper keeps and moves for each call in
