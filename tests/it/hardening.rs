@@ -364,6 +364,67 @@ async fn a_request_head_sent_too_slowly_is_cut_off() {
     plane.finish().await;
 }
 
+/// SPEC §4's body timeout through a real node and hyper: a body whose
+/// second half comes later, within the timeout, is read and its call runs;
+/// one that stops halfway is refused 408 once the timeout passed. (A body
+/// that came with its head is read without arming the timer at all.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_sent_in_parts_is_read_within_the_body_timeout() {
+    use std::time::{Duration, Instant};
+    use support::nodes::{applied, start_node_configured};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let plane = TestPlane::start(Backend::Sqlite).await;
+    let mut skipping = connector("parts");
+    skipping.condition = "$payload.status == \"refunded\"".into();
+    let (id, token) = create(&plane, skipping).await;
+    let node = start_node_configured(&plane, "node-1", None, |c| {
+        c.ingress.body_timeout = Duration::from_secs(1);
+    })
+    .await;
+    applied(&node, plane.config_version().await).await;
+    let body = br#"{"status":"paid"}"#;
+    let head = format!(
+        "POST {} HTTP/1.1\r\nhost: node\r\nauthorization: Bearer {token}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        trigger_path(&id),
+        body.len()
+    );
+    // The answer, as text, to `head` and the body's first half, then its
+    // second half `rest_after` later, if given.
+    let address = node.http_address();
+    let answer = |rest_after: Option<Duration>| {
+        let head = head.clone();
+        async move {
+            let mut connection = tokio::net::TcpStream::connect(address).await.unwrap();
+            connection.write_all(&[head.as_bytes(), &body[..8]].concat()).await.unwrap();
+            if let Some(delay) = rest_after {
+                tokio::time::sleep(delay).await;
+                connection.write_all(&body[8..]).await.unwrap();
+            }
+            // Read until the JSON body's end: head and body may come apart.
+            let mut answer = Vec::new();
+            while !(answer.windows(4).any(|w| w == b"\r\n\r\n") && answer.ends_with(b"}")) {
+                let mut chunk = [0u8; 1024];
+                let read = connection.read(&mut chunk).await.unwrap();
+                assert!(read > 0, "the node closed the connection mid-answer");
+                answer.extend_from_slice(&chunk[..read]);
+            }
+            String::from_utf8_lossy(&answer).into_owned()
+        }
+    };
+    let answered = answer(Some(Duration::from_millis(300))).await;
+    assert!(answered.starts_with("HTTP/1.1 200 "), "{answered}");
+    assert!(answered.contains(r#""status":"skipped""#), "{answered}");
+    let started = Instant::now();
+    let answered =
+        tokio::time::timeout(Duration::from_secs(10), answer(None)).await.expect("a body never finished is cut off");
+    let took = started.elapsed();
+    assert!(answered.starts_with("HTTP/1.1 408 "), "{answered}");
+    assert!(answered.contains("body_timeout"), "{answered}");
+    assert!(took >= Duration::from_millis(900), "refused after {took:?}, before the body timeout");
+    node.shutdown().await;
+    plane.finish().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_answers_while_its_control_plane_hangs() {
     use std::time::{Duration, Instant};
