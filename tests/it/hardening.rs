@@ -366,8 +366,7 @@ async fn a_request_head_sent_too_slowly_is_cut_off() {
 
 /// SPEC §4's body timeout through a real node and hyper: a body whose
 /// second half comes later, within the timeout, is read and its call runs;
-/// one that stops halfway is refused 408 once the timeout passed. (A body
-/// that came with its head is read without arming the timer at all.)
+/// one that stops halfway is refused 408 once the timeout passed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_sent_in_parts_is_read_within_the_body_timeout() {
     use std::time::{Duration, Instant};
