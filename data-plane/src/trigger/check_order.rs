@@ -206,6 +206,8 @@ async fn the_route_is_checked_before_the_body_is_read() {
     let peer: SocketAddr = "192.0.2.1:4000".parse().unwrap();
     let cases = [
         (Method::POST, "/api/v1/connectors//trigger", 400, "missing_connector_id"),
+        // The prefix's last slash is the suffix's first: no id, no route.
+        (Method::POST, "/api/v1/connectors/trigger", 404, "not_found"),
         (Method::POST, "/api/v1/connectors/con_nope/trigger", 404, "connector_not_found"),
         (Method::GET, "/api/v1/connectors/con_checked/trigger", 405, "method_not_allowed"),
     ];

@@ -124,7 +124,7 @@ impl Ingress {
 
     /// Whether `path` is a trigger URL (possibly a malformed one).
     pub fn is_trigger_path(path: &str) -> bool {
-        path.starts_with(TRIGGER_PREFIX) && path.ends_with(TRIGGER_SUFFIX)
+        connector_id_in(path).is_some()
     }
 
     /// Answers one trigger call. Generic over the body so the checks can
@@ -154,8 +154,7 @@ impl Ingress {
         let received = model::now();
         let _permit = self.in_flight.try_acquire().map_err(|_| Refusal::Overloaded)?;
         // 1. Route.
-        let path = request.uri().path();
-        let id = &path[TRIGGER_PREFIX.len()..path.len() - TRIGGER_SUFFIX.len()];
+        let id = connector_id_in(request.uri().path()).ok_or(Refusal::NoRoute)?;
         if id.is_empty() {
             return Err(Refusal::MissingConnectorId);
         }
@@ -397,6 +396,14 @@ fn count(rate: &mut Option<RateStatus>, counted: Counted) -> Result<(), Refusal>
     }
 }
 
+/// What stands between a trigger URL's prefix and its suffix: the connector
+/// id, empty or malformed as the sender wrote it. The two must not overlap:
+/// `/api/v1/connectors/trigger` starts with the one and ends with the
+/// other, and names no connector.
+fn connector_id_in(path: &str) -> Option<&str> {
+    path.strip_prefix(TRIGGER_PREFIX)?.strip_suffix(TRIGGER_SUFFIX)
+}
+
 /// The organization's plan; a snapshot without it falls back to `free`.
 fn plan_of(snapshot: &Snapshot, deployed: &DeployedConnector) -> Arc<Plan> {
     snapshot
@@ -424,6 +431,16 @@ mod tests {
     use hyper::header::HeaderValue;
 
     use super::*;
+
+    #[test]
+    fn a_trigger_path_has_room_for_an_id_between_its_prefix_and_suffix() {
+        assert_eq!(connector_id_in("/api/v1/connectors/con_1/trigger"), Some("con_1"));
+        assert_eq!(connector_id_in("/api/v1/connectors//trigger"), Some(""), "refused later as a missing id");
+        assert_eq!(connector_id_in("/api/v1/connectors/a/b/trigger"), Some("a/b"), "refused later as no route");
+        for path in ["/api/v1/connectors/trigger", "/api/v1/connectors/", "/api/v1/connectors", "/trigger", ""] {
+            assert!(!Ingress::is_trigger_path(path), "{path}");
+        }
+    }
 
     #[test]
     fn forwarded_for_is_believed_only_from_trusted_proxies() {
