@@ -71,6 +71,11 @@ pub fn apply_node_settings(config: &mut NodeConfig, settings: &Settings, dev: bo
             p.trim().parse().with_context(|| format!("trusted_proxies: `{p}` is not a network such as 10.0.0.0/8"))
         })
         .collect::<anyhow::Result<_>>()?;
+    anyhow::ensure!(
+        (1..=hookplane_data_plane::trigger::LARGEST_BODY_LIMIT).contains(&settings.max_body_bytes),
+        "max_body_bytes must be between 1 and {} (16 MiB)",
+        hookplane_data_plane::trigger::LARGEST_BODY_LIMIT
+    );
     config.ingress.max_body_bytes = settings.max_body_bytes;
     config.max_queued_events = settings.max_queued_events;
     config.connections.max_connections_per_ip = settings.max_connections_per_ip;
@@ -81,4 +86,32 @@ pub fn apply_node_settings(config: &mut NodeConfig, settings: &Settings, dev: bo
     config.connections.drain_delay = std::time::Duration::from_secs(drain_delay);
     config.max_accepted_calls = settings.max_accepted_calls;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{FlagOverrides, load};
+
+    /// A node's events carry their calls' payloads to the control plane,
+    /// which takes messages up to a bound: a body limit past what fits in
+    /// one is refused at start, naming the setting.
+    #[test]
+    fn a_body_limit_is_between_one_byte_and_the_largest_the_control_plane_takes() {
+        figment::Jail::expect_with(|_jail| {
+            let mut settings = load(None, &FlagOverrides::default()).map_err(|e| e.to_string())?;
+            let mut config = NodeConfig::new("node".into(), String::new(), String::new(), ([127, 0, 0, 1], 0).into());
+            for limit in [1, 1 << 20, hookplane_data_plane::trigger::LARGEST_BODY_LIMIT] {
+                settings.max_body_bytes = limit;
+                apply_node_settings(&mut config, &settings, false).map_err(|e| e.to_string())?;
+                assert_eq!(config.ingress.max_body_bytes, limit);
+            }
+            for limit in [0, hookplane_data_plane::trigger::LARGEST_BODY_LIMIT + 1] {
+                settings.max_body_bytes = limit;
+                let refused = apply_node_settings(&mut config, &settings, false).unwrap_err();
+                assert!(refused.to_string().contains("max_body_bytes"), "{refused}");
+            }
+            Ok(())
+        });
+    }
 }

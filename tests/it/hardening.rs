@@ -219,6 +219,47 @@ async fn a_node_keeps_no_secret_in_the_clear_on_disk() {
     plane.finish().await;
 }
 
+/// An event larger than gRPC's default message limit (4 MiB) reaches the
+/// control plane over `ReportEvents`, and so does the next one. The
+/// control plane refused the batch that held it, and the node sent that
+/// batch again from its spool on every reconnect, so that no later event
+/// reached the control plane either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_over_grpcs_default_message_limit_reaches_the_control_plane() {
+    use support::triggers::{ORDER, mapped_connector, use_plan};
+    let plane = TestPlane::start(Backend::Sqlite).await;
+    use_plan(&plane, api::Plan { name: "unlimited".into(), ..Default::default() }).await;
+    let target = Target::start(Behaviour::Ok).await;
+    let (id, token) = create(&plane, mapped_connector(&target.url(""))).await;
+    let node = support::nodes::start_node_configured(&plane, "node-1", None, |c| {
+        c.egress = hookplane_egress::EgressPolicy::public_only().with_loopback();
+        c.ingress.max_body_bytes = 8 << 20;
+    })
+    .await;
+    let (address, path, bearer) = (node.http_address(), trigger_path(&id), format!("Bearer {token}"));
+    let note = "x".repeat(5 << 20);
+    let large = format!(r#"{{"id":"A-17","total":12.5,"customer":{{"email":"a@example.com"}},"note":"{note}"}}"#);
+    let mut answered = Vec::new();
+    for body in [large, ORDER.to_owned()] {
+        let answer = post(address, &path, &[("authorization", &bearer)], body).await;
+        assert_eq!(answer.status, 200, "{:?}", answer.body);
+        answered.push(answer.body["event_id"].as_i64().expect("an event id"));
+    }
+    // Read as a client must read an event this large: with a limit of its
+    // own above gRPC's default.
+    let events = plane.admin.events().max_decoding_message_size(16 << 20);
+    for id in answered {
+        let event = support::eventually(std::time::Duration::from_secs(30), "the event reaches the API", || async {
+            events.clone().get_event(api::GetEventRequest { id }).await.ok().map(|r| r.into_inner())
+        })
+        .await;
+        // Not `{event:?}`: its payload is megabytes.
+        assert_eq!(event.status(), api::EventStatus::Completed, "event {id}");
+    }
+    node.shutdown().await;
+    plane.finish().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopping_a_node_under_load_keeps_every_answered_event() {
     use std::sync::{Arc, Mutex};

@@ -25,6 +25,14 @@ use super::NodeSyncApi;
 const SYNC: &str = "/hookplane.v1.NodeSyncService/Sync";
 const REPORT_EVENTS: &str = "/hookplane.v1.NodeSyncService/ReportEvents";
 
+/// The largest `ReportEvents` message taken: a node's batch stops growing
+/// past 2 MiB of traces, but an event larger than that goes alone, and its
+/// trace holds the call's whole payload, up to the node's body limit (at
+/// most 16 MiB). gRPC's default, 4 MiB, refused such a batch, and the node
+/// sent it again from its spool on every reconnect, so that no later event
+/// got through either.
+const MAX_REPORTED_MESSAGE_BYTES: usize = 64 << 20;
+
 /// Serves `hookplane.v1.NodeSyncService` with a [`NodeSyncApi`].
 #[derive(Clone, Debug)]
 pub struct NodeSyncServer {
@@ -70,7 +78,8 @@ where
                     async move { api.report_events(call).await }
                 });
                 let codec = ProstCodec::<api::ReportEventsResponse, api::ReportEventsRequest>::default();
-                Ok(Grpc::new(codec).streaming(method, request).await)
+                let mut grpc = Grpc::new(codec).max_decoding_message_size(MAX_REPORTED_MESSAGE_BYTES);
+                Ok(grpc.streaming(method, request).await)
             }),
             _ => Box::pin(async move { Ok(Status::new(Code::Unimplemented, "no such method").into_http()) }),
         }

@@ -29,6 +29,15 @@ use crate::sync::{authorized, connect};
 
 /// Events per batch: one store transaction on the control plane.
 const MAX_BATCH: usize = 500;
+/// Trace bytes past which a batch takes no more events; the event that
+/// passes it still goes, so one larger than this goes alone. Each trace
+/// holds its call's payload (up to the node's body limit, 1 MiB by
+/// default), and a batch is one `ReportEvents` message: the control plane
+/// takes messages far larger than this (`MAX_REPORTED_MESSAGE_BYTES`
+/// there), where gRPC's default limit, 4 MiB, refused five calls of
+/// 900 KB batched together, and the spooled batch with them on every
+/// resend.
+pub const MAX_BATCH_BYTES: usize = 2 << 20;
 /// A batch unacknowledged this long means the stream is broken (checked
 /// on [`SPILL_CHECK`]'s ticks: [`Backlog::watching`]).
 const ACK_TIMEOUT: Duration = Duration::from_secs(10);
@@ -337,8 +346,9 @@ impl Backlog {
     }
 }
 
-/// `first` and whatever else is queued, up to a batch (their traces were
-/// encoded when they were recorded).
+/// `first` and whatever else is queued, up to a batch of [`MAX_BATCH`]
+/// events or [`MAX_BATCH_BYTES`] of traces (encoded when they were
+/// recorded).
 fn drain(config: &NodeConfig, first: Queued, events: &mut mpsc::UnboundedReceiver<Queued>) -> Batch {
     let capacity = events.len().min(MAX_BATCH - 1) + 1;
     let (mut recorded, mut receipts) = (Vec::with_capacity(capacity), Vec::with_capacity(capacity));
@@ -349,10 +359,17 @@ fn drain(config: &NodeConfig, first: Queued, events: &mut mpsc::UnboundedReceive
         recorded.push(event);
         receipts.push(kept);
     };
+    let mut bytes = first.event.trace.as_bytes().len();
     add(first);
     for _ in 1..MAX_BATCH {
+        if bytes >= MAX_BATCH_BYTES {
+            break;
+        }
         match events.try_recv() {
-            Ok(queued) => add(queued),
+            Ok(queued) => {
+                bytes += queued.event.trace.as_bytes().len();
+                add(queued);
+            }
             Err(_) => break,
         }
     }
@@ -435,6 +452,40 @@ mod tests {
         let (delivered, early) = backlog.watching(acked, Some(&mut batch)).await;
         assert_eq!((delivered, early), (true, Some(None)), "answered early, from a spool in memory");
         assert_eq!(answered.try_recv(), Ok(Ok(())));
+    }
+
+    /// A batch stops growing once its traces pass [`MAX_BATCH_BYTES`], so
+    /// that calls with large payloads do not make a message the control
+    /// plane refuses; one event larger than that goes alone, and small ones
+    /// fill a batch up to [`MAX_BATCH`].
+    #[test]
+    fn a_batch_is_bounded_by_its_traces_bytes_and_its_events() {
+        let config = NodeConfig::new("node-a".into(), String::new(), String::new(), ([127, 0, 0, 1], 0).into());
+        let (sink, EventQueue { mut receiver, .. }) = crate::events::EventSink::new();
+        let sized = |id: i64, bytes: usize| Event {
+            trace: convert::encode_trace(EventTrace { payload: "x".repeat(bytes), ..Default::default() }),
+            ..event(id)
+        };
+        let mut drained = || {
+            let first = receiver.try_recv().expect("an event queued");
+            drain(&config, first, &mut receiver).events.iter().map(|e| e.id).collect::<Vec<_>>()
+        };
+        let _receipts: Vec<_> = [
+            sized(1, MAX_BATCH_BYTES + 1),
+            sized(2, 900 << 10),
+            sized(3, 900 << 10),
+            sized(4, 900 << 10),
+            sized(5, 900 << 10),
+        ]
+        .into_iter()
+        .map(|event| sink.record(event))
+        .collect();
+        assert_eq!(drained(), [1], "larger than a batch: alone");
+        assert_eq!(drained(), [2, 3, 4], "the third passes the bound, and ends the batch");
+        assert_eq!(drained(), [5]);
+        let _receipts: Vec<_> = (0..MAX_BATCH as i64 + 1).map(|id| sink.record(event(id))).collect();
+        assert_eq!(drained().len(), MAX_BATCH);
+        assert_eq!(drained().len(), 1);
     }
 
     /// Handed over in process, a spooled batch is the events it was

@@ -52,6 +52,11 @@ use response::{Executed, Outcome, Refusal};
 const TRIGGER_PREFIX: &str = "/api/v1/connectors/";
 const TRIGGER_SUFFIX: &str = "/trigger";
 
+/// The highest body limit a node may be given: an event's trace holds its
+/// call's payload, and the control plane takes a `ReportEvents` message of
+/// 64 MiB at most.
+pub const LARGEST_BODY_LIMIT: usize = 16 << 20;
+
 /// Limits of the trigger endpoint.
 #[derive(Clone, Debug)]
 pub struct IngressSettings {
