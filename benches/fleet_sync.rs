@@ -200,17 +200,16 @@ fn connect_all(
 /// CPU time so far of this process's threads whose name starts with one of
 /// `prefixes`.
 fn cpu_of(prefixes: &[&str]) -> Duration {
-    let mut total = 0u64;
-    for task in std::fs::read_dir("/proc/self/task").into_iter().flatten().flatten() {
-        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-        if prefixes.iter().any(|p| comm.starts_with(p)) {
-            total += std::fs::read_to_string(task.path().join("schedstat"))
-                .ok()
-                .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
-                .unwrap_or(0);
-        }
-    }
-    Duration::from_nanos(total)
+    let tasks = procfs::process::Process::myself().and_then(|process| process.tasks());
+    let nanoseconds = tasks
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|task| task.stat().is_ok_and(|stat| prefixes.iter().any(|p| stat.comm.starts_with(p))))
+        .filter_map(|task| task.schedstat().ok())
+        .map(|times| times.sum_exec_runtime)
+        .sum();
+    Duration::from_nanos(nanoseconds)
 }
 
 const PLANE_THREADS: &[&str] = &["plane-", "sqlx-sqlite"];

@@ -7,17 +7,18 @@
 //! was put on a CPU: its wake-ups.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use core_affinity::CoreId;
+use procfs::process::{Process, Schedstat};
+use procfs::{FromRead as _, ProcResult};
 
 /// CPU time consumed so far by each thread, by thread id.
 #[derive(Debug, Default)]
 pub struct Sample {
     /// By thread id: its name, nanoseconds on a CPU, times put on one.
-    threads: HashMap<u32, (String, u64, u64)>,
+    threads: HashMap<i32, (String, u64, u64)>,
 }
 
 /// What a phase cost, by thread kind.
@@ -53,21 +54,21 @@ impl Spent {
 
 /// Reads every thread's CPU time; empty where `/proc` is not Linux's.
 pub fn sample() -> Sample {
-    sample_of("self")
+    sample_of(Process::myself())
 }
 
-/// Reads the CPU time of every thread of process `pid` (`"self"` for this
-/// one), as [`sample`] does.
-pub fn sample_of(pid: &str) -> Sample {
-    let mut threads = HashMap::new();
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return Sample::default() };
-    for task in tasks.flatten() {
-        let Some(tid) = task.file_name().to_str().and_then(|t| t.parse::<u32>().ok()) else { continue };
-        let path = task.path();
-        let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default().trim().to_owned();
-        let [on_cpu, _, runs] = schedstat(&path.join("schedstat"));
-        threads.insert(tid, (comm, on_cpu, runs));
-    }
+/// Reads the CPU time of every thread of `process`, as [`sample`] does.
+pub fn sample_of(process: ProcResult<Process>) -> Sample {
+    let tasks = process.and_then(|process| process.tasks());
+    let threads = tasks
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|task| {
+            let (stat, times) = (task.stat().ok()?, task.schedstat().ok()?);
+            Some((task.tid, (stat.comm, times.sum_exec_runtime, times.pcount)))
+        })
+        .collect();
     Sample { threads }
 }
 
@@ -104,46 +105,27 @@ pub struct ThreadTimes {
 }
 
 /// The calling thread's times so far (the generator reads its own before
-/// its thread ends and leaves `/proc`).
+/// its thread ends and leaves `/proc`); zeros where they cannot be read.
 pub fn this_thread() -> ThreadTimes {
-    let [on_cpu, waiting, _] = schedstat(Path::new("/proc/thread-self/schedstat"));
+    let times = Schedstat::from_file("/proc/thread-self/schedstat");
+    let (on_cpu, waiting) = times.map_or((0, 0), |times| (times.sum_exec_runtime, times.run_delay));
     ThreadTimes { on_cpu: Duration::from_nanos(on_cpu), waiting: Duration::from_nanos(waiting) }
 }
 
-/// A thread's `schedstat`: nanoseconds on a CPU, nanoseconds ready and
-/// waiting for one, and times put on one; zeros where it cannot be read.
-fn schedstat(path: &Path) -> [u64; 3] {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let mut fields = text.split_whitespace().map(|f| f.parse().unwrap_or(0));
-    std::array::from_fn(|_| fields.next().unwrap_or(0))
-}
-
 /// CPU spent so far by every other process of the machine, this one's
-/// children excepted (the node-only run's control plane), from
-/// `/proc/<pid>/stat` in its 10 ms ticks: `utime + stime`, plus `cutime +
-/// cstime` for the children a process has reaped, so that one that came
-/// and went between two readings still counts, with its parent.
+/// children excepted (the node-only run's control plane): `utime + stime`,
+/// plus `cutime + cstime` for the children a process has reaped, so that
+/// one that came and went between two readings still counts, with its
+/// parent.
 pub fn other_processes() -> Duration {
-    let me = std::process::id();
-    let Ok(entries) = std::fs::read_dir("/proc") else { return Duration::ZERO };
-    let mut ticks = 0u64;
-    for entry in entries.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else { continue };
-        if pid == me {
-            continue;
-        }
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
-        // The fields after the command, which is in parentheses and may
-        // hold spaces: state, ppid, … utime is the 12th of them.
-        let Some((_, rest)) = stat.rsplit_once(')') else { continue };
-        let fields: Vec<u64> = rest.split_whitespace().skip(1).map(|f| f.parse().unwrap_or(0)).collect();
-        if fields.first() == Some(&u64::from(me)) {
-            continue;
-        }
-        ticks += fields.get(10..14).map_or(0, |times| times.iter().sum());
-    }
-    // Linux's USER_HZ is 100 wherever it runs.
-    Duration::from_millis(ticks * 10)
+    let me = std::process::id() as i32;
+    let others = procfs::process::all_processes().into_iter().flatten().flatten().filter(|p| p.pid != me);
+    let ticks: u64 = others
+        .filter_map(|process| process.stat().ok())
+        .filter(|stat| stat.ppid != me)
+        .map(|stat| stat.utime + stat.stime + stat.cutime.unsigned_abs() + stat.cstime.unsigned_abs())
+        .sum();
+    Duration::from_secs_f64(ticks as f64 / procfs::ticks_per_second() as f64)
 }
 
 /// The name of the load generator's thread.

@@ -119,8 +119,8 @@ impl ControlPlaneProcess {
         ControlPlaneProcess { child, reach }
     }
 
-    fn pid(&self) -> String {
-        self.child.id().to_string()
+    fn process(&self) -> procfs::ProcResult<procfs::process::Process> {
+        procfs::process::Process::new(self.child.id() as i32)
     }
 
     fn connector(&self, which: &str) -> (String, String) {
@@ -262,9 +262,9 @@ async fn measure(
     for _ in 0..slices() {
         base.closed_slice(slice).await;
         kept.closed_slice(slice).await;
-        let before = cpu::sample_of(&plane.pid());
+        let before = cpu::sample_of(plane.process());
         ours.closed_slice(slice).await;
-        plane_cpu += before.until(&cpu::sample_of(&plane.pid())).servers();
+        plane_cpu += before.until(&cpu::sample_of(plane.process())).servers();
         let rate = ours.sustained() * 0.8;
         offered += rate / f64::from(slices());
         base.fixed_slice(rate, slice).await;
