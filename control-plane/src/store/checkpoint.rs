@@ -64,7 +64,7 @@
 //! every waiting call waited out; hookplane's p99 was 38–62 ms there,
 //! against 11–29 ms with SQLite's default checkpoints.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode};
@@ -111,8 +111,10 @@ const LEFT_FOR_THE_TURN: i64 = 256;
 /// itself (`PRAGMA wal_autocheckpoint`; SQLite's default is 1 000).
 pub(super) const WRITER_CHECKPOINTS_AT: u32 = 8_192;
 
-/// [`WRITER_CHECKPOINTS_AT`] set on a connection of the store's pool.
-pub(super) const WRITER_CHECKPOINTS_PRAGMA: &str = "PRAGMA wal_autocheckpoint = 8192";
+/// The statement that sets [`WRITER_CHECKPOINTS_AT`] on a connection of
+/// the store's pool (`'static`, as sqlx's `after_connect` asks).
+pub(super) static WRITER_CHECKPOINTS_PRAGMA: LazyLock<String> =
+    LazyLock::new(|| format!("PRAGMA wal_autocheckpoint = {WRITER_CHECKPOINTS_AT}"));
 
 /// Starts checkpointing the store's database of `options`.
 pub(super) fn spawn(

@@ -200,7 +200,7 @@ fn pool_options(backend: Backend, connections: u32) -> AnyPoolOptions {
                     conn.execute("PRAGMA busy_timeout = 10000").await?;
                     conn.execute("PRAGMA synchronous = NORMAL").await?;
                     // Checkpoints are the checkpointer's (`checkpoint.rs`).
-                    conn.execute(checkpoint::WRITER_CHECKPOINTS_PRAGMA).await?;
+                    conn.execute(checkpoint::WRITER_CHECKPOINTS_PRAGMA.as_str()).await?;
                 }
                 Ok(())
             })
