@@ -109,7 +109,16 @@ pub async fn serve(
 ) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(settings.header_read_timeout).keep_alive(true);
+    // Half-closed connections allowed: a sender that closes its connection
+    // while its call runs (as a client that stops waiting does) would
+    // otherwise have the call dropped mid-execution (`trigger/running.rs`);
+    // it runs to its end and its own event instead.
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(settings.header_read_timeout)
+        .keep_alive(true)
+        .half_close(true);
     builder.http2().timer(TokioTimer::new()).max_concurrent_streams(256);
     let permits = Arc::new(tokio::sync::Semaphore::new(settings.max_connections));
     let per_ip = Arc::new(PerIp {

@@ -260,6 +260,81 @@ async fn an_event_over_grpcs_default_message_limit_reaches_the_control_plane() {
     plane.finish().await;
 }
 
+/// The events of connector `id`, once there are `n`.
+async fn events_of(plane: &TestPlane, id: &str, n: usize) -> Vec<api::Event> {
+    let filter = api::EventFilter { connector_id: id.to_owned(), ..Default::default() };
+    let request = api::ListEventsRequest { filter: Some(filter), ..Default::default() };
+    support::eventually(std::time::Duration::from_secs(30), "the call's event reaches the API", || async {
+        let events = plane.admin.events().list_events(request.clone()).await.ok()?.into_inner().events;
+        (events.len() >= n).then_some(events)
+    })
+    .await
+}
+
+/// A sender that closes its connection while its call runs does not cut
+/// the call off: it runs to its end, and its event tells how it went.
+/// Before, hyper read the close as an incomplete message and dropped the
+/// call's future: the target had the perform, and no event was recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_whose_sender_hangs_up_runs_to_its_own_event() {
+    use support::triggers::{ORDER, mapped_connector, use_plan};
+    use tokio::io::AsyncWriteExt as _;
+    let plane = TestPlane::start(Backend::Sqlite).await;
+    use_plan(&plane, api::Plan { name: "unlimited".into(), ..Default::default() }).await;
+    let target = Target::start(Behaviour::Slow(1_000)).await;
+    let (id, token) = create(&plane, mapped_connector(&target.url(""))).await;
+    let node = start_dev_node(&plane, "node-1").await;
+    let mut sender = tokio::net::TcpStream::connect(node.http_address()).await.unwrap();
+    let request = format!(
+        "POST {} HTTP/1.1\r\nHost: node\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{ORDER}",
+        trigger_path(&id),
+        ORDER.len()
+    );
+    sender.write_all(request.as_bytes()).await.unwrap();
+    target.wait_for(1).await;
+    // The sender gives up while the target is still answering.
+    drop(sender);
+    let events = events_of(&plane, &id, 1).await;
+    assert_eq!(events[0].status(), api::EventStatus::Completed, "{}", events[0].error);
+    assert_eq!(events[0].response_code, Some(200));
+    node.shutdown().await;
+    plane.finish().await;
+}
+
+/// A call still running when a stopping node's drain timeout ends is cut
+/// off with its connection, and ends as a failed event that says so; it
+/// left none before, though its perform had reached the target.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_cut_off_by_the_drain_timeout_ends_as_a_failed_event() {
+    use support::targets::try_post;
+    use support::triggers::{ORDER, mapped_connector, use_plan};
+    let plane = TestPlane::start(Backend::Sqlite).await;
+    use_plan(&plane, api::Plan { name: "unlimited".into(), ..Default::default() }).await;
+    let target = Target::start(Behaviour::Hang).await;
+    let (id, token) = create(&plane, mapped_connector(&target.url(""))).await;
+    let node = support::nodes::start_node_configured(&plane, "node-1", None, |c| {
+        c.egress = hookplane_egress::EgressPolicy::public_only().with_loopback();
+        c.connections.drain_timeout = std::time::Duration::from_millis(300);
+    })
+    .await;
+    let (address, path) = (node.http_address(), trigger_path(&id));
+    let bearer = format!("Bearer {token}");
+    let sender = tokio::spawn(async move { try_post(address, &path, &[("authorization", &bearer)], ORDER).await });
+    target.wait_for(1).await;
+    node.shutdown().await;
+    assert!(sender.await.unwrap().is_none(), "the call is not answered");
+    let events = events_of(&plane, &id, 1).await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].status(), api::EventStatus::Failed);
+    assert_eq!(events[0].error, hookplane_data_plane::trigger::running::CUT_OFF);
+    let trace = events[0].trace.as_ref().expect("a trace");
+    assert_eq!(trace.payload, ORDER, "the inbound request is kept");
+    let request = trace.request.as_ref().expect("the inbound request");
+    assert_eq!(request.headers["authorization"], "[redacted]");
+    plane.finish().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopping_a_node_under_load_keeps_every_answered_event() {
     use std::sync::{Arc, Mutex};

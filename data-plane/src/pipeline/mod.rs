@@ -96,12 +96,7 @@ impl Executor {
         depth: u32,
     ) -> Execution {
         let secrets = OrgSecrets { snapshot, organization: &deployed.connector.organization_id };
-        let mut redactor = Redactor::default();
-        for name in deployed.secret_names() {
-            if let Some(value) = secrets.secret(name) {
-                redactor.add(value);
-            }
-        }
+        let redactor = Executor::redactor(snapshot, deployed);
         let mut run = Run { trace: EventTrace::default(), attempts: Attempts::default(), redactor };
         let result = self.run(deployed, plan, payload, depth, &secrets, &mut run).await;
         let Run { mut trace, attempts, redactor } = run;
@@ -118,6 +113,19 @@ impl Executor {
                 redactor,
             },
         }
+    }
+
+    /// A redactor that knows the value of every `$secret` the connector's
+    /// programs read (an execution adds the OAuth tokens it obtains).
+    pub fn redactor(snapshot: &Snapshot, deployed: &DeployedConnector) -> Redactor {
+        let secrets = OrgSecrets { snapshot, organization: &deployed.connector.organization_id };
+        let mut redactor = Redactor::default();
+        for name in deployed.secret_names() {
+            if let Some(value) = secrets.secret(name) {
+                redactor.add(value);
+            }
+        }
+        redactor
     }
 
     async fn run(

@@ -105,6 +105,7 @@ impl Ingress {
                             event_id: kept.event_id,
                             received,
                             started: Instant::now(),
+                            runs_again: true,
                         };
                         self.execute(&snapshot, call).await
                     }

@@ -75,6 +75,7 @@ impl Ingress {
             event_id,
             received,
             started,
+            runs_again: false,
         };
         let ran = self.execute(&snapshot, call).await?;
         Ok(LiveRan { event_id, outcome: ran.outcome, response_code: ran.response_code, error: ran.error })

@@ -19,6 +19,7 @@ mod check_order;
 pub mod deliveries;
 pub mod live;
 pub mod response;
+pub mod running;
 pub mod signature;
 
 use std::future::Future as _;
@@ -29,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hookplane_expr::Captured;
-use hookplane_model::{self as model, Event, Plan};
+use hookplane_model::{self as model, Plan};
 use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::header::CONTENT_LENGTH;
 use hyper::{HeaderMap, Method, Request, Response};
@@ -38,7 +39,6 @@ use tokio::sync::Semaphore;
 
 use crate::events::EventSink;
 use crate::events::ids::EventIds;
-use crate::events::trace::InboundRequest;
 use crate::inbox::Inbox;
 use crate::limits::{Counted, Exceeded, Limiters, RateStatus};
 use crate::metrics::NodeMetrics;
@@ -48,6 +48,7 @@ use crate::snapshot::{DeployedConnector, Snapshot};
 use crate::state::NodeState;
 use deliveries::{Claim, Delivery, SeenDeliveries};
 use response::{Executed, Outcome, Refusal};
+use running::Running;
 
 const TRIGGER_PREFIX: &str = "/api/v1/connectors/";
 const TRIGGER_SUFFIX: &str = "/trigger";
@@ -262,6 +263,7 @@ impl Ingress {
             event_id,
             received,
             started,
+            runs_again: false,
         };
         if deployed.connector.spec.async_mode {
             Box::pin(self.keep_for_later(&call)).await?;
@@ -288,39 +290,42 @@ impl Ingress {
     /// event. Only now are the parts of the payload the connector's
     /// programs can read made values (`Captured::into_projected`).
     async fn execute(&self, snapshot: &Snapshot, call: Call<'_>) -> Result<Ran, Refusal> {
-        let Call { deployed, plan, headers, body, payload, client_ip, auth_method, depth, event_id, received, started } =
-            call;
+        let Call {
+            deployed,
+            plan,
+            headers,
+            body,
+            payload,
+            client_ip,
+            auth_method,
+            depth,
+            event_id,
+            received,
+            started,
+            runs_again,
+        } = call;
         let payload = payload.into_projected().map_err(|e| Refusal::InvalidJson(e.to_string()))?;
-        let execution = self.executor.execute(snapshot, deployed, plan, (&payload).into(), depth).await;
-        for status in execution.attempts.statuses() {
-            self.metrics.performed(*status);
-        }
-        self.metrics.attempted(execution.attempts.statuses().len());
-        let status = execution.outcome.event_status();
-        // The request's headers and body are written into the trace now,
-        // while hyper's read buffer they live in is still ours to release.
-        let inbound = InboundRequest {
+        // From here the call runs, and ends as an event even if its future
+        // is dropped before it records one (`running.rs`).
+        let running = Running {
+            ingress: self,
+            snapshot,
+            deployed,
             headers,
             body,
             client_ip,
             auth_method,
-            connector: deployed,
-            redactor: &execution.redactor,
+            event_id,
+            received,
+            started,
+            runs_again,
         };
-        let trace = inbound.encode_trace(execution.trace, execution.attempts.encoded());
-        let connector = &deployed.connector;
-        let receipt = self.events.record(Event {
-            id: event_id,
-            organization_id: connector.organization_id.clone(),
-            connector_id: connector.id.clone(),
-            status,
-            response_code: execution.response_code,
-            error: execution.error.clone().unwrap_or_default(),
-            node_id: self.node_id.clone(),
-            create_time: received,
-            duration_ms: started.elapsed().as_millis() as u64,
-            trace,
-        });
+        let mut execution = self.executor.execute(snapshot, deployed, plan, (&payload).into(), depth).await;
+        for status in execution.attempts.statuses() {
+            self.metrics.performed(*status);
+        }
+        self.metrics.attempted(execution.attempts.statuses().len());
+        let receipt = running.finish(&mut execution);
         // The answer tells of the event: it must exist first, whatever
         // happens to this node next.
         receipt.kept().await.map_err(|_| Refusal::EventNotKept)?;
@@ -376,6 +381,8 @@ struct Call<'a> {
     event_id: i64,
     received: model::Timestamp,
     started: Instant,
+    /// A kept asynchronous call's run, which runs again if cut off.
+    runs_again: bool,
 }
 
 /// How a call ran, as its answer tells.

@@ -26,6 +26,8 @@ pub enum Behaviour {
     TooManyFirst { n: u32, retry_after_secs: u32 },
     /// Never answers.
     Hang,
+    /// 200 `{"ok":true}`, this many milliseconds after the request.
+    Slow(u64),
     /// Always this status, with a short body.
     Status(u16),
     /// 200 with `{"tier":"gold","customer":{"name":"Ada"}}` (for lookups).
@@ -116,6 +118,10 @@ impl Target {
                             }
                             Behaviour::TooManyFirst { .. } => (200, None, ok()),
                             Behaviour::Hang => std::future::pending().await,
+                            Behaviour::Slow(ms) => {
+                                tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+                                (200, None, ok())
+                            }
                             Behaviour::Status(code) => (code, None, format!("status {code}")),
                             Behaviour::Lookup => (200, None, r#"{"tier":"gold","customer":{"name":"Ada"}}"#.into()),
                             Behaviour::TokenEndpoint => (
