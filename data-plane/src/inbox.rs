@@ -20,6 +20,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
@@ -82,7 +83,7 @@ pub enum InboxError {
 pub struct Inbox {
     dir: Option<PathBuf>,
     capacity: usize,
-    waiting: AtomicUsize,
+    waiting: Arc<AtomicUsize>,
     queue: mpsc::UnboundedSender<AcceptedCall>,
 }
 
@@ -97,35 +98,51 @@ impl Inbox {
         let dir = cache_dir.map(|d| d.join("accepted"));
         let left = dir.as_deref().map(read_all).unwrap_or_default();
         let (queue, receiver) = mpsc::unbounded_channel();
-        let inbox = Inbox { dir, capacity, waiting: AtomicUsize::new(left.len()), queue };
+        let inbox = Inbox { dir, capacity, waiting: Arc::new(AtomicUsize::new(left.len())), queue };
         (inbox, receiver, left)
     }
 
     /// Keeps `call` until it ran: on disk (synced) before this returns,
-    /// then queued for the runner.
+    /// then queued for the runner. Once it has taken the call's place, a
+    /// caller that goes away (the sender hung up, hyper dropped the call)
+    /// no longer matters: the write and the queueing finish on the
+    /// blocking pool. Done here, a cut-off acceptance held its place until
+    /// the node restarted, and its written call waited for that restart.
     pub async fn accept(&self, call: AcceptedCall) -> Result<(), InboxError> {
         let reserved =
             self.waiting.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < self.capacity).then_some(n + 1));
         if reserved.is_err() {
             return Err(InboxError::Full(self.capacity));
         }
-        if let Some(dir) = &self.dir {
-            let (dir, name, bytes) = (dir.clone(), file_name(call.event_id), call.encode_to_vec());
-            let path = dir.join(&name);
-            // Syncing waits on the disk: off the runtime's workers.
-            let written = tokio::task::spawn_blocking(move || write_atomically(&dir, &name, &bytes))
-                .await
-                .map_err(|err| CacheError::Io { path, source: std::io::Error::other(err) })
-                .and_then(|written| written);
-            if let Err(err) = written {
+        // The runner is gone only at shutdown; a written call then waits for
+        // the next start.
+        let Some(dir) = &self.dir else {
+            let _ = self.queue.send(call);
+            return Ok(());
+        };
+        let (dir, name, bytes) = (dir.clone(), file_name(call.event_id), call.encode_to_vec());
+        let path = dir.join(&name);
+        let (queue, waiting) = (self.queue.clone(), self.waiting.clone());
+        // Syncing waits on the disk: off the runtime's workers.
+        let kept = tokio::task::spawn_blocking(move || match write_atomically(&dir, &name, &bytes) {
+            Ok(()) => {
+                let _ = queue.send(call);
+                Ok(())
+            }
+            Err(err) => {
+                waiting.fetch_sub(1, Ordering::AcqRel);
+                Err(err)
+            }
+        })
+        .await;
+        match kept {
+            Ok(kept) => kept.map_err(InboxError::from),
+            // It panicked, or never ran (the runtime stopping).
+            Err(err) => {
                 self.waiting.fetch_sub(1, Ordering::AcqRel);
-                return Err(err.into());
+                Err(CacheError::Io { path, source: std::io::Error::other(err) }.into())
             }
         }
-        // The runner is gone only at shutdown; the file then waits for the
-        // next start.
-        let _ = self.queue.send(call);
-        Ok(())
     }
 
     /// Forgets a call that ran (its event is kept).
@@ -188,6 +205,23 @@ fn read_all(dir: &Path) -> Vec<AcceptedCall> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An acceptance dropped while its call is being written (its sender
+    /// gone) still keeps and queues the call: it runs without waiting for
+    /// a restart, and holds its place only until then.
+    #[tokio::test]
+    async fn an_acceptance_cut_off_while_writing_still_keeps_and_queues_the_call() {
+        let dir = tempfile::tempdir().unwrap();
+        let (inbox, mut receiver, _) = Inbox::open(Some(dir.path()), 10);
+        let cut = tokio::time::timeout(std::time::Duration::ZERO, inbox.accept(call(7))).await;
+        assert!(cut.is_err(), "a synced write takes longer than one poll");
+        let queued = tokio::time::timeout(std::time::Duration::from_secs(10), receiver.recv()).await;
+        assert_eq!(queued.expect("queued all the same").expect("a call").event_id, 7);
+        assert_eq!(inbox.waiting(), 1, "its place, until it ran");
+        assert!(dir.path().join("accepted").join(file_name(7)).exists());
+        inbox.done(7).await;
+        assert_eq!(inbox.waiting(), 0);
+    }
 
     fn call(event_id: i64) -> AcceptedCall {
         AcceptedCall {
