@@ -335,6 +335,60 @@ async fn a_call_cut_off_by_the_drain_timeout_ends_as_a_failed_event() {
     plane.finish().await;
 }
 
+/// A node without a cache dir keeps in memory the events the control
+/// plane did not take, and has answered their calls. Stopping, it offers
+/// them once more: it ended with them before, though the control plane
+/// would have taken them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_without_a_cache_dir_delivers_its_spooled_events_as_it_stops() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use support::triggers::{ORDER, event, mapped_connector, use_plan};
+    let plane = TestPlane::start(Backend::Sqlite).await;
+    use_plan(&plane, api::Plan { name: "unlimited".into(), ..Default::default() }).await;
+    let target = Target::start(Behaviour::Ok).await;
+    let (id, token) = create(&plane, mapped_connector(&target.url(""))).await;
+    // The control plane in the node's process, refusing batches at first.
+    let (refusing, refusals) = (Arc::new(AtomicBool::new(true)), Arc::new(AtomicUsize::new(0)));
+    let local = {
+        let (events, refusing, refusals) = (plane.control_plane.events().clone(), refusing.clone(), refusals.clone());
+        hookplane_data_plane::events::LocalEvents::new(move |batch| {
+            let (events, refusing, refusals) = (events.clone(), refusing.clone(), refusals.clone());
+            async move {
+                if refusing.load(Ordering::SeqCst) {
+                    refusals.fetch_add(1, Ordering::SeqCst);
+                    return false;
+                }
+                events.ingest(batch).await.is_ok()
+            }
+        })
+    };
+    let node = support::nodes::start_node_configured(&plane, "node-1", None, |c| {
+        c.egress = hookplane_egress::EgressPolicy::public_only().with_loopback();
+        c.local_events = Some(local);
+    })
+    .await;
+    let (address, path, bearer) = (node.http_address(), trigger_path(&id), format!("Bearer {token}"));
+    let mut answered = Vec::new();
+    for _ in 0..3 {
+        let answer = post(address, &path, &[("authorization", &bearer)], ORDER).await;
+        assert_eq!(answer.status, 200, "{:?}", answer.body);
+        answered.push(answer.body["event_id"].as_i64().expect("an event id"));
+    }
+    // Refused often enough that the reporter's next try is seconds away
+    // (its backoff starts at 0.2 s and doubles), so only the stop delivers.
+    support::eventually(std::time::Duration::from_secs(30), "the reporter backs off", || async {
+        (refusals.load(Ordering::SeqCst) >= 6).then_some(())
+    })
+    .await;
+    refusing.store(false, Ordering::SeqCst);
+    node.shutdown().await;
+    for id in answered {
+        event(&plane, id).await;
+    }
+    plane.finish().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopping_a_node_under_load_keeps_every_answered_event() {
     use std::sync::{Arc, Mutex};

@@ -48,6 +48,10 @@ const BACKOFF_START: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// How often the queue is measured while a batch awaits its ack.
 const SPILL_CHECK: Duration = Duration::from_millis(50);
+/// How long a stopping node keeps offering the control plane what its
+/// spool holds in memory (a node without a cache dir), which ends with
+/// the process.
+const LAST_DELIVERY: Duration = Duration::from_secs(10);
 
 /// Where batches go: an open `ReportEvents` stream, or the control plane
 /// in this process.
@@ -110,7 +114,8 @@ impl Stream {
 }
 
 /// Reports events until every sink is gone (spooling what it could not
-/// deliver), so no event can be recorded after it stops.
+/// deliver), so no event can be recorded after it stops; a spool in memory
+/// is then offered to the control plane for up to [`LAST_DELIVERY`].
 pub async fn report(config: Arc<NodeConfig>, queue: EventQueue) {
     let EventQueue { receiver, pending } = queue;
     let spool = Spool::open(config.cache_dir.clone()).await;
@@ -174,6 +179,11 @@ pub async fn report(config: Arc<NodeConfig>, queue: EventQueue) {
                 }
             }
         }
+    }
+    // A spool on disk waits for the next start; one in memory would end
+    // here, with answered calls' events in it.
+    if !backlog.spool.is_durable() && !backlog.spool.is_empty() {
+        backlog.last_delivery(stream).await;
     }
 }
 
@@ -251,6 +261,43 @@ impl Backlog {
             }
         }
         delivered
+    }
+
+    /// Offers the spool to the control plane until it is empty or
+    /// [`LAST_DELIVERY`] has passed, opening a stream as often as one
+    /// breaks; what is left is lost, and logged as such.
+    async fn last_delivery(&mut self, mut stream: Option<Stream>) {
+        let deadline = tokio::time::Instant::now() + LAST_DELIVERY;
+        let mut backoff = BACKOFF_START;
+        let delivering = async {
+            while !self.spool.is_empty() {
+                let open = match stream.as_mut() {
+                    Some(open) => open,
+                    None => match Stream::open(self.config.clone()).await {
+                        Ok(open) => stream.insert(open),
+                        Err(err) => {
+                            tracing::debug!(error = %err, "event stream unavailable while stopping");
+                            tokio::time::sleep(backoff).await;
+                            backoff = (backoff * 2).min(BACKOFF_MAX);
+                            continue;
+                        }
+                    },
+                };
+                if !self.send_oldest(open).await {
+                    stream = None;
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                }
+            }
+        };
+        // Cut at the deadline, a batch being sent stays in the spool.
+        let _ = tokio::time::timeout_at(deadline, delivering).await;
+        if !self.spool.is_empty() {
+            tracing::error!(
+                events = self.spool.events_in_memory(),
+                "stopping with events the control plane did not take; without a cache dir they are lost"
+            );
+        }
     }
 
     /// Sends the oldest spooled batch, if any; false if the stream broke.

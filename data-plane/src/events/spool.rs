@@ -113,6 +113,11 @@ impl Spool {
         }
     }
 
+    /// Events waiting in memory (none are counted on disk).
+    pub fn events_in_memory(&self) -> usize {
+        self.memory.iter().map(Vec::len).sum()
+    }
+
     /// Whether nothing waits.
     pub fn is_empty(&self) -> bool {
         match &self.dir {
