@@ -279,6 +279,23 @@ async fn oauth2_tokens_come_from_the_token_endpoint_once_and_stay_out_of_events(
     assert_eq!((failed.status, failed.body["status"].as_str()), (500, Some("failed")));
     assert_eq!(failed.body["error"], "perform.auth.oauth2: token endpoint answered 500: broken");
     assert_eq!(target.count(), 3, "no token, no perform request");
+
+    // An endpoint that echoes a refused request into its answer, which
+    // the error quotes: no secret of it reaches the answer or the event.
+    issuer.set(Behaviour::EchoRefusal);
+    let (echoed, echoed_token) = create(&plane, oauth(api::Oauth2Grant::RefreshToken)).await;
+    support::nodes::applied(&node, support::nodes::current_version(&plane).await).await;
+    let bearer = format!("Bearer {echoed_token}");
+    let failed = post(node.http_address(), &trigger_path(&echoed), &[("authorization", &bearer)], ORDER).await;
+    assert_eq!(failed.status, 500, "{:?}", failed.body);
+    let error = failed.body["error"].as_str().expect("an error").to_owned();
+    assert!(error.starts_with("perform.auth.oauth2: token endpoint answered 400: "), "{error}");
+    assert!(error.contains("grant_type=refresh_token"), "the answer is quoted: {error}");
+    let recorded = event(&plane, failed.body["event_id"].as_i64().unwrap()).await;
+    assert_eq!(recorded.error, error);
+    for secret in ["rt-long-lived", "cs-very-secret", basic.as_str()] {
+        assert!(!error.contains(secret), "{secret} in {error}");
+    }
     node.shutdown().await;
     plane.finish().await;
 }

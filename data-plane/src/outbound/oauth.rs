@@ -18,11 +18,14 @@ use hyper::{HeaderMap, Method};
 use serde::Deserialize;
 
 use super::{Outbound, OutboundError, OutboundRequest};
+use crate::pipeline::redact::Redactor;
 
 /// Tokens are renewed this long before the provider says they expire.
 const EXPIRY_MARGIN: Duration = Duration::from_secs(30);
 /// Lifetime assumed when the provider gives none.
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
+/// Characters of a refusing token endpoint's answer its error quotes.
+const EXCERPT_CHARS: usize = 200;
 
 /// Why no token could be obtained.
 #[derive(Debug, thiserror::Error)]
@@ -115,7 +118,16 @@ async fn fetch(
     };
     let response = outbound.send(request, 64 * 1024).await?;
     if !response.status.is_success() {
-        let excerpt = String::from_utf8_lossy(&response.body[..response.body.len().min(200)]).into_owned();
+        // The excerpt reaches the event's error, and an endpoint may echo
+        // what it was sent: the client secret, the refresh token and the
+        // Basic credentials are replaced, before the cut, so that no part
+        // of one is left at its end.
+        let mut sent = Redactor::default();
+        for secret in [settings.client_secret.expose(), settings.refresh_token.expose(), credentials.as_str()] {
+            sent.add(secret);
+        }
+        let answer = sent.scrub(&String::from_utf8_lossy(&response.body)).into_owned();
+        let excerpt = answer.chars().take(EXCERPT_CHARS).collect();
         return Err(TokenError::Refused { status: response.status.as_u16(), excerpt });
     }
     let parsed: TokenResponse = serde_json::from_slice(&response.body).map_err(|_| TokenError::Malformed)?;

@@ -28,6 +28,9 @@ pub enum Behaviour {
     Hang,
     /// 200 `{"ok":true}`, this many milliseconds after the request.
     Slow(u64),
+    /// 400 with what it was sent: the `Authorization` header, then the
+    /// body (a token endpoint that echoes a refused request).
+    EchoRefusal,
     /// Always this status, with a short body.
     Status(u16),
     /// 200 with `{"tier":"gold","customer":{"name":"Ada"}}` (for lookups).
@@ -101,11 +104,15 @@ impl Target {
                                     .iter()
                                     .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned()))
                                     .collect(),
-                                body,
+                                body: body.clone(),
                             });
                         }
                         count_tx.send_replace(seen);
                         let behaviour = *mode.lock().unwrap();
+                        let echo = || {
+                            let authorization = parts.headers.get("authorization").and_then(|v| v.to_str().ok());
+                            format!("{} {}", authorization.unwrap_or_default(), String::from_utf8_lossy(&body))
+                        };
                         let n = seen as u32;
                         let ok = || r#"{"ok":true}"#.to_owned();
                         let (status, retry_after, body) = match behaviour {
@@ -118,6 +125,7 @@ impl Target {
                             }
                             Behaviour::TooManyFirst { .. } => (200, None, ok()),
                             Behaviour::Hang => std::future::pending().await,
+                            Behaviour::EchoRefusal => (400, None, echo()),
                             Behaviour::Slow(ms) => {
                                 tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
                                 (200, None, ok())
