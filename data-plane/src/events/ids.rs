@@ -17,11 +17,14 @@
 //! id it issued, never from the clock into ids it already gave out (a
 //! duplicate id would be absorbed by the control plane as a redelivery,
 //! losing the event). At the clock's pace that is one small synced write
-//! a minute.
+//! a minute, made on tokio's blocking pool once half the reservation is
+//! used: a caller waits for the disk only when stamps outran the
+//! extension (or it failed), where every caller used to wait for it, on a
+//! runtime worker, once a minute.
 
 use std::path::PathBuf;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::cache;
@@ -38,6 +41,9 @@ const STAMP_END: u64 = 1 << (MILLIS_BITS + SEQUENCE_BITS);
 /// How far ahead of the stamps handed out a reservation reaches: a
 /// minute at the clock's pace.
 const RESERVE_AHEAD: u64 = 60_000 << SEQUENCE_BITS;
+/// Stamps left in the reservation at which it is extended in the
+/// background: half of it.
+const EXTEND_WITH_LEFT: u64 = RESERVE_AHEAD / 2;
 const RESERVATION_FILE: &str = "event-id-reservation";
 
 /// Mints event ids for one node.
@@ -47,11 +53,20 @@ pub struct EventIds {
     ordinal: AtomicI64,
     /// The last stamp handed out.
     last: AtomicU64,
-    /// Stamps below this are reserved on disk (`u64::MAX` without a
-    /// directory: nothing to reserve).
+    reservation: Arc<Reservation>,
+}
+
+/// The stamps reserved on disk, shared with an extension running on the
+/// blocking pool.
+#[derive(Debug)]
+struct Reservation {
+    /// Stamps below this are reserved (`u64::MAX` without a directory:
+    /// nothing to reserve).
     reserved: AtomicU64,
+    /// An extension ahead of the reservation's end is under way.
+    extending: AtomicBool,
     /// The directory holding the reservation; the lock orders extensions.
-    reservation: Mutex<Option<PathBuf>>,
+    dir: Mutex<Option<PathBuf>>,
 }
 
 impl Default for EventIds {
@@ -59,8 +74,11 @@ impl Default for EventIds {
         EventIds {
             ordinal: AtomicI64::new(-1),
             last: AtomicU64::new(0),
-            reserved: AtomicU64::new(u64::MAX),
-            reservation: Mutex::new(None),
+            reservation: Arc::new(Reservation {
+                reserved: AtomicU64::new(u64::MAX),
+                extending: AtomicBool::new(false),
+                dir: Mutex::new(None),
+            }),
         }
     }
 }
@@ -75,8 +93,8 @@ impl EventIds {
             .and_then(|text| text.trim().parse::<u64>().ok())
             .unwrap_or(0);
         ids.last.store(previous, Ordering::Relaxed);
-        ids.reserved.store(0, Ordering::Relaxed);
-        *ids.reservation.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(dir);
+        ids.reservation.reserved.store(0, Ordering::Relaxed);
+        *ids.reservation.dir.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(dir);
         ids
     }
 
@@ -107,17 +125,25 @@ impl EventIds {
                 Err(actual) => last = actual,
             }
         };
-        if stamp >= self.reserved.load(Ordering::Acquire) {
-            self.reserve_past(stamp)?;
+        let reservation = &self.reservation;
+        let reserved = reservation.reserved.load(Ordering::Acquire);
+        if stamp >= reserved {
+            // Every caller whose stamp is not yet covered waits here, so no
+            // id leaves unreserved.
+            reservation.extend(stamp, 0)?;
+        } else if reserved - stamp <= EXTEND_WITH_LEFT && !reservation.extending.swap(true, Ordering::AcqRel) {
+            reservation.extend_in_background(stamp);
         }
         compose(stamp, ordinal)
     }
+}
 
-    /// Extends the reservation on disk past `stamp`; every caller whose
-    /// stamp is not yet covered waits here, so no id leaves unreserved.
-    fn reserve_past(&self, stamp: u64) -> Option<()> {
-        let dir = self.reservation.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if stamp < self.reserved.load(Ordering::Acquire) {
+impl Reservation {
+    /// Reserves on disk the stamps from `stamp` to a minute past it,
+    /// unless more than `left` past `stamp` are reserved already.
+    fn extend(&self, stamp: u64, left: u64) -> Option<()> {
+        let dir = self.dir.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if stamp + left < self.reserved.load(Ordering::Acquire) {
             return Some(());
         }
         let dir = dir.as_ref()?;
@@ -132,6 +158,21 @@ impl EventIds {
                 None
             }
         }
+    }
+
+    /// Extends the reservation on the blocking pool (outside a runtime,
+    /// callers extend it when they reach its end). A failure is logged, and
+    /// the callers that reach the end try again, waiting.
+    fn extend_in_background(self: &Arc<Self>, stamp: u64) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.extending.store(false, Ordering::Release);
+            return;
+        };
+        let reservation = self.clone();
+        runtime.spawn_blocking(move || {
+            let _ = reservation.extend(stamp, EXTEND_WITH_LEFT);
+            reservation.extending.store(false, Ordering::Release);
+        });
     }
 }
 
@@ -226,6 +267,30 @@ mod tests {
         second.set_ordinal(9);
         let next = second.next().unwrap();
         assert!(next > highest, "{next} must follow {highest}");
+    }
+
+    /// Once half the reservation is used, it is extended on the blocking
+    /// pool: no caller reaches its end and waits for the disk.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_reservation_is_extended_before_callers_reach_its_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let reserved = || std::fs::read_to_string(dir.path().join(RESERVATION_FILE)).unwrap().parse::<u64>().unwrap();
+        let ids = EventIds::reserving_in(dir.path().to_owned());
+        ids.set_ordinal(9);
+        ids.next().unwrap();
+        let first = reserved();
+        // Faster than the clock: the stamps run ahead of it, to just past
+        // half the reservation.
+        for _ in 0..=RESERVE_AHEAD - EXTEND_WITH_LEFT {
+            ids.next().unwrap();
+        }
+        let started = std::time::Instant::now();
+        while reserved() == first {
+            assert!(started.elapsed() < std::time::Duration::from_secs(10), "the reservation was not extended");
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        assert!(ids.last.load(Ordering::Relaxed) < first, "extended before any stamp reached its end");
+        assert!(reserved() >= first + EXTEND_WITH_LEFT);
     }
 
     #[test]
