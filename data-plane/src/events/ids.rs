@@ -131,6 +131,9 @@ impl EventIds {
             // Every caller whose stamp is not yet covered waits here, so no
             // id leaves unreserved.
             reservation.extend(stamp, 0)?;
+            // The disk took a reservation again: a background extension
+            // that failed may be tried anew.
+            reservation.extending.store(false, Ordering::Release);
         } else if reserved - stamp <= EXTEND_WITH_LEFT && !reservation.extending.swap(true, Ordering::AcqRel) {
             reservation.extend_in_background(stamp);
         }
@@ -161,8 +164,10 @@ impl Reservation {
     }
 
     /// Extends the reservation on the blocking pool (outside a runtime,
-    /// callers extend it when they reach its end). A failure is logged, and
-    /// the callers that reach the end try again, waiting.
+    /// callers extend it when they reach its end). A failure is logged and
+    /// not tried again in the background, where every later call would
+    /// start another attempt: the callers that reach the end try again,
+    /// waiting, and a success of theirs lets the background try anew.
     fn extend_in_background(self: &Arc<Self>, stamp: u64) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             self.extending.store(false, Ordering::Release);
@@ -170,8 +175,9 @@ impl Reservation {
         };
         let reservation = self.clone();
         runtime.spawn_blocking(move || {
-            let _ = reservation.extend(stamp, EXTEND_WITH_LEFT);
-            reservation.extending.store(false, Ordering::Release);
+            if reservation.extend(stamp, EXTEND_WITH_LEFT).is_some() {
+                reservation.extending.store(false, Ordering::Release);
+            }
         });
     }
 }
@@ -291,6 +297,25 @@ mod tests {
         }
         assert!(ids.last.load(Ordering::Relaxed) < first, "extended before any stamp reached its end");
         assert!(reserved() >= first + EXTEND_WITH_LEFT);
+    }
+
+    /// An extension that fails leaves the reservation's end where it was:
+    /// the calls that reach it try again, waiting, and are refused while
+    /// the disk refuses.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn past_a_reservation_that_cannot_be_extended_ids_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let kept = dir.path().join("ids");
+        std::fs::create_dir(&kept).unwrap();
+        let ids = EventIds::reserving_in(kept.clone());
+        ids.set_ordinal(2);
+        ids.next().unwrap();
+        // A file where the directory was: no reservation can be written.
+        std::fs::remove_dir_all(&kept).unwrap();
+        std::fs::write(&kept, b"").unwrap();
+        let handed = (0..2 * RESERVE_AHEAD).take_while(|_| ids.next().is_some()).count() as u64;
+        assert!(handed < RESERVE_AHEAD, "{handed} ids handed out past what was reserved");
+        assert_eq!(ids.next(), None, "still refused");
     }
 
     #[test]
