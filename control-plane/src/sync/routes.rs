@@ -26,11 +26,11 @@ const SYNC: &str = "/hookplane.v1.NodeSyncService/Sync";
 const REPORT_EVENTS: &str = "/hookplane.v1.NodeSyncService/ReportEvents";
 
 /// The largest `ReportEvents` message taken: a node's batch stops growing
-/// past 2 MiB of traces, but an event larger than that goes alone, and its
-/// trace holds the call's whole payload, up to the node's body limit (at
-/// most 16 MiB). gRPC's default, 4 MiB, refused such a batch, and the node
-/// sent it again from its spool on every reconnect, so that no later event
-/// got through either.
+/// once its traces pass 2 MiB, so it holds at most one larger event, and a
+/// node sends no trace over 24 MiB (past that, it leaves out the payload
+/// and `$processed`). gRPC's default, 4 MiB, refused batches of calls with
+/// large payloads, and the node sent them again from its spool on every
+/// reconnect, so that no later event got through either.
 const MAX_REPORTED_MESSAGE_BYTES: usize = 64 << 20;
 
 /// Serves `hookplane.v1.NodeSyncService` with a [`NodeSyncApi`].

@@ -90,8 +90,12 @@ impl EventSink {
     }
 
     /// Queues an event; never blocks. Await the receipt before telling
-    /// anyone the event exists.
-    pub fn record(&self, event: Event<EncodedTrace>) -> Receipt {
+    /// anyone the event exists. A trace over [`trace::MAX_TRACE_BYTES`]
+    /// goes without its payload and `$processed`.
+    pub fn record(&self, mut event: Event<EncodedTrace>) -> Receipt {
+        if event.trace.as_bytes().len() > trace::MAX_TRACE_BYTES {
+            event.trace = trace::bounded(&event.trace);
+        }
         let (kept, receipt) = oneshot::channel();
         self.pending.fetch_add(1, Ordering::Relaxed);
         if let Err(refused) = self.sender.send(Queued { event, kept }) {

@@ -30,13 +30,13 @@ use crate::sync::{authorized, connect};
 /// Events per batch: one store transaction on the control plane.
 const MAX_BATCH: usize = 500;
 /// Trace bytes past which a batch takes no more events; the event that
-/// passes it still goes, so one larger than this goes alone. Each trace
-/// holds its call's payload (up to the node's body limit, 1 MiB by
-/// default), and a batch is one `ReportEvents` message: the control plane
-/// takes messages far larger than this (`MAX_REPORTED_MESSAGE_BYTES`
-/// there), where gRPC's default limit, 4 MiB, refused five calls of
-/// 900 KB batched together, and the spooled batch with them on every
-/// resend.
+/// passes it still goes, so a batch holds at most one larger event, whose
+/// trace is at most `trace::MAX_TRACE_BYTES`. Each trace holds its call's
+/// payload (up to the node's body limit, 1 MiB by default), and a batch
+/// is one `ReportEvents` message: the control plane takes messages far
+/// larger than this (`MAX_REPORTED_MESSAGE_BYTES` there), where gRPC's
+/// default limit, 4 MiB, refused five calls of 900 KB batched together,
+/// and the spooled batch with them on every resend.
 pub const MAX_BATCH_BYTES: usize = 2 << 20;
 /// A batch unacknowledged this long means the stream is broken (checked
 /// on [`SPILL_CHECK`]'s ticks: [`Backlog::watching`]).

@@ -25,11 +25,37 @@ use smallvec::SmallVec;
 use crate::pipeline::redact::{REDACTED, Redactor};
 use crate::snapshot::DeployedConnector;
 
+/// The largest trace an event takes to the control plane. A payload of up
+/// to the highest body limit (16 MiB) fits, but `$processed` is bounded by
+/// the expression budget in values, not in text (a control character is
+/// six bytes of JSON), and redaction can lengthen a payload. A larger trace
+/// would make a `ReportEvents` message (64 MiB at most, with a batch's
+/// other events) that the control plane refuses, and the node would send
+/// it again on every reconnect, holding back every later event.
+pub const MAX_TRACE_BYTES: usize = 24 << 20;
+
 /// Headers a call's trace lists without allocating: most calls have fewer.
 const INLINE_HEADERS: usize = 16;
 
 /// Headers that carry credentials whatever the connector's settings.
 const CREDENTIAL_HEADERS: [&str; 4] = ["authorization", "x-secret-token", "cookie", "proxy-authorization"];
+
+/// `trace` without its payload and `$processed`, which are what can make
+/// it larger than [`MAX_TRACE_BYTES`] (the request's `body_bytes` still
+/// tells the payload's size); the request alone if that is not enough.
+pub fn bounded(trace: &EncodedTrace) -> EncodedTrace {
+    let size = trace.as_bytes().len();
+    tracing::warn!(bytes = size, "an event's trace is too large; it goes without its payload and $processed");
+    // The node's own encoding: it decodes.
+    let mut decoded = convert::decode_trace(trace.as_bytes()).unwrap_or_default();
+    decoded.payload = String::new();
+    decoded.processed = String::new();
+    let smaller = convert::encode_trace(decoded.clone());
+    if smaller.as_bytes().len() <= MAX_TRACE_BYTES {
+        return smaller;
+    }
+    convert::encode_trace(EventTrace { request: decoded.request, ..Default::default() })
+}
 
 /// The inbound request, as the trigger endpoint accepted it.
 #[derive(Clone, Copy, Debug)]
@@ -133,6 +159,44 @@ mod tests {
             revision: Default::default(),
         };
         Arc::new(DeployedConnector::prepare(connector, 1).unwrap())
+    }
+
+    /// A trace over the bound loses its payload and `$processed`, and
+    /// keeps the rest.
+    #[test]
+    fn a_trace_over_the_bound_goes_without_its_payload_and_processed() {
+        let large = EventTrace {
+            request: hookplane_model::InboundRequestTrace { body_bytes: 3, ..Default::default() },
+            payload: "{}".into(),
+            condition_result: Some(true),
+            processed: "\\u0001".repeat(MAX_TRACE_BYTES / 6 + 1),
+            ..Default::default()
+        };
+        let encoded = convert::encode_trace(large.clone());
+        assert!(encoded.as_bytes().len() > MAX_TRACE_BYTES);
+        let bounded = convert::decode_trace(bounded(&encoded).as_bytes()).unwrap();
+        assert_eq!(bounded, EventTrace { payload: String::new(), processed: String::new(), ..large });
+
+        // What the sink queues for the reporter, large and small.
+        let (sink, mut queue) = crate::events::EventSink::new();
+        let small = convert::encode_trace(EventTrace { payload: "{}".into(), ..Default::default() });
+        for trace in [encoded, small.clone()] {
+            drop(sink.record(hookplane_model::Event {
+                id: 1,
+                organization_id: "org_1".into(),
+                connector_id: "con_1".into(),
+                status: hookplane_model::EventStatus::Completed,
+                response_code: Some(200),
+                error: String::new(),
+                node_id: "node-a".into(),
+                create_time: hookplane_model::now(),
+                duration_ms: 1,
+                trace,
+            }));
+        }
+        let queued = queue.receiver.try_recv().unwrap().event.trace;
+        assert!(queued.as_bytes().len() <= MAX_TRACE_BYTES);
+        assert_eq!(queue.receiver.try_recv().unwrap().event.trace, small, "within the bound: as it was");
     }
 
     /// The encoded trace of a request with `headers` and `body` whose
