@@ -52,6 +52,10 @@ const SPILL_CHECK: Duration = Duration::from_millis(50);
 /// spool holds in memory (a node without a cache dir), which ends with
 /// the process.
 const LAST_DELIVERY: Duration = Duration::from_secs(10);
+/// How long one batch of that last delivery waits for its ack before the
+/// stream is given up for a new one: a stream that broke unnoticed would
+/// otherwise take the whole [`LAST_DELIVERY`] ([`ACK_TIMEOUT`] is as long).
+const LAST_ACK_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Where batches go: an open `ReportEvents` stream, or the control plane
 /// in this process.
@@ -283,7 +287,8 @@ impl Backlog {
                         }
                     },
                 };
-                if !self.send_oldest(open).await {
+                let delivered = tokio::time::timeout(LAST_ACK_TIMEOUT, self.send_oldest(open)).await;
+                if delivered != Ok(true) {
                     stream = None;
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(BACKOFF_MAX);

@@ -319,6 +319,7 @@ impl Ingress {
             received,
             started,
             runs_again,
+            recorded: false,
         };
         let mut execution = self.executor.execute(snapshot, deployed, plan, (&payload).into(), depth).await;
         for status in execution.attempts.statuses() {

@@ -9,8 +9,8 @@
 //! have reached a target by then. So a call that passed every check is
 //! [`Running`] until its event is recorded: [`Running::finish`] records the
 //! execution's event, and a `Running` dropped before that records a failed
-//! one with the inbound request and what happened, unless the call runs
-//! again (a kept asynchronous call). An HTTP/1.1 sender that closes its
+//! one with the inbound request and what happened (cut off, or a panic of
+//! the execution), unless the call runs again (a kept asynchronous call). An HTTP/1.1 sender that closes its
 //! connection does not cut its call off: the listener allows half-closed
 //! connections, so the call runs to its own event.
 
@@ -31,6 +31,9 @@ use crate::snapshot::{DeployedConnector, Snapshot};
 /// The error of an event whose call was cut off.
 pub const CUT_OFF: &str = "the call was cut off before its execution ended (its sender closed it, or the node \
                            stopped); whether a target received a request of it is unknown";
+/// The error of an event whose execution panicked: a defect of the node.
+pub const PANICKED: &str = "the call's execution failed unexpectedly, a defect of the node; whether a target \
+                            received a request of it is unknown";
 
 /// A call that passed every check, from the start of its execution until
 /// its event is recorded.
@@ -50,22 +53,21 @@ pub struct Running<'a> {
     /// inbox until its event is kept, and that event keeps its id), so
     /// its cut-off records nothing.
     pub runs_again: bool,
+    /// Its event is recorded: dropped now, it records nothing.
+    pub recorded: bool,
 }
 
 impl Running<'_> {
     /// Records the event of the finished `execution`, whose trace it takes.
-    pub fn finish(self, execution: &mut Execution) -> Receipt {
+    pub fn finish(mut self, execution: &mut Execution) -> Receipt {
         // The request's headers and body are written into the trace now,
         // while hyper's read buffer they live in is still ours to release.
         let trace = self
             .inbound(&execution.redactor)
             .encode_trace(std::mem::take(&mut execution.trace), execution.attempts.encoded());
         let error = execution.error.clone().unwrap_or_default();
-        let receipt = self.record(execution.outcome.event_status(), execution.response_code, error, trace);
-        // Not dropped, which would record a second event; it owns nothing
-        // to free (references and plain values).
-        std::mem::forget(self);
-        receipt
+        self.recorded = true;
+        self.record(execution.outcome.event_status(), execution.response_code, error, trace)
     }
 
     fn inbound<'r>(&'r self, redactor: &'r Redactor) -> InboundRequest<'r> {
@@ -97,17 +99,19 @@ impl Running<'_> {
 }
 
 impl Drop for Running<'_> {
-    /// Only a call cut off gets here: [`Running::finish`] forgets its own.
     fn drop(&mut self) {
-        if self.runs_again {
+        if self.recorded || self.runs_again {
             return;
         }
+        // Unwinding: the execution panicked, and tokio ends the connection's
+        // task; the sender did not go away.
+        let error = if std::thread::panicking() { PANICKED } else { CUT_OFF };
         let connector = &self.deployed.connector;
-        tracing::warn!(connector = %connector.id, event_id = self.event_id, "a call was cut off while it ran");
+        tracing::warn!(connector = %connector.id, event_id = self.event_id, error, "a call ended before its event");
         let redactor = Executor::redactor(self.snapshot, self.deployed);
         let trace = self.inbound(&redactor).encode_trace(EventTrace::default(), Attempts::default().encoded());
         // Nobody waits for this call's answer; the reporter keeps the
         // event all the same.
-        drop(self.record(EventStatus::Failed, None, CUT_OFF.to_owned(), trace));
+        drop(self.record(EventStatus::Failed, None, error.to_owned(), trace));
     }
 }
