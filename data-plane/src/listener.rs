@@ -112,7 +112,10 @@ pub async fn serve(
     // Half-closed connections allowed: a sender that closes its connection
     // while its call runs (as a client that stops waiting does) would
     // otherwise have the call dropped mid-execution (`trigger/running.rs`);
-    // it runs to its end and its own event instead.
+    // it runs to its end and its own event instead. It also spares each
+    // call hyper's look for that early end: a `read` and a fresh 8 KiB read
+    // buffer per call (check path under callgrind: 84.0k → 82.8k
+    // instructions, 12.2 → 4.6 KB allocated; `docs/benchmarks.md`).
     builder
         .http1()
         .timer(TokioTimer::new())
