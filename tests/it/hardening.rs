@@ -219,6 +219,29 @@ async fn a_node_keeps_no_secret_in_the_clear_on_disk() {
     plane.finish().await;
 }
 
+/// A plane on an unlimited plan, a target acting as `behaviour`, and a
+/// mapped connector calling it, with its id and token.
+async fn unlimited_connector(behaviour: Behaviour) -> (TestPlane, Target, String, String) {
+    let plane = TestPlane::start(Backend::Sqlite).await;
+    support::triggers::use_plan(&plane, api::Plan { name: "unlimited".into(), ..Default::default() }).await;
+    let target = Target::start(behaviour).await;
+    let (id, token) = create(&plane, support::triggers::mapped_connector(&target.url(""))).await;
+    (plane, target, id, token)
+}
+
+/// A node following `plane` that may call loopback targets, its config
+/// adjusted further by `adjust`.
+async fn loopback_node(
+    plane: &TestPlane,
+    adjust: impl FnOnce(&mut hookplane_data_plane::NodeConfig),
+) -> hookplane_data_plane::DataPlane {
+    support::nodes::start_node_configured(plane, "node-1", None, |c| {
+        c.egress = hookplane_egress::EgressPolicy::public_only().with_loopback();
+        adjust(c);
+    })
+    .await
+}
+
 /// An event larger than gRPC's default message limit (4 MiB) reaches the
 /// control plane over `ReportEvents`, and so does the next one. The
 /// control plane refused the batch that held it, and the node sent that
@@ -226,13 +249,9 @@ async fn a_node_keeps_no_secret_in_the_clear_on_disk() {
 /// reached the control plane either.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_over_grpcs_default_message_limit_reaches_the_control_plane() {
-    use support::triggers::{ORDER, mapped_connector, use_plan};
-    let plane = TestPlane::start(Backend::Sqlite).await;
-    use_plan(&plane, api::Plan { name: "unlimited".into(), ..Default::default() }).await;
-    let target = Target::start(Behaviour::Ok).await;
-    let (id, token) = create(&plane, mapped_connector(&target.url(""))).await;
-    let node = support::nodes::start_node_configured(&plane, "node-1", None, |c| {
-        c.egress = hookplane_egress::EgressPolicy::public_only().with_loopback();
+    use support::triggers::ORDER;
+    let (plane, _target, id, token) = unlimited_connector(Behaviour::Ok).await;
+    let node = loopback_node(&plane, |c| {
         c.ingress.max_body_bytes = 8 << 20;
     })
     .await;
@@ -277,12 +296,9 @@ async fn events_of(plane: &TestPlane, id: &str, n: usize) -> Vec<api::Event> {
 /// call's future: the target had the perform, and no event was recorded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_whose_sender_hangs_up_runs_to_its_own_event() {
-    use support::triggers::{ORDER, mapped_connector, use_plan};
+    use support::triggers::ORDER;
     use tokio::io::AsyncWriteExt as _;
-    let plane = TestPlane::start(Backend::Sqlite).await;
-    use_plan(&plane, api::Plan { name: "unlimited".into(), ..Default::default() }).await;
-    let target = Target::start(Behaviour::Slow(1_000)).await;
-    let (id, token) = create(&plane, mapped_connector(&target.url(""))).await;
+    let (plane, target, id, token) = unlimited_connector(Behaviour::Slow(1_000)).await;
     let node = start_dev_node(&plane, "node-1").await;
     let mut sender = tokio::net::TcpStream::connect(node.http_address()).await.unwrap();
     let request = format!(
@@ -308,13 +324,9 @@ async fn a_call_whose_sender_hangs_up_runs_to_its_own_event() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_cut_off_by_the_drain_timeout_ends_as_a_failed_event() {
     use support::targets::try_post;
-    use support::triggers::{ORDER, mapped_connector, use_plan};
-    let plane = TestPlane::start(Backend::Sqlite).await;
-    use_plan(&plane, api::Plan { name: "unlimited".into(), ..Default::default() }).await;
-    let target = Target::start(Behaviour::Hang).await;
-    let (id, token) = create(&plane, mapped_connector(&target.url(""))).await;
-    let node = support::nodes::start_node_configured(&plane, "node-1", None, |c| {
-        c.egress = hookplane_egress::EgressPolicy::public_only().with_loopback();
+    use support::triggers::ORDER;
+    let (plane, target, id, token) = unlimited_connector(Behaviour::Hang).await;
+    let node = loopback_node(&plane, |c| {
         c.connections.drain_timeout = std::time::Duration::from_millis(300);
     })
     .await;
@@ -343,11 +355,8 @@ async fn a_call_cut_off_by_the_drain_timeout_ends_as_a_failed_event() {
 async fn a_node_without_a_cache_dir_delivers_its_spooled_events_as_it_stops() {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-    use support::triggers::{ORDER, event, mapped_connector, use_plan};
-    let plane = TestPlane::start(Backend::Sqlite).await;
-    use_plan(&plane, api::Plan { name: "unlimited".into(), ..Default::default() }).await;
-    let target = Target::start(Behaviour::Ok).await;
-    let (id, token) = create(&plane, mapped_connector(&target.url(""))).await;
+    use support::triggers::{ORDER, event};
+    let (plane, _target, id, token) = unlimited_connector(Behaviour::Ok).await;
     // The control plane in the node's process, refusing batches at first.
     let (refusing, refusals) = (Arc::new(AtomicBool::new(true)), Arc::new(AtomicUsize::new(0)));
     let local = {
@@ -363,8 +372,7 @@ async fn a_node_without_a_cache_dir_delivers_its_spooled_events_as_it_stops() {
             }
         })
     };
-    let node = support::nodes::start_node_configured(&plane, "node-1", None, |c| {
-        c.egress = hookplane_egress::EgressPolicy::public_only().with_loopback();
+    let node = loopback_node(&plane, |c| {
         c.local_events = Some(local);
     })
     .await;
@@ -393,11 +401,8 @@ async fn a_node_without_a_cache_dir_delivers_its_spooled_events_as_it_stops() {
 async fn stopping_a_node_under_load_keeps_every_answered_event() {
     use std::sync::{Arc, Mutex};
     use support::targets::try_post;
-    use support::triggers::{ORDER, event, mapped_connector, use_plan};
-    let plane = TestPlane::start(Backend::Sqlite).await;
-    use_plan(&plane, api::Plan { name: "unlimited".into(), ..Default::default() }).await;
-    let target = Target::start(Behaviour::Ok).await;
-    let (id, token) = create(&plane, mapped_connector(&target.url(""))).await;
+    use support::triggers::{ORDER, event};
+    let (plane, _target, id, token) = unlimited_connector(Behaviour::Ok).await;
     let node = start_dev_node(&plane, "node-1").await;
     let (address, path, bearer) = (node.http_address(), trigger_path(&id), format!("Bearer {token}"));
     // The finding: 12 clients, then SIGTERM: the node exited in 1.7 s and 12
@@ -598,11 +603,8 @@ async fn a_body_sent_in_parts_is_read_within_the_body_timeout() {
 async fn a_node_answers_while_its_control_plane_hangs() {
     use std::time::{Duration, Instant};
     use support::nodes::{keep_in, start_node_configured};
-    use support::triggers::{ORDER, mapped_connector, use_plan};
-    let plane = TestPlane::start(Backend::Sqlite).await;
-    use_plan(&plane, api::Plan { name: "unlimited".into(), ..Default::default() }).await;
-    let target = Target::start(Behaviour::Ok).await;
-    let (id, token) = create(&plane, mapped_connector(&target.url(""))).await;
+    use support::triggers::ORDER;
+    let (plane, _target, id, token) = unlimited_connector(Behaviour::Ok).await;
     let cache = tempfile::tempdir().unwrap();
     let loopback = |c: &mut hookplane_data_plane::NodeConfig| {
         c.egress = hookplane_egress::EgressPolicy::public_only().with_loopback();
